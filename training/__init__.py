@@ -1,0 +1,1 @@
+"""Regenerates every model the app serves: data, split, training, evaluation, reports."""

@@ -1,0 +1,102 @@
+"""Command line: python -m training {train,evaluate,report} ..."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from training.data import DataSetError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
+MODEL_CHOICES = ("lenet", "sequential", "vggnet")
+DATA_ENV = "ALL_DATA_DIR"
+
+
+def _data_dir(value: str | None) -> str:
+    value = value or os.environ.get(DATA_ENV)
+    if not value:
+        raise DataSetError(f"no data folder: pass --data-dir or set {DATA_ENV}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model and write its artifacts")
+    train.add_argument("--model", choices=(*MODEL_CHOICES, "all"), required=True)
+    train.add_argument("--data-dir", help=f"data set folder (default: ${DATA_ENV})")
+    train.add_argument("--epochs", type=int, default=40)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--out", type=Path, default=DEFAULT_MODELS_DIR)
+
+    evaluate = sub.add_parser("evaluate", help="score committed models on a labelled folder")
+    evaluate.add_argument("--data-dir", help=f"data set folder (default: ${DATA_ENV})")
+    evaluate.add_argument("--model", choices=(*MODEL_CHOICES, "all"), default="all")
+    evaluate.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    evaluate.add_argument("--split", choices=("train", "val", "test"),
+                          help="only the images the split manifest puts in this split")
+    evaluate.add_argument("--json", action="store_true", help="one JSON object per model")
+
+    report = sub.add_parser("report", help="write models/REPORT.md from the test split")
+    report.add_argument("--data-dir", help=f"data set folder (default: ${DATA_ENV})")
+    report.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.data import discover
+    from training.train import TrainConfig, train
+
+    data_dir = _data_dir(args.data_dir)
+    samples = discover(data_dir)
+    names = MODEL_CHOICES if args.model == "all" else (args.model,)
+    for name in names:
+        config = TrainConfig(model=name, epochs=args.epochs, batch_size=args.batch_size,
+                             seed=args.seed)
+        train(config, data_dir, args.out, samples=samples)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from app.model_store import load_model, model_names
+    from training.data import discover
+    from training.evaluate import evaluate_model, format_table, select_split
+    from training.train import MANIFEST_NAME
+
+    samples = discover(_data_dir(args.data_dir))
+    if args.split:
+        samples = select_split(samples, args.models_dir / MANIFEST_NAME, args.split)
+        if not samples:
+            raise DataSetError(f"no image of this folder is in the {args.split} split")
+    available = model_names(args.models_dir)
+    names = available if args.model == "all" else [args.model]
+    if not names or any(n not in available for n in names):
+        print(f"error: no model {args.model!r} in {args.models_dir}", file=sys.stderr)
+        return 2
+    for name in names:
+        result = evaluate_model(load_model(args.models_dir, name), samples)
+        print(json.dumps(result) if args.json else format_table(result), flush=True)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from training.report import write_report
+
+    path = write_report(_data_dir(args.data_dir), args.models_dir)
+    print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"train": _train, "evaluate": _evaluate, "report": _report}[args.command](args)
+    except DataSetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,95 @@
+"""Finds the images of a data set folder and maps its class folders to class ids."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.classes import CLASS_IDS
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
+
+# Folder names of the original release and of the Kaggle re-upload.
+_FOLDER_ALIASES: dict[str, str] = {
+    "benign": "benign",
+    "early": "early_pre_b",
+    "pre": "pre_b",
+    "pro": "pro_b",
+    "[malignant] early pre-b": "early_pre_b",
+    "[malignant] pre-b": "pre_b",
+    "[malignant] pro-b": "pro_b",
+}
+_FOLDER_ALIASES.update({class_id: class_id for class_id in CLASS_IDS})
+
+
+class DataSetError(ValueError):
+    """The data folder is missing or not laid out as a class-per-folder data set."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    class_id: str
+    sha256: str
+
+    @property
+    def label(self) -> int:
+        return CLASS_IDS.index(self.class_id)
+
+
+def class_id_for_folder(name: str) -> str:
+    """Map a class folder name (either release's spelling) to a stable class id."""
+    key = re.sub(r"\s+", " ", name.strip().lower())
+    try:
+        return _FOLDER_ALIASES[key]
+    except KeyError:
+        known = ", ".join(sorted({"Benign", "Early", "Pre", "Pro", "[Malignant] early Pre-B",
+                                  "[Malignant] Pre-B", "[Malignant] Pro-B"}))
+        raise DataSetError(f"unknown class folder {name!r}; expected one of: {known}") from None
+
+
+def resolve_image_root(data_dir: str | Path) -> Path:
+    """Return the folder holding the class folders.
+
+    Accepts the folder itself, or a data set root with the class folders under
+    ``original/`` (the shared copy's layout).
+    """
+    root = Path(data_dir).expanduser()
+    if not root.exists():
+        raise DataSetError(f"data folder {str(root)!r} does not exist")
+    if not root.is_dir():
+        raise DataSetError(f"{str(root)!r} is not a folder")
+    if (root / "original").is_dir():
+        root = root / "original"
+    return root
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def discover(data_dir: str | Path) -> list[Sample]:
+    """List every image under the class folders of ``data_dir``, sorted by path.
+
+    Raises DataSetError for a missing folder, no class folders, an unknown
+    class folder or a class folder with no images.
+    """
+    root = resolve_image_root(data_dir)
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise DataSetError(
+            f"no class folders in {str(root)!r}: expected Benign/, Early/, Pre/, Pro/ "
+            "(or the Kaggle names) each holding images"
+        )
+    samples: list[Sample] = []
+    for folder in folders:
+        class_id = class_id_for_folder(folder.name)
+        files = sorted(
+            p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if not files:
+            raise DataSetError(f"class folder {str(folder)!r} holds no images")
+        samples.extend(Sample(path=p, class_id=class_id, sha256=_sha256(p)) for p in files)
+    return samples
