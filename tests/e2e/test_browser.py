@@ -1,0 +1,119 @@
+"""End to end: a real HTTP server and Debian's Chromium driven by Playwright.
+
+Opens the upload page, chooses a real smear image, submits, checks the result
+page, and saves screenshots to docs/screenshots/ (for the README) and
+test-artifacts/e2e/. Needs /usr/bin/chromium (apt-get install chromium).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from app.classes import CLASS_IDS
+
+pytestmark = [pytest.mark.e2e, pytest.mark.data]
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCREENSHOT_DIRS = [ROOT / "docs" / "screenshots", ROOT / "test-artifacts" / "e2e"]
+
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip package playwright missing")
+
+
+@pytest.fixture(scope="module")
+def base_url(models_dir: Path, inference_service) -> Iterator[str]:
+    """The real app behind a threaded Werkzeug server on a free local port."""
+    from app import create_app
+
+    app = create_app({"APP_ENV": "testing", "MODELS_DIR": str(models_dir),
+                      "SECRET_KEY": "e2e-secret"}, inference=inference_service)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def save_screenshot(page, name: str) -> None:
+    for folder in SCREENSHOT_DIRS:
+        folder.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(folder / name), full_page=True)
+
+
+def test_upload_and_result_pages(browser, base_url: str, smear_images) -> None:
+    smear = smear_images["pre_b"][0]
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    page.goto(base_url + "/")
+    assert page.title().startswith("Analyse a smear image")
+    options = page.locator("#model option")
+    assert options.count() >= 2
+    assert "test accuracy" in options.first.inner_text()
+    assert page.locator("#model").input_value() == "lenet"
+
+    page.set_input_files("#image", str(smear))
+    sync_api.expect(page.locator("#preview")).to_be_visible()  # JS preview (data: URI)
+    save_screenshot(page, "upload.png")
+
+    page.click("#submit")
+    page.wait_for_selector("#verdict")
+    verdict = page.locator("#verdict").inner_text()
+    assert verdict.startswith(("Malignant: ", "Benign: hematogones"))
+    bars = page.locator("#probabilities li")
+    assert bars.count() == 4
+    assert [bars.nth(i).get_attribute("data-class") for i in range(4)] == list(CLASS_IDS)
+    assert "not a diagnosis" in page.content()
+    assert page.locator(".thumb img").evaluate("img => img.naturalWidth") > 0
+    save_screenshot(page, "result.png")
+    assert not errors, f"browser errors (CSP violations show up here): {errors}"
+
+    page.click("#again")
+    page.wait_for_selector("#upload-form")
+    page.close()
+
+
+def test_phone_width_has_no_horizontal_scroll(browser, base_url: str, smear_images) -> None:
+    page = browser.new_page(viewport={"width": 375, "height": 740}, device_scale_factor=1)
+    page.goto(base_url + "/")
+    page.set_input_files("#image", str(smear_images["benign"][0]))
+    page.click("#submit")
+    page.wait_for_selector("#verdict")
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0
+    for folder in SCREENSHOT_DIRS[1:]:
+        folder.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(folder / "result-phone.png"), full_page=True)
+    page.close()
+
+
+def test_works_without_javascript(browser, base_url: str, smear_images) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(base_url + "/")
+    page.set_input_files("#image", str(smear_images["pro_b"][0]))
+    page.select_option("#model", index=page.locator("#model option").count() - 1)
+    page.click("#submit")
+    page.wait_for_selector("#verdict")
+    assert page.locator("#probabilities li").count() == 4
+    context.close()
