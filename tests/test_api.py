@@ -126,3 +126,18 @@ def test_real_smear_per_class(client, smear_images) -> None:
         body = response.get_json()
         assert body["image"] == {"format": "JPEG", "width": 224, "height": 224}
         assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_unexpected_errors_hide_the_stack_trace(app) -> None:
+    def boom():
+        raise RuntimeError("secret internal detail")
+
+    app.add_url_rule("/api/v1/boom", "api_boom", boom)
+    app.add_url_rule("/boom", "boom", boom)
+    client = app.test_client()
+    assert_error(client.get("/api/v1/boom"), 500, "internal_error")
+    page = client.get("/boom")
+    assert page.status_code == 500 and page.mimetype == "text/html"
+    for response in (client.get("/api/v1/boom"), page):
+        text = response.get_data(as_text=True)
+        assert "secret internal detail" not in text and "Traceback" not in text

@@ -107,6 +107,29 @@ def test_phone_width_has_no_horizontal_scroll(browser, base_url: str, smear_imag
     page.close()
 
 
+def test_drag_and_drop_fills_the_file_input(browser, base_url: str, smear_images) -> None:
+    page = browser.new_page()
+    page.goto(base_url + "/")
+    payload = list(smear_images["early_pre_b"][0].read_bytes())
+    page.evaluate(
+        """bytes => {
+            const file = new File([new Uint8Array(bytes)], "dropped.jpg", {type: "image/jpeg"});
+            const transfer = new DataTransfer();
+            transfer.items.add(file);
+            const zone = document.getElementById("dropzone");
+            zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: transfer, bubbles: true}));
+            zone.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));
+        }""",
+        payload,
+    )
+    assert page.evaluate("document.getElementById('image').files[0].name") == "dropped.jpg"
+    sync_api.expect(page.locator("#preview")).to_be_visible()
+    page.click("#submit")
+    page.wait_for_selector("#verdict")
+    assert page.locator("#probabilities li").count() == 4
+    page.close()
+
+
 def test_works_without_javascript(browser, base_url: str, smear_images) -> None:
     context = browser.new_context(java_script_enabled=False)
     page = context.new_page()
