@@ -46,7 +46,32 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write models/REPORT.md from the test split")
     report.add_argument("--data-dir", help=f"data set folder (default: ${DATA_ENV})")
     report.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+
+    fit_ood = sub.add_parser("fit-ood", help="fit the OOD guard and the 'uncertain' confidence")
+    fit_ood.add_argument("--data-dir", help=f"data set folder (default: ${DATA_ENV})")
+    fit_ood.add_argument("--model", choices=(*MODEL_CHOICES, "all"), default="all")
+    fit_ood.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     return parser
+
+
+def _fit_ood(args: argparse.Namespace) -> int:
+    from app.model_store import model_names
+    from training.data import discover
+    from training.ood import fit_ood
+
+    data_dir = _data_dir(args.data_dir)
+    samples = discover(data_dir)
+    available = model_names(args.models_dir)
+    names = available if args.model == "all" else [args.model]
+    if not names or any(n not in available for n in names):
+        print(f"error: no model {args.model!r} in {args.models_dir}", file=sys.stderr)
+        return 2
+    for name in names:
+        section = fit_ood(args.models_dir, name, data_dir, samples=samples)
+        print(f"[{name}] threshold {section['threshold']:.3f}: flags val "
+              f"{section['val_flag_rate']:.1%}, test {section['test_flag_rate']:.1%}, "
+              f"foreign {section['foreign_flag_rate']:.1%}", flush=True)
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -96,7 +121,8 @@ def _report(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"train": _train, "evaluate": _evaluate, "report": _report}[args.command](args)
+        return {"train": _train, "evaluate": _evaluate, "report": _report,
+                "fit-ood": _fit_ood}[args.command](args)
     except DataSetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

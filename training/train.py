@@ -123,6 +123,10 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path,
     meta_path.write_text(json.dumps(metadata, indent=2) + "\n")
     plots.training_curves(hist, spec["display_name"], out / f"{config.model}.curves.png")
     calibrate_and_score(config.model, out, arrays)
+    # Refit the OOD guard and the "uncertain" confidence for the new weights.
+    from training.ood import fit_ood
+
+    fit_ood(out, config.model, data_dir, samples=samples)
     return json.loads(meta_path.read_text())
 
 

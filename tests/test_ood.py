@@ -1,0 +1,171 @@
+"""The OOD guard, the foreign set and the "uncertain" rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.model_store import load_model, model_names
+from app.ood import (
+    OOD_SUFFIX,
+    OodGuard,
+    OodNotFittedError,
+    image_statistics,
+    is_uncertain,
+    min_mahalanobis,
+)
+from app.preprocessing import load_image, to_model_input
+from training.data import discover
+from training.evaluate import select_split
+from training.foreign import KINDS, SYNTHETIC_KINDS, foreign_set
+from training.ood import choose_uncertain_below, fit_class_gaussians, ledoit_wolf
+
+# --- the uncertain rule ------------------------------------------------------------------
+
+
+def test_is_uncertain_compares_top_probability_with_threshold() -> None:
+    assert is_uncertain(np.array([0.40, 0.30, 0.20, 0.10]), 0.6)
+    assert not is_uncertain(np.array([0.70, 0.10, 0.10, 0.10]), 0.6)
+    assert not is_uncertain(np.array([0.70, 0.10, 0.10, 0.10]), 0.0)
+
+
+def test_uncertain_below_splits_where_low_confidence_accuracy_drops_under_target() -> None:
+    # 40 predictions at 0.3-0.5 confidence, half right; 160 at 0.8-1.0, all right.
+    conf = np.r_[np.linspace(0.3, 0.5, 40), np.linspace(0.8, 1.0, 160)]
+    correct = np.r_[np.arange(40) % 2 == 0, np.ones(160, bool)]
+    c = choose_uncertain_below(conf, correct, target=0.8, min_count=10)
+    below = conf < c
+    assert 0.5 < c < 1.0
+    assert correct[below].mean() < 0.8
+    # One more prediction would lift the group to 80% or more.
+    k = below.sum()
+    assert correct[np.argsort(conf)[:k + 1]].mean() >= 0.8
+
+
+def test_uncertain_below_is_zero_for_a_reliable_model_and_one_for_a_useless_one() -> None:
+    conf = np.linspace(0.3, 1.0, 100)
+    assert choose_uncertain_below(conf, np.ones(100, bool)) == 0.0
+    assert choose_uncertain_below(conf, np.zeros(100, bool)) == 1.0
+
+
+# --- the Gaussian fitting ----------------------------------------------------------------
+
+
+def test_ledoit_wolf_shrinks_little_with_many_samples_and_more_with_few() -> None:
+    rng = np.random.default_rng(0)
+    cov = np.diag([4.0, 1.0, 0.25, 0.1])
+    many = rng.multivariate_normal(np.zeros(4), cov, 20000)
+    est, shrink_many = ledoit_wolf(many - many.mean(0))
+    assert np.allclose(est, cov, atol=0.1)
+    few = many[:6]
+    _, shrink_few = ledoit_wolf(few - few.mean(0))
+    assert 0 <= shrink_many < shrink_few <= 1
+
+
+def test_class_gaussians_give_small_distance_to_own_class_and_large_far_away() -> None:
+    rng = np.random.default_rng(1)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0]])
+    y = np.repeat([0, 1], 500)
+    x = centres[y] + rng.normal(0, 1, (1000, 2))
+    means, precision, _ = fit_class_gaussians(x, y, 2)
+    assert np.allclose(means, centres, atol=0.2)
+    d_in = min_mahalanobis(np.array([[10.2, 0.1], [0.3, -0.2]]), means, precision)
+    d_out = min_mahalanobis(np.array([[5.0, 8.0]]), means, precision)
+    assert d_in.max() < 1.0 and d_out[0] > 50
+
+
+def test_image_statistics_are_finite_for_blank_and_noisy_images() -> None:
+    for arr in (np.zeros((224, 224, 3)), np.ones((224, 224, 3)),
+                np.random.default_rng(2).random((224, 224, 3))):
+        assert np.isfinite(image_statistics(arr)).all()
+
+
+# --- the foreign set ---------------------------------------------------------------------
+
+
+def test_foreign_set_is_deterministic_and_covers_synthetic_kinds() -> None:
+    a, b = foreign_set(seed=3), foreign_set(seed=3)
+    assert len(a) >= 60
+    assert {f.kind for f in a} == set(SYNTHETIC_KINDS)
+    assert all(np.array_equal(np.asarray(x.image), np.asarray(y.image))
+               for x, y in zip(a, b, strict=True))
+    assert all(f.image.mode == "RGB" for f in a)
+
+
+# --- the fitted guard on the committed models (data set needed) --------------------------
+
+
+@pytest.fixture(scope="module")
+def fitted(models_dir: Path) -> list[str]:
+    names = [n for n in model_names(models_dir) if (models_dir / f"{n}{OOD_SUFFIX}").is_file()]
+    if not names:
+        pytest.skip(f"no fitted OOD guard in {models_dir}: run python -m training fit-ood")
+    return names
+
+
+@pytest.fixture(scope="module")
+def guard_and_model(models_dir: Path, fitted: list[str]):
+    # The smallest input size is the fastest; every model is fitted the same way.
+    loaded = [load_model(models_dir, n) for n in fitted]
+    model = min(loaded, key=lambda m: m.input_size)
+    return OodGuard.load(models_dir, model), model
+
+
+def test_load_refuses_a_model_without_fitted_statistics(models_dir: Path, tmp_path: Path,
+                                                        fitted: list[str]) -> None:
+    name = fitted[0]
+    for suffix in (".keras", ".json"):
+        (tmp_path / f"{name}{suffix}").write_bytes((models_dir / f"{name}{suffix}").read_bytes())
+    with pytest.raises(OodNotFittedError):
+        OodGuard.load(tmp_path, load_model(tmp_path, name))
+
+
+@pytest.mark.data
+def test_guard_flags_few_real_test_images(guard_and_model, models_dir: Path,
+                                          data_dir: Path) -> None:
+    guard, model = guard_and_model
+    test = select_split(discover(data_dir), models_dir / "split.csv", "test")
+    chosen = sorted(test, key=lambda s: s.sha256)[::4]  # a stable quarter of the test split
+    flags = []
+    for sample in chosen:
+        image = load_image(sample.path)
+        flags.append(guard.score(to_model_input(image, model.input_size), image)
+                     .out_of_distribution)
+    # The threshold flags 2.5% of validation images; allow sampling noise on ~110 images.
+    assert np.mean(flags) <= 0.08, f"{sum(flags)} of {len(flags)} real test images flagged"
+
+
+@pytest.mark.data
+def test_guard_flags_constructed_foreign_images_of_every_kind(guard_and_model, models_dir: Path,
+                                                              data_dir: Path) -> None:
+    guard, model = guard_and_model
+    test = select_split(discover(data_dir), models_dir / "split.csv", "test")
+    smears = sorted(test, key=lambda s: s.sha256)[:6]
+    foreign = foreign_set([s.path for s in smears], seed=7)  # another seed than the fit's
+    assert {f.kind for f in foreign} == set(KINDS)
+    by_kind: dict[str, list[bool]] = {}
+    for f in foreign:
+        result = guard.score(to_model_input(f.image, model.input_size), f.image)
+        by_kind.setdefault(f.kind, []).append(result.out_of_distribution)
+        if result.out_of_distribution:
+            assert result.reasons and result.score > result.threshold
+    overall = np.mean([v for flags in by_kind.values() for v in flags])
+    assert overall >= 0.9, {k: np.mean(v) for k, v in by_kind.items()}
+    for kind in ("noise", "solid", "text", "checkerboard", "recoloured"):
+        assert np.mean(by_kind[kind]) >= 0.9, (kind, by_kind[kind])
+
+
+@pytest.mark.data
+def test_one_forward_pass_gives_the_same_result_and_probabilities(guard_and_model,
+                                                                  smear_images) -> None:
+    guard, model = guard_and_model
+    image = load_image(smear_images["benign"][0])
+    x = to_model_input(image, model.input_size)
+    features, logits = guard.forward(x)
+    assert np.allclose(logits, model.logits(x), atol=1e-4)
+    assert guard.score_features(features, image) == guard.score(x, image)
+    blank = Image.new("RGB", (224, 224), (255, 255, 255))
+    assert guard.score(to_model_input(blank, model.input_size), blank).out_of_distribution

@@ -1,0 +1,222 @@
+"""Fits the OOD guard and the "uncertain" confidence of a committed model.
+
+Writes ``<name>.ood.npz`` (Gaussian means and precisions) and the ``ood`` section
+plus ``calibration.uncertain_below`` of ``<name>.json``; every other key of the
+metadata is kept. The statistics come from the training split, the thresholds
+from the validation split; the test split and the foreign set only measure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from app.model_store import LoadedModel, load_model, softmax
+from app.ood import (
+    COMPONENTS,
+    OOD_SUFFIX,
+    STATS_SIZE,
+    OodGuard,
+    build_forward,
+    image_statistics_of,
+    penultimate_layer,
+)
+from app.preprocessing import load_image, to_model_input
+from training.data import Sample, discover
+from training.evaluate import select_split
+from training.foreign import KINDS, ForeignImage, foreign_set
+
+MANIFEST_NAME = "split.csv"
+VAL_QUANTILE = 0.975  # flag 2.5% of validation images: margin under the 5% test target
+UNCERTAIN_TARGET_ACCURACY = 0.80
+UNCERTAIN_MIN_COUNT = 10
+FOREIGN_SMEARS = 12
+MIN_SCALE = 1e-6
+
+
+def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """Covariance of centred rows ``x`` shrunk towards a scaled identity (Ledoit-Wolf)."""
+    n, p = x.shape
+    s = x.T @ x / n
+    mu = np.trace(s) / p
+    target = mu * np.eye(p)
+    d2 = float(((s - target) ** 2).sum())
+    b2 = float(((x ** 2).sum(axis=1) ** 2).sum() - n * (s ** 2).sum()) / n ** 2
+    shrinkage = 1.0 if d2 == 0 else min(max(b2, 0.0), d2) / d2
+    return (1 - shrinkage) * s + shrinkage * target, shrinkage
+
+
+def _precision(cov: np.ndarray) -> np.ndarray:
+    # A tiny ridge keeps dead (always-zero) ReLU units from making it singular; a unit
+    # ridge when every unit is dead (a collapsed model: any non-zero feature is foreign).
+    mu = float(np.trace(cov)) / len(cov)
+    ridge = 1e-6 * mu if mu > 0 else 1.0
+    return np.linalg.inv(cov + ridge * np.eye(len(cov)))
+
+
+def fit_class_gaussians(features: np.ndarray, y: np.ndarray,
+                        n_classes: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Class means and the precision of the shared (tied), shrunk covariance."""
+    means = np.stack([features[y == k].mean(axis=0) for k in range(n_classes)])
+    cov, shrinkage = ledoit_wolf(features - means[y])
+    return means, _precision(cov), shrinkage
+
+
+def fit_gaussian(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    mean = stats.mean(axis=0)
+    cov, shrinkage = ledoit_wolf(stats - mean)
+    return mean, _precision(cov), shrinkage
+
+
+def choose_uncertain_below(confidence: np.ndarray, correct: np.ndarray,
+                           target: float = UNCERTAIN_TARGET_ACCURACY,
+                           min_count: int = UNCERTAIN_MIN_COUNT) -> float:
+    """The largest confidence c such that predictions below c are right less than ``target``.
+
+    Looks at the k least confident validation predictions for every k >= ``min_count``
+    and takes the largest k whose accuracy is under ``target``; c lies halfway between
+    the k-th and the next confidence (1.0 when every group is under ``target``). Returns
+    0.0 (nothing uncertain) when no group of at least ``min_count`` is under ``target``.
+    """
+    order = np.argsort(confidence, kind="stable")
+    conf = np.asarray(confidence, dtype=np.float64)[order]
+    acc = np.cumsum(np.asarray(correct, dtype=np.float64)[order]) / np.arange(1, len(conf) + 1)
+    ks = [k for k in range(min_count, len(conf) + 1) if acc[k - 1] < target]
+    if not ks:
+        return 0.0
+    k = max(ks)
+    if k == len(conf):
+        return 1.0
+    return float((conf[k - 1] + conf[k]) / 2)
+
+
+def extract(loaded: LoadedModel, forward, images: Sequence,
+            chunk: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features, logits and image statistics of paths or PIL images, decoded once each."""
+    feats, logits, stats = [], [], []
+    for start in range(0, len(images), chunk):
+        batch = [load_image(i) if isinstance(i, str | Path) else i
+                 for i in images[start:start + chunk]]
+        x = np.stack([to_model_input(im, loaded.input_size) for im in batch])
+        f, lg = forward(x)
+        feats.append(f.numpy())
+        logits.append(lg.numpy())
+        stats.extend(image_statistics_of(im) for im in batch)
+    return np.concatenate(feats), np.concatenate(logits), np.stack(stats)
+
+
+def _split(samples: list[Sample], manifest: Path, name: str) -> list[Sample]:
+    chosen = select_split(samples, manifest, name)
+    if not chosen:
+        raise ValueError(f"no image of the data folder is in the {name} split of {manifest}")
+    return chosen
+
+
+def _combined(parts: dict[str, np.ndarray]) -> np.ndarray:
+    return np.max(np.stack([parts[k] for k in COMPONENTS]), axis=0)
+
+
+def fit_ood(models_dir: str | Path, name: str, data_dir: str | Path,
+            samples: list[Sample] | None = None) -> dict:
+    """Fit, measure and write the guard of model ``name``; returns its ``ood`` section."""
+    root = Path(models_dir)
+    loaded = load_model(root, name)
+    forward = build_forward(loaded.keras_model, loaded.input_size)
+    samples = samples if samples is not None else discover(data_dir)
+    manifest = root / MANIFEST_NAME
+    parts = {s: _split(samples, manifest, s) for s in ("train", "val", "test")}
+    data = {s: extract(loaded, forward, [p.path for p in v]) for s, v in parts.items()}
+    y_train = np.array([p.label for p in parts["train"]])
+
+    f_means, f_prec, f_shrink = fit_class_gaussians(data["train"][0], y_train,
+                                                    len(loaded.class_ids))
+    i_mean, i_prec, i_shrink = fit_gaussian(data["train"][2])
+    guard = OodGuard(model_name=name, feature_means=f_means, feature_precision=f_prec,
+                     image_mean=i_mean[None, :], image_precision=i_prec,
+                     scales={k: 1.0 for k in COMPONENTS}, threshold=1.0, uncertain_below=0.0,
+                     input_size=loaded.input_size)
+    raw_val = guard.components(data["val"][0], data["val"][2])
+    # Floored so a component that is zero on all validation images (dead features) stays finite.
+    guard.scales = {k: max(float(np.quantile(raw_val[k], VAL_QUANTILE)), MIN_SCALE)
+                    for k in COMPONENTS}
+    scaled = {s: guard.components(data[s][0], data[s][2]) for s in ("val", "test")}
+    guard.threshold = float(np.quantile(_combined(scaled["val"]), VAL_QUANTILE))
+    flagged = {s: _combined(scaled[s]) > guard.threshold for s in scaled}
+
+    smears = sorted(parts["test"], key=lambda s: s.sha256)[:FOREIGN_SMEARS]
+    foreign = foreign_set([s.path for s in smears])
+    foreign_flags = score_foreign(guard, loaded, forward, foreign)
+
+    y_val = np.array([p.label for p in parts["val"]])
+    val_probs = softmax(data["val"][1].astype(np.float64) / loaded.temperature)
+    uncertain_below = choose_uncertain_below(val_probs.max(axis=1),
+                                             val_probs.argmax(axis=1) == y_val)
+    y_test = np.array([p.label for p in parts["test"]])
+    test_probs = softmax(data["test"][1].astype(np.float64) / loaded.temperature)
+    test_unc = test_probs.max(axis=1) < uncertain_below
+    test_correct = test_probs.argmax(axis=1) == y_test
+
+    npz_path = root / f"{name}{OOD_SUFFIX}"
+    with npz_path.open("wb") as fh:
+        np.savez_compressed(fh, feature_means=f_means.astype(np.float32),
+                            feature_precision=f_prec.astype(np.float32),
+                            image_mean=i_mean.astype(np.float32),
+                            image_precision=i_prec.astype(np.float32))
+    kinds = [k for k in KINDS if any(f.kind == k for f in foreign)]
+    section = {
+        "method": ("max of two Mahalanobis distances, each divided by its validation "
+                   f"{VAL_QUANTILE:.1%} quantile: (1) penultimate-layer features to the nearest "
+                   "class-conditional Gaussian (shared Ledoit-Wolf covariance), (2) colour and "
+                   f"texture statistics of the image at {STATS_SIZE}x{STATS_SIZE} to one "
+                   "Gaussian; fitted on the train split; flagged when above the threshold"),
+        "feature_layer": penultimate_layer(loaded.keras_model).name,
+        "file": npz_path.name,
+        "sha256": hashlib.sha256(npz_path.read_bytes()).hexdigest(),
+        "threshold": round(guard.threshold, 6),
+        "component_scales": {k: round(v, 6) for k, v in guard.scales.items()},
+        "shrinkage": {"features": round(f_shrink, 4), "image": round(i_shrink, 4)},
+        "val_quantile": VAL_QUANTILE,
+        "n_train": len(parts["train"]),
+        "val_flag_rate": round(float(flagged["val"].mean()), 4),
+        "test_flag_rate": round(float(flagged["test"].mean()), 4),
+        "test_flag_rate_by_component": {
+            k: round(float((scaled["test"][k] > guard.threshold).mean()), 4) for k in COMPONENTS},
+        "n_val": len(parts["val"]),
+        "n_test": len(parts["test"]),
+        "foreign_flag_rate": round(float(np.mean(foreign_flags)), 4),
+        "n_foreign": len(foreign),
+        "foreign_flag_rate_by_kind": {
+            k: round(float(np.mean([f for f, img in zip(foreign_flags, foreign, strict=True)
+                                    if img.kind == k])), 4) for k in kinds},
+        "foreign_count_by_kind": {k: sum(img.kind == k for img in foreign) for k in kinds},
+    }
+    meta_path = root / f"{name}.json"
+    metadata = json.loads(meta_path.read_text())
+    metadata["ood"] = section
+    calibration = metadata.setdefault("calibration", {})
+    calibration["uncertain_below"] = round(uncertain_below, 4)
+    calibration["uncertain_rule"] = (
+        "a prediction is 'uncertain' when its calibrated top-class probability is below "
+        "uncertain_below: the largest confidence such that the validation predictions below it "
+        f"are right less than {UNCERTAIN_TARGET_ACCURACY:.0%} of the time "
+        f"(groups of at least {UNCERTAIN_MIN_COUNT})")
+    calibration["uncertain_val_rate"] = round(float((val_probs.max(axis=1)
+                                                      < uncertain_below).mean()), 4)
+    calibration["uncertain_test_rate"] = round(float(test_unc.mean()), 4)
+    calibration["test_accuracy_when_confident"] = (
+        round(float(test_correct[~test_unc].mean()), 4) if (~test_unc).any() else None)
+    calibration["test_accuracy_when_uncertain"] = (
+        round(float(test_correct[test_unc].mean()), 4) if test_unc.any() else None)
+    meta_path.write_text(json.dumps(metadata, indent=2) + "\n")
+    return section
+
+
+def score_foreign(guard: OodGuard, loaded: LoadedModel, forward,
+                  foreign: list[ForeignImage]) -> list[bool]:
+    """Whether the guard flags each foreign image (batched, same maths as serving)."""
+    feats, _, stats = extract(loaded, forward, [f.image for f in foreign])
+    return list(_combined(guard.components(feats, stats)) > guard.threshold)
