@@ -75,9 +75,8 @@ def read_metadata(path: Path) -> dict[str, Any]:
 def model_names(models_dir: str | Path) -> list[str]:
     """Names of the models in ``models_dir`` that have both a .keras file and metadata."""
     root = Path(models_dir)
-    return sorted(
-        p.stem for p in root.glob(f"*{MODEL_SUFFIX}") if (root / f"{p.stem}{METADATA_SUFFIX}").is_file()
-    )
+    stems = (p.stem for p in root.glob(f"*{MODEL_SUFFIX}"))
+    return sorted(s for s in stems if (root / f"{s}{METADATA_SUFFIX}").is_file())
 
 
 def load_model(models_dir: str | Path, name: str) -> LoadedModel:

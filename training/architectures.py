@@ -12,6 +12,13 @@ from app.classes import CLASS_IDS
 N_CLASSES = len(CLASS_IDS)
 
 
+def _stain_normalisation() -> layers.Layer:
+    # Per-image, per-channel standardisation: removes global stain tint, brightness
+    # and contrast, which differ between classes and between labs.
+    return layers.LayerNormalization(axis=(1, 2), center=False, scale=False, epsilon=1e-3,
+                                     name="stain_norm")
+
+
 def _conv_bn(filters: int, kernel: int, name: str) -> list[layers.Layer]:
     # Bias is redundant before batch norm.
     return [
@@ -27,12 +34,13 @@ def build_lenet(input_size: int = 150) -> keras.Sequential:
     return keras.Sequential(
         [
             keras.Input((input_size, input_size, 3), name="image"),
+            _stain_normalisation(),
             *_conv_bn(6, 5, "c1"),
             layers.MaxPooling2D(2, 2, name="s2"),
             *_conv_bn(16, 5, "c3"),
             layers.MaxPooling2D(2, 2, name="s4"),
             layers.Flatten(name="flatten"),
-            layers.Dropout(0.5, name="drop1"),
+            layers.Dropout(0.3, name="drop1"),
             layers.Dense(120, activation="relu", name="f5"),
             layers.Dropout(0.3, name="drop2"),
             layers.Dense(84, activation="relu", name="f6"),
@@ -48,10 +56,11 @@ def build_sequential(input_size: int = 128) -> keras.Sequential:
     return keras.Sequential(
         [
             keras.Input((input_size, input_size, 3), name="image"),
+            _stain_normalisation(),
             *_conv_bn(16, 3, "conv"),
             layers.MaxPooling2D(2, 2, name="pool"),
             layers.Flatten(name="flatten"),
-            layers.Dropout(0.5, name="drop1"),
+            layers.Dropout(0.3, name="drop1"),
             layers.Dense(64, activation="relu", name="fc1"),
             layers.Dropout(0.3, name="drop2"),
             layers.Dense(N_CLASSES, name="logits"),
@@ -67,14 +76,15 @@ VGG_WIDTHS = (8, 16, 32, 64, 64)
 def build_vggnet(input_size: int = 224, widths: tuple[int, ...] = VGG_WIDTHS) -> keras.Sequential:
     """VGG-16 layout (2-2-3-3-3 convs 3x3, 5 pools, 3 dense) at 1/8 of VGG-16's widths."""
     blocks = (2, 2, 3, 3, 3)
-    stack: list[layers.Layer] = [keras.Input((input_size, input_size, 3), name="image")]
+    stack: list[layers.Layer] = [keras.Input((input_size, input_size, 3), name="image"),
+                                 _stain_normalisation()]
     for b, (n_convs, width) in enumerate(zip(blocks, widths, strict=True), start=1):
         for c in range(1, n_convs + 1):
             stack += _conv_bn(width, 3, f"block{b}_{c}")
         stack.append(layers.MaxPooling2D(2, 2, name=f"block{b}_pool"))
     stack += [
         layers.Flatten(name="flatten"),
-        layers.Dropout(0.5, name="drop1"),
+        layers.Dropout(0.3, name="drop1"),
         layers.Dense(128, activation="relu", name="fc1"),
         layers.Dropout(0.3, name="drop2"),
         layers.Dense(64, activation="relu", name="fc2"),

@@ -31,8 +31,8 @@ def augment_image(image: tf.Tensor) -> tf.Tensor:
     size = tf.shape(image)[0]
     if tf.random.uniform(()) < 0.5:
         image = mask_scale_bar_tf(image)
-    # Magnification: crop 70-100% of the side and resize back.
-    frac = tf.random.uniform((), 0.70, 1.0)
+    # Magnification: crop 80-100% of the side and resize back.
+    frac = tf.random.uniform((), 0.80, 1.0)
     crop = tf.cast(tf.cast(size, tf.float32) * frac, tf.int32)
     image = tf.image.random_crop(image, tf.stack([crop, crop, 3]))
     image = tf.image.resize(image, tf.stack([size, size]), method="bilinear")
@@ -40,9 +40,9 @@ def augment_image(image: tf.Tensor) -> tf.Tensor:
     image = tf.image.random_flip_up_down(image)
     image = tf.image.rot90(image, k=tf.random.uniform((), 0, 4, dtype=tf.int32))
     # Stain and illumination.
-    image = tf.image.random_hue(image, 0.08)
-    image = tf.image.random_saturation(image, 0.5, 1.5)
-    image = tf.image.random_brightness(image, 0.15)
-    image = tf.image.random_contrast(image, 0.7, 1.3)
-    image = image * tf.random.uniform((1, 1, 3), 0.85, 1.15)
+    image = tf.image.random_hue(image, 0.05)
+    image = tf.image.random_saturation(image, 0.6, 1.4)
+    image = tf.image.random_brightness(image, 0.1)
+    image = tf.image.random_contrast(image, 0.8, 1.2)
+    image = image * tf.random.uniform((1, 1, 3), 0.9, 1.1)
     return tf.clip_by_value(image, 0.0, 1.0)

@@ -7,7 +7,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from app.classes import CLASS_IDS
+from app.preprocessing import ImageDecodeError, ImageTooLargeError, preprocess
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 
@@ -64,6 +67,14 @@ def resolve_image_root(data_dir: str | Path) -> Path:
     if (root / "original").is_dir():
         root = root / "original"
     return root
+
+
+def read_input(sample: Sample, input_size: int) -> np.ndarray:
+    """The sample through the shared preprocessing; unreadable files are a DataSetError."""
+    try:
+        return preprocess(sample.path, input_size)
+    except (ImageDecodeError, ImageTooLargeError) as exc:
+        raise DataSetError(f"unreadable image {str(sample.path)!r}: {exc}") from exc
 
 
 def _sha256(path: Path) -> str:

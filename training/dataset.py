@@ -8,19 +8,15 @@ import numpy as np
 import tensorflow as tf
 
 from app.classes import CLASS_IDS
-from app.preprocessing import ImageDecodeError, preprocess
 from training.augment import augment_image
-from training.data import DataSetError, Sample
+from training.data import Sample, read_input
 
 
 def load_arrays(samples: Sequence[Sample], input_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Decode every sample with the shared preprocessing: (N, S, S, 3) floats and labels."""
     x = np.empty((len(samples), input_size, input_size, 3), dtype=np.float32)
     for i, sample in enumerate(samples):
-        try:
-            x[i] = preprocess(sample.path, input_size)
-        except (ImageDecodeError, ValueError) as exc:
-            raise DataSetError(f"unreadable image {str(sample.path)!r}: {exc}") from exc
+        x[i] = read_input(sample, input_size)
     y = np.array([sample.label for sample in samples], dtype=np.int64)
     return x, y
 

@@ -10,17 +10,16 @@ from pathlib import Path
 import numpy as np
 
 from app.classes import CLASS_IDS
-from app.preprocessing import preprocess
-from training.data import Sample
+from training.data import Sample, read_input
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 MANIFEST_FIELDS = ("file", "sha256", "class", "split")
 
 
-def perceptual_hash(path: Path) -> str:
+def perceptual_hash(sample: Sample) -> str:
     """16x16 average hash: equal for byte-identical and near-identical photographs."""
-    grey = preprocess(path, 16).mean(axis=2)
+    grey = read_input(sample, 16).mean(axis=2)
     bits = (grey > np.median(grey)).flatten()
     return np.packbits(bits).tobytes().hex()
 
@@ -35,7 +34,7 @@ def duplicate_groups(samples: list[Sample]) -> list[list[Sample]]:
             i = parent[i]
         return i
 
-    for key in (lambda s: s.sha256, lambda s: perceptual_hash(s.path)):
+    for key in (lambda s: s.sha256, perceptual_hash):
         first: dict[str, int] = {}
         for i, sample in enumerate(samples):
             k = key(sample)

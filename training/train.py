@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from app.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
-from app.model_store import load_model
+from app.model_store import load_model, softmax
 from app.preprocessing import PREPROCESSING_SPEC
 from training import plots
 from training.architectures import ARCHITECTURES, build
@@ -38,15 +38,20 @@ class TrainConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     early_stopping_patience: int = 10
-    augmentation: str = ("scale-bar corner masked p=0.5; crop 70-100% and resize (zoom); "
-                         "flips; 90-degree rotations; hue 0.08, saturation 0.5-1.5, "
-                         "brightness 0.15, contrast 0.7-1.3, per-channel gain 0.85-1.15")
+    augmentation: str = ("scale-bar corner masked p=0.5; crop 80-100% and resize (zoom); "
+                         "flips; 90-degree rotations; hue 0.05, saturation 0.6-1.4, "
+                         "brightness 0.1, contrast 0.8-1.2, per-channel gain 0.9-1.1")
     class_weighting: str = "inverse frequency"
     lr_schedule: str = "cosine decay over all epochs"
     early_stopping: str = "on validation loss, best weights restored"
 
 
-def split_samples(samples: list[Sample], seed: int) -> tuple[dict[str, list[Sample]], dict[str, str]]:
+Arrays = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def split_samples(
+    samples: list[Sample], seed: int
+) -> tuple[dict[str, list[Sample]], dict[str, str]]:
     assignment = assign_splits(samples, seed=seed)
     parts: dict[str, list[Sample]] = {"train": [], "val": [], "test": []}
     for s in samples:
@@ -130,7 +135,7 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path,
     return json.loads(meta_path.read_text())
 
 
-def calibrate_and_score(name: str, out: Path, arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+def calibrate_and_score(name: str, out: Path, arrays: Arrays) -> dict:
     """Fit temperature on validation, score the test split, write metrics and figures."""
     meta_path = out / f"{name}.json"
     loaded = load_model(out, name)
@@ -138,8 +143,6 @@ def calibrate_and_score(name: str, out: Path, arrays: dict[str, tuple[np.ndarray
     x_test, y_test = arrays["test"]
     temperature = fit_temperature(loaded.logits(x_val), y_val)
     test_logits = loaded.logits(x_test).astype(np.float64)
-    from app.model_store import softmax
-
     raw = softmax(test_logits)
     calibrated = softmax(test_logits / temperature)
     metadata = loaded.metadata
@@ -163,11 +166,5 @@ def calibrate_and_score(name: str, out: Path, arrays: dict[str, tuple[np.ndarray
     return metadata
 
 
-def manifest_checksum(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _is_tty() -> bool:
-    import sys
-
     return sys.stdout.isatty()

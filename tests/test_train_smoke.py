@@ -1,0 +1,90 @@
+"""A one-epoch training run on a few synthetic images writes every artifact."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.model_store import load_model
+from training.cli import main
+from training.data import discover
+from training.train import TrainConfig, train
+
+COLOURS = {"Benign": (200, 80, 80), "Early": (80, 200, 80), "Pre": (80, 80, 200),
+           "Pro": (200, 200, 80)}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    for name, colour in COLOURS.items():
+        (root / name).mkdir()
+        for i in range(8):
+            arr = np.clip(rng.normal(colour, 30, (64, 64, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(arr).save(root / name / f"{name}-{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("name", ["lenet", "sequential", "vggnet"])
+def test_one_epoch_writes_every_artifact(tiny_data, tmp_path, name: str) -> None:
+    meta = train(TrainConfig(model=name, epochs=1, batch_size=8), tiny_data, tmp_path)
+    for suffix in (".keras", ".json", ".curves.png", ".confusion.png", ".roc.png",
+                   ".reliability.png"):
+        assert (tmp_path / f"{name}{suffix}").stat().st_size > 0
+    assert (tmp_path / "split.csv").is_file()
+    for key in ("architecture", "class_ids", "display_names", "input_size", "preprocessing",
+                "version", "training", "split_manifest", "test_metrics", "parameters",
+                "file_size_bytes", "versions", "calibration"):
+        assert key in meta
+    assert meta["class_ids"] == ["benign", "early_pre_b", "pre_b", "pro_b"]
+    assert json.loads((tmp_path / f"{name}.json").read_text())["name"] == name
+    loaded = load_model(tmp_path, name)
+    probs = loaded.predict(np.zeros((1, loaded.input_size, loaded.input_size, 3), np.float32))
+    np.testing.assert_allclose(probs.sum(), 1.0, rtol=1e-6)
+
+
+def test_cli_train_and_evaluate_round_trip(tiny_data, tmp_path, capsys) -> None:
+    assert main(["train", "--model", "lenet", "--data-dir", str(tiny_data), "--epochs", "1",
+                 "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--data-dir", str(tiny_data), "--models-dir", str(tmp_path),
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["model"] == "lenet" and result["n_images"] == len(discover(tiny_data))
+    assert set(result["per_class"]) == {"benign", "early_pre_b", "pre_b", "pro_b"}
+    assert np.array(result["confusion_matrix"]).sum() == result["n_images"]
+
+
+@pytest.mark.parametrize("layout,message", [
+    ({}, "no class folders"),
+    ({"Lymphocytes": 1}, "unknown class folder"),
+])
+def test_cli_refuses_malformed_data_dir(tmp_path, capsys, layout, message: str) -> None:
+    for folder, n in layout.items():
+        (tmp_path / folder).mkdir()
+        for i in range(n):
+            Image.new("RGB", (8, 8)).save(tmp_path / folder / f"{i}.png")
+    assert main(["train", "--model", "lenet", "--data-dir", str(tmp_path), "--epochs", "1",
+                 "--out", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_refuses_unreadable_image(tiny_data, tmp_path, capsys) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    (data / "Benign" / "broken.jpg").write_bytes(b"not a jpeg")
+    assert main(["train", "--model", "lenet", "--data-dir", str(data), "--epochs", "1",
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "unreadable image" in capsys.readouterr().err
+
+
+def test_cli_needs_a_data_dir(monkeypatch, capsys) -> None:
+    monkeypatch.delenv("ALL_DATA_DIR", raising=False)
+    assert main(["evaluate"]) == 2
+    assert "ALL_DATA_DIR" in capsys.readouterr().err
