@@ -1,0 +1,115 @@
+"""Gunicorn settings for serving the classifier (read by `gunicorn --config gunicorn.conf.py`).
+
+Environment variables (all optional):
+  PORT                    port to listen on (default 8000)
+  HOST                    interface to listen on (default 0.0.0.0, all interfaces)
+  BIND                    full bind address, overrides HOST/PORT (e.g. "127.0.0.1:9000")
+  WEB_CONCURRENCY         worker processes (default: usable CPUs, at most 4)
+  GUNICORN_THREADS        request threads per worker (default 4)
+  GUNICORN_TIMEOUT        seconds a worker may stay silent before it is killed (default 120;
+                          it also bounds model loading, which happens in each worker)
+  GUNICORN_MAX_REQUESTS   recycle a worker after this many requests (default 0: never)
+  TF_NUM_INTRAOP_THREADS  TensorFlow threads per op in each worker (default: CPUs / workers)
+  TF_NUM_INTEROP_THREADS  TensorFlow ops run in parallel in each worker (default 1)
+  PROMETHEUS_MULTIPROC_DIR  where workers share metrics; default: a fresh temp dir per start
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def _usable_cpus() -> int:
+    # Affinity respects taskset/cpuset limits; os.cpu_count() would not.
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+CPUS = _usable_cpus()
+
+bind = [os.environ.get("BIND") or f"{os.environ.get('HOST', '0.0.0.0')}:{_env_int('PORT', 8000)}"]
+
+# Each worker holds its own copy of TensorFlow and all models (~0.5-0.8 GB), so the
+# default is capped at 4 workers; the threads let one worker overlap I/O and inference.
+workers = _env_int("WEB_CONCURRENCY", min(CPUS, 4))
+worker_class = "gthread"
+threads = _env_int("GUNICORN_THREADS", 4)
+
+# TensorFlow and fork() do not mix: load the app (and the models) in each worker after fork.
+preload_app = False
+
+timeout = _env_int("GUNICORN_TIMEOUT", 120)
+graceful_timeout = 30
+keepalive = 5
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 0)
+max_requests_jitter = max_requests // 10
+
+# Heartbeat files on tmpfs: a disk-backed /tmp in containers can stall workers.
+worker_tmp_dir = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info")
+access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}o)s'
+
+# Split the CPUs between the workers so W workers x T TensorFlow threads do not
+# oversubscribe the machine. TensorFlow reads these when it starts in each worker.
+TF_INTRAOP_THREADS = _env_int("TF_NUM_INTRAOP_THREADS", max(1, CPUS // max(1, workers)))
+TF_INTEROP_THREADS = _env_int("TF_NUM_INTEROP_THREADS", 1)
+os.environ["TF_NUM_INTRAOP_THREADS"] = str(TF_INTRAOP_THREADS)
+os.environ["TF_NUM_INTEROP_THREADS"] = str(TF_INTEROP_THREADS)
+os.environ.setdefault("OMP_NUM_THREADS", str(TF_INTRAOP_THREADS))
+
+# Prometheus multiprocess mode: every worker writes its metrics to files in this dir and
+# /metrics aggregates them. It must be set before any worker imports prometheus_client.
+_OWN_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+if _OWN_METRICS_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="prometheus-")
+METRICS_DIR = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+
+def on_starting(server) -> None:
+    # Stale files from an earlier run would be added to this run's counters.
+    METRICS_DIR.mkdir(parents=True, exist_ok=True)
+    for stale in METRICS_DIR.glob("*.db"):
+        stale.unlink()
+
+
+def post_fork(server, worker) -> None:
+    # Runs in the new worker before the app (and TensorFlow's runtime) starts there.
+    import time
+
+    import tensorflow as tf
+
+    worker.forked_at = time.monotonic()
+    tf.config.threading.set_intra_op_parallelism_threads(TF_INTRAOP_THREADS)
+    tf.config.threading.set_inter_op_parallelism_threads(TF_INTEROP_THREADS)
+
+
+def post_worker_init(worker) -> None:
+    # create_app has loaded and warmed every model; this worker now takes requests.
+    import time
+
+    elapsed = time.monotonic() - getattr(worker, "forked_at", time.monotonic())
+    worker.log.info("Worker ready (pid: %s): models loaded in %.1f s", worker.pid, elapsed)
+
+
+def child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(METRICS_DIR, ignore_errors=True)
