@@ -47,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--data-dir", help=f"data set folder (default: ${DATA_ENV})")
     report.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
 
+    seg = sub.add_parser("segmentation-agreement",
+                         help="IoU of app.segmentation against the data set's segmented/ masks")
+    seg.add_argument("--data-dir", help=f"data set folder (default: ${DATA_ENV})")
+    seg.add_argument("--json", action="store_true", help="print the result as JSON")
+
     fit_ood = sub.add_parser("fit-ood", help="fit the OOD guard and the 'uncertain' confidence")
     fit_ood.add_argument("--data-dir", help=f"data set folder (default: ${DATA_ENV})")
     fit_ood.add_argument("--model", choices=(*MODEL_CHOICES, "all"), default="all")
@@ -71,6 +76,14 @@ def _fit_ood(args: argparse.Namespace) -> int:
         print(f"[{name}] threshold {section['threshold']:.3f}: flags val "
               f"{section['val_flag_rate']:.1%}, test {section['test_flag_rate']:.1%}, "
               f"foreign {section['foreign_flag_rate']:.1%}", flush=True)
+    return 0
+
+
+def _segmentation_agreement(args: argparse.Namespace) -> int:
+    from training.segmentation_eval import agreement, agreement_markdown
+
+    result = agreement(_data_dir(args.data_dir))
+    print(json.dumps(result) if args.json else agreement_markdown(result), flush=True)
     return 0
 
 
@@ -122,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"train": _train, "evaluate": _evaluate, "report": _report,
+                "segmentation-agreement": _segmentation_agreement,
                 "fit-ood": _fit_ood}[args.command](args)
     except DataSetError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,0 +1,147 @@
+"""Grad-CAM heatmaps: which parts of the photograph drove the model's score for a class.
+
+Build one ``GradCam`` per loaded model at start-up (it traces a TensorFlow
+graph once), then call ``heatmap`` per request and render it with ``overlay_png``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from matplotlib import colormaps  # noqa: E402  (colormap tables only, no pyplot)
+from PIL import Image  # noqa: E402
+
+from app.model_store import LoadedModel  # noqa: E402
+from app.segmentation import DISPLAY_SIDE, downscale, png_bytes  # noqa: E402
+
+LOGITS_LAYER = "logits"
+# 256-entry RGB lookup table, built once.
+COLORMAP = (colormaps["jet"](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.float32)
+# Opacity of the hottest pixels; cold pixels show the photograph unchanged.
+MAX_ALPHA = 0.6
+_SKIPPED = (keras.layers.Dropout, keras.layers.SpatialDropout2D)
+_POOLING = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
+
+
+def target_layer(model: keras.Model, after_pooling: bool = False) -> str:
+    """Name of the last 4-D conv-block layer before the model's first 2-D (flattened) layer.
+
+    By default the block's activation before its pooling layer is used: pooling
+    halves the resolution of the map without adding information.
+    """
+    candidates: list[keras.layers.Layer] = []
+    for layer in model.layers:
+        if len(layer.output.shape) != 4:
+            break  # flatten (or global pooling): the spatial part of the model ends here
+        if isinstance(layer, _SKIPPED) or (isinstance(layer, _POOLING) and not after_pooling):
+            continue
+        candidates.append(layer)
+    if not candidates:
+        raise ValueError(f"model {model.name!r} has no 4-D layer before its flatten layer")
+    return candidates[-1].name
+
+
+def _layers_up_to(model: keras.Model, last: str) -> list[keras.layers.Layer]:
+    layers: list[keras.layers.Layer] = []
+    for layer in model.layers:
+        layers.append(layer)
+        if layer.name == last:
+            return layers
+    raise ValueError(f"model {model.name!r} has no layer {last!r}")
+
+
+class GradCam:
+    """Grad-CAM for a Keras Sequential classifier that has a ``logits`` Dense layer.
+
+    ``model`` is a ``LoadedModel`` (the app) or a bare Keras model (tests of
+    untrained architectures). ``layer_name`` overrides the automatic choice.
+    """
+
+    def __init__(self, model: LoadedModel | keras.Model, layer_name: str | None = None,
+                 after_pooling: bool = False) -> None:
+        keras_model = model.keras_model if isinstance(model, LoadedModel) else model
+        self.input_size = int(keras_model.inputs[0].shape[1])
+        self.layer_name = layer_name or target_layer(keras_model, after_pooling)
+        self.n_classes = int(keras_model.get_layer(LOGITS_LAYER).output.shape[-1])
+        # Run the layers one by one: the target activation must be a tensor on the
+        # tape's path to the logits (a multi-output keras.Model returns copies).
+        layers = _layers_up_to(keras_model, LOGITS_LAYER)
+        target = self.layer_name
+        size = self.input_size
+
+        @tf.function(input_signature=[tf.TensorSpec((size, size, 3), tf.float32),
+                                      tf.TensorSpec((), tf.int32)])
+        def step(x: tf.Tensor, class_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            with tf.GradientTape() as tape:
+                h = x[None]
+                activations = None
+                for layer in layers:
+                    h = layer(h, training=False)
+                    if layer.name == target:
+                        activations = h
+                logits = h
+                # A negative index asks for the top-scoring class.
+                index = tf.where(class_index < 0,
+                                 tf.argmax(logits[0], output_type=tf.int32), class_index)
+                score = logits[0, index]
+            grads = tape.gradient(score, activations)
+            weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+            cam = tf.nn.relu(tf.reduce_sum(activations * weights, axis=-1))[0]
+            cam = tf.image.resize(cam[..., None], (size, size), method="bilinear")[..., 0]
+            cam = tf.math.divide_no_nan(cam, tf.reduce_max(cam))
+            return tf.clip_by_value(cam, 0.0, 1.0), index, logits[0]
+
+        self._step = step
+        # Trace now, so the first request does not pay for it.
+        step(tf.zeros((size, size, 3), tf.float32), tf.constant(-1, tf.int32))
+
+    def _run(self, x: np.ndarray, class_index: int) -> tuple[np.ndarray, int, np.ndarray]:
+        x = np.asarray(x, dtype=np.float32)
+        if x.shape != (self.input_size, self.input_size, 3):
+            raise ValueError(f"expected an array of shape ({self.input_size}, "
+                             f"{self.input_size}, 3), got {x.shape}")
+        cam, index, logits = self._step(tf.constant(x), tf.constant(class_index, tf.int32))
+        return cam.numpy(), int(index.numpy()), logits.numpy()
+
+    def heatmap(self, x: np.ndarray, class_index: int) -> np.ndarray:
+        """(S, S) float32 in [0, 1]: Grad-CAM of ``class_index`` for one preprocessed image.
+
+        ``x`` is the output of ``app.preprocessing.to_model_input`` for this model.
+        All zeros when nothing in the image raises the class's score.
+        """
+        if not 0 <= class_index < self.n_classes:
+            raise ValueError(f"class_index must be in [0, {self.n_classes}), got {class_index}")
+        return self._run(x, class_index)[0]
+
+    def heatmap_top(self, x: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+        """Heatmap of the top-scoring class, that class's index and the raw logits, in one pass."""
+        return self._run(x, -1)
+
+
+def colorize(heatmap: np.ndarray) -> np.ndarray:
+    """(H, W) heat in [0, 1] to (H, W, 3) float32 RGB in [0, 255]."""
+    index = np.clip(np.rint(np.nan_to_num(heatmap) * 255), 0, 255).astype(np.intp)
+    return COLORMAP[index]
+
+
+def overlay_png(image: Image.Image, heatmap: np.ndarray, max_side: int = DISPLAY_SIDE) -> bytes:
+    """PNG of the photograph at display size (long side <= ``max_side``) with the heat over it.
+
+    The heatmap covers the whole photograph (the model sees the whole image,
+    squashed to a square), so it is stretched back to the photograph's aspect.
+    """
+    shown = downscale(image, max_side)
+    heat = np.asarray(heatmap, dtype=np.float32)
+    if heat.ndim != 2:
+        raise ValueError(f"heatmap must be 2-D, got shape {heat.shape}")
+    heat = np.asarray(Image.fromarray(heat).resize(shown.size, Image.Resampling.BILINEAR))
+    heat = np.clip(heat, 0.0, 1.0)[..., None]
+    photo = np.asarray(shown, dtype=np.float32)
+    alpha = MAX_ALPHA * heat
+    blended = photo * (1.0 - alpha) + colorize(heat[..., 0]) * alpha
+    return png_bytes(Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8)))
