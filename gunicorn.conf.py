@@ -72,10 +72,12 @@ os.environ.setdefault("OMP_NUM_THREADS", str(TF_INTRAOP_THREADS))
 
 # Prometheus multiprocess mode: every worker writes its metrics to files in this dir and
 # /metrics aggregates them. It must be set before any worker imports prometheus_client.
-_OWN_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
-if _OWN_METRICS_DIR:
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="prometheus-")
+    # Remembered in the environment so a config reload (SIGHUP) still knows it is ours.
+    os.environ["GUNICORN_OWN_METRICS_DIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 METRICS_DIR = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+_OWN_METRICS_DIR = os.environ.get("GUNICORN_OWN_METRICS_DIR") == str(METRICS_DIR)
 
 
 def on_starting(server) -> None:

@@ -341,29 +341,45 @@ def load_gunicorn_conf(env: dict[str, str]) -> dict[str, object]:
     return json.loads(out.stdout)
 
 
-def bare_model_ms(models_dir: Path, names: list[str], image: bytes, intra: int, inter: int,
-                  repeats: int) -> dict[str, float]:
-    """Median ``LoadedModel.logits`` time for one preprocessed image, per model."""
+def _median_ms(fn: Callable[[int], object], repeats: int) -> float:
+    for i in range(5):
+        fn(i)
+    times = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        fn(i)
+        times.append(time.perf_counter() - t0)
+    return 1000.0 * statistics.median(times)
+
+
+def in_process_ms(models_dir: Path, names: list[str], images: list[bytes], intra: int,
+                  inter: int, repeats: int) -> dict[str, dict[str, float]]:
+    """Per model, medians in this process with a worker's TF threads: ``bare`` is
+    ``LoadedModel.logits`` on one preprocessed image (the floor); ``flask`` is a whole
+    predict request through the app with Flask's test client (no HTTP server)."""
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(intra)
     tf.config.threading.set_inter_op_parallelism_threads(inter)
     sys.path.insert(0, str(ROOT))
-    from app.model_store import load_model
+    from app import create_app
     from app.preprocessing import preprocess
 
+    os.environ["MODELS_DIR"] = str(models_dir)
+    flask_app = create_app({"APP_ENV": "testing", "WTF_CSRF_ENABLED": False})
+    service = flask_app.extensions["inference"]
+    client = flask_app.test_client()
     out = {}
     for name in names:
-        model = load_model(models_dir, name)
-        x = preprocess(image, model.input_size)[None]
-        for _ in range(5):
-            model.logits(x)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            model.logits(x)
-            times.append(time.perf_counter() - t0)
-        out[name] = 1000.0 * statistics.median(times)
+        model = service.loaded_model(name)
+        x = preprocess(images[0], model.input_size)[None]
+
+        def request(i: int, name: str = name) -> None:
+            body, ctype = predict_body(images[i % len(images)], name)
+            assert client.post("/api/v1/predict", data=body, content_type=ctype).status_code == 200
+
+        out[name] = {"bare": _median_ms(lambda _i, m=model, x=x: m.logits(x), repeats),
+                     "flask": _median_ms(request, repeats)}
     return out
 
 
@@ -447,8 +463,11 @@ def main(argv: list[str] | None = None) -> int:
         exit_code = server.stop()
     load_after = os.getloadavg()
 
-    bare = bare_model_ms(models_dir, names, images[0], int(conf["TF_INTRAOP_THREADS"]),
-                         int(conf["TF_INTEROP_THREADS"]), repeats=50)
+    local = in_process_ms(models_dir, names, images, int(conf["TF_INTRAOP_THREADS"]),
+                          int(conf["TF_INTEROP_THREADS"]), repeats=50)
+    bare = {name: local[name]["bare"] for name in names}
+    for name in names:
+        server_ms[name]["flask"] = local[name]["flask"]
     report = render_report(args, conf, names, results, server_ms, bare, ready_s, all_ready_s,
                            rss, image_source,
                            load_before, load_after, exit_code, models_dir)
@@ -457,8 +476,41 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-TARGETS = "LeNet: e2e p50 <= 25 ms (c=1), >= 100 predictions/s at c=16 with 0 errors, " \
-          "e2e p50 / bare <= 2; ready <= 15 s; RSS <= 800 MB per worker"
+def target_rows(results, server_ms, bare, ready_s, rss) -> list[str]:
+    """One Markdown row per target: what was asked, what was measured, met or not."""
+    mb = 1024 * 1024
+    rows = []
+    if "lenet" in results:
+        r, st = results["lenet"], server_ms["lenet"]
+        p50, c16 = r["c1"].pct_ms(50), r["c16"]
+        rows += [
+            ("LeNet e2e p50 at concurrency 1", "<= 25 ms", f"{p50:.1f} ms", p50 <= 25),
+            ("LeNet throughput at concurrency 16, 0 errors", ">= 100 req/s",
+             f"{c16.throughput:.0f} req/s, {c16.errors} errors",
+             c16.throughput >= 100 and c16.errors == 0),
+            ("LeNet e2e p50 / bare model", "<= 2", f"{p50 / bare['lenet']:.2f}",
+             p50 / bare["lenet"] <= 2),
+        ]
+        fixed = p50 - st["model"]
+    rows += [
+        ("start to /readyz", "<= 15 s", f"{ready_s:.1f} s", ready_s <= 15),
+        ("RSS per worker", "<= 800 MB", f"{max(rss.values()) / mb:.0f} MB (largest)",
+         max(rss.values()) <= 800 * mb),
+    ]
+    lines = ["| target | asked | measured | met |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {'yes' if ok else '**no**'} |" for a, b, c, ok in rows]
+    if "lenet" in results and p50 / bare["lenet"] > 2:
+        lines += ["", (
+            f"Why the ratio is missed: LeNet's model call takes {bare['lenet']:.1f} ms bare, but "
+            f"every request also pays a fixed {fixed:.1f} ms that does not depend on the model: "
+            f"decoding ({st['decode']:.1f} ms) and preprocessing ({st['preprocess']:.1f} ms) the "
+            f"upload, multipart parsing, Flask dispatch, hooks and JSON "
+            f"({st['flask'] - st['total']:.1f} ms), gunicorn's HTTP handling, loopback TCP and "
+            f"the Python client ({p50 - st['flask']:.1f} ms). With a model this "
+            f"cheap that fixed cost alone exceeds the model time, so e2e / bare <= 2 cannot be met "
+            f"by serving changes; the absolute latency target (25 ms) is met with room to spare."
+        )]
+    return lines
 
 
 def render_report(args, conf, names, results, server_ms, bare, ready_s, all_ready_s, rss,
@@ -496,17 +548,20 @@ def render_report(args, conf, names, results, server_ms, bare, ready_s, all_read
             f"{r['c4'].throughput:.0f} | {r['c16'].throughput:.0f} | {errors} | {n} |")
     lines += [
         "",
-        "Where the time goes at concurrency 1 (medians, ms; decode/preprocess/model as timed "
-        "inside the app, the rest is multipart parsing, Flask, JSON, HTTP and the client):",
+        "Where the time goes at concurrency 1 (medians, ms). decode / preprocess / model / "
+        "inference total: as timed inside the app and returned in `timings_ms`; Flask request: "
+        "the same request through Flask's test client in the benchmark process (adds multipart "
+        "parsing, dispatch, hooks, JSON); e2e: over HTTP through gunicorn (adds HTTP parsing, "
+        "loopback TCP, the client).",
         "",
-        "| model | decode | preprocess | model (in app) | app total | e2e p50 | outside the app |",
+        "| model | decode | preprocess | model (in app) | inference total | Flask request | "
+        "e2e p50 |",
         "|---|---|---|---|---|---|---|",
     ]
     for name in names:
         st, p50 = server_ms[name], results[name]["c1"].pct_ms(50)
         lines.append(f"| {name} | {st['decode']:.1f} | {st['preprocess']:.1f} | "
-                     f"{st['model']:.1f} | {st['total']:.1f} | {p50:.1f} | "
-                     f"{p50 - st['total']:.1f} |")
+                     f"{st['model']:.1f} | {st['total']:.1f} | {st['flask']:.1f} | {p50:.1f} |")
     lines += [
         "",
         f"Time from start to first 200 on /readyz: {ready_s:.1f} s "
@@ -514,7 +569,9 @@ def render_report(args, conf, names, results, server_ms, bare, ready_s, all_read
         "RSS per worker after the run: "
         + ", ".join(f"pid {pid}: {b / mb:.0f} MB" for pid, b in sorted(rss.items())) + ".",
         "",
-        f"Targets: {TARGETS}.",
+        "## Targets",
+        "",
+        *target_rows(results, server_ms, bare, ready_s, rss),
     ]
     if args.note:
         lines += ["", args.note]

@@ -208,7 +208,7 @@ def test_slow_upload_does_not_block_other_users(server, images):
 
     buf = BytesIO()
     Image.new("RGB", (8, 8), (200, 120, 160)).save(buf, "PNG")
-    body, ctype = multipart({"model": "lenet"}, {"image": ("slow.png", buf.getvalue())})
+    body, ctype = multipart({}, {"image": ("slow.png", buf.getvalue())})
     head = (f"POST /api/v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
     per_byte = 4.0 / len(body)  # the upload trickles in over about 4 s
@@ -230,7 +230,7 @@ def test_slow_upload_does_not_block_other_users(server, images):
     timings = []
     while slow.is_alive() and "finished_sending" not in slow_result and len(timings) < 1000:
         t0 = time.monotonic()
-        status, _ = client.predict(images[len(timings) % len(images)], "lenet")
+        status, _ = client.predict(images[len(timings) % len(images)])
         timings.append(time.monotonic() - t0)
         assert status == 200
     finished_others = time.monotonic()
