@@ -11,6 +11,7 @@ Environment variables (all optional):
   GUNICORN_MAX_REQUESTS   recycle a worker after this many requests (default 0: never)
   TF_NUM_INTRAOP_THREADS  TensorFlow threads per op in each worker (default: CPUs / workers)
   TF_NUM_INTEROP_THREADS  TensorFlow ops run in parallel in each worker (default 1)
+  GUNICORN_PARALLEL_BOOTS how many workers may load their models at once (default CPUs / 2)
   PROMETHEUS_MULTIPROC_DIR  where workers share metrics; default: a fresh temp dir per start
 """
 
@@ -87,10 +88,36 @@ def on_starting(server) -> None:
         stale.unlink()
 
 
+# Loading TensorFlow and the models is CPU-bound; on a small machine, workers that load
+# at the same time all become ready late. Letting a few load at a time gets the first
+# worker serving (and /readyz green) sooner; the others follow one after the other.
+PARALLEL_BOOTS = _env_int("GUNICORN_PARALLEL_BOOTS", max(1, CPUS // 2))
+
+
+def _acquire_boot_slot(worker) -> int:
+    """Block until one of PARALLEL_BOOTS lock files is ours; returns its fd.
+
+    flock() is released when the fd closes, also when the worker dies while loading."""
+    import fcntl
+    import time
+
+    while True:
+        for slot in range(PARALLEL_BOOTS):
+            fd = os.open(METRICS_DIR / f"boot-{slot}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                os.close(fd)
+        worker.notify()  # waiting is not hanging: keep the master's timeout away
+        time.sleep(0.1)
+
+
 def post_fork(server, worker) -> None:
     # Runs in the new worker before the app (and TensorFlow's runtime) starts there.
     import time
 
+    worker.boot_slot = _acquire_boot_slot(worker)
     import tensorflow as tf
 
     worker.forked_at = time.monotonic()
@@ -104,6 +131,9 @@ def post_worker_init(worker) -> None:
 
     elapsed = time.monotonic() - getattr(worker, "forked_at", time.monotonic())
     worker.log.info("Worker ready (pid: %s): models loaded in %.1f s", worker.pid, elapsed)
+    if getattr(worker, "boot_slot", None) is not None:
+        os.close(worker.boot_slot)
+        worker.boot_slot = None
 
 
 def child_exit(server, worker) -> None:

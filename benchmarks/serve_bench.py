@@ -203,6 +203,7 @@ class GunicornServer:
     proc: subprocess.Popen | None = None
     started_at: float = 0.0
     log_path: Path | None = None
+    _final_log: str = ""
 
     def start(self) -> GunicornServer:
         self.port = self.port or free_port()
@@ -257,18 +258,26 @@ class GunicornServer:
         raise TimeoutError(f"{n} ready workers not seen in {timeout:.0f} s:\n{self.log()[-4000:]}")
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path else ""
+        """gunicorn's stdout and stderr so far (kept in memory once stopped)."""
+        if self.log_path is not None and self.log_path.exists():
+            return self.log_path.read_text(errors="replace")
+        return self._final_log
 
     def stop(self, timeout: float = 40.0) -> int:
         """SIGTERM (graceful) and wait; SIGKILL the group if it hangs. Returns the exit code."""
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            return self.proc.wait(10)
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        if self.log_path is not None and self.log_path.exists():
+            self._final_log = self.log()
+            self.log_path.unlink()
+        return self.proc.returncode
 
 
 # ---------------------------------------------------------------- load generation
@@ -335,7 +344,8 @@ def load_gunicorn_conf(env: dict[str, str]) -> dict[str, object]:
     """The effective gunicorn settings for ``env`` (workers, threads, TF threads)."""
     code = ("import json, runpy; c = runpy.run_path('gunicorn.conf.py'); "
             "print(json.dumps({k: c[k] for k in ('workers', 'threads', 'timeout', "
-            "'TF_INTRAOP_THREADS', 'TF_INTEROP_THREADS')}))")
+            "'TF_INTRAOP_THREADS', 'TF_INTEROP_THREADS', 'PARALLEL_BOOTS')})); "
+            "c['on_exit'](None)")  # removes the metrics dir the config made
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **env},
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
@@ -513,6 +523,21 @@ def target_rows(results, server_ms, bare, ready_s, rss) -> list[str]:
     return lines
 
 
+def _shown_args(argv: list[str]) -> list[str]:
+    """The command line for the report, with the (long) --note text elided."""
+    shown, skip = [], False
+    for arg in argv:
+        if skip:
+            shown.append('"..."')
+            skip = False
+        elif arg == "--note":
+            shown.append(arg)
+            skip = True
+        else:
+            shown.append(arg.split("=", 1)[0] + '="..."' if arg.startswith("--note=") else arg)
+    return shown
+
+
 def render_report(args, conf, names, results, server_ms, bare, ready_s, all_ready_s, rss,
                   image_source, load_before, load_after, exit_code, models_dir) -> str:
     """The Markdown report: setup, per-model table, time breakdown, readiness and memory."""
@@ -521,7 +546,7 @@ def render_report(args, conf, names, results, server_ms, bare, ready_s, all_read
         "# Serving benchmark",
         "",
         f"Measured {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} with "
-        f"`{' '.join(['python', 'benchmarks/serve_bench.py', *(sys.argv[1:])])}` "
+        f"`{' '.join(['python', 'benchmarks/serve_bench.py', *_shown_args(sys.argv[1:])])}` "
         f"(gunicorn on 127.0.0.1, client in the same machine, `http.client` threads).",
         "",
         "Machine: " + "; ".join(machine_description()),
@@ -530,7 +555,8 @@ def render_report(args, conf, names, results, server_ms, bare, ready_s, all_read
         "",
         f"Server: `{' '.join(GUNICORN_CMD)}`, {conf['workers']} workers x {conf['threads']} "
         f"threads (gthread), TensorFlow intra-op {conf['TF_INTRAOP_THREADS']} / inter-op "
-        f"{conf['TF_INTEROP_THREADS']} threads per worker; models from `{models_dir}`; "
+        f"{conf['TF_INTEROP_THREADS']} threads per worker, {conf['PARALLEL_BOOTS']} worker(s) "
+        f"loading models at a time; models from `{models_dir}`; "
         f"{image_source}. Graceful stop exit code: {exit_code}.",
         "",
         "| model | bare model ms | e2e p50 ms | p95 ms | p99 ms | e2e p50 / bare | "

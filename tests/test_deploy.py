@@ -135,7 +135,7 @@ def gunicorn_settings(**env: str) -> dict:
     """gunicorn.conf.py evaluated in a clean subprocess with ``env`` (it sets os.environ)."""
     code = ("import json, os, runpy; c = runpy.run_path('gunicorn.conf.py'); "
             "keys = ('bind', 'workers', 'threads', 'worker_class', 'preload_app', 'accesslog', "
-            "'timeout', 'graceful_timeout', 'TF_INTRAOP_THREADS', 'CPUS'); "
+            "'timeout', 'graceful_timeout', 'TF_INTRAOP_THREADS', 'CPUS', 'PARALLEL_BOOTS'); "
             "out = {k: c[k] for k in keys}; "
             "out['metrics_dir'] = os.environ['PROMETHEUS_MULTIPROC_DIR']; "
             "out['metrics_dir_exists'] = os.path.isdir(out['metrics_dir']); "
@@ -143,6 +143,7 @@ def gunicorn_settings(**env: str) -> dict:
             "print(json.dumps(out))")
     base = {k: v for k, v in os.environ.items()
             if k not in ("PORT", "HOST", "BIND", "WEB_CONCURRENCY", "GUNICORN_THREADS",
+                         "GUNICORN_PARALLEL_BOOTS",
                          "TF_NUM_INTRAOP_THREADS", "PROMETHEUS_MULTIPROC_DIR",
                          "GUNICORN_OWN_METRICS_DIR")}
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**base, **env},
@@ -158,14 +159,17 @@ def test_gunicorn_defaults_follow_the_machine():
     assert conf["workers"] == min(conf["CPUS"], 4) and conf["threads"] >= 2
     assert conf["TF_INTRAOP_THREADS"] == max(1, conf["CPUS"] // conf["workers"])
     assert conf["graceful_timeout"] > 0 and conf["timeout"] >= 60
+    assert conf["PARALLEL_BOOTS"] == max(1, conf["CPUS"] // 2)
     assert conf["metrics_dir_exists"] and conf["removed_on_exit"]
 
 
 def test_gunicorn_settings_from_the_environment():
     conf = gunicorn_settings(PORT="9123", HOST="127.0.0.1", WEB_CONCURRENCY="3",
-                             GUNICORN_THREADS="7", TF_NUM_INTRAOP_THREADS="2")
+                             GUNICORN_THREADS="7", TF_NUM_INTRAOP_THREADS="2",
+                             GUNICORN_PARALLEL_BOOTS="3")
     assert conf["bind"] == ["127.0.0.1:9123"]
     assert (conf["workers"], conf["threads"], conf["TF_INTRAOP_THREADS"]) == (3, 7, 2)
+    assert conf["PARALLEL_BOOTS"] == 3
     assert gunicorn_settings(BIND="unix:/tmp/x.sock", PORT="1")["bind"] == ["unix:/tmp/x.sock"]
 
 
