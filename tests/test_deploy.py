@@ -121,7 +121,8 @@ def test_image_layout():
 
 
 @pytest.mark.parametrize("path, ignored", [
-    ("app/api.py", False), ("models/lenet.keras", False), ("wsgi.py", False),
+    ("app/api.py", False), ("models/lenet.keras", False), ("models/lenet.json", False),
+    ("models/lenet.ood.npz", False), ("models/split.csv", True), ("wsgi.py", False),
     ("gunicorn.conf.py", False), ("requirements.txt", False), ("templates/index.html", False),
     ("training/train.py", True), ("tests/test_deploy.py", True), (".venv/bin/python", True),
     (".git/HEAD", True), ("benchmarks/serve_bench.py", True), ("app/__pycache__/x.pyc", True),
