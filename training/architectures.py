@@ -40,9 +40,9 @@ def build_lenet(input_size: int = 150) -> keras.Sequential:
             *_conv_bn(16, 5, "c3"),
             layers.MaxPooling2D(2, 2, name="s4"),
             layers.Flatten(name="flatten"),
-            layers.Dropout(0.3, name="drop1"),
+            layers.Dropout(0.2, name="drop1"),
             layers.Dense(120, activation="relu", name="f5"),
-            layers.Dropout(0.3, name="drop2"),
+            layers.Dropout(0.2, name="drop2"),
             layers.Dense(84, activation="relu", name="f6"),
             layers.Dense(N_CLASSES, name="logits"),
             layers.Activation("softmax", dtype="float32", name="probabilities"),
@@ -96,6 +96,7 @@ def build_vggnet(input_size: int = 224, widths: tuple[int, ...] = VGG_WIDTHS) ->
 
 ARCHITECTURES: dict[str, dict] = {
     "lenet": {"build": build_lenet, "input_size": 150, "display_name": "LeNet-5",
+              "learning_rate": 2e-3,
               "description": "LeNet-5 layout (conv6 5x5, pool, conv16 5x5, pool, 120, 84) "
                              "with batch norm and dropout"},
     "sequential": {"build": build_sequential, "input_size": 128, "display_name": "Sequential",

@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--out", type=Path, default=DEFAULT_MODELS_DIR)
+    train.add_argument("--learning-rate", type=float,
+                       help="peak learning rate (default: the architecture's own)")
 
     evaluate = sub.add_parser("evaluate", help="score committed models on a labelled folder")
     evaluate.add_argument("--data-dir", help=f"data set folder (default: ${DATA_ENV})")
@@ -88,6 +90,7 @@ def _segmentation_agreement(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from training.architectures import ARCHITECTURES
     from training.data import discover
     from training.train import TrainConfig, train
 
@@ -95,8 +98,10 @@ def _train(args: argparse.Namespace) -> int:
     samples = discover(data_dir)
     names = MODEL_CHOICES if args.model == "all" else (args.model,)
     for name in names:
+        spec = ARCHITECTURES[name]
         config = TrainConfig(model=name, epochs=args.epochs, batch_size=args.batch_size,
-                             seed=args.seed)
+                             seed=args.seed,
+                             learning_rate=args.learning_rate or spec.get("learning_rate", 1e-3))
         train(config, data_dir, args.out, samples=samples)
     return 0
 

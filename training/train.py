@@ -19,6 +19,7 @@ from app.model_store import load_model, softmax
 from app.preprocessing import PREPROCESSING_SPEC
 from training import plots
 from training.architectures import ARCHITECTURES, build
+from training.augment import AUGMENTATION
 from training.calibration import fit_temperature
 from training.data import Sample, discover, resolve_image_root
 from training.dataset import class_weights, load_arrays, make_dataset
@@ -38,9 +39,6 @@ class TrainConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     early_stopping_patience: int = 10
-    augmentation: str = ("scale-bar corner masked p=0.5; crop 80-100% and resize (zoom); "
-                         "flips; 90-degree rotations; hue 0.05, saturation 0.6-1.4, "
-                         "brightness 0.1, contrast 0.8-1.2, per-channel gain 0.9-1.1")
     class_weighting: str = "inverse frequency"
     lr_schedule: str = "cosine decay over all epochs"
     early_stopping: str = "on validation loss, best weights restored"
@@ -113,7 +111,9 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path,
         "malignant": {c: MALIGNANT[c] for c in CLASS_IDS},
         "input_size": size,
         "preprocessing": PREPROCESSING_SPEC,
-        "training": {**asdict(config), "epochs_run": len(hist["loss"]),
+        "training": {**asdict(config),
+                     "augmentation": AUGMENTATION.describe(),
+                     "epochs_run": len(hist["loss"]),
                      "best_epoch": int(np.argmin(hist["val_loss"])) + 1,
                      "seconds": round(training_seconds, 1),
                      "n_train": int(len(y_train)), "n_val": int(len(y_val))},
