@@ -26,7 +26,8 @@ from app.preprocessing import preprocess
 def test_every_model_is_loaded_and_ready(inference_service: InferenceService, models_dir) -> None:
     assert inference_service.ready
     names = [m.name for m in inference_service.models()]
-    assert names == sorted(p.stem for p in models_dir.glob("*.keras"))
+    assert names == sorted(p.stem for p in models_dir.glob("*.keras")
+                           if p.with_suffix(".json").is_file())
     assert "lenet" in names
     for info in inference_service.models():
         assert info.version and info.display_name and info.input_size > 0
