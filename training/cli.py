@@ -61,18 +61,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fit_ood(args: argparse.Namespace) -> int:
+def _model_names(models_dir: Path, choice: str) -> list[str]:
+    """The committed models ``choice`` names ("all" for every one)."""
     from app.model_store import model_names
+
+    available = model_names(models_dir)
+    names = available if choice == "all" else [choice]
+    if not names or any(n not in available for n in names):
+        raise FileNotFoundError(f"no model {choice!r} in {models_dir}")
+    return names
+
+
+def _fit_ood(args: argparse.Namespace) -> int:
     from training.data import discover
     from training.ood import fit_ood
 
     data_dir = _data_dir(args.data_dir)
     samples = discover(data_dir)
-    available = model_names(args.models_dir)
-    names = available if args.model == "all" else [args.model]
-    if not names or any(n not in available for n in names):
-        print(f"error: no model {args.model!r} in {args.models_dir}", file=sys.stderr)
-        return 2
+    names = _model_names(args.models_dir, args.model)
     for name in names:
         section = fit_ood(args.models_dir, name, data_dir, samples=samples)
         print(f"[{name}] threshold {section['threshold']:.3f}: flags val "
@@ -107,7 +113,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from app.model_store import load_model, model_names
+    from app.model_store import load_model
     from training.data import discover
     from training.evaluate import evaluate_model, format_table, select_split
     from training.train import MANIFEST_NAME
@@ -117,11 +123,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         samples = select_split(samples, args.models_dir / MANIFEST_NAME, args.split)
         if not samples:
             raise DataSetError(f"no image of this folder is in the {args.split} split")
-    available = model_names(args.models_dir)
-    names = available if args.model == "all" else [args.model]
-    if not names or any(n not in available for n in names):
-        print(f"error: no model {args.model!r} in {args.models_dir}", file=sys.stderr)
-        return 2
+    names = _model_names(args.models_dir, args.model)
     for name in names:
         result = evaluate_model(load_model(args.models_dir, name), samples)
         print(json.dumps(result) if args.json else format_table(result), flush=True)
@@ -142,6 +144,6 @@ def main(argv: list[str] | None = None) -> int:
         return {"train": _train, "evaluate": _evaluate, "report": _report,
                 "segmentation-agreement": _segmentation_agreement,
                 "fit-ood": _fit_ood}[args.command](args)
-    except DataSetError as exc:
+    except (DataSetError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,9 @@ from training.data import discover
 from training.dataset import load_arrays
 from training.evaluate import select_split
 from training.metrics import classification_report
+from training.ood_eval import ood_markdown
 from training.perturbations import PERTURBATIONS
+from training.segmentation_eval import agreement, agreement_markdown
 from training.train import MANIFEST_NAME
 
 PAPER = {"lenet": "95.75%", "sequential": "93%", "vggnet": "34%"}
@@ -124,8 +126,10 @@ def render(rows: list[dict], n_test: int, extra_sections: list[str]) -> str:
 
 
 def write_report(data_dir: str | Path, models_dir: Path) -> Path:
+    """Measure every model on the test split and write ``models_dir/REPORT.md``."""
     rows = measure(models_dir, data_dir)
     n_test = rows[0]["base"]["n_images"] if rows else 0
+    sections = [ood_markdown(models_dir, data_dir), agreement_markdown(agreement(data_dir))]
     path = models_dir / "REPORT.md"
-    path.write_text(render(rows, n_test, extra_sections=[]))
+    path.write_text(render(rows, n_test, extra_sections=sections))
     return path
