@@ -18,13 +18,22 @@ def _service() -> InferenceService:
     return current_app.extensions["inference"]
 
 
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+
+
+def wants_explanation() -> bool:
+    """``?explain=1`` or form field ``explain=1`` asks for the Grad-CAM and outline PNGs."""
+    raw = request.form.get("explain") or request.args.get("explain") or ""
+    return raw.strip().lower() in TRUE_WORDS
+
+
 @bp.post("/predict")
 def predict() -> Any:
-    """Multipart ``image`` (+ optional ``model``) -> the prediction as JSON."""
+    """Multipart ``image`` (+ optional ``model``, ``explain``) -> the prediction as JSON."""
     service = _service()
     model = service.resolve(request.form.get("model") or request.args.get("model"))
     g.model_name = model
-    prediction = service.predict(read_upload("image"), model)
+    prediction = service.predict(read_upload("image"), model, explain=wants_explanation())
     return jsonify(prediction.to_dict())
 
 

@@ -63,10 +63,15 @@ def analyze() -> tuple[str, int]:
     model = service.resolve(request.form.get("model"))
     g.model_name = model
     data = read_upload("image")
-    prediction = service.predict(data, model)
+    # The page always shows the explanation views (Grad-CAM, cell outlines).
+    prediction = service.predict(data, model, explain=True)
+    explanation = prediction.extras["explanation"]
     page = render_template(
         "result.html", p=prediction, bars=probability_bars(prediction),
         thumbnail=thumbnail_data_uri(prediction.image),
+        gradcam=png_data_uri(explanation["gradcam_png"]),
+        cells=png_data_uri(explanation["cells_png"]),
+        gradcam_label=DISPLAY_NAMES[explanation["gradcam_class"]],
     )
     return page, 200
 
@@ -92,3 +97,7 @@ def thumbnail_data_uri(image: Image.Image, side: int = THUMBNAIL_SIDE) -> str:
     buffer = io.BytesIO()
     thumb.save(buffer, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def png_data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
