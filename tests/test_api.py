@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
+import numpy as np
 import pytest
 from flask import g
+from PIL import Image
 
 from app import create_app
 from app.classes import CLASS_IDS
@@ -38,6 +41,69 @@ def test_predict_returns_full_result(client, images, inference_service) -> None:
     lenet = inference_service.model_info("lenet")
     assert body["model"]["name"] == "lenet" and body["model"]["version"] == lenet.version
     assert body["elapsed_ms"] > 0
+
+
+def test_plain_result_carries_guard_and_cells_but_no_png(client, images,
+                                                        inference_service) -> None:
+    response = post_image(client, images.make("JPEG", size=(300, 200)))
+    body = response.get_json()
+    assert "explanation" not in body
+    assert "iVBORw0KGgo" not in response.get_data(as_text=True)  # no base64 PNG anywhere
+    assert isinstance(body["cells"]["count"], int) and body["cells"]["count"] >= 0
+    assert isinstance(body["uncertain"], bool)
+    assert body["status"] in ("out_of_distribution", "uncertain", "malignant", "benign")
+    guarded = inference_service.ood_guard("lenet") is not None
+    assert body["ood"]["available"] is guarded
+    assert (body["out_of_distribution"] is None) is not guarded
+    assert {"decode", "preprocess", "model", "segmentation", "total"} <= set(body["timings_ms"])
+    assert "gradcam" not in body["timings_ms"] and "outline" not in body["timings_ms"]
+
+
+def decode_png(text: str) -> Image.Image:
+    image = Image.open(io.BytesIO(base64.b64decode(text, validate=True)))
+    image.load()
+    assert image.format == "PNG"
+    return image
+
+
+@pytest.mark.parametrize(("size", "shown"), [((300, 200), (300, 200)),
+                                             ((1024, 640), (512, 320))])
+def test_explain_returns_pngs_of_the_right_size(client, images, size, shown) -> None:
+    for how in ("query", "form"):
+        if how == "query":
+            response = client.post("/api/v1/predict?explain=1",
+                                   data={"image": (io.BytesIO(images.make(size=size)), "a.png")},
+                                   content_type="multipart/form-data")
+        else:
+            response = post_image(client, images.make(size=size), explain="1")
+        assert response.status_code == 200
+        body = response.get_json()
+        explanation = body["explanation"]
+        assert explanation["gradcam_class"] == body["class"]
+        gradcam = decode_png(explanation["gradcam_png"])
+        cells = decode_png(explanation["cells_png"])
+        assert gradcam.size == cells.size == shown and gradcam.mode == "RGB"
+        # The overlay is the photo with heat blended in, not a copy of the outline picture.
+        assert not np.array_equal(np.asarray(gradcam), np.asarray(cells))
+        assert body["timings_ms"]["gradcam"] > 0 and body["timings_ms"]["outline"] > 0
+
+
+def test_explain_zero_means_no(client, images) -> None:
+    response = client.post("/api/v1/predict?explain=0",
+                           data={"image": (io.BytesIO(images.make()), "a.png")},
+                           content_type="multipart/form-data")
+    assert "explanation" not in response.get_json()
+
+
+def test_solid_colour_upload_is_flagged(client, inference_service) -> None:
+    if inference_service.ood_guard("lenet") is None:
+        pytest.skip("lenet has no fitted OOD guard in this models folder")
+    buffer = io.BytesIO()
+    Image.new("RGB", (224, 224), (255, 255, 255)).save(buffer, format="PNG")
+    body = post_image(client, buffer.getvalue()).get_json()
+    assert body["out_of_distribution"] is True and body["status"] == "out_of_distribution"
+    assert body["verdict"].startswith("Outside what the model was trained on")
+    assert body["ood"]["reasons"]
 
 
 def test_every_served_model_can_be_chosen(client, images, inference_service) -> None:
@@ -126,6 +192,7 @@ def test_real_smear_per_class(client, smear_images) -> None:
         body = response.get_json()
         assert body["image"] == {"format": "JPEG", "width": 224, "height": 224}
         assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+        assert body["cells"]["count"] >= 1  # every smear of the data set shows a leukocyte
 
 
 def test_unexpected_errors_hide_the_stack_trace(app) -> None:

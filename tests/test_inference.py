@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from concurrent.futures import ThreadPoolExecutor
 
@@ -48,8 +49,30 @@ def test_prediction_is_complete_and_calibrated(inference_service: InferenceServi
         assert p.model.name == info.name and p.model.version == info.version
         assert p.model_input.shape == (info.input_size, info.input_size, 3)
         t = p.timings
-        assert min(t.decode_ms, t.preprocess_ms, t.model_ms) >= 0
-        assert t.total_ms == pytest.approx(t.decode_ms + t.preprocess_ms + t.model_ms)
+        steps = [t.decode_ms, t.preprocess_ms, t.model_ms, t.segmentation_ms]
+        if inference_service.ood_guard(info.name) is not None:
+            steps.append(t.ood_ms)
+        else:
+            assert t.ood_ms is None
+        assert min(steps) >= 0 and t.gradcam_ms is None and t.outline_ms is None
+        assert t.total_ms == pytest.approx(sum(steps), rel=1e-3, abs=0.05)
+        assert p.cells is not None and p.cells.count >= 0
+        assert "explanation" not in p.extras
+
+
+def test_explain_adds_pngs_and_their_timings(inference_service: InferenceService,
+                                             images) -> None:
+    for info in inference_service.models():
+        p = inference_service.predict(images.make("JPEG", size=(300, 200)), info.name,
+                                      explain=True)
+        explanation = p.extras["explanation"]
+        assert explanation["gradcam_class"] == p.class_id
+        for key in ("gradcam_png", "cells_png"):
+            shown = Image.open(io.BytesIO(explanation[key]))
+            assert shown.format == "PNG" and shown.size == (300, 200)
+        t = p.timings
+        assert t.gradcam_ms > 0 and t.outline_ms > 0
+        assert set(t.as_dict()) >= {"gradcam", "outline", "segmentation", "total"}
 
 
 def test_served_probabilities_equal_the_model_store(inference_service: InferenceService,

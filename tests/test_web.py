@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
 import re
+import shutil
 
 import pytest
+from PIL import Image
 
+from app import create_app
 from app.classes import CLASS_IDS, DISPLAY_NAMES
 
 
@@ -53,7 +57,10 @@ def test_result_page(client, csrf_token, images, inference_service) -> None:
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     verdict = re.search(r'<h1 class="verdict (\w+)" id="verdict">([^<]+)</h1>', page)
-    assert verdict and verdict.group(2).startswith(("Malignant: ", "Benign: hematogones"))
+    assert verdict and verdict.group(1) in ("malignant", "benign", "uncertain",
+                                            "out_of_distribution")
+    assert verdict.group(2).startswith(("Malignant: ", "Benign: hematogones", "Uncertain",
+                                        "Outside what the model was trained on"))
     assert re.search(r'<img src="data:image/jpeg;base64,[A-Za-z0-9+/=]+" alt="The uploaded', page)
     bars = re.findall(r'<li class="bar[^"]*" data-class="(\w+)">', page)
     assert bars == list(CLASS_IDS)
@@ -114,6 +121,64 @@ def test_friendly_html_error_pages(client) -> None:
     assert "Page not found" in missing.get_data(as_text=True)
     wrong = client.get("/analyze")
     assert wrong.status_code == 405 and "Back to the upload page" in wrong.get_data(as_text=True)
+
+
+def assert_view_toggle(page: str) -> None:
+    """Photo / heatmap / cells views switched by radio inputs (no JavaScript)."""
+    radios = re.findall(r'<input class="view-radio" type="radio" name="view" id="(view-\w+)"',
+                        page)
+    assert radios == ["view-photo", "view-gradcam", "view-cells"]
+    assert re.search(r'id="view-photo" value="photo" checked>', page)
+    for target in radios:
+        assert f'<label for="{target}"' in page
+    assert re.search(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]{100,}" alt="Grad-CAM', page)
+    assert re.search(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]{100,}" alt="The smear with',
+                     page)
+    assert 'id="heatmap-note">Heatmap: warm colours mark the areas' in page
+    assert re.search(r'<dd id="cell-count">\d+</dd>', page)
+
+
+def test_foreign_image_shows_the_ood_warning(client, csrf_token, images,
+                                             inference_service) -> None:
+    if inference_service.ood_guard("lenet") is None:
+        pytest.skip("lenet has no fitted OOD guard in this models folder")
+    foreign = images.encode(Image.new("RGB", (200, 200), (30, 160, 40)))
+    page = analyze(client, csrf_token, foreign).get_data(as_text=True)
+    assert 'role="alert" id="ood-warning"' in page
+    assert "This image is outside what the model was trained on." in page
+    assert "Do not rely on the classification below" in page
+    assert re.search(r'<h1 class="verdict out_of_distribution" id="verdict">Outside what the '
+                     r"model was trained on — do not rely on this result</h1>", page)
+    assert re.search(r'<dd id="ood-status">Failed', page)
+    assert 'class="bars unreliable"' in page
+    assert_view_toggle(page)  # the explanation views are still there
+
+
+def test_model_without_guard_says_the_check_is_unavailable(models_dir, tmp_path, images) -> None:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(models_dir / "lenet.keras", folder / "lenet.keras")
+    meta = json.loads((models_dir / "lenet.json").read_text())
+    meta.pop("ood", None)
+    (folder / "lenet.json").write_text(json.dumps(meta))
+    app = create_app({"APP_ENV": "testing", "MODELS_DIR": str(folder), "SECRET_KEY": "t"})
+    client = app.test_client()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").get_data(as_text=True))
+    page = analyze(client, token.group(1), images.encode(Image.new("RGB", (64, 64)))
+                   ).get_data(as_text=True)
+    assert 'id="ood-warning"' not in page
+    assert re.search(r'<dd id="ood-status">Not available for this model', page)
+    assert_view_toggle(page)
+
+
+@pytest.mark.data
+def test_real_smear_shows_the_overlay_toggle(client, csrf_token, smear_images) -> None:
+    path = smear_images["pro_b"][0]
+    page = analyze(client, csrf_token, path.read_bytes(), filename=path.name).get_data(
+        as_text=True)
+    assert_view_toggle(page)
+    # (Whether one given smear passes the OOD check is tested on a sample in test_result_guard.)
+    assert int(re.search(r'<dd id="cell-count">(\d+)</dd>', page).group(1)) >= 1
 
 
 @pytest.mark.data
