@@ -34,7 +34,7 @@ from app.preprocessing import (
     load_image,
     to_model_input,
 )
-from app.segmentation import Segmentation, outline_png, segment
+from app.segmentation import DISPLAY_SIDE, Segmentation, downscale, outline_png, segment
 
 __all__ = [
     "ALLOWED_FORMATS", "ImageDecodeError", "ImageTooLargeError", "InferenceService", "ModelInfo",
@@ -439,12 +439,14 @@ class InferenceService:
         gradcam_ms = outline_ms = None
         if explain:
             heat = self._cams[name].heatmap(x, class_index)
-            gradcam_png = overlay_png(image, heat)
+            # Downscale a big photo once for both pictures (each would do it again).
+            shown = downscale(image, DISPLAY_SIDE)
+            gradcam_png = overlay_png(shown, heat)
             explained = time.perf_counter()
             extras["explanation"] = {
                 "gradcam_class": loaded.class_ids[class_index],
                 "gradcam_png": gradcam_png,
-                "cells_png": outline_png(image, cells),
+                "cells_png": outline_png(shown, cells),
             }
             gradcam_ms = (explained - segmented) * 1000
             outline_ms = (time.perf_counter() - explained) * 1000

@@ -23,6 +23,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOT_DIRS = [ROOT / "docs" / "screenshots", ROOT / "test-artifacts" / "e2e"]
+VERDICTS = ("Malignant: ", "Benign: hematogones", "Uncertain",
+            "Outside what the model was trained on")
 
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium", allow_module_level=True)
@@ -79,13 +81,26 @@ def test_upload_and_result_pages(browser, base_url: str, smear_images) -> None:
     page.click("#submit")
     page.wait_for_selector("#verdict")
     verdict = page.locator("#verdict").inner_text()
-    assert verdict.startswith(("Malignant: ", "Benign: hematogones"))
+    assert verdict.startswith(VERDICTS)
     bars = page.locator("#probabilities li")
     assert bars.count() == 4
     assert [bars.nth(i).get_attribute("data-class") for i in range(4)] == list(CLASS_IDS)
     assert "not a diagnosis" in page.content()
-    assert page.locator(".thumb img").evaluate("img => img.naturalWidth") > 0
+    assert int(page.locator("#cell-count").inner_text()) >= 1
+    photo, heatmap = page.locator(".view-photo"), page.locator("#gradcam")
+    assert photo.evaluate("img => img.naturalWidth") > 0
+    sync_api.expect(photo).to_be_visible()
+    sync_api.expect(heatmap).to_be_hidden()
+
+    page.click("#toggle-gradcam")
+    sync_api.expect(heatmap).to_be_visible()
+    sync_api.expect(photo).to_be_hidden()
+    sync_api.expect(page.locator("#heatmap-note")).to_be_visible()
+    assert heatmap.evaluate("img => img.naturalWidth") > 0
     save_screenshot(page, "result.png")
+    page.click("#toggle-cells")
+    sync_api.expect(page.locator("#cells")).to_be_visible()
+    sync_api.expect(heatmap).to_be_hidden()
     assert not errors, f"browser errors (CSP violations show up here): {errors}"
 
     page.click("#again")
@@ -139,4 +154,30 @@ def test_works_without_javascript(browser, base_url: str, smear_images) -> None:
     page.click("#submit")
     page.wait_for_selector("#verdict")
     assert page.locator("#probabilities li").count() == 4
+    # The view toggle is radio inputs + CSS, so it works with JavaScript off too.
+    sync_api.expect(page.locator("#gradcam")).to_be_hidden()
+    page.click("#toggle-gradcam")
+    sync_api.expect(page.locator("#gradcam")).to_be_visible()
+    sync_api.expect(page.locator(".view-photo")).to_be_hidden()
     context.close()
+
+
+def test_foreign_image_shows_the_warning(browser, base_url: str, inference_service,
+                                         tmp_path: Path) -> None:
+    if inference_service.ood_guard("lenet") is None:
+        pytest.skip("lenet has no fitted OOD guard in this models folder")
+    from PIL import Image
+
+    foreign = tmp_path / "solid.png"
+    Image.new("RGB", (300, 300), (40, 120, 200)).save(foreign)
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    page.goto(base_url + "/")
+    page.set_input_files("#image", str(foreign))
+    page.click("#submit")
+    page.wait_for_selector("#verdict")
+    sync_api.expect(page.locator("#ood-warning")).to_be_visible()
+    assert page.locator("#verdict").inner_text().startswith("Outside what the model was trained")
+    for folder in SCREENSHOT_DIRS[1:]:
+        folder.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(folder / "result-foreign.png"), full_page=True)
+    page.close()
