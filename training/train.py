@@ -98,7 +98,10 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path,
     training_seconds = time.perf_counter() - started
 
     model_path = out / f"{config.model}.keras"
-    model.save(model_path)
+    # An uncompiled copy: the optimizer's state would triple the file and is never served.
+    served = build(config.model)
+    served.set_weights(model.get_weights())
+    served.save(model_path)
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     metadata = {
         "name": config.model,
