@@ -70,7 +70,7 @@ def render(rows: list[dict], n_test: int, extra_sections: list[str]) -> str:
         "| model | paper accuracy | test accuracy | macro-F1 | "
         + " | ".join(f"recall {c}" for c in CLASS_IDS)
         + " | parameters | file size | training time | CPU inference (1 image) |",
-        "|---" * (9 + len(CLASS_IDS)) + "|",
+        "|---" * (8 + len(CLASS_IDS)) + "|",
     ]
     for r in rows:
         m, b = r["model"].metadata, r["base"]
@@ -106,14 +106,6 @@ def render(rows: list[dict], n_test: int, extra_sections: list[str]) -> str:
     worst = {r["name"]: max(r["base"]["accuracy"] - r[k] for k in SHORTCUTS) for r in rows}
     out += ["", "Largest loss under the two shortcut checks (target: at most 3 points): "
             + ", ".join(f"{n} {100 * v:.2f} points" for n, v in worst.items()) + ".", ""]
-    out += ["## Calibration", "",
-            "| model | temperature | test ECE before | test ECE after |", "|---|---|---|---|"]
-    for r in rows:
-        c = r["model"].metadata.get("calibration", {})
-        out.append(f"| {r['model'].metadata['architecture']} | {c.get('temperature', 'n/a')} | "
-                   f"{c.get('test_ece_before', 'n/a')} | {c.get('test_ece_after', 'n/a')} |")
-    out += ["", "Reliability diagrams: " + ", ".join(
-        f"[{r['name']}]({r['name']}.reliability.png)" for r in rows) + ".", ""]
     out += ["## Figures", ""]
     for r in rows:
         n = r["name"]
