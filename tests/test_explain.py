@@ -92,13 +92,11 @@ def heat_location(cam: GradCam, path: Path) -> tuple[float, float, float] | None
     return float(heat[cells].sum() / total), float(corner / total), float(cells.mean())
 
 
-def test_target_layer_is_the_last_conv_block_before_flatten() -> None:
-    expected = {"lenet": ("c3_relu", "s4"), "sequential": ("conv_relu", "pool"),
-                "vggnet": ("block5_3_relu", "block5_pool")}
-    for name, (activation, pooled) in expected.items():
-        model = build(name)
-        assert target_layer(model) == activation
-        assert target_layer(model, after_pooling=True) == pooled
+def test_target_layer_is_the_last_fine_enough_conv_block_before_flatten() -> None:
+    # VGGNet's last block is 14x14 at 224 px input: too coarse, so its fourth (28x28).
+    expected = {"lenet": "c3_relu", "sequential": "conv_relu", "vggnet": "block4_3_relu"}
+    for name, activation in expected.items():
+        assert target_layer(build(name)) == activation
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
