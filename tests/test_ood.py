@@ -32,17 +32,25 @@ def test_is_uncertain_compares_top_probability_with_threshold() -> None:
     assert not is_uncertain(np.array([0.70, 0.10, 0.10, 0.10]), 0.0)
 
 
-def test_uncertain_below_splits_where_low_confidence_accuracy_drops_under_target() -> None:
+def test_uncertain_below_splits_where_local_accuracy_drops_under_target() -> None:
     # 40 predictions at 0.3-0.5 confidence, half right; 160 at 0.8-1.0, all right.
     conf = np.r_[np.linspace(0.3, 0.5, 40), np.linspace(0.8, 1.0, 160)]
     correct = np.r_[np.arange(40) % 2 == 0, np.ones(160, bool)]
-    c = choose_uncertain_below(conf, correct, target=0.8, min_count=10)
-    below = conf < c
-    assert 0.5 < c < 1.0
-    assert correct[below].mean() < 0.8
-    # One more prediction would lift the group to 80% or more.
-    k = below.sum()
-    assert correct[np.argsort(conf)[:k + 1]].mean() >= 0.8
+    c = choose_uncertain_below(conf, correct, target=0.8, window=20)
+    assert 0.5 < c < 0.85
+    assert correct[conf >= c].mean() >= 0.8
+    # The 20 predictions just below c are right less than 80% of the time.
+    below = np.sort(conf[conf < c])[-20:]
+    assert correct[np.isin(conf, below)].mean() < 0.8
+
+
+def test_many_right_answers_at_low_confidence_do_not_hide_a_wrong_band() -> None:
+    # Low band all right, a band at 0.7-0.8 mostly wrong, high band all right.
+    conf = np.r_[np.linspace(0.3, 0.6, 100), np.linspace(0.7, 0.8, 20), np.linspace(0.9, 1, 80)]
+    correct = np.r_[np.ones(100, bool), np.arange(20) % 4 == 0, np.ones(80, bool)]
+    c = choose_uncertain_below(conf, correct, target=0.8, window=20)
+    assert (conf[100:120] < c).all()  # the whole wrong band is uncertain
+    assert (conf[120:] >= c).mean() > 0.75  # most of the reliable band is not
 
 
 def test_uncertain_below_is_zero_for_a_reliable_model_and_one_for_a_useless_one() -> None:

@@ -33,7 +33,7 @@ from training.foreign import KINDS, ForeignImage, foreign_set
 MANIFEST_NAME = "split.csv"
 VAL_QUANTILE = 0.975  # flag 2.5% of validation images: margin under the 5% test target
 UNCERTAIN_TARGET_ACCURACY = 0.80
-UNCERTAIN_MIN_COUNT = 10
+UNCERTAIN_WINDOW = 20
 FOREIGN_SMEARS = 12
 MIN_SCALE = 1e-6
 
@@ -74,24 +74,29 @@ def fit_gaussian(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
 
 def choose_uncertain_below(confidence: np.ndarray, correct: np.ndarray,
                            target: float = UNCERTAIN_TARGET_ACCURACY,
-                           min_count: int = UNCERTAIN_MIN_COUNT) -> float:
-    """The largest confidence c such that predictions below c are right less than ``target``.
+                           window: int = UNCERTAIN_WINDOW) -> float:
+    """The confidence below which predictions are right less than ``target`` of the time.
 
-    Looks at the k least confident validation predictions for every k >= ``min_count``
-    and takes the largest k whose accuracy is under ``target``; c lies halfway between
-    the k-th and the next confidence (1.0 when every group is under ``target``). Returns
-    0.0 (nothing uncertain) when no group of at least ``min_count`` is under ``target``.
+    Sorts the validation predictions by confidence and slides a window of ``window``
+    neighbours over them: c lies just above the most confident window whose accuracy
+    is under ``target`` (1.0 when that is the top window, 0.0 when no window is).
+    Local, not cumulative: the many right answers at low confidence must not hide
+    that answers at that confidence are often wrong, nor the reverse.
     """
     order = np.argsort(confidence, kind="stable")
     conf = np.asarray(confidence, dtype=np.float64)[order]
-    acc = np.cumsum(np.asarray(correct, dtype=np.float64)[order]) / np.arange(1, len(conf) + 1)
-    ks = [k for k in range(min_count, len(conf) + 1) if acc[k - 1] < target]
-    if not ks:
+    hits = np.asarray(correct, dtype=np.float64)[order]
+    window = min(window, len(conf))
+    if window == 0:
         return 0.0
-    k = max(ks)
-    if k == len(conf):
+    local = np.convolve(hits, np.ones(window), mode="valid") / window
+    under = np.flatnonzero(local < target)
+    if not under.size:
+        return 0.0
+    end = int(under.max()) + window  # first prediction after the last such window
+    if end >= len(conf):
         return 1.0
-    return float((conf[k - 1] + conf[k]) / 2)
+    return float((conf[end - 1] + conf[end]) / 2)
 
 
 def extract(loaded: LoadedModel, forward, images: Sequence,
@@ -201,9 +206,9 @@ def fit_ood(models_dir: str | Path, name: str, data_dir: str | Path,
     calibration["uncertain_below"] = round(uncertain_below, 4)
     calibration["uncertain_rule"] = (
         "a prediction is 'uncertain' when its calibrated top-class probability is below "
-        "uncertain_below: the largest confidence such that the validation predictions below it "
-        f"are right less than {UNCERTAIN_TARGET_ACCURACY:.0%} of the time "
-        f"(groups of at least {UNCERTAIN_MIN_COUNT})")
+        "uncertain_below: just above the most confident run of "
+        f"{UNCERTAIN_WINDOW} neighbouring validation predictions (sorted by confidence) that "
+        f"are right less than {UNCERTAIN_TARGET_ACCURACY:.0%} of the time")
     calibration["uncertain_val_rate"] = round(float((val_probs.max(axis=1)
                                                       < uncertain_below).mean()), 4)
     calibration["uncertain_test_rate"] = round(float(test_unc.mean()), 4)
