@@ -3,7 +3,7 @@
 ``InferenceService`` loads every model in a models folder once per process,
 builds its Grad-CAM and out-of-distribution guard, warms them up, and is then
 shared by all request threads. Each prediction carries the OOD verdict, the
-"uncertain" flag and the segmented cells; Grad-CAM and outline PNGs are added
+"uncertain" flag; the segmented cells, Grad-CAM and outline PNGs are added
 on request (``explain=True``). It knows nothing about Flask, so it can be used
 from scripts and tests directly.
 """
@@ -408,8 +408,9 @@ class InferenceService:
         """Classify one uploaded image given as bytes.
 
         Always: calibrated probabilities, the OOD check (when the model has a
-        guard), the uncertain flag and the segmented cells. With ``explain``
-        also the Grad-CAM overlay and cell-outline PNGs (``extras["explanation"]``).
+        guard) and the uncertain flag. With ``explain`` also the segmented cells
+        and the Grad-CAM overlay and cell-outline PNGs (``extras["explanation"]``);
+        segmentation doubles a plain request's time, so it is asked for, not default.
         Raises UnknownModelError, UnsupportedImageError, ImageDecodeError,
         ImageTooLargeError or NotReadyError; never touches the disk.
         """
@@ -432,7 +433,7 @@ class InferenceService:
         modelled = time.perf_counter()
         ood = guard.score_features(features, image) if guard is not None else None
         guarded = time.perf_counter()
-        cells = segment(image)
+        cells = segment(image) if explain else None
         segmented = time.perf_counter()
         class_index = int(np.argmax(probs))
         extras: dict[str, Any] = {}
@@ -460,7 +461,7 @@ class InferenceService:
                 preprocess_ms=(prepared - decoded) * 1000,
                 model_ms=(modelled - prepared) * 1000,
                 ood_ms=(guarded - modelled) * 1000 if guard is not None else None,
-                segmentation_ms=(segmented - guarded) * 1000,
+                segmentation_ms=(segmented - guarded) * 1000 if explain else None,
                 gradcam_ms=gradcam_ms,
                 outline_ms=outline_ms,
                 total_ms=(done - start) * 1000,
