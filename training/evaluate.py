@@ -12,6 +12,7 @@ from app.model_store import LoadedModel
 from training.data import Sample
 from training.dataset import load_arrays
 from training.metrics import classification_report
+from training.split import read_manifest
 
 
 def evaluate_model(model: LoadedModel, samples: list[Sample],
@@ -41,7 +42,6 @@ def format_table(result: dict) -> str:
 
 
 def select_split(samples: list[Sample], manifest: Path, split: str) -> list[Sample]:
-    from training.split import read_manifest
-
+    """The samples the manifest puts in ``split`` (matched by content, not by file name)."""
     assignment = read_manifest(manifest)
     return [s for s in samples if assignment.get(s.sha256) == split]
