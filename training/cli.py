@@ -116,7 +116,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from app.model_store import load_model
     from training.data import discover
     from training.evaluate import evaluate_model, format_table, select_split
-    from training.train import MANIFEST_NAME
+    from training.split import MANIFEST_NAME
 
     samples = discover(_data_dir(args.data_dir))
     if args.split:

@@ -29,8 +29,8 @@ from app.preprocessing import load_image, to_model_input
 from training.data import Sample, discover
 from training.evaluate import select_split
 from training.foreign import KINDS, ForeignImage, foreign_set
+from training.split import MANIFEST_NAME
 
-MANIFEST_NAME = "split.csv"
 VAL_QUANTILE = 0.975  # flag 2.5% of validation images: margin under the 5% test target
 UNCERTAIN_TARGET_ACCURACY = 0.80
 UNCERTAIN_WINDOW = 20

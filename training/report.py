@@ -17,7 +17,7 @@ from training.metrics import classification_report
 from training.ood_eval import ood_markdown
 from training.perturbations import PERTURBATIONS
 from training.segmentation_eval import agreement, agreement_markdown
-from training.train import MANIFEST_NAME
+from training.split import MANIFEST_NAME
 
 PAPER = {"lenet": "95.75%", "sequential": "93%", "vggnet": "34%"}
 SHORTCUTS = ("scale_bar_masked", "stain_shift")

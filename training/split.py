@@ -15,6 +15,7 @@ from training.data import Sample, read_input
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 MANIFEST_FIELDS = ("file", "sha256", "class", "split")
+MANIFEST_NAME = "split.csv"  # beside the models it was used to train
 
 
 def perceptual_hash(sample: Sample) -> str:

@@ -24,10 +24,10 @@ from training.calibration import fit_temperature
 from training.data import Sample, discover, resolve_image_root
 from training.dataset import class_weights, load_arrays, make_dataset
 from training.metrics import classification_report, expected_calibration_error
-from training.split import assign_splits, write_manifest
+from training.ood import fit_ood
+from training.split import MANIFEST_NAME, assign_splits, write_manifest
 
 MODEL_VERSION = "1.0.0"
-MANIFEST_NAME = "split.csv"
 
 
 @dataclass
@@ -132,8 +132,6 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path,
     plots.training_curves(hist, spec["display_name"], out / f"{config.model}.curves.png")
     calibrate_and_score(config.model, out, arrays)
     # Refit the OOD guard and the "uncertain" confidence for the new weights.
-    from training.ood import fit_ood
-
     fit_ood(out, config.model, data_dir, samples=samples)
     return json.loads(meta_path.read_text())
 
