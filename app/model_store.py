@@ -18,6 +18,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import app.layers  # noqa: E402, F401  (registers the custom layers before loading)
+
 METADATA_SUFFIX = ".json"
 MODEL_SUFFIX = ".keras"
 

@@ -49,8 +49,10 @@ def test_one_epoch_writes_every_artifact(tiny_data, tmp_path, name: str) -> None
 
 def test_cli_train_and_evaluate_round_trip(tiny_data, tmp_path, capsys) -> None:
     assert main(["train", "--model", "lenet", "--data-dir", str(tiny_data), "--epochs", "1",
-                 "--out", str(tmp_path)]) == 0
+                 "--out", str(tmp_path), "--background-swap", "0.5"]) == 0
     capsys.readouterr()
+    recorded = json.loads((tmp_path / "lenet.json").read_text())["training"]["augmentation"]
+    assert recorded["background_swap_p"] == 0.5
     assert main(["evaluate", "--data-dir", str(tiny_data), "--models-dir", str(tmp_path),
                  "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -82,6 +84,14 @@ def test_cli_refuses_unreadable_image(tiny_data, tmp_path, capsys) -> None:
     assert main(["train", "--model", "lenet", "--data-dir", str(data), "--epochs", "1",
                  "--out", str(tmp_path / "out")]) == 2
     assert "unreadable image" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_swap_share_outside_0_to_1(tiny_data, capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--model", "lenet", "--data-dir", str(tiny_data),
+              "--background-swap", "1.5"])
+    assert exited.value.code == 2
+    assert "not a probability" in capsys.readouterr().err
 
 
 def test_cli_needs_a_data_dir(monkeypatch, capsys) -> None:

@@ -8,15 +8,15 @@ import keras
 from keras import layers
 
 from app.classes import CLASS_IDS
+from app.layers import StainNormalization
 
 N_CLASSES = len(CLASS_IDS)
 
 
 def _stain_normalisation() -> layers.Layer:
-    # Per-image, per-channel standardisation: removes global stain tint, brightness
-    # and contrast, which differ between classes and between labs.
-    return layers.LayerNormalization(axis=(1, 2), center=False, scale=False, epsilon=1e-3,
-                                     name="stain_norm")
+    # Removes global tint, stain strength, brightness and contrast, which differ
+    # between classes in this data set and between labs.
+    return StainNormalization(name="stain_norm")
 
 
 def _conv_bn(filters: int, kernel: int, name: str) -> list[layers.Layer]:

@@ -2,9 +2,11 @@
 
 Geometric (flips, 90-degree rotations, zoom) for orientation and magnification;
 colour/stain jitter because the classes differ in stain tint and background;
-random masking of the lower-right corner because the scale bar sits there.
-The models' stain-normalisation layer removes global per-channel tint, brightness
-and contrast; saturation and hue changes, which it cannot undo, are jittered widely.
+random masking of the lower-right corner because the scale bar sits there;
+optionally, swapped backgrounds, so only the leukocytes carry the label.
+The models' StainNormalization layer (app/layers.py) removes global tint,
+brightness, contrast and stain strength; the jitter covers what it cannot undo
+(hue, per-pixel saturation changes, clipping).
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ class AugmentProfile:
     brightness: float = 0.1
     contrast: tuple[float, float] = (0.8, 1.2)
     channel_gain: float = 0.05
+    # Share of training images whose background (everything that is not a leukocyte
+    # in it or in its partner) is replaced by another image's: the background then
+    # says nothing about the class, so the model must read the cells.
+    background_swap_p: float = 0.0
 
     def describe(self) -> dict:
         return {"flips": True, "rot90": True, **asdict(self)}
@@ -47,6 +53,20 @@ def mask_scale_bar_tf(image: tf.Tensor) -> tf.Tensor:
     box = tf.logical_and(rows, cols)[:, :, None]
     fill = tf.reduce_mean(image[:y0, :, :], axis=[0, 1], keepdims=True)
     return tf.where(box, fill * tf.ones_like(image), image)
+
+
+def swap_backgrounds(images: tf.Tensor, masks: tf.Tensor, p: float) -> tf.Tensor:
+    """Give each image of a batch, with probability ``p``, its neighbour's background.
+
+    ``masks`` are soft leukocyte masks (B, H, W, 1) in [0, 1]. Pixels that are cell
+    in either image stay the image's own, so no foreign leukocyte (and no foreign
+    label) is pasted in.
+    """
+    partner = tf.roll(images, 1, axis=0)
+    keep = tf.maximum(masks, tf.roll(masks, 1, axis=0))
+    swap = tf.cast(tf.random.uniform(tf.stack([tf.shape(images)[0], 1, 1, 1])) < p, tf.float32)
+    own = keep + (1.0 - keep) * (1.0 - swap)
+    return own * images + (1.0 - own) * partner
 
 
 def augment_image(image: tf.Tensor, profile: AugmentProfile = AUGMENTATION) -> tf.Tensor:

@@ -23,6 +23,13 @@ def _data_dir(value: str | None) -> str:
     return value
 
 
+def _probability(value: str) -> float:
+    p = float(value)
+    if not 0.0 <= p <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not a probability between 0 and 1")
+    return p
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -36,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, default=DEFAULT_MODELS_DIR)
     train.add_argument("--learning-rate", type=float,
                        help="peak learning rate (default: the architecture's own)")
+    train.add_argument("--background-swap", type=_probability, metavar="P",
+                       help="share of training images given another image's background "
+                            "(default: the architecture's own, 0)")
 
     evaluate = sub.add_parser("evaluate", help="score committed models on a labelled folder")
     evaluate.add_argument("--data-dir", help=f"data set folder (default: ${DATA_ENV})")
@@ -98,7 +108,7 @@ def _segmentation_agreement(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from training.architectures import ARCHITECTURES
     from training.data import discover
-    from training.train import TrainConfig, train
+    from training.train import TrainConfig, augmentation_for, train
 
     data_dir = _data_dir(args.data_dir)
     samples = discover(data_dir)
@@ -108,7 +118,10 @@ def _train(args: argparse.Namespace) -> int:
         config = TrainConfig(model=name, epochs=args.epochs, batch_size=args.batch_size,
                              seed=args.seed,
                              learning_rate=args.learning_rate or spec.get("learning_rate", 1e-3))
-        train(config, data_dir, args.out, samples=samples)
+        overrides = ({} if args.background_swap is None
+                     else {"background_swap_p": args.background_swap})
+        train(config, data_dir, args.out, samples=samples,
+              augmentation=augmentation_for(name, **overrides))
     return 0
 
 

@@ -6,9 +6,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
+from scipy import ndimage as ndi
 
 from app.classes import CLASS_IDS
-from training.augment import augment_image
+from app.segmentation import foreground_mask
+from training.augment import AUGMENTATION, AugmentProfile, augment_image, swap_backgrounds
 from training.data import Sample, read_input
 
 
@@ -21,13 +23,39 @@ def load_arrays(samples: Sequence[Sample], input_size: int) -> tuple[np.ndarray,
     return x, y
 
 
-def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, training: bool,
-                 seed: int) -> tf.data.Dataset:
-    ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, len(CLASS_IDS))))
-    if training:
+def cell_masks(x: np.ndarray, margin: float = 0.02) -> np.ndarray:
+    """Soft leukocyte masks (N, S, S, 1) of preprocessed images, from app.segmentation.
+
+    Dilated by ``margin`` of the side and feathered, so cell borders and the
+    cytoplasm rim stay with the cell when backgrounds are swapped.
+    """
+    size = x.shape[1]
+    radius = max(1, round(margin * size))
+    r = np.arange(-radius, radius + 1)
+    disk = np.add.outer(r**2, r**2) <= radius**2
+    out = np.empty(x.shape[:3] + (1,), np.float32)
+    for i, image in enumerate(x):
+        mask = ndi.binary_dilation(foreground_mask(image), disk)
+        out[i, ..., 0] = np.clip(ndi.gaussian_filter(mask.astype(np.float32), radius / 2), 0, 1)
+    return out
+
+
+def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, training: bool, seed: int,
+                 profile: AugmentProfile = AUGMENTATION) -> tf.data.Dataset:
+    labels = tf.one_hot(y, len(CLASS_IDS))
+    if not training:
+        return tf.data.Dataset.from_tensor_slices((x, labels)).batch(batch_size).prefetch(
+            tf.data.AUTOTUNE)
+    if profile.background_swap_p > 0:
+        ds = tf.data.Dataset.from_tensor_slices((x, cell_masks(x), labels))
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+        ds = ds.map(lambda img, m, lab: (swap_backgrounds(img, m, profile.background_swap_p),
+                                         lab)).unbatch()
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((x, labels))
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(lambda img, lab: (augment_image(img), lab),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda img, lab: (augment_image(img, profile), lab),
+                num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 

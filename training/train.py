@@ -6,7 +6,7 @@ import json
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from app.model_store import load_model, softmax
 from app.preprocessing import PREPROCESSING_SPEC
 from training import plots
 from training.architectures import ARCHITECTURES, build
-from training.augment import AUGMENTATION
+from training.augment import AUGMENTATION, AugmentProfile
 from training.calibration import fit_temperature
 from training.data import Sample, discover, resolve_image_root
 from training.dataset import class_weights, load_arrays, make_dataset
@@ -57,14 +57,21 @@ def split_samples(
     return parts, assignment
 
 
+def augmentation_for(model: str, **overrides: object) -> AugmentProfile:
+    """The shared augmentation with the architecture's own settings and ``overrides``."""
+    return replace(AUGMENTATION, **{**ARCHITECTURES[model].get("augmentation", {}), **overrides})
+
+
 def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path,
-          samples: list[Sample] | None = None) -> dict:
+          samples: list[Sample] | None = None,
+          augmentation: AugmentProfile | None = None) -> dict:
     """Train ``config.model`` on ``data_dir`` and write every artifact to ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     spec = ARCHITECTURES[config.model]
     size = spec["input_size"]
+    augmentation = augmentation or augmentation_for(config.model)
 
     root = resolve_image_root(data_dir)
     samples = samples if samples is not None else discover(root)
@@ -88,7 +95,7 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path,
         monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True)]
     started = time.perf_counter()
     history = model.fit(
-        make_dataset(x_train, y_train, config.batch_size, True, config.seed),
+        make_dataset(x_train, y_train, config.batch_size, True, config.seed, augmentation),
         validation_data=make_dataset(x_val, y_val, config.batch_size, False, config.seed),
         epochs=config.epochs,
         class_weight=class_weights(y_train),
@@ -115,7 +122,7 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path,
         "input_size": size,
         "preprocessing": PREPROCESSING_SPEC,
         "training": {**asdict(config),
-                     "augmentation": AUGMENTATION.describe(),
+                     "augmentation": augmentation.describe(),
                      "epochs_run": len(hist["loss"]),
                      "best_epoch": int(np.argmin(hist["val_loss"])) + 1,
                      "seconds": round(training_seconds, 1),

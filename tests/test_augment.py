@@ -1,0 +1,68 @@
+"""Training augmentation: background swapping and the leukocyte masks it relies on."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from training.augment import AUGMENTATION, augment_image, swap_backgrounds
+from training.dataset import cell_masks, make_dataset
+
+
+def _smear(size: int = 64, cell_at: tuple[int, int] = (20, 20),
+           background: tuple[float, float, float] = (0.95, 0.92, 0.96)) -> np.ndarray:
+    x = np.full((size, size, 3), background, np.float32)
+    cy, cx = cell_at
+    yy, xx = np.mgrid[:size, :size]
+    x[(yy - cy) ** 2 + (xx - cx) ** 2 <= 49] = (0.45, 0.25, 0.75)  # violet leukocyte
+    return x
+
+
+def test_cell_masks_cover_the_leukocyte_and_not_the_background() -> None:
+    x = np.stack([_smear(), _smear(cell_at=(44, 40))])
+    m = cell_masks(x)
+    assert m.shape == (2, 64, 64, 1) and m.dtype == np.float32
+    assert m.min() >= 0.0 and m.max() <= 1.0
+    assert m[0, 20, 20, 0] == 1.0 and m[1, 44, 40, 0] == 1.0
+    assert m[0, 55, 55, 0] == 0.0 and m[1, 5, 5, 0] == 0.0
+    # Dilated beyond the cell's edge (radius 7): the rim goes with the cell.
+    assert m[0, 20, 28, 0] > 0.5
+
+
+def test_swap_keeps_both_images_cells_and_takes_the_partners_background() -> None:
+    a = _smear(cell_at=(20, 20), background=(0.95, 0.92, 0.96))
+    b = _smear(cell_at=(44, 44), background=(0.98, 0.95, 0.80))
+    x = np.stack([a, b])
+    m = cell_masks(x)
+    out = swap_backgrounds(tf.constant(x), tf.constant(m), 1.0).numpy()
+    # Image 0's partner is image 1 (roll by one), and the other way round.
+    np.testing.assert_allclose(out[0, 20, 20], a[20, 20])  # its own cell
+    np.testing.assert_allclose(out[0, 5, 60], b[5, 60])  # background from b
+    np.testing.assert_allclose(out[0, 44, 44], a[44, 44])  # b's cell is not pasted in
+    np.testing.assert_allclose(out[1, 44, 44], b[44, 44])
+    np.testing.assert_allclose(out[1, 60, 5], a[60, 5])
+
+
+def test_no_swap_at_probability_zero() -> None:
+    x = np.stack([_smear(), _smear(background=(0.9, 0.9, 0.7))])
+    out = swap_backgrounds(tf.constant(x), tf.constant(cell_masks(x)), 0.0).numpy()
+    np.testing.assert_array_equal(out, x)
+
+
+def test_training_dataset_with_swapping_yields_augmented_batches() -> None:
+    from dataclasses import replace
+
+    x = np.stack([_smear(cell_at=(10 + 5 * i, 30)) for i in range(6)])
+    y = np.array([0, 1, 2, 3, 0, 1])
+    profile = replace(AUGMENTATION, background_swap_p=0.5)
+    batches = list(make_dataset(x, y, 4, True, seed=0, profile=profile))
+    assert [b[0].shape[0] for b in batches] == [4, 2]
+    images = np.concatenate([b[0].numpy() for b in batches])
+    labels = np.concatenate([b[1].numpy() for b in batches])
+    assert images.shape == x.shape and 0.0 <= images.min() and images.max() <= 1.0
+    assert sorted(labels.argmax(1).tolist()) == sorted(y.tolist())
+
+
+def test_augment_image_keeps_shape_and_range() -> None:
+    out = augment_image(tf.constant(_smear())).numpy()
+    assert out.shape == (64, 64, 3) and 0.0 <= out.min() and out.max() <= 1.0
