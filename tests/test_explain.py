@@ -10,24 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from scipy import ndimage as ndi
 
 from app.classes import CLASS_IDS
 from app.explain import COLORMAP, GradCam, overlay_png, target_layer
 from app.model_store import LoadedModel, load_model
 from app.preprocessing import load_image, to_model_input
-from app.segmentation import segment
 from training.architectures import build
+from training.data import discover
+from training.heat_eval import heat_shares
+from training.heat_eval import spread as spread_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV_MODELS = Path("/tmp/exp/dev-models")
 ARCHITECTURES = ("lenet", "sequential", "vggnet")
-FOLDERS = ("Benign", "Early", "Pre", "Pro")
-# Scale-bar corner, as fractions of width and height (training.augment.SCALE_BAR_BOX).
-CORNER = (0.80, 0.88)
-# Dilation of the leukocyte mask, in pixels of the 224-pixel photographs: Grad-CAM maps
-# are coarse (14x14 for vggnet) and cell borders carry the morphology.
-DILATION_PX = 4
 # Bounds for the final models, set from measurements on 20 images (5 per class): a
 # trained LeNet (97% test accuracy) puts 0.27 of its heat on the dilated leukocytes,
 # which cover 0.17 of the image, and 0.026 in the scale-bar corner (2.4% of the image).
@@ -69,27 +64,7 @@ def gradcam(name: str) -> GradCam:
 
 def spread(data_dir: Path, per_class: int) -> list[Path]:
     """``per_class`` images of each class, spread over its files (neighbours share a stain)."""
-    picked = []
-    for folder in FOLDERS:
-        files = sorted((data_dir / folder).glob("*.jpg"))
-        picked += [files[i] for i in np.linspace(0, len(files) - 1, per_class).round().astype(int)]
-    return picked
-
-
-def heat_location(cam: GradCam, path: Path) -> tuple[float, float, float] | None:
-    """Shares of the top class's heat mass on the (dilated) leukocytes and in the scale-bar
-    corner, and the share of the image the dilated leukocytes cover; None without heat."""
-    image = load_image(path)
-    heat, _, _ = cam.heatmap_top(to_model_input(image, cam.input_size))
-    heat = np.asarray(Image.fromarray(heat).resize(image.size, Image.Resampling.BILINEAR))
-    heat = np.clip(heat, 0.0, None)
-    total = heat.sum()
-    if total <= 0:
-        return None
-    cells = ndi.binary_dilation(segment(image).mask, iterations=DILATION_PX)
-    h, w = heat.shape
-    corner = heat[int(h * CORNER[1]):, int(w * CORNER[0]):].sum()
-    return float(heat[cells].sum() / total), float(corner / total), float(cells.mean())
+    return [s.path for s in spread_samples(discover(data_dir), per_class)]
 
 
 def test_target_layer_is_the_last_fine_enough_conv_block_before_flatten() -> None:
@@ -169,7 +144,7 @@ def test_heat_lies_on_leukocytes_not_on_the_scale_bar(name: str, data_dir: Path)
     if MODELS_DIR is None or MODELS_DIR == DEV_MODELS or loaded_model(name) is None:
         pytest.skip(f"needs the final trained {name} model in MODELS_DIR or {ROOT / 'models'}")
     cam = gradcam(name)
-    found = [heat_location(cam, path) for path in spread(data_dir, 5)]
+    found = [heat_shares(cam, path) for path in spread(data_dir, 5)]
     shares = [f for f in found if f is not None]
     assert len(shares) >= 18, "the top class has no heat on most images"
     on_cells, in_corner, cell_area = (float(np.mean(v)) for v in zip(*shares, strict=True))

@@ -13,6 +13,8 @@ from app.model_store import LoadedModel, load_model, model_names
 from training.data import discover
 from training.dataset import load_arrays
 from training.evaluate import select_split
+from training.heat_eval import heat_markdown
+from training.heat_eval import measure as measure_heat
 from training.metrics import classification_report
 from training.ood_eval import ood_markdown
 from training.perturbations import PERTURBATIONS
@@ -121,7 +123,8 @@ def write_report(data_dir: str | Path, models_dir: Path) -> Path:
     """Measure every model on the test split and write ``models_dir/REPORT.md``."""
     rows = measure(models_dir, data_dir)
     n_test = rows[0]["base"]["n_images"] if rows else 0
-    sections = [ood_markdown(models_dir, data_dir), agreement_markdown(agreement(data_dir))]
+    sections = [heat_markdown(measure_heat(models_dir, data_dir)),
+                ood_markdown(models_dir, data_dir), agreement_markdown(agreement(data_dir))]
     path = models_dir / "REPORT.md"
     path.write_text(render(rows, n_test, extra_sections=sections))
     return path

@@ -27,7 +27,7 @@ from training.metrics import classification_report, expected_calibration_error
 from training.ood import fit_ood
 from training.split import MANIFEST_NAME, assign_splits, write_manifest
 
-MODEL_VERSION = "1.0.0"
+MODEL_VERSION = "1.1.0"
 
 
 @dataclass

@@ -1,0 +1,112 @@
+"""Where the models look: the share of Grad-CAM heat on the segmented leukocytes.
+
+A model that reads cell morphology puts its heat on the leukocytes; one that
+reads the smear's look (red cells, background, the scale bar) puts it elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage as ndi
+
+from app.classes import CLASS_IDS, DISPLAY_NAMES
+from app.explain import GradCam
+from app.model_store import load_model, model_names
+from app.preprocessing import load_image, to_model_input
+from app.segmentation import segment
+from training.augment import SCALE_BAR_BOX
+from training.data import Sample, discover
+from training.evaluate import select_split
+from training.split import MANIFEST_NAME
+
+# Dilation of the leukocyte mask, in pixels of the 224-pixel photographs: Grad-CAM maps
+# are coarse (28x28 for vggnet) and cell borders carry the morphology.
+DILATION_PX = 4
+PER_CLASS = 10
+
+
+def heat_shares(cam: GradCam, path: str | Path) -> tuple[float, float, float] | None:
+    """Shares of the top class's heat on the (dilated) leukocytes and in the scale-bar
+    corner, and the share of the image the dilated leukocytes cover; None without heat."""
+    image = load_image(path)
+    heat, _, _ = cam.heatmap_top(to_model_input(image, cam.input_size))
+    heat = np.asarray(Image.fromarray(heat).resize(image.size, Image.Resampling.BILINEAR))
+    heat = np.clip(heat, 0.0, None)
+    total = heat.sum()
+    if total <= 0:
+        return None
+    cells = ndi.binary_dilation(segment(image).mask, iterations=DILATION_PX)
+    h, w = heat.shape
+    corner = heat[int(h * SCALE_BAR_BOX[1]):, int(w * SCALE_BAR_BOX[0]):].sum()
+    return float(heat[cells].sum() / total), float(corner / total), float(cells.mean())
+
+
+def spread(samples: Sequence[Sample], per_class: int) -> list[Sample]:
+    """``per_class`` samples of each class, spread over its sorted files (neighbouring
+    files come from one patient and share a stain)."""
+    picked: list[Sample] = []
+    for label in range(len(CLASS_IDS)):
+        of_class = sorted((s for s in samples if s.label == label), key=lambda s: s.path)
+        if of_class:
+            idx = np.linspace(0, len(of_class) - 1, min(per_class, len(of_class)))
+            picked += [of_class[i] for i in np.unique(idx.round().astype(int))]
+    return picked
+
+
+def summarise(found: list[tuple[int, tuple[float, float, float] | None]]) -> dict:
+    """Mean shares overall and per class, and how many images have most heat on cells."""
+    def stats(rows: list[tuple[float, float, float]]) -> dict:
+        if not rows:
+            return {"n": 0}
+        arr = np.array(rows)
+        return {"n": len(rows), "on_cells": float(arr[:, 0].mean()),
+                "corner": float(arr[:, 1].mean()), "cell_area": float(arr[:, 2].mean()),
+                "majority_on_cells": float((arr[:, 0] > 0.5).mean())}
+
+    out = {"overall": stats([r for _, r in found if r is not None])}
+    out["per_class"] = {c: stats([r for lab, r in found if lab == i and r is not None])
+                        for i, c in enumerate(CLASS_IDS)}
+    return out
+
+
+def measure(models_dir: Path, data_dir: str | Path, per_class: int = PER_CLASS) -> dict:
+    """Heat shares of every model in ``models_dir`` on test-split images."""
+    samples = spread(select_split(discover(data_dir), models_dir / MANIFEST_NAME, "test"),
+                     per_class)
+    results = {}
+    for name in model_names(models_dir):
+        model = load_model(models_dir, name)
+        cam = GradCam(model)
+        found = [(s.label, heat_shares(cam, s.path)) for s in samples]
+        results[name] = {"architecture": model.metadata["architecture"], "layer": cam.layer_name,
+                         **summarise(found)}
+    return results
+
+
+def heat_markdown(results: dict) -> str:
+    lines = [
+        "## Where the models look (Grad-CAM)",
+        "",
+        f"Share of the predicted class's Grad-CAM heat on the segmented leukocytes (mask "
+        f"dilated by {DILATION_PX} px) and in the scale-bar corner, on {PER_CLASS} test "
+        "images per class; *cells' area* is the share of the image the dilated leukocytes "
+        "cover. "
+        "A model reading cell morphology would put most of its heat (> 0.5) on them.",
+        "",
+        "| model | layer | heat on cells | cells' area | images with most heat on cells | "
+        + " | ".join(f"on cells: {DISPLAY_NAMES[c]}" for c in CLASS_IDS)
+        + " | scale-bar corner |",
+        "|---" * (6 + len(CLASS_IDS)) + "|",
+    ]
+    for r in results.values():
+        o = r["overall"]
+        per = " | ".join(f"{r['per_class'][c].get('on_cells', float('nan')):.3f}"
+                         for c in CLASS_IDS)
+        lines.append(f"| {r['architecture']} | `{r['layer']}` | {o['on_cells']:.3f} | "
+                     f"{o['cell_area']:.3f} | {100 * o['majority_on_cells']:.0f}% | {per} | "
+                     f"{o['corner']:.3f} |")
+    return "\n".join(lines)
