@@ -24,9 +24,11 @@ class AugmentProfile:
     mask_scale_bar_p: float = 0.5
     min_crop: float = 0.80
     hue: float = 0.03
-    # Wide: paler or stronger stains change saturation most (measured: a 0.75
-    # desaturation cost 23 points of accuracy when trained with 0.7-1.3).
-    saturation: tuple[float, float] = (0.4, 1.6)
+    # StainNormalization undoes stain strength, so this only covers per-pixel
+    # effects; wider (0.4-1.6) blurred colour detail: validation accuracy LeNet 96.8%
+    # against 97.0%, Sequential 91.6% against 93.4%, and neither lost more than 2
+    # points under the stain shift with 0.7-1.3.
+    saturation: tuple[float, float] = (0.7, 1.3)
     brightness: float = 0.1
     contrast: tuple[float, float] = (0.8, 1.2)
     channel_gain: float = 0.05
