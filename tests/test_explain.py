@@ -3,6 +3,7 @@ and on the final models, that the heat lies on the leukocytes and not on the sca
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from pathlib import Path
@@ -62,8 +63,10 @@ def gradcam(name: str) -> GradCam:
     return _cams[name]
 
 
+@functools.cache
 def spread(data_dir: Path, per_class: int) -> list[Path]:
-    """``per_class`` images of each class, spread over its files (neighbours share a stain)."""
+    """``per_class`` images of each class, spread over its files (neighbours share a stain);
+    cached because discovery hashes every file of the data set."""
     return [s.path for s in spread_samples(discover(data_dir), per_class)]
 
 

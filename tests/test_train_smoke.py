@@ -98,3 +98,20 @@ def test_cli_needs_a_data_dir(monkeypatch, capsys) -> None:
     monkeypatch.delenv("ALL_DATA_DIR", raising=False)
     assert main(["evaluate"]) == 2
     assert "ALL_DATA_DIR" in capsys.readouterr().err
+
+
+def test_report_sections_on_a_trained_model(tiny_data, tmp_path) -> None:
+    from training.heat_eval import heat_markdown
+    from training.heat_eval import measure as measure_heat
+    from training.report import measure, render
+
+    train(TrainConfig(model="lenet", epochs=1, batch_size=8), tiny_data, tmp_path)
+    samples = discover(tiny_data)
+    rows = measure(tmp_path, samples)
+    assert [r["name"] for r in rows] == ["lenet"]
+    assert rows[0]["base"]["n_images"] == len(samples)
+    heat = measure_heat([r["model"] for r in rows], samples, per_class=2)
+    assert heat["lenet"]["layer"] == "c3_relu"
+    assert sum(c["n"] for c in heat["lenet"]["per_class"].values()) == heat["lenet"]["overall"]["n"]
+    text = render(rows, len(samples), extra_sections=[heat_markdown(heat)])
+    assert "| LeNet-5 | 95.75% |" in text and "## Where the models look (Grad-CAM)" in text

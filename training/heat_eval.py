@@ -15,13 +15,11 @@ from scipy import ndimage as ndi
 
 from app.classes import CLASS_IDS, DISPLAY_NAMES
 from app.explain import GradCam
-from app.model_store import load_model, model_names
+from app.model_store import LoadedModel
 from app.preprocessing import load_image, to_model_input
 from app.segmentation import segment
 from training.augment import SCALE_BAR_BOX
-from training.data import Sample, discover
-from training.evaluate import select_split
-from training.split import MANIFEST_NAME
+from training.data import Sample
 
 # Dilation of the leukocyte mask, in pixels of the 224-pixel photographs: Grad-CAM maps
 # are coarse (28x28 for vggnet) and cell borders carry the morphology.
@@ -73,17 +71,16 @@ def summarise(found: list[tuple[int, tuple[float, float, float] | None]]) -> dic
     return out
 
 
-def measure(models_dir: Path, data_dir: str | Path, per_class: int = PER_CLASS) -> dict:
-    """Heat shares of every model in ``models_dir`` on test-split images."""
-    samples = spread(select_split(discover(data_dir), models_dir / MANIFEST_NAME, "test"),
-                     per_class)
+def measure(models: Sequence[LoadedModel], test_samples: Sequence[Sample],
+            per_class: int = PER_CLASS) -> dict:
+    """Heat shares of each model on ``per_class`` test images of each class."""
+    samples = spread(test_samples, per_class)
     results = {}
-    for name in model_names(models_dir):
-        model = load_model(models_dir, name)
+    for model in models:
         cam = GradCam(model)
         found = [(s.label, heat_shares(cam, s.path)) for s in samples]
-        results[name] = {"architecture": model.metadata["architecture"], "layer": cam.layer_name,
-                         **summarise(found)}
+        results[model.name] = {"architecture": model.metadata["architecture"],
+                               "layer": cam.layer_name, **summarise(found)}
     return results
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from app.classes import CLASS_IDS
 from app.model_store import LoadedModel, load_model, model_names
-from training.data import discover
+from training.data import Sample, discover
 from training.dataset import load_arrays
 from training.evaluate import select_split
 from training.heat_eval import heat_markdown
@@ -42,8 +42,7 @@ def _pct(v: float) -> str:
     return f"{100 * v:.2f}%"
 
 
-def measure(models_dir: Path, data_dir: str | Path) -> list[dict]:
-    samples = select_split(discover(data_dir), models_dir / MANIFEST_NAME, "test")
+def measure(models_dir: Path, samples: list[Sample]) -> list[dict]:
     rows = []
     for name in model_names(models_dir):
         model = load_model(models_dir, name)
@@ -121,9 +120,11 @@ def render(rows: list[dict], n_test: int, extra_sections: list[str]) -> str:
 
 def write_report(data_dir: str | Path, models_dir: Path) -> Path:
     """Measure every model on the test split and write ``models_dir/REPORT.md``."""
-    rows = measure(models_dir, data_dir)
+    # Discovery hashes every file: done once, shared by the sections that need the test split.
+    samples = select_split(discover(data_dir), models_dir / MANIFEST_NAME, "test")
+    rows = measure(models_dir, samples)
     n_test = rows[0]["base"]["n_images"] if rows else 0
-    sections = [heat_markdown(measure_heat(models_dir, data_dir)),
+    sections = [heat_markdown(measure_heat([r["model"] for r in rows], samples)),
                 ood_markdown(models_dir, data_dir), agreement_markdown(agreement(data_dir))]
     path = models_dir / "REPORT.md"
     path.write_text(render(rows, n_test, extra_sections=sections))
