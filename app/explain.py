@@ -18,6 +18,7 @@ from PIL import Image  # noqa: E402
 
 from app.model_store import LoadedModel  # noqa: E402
 from app.segmentation import DISPLAY_SIDE, downscale, png_bytes  # noqa: E402
+from app.views import expand, mean_over_views, undo_dihedral_views  # noqa: E402
 
 LOGITS_LAYER = "logits"
 # 256-entry RGB lookup table, built once.
@@ -83,27 +84,35 @@ class GradCam:
         target = self.layer_name
         size = self.input_size
 
+        # Models that average test-time views are explained the same way: the
+        # gradient of the mean logit, each view's map turned back and averaged.
+        views = model.views if isinstance(model, LoadedModel) else 1
+        self.views = views
+
         @tf.function(input_signature=[tf.TensorSpec((size, size, 3), tf.float32),
                                       tf.TensorSpec((), tf.int32)])
         def step(x: tf.Tensor, class_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
             with tf.GradientTape() as tape:
-                h = x[None]
+                h = expand(x[None], views)
                 activations = None
                 for layer in layers:
                     h = layer(h, training=False)
                     if layer.name == target:
                         activations = h
-                logits = h
+                logits = mean_over_views(h, views)[0]
                 # A negative index asks for the top-scoring class.
                 index = tf.where(class_index < 0,
-                                 tf.argmax(logits[0], output_type=tf.int32), class_index)
-                score = logits[0, index]
+                                 tf.argmax(logits, output_type=tf.int32), class_index)
+                score = logits[index]
             grads = tape.gradient(score, activations)
             weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-            cam = tf.nn.relu(tf.reduce_sum(activations * weights, axis=-1))[0]
-            cam = tf.image.resize(cam[..., None], (size, size), method="bilinear")[..., 0]
+            cams = tf.nn.relu(tf.reduce_sum(activations * weights, axis=-1, keepdims=True))
+            cams = tf.image.resize(cams, (size, size), method="bilinear")
+            if views > 1:
+                cams = undo_dihedral_views(cams)
+            cam = tf.reduce_mean(cams, axis=0)[..., 0]
             cam = tf.math.divide_no_nan(cam, tf.reduce_max(cam))
-            return tf.clip_by_value(cam, 0.0, 1.0), index, logits[0]
+            return tf.clip_by_value(cam, 0.0, 1.0), index, logits
 
         self._step = step
         # Trace now, so the first request does not pay for it.

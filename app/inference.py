@@ -89,6 +89,7 @@ class ModelInfo:
     input_size: int
     description: str
     test_accuracy: float | None
+    views: int
     metadata: dict[str, Any] = field(repr=False, compare=False)
 
     @classmethod
@@ -102,6 +103,7 @@ class ModelInfo:
             input_size=model.input_size,
             description=str(meta.get("description", "")),
             test_accuracy=None if accuracy is None else float(accuracy),
+            views=model.views,
             metadata=meta,
         )
 
@@ -109,7 +111,7 @@ class ModelInfo:
         """Metadata for the API, without the per-epoch training history arrays."""
         meta = {k: v for k, v in self.metadata.items() if k != "history"}
         meta.update(name=self.name, display_name=self.display_name, version=self.version,
-                    input_size=self.input_size)
+                    input_size=self.input_size, views=self.views)
         return meta
 
 

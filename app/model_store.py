@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import app.layers  # noqa: E402, F401  (registers the custom layers before loading)
+from app.views import over_views  # noqa: E402
 
 METADATA_SUFFIX = ".json"
 MODEL_SUFFIX = ".keras"
@@ -53,11 +54,16 @@ class LoadedModel:
         return str(self.metadata["version"])
 
     @property
+    def views(self) -> int:
+        """How many test-time views (``app.views``) each prediction averages."""
+        return views_of(self.metadata)
+
+    @property
     def temperature(self) -> float:
         return float(self.metadata.get("calibration", {}).get("temperature", 1.0))
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        """Raw logits for a batch of preprocessed images, in batches of 64."""
+        """Raw logits (mean over the model's views) for preprocessed images, in batches of 64."""
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == 3:
             x = x[None]
@@ -68,6 +74,10 @@ class LoadedModel:
         """Class probabilities; temperature-scaled unless ``calibrated`` is False."""
         t = self.temperature if calibrated else 1.0
         return softmax(self.logits(x).astype(np.float64) / t)
+
+
+def views_of(metadata: dict[str, Any]) -> int:
+    return int(metadata.get("inference", {}).get("views", 1))
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
@@ -89,7 +99,7 @@ def load_model(models_dir: str | Path, name: str) -> LoadedModel:
     logits_model = keras.Model(model.inputs, model.get_layer("logits").output)
     size = int(metadata["input_size"])
     fn = tf.function(
-        lambda x: logits_model(x, training=False),
+        over_views(lambda x: logits_model(x, training=False), views_of(metadata)),
         input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)],
     )
     return LoadedModel(name=name, metadata=metadata, keras_model=model,

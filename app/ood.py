@@ -41,6 +41,7 @@ from PIL import Image  # noqa: E402
 
 from app.model_store import LoadedModel  # noqa: E402
 from app.preprocessing import to_model_input  # noqa: E402
+from app.views import over_views  # noqa: E402
 
 OOD_SUFFIX = ".ood.npz"
 # Image statistics at one fixed size (the data set's own), independent of the model;
@@ -77,12 +78,15 @@ def penultimate_layer(model: keras.Model) -> keras.layers.Layer:
     raise ValueError(f"model {model.name!r} has no Dense layer before 'logits'")
 
 
-def build_forward(model: keras.Model, input_size: int) -> Any:
-    """A compiled function: batch of inputs -> (penultimate features, logits), one pass."""
+def build_forward(model: keras.Model, input_size: int, views: int = 1) -> Any:
+    """A compiled function: batch of inputs -> (penultimate features, logits), one pass.
+
+    Both are averaged over ``views`` test-time views, as ``LoadedModel.logits`` does.
+    """
     sub = keras.Model(model.inputs, [penultimate_layer(model).output,
                                      model.get_layer("logits").output])
     return tf.function(
-        lambda x: sub(x, training=False),
+        over_views(lambda x: sub(x, training=False), views),
         input_signature=[tf.TensorSpec((None, input_size, input_size, 3), tf.float32)],
     )
 
@@ -176,7 +180,7 @@ class OodGuard:
             uncertain_below=float(loaded.metadata.get("calibration", {}).get("uncertain_below",
                                                                              0.0)),
             input_size=loaded.input_size,
-            _forward=build_forward(loaded.keras_model, loaded.input_size),
+            _forward=build_forward(loaded.keras_model, loaded.input_size, loaded.views),
         )
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

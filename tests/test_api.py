@@ -134,6 +134,8 @@ def test_models_lists_metadata_without_history(client, inference_service) -> Non
         assert "history" not in model
         assert 0.0 <= model["test_metrics"]["accuracy"] <= 1.0
         assert model["version"] and model["display_name"] and model["input_size"] > 0
+        assert model["views"] == inference_service.model_info(model["name"]).views
+        assert model["views"] in (1, 8)
 
 
 def test_health_probes(client) -> None:

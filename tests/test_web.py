@@ -82,6 +82,16 @@ def test_result_with_other_model(client, csrf_token, images, inference_service) 
     assert f"{other.display_name} · version {other.version}" in page
 
 
+def test_result_says_when_the_model_averages_orientations(client, csrf_token, images,
+                                                           inference_service) -> None:
+    for info in inference_service.models():
+        page = analyze(client, csrf_token, images.make(), model=info.name).get_data(as_text=True)
+        used = re.search(r'<dd id="model-used">(.*?)</dd>', page, re.S)
+        assert used and info.display_name in used.group(1)
+        averaged = f"mean of the image's {info.views} flips and quarter turns" in used.group(1)
+        assert averaged == (info.views > 1)
+
+
 @pytest.mark.parametrize(("data", "form", "status", "message"), [
     (None, {}, 400, "No file was"),
     (b"just some text", {}, 415, "not a supported image"),

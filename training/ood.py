@@ -130,7 +130,7 @@ def fit_ood(models_dir: str | Path, name: str, data_dir: str | Path,
     """Fit, measure and write the guard of model ``name``; returns its ``ood`` section."""
     root = Path(models_dir)
     loaded = load_model(root, name)
-    forward = build_forward(loaded.keras_model, loaded.input_size)
+    forward = build_forward(loaded.keras_model, loaded.input_size, loaded.views)
     samples = samples if samples is not None else discover(data_dir)
     manifest = root / MANIFEST_NAME
     parts = {s: _split(samples, manifest, s) for s in ("train", "val", "test")}
