@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from app.model_store import load_model
+from training.architectures import ARCHITECTURES
 from training.cli import main
 from training.data import discover
 from training.train import TrainConfig, train
@@ -42,23 +43,52 @@ def test_one_epoch_writes_every_artifact(tiny_data, tmp_path, name: str) -> None
         assert key in meta
     assert meta["class_ids"] == ["benign", "early_pre_b", "pre_b", "pro_b"]
     assert json.loads((tmp_path / f"{name}.json").read_text())["name"] == name
+    views = ARCHITECTURES[name].get("views", 1)
+    assert meta["inference"]["views"] == views
     loaded = load_model(tmp_path, name)
+    assert loaded.views == views
     probs = loaded.predict(np.zeros((1, loaded.input_size, loaded.input_size, 3), np.float32))
     np.testing.assert_allclose(probs.sum(), 1.0, rtol=1e-6)
 
 
 def test_cli_train_and_evaluate_round_trip(tiny_data, tmp_path, capsys) -> None:
     assert main(["train", "--model", "lenet", "--data-dir", str(tiny_data), "--epochs", "1",
-                 "--out", str(tmp_path), "--background-swap", "0.5"]) == 0
+                 "--out", str(tmp_path), "--background-swap", "0.5",
+                 "--label-smoothing", "0.2"]) == 0
     capsys.readouterr()
-    recorded = json.loads((tmp_path / "lenet.json").read_text())["training"]["augmentation"]
-    assert recorded["background_swap_p"] == 0.5
+    recorded = json.loads((tmp_path / "lenet.json").read_text())["training"]
+    assert recorded["augmentation"]["background_swap_p"] == 0.5
+    assert recorded["label_smoothing"] == 0.2
     assert main(["evaluate", "--data-dir", str(tiny_data), "--models-dir", str(tmp_path),
                  "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["model"] == "lenet" and result["n_images"] == len(discover(tiny_data))
     assert set(result["per_class"]) == {"benign", "early_pre_b", "pre_b", "pro_b"}
     assert np.array(result["confusion_matrix"]).sum() == result["n_images"]
+
+
+def test_cli_set_views_rescores_the_same_weights(tiny_data, tmp_path, capsys) -> None:
+    assert main(["train", "--model", "sequential", "--data-dir", str(tiny_data), "--epochs",
+                 "1", "--out", str(tmp_path)]) == 0
+    before = json.loads((tmp_path / "sequential.json").read_text())
+    weights = load_model(tmp_path, "sequential").keras_model.get_weights()
+    target = 1 if before["inference"]["views"] == 8 else 8
+    capsys.readouterr()
+    assert main(["set-views", "--model", "sequential", "--views", str(target), "--data-dir",
+                 str(tiny_data), "--models-dir", str(tmp_path)]) == 0
+    assert f"[sequential] {target} view(s)" in capsys.readouterr().out
+    after = json.loads((tmp_path / "sequential.json").read_text())
+    assert after["inference"]["views"] == target
+    assert after["training"] == before["training"] and after["trained_at"] == before["trained_at"]
+    assert after["test_metrics"]["n_images"] > 0
+    assert "temperature" in after["calibration"] and "threshold" in after["ood"]
+    reloaded = load_model(tmp_path, "sequential")
+    assert reloaded.views == target
+    for a, b in zip(reloaded.keras_model.get_weights(), weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(SystemExit):
+        main(["set-views", "--model", "sequential", "--views", "4", "--data-dir",
+              str(tiny_data), "--models-dir", str(tmp_path)])
 
 
 @pytest.mark.parametrize("layout,message", [

@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, default=DEFAULT_MODELS_DIR)
     train.add_argument("--learning-rate", type=float,
                        help="peak learning rate (default: the architecture's own)")
+    train.add_argument("--label-smoothing", type=_probability, metavar="E",
+                       help="label smoothing of the loss (default: the architecture's own)")
     train.add_argument("--background-swap", type=_probability, metavar="P",
                        help="share of training images given another image's background "
                             "(default: the architecture's own, 0)")
@@ -63,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
                          help="IoU of app.segmentation against the data set's segmented/ masks")
     seg.add_argument("--data-dir", help=f"data set folder (default: ${DATA_ENV})")
     seg.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    views = sub.add_parser("set-views", help="change a trained model's test-time views, then "
+                           "recalibrate, rescore and refit its OOD guard")
+    views.add_argument("--data-dir", help=f"data set folder (default: ${DATA_ENV})")
+    views.add_argument("--model", choices=(*MODEL_CHOICES, "all"), required=True)
+    views.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    views.add_argument("--views", type=int, choices=(1, 8), required=True,
+                       help="1: the image as it is; 8: mean over its flips and quarter turns")
 
     fit_ood = sub.add_parser("fit-ood", help="fit the OOD guard and the 'uncertain' confidence")
     fit_ood.add_argument("--data-dir", help=f"data set folder (default: ${DATA_ENV})")
@@ -97,6 +107,20 @@ def _fit_ood(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_views(args: argparse.Namespace) -> int:
+    from training.data import discover
+    from training.set_views import set_views
+
+    data_dir = _data_dir(args.data_dir)
+    samples = discover(data_dir)
+    for name in _model_names(args.models_dir, args.model):
+        meta = set_views(args.models_dir, name, args.views, data_dir, samples=samples)
+        test = meta["test_metrics"]
+        print(f"[{name}] {args.views} view(s), version {meta['version']}: test accuracy "
+              f"{test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}", flush=True)
+    return 0
+
+
 def _segmentation_agreement(args: argparse.Namespace) -> int:
     from training.segmentation_eval import agreement, agreement_markdown
 
@@ -117,7 +141,10 @@ def _train(args: argparse.Namespace) -> int:
         spec = ARCHITECTURES[name]
         config = TrainConfig(model=name, epochs=args.epochs, batch_size=args.batch_size,
                              seed=args.seed,
-                             learning_rate=args.learning_rate or spec.get("learning_rate", 1e-3))
+                             learning_rate=args.learning_rate or spec.get("learning_rate", 1e-3),
+                             label_smoothing=(spec.get("label_smoothing", 0.0)
+                                              if args.label_smoothing is None
+                                              else args.label_smoothing))
         overrides = ({} if args.background_swap is None
                      else {"background_swap_p": args.background_swap})
         train(config, data_dir, args.out, samples=samples,
@@ -156,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"train": _train, "evaluate": _evaluate, "report": _report,
                 "segmentation-agreement": _segmentation_agreement,
-                "fit-ood": _fit_ood}[args.command](args)
+                "fit-ood": _fit_ood, "set-views": _set_views}[args.command](args)
     except (DataSetError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

