@@ -32,10 +32,11 @@ def test_summary_means_and_majority_share() -> None:
     found = [(0, (0.6, 0.01, 0.2)), (0, (0.2, 0.03, 0.1)), (1, None), (2, (0.9, 0.0, 0.3))]
     out = summarise(found)
     assert out["overall"]["n"] == 3
+    assert out["empty_maps"] == 1 and out["n_images"] == 4
     assert out["overall"]["on_cells"] == pytest.approx((0.6 + 0.2 + 0.9) / 3)
     assert out["overall"]["majority_on_cells"] == pytest.approx(2 / 3)
     assert out["per_class"]["benign"]["corner"] == pytest.approx(0.02)
     assert out["per_class"]["early_pre_b"] == {"n": 0}
     table = heat_markdown({"m": {"architecture": "M", "layer": "conv", **out}})
-    assert "| M | `conv` | 0.567 | 0.200 | 67% |" in table
+    assert "| M | `conv` | 1 of 4 | 0.567 | 0.200 | 67% |" in table
     assert "nan" in table  # a class with no heat is shown as missing, not as zero

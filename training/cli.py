@@ -43,8 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, default=DEFAULT_MODELS_DIR)
     train.add_argument("--learning-rate", type=float,
                        help="peak learning rate (default: the architecture's own)")
-    train.add_argument("--label-smoothing", type=_probability, metavar="E",
-                       help="label smoothing of the loss (default: the architecture's own)")
+    train.add_argument("--label-smoothing", type=_probability, default=0.0, metavar="E",
+                       help="label smoothing of the loss (default: 0, none)")
     train.add_argument("--background-swap", type=_probability, metavar="P",
                        help="share of training images given another image's background "
                             "(default: the architecture's own, 0)")
@@ -142,9 +142,7 @@ def _train(args: argparse.Namespace) -> int:
         config = TrainConfig(model=name, epochs=args.epochs, batch_size=args.batch_size,
                              seed=args.seed,
                              learning_rate=args.learning_rate or spec.get("learning_rate", 1e-3),
-                             label_smoothing=(spec.get("label_smoothing", 0.0)
-                                              if args.label_smoothing is None
-                                              else args.label_smoothing))
+                             label_smoothing=args.label_smoothing)
         overrides = ({} if args.background_swap is None
                      else {"background_swap_p": args.background_swap})
         train(config, data_dir, args.out, samples=samples,

@@ -56,7 +56,8 @@ def spread(samples: Sequence[Sample], per_class: int) -> list[Sample]:
 
 
 def summarise(found: list[tuple[int, tuple[float, float, float] | None]]) -> dict:
-    """Mean shares overall and per class, and how many images have most heat on cells."""
+    """Mean shares overall and per class, how many images have most heat on cells, and
+    how many have an empty map (no part of the image raised the class's score)."""
     def stats(rows: list[tuple[float, float, float]]) -> dict:
         if not rows:
             return {"n": 0}
@@ -65,7 +66,8 @@ def summarise(found: list[tuple[int, tuple[float, float, float] | None]]) -> dic
                 "corner": float(arr[:, 1].mean()), "cell_area": float(arr[:, 2].mean()),
                 "majority_on_cells": float((arr[:, 0] > 0.5).mean())}
 
-    out = {"overall": stats([r for _, r in found if r is not None])}
+    out: dict = {"overall": stats([r for _, r in found if r is not None]),
+                 "empty_maps": sum(r is None for _, r in found), "n_images": len(found)}
     out["per_class"] = {c: stats([r for lab, r in found if lab == i and r is not None])
                         for i, c in enumerate(CLASS_IDS)}
     return out
@@ -92,18 +94,22 @@ def heat_markdown(results: dict) -> str:
         f"dilated by {DILATION_PX} px) and in the scale-bar corner, on {PER_CLASS} test "
         "images per class; *cells' area* is the share of the image the dilated leukocytes "
         "cover. "
-        "A model reading cell morphology would put most of its heat (> 0.5) on them.",
+        "A model reading cell morphology would put most of its heat (> 0.5) on them. "
+        "*Empty maps*: images where no part of the image raised the predicted class's "
+        "score, so the heatmap shows nothing (left out of the means).",
         "",
-        "| model | layer | heat on cells | cells' area | images with most heat on cells | "
+        "| model | layer | empty maps | heat on cells | cells' area "
+        "| images with most heat on cells | "
         + " | ".join(f"on cells: {DISPLAY_NAMES[c]}" for c in CLASS_IDS)
         + " | scale-bar corner |",
-        "|---" * (6 + len(CLASS_IDS)) + "|",
+        "|---" * (7 + len(CLASS_IDS)) + "|",
     ]
     for r in results.values():
         o = r["overall"]
         per = " | ".join(f"{r['per_class'][c].get('on_cells', float('nan')):.3f}"
                          for c in CLASS_IDS)
-        lines.append(f"| {r['architecture']} | `{r['layer']}` | {o['on_cells']:.3f} | "
+        lines.append(f"| {r['architecture']} | `{r['layer']}` | "
+                     f"{r['empty_maps']} of {r['n_images']} | {o['on_cells']:.3f} | "
                      f"{o['cell_area']:.3f} | {100 * o['majority_on_cells']:.0f}% | {per} | "
                      f"{o['corner']:.3f} |")
     return "\n".join(lines)
