@@ -89,6 +89,16 @@ def test_cli_set_views_rescores_the_same_weights(tiny_data, tmp_path, capsys) ->
     with pytest.raises(SystemExit):
         main(["set-views", "--model", "sequential", "--views", "4", "--data-dir",
               str(tiny_data), "--models-dir", str(tmp_path)])
+    # A folder none of whose images is in the split: refused, the model left as it was.
+    other = tmp_path / "other"
+    for name, colour in COLOURS.items():
+        (other / name).mkdir(parents=True)
+        Image.new("RGB", (64, 64), colour[::-1]).save(other / name / "x.png")
+    capsys.readouterr()
+    assert main(["set-views", "--model", "sequential", "--views", str(before["inference"]
+                 ["views"]), "--data-dir", str(other), "--models-dir", str(tmp_path)]) == 2
+    assert "split" in capsys.readouterr().err
+    assert json.loads((tmp_path / "sequential.json").read_text()) == after
 
 
 @pytest.mark.parametrize("layout,message", [

@@ -7,7 +7,6 @@ reads the smear's look (red cells, background, the scale bar) puts it elsewhere.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -27,17 +26,25 @@ DILATION_PX = 4
 PER_CLASS = 10
 
 
-def heat_shares(cam: GradCam, path: str | Path) -> tuple[float, float, float] | None:
+def dilated_cells(image: Image.Image) -> np.ndarray:
+    """The image's segmented leukocytes (``app.segmentation``), dilated by DILATION_PX."""
+    return ndi.binary_dilation(segment(image).mask, iterations=DILATION_PX)
+
+
+def heat_shares(cam: GradCam, image: Image.Image,
+                cells: np.ndarray | None = None) -> tuple[float, float, float] | None:
     """Shares of the top class's heat on the (dilated) leukocytes and in the scale-bar
-    corner, and the share of the image the dilated leukocytes cover; None without heat."""
-    image = load_image(path)
+    corner, and the share of the image the dilated leukocytes cover; None without heat.
+
+    ``cells`` is ``dilated_cells(image)``, passed in when several models share it.
+    """
     heat, _, _ = cam.heatmap_top(to_model_input(image, cam.input_size))
     heat = np.asarray(Image.fromarray(heat).resize(image.size, Image.Resampling.BILINEAR))
     heat = np.clip(heat, 0.0, None)
     total = heat.sum()
     if total <= 0:
         return None
-    cells = ndi.binary_dilation(segment(image).mask, iterations=DILATION_PX)
+    cells = dilated_cells(image) if cells is None else cells
     h, w = heat.shape
     corner = heat[int(h * SCALE_BAR_BOX[1]):, int(w * SCALE_BAR_BOX[0]):].sum()
     return float(heat[cells].sum() / total), float(corner / total), float(cells.mean())
@@ -76,11 +83,13 @@ def summarise(found: list[tuple[int, tuple[float, float, float] | None]]) -> dic
 def measure(models: Sequence[LoadedModel], test_samples: Sequence[Sample],
             per_class: int = PER_CLASS) -> dict:
     """Heat shares of each model on ``per_class`` test images of each class."""
-    samples = spread(test_samples, per_class)
+    # Decoded and segmented once; every model is scored on the same images and masks.
+    images = [(s.label, load_image(s.path)) for s in spread(test_samples, per_class)]
+    shown = [(label, image, dilated_cells(image)) for label, image in images]
     results = {}
     for model in models:
         cam = GradCam(model)
-        found = [(s.label, heat_shares(cam, s.path)) for s in samples]
+        found = [(label, heat_shares(cam, image, cells)) for label, image, cells in shown]
         results[model.name] = {"architecture": model.metadata["architecture"],
                                "layer": cam.layer_name, **summarise(found)}
     return results

@@ -25,11 +25,7 @@ def set_views(models_dir: str | Path, name: str, views: int, data_dir: str | Pat
     out = Path(models_dir)
     meta_path = out / f"{name}.json"
     metadata = read_metadata(meta_path)
-    metadata["inference"] = inference_section(views)
-    # Same weights, different answers: a new model version.
-    metadata["version"] = MODEL_VERSION
-    meta_path.write_text(json.dumps(metadata, indent=2) + "\n")
-
+    # The data first: a data folder without the split's images leaves the model as it was.
     samples = samples if samples is not None else discover(resolve_image_root(data_dir))
     size = int(metadata["input_size"])
     arrays = {}
@@ -39,6 +35,11 @@ def set_views(models_dir: str | Path, name: str, views: int, data_dir: str | Pat
             raise DataSetError(f"no image of {data_dir} is in the {split} split of "
                                f"{out / MANIFEST_NAME}")
         arrays[split] = load_arrays(chosen, size)
+
+    metadata["inference"] = inference_section(views)
+    # Same weights, different answers: a new model version.
+    metadata["version"] = MODEL_VERSION
+    meta_path.write_text(json.dumps(metadata, indent=2) + "\n")
     calibrate_and_score(name, out, arrays)
     fit_ood(out, name, data_dir, samples=samples)
     return read_metadata(meta_path)
