@@ -1,15 +1,18 @@
-"""Flask application factory for the B-ALL blood smear classifier."""
+"""B-ALL smear classifier: the Flask application factory.
+
+``app.core`` is the ML core (no Flask); ``app.web`` is the web layer built on it.
+Flask, the blueprints and the inference service are imported inside
+``create_app``, so importing the core (as training does) never loads the web stack.
+"""
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-from flask.helpers import get_debug_flag
+if TYPE_CHECKING:
+    from flask import Flask
 
-from app.config import PROJECT_ROOT, ConfigError, config_class, finalize
-from app.inference import InferenceService
+    from app.core.service import InferenceService
 
 
 def create_app(
@@ -22,34 +25,34 @@ def create_app(
     Every model in MODELS_DIR is loaded and warmed up here, once per process,
     unless a ready-made ``inference`` service is passed (tests share one).
     """
-    overrides = dict(test_config or {})
-    cls = config_class(overrides.get("APP_ENV") or os.environ.get("APP_ENV"))
+    from flask import Flask
+
+    from app.web import config
+
+    settings = config.load(test_config)
     app = Flask(
         __name__,
-        template_folder=str(PROJECT_ROOT / "templates"),
-        static_folder=str(PROJECT_ROOT / "static"),
+        template_folder=str(config.PROJECT_ROOT / "templates"),
+        static_folder=str(config.PROJECT_ROOT / "static"),
     )
-    app.config.from_mapping(cls.settings())
-    app.config.from_mapping(overrides)
-    app.config["APP_ENV"] = cls.ENV_NAME
-    if cls.ENV_NAME != "development" and get_debug_flag():
-        raise ConfigError("FLASK_DEBUG is set; debug mode is only allowed in development")
-    finalize(app.config, cls)
+    app.config.from_mapping(settings)
     app.debug = bool(app.config["DEBUG"])
-    app.json.sort_keys = False  # keep class ids in their fixed order
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep class ids in their order
 
     if inference is None:
-        inference = InferenceService(app.config["MODELS_DIR"], app.config["DEFAULT_MODEL"]).load()
+        from app.core.service import InferenceService
+
+        inference = InferenceService(app.config["MODELS_DIR"], app.config["DEFAULT_MODEL"])
+        inference.load()
     app.extensions["inference"] = inference
 
-    from app import api, errors, observability, security, web
+    from app.web import errors, observability, security
+    from app.web.blueprints import analysis, api, health
 
-    security.init_security(app)
-    errors.register_error_handlers(app)
-    app.register_blueprint(web.bp)
+    security.init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(analysis.bp)
     app.register_blueprint(api.bp)
-    app.register_blueprint(api.health_bp)
-    security.csrf.exempt(api.bp)
-    security.csrf.exempt(api.health_bp)
+    app.register_blueprint(health.bp)
     observability.init_app(app)
     return app

@@ -1,6 +1,6 @@
 """Median milliseconds of segmentation and Grad-CAM per request, per model, on real images.
 
-    python benchmarks/explain_bench.py [--models-dir DIR] [--data-dir DIR] [--images 40]
+    python -m benchmarks.explain_bench [--models-dir DIR] [--data-dir DIR] [--images 40]
 
 Defaults: $MODELS_DIR or <root>/models; $ALL_DATA_DIR. Each image is also timed
 upscaled to 4000x3000 to show the cost of a large phone photograph.
@@ -9,22 +9,19 @@ upscaled to 4000x3000 to show the cost of a large phone photograph.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from PIL import Image
 
-from PIL import Image  # noqa: E402
-
-from app.explain import GradCam, overlay_png  # noqa: E402
-from app.model_store import load_model, model_names  # noqa: E402
-from app.preprocessing import load_image, to_model_input  # noqa: E402
-from app.segmentation import outline_png, segment  # noqa: E402
+from app.core.explanation.gradcam import GradCam, overlay_png
+from app.core.explanation.segmentation import outline_png, segment
+from app.core.model_files import model_names
+from app.core.model_store import load_model
+from app.core.preprocessing import load_image, to_model_input
+from tests.support.models import data_root, served_models_dir
 
 LARGE = (4000, 3000)
 
@@ -49,9 +46,8 @@ def _median_ms(fn: Callable[[Image.Image], object], images: list[Image.Image]) -
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models-dir", type=Path,
-                        default=Path(os.environ.get("MODELS_DIR", ROOT / "models")))
-    parser.add_argument("--data-dir", type=Path, default=os.environ.get("ALL_DATA_DIR"))
+    parser.add_argument("--models-dir", type=Path, default=served_models_dir())
+    parser.add_argument("--data-dir", type=Path, default=data_root())
     parser.add_argument("--images", type=int, default=40)
     args = parser.parse_args()
     if args.data_dir is None:

@@ -4,280 +4,44 @@ Measures per model: the bare model call (the floor), end-to-end HTTP latency at
 concurrency 1, throughput at concurrency 1/4/16, plus time to /readyz and RSS per
 worker, and writes a Markdown report (benchmarks/RESULTS.md by default).
 
-    ALL_DATA_DIR=/path/to/taleqani-all .venv/bin/python benchmarks/serve_bench.py
+    ALL_DATA_DIR=/path/to/taleqani-all .venv/bin/python -m benchmarks.serve_bench
 
-The helpers here (GunicornServer, Client, multipart, image loaders) are also used by
-tests/test_deploy.py and tests/test_load.py, so they start and talk to the server the same way.
+With ``--baseline DIR`` (a checkout of another commit, e.g. made with ``git worktree
+add``) the same measurements are taken of that checkout's server too, alternating
+with this one ``--rounds`` times, and the report compares the two.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
-import io
 import json
 import os
 import platform
-import re
-import secrets
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-GUNICORN_CMD = ["gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"]
-CLASS_FOLDERS = ("Benign", "Early", "Pre", "Pro")
-
-
-# ---------------------------------------------------------------- images
-
-
-def smear_images(data_dir: str | Path, n: int) -> list[bytes]:
-    """``n`` original smear JPEGs, taken round-robin over the class folders (sorted names)."""
-    folders = [sorted((Path(data_dir) / "original" / c).glob("*.jpg")) for c in CLASS_FOLDERS]
-    folders = [f for f in folders if f]
-    if not folders:
-        raise FileNotFoundError(f"no original/<class>/*.jpg under {data_dir}")
-    picked = [folders[i % len(folders)][i // len(folders)] for i in range(n)]
-    return [p.read_bytes() for p in picked]
-
-
-def synth_images(n: int, size: int = 224) -> list[bytes]:
-    """``n`` distinct JPEGs that look vaguely like a stained smear (pink field, purple blobs)."""
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(1234)
-    out = []
-    yy, xx = np.mgrid[0:size, 0:size]
-    for _ in range(n):
-        img = np.empty((size, size, 3), np.float32)
-        img[:] = (230, 190, 200) + rng.normal(0, 6, (size, size, 3))
-        for _ in range(rng.integers(1, 4)):
-            cy, cx, r = rng.integers(40, size - 40, 2).tolist() + [int(rng.integers(15, 45))]
-            img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.uniform(60, 140, 3) * (1, 0.6, 1.2)
-        buf = io.BytesIO()
-        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
-        out.append(buf.getvalue())
-    return out
+from app.core.model_files import model_names
+from tests.support.images import smear_images, synth_images
+from tests.support.models import ROOT, data_root, served_models_dir
+from tests.support.server import GUNICORN_CMD, Client, GunicornServer, predict_body, rss_bytes
+from training.markdown import table
 
 
 def benchmark_images(n: int) -> tuple[list[bytes], str]:
     """Real smears when ALL_DATA_DIR is set, else synthesised images; and which it was."""
-    data_dir = os.environ.get("ALL_DATA_DIR")
-    if data_dir:
+    data_dir = data_root()
+    if data_dir is not None:
         return smear_images(data_dir, n), f"real smears from ALL_DATA_DIR ({n} images)"
     return synth_images(n), f"synthesised images ({n}); ALL_DATA_DIR not set"
-
-
-# ---------------------------------------------------------------- HTTP client
-
-
-def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
-    """A multipart/form-data body and its Content-Type header value."""
-    boundary = uuid.uuid4().hex
-    parts = []
-    for name, value in fields.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
-                     f"{value}\r\n".encode())
-    for name, (filename, data) in files.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
-                     f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
-                     .encode() + data + b"\r\n")
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
-
-
-def predict_body(image: bytes, model: str | None) -> tuple[bytes, str]:
-    return multipart({"model": model} if model else {}, {"image": ("smear.jpg", image)})
-
-
-class Client:
-    """One keep-alive HTTP connection (http.client); reconnects after a failure."""
-
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 60.0) -> None:
-        self.host, self.port, self.timeout = host, port, timeout
-        self._conn: http.client.HTTPConnection | None = None
-
-    def request(self, method: str, path: str, body: bytes | None = None,
-                content_type: str | None = None) -> tuple[int, bytes]:
-        if self._conn is None:
-            self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-        headers = {"Content-Type": content_type} if content_type else {}
-        try:
-            self._conn.request(method, path, body=body, headers=headers)
-            response = self._conn.getresponse()
-            payload = response.read()
-            if response.getheader("Connection", "").lower() == "close":
-                self.close()
-            return response.status, payload
-        except Exception:
-            self.close()
-            raise
-
-    def predict(self, image: bytes, model: str | None = None) -> tuple[int, bytes]:
-        body, ctype = predict_body(image, model)
-        return self.request("POST", "/api/v1/predict", body, ctype)
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
-def get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    client = Client(port, timeout=timeout)
-    try:
-        return client.request("GET", path)
-    finally:
-        client.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-# ---------------------------------------------------------------- processes
-
-
-def proc_children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (from /proc/<pid>/task/*/children, else by scanning /proc)."""
-    tasks = Path(f"/proc/{pid}/task")
-    try:
-        found = [int(c) for t in tasks.iterdir()
-                 for c in (t / "children").read_text().split()]
-        return sorted(set(found))
-    except (FileNotFoundError, PermissionError, ProcessLookupError):
-        pass
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return sorted(out)
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise ValueError(f"no VmRSS for pid {pid}")
-
-
-def models_in(models_dir: str | Path) -> list[str]:
-    """Model names with both .keras and .json (same rule as app.model_store, without TF)."""
-    root = Path(models_dir)
-    return sorted(p.stem for p in root.glob("*.keras") if (root / f"{p.stem}.json").is_file())
-
-
-def effective_models_dir() -> Path:
-    """MODELS_DIR when it holds models, else <project root>/models (as tests/conftest.py)."""
-    configured = os.environ.get("MODELS_DIR")
-    if configured and models_in(configured):
-        return Path(configured)
-    return ROOT / "models"
-
-
-@dataclass
-class GunicornServer:
-    """Runs ``cmd`` (the Dockerfile's CMD by default) from the project root on a loopback port."""
-
-    env: dict[str, str] = field(default_factory=dict)
-    cmd: Sequence[str] = tuple(GUNICORN_CMD)
-    port: int = 0
-    proc: subprocess.Popen | None = None
-    started_at: float = 0.0
-    log_path: Path | None = None
-    _final_log: str = ""
-
-    def start(self) -> GunicornServer:
-        self.port = self.port or free_port()
-        env = dict(os.environ)
-        # A metrics dir from the caller's shell would mix runs; gunicorn.conf.py makes one.
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        env.pop("BIND", None)
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        env.setdefault("SECRET_KEY", secrets.token_hex(32))
-        env["MODELS_DIR"] = str(effective_models_dir())
-        env.update(self.env)
-        env.update(HOST="127.0.0.1", PORT=str(self.port))
-        fd, name = tempfile.mkstemp(prefix="gunicorn-", suffix=".log")
-        self.log_path = Path(name)
-        self.started_at = time.monotonic()
-        self.proc = subprocess.Popen(list(self.cmd), cwd=ROOT, env=env, stdout=fd,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        os.close(fd)
-        return self
-
-    def wait_ready(self, timeout: float = 180.0) -> float:
-        """Seconds from start until /readyz answered 200; raises on timeout or exit."""
-        deadline = self.started_at + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited ({self.proc.returncode}):\n{self.log()}")
-            try:
-                if get(self.port, "/readyz", timeout=2.0)[0] == 200:
-                    return time.monotonic() - self.started_at
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError(f"/readyz not 200 after {timeout:.0f} s:\n{self.log()[-4000:]}")
-
-    def workers(self) -> list[int]:
-        return proc_children(self.proc.pid)
-
-    def ready_workers(self) -> set[int]:
-        """Worker pids that logged "Worker ready" (gunicorn.conf.py's post_worker_init)."""
-        return {int(m) for m in re.findall(r"Worker ready \(pid: (\d+)\)", self.log())}
-
-    def wait_all_workers_ready(self, n: int, timeout: float = 180.0) -> list[int]:
-        """Wait until ``n`` live workers have loaded their models; returns their pids."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            live = [pid for pid in self.workers() if pid in self.ready_workers()]
-            if len(live) >= n:
-                return live
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited ({self.proc.returncode}):\n{self.log()}")
-            time.sleep(0.1)
-        raise TimeoutError(f"{n} ready workers not seen in {timeout:.0f} s:\n{self.log()[-4000:]}")
-
-    def log(self) -> str:
-        """gunicorn's stdout and stderr so far (kept in memory once stopped)."""
-        if self.log_path is not None and self.log_path.exists():
-            return self.log_path.read_text(errors="replace")
-        return self._final_log
-
-    def stop(self, timeout: float = 40.0) -> int:
-        """SIGTERM (graceful) and wait; SIGKILL the group if it hangs. Returns the exit code."""
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        if self.log_path is not None and self.log_path.exists():
-            self._final_log = self.log()
-            self.log_path.unlink()
-        return self.proc.returncode
 
 
 # ---------------------------------------------------------------- load generation
@@ -371,9 +135,8 @@ def in_process_ms(models_dir: Path, names: list[str], images: list[bytes], intra
 
     tf.config.threading.set_intra_op_parallelism_threads(intra)
     tf.config.threading.set_inter_op_parallelism_threads(inter)
-    sys.path.insert(0, str(ROOT))
     from app import create_app
-    from app.preprocessing import preprocess
+    from app.core.preprocessing import preprocess
 
     os.environ["MODELS_DIR"] = str(models_dir)
     flask_app = create_app({"APP_ENV": "testing", "WTF_CSRF_ENABLED": False})
@@ -381,7 +144,7 @@ def in_process_ms(models_dir: Path, names: list[str], images: list[bytes], intra
     client = flask_app.test_client()
     out = {}
     for name in names:
-        model = service.loaded_model(name)
+        model = service.served(name).model
         x = preprocess(images[0], model.input_size)[None]
 
         def request(i: int, name: str = name) -> None:
@@ -409,34 +172,22 @@ def machine_description() -> list[str]:
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
-    parser.add_argument("--images", type=int, default=8, help="distinct images to cycle through")
-    parser.add_argument("--requests", type=int, default=300,
-                        help="requests per measurement for the cheapest model (LeNet); "
-                             "heavier models get fewer, in proportion to their bare time")
-    parser.add_argument("--min-requests", type=int, default=40)
-    parser.add_argument("--workers", type=int, help="WEB_CONCURRENCY for the server")
-    parser.add_argument("--threads", type=int, help="GUNICORN_THREADS for the server")
-    parser.add_argument("--note", default="", help="free text added to the report (e.g. load)")
-    args = parser.parse_args(argv)
+@dataclass
+class ServerRun:
+    """One server's measurements: per model and concurrency level, and its start and memory."""
 
-    env: dict[str, str] = {}
-    if args.workers:
-        env["WEB_CONCURRENCY"] = str(args.workers)
-    if args.threads:
-        env["GUNICORN_THREADS"] = str(args.threads)
-    conf = load_gunicorn_conf(env)
-    models_dir = effective_models_dir()
-    names = models_in(models_dir)
-    if not names:
-        print(f"no models in {models_dir}", file=sys.stderr)
-        return 2
-    images, image_source = benchmark_images(args.images)
-    load_before = os.getloadavg()
+    results: dict[str, dict[str, RunResult]]
+    server_ms: dict[str, dict[str, float]]
+    ready_s: float
+    all_ready_s: float
+    rss: dict[int, int]
+    exit_code: int
 
-    server = GunicornServer(env=env).start()
+
+def measure_server(root: Path, env: dict[str, str], conf: dict[str, Any], names: list[str],
+                   images: list[bytes], args: argparse.Namespace) -> ServerRun:
+    """Start the server of the checkout ``root``, load it model by model, stop it."""
+    server = GunicornServer(env=env, root=root).start()
     try:
         ready_s = server.wait_ready()
         # /readyz answers as soon as one worker is ready; wait until all have warmed up.
@@ -466,24 +217,101 @@ def main(argv: list[str] | None = None) -> int:
             results[name].update({f"c{c}": run_load(server.port, c, n, call) for c in (4, 16)})
             server_ms[name] = {k: statistics.median(t.get(k, 0.0) for t in stages)
                                for k in ("decode", "preprocess", "model", "total")}
-            print(name, {k: (round(v.pct_ms(50), 1), round(v.throughput, 1), v.errors)
-                         for k, v in results[name].items()}, flush=True)
+            print(root.name, name, {k: (round(v.pct_ms(50), 1), round(v.throughput, 1), v.errors)
+                                    for k, v in results[name].items()}, flush=True)
         rss = {pid: rss_bytes(pid) for pid in server.workers()}
     finally:
         exit_code = server.stop()
+    return ServerRun(results, server_ms, ready_s, all_ready_s, rss, exit_code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    parser.add_argument("--images", type=int, default=8, help="distinct images to cycle through")
+    parser.add_argument("--requests", type=int, default=300,
+                        help="requests per measurement for the cheapest model (LeNet); "
+                             "heavier models get fewer, in proportion to their bare time")
+    parser.add_argument("--min-requests", type=int, default=40)
+    parser.add_argument("--workers", type=int, help="WEB_CONCURRENCY for the server")
+    parser.add_argument("--threads", type=int, help="GUNICORN_THREADS for the server")
+    parser.add_argument("--baseline", type=Path,
+                        help="another checkout of the project to measure in the same run")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with --baseline: how many times to measure each, alternating")
+    parser.add_argument("--note", default="", help="free text added to the report (e.g. load)")
+    args = parser.parse_args(argv)
+
+    env: dict[str, str] = {}
+    if args.workers:
+        env["WEB_CONCURRENCY"] = str(args.workers)
+    if args.threads:
+        env["GUNICORN_THREADS"] = str(args.threads)
+    conf = load_gunicorn_conf(env)
+    models_dir = served_models_dir()
+    names = model_names(models_dir)
+    if not names:
+        print(f"no models in {models_dir}", file=sys.stderr)
+        return 2
+    images, image_source = benchmark_images(args.images)
+    load_before = os.getloadavg()
+
+    runs: list[ServerRun] = []
+    baseline_runs: list[ServerRun] = []
+    for _ in range(args.rounds if args.baseline else 1):
+        if args.baseline:
+            baseline_env = {**env, "MODELS_DIR": str(args.baseline.resolve() / "models")}
+            baseline_runs.append(measure_server(args.baseline.resolve(), baseline_env, conf,
+                                                names, images, args))
+        runs.append(measure_server(ROOT, env, conf, names, images, args))
     load_after = os.getloadavg()
+    run = runs[-1]
 
     local = in_process_ms(models_dir, names, images, int(conf["TF_INTRAOP_THREADS"]),
                           int(conf["TF_INTEROP_THREADS"]), repeats=50)
     bare = {name: local[name]["bare"] for name in names}
     for name in names:
-        server_ms[name]["flask"] = local[name]["flask"]
-    report = render_report(args, conf, names, results, server_ms, bare, ready_s, all_ready_s,
-                           rss, image_source,
-                           load_before, load_after, exit_code, models_dir)
+        run.server_ms[name]["flask"] = local[name]["flask"]
+    report = render_report(args, conf, names, run, bare, image_source, load_before, load_after,
+                           models_dir)
+    if baseline_runs:
+        report += "\n" + comparison(args.baseline, names, runs, baseline_runs)
     args.out.write_text(report)
     print(report)
     return 0
+
+
+def comparison(baseline: Path, names: list[str], runs: list[ServerRun],
+               baseline_runs: list[ServerRun]) -> str:
+    """This checkout against the baseline, measured alternately in the same run."""
+    rows = []
+    for name in names:
+        for label, measured in (("this checkout", runs), (f"baseline `{baseline.name}`",
+                                                          baseline_runs)):
+            p50 = [r.results[name]["c1"].pct_ms(50) for r in measured]
+            c16 = [r.results[name]["c16"].throughput for r in measured]
+            rows.append([name, label, " / ".join(f"{v:.1f}" for v in p50),
+                         " / ".join(f"{v:.0f}" for v in c16)])
+    return "\n".join([
+        "## Against the baseline, in the same run",
+        "",
+        f"Baseline: the checkout at `{baseline}` "
+        f"({_git_head(baseline)}), served from its own code and models with the same "
+        f"settings; measured first, then this checkout ({_git_head(ROOT)}), "
+        f"{len(runs)} round(s). One figure per round.",
+        "",
+        table(["model", "server", "e2e p50 ms (c=1)", "req/s (c=16)"], rows),
+        "",
+    ])
+
+
+def _git_head(root: Path) -> str:
+    done = subprocess.run(["git", "-C", str(root), "log", "-1", "--format=%h %s"],
+                          capture_output=True, text=True)
+    head = done.stdout.strip()[:72] if done.returncode == 0 else "not a git checkout"
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain"],
+                           capture_output=True, text=True).stdout.strip()
+    return f"`{head}`" + (", with uncommitted changes" if dirty else "")
 
 
 def target_rows(results, server_ms, bare, ready_s, rss) -> list[str]:
@@ -507,8 +335,8 @@ def target_rows(results, server_ms, bare, ready_s, rss) -> list[str]:
         ("RSS per worker", "<= 800 MB", f"{max(rss.values()) / mb:.0f} MB (largest)",
          max(rss.values()) <= 800 * mb),
     ]
-    lines = ["| target | asked | measured | met |", "|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} | {'yes' if ok else '**no**'} |" for a, b, c, ok in rows]
+    lines = [table(["target", "asked", "measured", "met"],
+                   [[a, b, c, "yes" if ok else "**no**"] for a, b, c, ok in rows])]
     if "lenet" in results and p50 / bare["lenet"] > 2:
         guard = st["total"] - st["decode"] - st["preprocess"] - st["model"]
         latency = ("the absolute latency target (25 ms) is met." if p50 <= 25 else
@@ -542,15 +370,33 @@ def _shown_args(argv: list[str]) -> list[str]:
     return shown
 
 
-def render_report(args, conf, names, results, server_ms, bare, ready_s, all_ready_s, rss,
-                  image_source, load_before, load_after, exit_code, models_dir) -> str:
+def render_report(args: argparse.Namespace, conf: dict[str, Any], names: list[str],
+                  run: ServerRun, bare: dict[str, float], image_source: str,
+                  load_before: tuple[float, ...], load_after: tuple[float, ...],
+                  models_dir: Path) -> str:
     """The Markdown report: setup, per-model table, time breakdown, readiness and memory."""
     mb = 1024 * 1024
+    results, server_ms = run.results, run.server_ms
+    per_model = []
+    for name in names:
+        r = results[name]
+        c1 = r["c1"]
+        errors = sum(x.errors for x in r.values())
+        per_model.append([name, f"{bare[name]:.1f}", f"{c1.pct_ms(50):.1f}",
+                          f"{c1.pct_ms(95):.1f}", f"{c1.pct_ms(99):.1f}",
+                          f"{c1.pct_ms(50) / bare[name]:.2f}", f"{c1.throughput:.0f}",
+                          f"{r['c4'].throughput:.0f}", f"{r['c16'].throughput:.0f}", errors,
+                          len(c1.latencies_s) + c1.errors])
+    breakdown = []
+    for name in names:
+        st, p50 = server_ms[name], results[name]["c1"].pct_ms(50)
+        breakdown.append([name, *(f"{st[k]:.1f}" for k in ("decode", "preprocess", "model",
+                                                           "total", "flask")), f"{p50:.1f}"])
     lines = [
         "# Serving benchmark",
         "",
         f"Measured {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} with "
-        f"`{' '.join(['python', 'benchmarks/serve_bench.py', *_shown_args(sys.argv[1:])])}` "
+        f"`{' '.join(['python -m benchmarks.serve_bench', *_shown_args(sys.argv[1:])])}` "
         f"(gunicorn on 127.0.0.1, client in the same machine, `http.client` threads).",
         "",
         "Machine: " + "; ".join(machine_description()),
@@ -561,22 +407,11 @@ def render_report(args, conf, names, results, server_ms, bare, ready_s, all_read
         f"threads (gthread), TensorFlow intra-op {conf['TF_INTRAOP_THREADS']} / inter-op "
         f"{conf['TF_INTEROP_THREADS']} threads per worker, {conf['PARALLEL_BOOTS']} worker(s) "
         f"loading models at a time; models from `{models_dir}`; "
-        f"{image_source}. Graceful stop exit code: {exit_code}.",
+        f"{image_source}. Graceful stop exit code: {run.exit_code}.",
         "",
-        "| model | bare model ms | e2e p50 ms | p95 ms | p99 ms | e2e p50 / bare | "
-        "req/s c=1 | req/s c=4 | req/s c=16 | errors | requests per level |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name in names:
-        r = results[name]
-        c1 = r["c1"]
-        errors = sum(x.errors for x in r.values())
-        n = len(c1.latencies_s) + c1.errors
-        lines.append(
-            f"| {name} | {bare[name]:.1f} | {c1.pct_ms(50):.1f} | {c1.pct_ms(95):.1f} | "
-            f"{c1.pct_ms(99):.1f} | {c1.pct_ms(50) / bare[name]:.2f} | {c1.throughput:.0f} | "
-            f"{r['c4'].throughput:.0f} | {r['c16'].throughput:.0f} | {errors} | {n} |")
-    lines += [
+        table(["model", "bare model ms", "e2e p50 ms", "p95 ms", "p99 ms", "e2e p50 / bare",
+               "req/s c=1", "req/s c=4", "req/s c=16", "errors", "requests per level"],
+              per_model),
         "",
         "Where the time goes at concurrency 1 (medians, ms). decode / preprocess / model / "
         "inference total: as timed inside the app and returned in `timings_ms`; Flask request: "
@@ -584,24 +419,17 @@ def render_report(args, conf, names, results, server_ms, bare, ready_s, all_read
         "parsing, dispatch, hooks, JSON); e2e: over HTTP through gunicorn (adds HTTP parsing, "
         "loopback TCP, the client).",
         "",
-        "| model | decode | preprocess | model (in app) | inference total | Flask request | "
-        "e2e p50 |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name in names:
-        st, p50 = server_ms[name], results[name]["c1"].pct_ms(50)
-        lines.append(f"| {name} | {st['decode']:.1f} | {st['preprocess']:.1f} | "
-                     f"{st['model']:.1f} | {st['total']:.1f} | {st['flask']:.1f} | {p50:.1f} |")
-    lines += [
+        table(["model", "decode", "preprocess", "model (in app)", "inference total",
+               "Flask request", "e2e p50"], breakdown),
         "",
-        f"Time from start to first 200 on /readyz: {ready_s:.1f} s "
-        f"(all {conf['workers']} workers ready: {all_ready_s:.1f} s).",
+        f"Time from start to first 200 on /readyz: {run.ready_s:.1f} s "
+        f"(all {conf['workers']} workers ready: {run.all_ready_s:.1f} s).",
         "RSS per worker after the run: "
-        + ", ".join(f"pid {pid}: {b / mb:.0f} MB" for pid, b in sorted(rss.items())) + ".",
+        + ", ".join(f"pid {pid}: {b / mb:.0f} MB" for pid, b in sorted(run.rss.items())) + ".",
         "",
         "## Targets",
         "",
-        *target_rows(results, server_ms, bare, ready_s, rss),
+        *target_rows(results, server_ms, bare, run.ready_s, run.rss),
     ]
     if args.note:
         lines += ["", args.note]

@@ -12,6 +12,7 @@ brightness, contrast and stain strength; the jitter covers what it cannot undo
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import tensorflow as tf
 
@@ -37,7 +38,7 @@ class AugmentProfile:
     # says nothing about the class, so the model must read the cells.
     background_swap_p: float = 0.0
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {"flips": True, "rot90": True, **asdict(self)}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.model_store import softmax
+from app.core.model_store import softmax
 
 
 def nll(logits: np.ndarray, y: np.ndarray, temperature: float) -> float:

@@ -1,19 +1,45 @@
-"""Command line: python -m training {train,evaluate,report} ..."""
+"""Command line: python -m training {train,evaluate,report,fit-ood,set-views,...} ...
+
+Results (tables, JSON lines) go to stdout; progress and status go to stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
+from typing import TextIO
 
+from app.core.model_card import VIEW_DESCRIPTIONS, ModelCard, ModelCardError
+from app.core.model_files import model_files, model_names
+from training.architectures import ARCHITECTURES
 from training.data import DataSetError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
-MODEL_CHOICES = ("lenet", "sequential", "vggnet")
 DATA_ENV = "ALL_DATA_DIR"
+MODEL_CHOICES = (*ARCHITECTURES, "all")
+
+log = logging.getLogger("training")
+
+
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever ``sys.stderr`` is at the time (tests capture it)."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
+_handler = _StderrHandler()
+_handler.setFormatter(logging.Formatter("%(message)s"))
 
 
 def _data_dir(value: str | None) -> str:
@@ -33,16 +59,19 @@ def _probability(value: str) -> float:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    data_help = f"data set folder (default: ${DATA_ENV})"
 
     train = sub.add_parser("train", help="train a model and write its artifacts")
-    train.add_argument("--model", choices=(*MODEL_CHOICES, "all"), required=True)
-    train.add_argument("--data-dir", help=f"data set folder (default: ${DATA_ENV})")
+    train.add_argument("--model", choices=MODEL_CHOICES, required=True)
+    train.add_argument("--data-dir", help=data_help)
     train.add_argument("--epochs", type=int, default=40)
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--out", type=Path, default=DEFAULT_MODELS_DIR)
     train.add_argument("--learning-rate", type=float,
                        help="peak learning rate (default: the architecture's own)")
+    train.add_argument("--dropout", type=_probability, metavar="RATE",
+                       help="dropout rate of the dense layers (default: the architecture's own)")
     train.add_argument("--label-smoothing", type=_probability, default=0.0, metavar="E",
                        help="label smoothing of the loss (default: 0, none)")
     train.add_argument("--background-swap", type=_probability, metavar="P",
@@ -50,41 +79,43 @@ def _parser() -> argparse.ArgumentParser:
                             "(default: the architecture's own, 0)")
 
     evaluate = sub.add_parser("evaluate", help="score committed models on a labelled folder")
-    evaluate.add_argument("--data-dir", help=f"data set folder (default: ${DATA_ENV})")
-    evaluate.add_argument("--model", choices=(*MODEL_CHOICES, "all"), default="all")
+    evaluate.add_argument("--data-dir", help=data_help)
+    evaluate.add_argument("--model", choices=MODEL_CHOICES, default="all")
     evaluate.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     evaluate.add_argument("--split", choices=("train", "val", "test"),
                           help="only the images the split manifest puts in this split")
     evaluate.add_argument("--json", action="store_true", help="one JSON object per model")
 
     report = sub.add_parser("report", help="write models/REPORT.md from the test split")
-    report.add_argument("--data-dir", help=f"data set folder (default: ${DATA_ENV})")
+    report.add_argument("--data-dir", help=data_help)
     report.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
 
     seg = sub.add_parser("segmentation-agreement",
-                         help="IoU of app.segmentation against the data set's segmented/ masks")
-    seg.add_argument("--data-dir", help=f"data set folder (default: ${DATA_ENV})")
+                         help="IoU of the app's segmentation against the data set's masks")
+    seg.add_argument("--data-dir", help=data_help)
     seg.add_argument("--json", action="store_true", help="print the result as JSON")
 
     views = sub.add_parser("set-views", help="change a trained model's test-time views, then "
                            "recalibrate, rescore and refit its OOD guard")
-    views.add_argument("--data-dir", help=f"data set folder (default: ${DATA_ENV})")
-    views.add_argument("--model", choices=(*MODEL_CHOICES, "all"), required=True)
+    views.add_argument("--data-dir", help=data_help)
+    views.add_argument("--model", choices=MODEL_CHOICES, required=True)
     views.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
-    views.add_argument("--views", type=int, choices=(1, 8), required=True,
-                       help="1: the image as it is; 8: mean over its flips and quarter turns")
+    views.add_argument("--views", type=int, choices=tuple(VIEW_DESCRIPTIONS), required=True,
+                       help="; ".join(f"{k}: {v}" for k, v in VIEW_DESCRIPTIONS.items()))
 
     fit_ood = sub.add_parser("fit-ood", help="fit the OOD guard and the 'uncertain' confidence")
-    fit_ood.add_argument("--data-dir", help=f"data set folder (default: ${DATA_ENV})")
-    fit_ood.add_argument("--model", choices=(*MODEL_CHOICES, "all"), default="all")
+    fit_ood.add_argument("--data-dir", help=data_help)
+    fit_ood.add_argument("--model", choices=MODEL_CHOICES, default="all")
     fit_ood.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+
+    upgrade = sub.add_parser("upgrade-cards", help="rewrite every model card in the current "
+                             "format (same figures; fields missing get their default)")
+    upgrade.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     return parser
 
 
 def _model_names(models_dir: Path, choice: str) -> list[str]:
-    """The committed models ``choice`` names ("all" for every one)."""
-    from app.model_store import model_names
-
+    """The models of ``models_dir`` that ``choice`` names ("all" for every one)."""
     available = model_names(models_dir)
     names = available if choice == "all" else [choice]
     if not names or any(n not in available for n in names):
@@ -98,12 +129,11 @@ def _fit_ood(args: argparse.Namespace) -> int:
 
     data_dir = _data_dir(args.data_dir)
     samples = discover(data_dir)
-    names = _model_names(args.models_dir, args.model)
-    for name in names:
+    for name in _model_names(args.models_dir, args.model):
         section = fit_ood(args.models_dir, name, data_dir, samples=samples)
-        print(f"[{name}] threshold {section['threshold']:.3f}: flags val "
-              f"{section['val_flag_rate']:.1%}, test {section['test_flag_rate']:.1%}, "
-              f"foreign {section['foreign_flag_rate']:.1%}", flush=True)
+        print(f"[{name}] threshold {section.threshold:.3f}: flags val "
+              f"{section.val_flag_rate:.1%}, test {section.test_flag_rate:.1%}, "
+              f"foreign {section.foreign_flag_rate:.1%}", flush=True)
     return 0
 
 
@@ -114,10 +144,11 @@ def _set_views(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args.data_dir)
     samples = discover(data_dir)
     for name in _model_names(args.models_dir, args.model):
-        meta = set_views(args.models_dir, name, args.views, data_dir, samples=samples)
-        test = meta["test_metrics"]
-        print(f"[{name}] {args.views} view(s), version {meta['version']}: test accuracy "
-              f"{test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}", flush=True)
+        card = set_views(args.models_dir, name, args.views, data_dir, samples=samples)
+        test = card.test_metrics
+        assert test is not None  # set_views has just scored it
+        print(f"[{name}] {args.views} view(s), version {card.version}: test accuracy "
+              f"{test.accuracy:.4f}, macro-F1 {test.macro_f1:.4f}", flush=True)
     return 0
 
 
@@ -130,19 +161,17 @@ def _segmentation_agreement(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.architectures import ARCHITECTURES
     from training.data import discover
     from training.train import TrainConfig, augmentation_for, train
 
     data_dir = _data_dir(args.data_dir)
     samples = discover(data_dir)
-    names = MODEL_CHOICES if args.model == "all" else (args.model,)
+    names = list(ARCHITECTURES) if args.model == "all" else [args.model]
     for name in names:
-        spec = ARCHITECTURES[name]
         config = TrainConfig(model=name, epochs=args.epochs, batch_size=args.batch_size,
                              seed=args.seed,
-                             learning_rate=args.learning_rate or spec.get("learning_rate", 1e-3),
-                             label_smoothing=args.label_smoothing)
+                             learning_rate=args.learning_rate or ARCHITECTURES[name].learning_rate,
+                             label_smoothing=args.label_smoothing, dropout=args.dropout)
         overrides = ({} if args.background_swap is None
                      else {"background_swap_p": args.background_swap})
         train(config, data_dir, args.out, samples=samples,
@@ -151,7 +180,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from app.model_store import load_model
+    from app.core.model_store import load_model
     from training.data import discover
     from training.evaluate import evaluate_model, format_table, select_split
     from training.split import MANIFEST_NAME
@@ -161,8 +190,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         samples = select_split(samples, args.models_dir / MANIFEST_NAME, args.split)
         if not samples:
             raise DataSetError(f"no image of this folder is in the {args.split} split")
-    names = _model_names(args.models_dir, args.model)
-    for name in names:
+    for name in _model_names(args.models_dir, args.model):
         result = evaluate_model(load_model(args.models_dir, name), samples)
         print(json.dumps(result) if args.json else format_table(result), flush=True)
     return 0
@@ -176,12 +204,36 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _upgrade_cards(args: argparse.Namespace) -> int:
+    for name in _model_names(args.models_dir, "all"):
+        path = model_files(args.models_dir, name).card
+        before = path.read_text()
+        card = ModelCard.load(path)
+        if card.to_json() != before:
+            card.save(path)
+            print(f"[{name}] card rewritten in the current format", flush=True)
+        else:
+            print(f"[{name}] card already current", flush=True)
+    return 0
+
+
+COMMANDS = {"train": _train, "evaluate": _evaluate, "report": _report,
+            "segmentation-agreement": _segmentation_agreement, "fit-ood": _fit_ood,
+            "set-views": _set_views, "upgrade-cards": _upgrade_cards}
+
+
+def _configure_logging() -> None:
+    """Status lines of every ``training`` module go to stderr."""
+    if _handler not in log.handlers:
+        log.addHandler(_handler)
+    log.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _configure_logging()
     try:
-        return {"train": _train, "evaluate": _evaluate, "report": _report,
-                "segmentation-agreement": _segmentation_agreement,
-                "fit-ood": _fit_ood, "set-views": _set_views}[args.command](args)
-    except (DataSetError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        return COMMANDS[args.command](args)
+    except (DataSetError, ModelCardError, FileNotFoundError) as exc:
+        log.error("error: %s", exc)
         return 2

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from app.classes import CLASS_IDS
-from app.preprocessing import ImageDecodeError, ImageTooLargeError, preprocess
+from app.core.classes import CLASS_IDS
+from app.core.errors import ImageDecodeError, ImageTooLargeError
+from app.core.preprocessing import preprocess
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 

@@ -8,23 +8,26 @@ import numpy as np
 import tensorflow as tf
 from scipy import ndimage as ndi
 
-from app.classes import CLASS_IDS
-from app.segmentation import foreground_mask
+from app.core.classes import CLASS_IDS
+from app.core.explanation.segmentation import foreground_mask
 from training.augment import AUGMENTATION, AugmentProfile, augment_image, swap_backgrounds
 from training.data import Sample, read_input
+from training.progress import track
+
+Arrays = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def load_arrays(samples: Sequence[Sample], input_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Decode every sample with the shared preprocessing: (N, S, S, 3) floats and labels."""
     x = np.empty((len(samples), input_size, input_size, 3), dtype=np.float32)
-    for i, sample in enumerate(samples):
+    for i, sample in enumerate(track(samples, f"decoding {len(samples)} images")):
         x[i] = read_input(sample, input_size)
     y = np.array([sample.label for sample in samples], dtype=np.int64)
     return x, y
 
 
 def cell_masks(x: np.ndarray, margin: float = 0.02) -> np.ndarray:
-    """Soft leukocyte masks (N, S, S, 1) of preprocessed images, from app.segmentation.
+    """Soft leukocyte masks (N, S, S, 1) of preprocessed images (``foreground_mask``).
 
     Dilated by ``margin`` of the side and feathered, so cell borders and the
     cytoplasm rim stay with the cell when backgrounds are swapped.

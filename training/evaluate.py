@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from app.classes import CLASS_IDS
-from app.model_store import LoadedModel
+from app.core.classes import CLASS_IDS
+from app.core.model_store import LoadedModel
 from training.data import Sample
 from training.dataset import load_arrays
 from training.metrics import classification_report
@@ -16,7 +17,7 @@ from training.split import read_manifest
 
 
 def evaluate_model(model: LoadedModel, samples: list[Sample],
-                   perturb: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
+                   perturb: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, Any]:
     """Metrics of ``model`` on ``samples``, optionally after a perturbation of each input."""
     x, y = load_arrays(samples, model.input_size)
     if perturb is not None:
@@ -25,7 +26,7 @@ def evaluate_model(model: LoadedModel, samples: list[Sample],
     return {"model": model.name, "version": model.version, **report}
 
 
-def format_table(result: dict) -> str:
+def format_table(result: dict[str, Any]) -> str:
     lines = [
         f"model {result['model']} (version {result['version']}): {result['n_images']} images",
         f"  accuracy  {result['accuracy']:.4f}",

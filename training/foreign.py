@@ -3,7 +3,7 @@
 Synthetic kinds need nothing; the recoloured, rescaled and single-cell kinds are
 made from real smears passed in by the caller (the test split, so the guard was
 not fitted on them). Every image is returned as an RGB PIL image, as an upload
-would be after ``app.preprocessing.load_image``.
+would be after ``app.core.preprocessing.load_image``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from app.preprocessing import load_image
+from app.core.preprocessing import load_image
 
 SIZE = 224
 SYNTHETIC_KINDS = ("noise", "solid", "text", "gradient", "checkerboard", "shapes")
@@ -54,9 +54,9 @@ def noise(rng: np.random.Generator) -> list[ForeignImage]:
 
 
 def solid(rng: np.random.Generator) -> list[ForeignImage]:
-    colours = [(0, 0, 0), (255, 255, 255), (255, 0, 0), (0, 255, 0), (0, 0, 255),
-               (0, 255, 255), (255, 0, 255), (255, 255, 0), (128, 128, 128), (64, 64, 64),
-               (200, 200, 200)]
+    colours: list[tuple[int, ...]] = [
+        (0, 0, 0), (255, 255, 255), (255, 0, 0), (0, 255, 0), (0, 0, 255), (0, 255, 255),
+        (255, 0, 255), (255, 255, 0), (128, 128, 128), (64, 64, 64), (200, 200, 200)]
     colours += [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(5)]
     return [ForeignImage("solid", f"rgb_{r}_{g}_{b}", Image.new("RGB", (SIZE, SIZE), (r, g, b)))
             for r, g, b in colours]

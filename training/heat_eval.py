@@ -7,18 +7,21 @@ reads the smear's look (red cells, background, the scale bar) puts it elsewhere.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
 
-from app.classes import CLASS_IDS, DISPLAY_NAMES
-from app.explain import GradCam
-from app.model_store import LoadedModel
-from app.preprocessing import load_image, to_model_input
-from app.segmentation import segment
+from app.core.classes import CLASS_IDS, DISPLAY_NAMES
+from app.core.explanation.gradcam import GradCam
+from app.core.explanation.segmentation import segment
+from app.core.model_store import LoadedModel
+from app.core.preprocessing import load_image, to_model_input
 from training.augment import SCALE_BAR_BOX
 from training.data import Sample
+from training.markdown import table
+from training.progress import track
 
 # Dilation of the leukocyte mask, in pixels of the 224-pixel photographs: Grad-CAM maps
 # are coarse (28x28 for vggnet) and cell borders carry the morphology.
@@ -62,10 +65,10 @@ def spread(samples: Sequence[Sample], per_class: int) -> list[Sample]:
     return picked
 
 
-def summarise(found: list[tuple[int, tuple[float, float, float] | None]]) -> dict:
+def summarise(found: list[tuple[int, tuple[float, float, float] | None]]) -> dict[str, Any]:
     """Mean shares overall and per class, how many images have most heat on cells, and
     how many have an empty map (no part of the image raised the class's score)."""
-    def stats(rows: list[tuple[float, float, float]]) -> dict:
+    def stats(rows: list[tuple[float, float, float]]) -> dict[str, Any]:
         if not rows:
             return {"n": 0}
         arr = np.array(rows)
@@ -73,7 +76,7 @@ def summarise(found: list[tuple[int, tuple[float, float, float] | None]]) -> dic
                 "corner": float(arr[:, 1].mean()), "cell_area": float(arr[:, 2].mean()),
                 "majority_on_cells": float((arr[:, 0] > 0.5).mean())}
 
-    out: dict = {"overall": stats([r for _, r in found if r is not None]),
+    out: dict[str, Any] = {"overall": stats([r for _, r in found if r is not None]),
                  "empty_maps": sum(r is None for _, r in found), "n_images": len(found)}
     out["per_class"] = {c: stats([r for lab, r in found if lab == i and r is not None])
                         for i, c in enumerate(CLASS_IDS)}
@@ -81,22 +84,34 @@ def summarise(found: list[tuple[int, tuple[float, float, float] | None]]) -> dic
 
 
 def measure(models: Sequence[LoadedModel], test_samples: Sequence[Sample],
-            per_class: int = PER_CLASS) -> dict:
+            per_class: int = PER_CLASS) -> dict[str, Any]:
     """Heat shares of each model on ``per_class`` test images of each class."""
     # Decoded and segmented once; every model is scored on the same images and masks.
-    images = [(s.label, load_image(s.path)) for s in spread(test_samples, per_class)]
+    picked = spread(test_samples, per_class)
+    images = [(s.label, load_image(s.path)) for s in picked]
     shown = [(label, image, dilated_cells(image)) for label, image in images]
     results = {}
     for model in models:
         cam = GradCam(model)
-        found = [(label, heat_shares(cam, image, cells)) for label, image, cells in shown]
-        results[model.name] = {"architecture": model.metadata["architecture"],
+        found = [(label, heat_shares(cam, image, cells))
+                 for label, image, cells in track(shown, f"Grad-CAM heat of {model.name}")]
+        results[model.name] = {"architecture": model.card.architecture,
                                "layer": cam.layer_name, **summarise(found)}
     return results
 
 
-def heat_markdown(results: dict) -> str:
-    lines = [
+def heat_markdown(results: dict[str, Any]) -> str:
+    header = ["model", "layer", "empty maps", "heat on cells", "cells' area",
+              "images with most heat on cells",
+              *(f"on cells: {DISPLAY_NAMES[c]}" for c in CLASS_IDS), "scale-bar corner"]
+    rows = []
+    for r in results.values():
+        o = r["overall"]
+        per = [f"{r['per_class'][c].get('on_cells', float('nan')):.3f}" for c in CLASS_IDS]
+        rows.append([r["architecture"], f"`{r['layer']}`", f"{r['empty_maps']} of {r['n_images']}",
+                     f"{o['on_cells']:.3f}", f"{o['cell_area']:.3f}",
+                     f"{100 * o['majority_on_cells']:.0f}%", *per, f"{o['corner']:.3f}"])
+    return "\n".join([
         "## Where the models look (Grad-CAM)",
         "",
         f"Share of the predicted class's Grad-CAM heat on the segmented leukocytes (mask "
@@ -107,18 +122,5 @@ def heat_markdown(results: dict) -> str:
         "*Empty maps*: images where no part of the image raised the predicted class's "
         "score, so the heatmap shows nothing (left out of the means).",
         "",
-        "| model | layer | empty maps | heat on cells | cells' area "
-        "| images with most heat on cells | "
-        + " | ".join(f"on cells: {DISPLAY_NAMES[c]}" for c in CLASS_IDS)
-        + " | scale-bar corner |",
-        "|---" * (7 + len(CLASS_IDS)) + "|",
-    ]
-    for r in results.values():
-        o = r["overall"]
-        per = " | ".join(f"{r['per_class'][c].get('on_cells', float('nan')):.3f}"
-                         for c in CLASS_IDS)
-        lines.append(f"| {r['architecture']} | `{r['layer']}` | "
-                     f"{r['empty_maps']} of {r['n_images']} | {o['on_cells']:.3f} | "
-                     f"{o['cell_area']:.3f} | {100 * o['majority_on_cells']:.0f}% | {per} | "
-                     f"{o['corner']:.3f} |")
-    return "\n".join(lines)
+        table(header, rows),
+    ])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from app.classes import CLASS_IDS
+from app.core.classes import CLASS_IDS
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int = len(CLASS_IDS)) -> np.ndarray:
@@ -41,7 +43,7 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: in
     return float(ece)
 
 
-def classification_report(y_true: np.ndarray, probs: np.ndarray) -> dict:
+def classification_report(y_true: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision/recall/F1/AUC and the confusion matrix."""
     y_pred = probs.argmax(axis=1)
     cm = confusion_matrix(y_true, y_pred)

@@ -1,34 +1,38 @@
 """Fits the OOD guard and the "uncertain" confidence of a committed model.
 
 Writes ``<name>.ood.npz`` (Gaussian means and precisions) and the ``ood`` section
-plus ``calibration.uncertain_below`` of ``<name>.json``; every other key of the
-metadata is kept. The statistics come from the training split, the thresholds
+plus the ``calibration.uncertain_*`` fields of the model's card; every other field
+of the card is kept. The statistics come from the training split, the thresholds
 from the validation split; the test split and the foreign set only measure.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from PIL import Image
 
-from app.model_store import LoadedModel, load_model, softmax
-from app.ood import (
+from app.core.guards.ood import (
     COMPONENTS,
-    OOD_SUFFIX,
     STATS_SIZE,
     OodGuard,
     build_forward,
     image_statistics_of,
     penultimate_layer,
 )
-from app.preprocessing import load_image, to_model_input
+from app.core.model_card import OodSection
+from app.core.model_files import model_files
+from app.core.model_store import LoadedModel, load_model
+from app.core.preprocessing import load_image, to_model_input
 from training.data import Sample, discover
 from training.evaluate import select_split
 from training.foreign import KINDS, ForeignImage, foreign_set
+from training.progress import track
 from training.split import MANIFEST_NAME
 
 VAL_QUANTILE = 0.975  # flag 2.5% of validation images: margin under the 5% test target
@@ -99,11 +103,13 @@ def choose_uncertain_below(confidence: np.ndarray, correct: np.ndarray,
     return float((conf[end - 1] + conf[end]) / 2)
 
 
-def extract(loaded: LoadedModel, forward, images: Sequence,
-            chunk: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def extract(loaded: LoadedModel, forward: Any, images: Sequence[str | Path | Image.Image],
+            chunk: int = 64, description: str = "features") -> tuple[np.ndarray, ...]:
     """Features, logits and image statistics of paths or PIL images, decoded once each."""
-    feats, logits, stats = [], [], []
-    for start in range(0, len(images), chunk):
+    feats: list[np.ndarray] = []
+    logits: list[np.ndarray] = []
+    stats: list[np.ndarray] = []
+    for start in track(range(0, len(images), chunk), f"{loaded.name}: {description}"):
         batch = [load_image(i) if isinstance(i, str | Path) else i
                  for i in images[start:start + chunk]]
         x = np.stack([to_model_input(im, loaded.input_size) for im in batch])
@@ -122,11 +128,11 @@ def _split(samples: list[Sample], manifest: Path, name: str) -> list[Sample]:
 
 
 def _combined(parts: dict[str, np.ndarray]) -> np.ndarray:
-    return np.max(np.stack([parts[k] for k in COMPONENTS]), axis=0)
+    return np.asarray(np.max(np.stack([parts[k] for k in COMPONENTS]), axis=0))
 
 
 def fit_ood(models_dir: str | Path, name: str, data_dir: str | Path,
-            samples: list[Sample] | None = None) -> dict:
+            samples: list[Sample] | None = None) -> OodSection:
     """Fit, measure and write the guard of model ``name``; returns its ``ood`` section."""
     root = Path(models_dir)
     loaded = load_model(root, name)
@@ -134,7 +140,8 @@ def fit_ood(models_dir: str | Path, name: str, data_dir: str | Path,
     samples = samples if samples is not None else discover(data_dir)
     manifest = root / MANIFEST_NAME
     parts = {s: _split(samples, manifest, s) for s in ("train", "val", "test")}
-    data = {s: extract(loaded, forward, [p.path for p in v]) for s, v in parts.items()}
+    data = {s: extract(loaded, forward, [p.path for p in v], description=f"{s} split")
+            for s, v in parts.items()}
     y_train = np.array([p.label for p in parts["train"]])
 
     f_means, f_prec, f_shrink = fit_class_gaussians(data["train"][0], y_train,
@@ -142,7 +149,7 @@ def fit_ood(models_dir: str | Path, name: str, data_dir: str | Path,
     i_mean, i_prec, i_shrink = fit_gaussian(data["train"][2])
     guard = OodGuard(model_name=name, feature_means=f_means, feature_precision=f_prec,
                      image_mean=i_mean[None, :], image_precision=i_prec,
-                     scales={k: 1.0 for k in COMPONENTS}, threshold=1.0, uncertain_below=0.0,
+                     scales={k: 1.0 for k in COMPONENTS}, threshold=1.0,
                      input_size=loaded.input_size)
     raw_val = guard.components(data["val"][0], data["val"][2])
     # Floored so a component that is zero on all validation images (dead features) stays finite.
@@ -157,71 +164,72 @@ def fit_ood(models_dir: str | Path, name: str, data_dir: str | Path,
     foreign_flags = score_foreign(guard, loaded, forward, foreign)
 
     y_val = np.array([p.label for p in parts["val"]])
-    val_probs = softmax(data["val"][1].astype(np.float64) / loaded.temperature)
+    val_probs = loaded.probabilities(data["val"][1])
     uncertain_below = choose_uncertain_below(val_probs.max(axis=1),
                                              val_probs.argmax(axis=1) == y_val)
     y_test = np.array([p.label for p in parts["test"]])
-    test_probs = softmax(data["test"][1].astype(np.float64) / loaded.temperature)
+    test_probs = loaded.probabilities(data["test"][1])
     test_unc = test_probs.max(axis=1) < uncertain_below
     test_correct = test_probs.argmax(axis=1) == y_test
 
-    npz_path = root / f"{name}{OOD_SUFFIX}"
+    npz_path = model_files(root, name).ood
     with npz_path.open("wb") as fh:
         np.savez_compressed(fh, feature_means=f_means.astype(np.float32),
                             feature_precision=f_prec.astype(np.float32),
                             image_mean=i_mean.astype(np.float32),
                             image_precision=i_prec.astype(np.float32))
     kinds = [k for k in KINDS if any(f.kind == k for f in foreign)]
-    section = {
-        "method": ("max of two Mahalanobis distances, each divided by its validation "
-                   f"{VAL_QUANTILE:.1%} quantile: (1) penultimate-layer features to the nearest "
-                   "class-conditional Gaussian (shared Ledoit-Wolf covariance), (2) colour and "
-                   f"texture statistics of the image at {STATS_SIZE}x{STATS_SIZE} to one "
-                   "Gaussian; fitted on the train split; flagged when above the threshold"),
-        "feature_layer": penultimate_layer(loaded.keras_model).name,
-        "file": npz_path.name,
-        "sha256": hashlib.sha256(npz_path.read_bytes()).hexdigest(),
-        "threshold": round(guard.threshold, 6),
-        "component_scales": {k: round(v, 6) for k, v in guard.scales.items()},
-        "shrinkage": {"features": round(f_shrink, 4), "image": round(i_shrink, 4)},
-        "val_quantile": VAL_QUANTILE,
-        "n_train": len(parts["train"]),
-        "val_flag_rate": round(float(flagged["val"].mean()), 4),
-        "test_flag_rate": round(float(flagged["test"].mean()), 4),
-        "test_flag_rate_by_component": {
+    section = OodSection(
+        method=("max of two Mahalanobis distances, each divided by its validation "
+                f"{VAL_QUANTILE:.1%} quantile: (1) penultimate-layer features to the nearest "
+                "class-conditional Gaussian (shared Ledoit-Wolf covariance), (2) colour and "
+                f"texture statistics of the image at {STATS_SIZE}x{STATS_SIZE} to one "
+                "Gaussian; fitted on the train split; flagged when above the threshold"),
+        feature_layer=penultimate_layer(loaded.keras_model).name,
+        file=npz_path.name,
+        sha256=hashlib.sha256(npz_path.read_bytes()).hexdigest(),
+        threshold=round(guard.threshold, 6),
+        component_scales={k: round(v, 6) for k, v in guard.scales.items()},
+        shrinkage={"features": round(f_shrink, 4), "image": round(i_shrink, 4)},
+        val_quantile=VAL_QUANTILE,
+        n_train=len(parts["train"]),
+        val_flag_rate=round(float(flagged["val"].mean()), 4),
+        test_flag_rate=round(float(flagged["test"].mean()), 4),
+        test_flag_rate_by_component={
             k: round(float((scaled["test"][k] > guard.threshold).mean()), 4) for k in COMPONENTS},
-        "n_val": len(parts["val"]),
-        "n_test": len(parts["test"]),
-        "foreign_flag_rate": round(float(np.mean(foreign_flags)), 4),
-        "n_foreign": len(foreign),
-        "foreign_flag_rate_by_kind": {
+        n_val=len(parts["val"]),
+        n_test=len(parts["test"]),
+        foreign_flag_rate=round(float(np.mean(foreign_flags)), 4),
+        n_foreign=len(foreign),
+        foreign_flag_rate_by_kind={
             k: round(float(np.mean([f for f, img in zip(foreign_flags, foreign, strict=True)
                                     if img.kind == k])), 4) for k in kinds},
-        "foreign_count_by_kind": {k: sum(img.kind == k for img in foreign) for k in kinds},
-    }
-    meta_path = root / f"{name}.json"
-    metadata = json.loads(meta_path.read_text())
-    metadata["ood"] = section
-    calibration = metadata.setdefault("calibration", {})
-    calibration["uncertain_below"] = round(uncertain_below, 4)
-    calibration["uncertain_rule"] = (
-        "a prediction is 'uncertain' when its calibrated top-class probability is below "
-        "uncertain_below: just above the most confident run of "
-        f"{UNCERTAIN_WINDOW} neighbouring validation predictions (sorted by confidence) that "
-        f"are right less than {UNCERTAIN_TARGET_ACCURACY:.0%} of the time")
-    calibration["uncertain_val_rate"] = round(float((val_probs.max(axis=1)
-                                                      < uncertain_below).mean()), 4)
-    calibration["uncertain_test_rate"] = round(float(test_unc.mean()), 4)
-    calibration["test_accuracy_when_confident"] = (
-        round(float(test_correct[~test_unc].mean()), 4) if (~test_unc).any() else None)
-    calibration["test_accuracy_when_uncertain"] = (
-        round(float(test_correct[test_unc].mean()), 4) if test_unc.any() else None)
-    meta_path.write_text(json.dumps(metadata, indent=2) + "\n")
+        foreign_count_by_kind={k: sum(img.kind == k for img in foreign) for k in kinds},
+    )
+    card = loaded.card
+    card.ood = section
+    card.calibration = replace(
+        card.calibration,
+        uncertain_below=round(uncertain_below, 4),
+        uncertain_rule=(
+            "a prediction is 'uncertain' when its calibrated top-class probability is below "
+            "uncertain_below: just above the most confident run of "
+            f"{UNCERTAIN_WINDOW} neighbouring validation predictions (sorted by confidence) "
+            f"that are right less than {UNCERTAIN_TARGET_ACCURACY:.0%} of the time"),
+        uncertain_val_rate=round(float((val_probs.max(axis=1) < uncertain_below).mean()), 4),
+        uncertain_test_rate=round(float(test_unc.mean()), 4),
+        test_accuracy_when_confident=(
+            round(float(test_correct[~test_unc].mean()), 4) if (~test_unc).any() else None),
+        test_accuracy_when_uncertain=(
+            round(float(test_correct[test_unc].mean()), 4) if test_unc.any() else None),
+    )
+    card.save(model_files(root, name).card)
     return section
 
 
-def score_foreign(guard: OodGuard, loaded: LoadedModel, forward,
+def score_foreign(guard: OodGuard, loaded: LoadedModel, forward: Any,
                   foreign: list[ForeignImage]) -> list[bool]:
     """Whether the guard flags each foreign image (batched, same maths as serving)."""
-    feats, _, stats = extract(loaded, forward, [f.image for f in foreign])
+    feats, _, stats = extract(loaded, forward, [f.image for f in foreign],
+                              description="foreign set")
     return list(_combined(guard.components(feats, stats)) > guard.threshold)

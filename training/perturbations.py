@@ -26,7 +26,7 @@ def stain_shift(x: np.ndarray) -> np.ndarray:
     out = grey + 0.75 * (x - grey)  # desaturate
     out = out * np.array([1.08, 0.97, 0.90], dtype=np.float32)  # towards pink/yellow
     out = 0.92 * out + 0.02
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+    return np.asarray(np.clip(out, 0.0, 1.0), dtype=np.float32)
 
 
 def _via_pil(x: np.ndarray, fn: Callable[[Image.Image], Image.Image]) -> np.ndarray:

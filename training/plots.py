@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from app.classes import CLASS_IDS, DISPLAY_NAMES  # noqa: E402
+from app.core.classes import CLASS_IDS, DISPLAY_NAMES  # noqa: E402
 from training.metrics import roc_curve  # noqa: E402
 
 

@@ -3,26 +3,45 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from app.classes import CLASS_IDS
-from app.model_store import LoadedModel, load_model, model_names
+from app.core.classes import CLASS_IDS
+from app.core.model_card import TestMetrics
+from app.core.model_files import model_names
+from app.core.model_store import LoadedModel, load_model
+from training.architectures import ARCHITECTURES
 from training.data import Sample, discover
 from training.dataset import load_arrays
 from training.evaluate import select_split
 from training.heat_eval import heat_markdown
 from training.heat_eval import measure as measure_heat
+from training.markdown import table
 from training.metrics import classification_report
 from training.ood_eval import ood_markdown
 from training.perturbations import PERTURBATIONS
+from training.progress import track
 from training.segmentation_eval import agreement, agreement_markdown
 from training.split import MANIFEST_NAME
 
-PAPER = {"lenet": "95.75%", "sequential": "93%", "vggnet": "34%"}
 SHORTCUTS = ("scale_bar_masked", "stain_shift")
+
+
+@dataclass
+class ModelRow:
+    """One model's measurements on the test split."""
+
+    model: LoadedModel
+    base: TestMetrics
+    ms: float
+    perturbed: dict[str, float] = field(default_factory=dict)  # accuracy per perturbation
+
+    @property
+    def name(self) -> str:
+        return self.model.name
 
 
 def single_image_ms(model: LoadedModel, x: np.ndarray, runs: int = 50) -> float:
@@ -42,21 +61,43 @@ def _pct(v: float) -> str:
     return f"{100 * v:.2f}%"
 
 
-def measure(models_dir: Path, samples: list[Sample]) -> list[dict]:
+def paper_accuracy(name: str) -> str:
+    arch = ARCHITECTURES.get(name)
+    return arch.paper_accuracy if arch is not None and arch.paper_accuracy else "n/a"
+
+
+def measure(models_dir: Path, samples: list[Sample]) -> list[ModelRow]:
     rows = []
     for name in model_names(models_dir):
         model = load_model(models_dir, name)
         x, y = load_arrays(samples, model.input_size)
-        row = {"name": name, "model": model, "base": classification_report(y, model.predict(x)),
-               "ms": single_image_ms(model, x)}
-        for key, fn in PERTURBATIONS.items():
+        row = ModelRow(model=model, base=TestMetrics(**classification_report(y, model.predict(x))),
+                       ms=single_image_ms(model, x))
+        for key, fn in track(PERTURBATIONS.items(), f"{name}: perturbations"):
             xp = np.stack([fn(img) for img in x])
-            row[key] = classification_report(y, model.predict(xp))["accuracy"]
+            row.perturbed[key] = classification_report(y, model.predict(xp))["accuracy"]
         rows.append(row)
     return rows
 
 
-def render(rows: list[dict], n_test: int, extra_sections: list[str]) -> str:
+def render(rows: list[ModelRow], n_test: int, extra_sections: list[str]) -> str:
+    comparison = []
+    for r in rows:
+        card, b = r.model.card, r.base
+        comparison.append([
+            card.architecture, paper_accuracy(r.name), _pct(b.accuracy), f"{b.macro_f1:.4f}",
+            *(_pct(b.per_class[c]["recall"]) for c in CLASS_IDS),
+            f"{card.parameters:,}", f"{card.file_size_bytes / 1e6:.1f} MB",
+            f"{card.training['seconds'] / 60:.1f} min ({card.training['epochs_run']} epochs)",
+            card.views, f"{r.ms:.1f} ms",
+        ])
+    robustness = []
+    for r in rows:
+        base = r.base.accuracy
+        robustness.append([r.model.card.architecture, _pct(base),
+                           *(f"{_pct(r.perturbed[k])} ({100 * (r.perturbed[k] - base):+.2f})"
+                             for k in PERTURBATIONS)])
+    worst = {r.name: max(r.base.accuracy - r.perturbed[k] for k in SHORTCUTS) for r in rows}
     out = [
         "# Model report",
         "",
@@ -68,28 +109,15 @@ def render(rows: list[dict], n_test: int, extra_sections: list[str]) -> str:
         "",
         "## The paper's comparison, measured",
         "",
-        "| model | paper accuracy | test accuracy | macro-F1 | "
-        + " | ".join(f"recall {c}" for c in CLASS_IDS)
-        + " | parameters | file size | training time | test-time views "
-        "| CPU inference (1 image) |",
-        "|---" * (9 + len(CLASS_IDS)) + "|",
-    ]
-    for r in rows:
-        m, b = r["model"].metadata, r["base"]
-        recalls = " | ".join(_pct(b["per_class"][c]["recall"]) for c in CLASS_IDS)
-        out.append(
-            f"| {m['architecture']} | {PAPER.get(r['name'], 'n/a')} | {_pct(b['accuracy'])} | "
-            f"{b['macro_f1']:.4f} | {recalls} | {m['parameters']:,} | "
-            f"{m['file_size_bytes'] / 1e6:.1f} MB | {m['training']['seconds'] / 60:.1f} min "
-            f"({m['training']['epochs_run']} epochs) | {r['model'].views} | {r['ms']:.1f} ms |"
-        )
-    out += [
+        table(["model", "paper accuracy", "test accuracy", "macro-F1",
+               *(f"recall {c}" for c in CLASS_IDS), "parameters", "file size", "training time",
+               "test-time views", "CPU inference (1 image)"], comparison),
         "",
         "Training time is wall time on the 2-core CPU machine, as recorded in each model's "
-        "metadata. Inference time is the median of 50 single-image forward passes after "
+        "card. Inference time is the median of 50 single-image forward passes after "
         "warm-up (preprocessing excluded), all of the model's test-time views included: "
         "a model with 8 views scores the mean of the image's 8 flips and quarter turns "
-        "(`app/views.py`).",
+        "(`app/core/orientations.py`).",
         "",
         "## Shortcut and robustness checks",
         "",
@@ -100,20 +128,17 @@ def render(rows: list[dict], n_test: int, extra_sections: list[str]) -> str:
         "darker stain; *blur* a Gaussian blur of radius 1.5 px; *jpeg_q30* recompression at "
         "quality 30; *rescaled_0.8* another magnification (zoomed out to 80%).",
         "",
-        "| model | unperturbed | " + " | ".join(PERTURBATIONS) + " |",
-        "|---" * (2 + len(PERTURBATIONS)) + "|",
+        table(["model", "unperturbed", *PERTURBATIONS], robustness),
+        "",
+        "Largest loss under the two shortcut checks (target: at most 3 points): "
+        + ", ".join(f"{n} {100 * v:.2f} points" for n, v in worst.items()) + ".",
+        "",
+        "## Figures",
+        "",
     ]
     for r in rows:
-        base = r["base"]["accuracy"]
-        cells = " | ".join(f"{_pct(r[k])} ({100 * (r[k] - base):+.2f})" for k in PERTURBATIONS)
-        out.append(f"| {r['model'].metadata['architecture']} | {_pct(base)} | {cells} |")
-    worst = {r["name"]: max(r["base"]["accuracy"] - r[k] for k in SHORTCUTS) for r in rows}
-    out += ["", "Largest loss under the two shortcut checks (target: at most 3 points): "
-            + ", ".join(f"{n} {100 * v:.2f} points" for n, v in worst.items()) + ".", ""]
-    out += ["## Figures", ""]
-    for r in rows:
-        n = r["name"]
-        out.append(f"- {r['model'].metadata['architecture']}: [training curves]({n}.curves.png), "
+        n = r.name
+        out.append(f"- {r.model.card.architecture}: [training curves]({n}.curves.png), "
                    f"[confusion matrix]({n}.confusion.png), [ROC]({n}.roc.png)")
     out.append("")
     for section in extra_sections:
@@ -126,9 +151,10 @@ def write_report(data_dir: str | Path, models_dir: Path) -> Path:
     # Discovery hashes every file: done once, shared by the sections that need the test split.
     samples = select_split(discover(data_dir), models_dir / MANIFEST_NAME, "test")
     rows = measure(models_dir, samples)
-    n_test = rows[0]["base"]["n_images"] if rows else 0
-    sections = [heat_markdown(measure_heat([r["model"] for r in rows], samples)),
-                ood_markdown(models_dir, data_dir), agreement_markdown(agreement(data_dir))]
+    n_test = rows[0].base.n_images if rows else 0
+    sections = [heat_markdown(measure_heat([r.model for r in rows], samples)),
+                ood_markdown([r.model.card for r in rows]),
+                agreement_markdown(agreement(data_dir))]
     path = models_dir / "REPORT.md"
     path.write_text(render(rows, n_test, extra_sections=sections))
     return path

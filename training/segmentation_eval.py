@@ -1,4 +1,4 @@
-"""Agreement of app.segmentation with the data set's own segmentation (``segmented/``).
+"""Agreement of the app's leukocyte segmentation with the data set's own (``segmented/``).
 
 The data set's masks come from a colour threshold of their own and are noisy
 (whole fields fail on some stains), so this is a consistency check, not an
@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from app.classes import CLASS_IDS, DISPLAY_NAMES
-from app.preprocessing import load_image
-from app.segmentation import segment
+from app.core.classes import CLASS_IDS, DISPLAY_NAMES
+from app.core.explanation.segmentation import segment
+from app.core.preprocessing import load_image
 from training.data import DataSetError, discover, resolve_image_root
+from training.markdown import table
+from training.progress import track
 
 SEGMENTED_FOLDER = "segmented"
 # Reference pixels at or below this (max over RGB) are its black background;
@@ -30,7 +32,7 @@ N_WORST = 5  # per class
 def reference_mask(path: str | Path) -> np.ndarray:
     """The data set's foreground mask: its non-black pixels."""
     pixels = np.asarray(load_image(path), dtype=np.uint8)
-    return pixels.max(axis=2) > REFERENCE_BLACK
+    return np.asarray(pixels.max(axis=2) > REFERENCE_BLACK)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -76,7 +78,7 @@ def agreement(data_dir: str | Path, limit_per_class: int | None = None) -> dict[
     if limit_per_class is not None:
         pairs = _spread(pairs, limit_per_class)
     rows: list[dict[str, Any]] = []
-    for class_id, photo, reference in pairs:
+    for class_id, photo, reference in track(pairs, f"segmenting {len(pairs)} images"):
         ours = segment(load_image(photo))
         ref = reference_mask(reference)
         if ref.shape != ours.mask.shape:
@@ -102,7 +104,7 @@ def agreement(data_dir: str | Path, limit_per_class: int | None = None) -> dict[
 
 
 def _empty(row: dict[str, Any]) -> bool:
-    return row["reference_fraction"] < REFERENCE_EMPTY_FRACTION
+    return bool(row["reference_fraction"] < REFERENCE_EMPTY_FRACTION)
 
 
 def _mean(rows: list[dict[str, Any]]) -> float | None:
@@ -127,23 +129,21 @@ def agreement_markdown(result: dict[str, Any]) -> str:
         "",
         "The app outlines leukocytes with a colour threshold (Otsu on CIE-LAB a*, bluish "
         "pixels only), morphology and a watershed split of touching cells "
-        "(`app/segmentation.py`). Agreement with the data set's own segmentation "
+        "(`app/core/explanation/segmentation.py`). Agreement with the data set's own segmentation "
         f"(`segmented/`, its non-black pixels) over {result['n_images']} images: mean IoU "
         f"**{result['mean_iou']:.3f}** (median {result['median_iou']:.3f}); "
         + (f"{not_empty:.3f} without the images whose reference is (nearly) empty."
            if not_empty is not None else "every reference is (nearly) empty."),
         "",
-        "| class | images | mean IoU | median IoU | reference (nearly) empty "
-        "| mean IoU, reference not empty |",
-        "|---|---:|---:|---:|---:|---:|",
+        table(["class", "images", "mean IoU", "median IoU", "reference (nearly) empty",
+               "mean IoU, reference not empty"],
+              [[DISPLAY_NAMES.get(class_id, class_id), row["n_images"], f"{row['mean_iou']:.3f}",
+                f"{row['median_iou']:.3f}", row["reference_empty"],
+                "-" if row["mean_iou_reference_not_empty"] is None
+                else f"{row['mean_iou_reference_not_empty']:.3f}"]
+               for class_id, row in result["per_class"].items()],
+              align=["left", *["right"] * 5]),
     ]
-    for class_id, row in result["per_class"].items():
-        rest = row["mean_iou_reference_not_empty"]
-        lines.append(
-            f"| {DISPLAY_NAMES.get(class_id, class_id)} | {row['n_images']} | "
-            f"{row['mean_iou']:.3f} | {row['median_iou']:.3f} | {row['reference_empty']} | "
-            f"{'-' if rest is None else f'{rest:.3f}'} |"
-        )
     lines += [
         "",
         "The reference is a noisy colour threshold, not a ground truth. A (nearly) empty "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.classes import CLASS_IDS
+from app.core.classes import CLASS_IDS
 from training.data import Sample, read_input
 
 SPLITS = ("train", "val", "test")

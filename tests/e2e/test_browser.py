@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from app.classes import CLASS_IDS
+from app.core.classes import CLASS_IDS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.data]
 
@@ -169,7 +169,7 @@ def test_works_without_javascript(browser, base_url: str, smear_images) -> None:
 
 def test_foreign_image_shows_the_warning(browser, base_url: str, inference_service,
                                          tmp_path: Path) -> None:
-    if inference_service.ood_guard("lenet") is None:
+    if inference_service.served("lenet").guard is None:
         pytest.skip("lenet has no fitted OOD guard in this models folder")
     from PIL import Image
 

@@ -1,0 +1,68 @@
+"""Errors the core raises for bad input or an unready service.
+
+Each carries the HTTP status and the stable error code the web layer answers
+with (the "API errors as JSON" pattern of the Flask documentation), so the
+mapping lives with the error and not in a table elsewhere.
+"""
+
+from __future__ import annotations
+
+from app.core.formats import FORMAT_NAMES
+
+
+class ClassifierError(Exception):
+    """Base of every error a request can cause; ``message`` is safe to show to the user."""
+
+    status: int = 400
+    code: str = "bad_request"
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class UnsupportedImageError(ClassifierError):
+    """The upload is not one of the accepted image formats (decided from its content)."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
+class ImageDecodeError(ClassifierError):
+    """The bytes are not a complete image Pillow can decode."""
+
+    status = 422
+    code = "undecodable_image"
+
+    @property
+    def message(self) -> str:
+        return f"The image could not be decoded ({self}). Upload a complete {FORMAT_NAMES} file."
+
+
+class ImageTooLargeError(ClassifierError):
+    """The image has more pixels than the decoder accepts."""
+
+    status = 413
+    code = "image_too_large"
+
+    @property
+    def message(self) -> str:
+        return f"The image has too many pixels: {str(self).rstrip('.')}."
+
+
+class UnknownModelError(ClassifierError):
+    """The requested model is not served by this process."""
+
+    status = 400
+    code = "unknown_model"
+
+
+class NotReadyError(ClassifierError):
+    """Models are not loaded and warmed up yet."""
+
+    status = 503
+    code = "not_ready"
+
+
+class NoModelsError(RuntimeError):
+    """The models folder holds no usable model; the service refuses to start."""

@@ -1,0 +1,25 @@
+"""The image formats accepted from uploads, and how to recognise them from their first bytes."""
+
+from __future__ import annotations
+
+# Formats accepted from uploads; anything else Pillow could read is refused (415).
+ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")
+FORMAT_NAMES = "JPEG, PNG, TIFF, BMP, GIF (first frame) or WebP"
+# A file that starts like an accepted image but that Pillow cannot identify is
+# a damaged image (422), not a wrong type (415).
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+)
+
+
+def claimed_format(data: bytes) -> str | None:
+    """The accepted format whose signature ``data`` starts with, if any."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return next((name for magic, name in _SIGNATURES if data.startswith(magic)), None)

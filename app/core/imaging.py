@@ -1,0 +1,32 @@
+"""Small image helpers shared by the explanation pictures."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+# Long side of the explanation pictures (Grad-CAM overlay, cell outlines).
+DISPLAY_SIDE = 512
+
+
+def downscale(image: Image.Image, max_side: int) -> Image.Image:
+    """RGB copy with the long side at most ``max_side`` (bilinear, aspect kept)."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    scale = max_side / max(image.size)
+    if scale >= 1.0:
+        return image
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    factor = int(1 / scale)
+    if factor >= 2:
+        # Box-reduce first: resizing a 12-megapixel photograph directly is slow.
+        image = image.reduce(factor)
+    return image.resize(size, Image.Resampling.BILINEAR)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """The image as a PNG file (fast compression: these are made per request)."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=False, compress_level=3)
+    return buf.getvalue()

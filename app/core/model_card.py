@@ -1,0 +1,229 @@
+"""The model card: everything known about one trained model, stored as ``<name>.json``.
+
+``ModelCard.load`` and ``ModelCard.save`` are the only reader and writer of that
+file. Each field has its one default here, so every reader sees the same value
+for a missing key. Loading refuses unknown keys, so a misspelt key fails loudly.
+This module is light (no numpy, no TensorFlow): the model list can be read cheaply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, Union
+
+from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
+
+# Test-time views a model may average (``app.core.orientations``), and what each means.
+VIEW_DESCRIPTIONS: dict[int, str] = {
+    1: "the image as it is",
+    8: "mean of the logits (and OOD features) over the image's 8 flips and 90-degree rotations",
+}
+
+T = TypeVar("T")
+
+
+class ModelCardError(ValueError):
+    """A model card is missing a required field, has an unknown one, or a wrong type."""
+
+
+@dataclass
+class InferenceSpec:
+    """How the served model turns an input into logits."""
+
+    views: int = 1
+    description: str = VIEW_DESCRIPTIONS[1]
+
+    @classmethod
+    def for_views(cls, views: int) -> InferenceSpec:
+        if views not in VIEW_DESCRIPTIONS:
+            raise ValueError(f"views must be one of {tuple(VIEW_DESCRIPTIONS)}, got {views!r}")
+        return cls(views=views, description=VIEW_DESCRIPTIONS[views])
+
+
+@dataclass
+class SplitManifestRef:
+    """The split manifest the model was trained with, and its checksum."""
+
+    file: str = "split.csv"
+    sha256: str = ""
+
+
+@dataclass
+class Calibration:
+    """Temperature scaling and the "uncertain" rule, both fitted on the validation split."""
+
+    method: str = ""
+    temperature: float = 1.0
+    test_ece_before: float | None = None
+    test_ece_after: float | None = None
+    # None: the model sets no threshold, so nothing it says is called uncertain.
+    uncertain_below: float | None = None
+    uncertain_rule: str | None = None
+    uncertain_val_rate: float | None = None
+    uncertain_test_rate: float | None = None
+    test_accuracy_when_confident: float | None = None
+    test_accuracy_when_uncertain: float | None = None
+
+
+@dataclass
+class TestMetrics:
+    """Scores on the held-out test split."""
+
+    __test__ = False  # not a pytest test class, despite its name
+
+    n_images: int = 0
+    accuracy: float = 0.0
+    macro_f1: float = 0.0
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
+    confusion_matrix: list[list[int]] = field(default_factory=list)
+    ece: float = 0.0
+
+
+@dataclass
+class OodSection:
+    """The fitted out-of-distribution guard (its arrays are in ``<name>.ood.npz``)."""
+
+    method: str = ""
+    feature_layer: str = ""
+    file: str = ""
+    sha256: str = ""
+    threshold: float = 0.0
+    component_scales: dict[str, float] = field(default_factory=dict)
+    shrinkage: dict[str, float] = field(default_factory=dict)
+    val_quantile: float = 0.0
+    n_train: int = 0
+    val_flag_rate: float = 0.0
+    test_flag_rate: float = 0.0
+    test_flag_rate_by_component: dict[str, float] = field(default_factory=dict)
+    n_val: int = 0
+    n_test: int = 0
+    foreign_flag_rate: float = 0.0
+    n_foreign: int = 0
+    foreign_flag_rate_by_kind: dict[str, float] = field(default_factory=dict)
+    foreign_count_by_kind: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ModelCard:
+    """One model's metadata. ``name``, ``version`` and ``input_size`` are required."""
+
+    name: str
+    architecture: str = ""
+    description: str = ""
+    version: str = ""
+    trained_at: str = ""
+    class_ids: list[str] = field(default_factory=lambda: list(CLASS_IDS))
+    display_names: dict[str, str] = field(default_factory=lambda: dict(DISPLAY_NAMES))
+    malignant: dict[str, bool] = field(default_factory=lambda: dict(MALIGNANT))
+    input_size: int = 0
+    preprocessing: dict[str, str] = field(default_factory=dict)
+    inference: InferenceSpec = field(default_factory=InferenceSpec)
+    # The training run's configuration and outcome, as ``training.train`` recorded them.
+    training: dict[str, Any] = field(default_factory=dict)
+    split_manifest: SplitManifestRef = field(default_factory=SplitManifestRef)
+    parameters: int = 0
+    file_size_bytes: int = 0
+    versions: dict[str, str] = field(default_factory=dict)
+    history: dict[str, list[float]] = field(default_factory=dict)
+    calibration: Calibration = field(default_factory=Calibration)
+    test_metrics: TestMetrics | None = None
+    ood: OodSection | None = None
+
+    @property
+    def display_name(self) -> str:
+        return self.architecture or self.name
+
+    @property
+    def views(self) -> int:
+        return self.inference.views
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return None if self.test_metrics is None else self.test_metrics.accuracy
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        for required in ("name", "version", "input_size"):
+            if not data.get(required):
+                raise ModelCardError(f"the model card has no {required!r}")
+        return _build(cls, data, "card")
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelCard:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ModelCardError(f"{path} is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ModelCardError(f"{path} does not hold a JSON object")
+        try:
+            return cls.from_dict(data)
+        except ModelCardError as exc:
+            raise ModelCardError(f"{path}: {exc}") from None
+
+    def save(self, path: str | Path) -> None:
+        """Write the card; a complete file replaces the old one (never a half-written one)."""
+        path = Path(path)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(self.to_json())
+        partial.replace(path)
+
+
+def _build(cls: type[T], data: object, where: str) -> T:
+    """An instance of dataclass ``cls`` from a JSON object, nested dataclasses included."""
+    if not isinstance(data, dict):
+        raise ModelCardError(f"{where} must be a JSON object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ModelCardError(f"{where} has unknown keys: {', '.join(unknown)}")
+    values = {key: _value(hints[key], value, f"{where}.{key}") for key, value in data.items()}
+    return cls(**values)
+
+
+def _value(hint: Any, value: object, where: str) -> object:
+    """``value`` as the field type ``hint`` asks for: a nested dataclass is built."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else ()
+    if value is None and type(None) in options:
+        return None
+    target = next((o for o in options if o is not type(None)), hint)
+    if dataclasses.is_dataclass(target) and isinstance(target, type):
+        return _build(target, value, where)
+    expected = _JSON_TYPES.get(typing.get_origin(target) or target)
+    if expected is not None and not _matches(value, target, expected):
+        raise ModelCardError(f"{where} must be {_describe(target)}, got {value!r}")
+    return value
+
+
+_JSON_TYPES: dict[object, type | tuple[type, ...]] = {
+    str: str, int: int, float: (int, float), bool: bool, list: list, dict: dict,
+}
+
+
+def _matches(value: object, target: object, expected: type | tuple[type, ...]) -> bool:
+    if isinstance(value, bool):  # bool is an int to Python, never to a card
+        return target is bool
+    return isinstance(value, expected)
+
+
+_DESCRIPTIONS: dict[object, str] = {
+    str: "a string", int: "an integer", float: "a number", bool: "true or false",
+    list: "a list", dict: "an object",
+}
+
+
+def _describe(target: object) -> str:
+    return _DESCRIPTIONS.get(typing.get_origin(target) or target, "valid")

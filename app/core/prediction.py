@@ -1,0 +1,114 @@
+"""What the inference service returns: a typed prediction and, on request, its explanation.
+
+Wording for people (verdict sentences, percentages) is the web layer's job
+(``app.web.presenter``); these types carry the facts and the machine-readable status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
+from app.core.explanation.segmentation import Segmentation
+from app.core.guards.ood import OodResult
+from app.core.guards.uncertainty import is_uncertain
+from app.core.model_card import ModelCard
+
+Status = Literal["out_of_distribution", "uncertain", "malignant", "benign"]
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Milliseconds per classification step; ``ood_ms`` is None when the model has no guard."""
+
+    decode_ms: float
+    preprocess_ms: float
+    model_ms: float
+    total_ms: float
+    ood_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The Grad-CAM overlay and the segmented leukocytes of one prediction."""
+
+    gradcam_class: str
+    gradcam_png: bytes = field(repr=False)
+    cells: Segmentation = field(repr=False)
+    cells_png: bytes = field(repr=False)
+    segmentation_ms: float
+    gradcam_ms: float
+    outline_ms: float
+
+    @property
+    def total_ms(self) -> float:
+        return self.segmentation_ms + self.gradcam_ms + self.outline_ms
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's prediction.
+
+    ``ood`` is None when the model has no fitted OOD guard (the check is then
+    unavailable, not passed); ``uncertain_below`` is None when the model's card
+    sets no threshold (then nothing is called uncertain). ``explanation`` is set
+    by ``InferenceService.explain``.
+    """
+
+    class_id: str
+    probabilities: dict[str, float]
+    model: ModelCard
+    timings: Timings
+    image_format: str
+    # The decoded upright RGB image and the exact model input, so the explanation
+    # reuses them instead of decoding again.
+    image: Image.Image = field(repr=False, compare=False)
+    model_input: np.ndarray = field(repr=False, compare=False)
+    ood: OodResult | None = None
+    uncertain_below: float | None = None
+    explanation: Explanation | None = None
+
+    @property
+    def label(self) -> str:
+        return DISPLAY_NAMES[self.class_id]
+
+    @property
+    def malignant(self) -> bool:
+        return MALIGNANT[self.class_id]
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.class_id]
+
+    @property
+    def out_of_distribution(self) -> bool | None:
+        """True/False from the OOD guard; None when the model has no guard."""
+        return None if self.ood is None else self.ood.out_of_distribution
+
+    @property
+    def uncertain(self) -> bool:
+        """Calibrated top-class probability below the model's ``uncertain_below``."""
+        return is_uncertain(np.array([self.probabilities[c] for c in CLASS_IDS]),
+                            self.uncertain_below)
+
+    @property
+    def status(self) -> Status:
+        """What kind of verdict this is; an out-of-distribution image outranks everything."""
+        if self.out_of_distribution:
+            return "out_of_distribution"
+        if self.uncertain:
+            return "uncertain"
+        return "malignant" if self.malignant else "benign"
+
+    @property
+    def total_ms(self) -> float:
+        """Classification and, when it was asked for, explanation."""
+        extra = self.explanation.total_ms if self.explanation is not None else 0.0
+        return self.timings.total_ms + extra
+
+    def with_explanation(self, explanation: Explanation) -> Prediction:
+        return replace(self, explanation=explanation)

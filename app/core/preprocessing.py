@@ -1,0 +1,133 @@
+"""The one image preprocessing used by training, evaluation and serving.
+
+Every path from bytes or a file to a model input goes through ``load_image``
+and ``to_model_input``; nothing else may decode or resize images for a model.
+Uploads are checked with ``sniff_format`` first, so only accepted formats reach
+the decoder.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from app.core.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
+from app.core.formats import ALLOWED_FORMATS, FORMAT_NAMES, claimed_format
+
+# Pixels above this are refused before decoding (decompression bombs).
+MAX_PIXELS = 40_000_000
+RESAMPLE = Image.Resampling.BILINEAR
+RESAMPLE_NAME = "bilinear"
+PREPROCESSING_SPEC = {
+    "decode": "Pillow, first frame",
+    "orientation": "EXIF transpose",
+    "color": "convert to RGB (alpha composited on white)",
+    "resize": f"{RESAMPLE_NAME}, to input_size x input_size, aspect ratio not kept",
+    "scale": "float32 in [0, 1]",
+}
+_HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+ImageSource = bytes | str | Path | BinaryIO
+
+
+def sniff_format(data: bytes) -> str:
+    """The upload's image format from its content (never its name).
+
+    Raises ImageDecodeError for empty or damaged images and
+    UnsupportedImageError for anything that is not an accepted image format.
+    Only the header is read. Absurd declared sizes raise ImageTooLargeError here;
+    the pixel limit itself is enforced by ``load_image``.
+    """
+    if not data:
+        raise ImageDecodeError("the file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+                return str(image.format)
+    except Image.DecompressionBombError:
+        raise ImageTooLargeError(
+            f"its header declares over {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels "
+            f"(a decompression bomb?); the limit is {MAX_PIXELS:,} pixels"
+        ) from None
+    except UnidentifiedImageError:
+        claimed = claimed_format(data)
+        if claimed:
+            message = f"the file starts like a {claimed} image but is damaged"
+            raise ImageDecodeError(message) from None
+        raise UnsupportedImageError(
+            f"the file is not a supported image; upload {FORMAT_NAMES}"
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageDecodeError(f"cannot read the image header: {exc}") from exc
+
+
+def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode ``source`` into an upright RGB image.
+
+    Raises ImageTooLargeError for images over ``max_pixels`` (checked from the
+    header, before the pixels are decoded) and ImageDecodeError for anything
+    that is not a complete, decodable image.
+    """
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(source)
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageTooLargeError(
+                    f"image is {width}x{height} pixels; the limit is {max_pixels:,} pixels"
+                )
+            image.seek(0)
+            image.load()
+    except ImageTooLargeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLargeError(str(exc)) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageDecodeError(f"cannot decode image: {exc}") from exc
+    if image.width < 1 or image.height < 1:
+        raise ImageDecodeError("image has no pixels")
+    upright = ImageOps.exif_transpose(image)
+    return to_rgb(upright)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparency is composited on white."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in _HIGH_BIT_DEPTH_MODES:
+        # Scale high bit-depth grey to 8 bits by its range, not by clipping.
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        grey = np.clip(array / top * 255.0, 0, 255).astype(np.uint8)
+        image = Image.fromarray(grey, mode="L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in _ALPHA_MODES:
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, image).convert("RGB")
+    return image.convert("RGB")
+
+
+def to_model_input(image: Image.Image, input_size: int) -> np.ndarray:
+    """Resize an RGB image to ``input_size`` square and scale it to float32 [0, 1]."""
+    if image.mode != "RGB":
+        image = to_rgb(image)
+    if image.size != (input_size, input_size):
+        image = image.resize((input_size, input_size), RESAMPLE)
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def preprocess(source: ImageSource, input_size: int) -> np.ndarray:
+    """Bytes or path to a model-ready ``(input_size, input_size, 3)`` array."""
+    return to_model_input(load_image(source), input_size)

@@ -1,0 +1,213 @@
+"""Turns uploaded image bytes into a typed, calibrated, guarded prediction.
+
+``InferenceService`` loads every model of a models folder once per process,
+builds its Grad-CAM and out-of-distribution guard, warms them up, and is then
+shared by all request threads. Classification (probabilities, OOD check,
+uncertain flag) and explanation (segmented cells, Grad-CAM and outline PNGs)
+are separate steps: a plain API call pays only for the first.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from app.core.classes import CLASS_IDS
+from app.core.errors import NoModelsError, NotReadyError, UnknownModelError
+from app.core.explanation.gradcam import GradCam, overlay_png
+from app.core.explanation.segmentation import outline_png, segment
+from app.core.guards.ood import OodGuard, OodNotFittedError
+from app.core.imaging import DISPLAY_SIDE, downscale
+from app.core.model_card import ModelCard
+from app.core.model_files import model_names
+from app.core.model_store import LoadedModel, load_model
+from app.core.prediction import Explanation, Prediction, Timings
+from app.core.preprocessing import load_image, sniff_format, to_model_input
+
+log = logging.getLogger(__name__)
+
+
+def _ms(start: float, end: float) -> float:
+    return (end - start) * 1000
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A loaded model with everything built for it at start-up."""
+
+    model: LoadedModel
+    gradcam: GradCam
+    guard: OodGuard | None
+
+    @property
+    def card(self) -> ModelCard:
+        return self.model.card
+
+    @classmethod
+    def build(cls, models_dir: Path, name: str) -> ServedModel:
+        model = load_model(models_dir, name)
+        if tuple(model.class_ids) != CLASS_IDS:
+            raise NoModelsError(f"model {name!r} predicts {model.class_ids}, "
+                                f"the app expects {list(CLASS_IDS)}")
+        try:
+            guard: OodGuard | None = OodGuard.load(models_dir, model)
+        except OodNotFittedError as exc:
+            log.warning("serving model %r without an out-of-distribution check: %s "
+                        "(run `python -m training fit-ood`)", name, exc)
+            guard = None
+        # GradCam traces its graph here, not on the first request.
+        served = cls(model=model, gradcam=GradCam(model), guard=guard)
+        served.warm_up()
+        return served
+
+    def warm_up(self) -> None:
+        """One pass through every path, so the first request traces nothing."""
+        size = self.model.input_size
+        blank = np.zeros((size, size, 3), np.float32)
+        self.model.predict(blank[None])
+        if self.guard is not None:
+            features, _ = self.guard.forward(blank)
+            self.guard.score_features(features, Image.new("RGB", (size, size)))
+        self.gradcam.heatmap(blank, 0)
+
+
+class InferenceService:
+    """Serves every model of a folder; load once per process, then share across threads."""
+
+    def __init__(self, models_dir: str | Path, default_model: str = "lenet") -> None:
+        self.models_dir = Path(models_dir)
+        self._default = default_model
+        self._lock = threading.Lock()
+        self._served: dict[str, ServedModel] = {}
+        self._ready = threading.Event()
+
+    @property
+    def ready(self) -> bool:
+        """True once every model is loaded and has answered one warm-up prediction."""
+        return self._ready.is_set()
+
+    @property
+    def default_model(self) -> str:
+        return self._default
+
+    def load(self) -> InferenceService:
+        """Load and warm up every model; idempotent and safe to call from several threads."""
+        with self._lock:
+            if self._ready.is_set():
+                return self
+            names = model_names(self.models_dir)
+            if not names:
+                raise NoModelsError(
+                    f"no models in {self.models_dir} (need <name>.keras with <name>.json); "
+                    "set MODELS_DIR to a folder of trained models"
+                )
+            if self._default not in names:
+                raise NoModelsError(
+                    f"default model {self._default!r} is not in {self.models_dir} "
+                    f"(found: {', '.join(names)}); set DEFAULT_MODEL"
+                )
+            self._served = {name: ServedModel.build(self.models_dir, name) for name in names}
+            self._ready.set()
+        return self
+
+    def models(self) -> list[ModelCard]:
+        """The cards of the served models, in name order."""
+        self._require_ready()
+        return [served.card for served in self._served.values()]
+
+    def served(self, name: str | None = None) -> ServedModel:
+        """The served model called ``name`` (the default one when empty)."""
+        return self._served[self.resolve(name)]
+
+    def resolve(self, name: str | None) -> str:
+        """The served model called ``name``, or the default one when ``name`` is empty."""
+        self._require_ready()
+        name = (name or "").strip().lower() or self._default
+        if name not in self._served:
+            raise UnknownModelError(
+                f"unknown model {name!r}; choose one of: {', '.join(self._served)}"
+            )
+        return name
+
+    def classify(self, data: bytes, model: str | None = None) -> Prediction:
+        """Classify one uploaded image given as bytes; never touches the disk.
+
+        Calibrated probabilities, the OOD check (when the model has a guard)
+        and the uncertain flag. Raises UnknownModelError, UnsupportedImageError,
+        ImageDecodeError, ImageTooLargeError or NotReadyError.
+        """
+        served = self.served(model)
+        loaded, guard = served.model, served.guard
+        start = time.perf_counter()
+        image_format = sniff_format(data)
+        image = load_image(data)
+        decoded = time.perf_counter()
+        x = to_model_input(image, loaded.input_size)
+        prepared = time.perf_counter()
+        if guard is not None:
+            # One pass gives both the guard's features and the logits.
+            features, logits = guard.forward(x)
+        else:
+            features, logits = None, loaded.logits(x[None])
+        probs = loaded.probabilities(logits)[0]
+        modelled = time.perf_counter()
+        ood = (guard.score_features(features, image)
+               if guard is not None and features is not None else None)
+        guarded = time.perf_counter()
+        class_index = int(np.argmax(probs))
+        return Prediction(
+            class_id=loaded.class_ids[class_index],
+            probabilities={c: float(p) for c, p in zip(loaded.class_ids, probs, strict=True)},
+            model=loaded.card,
+            timings=Timings(
+                decode_ms=_ms(start, decoded),
+                preprocess_ms=_ms(decoded, prepared),
+                model_ms=_ms(prepared, modelled),
+                ood_ms=_ms(modelled, guarded) if guard is not None else None,
+                total_ms=_ms(start, guarded),
+            ),
+            image_format=image_format,
+            image=image,
+            model_input=x,
+            ood=ood,
+            uncertain_below=loaded.card.calibration.uncertain_below,
+        )
+
+    def explain(self, prediction: Prediction) -> Prediction:
+        """The prediction with its segmented cells and its Grad-CAM and outline PNGs."""
+        served = self.served(prediction.model.name)
+        start = time.perf_counter()
+        cells = segment(prediction.image)
+        segmented = time.perf_counter()
+        class_index = served.model.class_ids.index(prediction.class_id)
+        heat = served.gradcam.heatmap(prediction.model_input, class_index)
+        # Downscale a big photograph once for both pictures.
+        shown = downscale(prediction.image, DISPLAY_SIDE)
+        gradcam_png = overlay_png(shown, heat)
+        drawn = time.perf_counter()
+        cells_png = outline_png(shown, cells)
+        outlined = time.perf_counter()
+        return prediction.with_explanation(Explanation(
+            gradcam_class=prediction.class_id,
+            gradcam_png=gradcam_png,
+            cells=cells,
+            cells_png=cells_png,
+            segmentation_ms=_ms(start, segmented),
+            gradcam_ms=_ms(segmented, drawn),
+            outline_ms=_ms(drawn, outlined),
+        ))
+
+    def predict(self, data: bytes, model: str | None = None, explain: bool = False) -> Prediction:
+        """``classify``, then ``explain`` when asked: segmentation doubles a request's time."""
+        prediction = self.classify(data, model)
+        return self.explain(prediction) if explain else prediction
+
+    def _require_ready(self) -> None:
+        if not self._ready.is_set():
+            raise NotReadyError("the models are still loading; try again in a moment")

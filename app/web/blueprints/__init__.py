@@ -1,0 +1,1 @@
+"""One blueprint per feature; ``app.create_app`` registers each of them."""

@@ -1,0 +1,71 @@
+"""The pages: the upload form and the result page (nothing is stored).
+
+Errors of this blueprint (a bad upload, an expired form, a file over the limit)
+show the upload form again with the message, ready for another try.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, g, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from app.core.errors import ClassifierError
+from app.core.formats import FORMAT_NAMES
+from app.core.service import InferenceService
+from app.web.errors import describe
+from app.web.presenter import result_page
+from app.web.uploads import read_upload
+
+bp = Blueprint("analysis", __name__)
+
+
+def _service() -> InferenceService:
+    service: InferenceService = current_app.extensions["inference"]
+    return service
+
+
+def render_upload(error: str | None = None, status: int = 200) -> tuple[str, int]:
+    """The upload page, optionally with an error message."""
+    service = _service()
+    models = service.models() if service.ready else []
+    selected = _posted_model()
+    if selected not in {card.name for card in models}:
+        selected = service.default_model
+    max_mb = f"{current_app.config['MAX_CONTENT_LENGTH'] / 1024 / 1024:g}"
+    page = render_template("upload.html", models=models, selected=selected, error=error,
+                           max_mb=max_mb, formats=FORMAT_NAMES)
+    return page, status
+
+
+def _posted_model() -> str | None:
+    """The model chosen in the posted form, if the form could be read at all."""
+    if request.method != "POST":
+        return None
+    try:
+        return request.form.get("model")
+    except RequestEntityTooLarge:  # the body was refused unread; keep the default
+        return None
+
+
+@bp.get("/")
+def index() -> tuple[str, int]:
+    return render_upload()
+
+
+@bp.post("/analyze")
+def analyze() -> tuple[str, int]:
+    """Classify the uploaded image and render the result with its explanation."""
+    service = _service()
+    model = service.resolve(request.form.get("model"))
+    g.model_name = model
+    prediction = service.predict(read_upload("image"), model, explain=True)
+    return render_template("result.html", r=result_page(prediction)), 200
+
+
+@bp.errorhandler(ClassifierError)
+@bp.errorhandler(CSRFError)
+@bp.errorhandler(RequestEntityTooLarge)
+def form_error(exc: Exception) -> tuple[str, int]:
+    status, _, message = describe(exc)
+    return render_upload(error=message, status=status)

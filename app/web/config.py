@@ -1,0 +1,132 @@
+"""Configuration per environment (development, testing, production), read from env vars.
+
+Env vars are read when ``settings()`` is called, not at import, so tests and
+``create_app`` see the environment of the moment.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask.helpers import get_debug_flag
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
+DEFAULT_MAX_UPLOAD_MB = 10.0
+
+
+class ConfigError(RuntimeError):
+    """The configuration is unusable; the app refuses to start."""
+
+
+class Config:
+    """Settings shared by every environment."""
+
+    ENV_NAME = "base"
+    DEBUG = False
+    TESTING = False
+    DEFAULT_MODEL = "lenet"
+    # Production must be given a key; elsewhere a random one is fine (sessions
+    # only carry the CSRF token, so losing them on restart costs nothing).
+    REQUIRE_SECRET_KEY = False
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+    WTF_CSRF_TIME_LIMIT = 3600 * 8
+
+    @classmethod
+    def settings(cls, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The class defaults overlaid with what the environment provides."""
+        env = os.environ if environ is None else environ
+        values = {k: getattr(cls, k) for k in dir(cls) if k.isupper()}
+        values["MODELS_DIR"] = env.get("MODELS_DIR") or str(DEFAULT_MODELS_DIR)
+        values["DEFAULT_MODEL"] = env.get("DEFAULT_MODEL") or cls.DEFAULT_MODEL
+        values["MAX_CONTENT_LENGTH"] = _upload_limit_bytes(env.get("MAX_UPLOAD_MB"))
+        values["SECRET_KEY"] = env.get("SECRET_KEY") or None
+        if "SESSION_COOKIE_SECURE" in env:
+            values["SESSION_COOKIE_SECURE"] = _flag(env["SESSION_COOKIE_SECURE"])
+        return values
+
+
+class DevelopmentConfig(Config):
+    ENV_NAME = "development"
+    DEBUG = True
+
+
+class TestingConfig(Config):
+    ENV_NAME = "testing"
+    TESTING = True
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+    REQUIRE_SECRET_KEY = True
+    SESSION_COOKIE_SECURE = True
+    PREFERRED_URL_SCHEME = "https"
+
+
+CONFIGS: dict[str, type[Config]] = {
+    c.ENV_NAME: c for c in (DevelopmentConfig, TestingConfig, ProductionConfig)
+}
+
+
+def config_class(env_name: str | None) -> type[Config]:
+    """The config class for ``env_name`` (``APP_ENV``); development when unset."""
+    name = (env_name or "development").strip().lower()
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise ConfigError(
+            f"APP_ENV={env_name!r} is not one of: {', '.join(sorted(CONFIGS))}"
+        ) from None
+
+
+def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The settings for ``APP_ENV`` (or ``overrides["APP_ENV"]``), checked and completed.
+
+    Raises ConfigError when they are unusable, so the app refuses to start.
+    """
+    overrides = dict(overrides or {})
+    cls = config_class(overrides.get("APP_ENV") or os.environ.get("APP_ENV"))
+    settings = cls.settings()
+    settings.update(overrides)
+    settings["APP_ENV"] = cls.ENV_NAME
+    if cls.ENV_NAME != "development" and get_debug_flag():
+        raise ConfigError("FLASK_DEBUG is set; debug mode is only allowed in development")
+    finalize(settings, cls)
+    return settings
+
+
+def finalize(config: dict[str, Any], cls: type[Config]) -> None:
+    """Check the merged config and fill what may be generated; raise ConfigError."""
+    if not config.get("SECRET_KEY"):
+        if cls.REQUIRE_SECRET_KEY:
+            raise ConfigError(
+                "SECRET_KEY is not set. Production refuses to start without one: "
+                "export SECRET_KEY to a long random string "
+                "(e.g. python -c 'import secrets; print(secrets.token_hex(32))')."
+            )
+        config["SECRET_KEY"] = secrets.token_hex(32)
+    if config.get("DEBUG") and cls is not DevelopmentConfig:
+        raise ConfigError(f"debug mode is only allowed in development, not in {cls.ENV_NAME}")
+
+
+def _upload_limit_bytes(raw: str | None) -> int:
+    if raw is None or raw.strip() == "":
+        mb = DEFAULT_MAX_UPLOAD_MB
+    else:
+        try:
+            mb = float(raw)
+        except ValueError:
+            raise ConfigError(f"MAX_UPLOAD_MB must be a number of megabytes, got {raw!r}") from None
+        if not 0 < mb <= 1024:
+            raise ConfigError(f"MAX_UPLOAD_MB must be between 0 and 1024, got {raw!r}")
+    return int(mb * 1024 * 1024)
+
+
+def _flag(raw: str) -> bool:
+    return raw.strip().lower() in ("1", "true", "yes", "on")

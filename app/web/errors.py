@@ -1,0 +1,78 @@
+"""Turns every failure into a status, a stable error code and a message a user can act on.
+
+Core errors carry their own status and code (``app.core.errors``). JSON URLs
+answer ``{"error": {"code": ..., "message": ...}}``; other URLs get the error
+page. A blueprint that wants its own rendering (the upload form re-shown with
+the message) registers its own handler; this module is the app-wide fallback.
+Bad input never produces a 500 or a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, current_app, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from app.core.errors import ClassifierError
+
+log = logging.getLogger(__name__)
+
+# URL prefixes whose every answer, errors included, is JSON.
+JSON_PATHS = ("/api/", "/healthz", "/readyz")
+
+HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "undecodable_image",
+    500: "internal_error",
+    503: "not_ready",
+}
+
+
+def describe(exc: BaseException) -> tuple[int, str, str]:
+    """(status, code, message) for an exception raised while handling a request."""
+    if isinstance(exc, ClassifierError):
+        return exc.status, exc.code, exc.message
+    if isinstance(exc, CSRFError):
+        return 400, "csrf_failed", (
+            "The form expired or was not sent from this site. Reload the page and try again."
+        )
+    if isinstance(exc, RequestEntityTooLarge):
+        max_bytes = current_app.config.get("MAX_CONTENT_LENGTH")
+        limit = f"{max_bytes / 1024 / 1024:g} MB" if max_bytes else "the upload limit"
+        return 413, "payload_too_large", f"The file is too large; the limit is {limit}."
+    if isinstance(exc, HTTPException):
+        status = exc.code or 500
+        code = HTTP_CODES.get(status, exc.name.lower().replace(" ", "_"))
+        return status, code, exc.description or exc.name
+    return 500, "internal_error", "Something went wrong on our side. Please try again."
+
+
+def error_json(status: int, code: str, message: str) -> tuple[Any, int]:
+    return jsonify(error={"code": code, "message": message}), status
+
+
+def respond(exc: BaseException) -> Any:
+    """The JSON or HTML error response for ``exc`` on the current request."""
+    status, code, message = describe(exc)
+    if request.path.startswith(JSON_PATHS):
+        return error_json(status, code, message)
+    return render_template("error.html", status=status, code=code, message=message), status
+
+
+def init_app(app: Flask) -> None:
+    """Install the app-wide error handlers."""
+    app.register_error_handler(HTTPException, respond)
+    app.register_error_handler(ClassifierError, respond)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        # The stack trace goes to the log, never to the client.
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return respond(exc)

@@ -1,0 +1,163 @@
+"""Turns the core's predictions and model cards into JSON and into a clinician's words."""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
+from app.core.model_card import ModelCard
+from app.core.prediction import Prediction
+
+OOD_VERDICT = "Outside what the model was trained on — do not rely on this result"
+UNCERTAIN_VERDICT = "Uncertain"
+THUMBNAIL_SIDE = 480
+
+
+def class_verdict(class_id: str) -> str:
+    """A class in a clinician's words, e.g. "Malignant: Pre-B ALL"."""
+    if MALIGNANT[class_id]:
+        return f"Malignant: {DISPLAY_NAMES[class_id]}"
+    return "Benign: hematogones" if class_id == "benign" else f"Benign: {DISPLAY_NAMES[class_id]}"
+
+
+def verdict(p: Prediction) -> str:
+    """The headline: the class only when neither guard objects."""
+    if p.status == "out_of_distribution":
+        return OOD_VERDICT
+    if p.status == "uncertain":
+        return UNCERTAIN_VERDICT
+    return class_verdict(p.class_id)
+
+
+def verdict_detail(p: Prediction) -> str | None:
+    """For an uncertain result: the leading class, named as the most likely only."""
+    if p.status != "uncertain" or p.uncertain_below is None:
+        return None
+    return (f"Most likely {p.label} ({p.confidence * 100:.1f}%), below the "
+            f"{p.uncertain_below * 100:.1f}% this model needs for a verdict")
+
+
+def timings_json(p: Prediction) -> dict[str, float]:
+    """Milliseconds per step that ran, and the total."""
+    t, e = p.timings, p.explanation
+    steps: dict[str, float | None] = {
+        "decode": t.decode_ms, "preprocess": t.preprocess_ms, "model": t.model_ms,
+        "ood": t.ood_ms,
+        "segmentation": e.segmentation_ms if e else None,
+        "gradcam": e.gradcam_ms if e else None,
+        "outline": e.outline_ms if e else None,
+        "total": p.total_ms,
+    }
+    return {k: round(v, 2) for k, v in steps.items() if v is not None}
+
+
+def ood_json(p: Prediction) -> dict[str, Any]:
+    if p.ood is None:
+        return {"available": False, "score": None, "threshold": None, "reasons": [],
+                "message": f"no fitted OOD guard for model {p.model.name!r}; "
+                           "the check was not run"}
+    return {"available": True, "score": round(p.ood.score, 4),
+            "threshold": round(p.ood.threshold, 4), "reasons": list(p.ood.reasons)}
+
+
+def prediction_json(p: Prediction) -> dict[str, Any]:
+    """The API's answer for one image."""
+    out: dict[str, Any] = {
+        "class": p.class_id,
+        "label": p.label,
+        "malignant": p.malignant,
+        "verdict": verdict(p),
+        "status": p.status,
+        "verdict_detail": verdict_detail(p),
+        "confidence": p.confidence,
+        "out_of_distribution": p.out_of_distribution,
+        "ood": ood_json(p),
+        "uncertain": p.uncertain,
+        "uncertain_below": p.uncertain_below,
+        "probabilities": dict(p.probabilities),
+        "model": {"name": p.model.name, "version": p.model.version,
+                  "display_name": p.model.display_name},
+        "elapsed_ms": round(p.total_ms, 2),
+        "timings_ms": timings_json(p),
+        "image": {"format": p.image_format, "width": p.image.width, "height": p.image.height},
+    }
+    if p.explanation is not None:
+        e = p.explanation
+        out["cells"] = e.cells.to_dict()
+        out["explanation"] = {"gradcam_class": e.gradcam_class,
+                              "gradcam_png": _base64(e.gradcam_png),
+                              "cells_png": _base64(e.cells_png)}
+    return out
+
+
+def model_json(card: ModelCard) -> dict[str, Any]:
+    """A served model's card for the API, without the per-epoch training history."""
+    out = {k: v for k, v in card.to_dict().items() if k != "history"}
+    out.update(display_name=card.display_name, views=card.views)
+    return out
+
+
+@dataclass(frozen=True)
+class Bar:
+    class_id: str
+    label: str
+    malignant: bool
+    percent: float
+    top: bool
+
+
+def probability_bars(p: Prediction) -> list[Bar]:
+    """One bar per class, in the fixed class order, the predicted one marked."""
+    return [Bar(class_id=c, label=DISPLAY_NAMES[c], malignant=MALIGNANT[c],
+                percent=round(p.probabilities[c] * 100, 1), top=c == p.class_id)
+            for c in CLASS_IDS]
+
+
+@dataclass(frozen=True)
+class ResultPage:
+    """Everything the result page shows, worded and encoded."""
+
+    p: Prediction
+    verdict: str
+    verdict_detail: str | None
+    bars: list[Bar]
+    thumbnail: str
+    gradcam: str
+    cells: str
+    gradcam_label: str
+    cell_count: int
+
+
+def result_page(p: Prediction) -> ResultPage:
+    """The result page of an explained prediction."""
+    if p.explanation is None:
+        raise ValueError("the result page needs an explained prediction")
+    e = p.explanation
+    return ResultPage(
+        p=p, verdict=verdict(p), verdict_detail=verdict_detail(p),
+        bars=probability_bars(p), thumbnail=thumbnail_data_uri(p.image),
+        gradcam=png_data_uri(e.gradcam_png), cells=png_data_uri(e.cells_png),
+        gradcam_label=DISPLAY_NAMES[e.gradcam_class], cell_count=e.cells.count,
+    )
+
+
+def thumbnail_data_uri(image: Image.Image, side: int = THUMBNAIL_SIDE) -> str:
+    """A JPEG data: URI of a downscaled copy, so the page shows the upload without storing it."""
+    thumb = image.copy()
+    thumb.thumbnail((side, side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    thumb.save(buffer, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + _base64(buffer.getvalue())
+
+
+def png_data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + _base64(png)
+
+
+def _base64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

@@ -1,0 +1,187 @@
+"""The OOD guard and the "uncertain" rule as wired into InferenceService (real models)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.core.classes import CLASS_IDS
+from app.core.guards.ood import OodResult
+from app.core.service import InferenceService
+from app.web.presenter import (
+    OOD_VERDICT,
+    UNCERTAIN_VERDICT,
+    class_verdict,
+    prediction_json,
+    verdict,
+    verdict_detail,
+)
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def solid(colour: tuple[int, int, int], size: tuple[int, int] = (224, 224)) -> bytes:
+    return png(Image.new("RGB", size, colour))
+
+
+def noise(seed: int, size: tuple[int, int] = (224, 224)) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), np.uint8)
+    return png(Image.fromarray(pixels))
+
+
+@pytest.fixture(scope="module")
+def guarded(inference_service: InferenceService) -> list[str]:
+    """Names of the served models that have a fitted OOD guard."""
+    names = [card.name for card in inference_service.models()
+             if inference_service.served(card.name).guard is not None]
+    if not names:
+        pytest.skip(f"no model in {inference_service.models_dir} has a fitted OOD guard "
+                    "(<name>.ood.npz); run `python -m training fit-ood`")
+    return names
+
+
+@pytest.fixture(scope="module")
+def unguarded_service(models_dir: Path, tmp_path_factory: pytest.TempPathFactory,
+                      ) -> InferenceService:
+    """LeNet alone, without its .ood.npz and with no uncertain threshold in its metadata."""
+    folder = tmp_path_factory.mktemp("unguarded")
+    shutil.copy(models_dir / "lenet.keras", folder / "lenet.keras")
+    meta = json.loads((models_dir / "lenet.json").read_text())
+    meta.pop("ood", None)
+    meta.get("calibration", {}).pop("uncertain_below", None)
+    (folder / "lenet.json").write_text(json.dumps(meta))
+    return InferenceService(folder)
+
+
+def test_solid_colours_are_out_of_distribution(inference_service, guarded) -> None:
+    for name in guarded:
+        for colour in ((255, 255, 255), (0, 0, 0), (128, 128, 128), (200, 40, 160)):
+            p = inference_service.classify(solid(colour), name)
+            assert p.out_of_distribution is True, (name, colour, p.ood)
+            assert p.ood.score > p.ood.threshold and p.ood.reasons
+            assert verdict(p) == OOD_VERDICT and p.status == "out_of_distribution"
+
+
+def test_random_noise_is_out_of_distribution(inference_service, guarded) -> None:
+    for name in guarded:
+        for seed in range(3):
+            p = inference_service.classify(noise(seed), name)
+            assert p.out_of_distribution is True, (name, seed, p.ood)
+            out = prediction_json(p)
+            assert out["out_of_distribution"] is True and out["verdict"] == OOD_VERDICT
+            assert out["ood"]["available"] is True
+            assert out["ood"]["score"] > out["ood"]["threshold"]
+
+
+@pytest.mark.data
+def test_most_real_smears_are_in_distribution(inference_service, guarded, data_dir) -> None:
+    rng = np.random.default_rng(0)  # a fixed random sample, 8 per class
+    files = [p for folder in ("Benign", "Early", "Pre", "Pro")
+             for p in rng.permutation(sorted((data_dir / folder).glob("*.jpg")))[:8]]
+    for name in guarded:
+        flags = [inference_service.classify(f.read_bytes(), name).out_of_distribution
+                 for f in files]
+        assert all(isinstance(f, bool) for f in flags)
+        # The threshold flags 2.5% of validation smears (a few % per class): 15% is far out.
+        assert sum(flags) <= 0.15 * len(files), (name, sum(flags), len(files))
+
+
+def test_one_forward_pass_when_the_guard_exists(inference_service, guarded, images,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    name = guarded[0]
+    guard = inference_service.served(name).guard
+    loaded = inference_service.served(name).model
+    calls = {"forward": 0, "logits": 0}
+    real_forward, real_logits = guard.forward, loaded.logits
+
+    def counted_forward(x):
+        calls["forward"] += 1
+        return real_forward(x)
+
+    def counted_logits(x):
+        calls["logits"] += 1
+        return real_logits(x)
+
+    monkeypatch.setattr(guard, "forward", counted_forward)
+    monkeypatch.setattr(loaded, "logits", counted_logits)
+    p = inference_service.classify(images.make(), name)
+    assert calls == {"forward": 1, "logits": 0}
+    # ...and the probabilities are still exactly LoadedModel.predict's.
+    monkeypatch.undo()
+    expected = loaded.predict(p.model_input[None])[0]
+    np.testing.assert_allclose([p.probabilities[c] for c in CLASS_IDS], expected, atol=1e-9)
+
+
+def test_calibrated_probabilities_sum_to_one_and_keep_the_ranking(inference_service,
+                                                                   images) -> None:
+    for card in inference_service.models():
+        loaded = inference_service.served(card.name).model
+        for seed in range(3):
+            p = inference_service.classify(images.make(size=(120, 90), seed=seed), card.name)
+            calibrated = np.array([p.probabilities[c] for c in CLASS_IDS])
+            raw = loaded.predict(p.model_input[None], calibrated=False)[0]
+            assert calibrated.sum() == pytest.approx(1.0, abs=1e-9)
+            assert list(np.argsort(-calibrated)) == list(np.argsort(-raw))
+
+
+def test_uncertain_rule_follows_the_models_threshold(inference_service, images) -> None:
+    p = inference_service.classify(images.make())
+    top = p.confidence
+    clear = dataclasses.replace(p, ood=None, uncertain_below=top - 1e-6)
+    assert not clear.uncertain and verdict(clear) == class_verdict(p.class_id)
+    assert clear.status in ("malignant", "benign") and verdict_detail(clear) is None
+    unsure = dataclasses.replace(p, ood=None, uncertain_below=top + 1e-6)
+    assert unsure.uncertain and verdict(unsure) == UNCERTAIN_VERDICT
+    assert unsure.status == "uncertain"
+    assert verdict_detail(unsure).startswith(f"Most likely {p.label} (")
+    out = prediction_json(unsure)
+    assert out["uncertain"] is True and out["uncertain_below"] == pytest.approx(top + 1e-6)
+    assert out["label"] == p.label  # the leading class is still named
+
+
+def test_out_of_distribution_outranks_uncertain(inference_service, images) -> None:
+    p = inference_service.classify(images.make())
+    flagged = OodResult(score=3.0, threshold=1.0, out_of_distribution=True, reasons=["x"])
+    both = dataclasses.replace(p, ood=flagged, uncertain_below=1.01)
+    assert both.uncertain and verdict(both) == OOD_VERDICT
+    passed = OodResult(score=0.5, threshold=1.0, out_of_distribution=False)
+    assert verdict(dataclasses.replace(p, ood=passed, uncertain_below=1.01)) == UNCERTAIN_VERDICT
+
+
+def test_served_uncertain_flag_matches_metadata(inference_service, images) -> None:
+    for card in inference_service.models():
+        threshold = card.calibration.uncertain_below
+        p = inference_service.classify(images.make(seed=5), card.name)
+        assert p.uncertain_below == threshold
+        expected = threshold is not None and p.confidence < threshold
+        assert p.uncertain is expected and prediction_json(p)["uncertain"] is expected
+
+
+def test_model_without_guard_is_served_and_says_so(unguarded_service, images, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="app.core.service"):
+        unguarded_service.load()
+    assert any("without an out-of-distribution check" in r.getMessage() for r in caplog.records)
+    assert unguarded_service.served("lenet").guard is None
+    for data in (solid((0, 0, 0)), images.make()):
+        p = unguarded_service.classify(data)
+        assert p.out_of_distribution is None and p.ood is None
+        out = prediction_json(p)
+        assert out["out_of_distribution"] is None
+        assert out["ood"]["available"] is False and out["ood"]["score"] is None
+        assert "not run" in out["ood"]["message"]
+        # No threshold in the metadata: nothing is called uncertain, and the JSON says so.
+        assert out["uncertain"] is False and out["uncertain_below"] is None
+        assert out["verdict"] == class_verdict(p.class_id)
+        assert "ood" not in out["timings_ms"]

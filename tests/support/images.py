@@ -1,0 +1,68 @@
+"""Images for tests and benchmarks: synthesised in memory, or read from the data set.
+
+Nothing here writes an image anywhere; data-set images are only ever read.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+CLASS_FOLDERS = ("Benign", "Early", "Pre", "Pro")
+
+
+class ImageFactory:
+    """Synthesises test images in memory (never data-set images)."""
+
+    @staticmethod
+    def smear(size: tuple[int, int] = (96, 96), seed: int = 0) -> Image.Image:
+        """A smooth smear-like RGB image: pinkish background, a purple blob, mild noise."""
+        rng = np.random.default_rng(seed)
+        w, h = size
+        yy, xx = np.mgrid[0:h, 0:w]
+        blob = np.exp(-(((xx - w / 2) / (w / 4)) ** 2 + ((yy - h / 2) / (h / 4)) ** 2))
+        base = np.stack([230 - 120 * blob, 200 - 150 * blob, 220 - 60 * blob], axis=-1)
+        noisy = base + rng.normal(0, 4, base.shape)
+        return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+    @staticmethod
+    def encode(image: Image.Image, fmt: str = "PNG", **save_args: object) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, format=fmt, **save_args)
+        return buffer.getvalue()
+
+    def make(self, fmt: str = "PNG", size: tuple[int, int] = (96, 96), mode: str = "RGB",
+             seed: int = 0, **save_args: object) -> bytes:
+        return self.encode(self.smear(size, seed).convert(mode), fmt, **save_args)
+
+
+def smear_images(data_dir: str | Path, n: int) -> list[bytes]:
+    """``n`` original smear JPEGs, taken round-robin over the class folders (sorted names)."""
+    root = Path(data_dir)
+    root = root / "original" if (root / "original").is_dir() else root
+    folders = [sorted((root / c).glob("*.jpg")) for c in CLASS_FOLDERS]
+    folders = [f for f in folders if f]
+    if not folders:
+        raise FileNotFoundError(f"no original/<class>/*.jpg under {data_dir}")
+    picked = [folders[i % len(folders)][i // len(folders)] for i in range(n)]
+    return [p.read_bytes() for p in picked]
+
+
+def synth_images(n: int, size: int = 224) -> list[bytes]:
+    """``n`` distinct JPEGs that look vaguely like a stained smear (pink field, purple blobs)."""
+    rng = np.random.default_rng(1234)
+    out = []
+    yy, xx = np.mgrid[0:size, 0:size]
+    for _ in range(n):
+        img = np.empty((size, size, 3), np.float32)
+        img[:] = (230, 190, 200) + rng.normal(0, 6, (size, size, 3))
+        for _ in range(rng.integers(1, 4)):
+            cy, cx, r = rng.integers(40, size - 40, 2).tolist() + [int(rng.integers(15, 45))]
+            img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.uniform(60, 140, 3) * (1, 0.6, 1.2)
+        buf = io.BytesIO()
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
+        out.append(buf.getvalue())
+    return out

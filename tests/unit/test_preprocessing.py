@@ -1,0 +1,133 @@
+"""The shared preprocessing on odd inputs."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.core.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
+from app.core.preprocessing import load_image, preprocess, sniff_format, to_model_input
+from tests.support.images import ImageFactory
+
+
+def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def _gradient(w: int = 64, h: int = 48) -> np.ndarray:
+    x = np.linspace(0, 255, w, dtype=np.float32)[None, :].repeat(h, 0)
+    y = np.linspace(0, 255, h, dtype=np.float32)[:, None].repeat(w, 1)
+    return np.stack([x, y, 255 - x], axis=2).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    "image,fmt",
+    [
+        (Image.fromarray(_gradient()).convert("L"), "PNG"),
+        (Image.fromarray(_gradient()).convert("RGBA"), "PNG"),
+        (Image.fromarray(_gradient()).convert("LA"), "PNG"),
+        (Image.fromarray(_gradient()).convert("P"), "PNG"),
+        (Image.fromarray(_gradient()).convert("1"), "PNG"),
+        (Image.fromarray(_gradient()).convert("CMYK"), "JPEG"),
+        (Image.fromarray(_gradient()), "BMP"),
+        (Image.fromarray(_gradient()), "TIFF"),
+        (Image.fromarray(_gradient()), "WEBP"),
+    ],
+    ids=["grey", "rgba", "la", "palette", "1bit", "cmyk", "bmp", "tiff", "webp"],
+)
+def test_any_mode_becomes_rgb_model_input(image: Image.Image, fmt: str) -> None:
+    x = preprocess(_encode(image, fmt), 150)
+    assert x.shape == (150, 150, 3)
+    assert x.dtype == np.float32
+    assert 0.0 <= x.min() <= x.max() <= 1.0
+
+
+def test_16_bit_grey_uses_full_range() -> None:
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    image = load_image(_encode(Image.fromarray(ramp), "PNG"))
+    arr = np.asarray(image)
+    assert image.mode == "RGB"
+    assert arr.min() == 0 and arr.max() == 255  # scaled, not clipped to white
+
+
+def test_transparent_pixels_become_white() -> None:
+    rgba = np.zeros((8, 8, 4), np.uint8)  # fully transparent black
+    image = load_image(_encode(Image.fromarray(rgba, "RGBA"), "PNG"))
+    assert np.asarray(image).min() == 255
+
+
+def test_exif_orientation_is_applied() -> None:
+    raw = Image.fromarray(_gradient(80, 40))  # landscape as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    image = load_image(_encode(raw, "JPEG", exif=exif.tobytes()))
+    assert image.size == (40, 80)
+
+
+def test_animated_gif_uses_first_frame() -> None:
+    frames = [Image.new("RGB", (32, 32), c) for c in ((255, 0, 0), (0, 0, 255))]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=50)
+    arr = np.asarray(load_image(buf.getvalue()))
+    assert arr[..., 0].mean() > 200 and arr[..., 2].mean() < 50
+
+
+def test_resize_is_deterministic_and_exact_size() -> None:
+    image = Image.fromarray(_gradient(300, 200))
+    a, b = to_model_input(image, 128), to_model_input(image, 128)
+    assert a.shape == (128, 128, 3)
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("payload", [b"", b"hello, not an image", b"\xff\xd8\xff\xe0" + b"\0" * 20],
+                         ids=["empty", "text", "jpeg-header-only"])
+def test_garbage_is_a_decode_error(payload: bytes) -> None:
+    with pytest.raises(ImageDecodeError):
+        load_image(payload)
+
+
+def test_truncated_jpeg_is_a_decode_error() -> None:
+    data = _encode(Image.fromarray(_gradient(256, 256)), "JPEG")
+    with pytest.raises(ImageDecodeError):
+        load_image(data[: len(data) // 2])
+
+
+def test_decompression_bomb_is_refused_before_decoding() -> None:
+    # A valid PNG header that declares 50000 x 50000 pixels.
+    small = _encode(Image.new("L", (1, 1)), "PNG")
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", 50000, 50000, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    bomb = small[:8] + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk)) \
+        + small[33:]
+    with pytest.raises(ImageTooLargeError):
+        load_image(bomb)
+
+
+def test_path_and_bytes_give_the_same_array(tmp_path) -> None:
+    data = _encode(Image.fromarray(_gradient()), "PNG")
+    path = tmp_path / "x.png"
+    path.write_bytes(data)
+    assert np.array_equal(preprocess(path, 64), preprocess(data, 64))
+
+
+def test_format_sniffing_ignores_names_and_refuses_others() -> None:
+    images = ImageFactory()
+    assert sniff_format(images.make("JPEG")) == "JPEG"
+    assert sniff_format(images.make("PNG")) == "PNG"
+    assert sniff_format(images.make("WEBP")) == "WEBP"
+    with pytest.raises(UnsupportedImageError):
+        sniff_format(b"%PDF-1.7 not an image")
+    with pytest.raises(UnsupportedImageError):  # Pillow reads ICO, but it is not accepted
+        sniff_format(images.make("ICO", size=(32, 32)))
+    with pytest.raises(ImageDecodeError, match="empty"):
+        sniff_format(b"")
+    with pytest.raises(ImageDecodeError, match="damaged"):
+        sniff_format(b"\x89PNG\r\n\x1a\n" + b"\x00" * 10)

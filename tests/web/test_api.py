@@ -1,0 +1,209 @@
+"""JSON API: predict, models, health probes, JSON errors, headers."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from flask import g
+from PIL import Image
+
+from app import create_app
+from app.core.classes import CLASS_IDS
+from app.core.service import InferenceService
+from tests.support.uploads import post_upload
+
+
+def post_image(client, data: bytes, filename: str = "smear.png", **form: str):
+    return post_upload(client, "/api/v1/predict", data, filename, **form)
+
+
+def assert_error(response, status: int, code: str) -> None:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json
+    body = response.get_json()
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+
+
+def test_predict_returns_full_result(client, images, inference_service) -> None:
+    response = post_image(client, images.make("JPEG"))
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["class"] in CLASS_IDS
+    assert body["label"] and isinstance(body["malignant"], bool)
+    assert list(body["probabilities"]) == list(CLASS_IDS)
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+    assert body["class"] == max(body["probabilities"], key=body["probabilities"].get)
+    lenet = inference_service.served("lenet").card
+    assert body["model"]["name"] == "lenet" and body["model"]["version"] == lenet.version
+    assert body["elapsed_ms"] > 0
+
+
+def test_plain_result_carries_the_guard_but_no_explanation(client, images,
+                                                          inference_service) -> None:
+    response = post_image(client, images.make("JPEG", size=(300, 200)))
+    body = response.get_json()
+    assert "explanation" not in body
+    assert "iVBORw0KGgo" not in response.get_data(as_text=True)  # no base64 PNG anywhere
+    assert "cells" not in body
+    assert isinstance(body["uncertain"], bool)
+    assert body["status"] in ("out_of_distribution", "uncertain", "malignant", "benign")
+    guarded = inference_service.served("lenet").guard is not None
+    assert body["ood"]["available"] is guarded
+    assert (body["out_of_distribution"] is None) is not guarded
+    assert {"decode", "preprocess", "model", "total"} <= set(body["timings_ms"])
+    assert not {"segmentation", "gradcam", "outline"} & set(body["timings_ms"])
+
+
+def decode_png(text: str) -> Image.Image:
+    image = Image.open(io.BytesIO(base64.b64decode(text, validate=True)))
+    image.load()
+    assert image.format == "PNG"
+    return image
+
+
+@pytest.mark.parametrize(("size", "shown"), [((300, 200), (300, 200)),
+                                             ((1024, 640), (512, 320))])
+def test_explain_returns_pngs_of_the_right_size(client, images, size, shown) -> None:
+    for how in ("query", "form"):
+        if how == "query":
+            response = post_upload(client, "/api/v1/predict?explain=1", images.make(size=size))
+        else:
+            response = post_image(client, images.make(size=size), explain="1")
+        assert response.status_code == 200
+        body = response.get_json()
+        explanation = body["explanation"]
+        assert explanation["gradcam_class"] == body["class"]
+        gradcam = decode_png(explanation["gradcam_png"])
+        cells = decode_png(explanation["cells_png"])
+        assert gradcam.size == cells.size == shown and gradcam.mode == "RGB"
+        # The overlay is the photo with heat blended in, not a copy of the outline picture.
+        assert not np.array_equal(np.asarray(gradcam), np.asarray(cells))
+        assert body["timings_ms"]["gradcam"] > 0 and body["timings_ms"]["outline"] > 0
+
+
+def test_explain_zero_means_no(client, images) -> None:
+    response = post_upload(client, "/api/v1/predict?explain=0", images.make())
+    assert "explanation" not in response.get_json()
+
+
+def test_solid_colour_upload_is_flagged(client, inference_service) -> None:
+    if inference_service.served("lenet").guard is None:
+        pytest.skip("lenet has no fitted OOD guard in this models folder")
+    buffer = io.BytesIO()
+    Image.new("RGB", (224, 224), (255, 255, 255)).save(buffer, format="PNG")
+    body = post_image(client, buffer.getvalue()).get_json()
+    assert body["out_of_distribution"] is True and body["status"] == "out_of_distribution"
+    assert body["verdict"].startswith("Outside what the model was trained on")
+    assert body["ood"]["reasons"]
+
+
+def test_every_served_model_can_be_chosen(client, images, inference_service) -> None:
+    for info in inference_service.models():
+        response = post_image(client, images.make(), model=info.name)
+        assert response.status_code == 200
+        assert response.get_json()["model"]["name"] == info.name
+
+
+def test_predict_sets_model_name_for_metrics(app, images) -> None:
+    seen = []
+
+    @app.after_request
+    def record(response):
+        seen.append(g.get("model_name"))
+        return response
+
+    post_image(app.test_client(), images.make(), model="lenet")
+    assert seen == ["lenet"]
+
+
+def test_models_lists_metadata_without_history(client, inference_service) -> None:
+    body = client.get("/api/v1/models").get_json()
+    assert body["default"] == "lenet"
+    names = [m["name"] for m in body["models"]]
+    assert names == [m.name for m in inference_service.models()]
+    for model in body["models"]:
+        assert "history" not in model
+        assert 0.0 <= model["test_metrics"]["accuracy"] <= 1.0
+        assert model["version"] and model["display_name"] and model["input_size"] > 0
+        assert model["views"] == inference_service.served(model["name"]).card.views
+        assert model["views"] in (1, 8)
+
+
+def test_health_probes(client) -> None:
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["status"] == "ready"
+
+
+def test_not_ready_before_models_are_loaded(models_dir, images) -> None:
+    loading = InferenceService(models_dir)  # never loaded: the state before warm-up ends
+    app = create_app({"APP_ENV": "testing", "SECRET_KEY": "t"}, inference=loading)
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200
+    assert_error(client.get("/readyz"), 503, "not_ready")
+    assert_error(post_image(client, images.make()), 503, "not_ready")
+    assert_error(client.get("/api/v1/models"), 503, "not_ready")
+
+
+def test_unknown_url_and_wrong_method_are_json(client) -> None:
+    assert_error(client.get("/api/v1/nothing-here"), 404, "not_found")
+    assert_error(client.get("/api/v1/predict"), 405, "method_not_allowed")
+    assert_error(client.post("/healthz"), 405, "method_not_allowed")
+
+
+def test_missing_field_and_empty_filename(client, images) -> None:
+    assert_error(client.post("/api/v1/predict", data={}), 400, "missing_file")
+    other_field = post_upload(client, "/api/v1/predict", images.make(), field="other")
+    assert_error(other_field, 400, "missing_file")
+    assert_error(post_image(client, images.make(), filename=""), 400, "missing_file")
+
+
+def test_api_needs_no_csrf_token_but_web_form_does(client, images) -> None:
+    assert post_image(client, images.make()).status_code == 200
+    response = post_upload(client, "/analyze", images.make())
+    assert response.status_code == 400
+    assert "form expired" in response.get_data(as_text=True)
+
+
+def test_security_headers_everywhere(client) -> None:
+    for url in ("/", "/api/v1/models", "/healthz", "/nope"):
+        headers = client.get(url).headers
+        csp = headers["Content-Security-Policy"]
+        assert "default-src 'self'" in csp and "img-src 'self' data:" in csp
+        assert "frame-ancestors 'none'" in csp and "'unsafe-inline'" not in csp
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["Referrer-Policy"] == "no-referrer"
+        assert "camera=()" in headers["Permissions-Policy"]
+
+
+@pytest.mark.data
+def test_real_smear_per_class(client, smear_images) -> None:
+    for paths in smear_images.values():
+        response = post_image(client, paths[0].read_bytes(), filename=paths[0].name,
+                              explain="1")
+        assert response.status_code == 200
+        body = response.get_json()
+        assert body["image"] == {"format": "JPEG", "width": 224, "height": 224}
+        assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+        assert body["cells"]["count"] >= 1  # every smear of the data set shows a leukocyte
+
+
+def test_unexpected_errors_hide_the_stack_trace(app) -> None:
+    def boom():
+        raise RuntimeError("secret internal detail")
+
+    app.add_url_rule("/api/v1/boom", "api_boom", boom)
+    app.add_url_rule("/boom", "boom", boom)
+    client = app.test_client()
+    assert_error(client.get("/api/v1/boom"), 500, "internal_error")
+    page = client.get("/boom")
+    assert page.status_code == 500 and page.mimetype == "text/html"
+    for response in (client.get("/api/v1/boom"), page):
+        text = response.get_data(as_text=True)
+        assert "secret internal detail" not in text and "Traceback" not in text

@@ -1,0 +1,202 @@
+"""Server-rendered pages: upload form, result page, friendly HTML errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+
+import pytest
+from PIL import Image
+
+from app import create_app
+from app.core.classes import CLASS_IDS, DISPLAY_NAMES
+from tests.support.uploads import post_upload
+
+
+def analyze(client, token: str, data: bytes, filename: str = "smear.png", **form: str):
+    return post_upload(client, "/analyze", data, filename, csrf_token=token, **form)
+
+
+def test_upload_page(client, inference_service) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert 'enctype="multipart/form-data"' in page and 'name="csrf_token"' in page
+    assert re.search(r'<input type="file" id="image" name="image" required\s+accept="image/', page)
+    assert 'id="dropzone"' in page and 'id="preview"' in page
+    assert page.count('type="submit"') == 1
+    for info in inference_service.models():
+        accuracy = f"{info.test_accuracy * 100:.1f}%"
+        assert re.search(rf'<option value="{info.name}"[^>]*>\s*{re.escape(info.display_name)}'
+                         rf" — test accuracy {re.escape(accuracy)}", page)
+    assert re.search(r'<option value="lenet" selected>', page)
+    assert "Maximum file size: 10 MB" in page and "JPEG, PNG" in page
+    assert "not a diagnosis" in page
+    assert 'name="viewport"' in page
+
+
+def test_pages_have_no_inline_script_or_style(client, csrf_token, images) -> None:
+    pages = [client.get("/").get_data(as_text=True),
+             analyze(client, csrf_token, images.make()).get_data(as_text=True),
+             client.get("/missing").get_data(as_text=True)]
+    for page in pages:
+        assert not re.search(r"<script(?![^>]*\bsrc=)", page), "inline <script> breaks the CSP"
+        assert " style=" not in page and "<style" not in page
+        assert re.search(r'<script src="/static/upload.js"', pages[0])
+
+
+def test_static_files_are_served(client) -> None:
+    with client.get("/static/style.css") as css, client.get("/static/upload.js") as script:
+        assert b".bar-fill" in css.data
+        assert b"dataTransfer" in script.data
+
+
+def test_result_page(client, csrf_token, images, inference_service) -> None:
+    response = analyze(client, csrf_token, images.make("JPEG", size=(300, 200)))
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    verdict = re.search(r'<h1 class="verdict (\w+)" id="verdict">([^<]+)</h1>', page)
+    assert verdict and verdict.group(1) in ("malignant", "benign", "uncertain",
+                                            "out_of_distribution")
+    assert verdict.group(2).startswith(("Malignant: ", "Benign: hematogones", "Uncertain",
+                                        "Outside what the model was trained on"))
+    assert re.search(r'<img src="data:image/jpeg;base64,[A-Za-z0-9+/=]+" alt="The uploaded', page)
+    bars = re.findall(r'<li class="bar[^"]*" data-class="(\w+)">', page)
+    assert bars == list(CLASS_IDS)
+    percents = [float(v) for v in re.findall(r'<span class="bar-value">([\d.]+)%</span>', page)]
+    assert len(percents) == 4 and sum(percents) == pytest.approx(100, abs=0.3)
+    for name in DISPLAY_NAMES.values():
+        assert name in page
+    lenet = inference_service.served("lenet").card
+    assert f"{lenet.display_name} · version {lenet.version}" in page
+    assert re.search(r"<dd>\d+ ms", page)
+    assert "Research decision support, not a diagnosis." in page
+    assert 'href="/" id="again"' in page
+    assert "300×200 px, JPEG" in page
+
+
+def test_result_with_other_model(client, csrf_token, images, inference_service) -> None:
+    other = inference_service.models()[-1]
+    page = analyze(client, csrf_token, images.make(), model=other.name).get_data(as_text=True)
+    assert f"{other.display_name} · version {other.version}" in page
+
+
+def test_result_says_when_the_model_averages_orientations(client, csrf_token, images,
+                                                           inference_service) -> None:
+    for info in inference_service.models():
+        page = analyze(client, csrf_token, images.make(), model=info.name).get_data(as_text=True)
+        used = re.search(r'<dd id="model-used">(.*?)</dd>', page, re.S)
+        assert used and info.display_name in used.group(1)
+        averaged = f"mean of the image's {info.views} flips and quarter turns" in used.group(1)
+        assert averaged == (info.views > 1)
+
+
+@pytest.mark.parametrize(("data", "form", "status", "message"), [
+    (None, {}, 400, "No file was"),
+    (b"just some text", {}, 415, "not a supported image"),
+    (b"", {}, 422, "could not be decoded"),
+    (b"png", {"model": "resnet"}, 400, "unknown model"),
+])
+def test_errors_rerender_the_upload_page(client, csrf_token, images, data, form, status,
+                                         message) -> None:
+    payload = {"csrf_token": csrf_token, **form}
+    if data is not None:
+        payload["image"] = (io.BytesIO(images.make() if data == b"png" else data), "x.jpg")
+    response = client.post("/analyze", data=payload, content_type="multipart/form-data")
+    assert response.status_code == status
+    assert response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert 'role="alert"' in page and message in page
+    assert 'id="upload-form"' in page  # the form is back, ready for another try
+
+
+def test_too_large_upload_rerenders_the_upload_page(client, csrf_token) -> None:
+    big = b"\xff\xd8\xff" + b"\0" * (10 * 1024 * 1024)
+    response = analyze(client, csrf_token, big, filename="big.jpg")
+    assert response.status_code == 413
+    page = response.get_data(as_text=True)
+    assert "too large; the limit is 10 MB" in page and 'id="upload-form"' in page
+
+
+def test_selected_model_is_kept_after_an_error(client, csrf_token, inference_service) -> None:
+    other = inference_service.models()[-1].name
+    page = analyze(client, csrf_token, b"text", model=other).get_data(as_text=True)
+    assert re.search(rf'<option value="{other}" selected>', page)
+
+
+def test_friendly_html_error_pages(client) -> None:
+    missing = client.get("/no/such/page")
+    assert missing.status_code == 404 and missing.mimetype == "text/html"
+    assert "Page not found" in missing.get_data(as_text=True)
+    wrong = client.get("/analyze")
+    assert wrong.status_code == 405 and "Back to the upload page" in wrong.get_data(as_text=True)
+
+
+def assert_view_toggle(page: str) -> None:
+    """Photo / heatmap / cells views switched by radio inputs (no JavaScript)."""
+    radios = re.findall(r'<input class="view-radio" type="radio" name="view" id="(view-\w+)"',
+                        page)
+    assert radios == ["view-photo", "view-gradcam", "view-cells"]
+    assert re.search(r'id="view-photo" value="photo" checked>', page)
+    for target in radios:
+        assert f'<label for="{target}"' in page
+    assert re.search(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]{100,}" alt="Grad-CAM', page)
+    assert re.search(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]{100,}" alt="The smear with',
+                     page)
+    assert 'id="heatmap-note">Heatmap: warm colours mark the areas' in page
+    assert re.search(r'<dd id="cell-count">\d+</dd>', page)
+
+
+def test_foreign_image_shows_the_ood_warning(client, csrf_token, images,
+                                             inference_service) -> None:
+    if inference_service.served("lenet").guard is None:
+        pytest.skip("lenet has no fitted OOD guard in this models folder")
+    foreign = images.encode(Image.new("RGB", (200, 200), (30, 160, 40)))
+    page = analyze(client, csrf_token, foreign).get_data(as_text=True)
+    assert 'role="alert" id="ood-warning"' in page
+    assert "This image is outside what the model was trained on." in page
+    assert "Do not rely on the classification below" in page
+    assert re.search(r'<h1 class="verdict out_of_distribution" id="verdict">Outside what the '
+                     r"model was trained on — do not rely on this result</h1>", page)
+    assert re.search(r'<dd id="ood-status">Failed', page)
+    assert 'class="bars unreliable"' in page
+    assert_view_toggle(page)  # the explanation views are still there
+
+
+def test_model_without_guard_says_the_check_is_unavailable(models_dir, tmp_path, images) -> None:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(models_dir / "lenet.keras", folder / "lenet.keras")
+    meta = json.loads((models_dir / "lenet.json").read_text())
+    meta.pop("ood", None)
+    (folder / "lenet.json").write_text(json.dumps(meta))
+    app = create_app({"APP_ENV": "testing", "MODELS_DIR": str(folder), "SECRET_KEY": "t"})
+    client = app.test_client()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").get_data(as_text=True))
+    page = analyze(client, token.group(1), images.encode(Image.new("RGB", (64, 64)))
+                   ).get_data(as_text=True)
+    assert 'id="ood-warning"' not in page
+    assert re.search(r'<dd id="ood-status">Not available for this model', page)
+    assert_view_toggle(page)
+
+
+@pytest.mark.data
+def test_real_smear_shows_the_overlay_toggle(client, csrf_token, smear_images) -> None:
+    path = smear_images["pro_b"][0]
+    page = analyze(client, csrf_token, path.read_bytes(), filename=path.name).get_data(
+        as_text=True)
+    assert_view_toggle(page)
+    # (Whether one given smear passes the OOD check is tested on a sample in test_result_guard.)
+    assert int(re.search(r'<dd id="cell-count">(\d+)</dd>', page).group(1)) >= 1
+
+
+@pytest.mark.data
+def test_real_smear_through_the_form(client, csrf_token, smear_images) -> None:
+    path = smear_images["pre_b"][0]
+    response = analyze(client, csrf_token, path.read_bytes(), filename=path.name)
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "224×224 px, JPEG" in page
+    assert len(re.findall(r'class="bar-fill (?:benign|malignant)"', page)) == 4
