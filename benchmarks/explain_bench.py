@@ -57,15 +57,19 @@ def main() -> int:
         parser.error(f"no models in {args.models_dir}")
     images = _images(args.data_dir, args.images)
     large = [images[0].resize(LARGE)] * 5
-    print(f"{len(images)} images {images[0].size[0]}x{images[0].size[1]} from {args.data_dir}; "
-          f"models from {args.models_dir}; median ms")
+    print(
+        f"{len(images)} images {images[0].size[0]}x{images[0].size[1]} from {args.data_dir}; "
+        f"models from {args.models_dir}; median ms"
+    )
 
     seg = _median_ms(segment, images)
     outline = _median_ms(lambda im: outline_png(im, segment(im)), images) - seg
     seg_large = _median_ms(segment, large)
     outline_large = _median_ms(lambda im: outline_png(im, segment(im)), large) - seg_large
-    print(f"segment {seg:7.1f}   outline_png {outline:6.1f}   "
-          f"({LARGE[0]}x{LARGE[1]}: segment {seg_large:.1f}, outline_png {outline_large:.1f})")
+    print(
+        f"segment {seg:7.1f}   outline_png {outline:6.1f}   "
+        f"({LARGE[0]}x{LARGE[1]}: segment {seg_large:.1f}, outline_png {outline_large:.1f})"
+    )
 
     header = f"{'model':<11}{'heatmap':>9}{'overlay':>9}{'seg+cam total':>15}{'large total':>13}"
     print(header)
@@ -78,8 +82,12 @@ def main() -> int:
         heat_ms = _median_ms(heat, images)
         heatmap = heat(images[0])[0]
         overlay = _median_ms(lambda im, h=heatmap: overlay_png(im, h), images)
-        large_total = (_median_ms(heat, large) + _median_ms(lambda im, h=heatmap:
-                       overlay_png(im, h), large) + seg_large + outline_large)
+        large_total = (
+            _median_ms(heat, large)
+            + _median_ms(lambda im, h=heatmap: overlay_png(im, h), large)
+            + seg_large
+            + outline_large
+        )
         total = seg + outline + heat_ms + overlay
         print(f"{name:<11}{heat_ms:9.1f}{overlay:9.1f}{total:15.1f}{large_total:13.1f}")
     return 0

@@ -62,9 +62,13 @@ class RunResult:
         return 1000.0 * xs[min(len(xs) - 1, int(round(q / 100.0 * (len(xs) - 1))))]
 
 
-def run_load(port: int, concurrency: int, n_requests: int,
-             make_request: Callable[[Client, int], tuple[int, bytes]],
-             ok: Callable[[int, bytes], bool] = lambda s, _b: s == 200) -> RunResult:
+def run_load(
+    port: int,
+    concurrency: int,
+    n_requests: int,
+    make_request: Callable[[Client, int], tuple[int, bytes]],
+    ok: Callable[[int, bytes], bool] = lambda s, _b: s == 200,
+) -> RunResult:
     """``n_requests`` calls of ``make_request(client, i)`` spread over ``concurrency`` threads."""
     counter = iter(range(n_requests))
     lock = threading.Lock()
@@ -106,12 +110,20 @@ def run_load(port: int, concurrency: int, n_requests: int,
 
 def load_gunicorn_conf(env: dict[str, str]) -> dict[str, object]:
     """The effective gunicorn settings for ``env`` (workers, threads, TF threads)."""
-    code = ("import json, runpy; c = runpy.run_path('gunicorn.conf.py'); "
-            "print(json.dumps({k: c[k] for k in ('workers', 'threads', 'timeout', "
-            "'TF_INTRAOP_THREADS', 'TF_INTEROP_THREADS', 'PARALLEL_BOOTS')})); "
-            "c['on_exit'](None)")  # removes the metrics dir the config made
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **env},
-                         capture_output=True, text=True, check=True)
+    code = (
+        "import json, runpy; c = runpy.run_path('gunicorn.conf.py'); "
+        "print(json.dumps({k: c[k] for k in ('workers', 'threads', 'timeout', "
+        "'TF_INTRAOP_THREADS', 'TF_INTEROP_THREADS', 'PARALLEL_BOOTS')})); "
+        "c['on_exit'](None)"
+    )  # removes the metrics dir the config made
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -126,8 +138,9 @@ def _median_ms(fn: Callable[[int], object], repeats: int) -> float:
     return 1000.0 * statistics.median(times)
 
 
-def in_process_ms(models_dir: Path, names: list[str], images: list[bytes], intra: int,
-                  inter: int, repeats: int) -> dict[str, dict[str, float]]:
+def in_process_ms(
+    models_dir: Path, names: list[str], images: list[bytes], intra: int, inter: int, repeats: int
+) -> dict[str, dict[str, float]]:
     """Per model, medians in this process with a worker's TF threads: ``bare`` is
     ``LoadedModel.logits`` on one preprocessed image (the floor); ``flask`` is a whole
     predict request through the app with Flask's test client (no HTTP server)."""
@@ -151,17 +164,29 @@ def in_process_ms(models_dir: Path, names: list[str], images: list[bytes], intra
             body, ctype = predict_body(images[i % len(images)], name)
             assert client.post("/api/v1/predict", data=body, content_type=ctype).status_code == 200
 
-        out[name] = {"bare": _median_ms(lambda _i, m=model, x=x: m.logits(x), repeats),
-                     "flask": _median_ms(request, repeats)}
+        out[name] = {
+            "bare": _median_ms(lambda _i, m=model, x=x: m.logits(x), repeats),
+            "flask": _median_ms(request, repeats),
+        }
     return out
 
 
 def machine_description() -> list[str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
-    mem_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                      if line.startswith("MemTotal")))
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kb = int(
+        next(
+            line.split()[1]
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
+    )
     import tensorflow as tf
 
     return [
@@ -184,8 +209,14 @@ class ServerRun:
     exit_code: int
 
 
-def measure_server(root: Path, env: dict[str, str], conf: dict[str, Any], names: list[str],
-                   images: list[bytes], args: argparse.Namespace) -> ServerRun:
+def measure_server(
+    root: Path,
+    env: dict[str, str],
+    conf: dict[str, Any],
+    names: list[str],
+    images: list[bytes],
+    args: argparse.Namespace,
+) -> ServerRun:
     """Start the server of the checkout ``root``, load it model by model, stop it."""
     server = GunicornServer(env=env, root=root).start()
     try:
@@ -196,6 +227,7 @@ def measure_server(root: Path, env: dict[str, str], conf: dict[str, Any], names:
         results: dict[str, dict[str, RunResult]] = {}
         server_ms: dict[str, dict[str, float]] = {}
         for name in names:
+
             def call(client: Client, i: int, name: str = name) -> tuple[int, bytes]:
                 return client.predict(images[i % len(images)], name)
 
@@ -215,10 +247,19 @@ def measure_server(root: Path, env: dict[str, str], conf: dict[str, Any], names:
 
             results[name] = {"c1": run_load(server.port, 1, n, call, record)}
             results[name].update({f"c{c}": run_load(server.port, c, n, call) for c in (4, 16)})
-            server_ms[name] = {k: statistics.median(t.get(k, 0.0) for t in stages)
-                               for k in ("decode", "preprocess", "model", "total")}
-            print(root.name, name, {k: (round(v.pct_ms(50), 1), round(v.throughput, 1), v.errors)
-                                    for k, v in results[name].items()}, flush=True)
+            server_ms[name] = {
+                k: statistics.median(t.get(k, 0.0) for t in stages)
+                for k in ("decode", "preprocess", "model", "total")
+            }
+            print(
+                root.name,
+                name,
+                {
+                    k: (round(v.pct_ms(50), 1), round(v.throughput, 1), v.errors)
+                    for k, v in results[name].items()
+                },
+                flush=True,
+            )
         rss = {pid: rss_bytes(pid) for pid in server.workers()}
     finally:
         exit_code = server.stop()
@@ -229,16 +270,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     parser.add_argument("--images", type=int, default=8, help="distinct images to cycle through")
-    parser.add_argument("--requests", type=int, default=300,
-                        help="requests per measurement for the cheapest model (LeNet); "
-                             "heavier models get fewer, in proportion to their bare time")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=300,
+        help="requests per measurement for the cheapest model (LeNet); "
+        "heavier models get fewer, in proportion to their bare time",
+    )
     parser.add_argument("--min-requests", type=int, default=40)
     parser.add_argument("--workers", type=int, help="WEB_CONCURRENCY for the server")
     parser.add_argument("--threads", type=int, help="GUNICORN_THREADS for the server")
-    parser.add_argument("--baseline", type=Path,
-                        help="another checkout of the project to measure in the same run")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="with --baseline: how many times to measure each, alternating")
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout of the project to measure in the same run"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="with --baseline: how many times to measure each, alternating",
+    )
     parser.add_argument("--note", default="", help="free text added to the report (e.g. load)")
     args = parser.parse_args(argv)
 
@@ -261,19 +311,27 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.rounds if args.baseline else 1):
         if args.baseline:
             baseline_env = {**env, "MODELS_DIR": str(args.baseline.resolve() / "models")}
-            baseline_runs.append(measure_server(args.baseline.resolve(), baseline_env, conf,
-                                                names, images, args))
+            baseline_runs.append(
+                measure_server(args.baseline.resolve(), baseline_env, conf, names, images, args)
+            )
         runs.append(measure_server(ROOT, env, conf, names, images, args))
     load_after = os.getloadavg()
     run = runs[-1]
 
-    local = in_process_ms(models_dir, names, images, int(conf["TF_INTRAOP_THREADS"]),
-                          int(conf["TF_INTEROP_THREADS"]), repeats=50)
+    local = in_process_ms(
+        models_dir,
+        names,
+        images,
+        int(conf["TF_INTRAOP_THREADS"]),
+        int(conf["TF_INTEROP_THREADS"]),
+        repeats=50,
+    )
     bare = {name: local[name]["bare"] for name in names}
     for name in names:
         run.server_ms[name]["flask"] = local[name]["flask"]
-    report = render_report(args, conf, names, run, bare, image_source, load_before, load_after,
-                           models_dir)
+    report = render_report(
+        args, conf, names, run, bare, image_source, load_before, load_after, models_dir
+    )
     if baseline_runs:
         report += "\n" + comparison(args.baseline, names, runs, baseline_runs)
     args.out.write_text(report)
@@ -281,36 +339,49 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def comparison(baseline: Path, names: list[str], runs: list[ServerRun],
-               baseline_runs: list[ServerRun]) -> str:
+def comparison(
+    baseline: Path, names: list[str], runs: list[ServerRun], baseline_runs: list[ServerRun]
+) -> str:
     """This checkout against the baseline, measured alternately in the same run."""
     rows = []
     for name in names:
-        for label, measured in (("this checkout", runs), (f"baseline `{baseline.name}`",
-                                                          baseline_runs)):
+        for label, measured in (
+            ("this checkout", runs),
+            (f"baseline `{baseline.name}`", baseline_runs),
+        ):
             p50 = [r.results[name]["c1"].pct_ms(50) for r in measured]
             c16 = [r.results[name]["c16"].throughput for r in measured]
-            rows.append([name, label, " / ".join(f"{v:.1f}" for v in p50),
-                         " / ".join(f"{v:.0f}" for v in c16)])
-    return "\n".join([
-        "## Against the baseline, in the same run",
-        "",
-        f"Baseline: the checkout at `{baseline}` "
-        f"({_git_head(baseline)}), served from its own code and models with the same "
-        f"settings; measured first, then this checkout ({_git_head(ROOT)}), "
-        f"{len(runs)} round(s). One figure per round.",
-        "",
-        table(["model", "server", "e2e p50 ms (c=1)", "req/s (c=16)"], rows),
-        "",
-    ])
+            rows.append(
+                [
+                    name,
+                    label,
+                    " / ".join(f"{v:.1f}" for v in p50),
+                    " / ".join(f"{v:.0f}" for v in c16),
+                ]
+            )
+    return "\n".join(
+        [
+            "## Against the baseline, in the same run",
+            "",
+            f"Baseline: the checkout at `{baseline}` "
+            f"({_git_head(baseline)}), served from its own code and models with the same "
+            f"settings; measured first, then this checkout ({_git_head(ROOT)}), "
+            f"{len(runs)} round(s). One figure per round.",
+            "",
+            table(["model", "server", "e2e p50 ms (c=1)", "req/s (c=16)"], rows),
+            "",
+        ]
+    )
 
 
 def _git_head(root: Path) -> str:
-    done = subprocess.run(["git", "-C", str(root), "log", "-1", "--format=%h %s"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["git", "-C", str(root), "log", "-1", "--format=%h %s"], capture_output=True, text=True
+    )
     head = done.stdout.strip()[:72] if done.returncode == 0 else "not a git checkout"
-    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain"],
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True
+    ).stdout.strip()
     return f"`{head}`" + (", with uncommitted changes" if dirty else "")
 
 
@@ -323,35 +394,56 @@ def target_rows(results, server_ms, bare, ready_s, rss) -> list[str]:
         p50, c16 = r["c1"].pct_ms(50), r["c16"]
         rows += [
             ("LeNet e2e p50 at concurrency 1", "<= 25 ms", f"{p50:.1f} ms", p50 <= 25),
-            ("LeNet throughput at concurrency 16, 0 errors", ">= 100 req/s",
-             f"{c16.throughput:.0f} req/s, {c16.errors} errors",
-             c16.throughput >= 100 and c16.errors == 0),
-            ("LeNet e2e p50 / bare model", "<= 2", f"{p50 / bare['lenet']:.2f}",
-             p50 / bare["lenet"] <= 2),
+            (
+                "LeNet throughput at concurrency 16, 0 errors",
+                ">= 100 req/s",
+                f"{c16.throughput:.0f} req/s, {c16.errors} errors",
+                c16.throughput >= 100 and c16.errors == 0,
+            ),
+            (
+                "LeNet e2e p50 / bare model",
+                "<= 2",
+                f"{p50 / bare['lenet']:.2f}",
+                p50 / bare["lenet"] <= 2,
+            ),
         ]
         fixed = p50 - st["model"]
     rows += [
         ("start to /readyz", "<= 15 s", f"{ready_s:.1f} s", ready_s <= 15),
-        ("RSS per worker", "<= 800 MB", f"{max(rss.values()) / mb:.0f} MB (largest)",
-         max(rss.values()) <= 800 * mb),
+        (
+            "RSS per worker",
+            "<= 800 MB",
+            f"{max(rss.values()) / mb:.0f} MB (largest)",
+            max(rss.values()) <= 800 * mb,
+        ),
     ]
-    lines = [table(["target", "asked", "measured", "met"],
-                   [[a, b, c, "yes" if ok else "**no**"] for a, b, c, ok in rows])]
+    lines = [
+        table(
+            ["target", "asked", "measured", "met"],
+            [[a, b, c, "yes" if ok else "**no**"] for a, b, c, ok in rows],
+        )
+    ]
     if "lenet" in results and p50 / bare["lenet"] > 2:
         guard = st["total"] - st["decode"] - st["preprocess"] - st["model"]
-        latency = ("the absolute latency target (25 ms) is met." if p50 <= 25 else
-                   "the absolute latency target (25 ms) is missed too, by this fixed cost.")
-        lines += ["", (
-            f"Why the ratio is missed: LeNet's model call takes {bare['lenet']:.1f} ms bare, but "
-            f"every request also pays {fixed:.1f} ms that does not depend on the model's size: "
-            f"decoding ({st['decode']:.1f} ms) and preprocessing ({st['preprocess']:.1f} ms) the "
-            f"upload, the out-of-distribution guard's image statistics and distances "
-            f"({guard:.1f} ms), multipart parsing, Flask dispatch, hooks and JSON "
-            f"({st['flask'] - st['total']:.1f} ms), gunicorn's HTTP handling, loopback TCP and "
-            f"the Python client ({p50 - st['flask']:.1f} ms). With a model this cheap that fixed "
-            f"cost alone exceeds the model time, so e2e / bare <= 2 cannot be met by serving "
-            f"changes; {latency}"
-        )]
+        latency = (
+            "the absolute latency target (25 ms) is met."
+            if p50 <= 25
+            else "the absolute latency target (25 ms) is missed too, by this fixed cost."
+        )
+        lines += [
+            "",
+            (
+                f"Why the ratio is missed: LeNet's model call takes {bare['lenet']:.1f} ms bare, "
+                f"but every request also pays {fixed:.1f} ms that does not depend on the model's "
+                f"size: decoding ({st['decode']:.1f} ms) and preprocessing "
+                f"({st['preprocess']:.1f} ms) the upload, the out-of-distribution guard's image "
+                f"statistics and distances ({guard:.1f} ms), multipart parsing, Flask dispatch, "
+                f"hooks and JSON ({st['flask'] - st['total']:.1f} ms), gunicorn's HTTP handling, "
+                f"loopback TCP and the Python client ({p50 - st['flask']:.1f} ms). With a model "
+                f"this cheap that fixed cost alone exceeds the model time, so e2e / bare <= 2 "
+                f"cannot be met by serving changes; {latency}"
+            ),
+        ]
     return lines
 
 
@@ -370,10 +462,17 @@ def _shown_args(argv: list[str]) -> list[str]:
     return shown
 
 
-def render_report(args: argparse.Namespace, conf: dict[str, Any], names: list[str],
-                  run: ServerRun, bare: dict[str, float], image_source: str,
-                  load_before: tuple[float, ...], load_after: tuple[float, ...],
-                  models_dir: Path) -> str:
+def render_report(
+    args: argparse.Namespace,
+    conf: dict[str, Any],
+    names: list[str],
+    run: ServerRun,
+    bare: dict[str, float],
+    image_source: str,
+    load_before: tuple[float, ...],
+    load_after: tuple[float, ...],
+    models_dir: Path,
+) -> str:
     """The Markdown report: setup, per-model table, time breakdown, readiness and memory."""
     mb = 1024 * 1024
     results, server_ms = run.results, run.server_ms
@@ -382,16 +481,31 @@ def render_report(args: argparse.Namespace, conf: dict[str, Any], names: list[st
         r = results[name]
         c1 = r["c1"]
         errors = sum(x.errors for x in r.values())
-        per_model.append([name, f"{bare[name]:.1f}", f"{c1.pct_ms(50):.1f}",
-                          f"{c1.pct_ms(95):.1f}", f"{c1.pct_ms(99):.1f}",
-                          f"{c1.pct_ms(50) / bare[name]:.2f}", f"{c1.throughput:.0f}",
-                          f"{r['c4'].throughput:.0f}", f"{r['c16'].throughput:.0f}", errors,
-                          len(c1.latencies_s) + c1.errors])
+        per_model.append(
+            [
+                name,
+                f"{bare[name]:.1f}",
+                f"{c1.pct_ms(50):.1f}",
+                f"{c1.pct_ms(95):.1f}",
+                f"{c1.pct_ms(99):.1f}",
+                f"{c1.pct_ms(50) / bare[name]:.2f}",
+                f"{c1.throughput:.0f}",
+                f"{r['c4'].throughput:.0f}",
+                f"{r['c16'].throughput:.0f}",
+                errors,
+                len(c1.latencies_s) + c1.errors,
+            ]
+        )
     breakdown = []
     for name in names:
         st, p50 = server_ms[name], results[name]["c1"].pct_ms(50)
-        breakdown.append([name, *(f"{st[k]:.1f}" for k in ("decode", "preprocess", "model",
-                                                           "total", "flask")), f"{p50:.1f}"])
+        breakdown.append(
+            [
+                name,
+                *(f"{st[k]:.1f}" for k in ("decode", "preprocess", "model", "total", "flask")),
+                f"{p50:.1f}",
+            ]
+        )
     lines = [
         "# Serving benchmark",
         "",
@@ -409,9 +523,22 @@ def render_report(args: argparse.Namespace, conf: dict[str, Any], names: list[st
         f"loading models at a time; models from `{models_dir}`; "
         f"{image_source}. Graceful stop exit code: {run.exit_code}.",
         "",
-        table(["model", "bare model ms", "e2e p50 ms", "p95 ms", "p99 ms", "e2e p50 / bare",
-               "req/s c=1", "req/s c=4", "req/s c=16", "errors", "requests per level"],
-              per_model),
+        table(
+            [
+                "model",
+                "bare model ms",
+                "e2e p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "e2e p50 / bare",
+                "req/s c=1",
+                "req/s c=4",
+                "req/s c=16",
+                "errors",
+                "requests per level",
+            ],
+            per_model,
+        ),
         "",
         "Where the time goes at concurrency 1 (medians, ms). decode / preprocess / model / "
         "inference total: as timed inside the app and returned in `timings_ms`; Flask request: "
@@ -419,13 +546,24 @@ def render_report(args: argparse.Namespace, conf: dict[str, Any], names: list[st
         "parsing, dispatch, hooks, JSON); e2e: over HTTP through gunicorn (adds HTTP parsing, "
         "loopback TCP, the client).",
         "",
-        table(["model", "decode", "preprocess", "model (in app)", "inference total",
-               "Flask request", "e2e p50"], breakdown),
+        table(
+            [
+                "model",
+                "decode",
+                "preprocess",
+                "model (in app)",
+                "inference total",
+                "Flask request",
+                "e2e p50",
+            ],
+            breakdown,
+        ),
         "",
         f"Time from start to first 200 on /readyz: {run.ready_s:.1f} s "
         f"(all {conf['workers']} workers ready: {run.all_ready_s:.1f} s).",
         "RSS per worker after the run: "
-        + ", ".join(f"pid {pid}: {b / mb:.0f} MB" for pid, b in sorted(run.rss.items())) + ".",
+        + ", ".join(f"pid {pid}: {b / mb:.0f} MB" for pid, b in sorted(run.rss.items()))
+        + ".",
         "",
         "## Targets",
         "",

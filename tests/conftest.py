@@ -24,8 +24,9 @@ from app.core.service import InferenceService
 from tests.support.images import CLASS_FOLDERS, ImageFactory
 from tests.support.models import DATA_ENV, ROOT, data_root, find_models_dir
 
-CLASS_IDS_BY_FOLDER = dict(zip(CLASS_FOLDERS, ("benign", "early_pre_b", "pre_b", "pro_b"),
-                               strict=True))
+CLASS_IDS_BY_FOLDER = dict(
+    zip(CLASS_FOLDERS, ("benign", "early_pre_b", "pre_b", "pro_b"), strict=True)
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -41,8 +42,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def models_dir() -> Path:
     found = find_models_dir()
     if found is None:
-        pytest.skip(f"no trained models: {ROOT / 'models'} is empty and MODELS_DIR is unset "
-                    "or empty (point MODELS_DIR at a folder of <name>.keras + <name>.json)")
+        pytest.skip(
+            f"no trained models: {ROOT / 'models'} is empty and MODELS_DIR is unset "
+            "or empty (point MODELS_DIR at a folder of <name>.keras + <name>.json)"
+        )
     return found
 
 

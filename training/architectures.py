@@ -57,8 +57,13 @@ def _stain_normalisation() -> layers.Layer:
 def _conv_bn(filters: int, kernel: int, name: str) -> list[layers.Layer]:
     # Bias is redundant before batch norm.
     return [
-        layers.Conv2D(filters, kernel, padding="valid" if kernel == 5 else "same",
-                      use_bias=False, name=f"{name}_conv"),
+        layers.Conv2D(
+            filters,
+            kernel,
+            padding="valid" if kernel == 5 else "same",
+            use_bias=False,
+            name=f"{name}_conv",
+        ),
         layers.BatchNormalization(name=f"{name}_bn"),
         layers.Activation("relu", name=f"{name}_relu"),
     ]
@@ -119,8 +124,10 @@ VGG_WIDTHS = (8, 16, 32, 64, 64)
 
 def build_vggnet(input_size: int, dropout: float) -> keras.Sequential:
     """VGG-16 layout (2-2-3-3-3 convs 3x3, 5 pools, 3 dense) at 1/8 of VGG-16's widths."""
-    stack: list[Any] = [keras.Input((input_size, input_size, 3), name="image"),
-                        _stain_normalisation()]
+    stack: list[Any] = [
+        keras.Input((input_size, input_size, 3), name="image"),
+        _stain_normalisation(),
+    ]
     for b, (n_convs, width) in enumerate(zip(VGG_BLOCKS, VGG_WIDTHS, strict=True), start=1):
         for c in range(1, n_convs + 1):
             stack += _conv_bn(width, 3, f"block{b}_{c}")
@@ -136,33 +143,54 @@ def build_vggnet(input_size: int, dropout: float) -> keras.Sequential:
     return keras.Sequential(stack, name="vggnet")
 
 
-ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
-    Architecture(
-        name="lenet", display_name="LeNet-5", build_fn=build_lenet, input_size=150,
-        dropout=0.2, learning_rate=2e-3, paper_accuracy="95.75%",
-        description="LeNet-5 layout (conv6 5x5, pool, conv16 5x5, pool, 120, 84) "
-                    "with stain normalisation, batch norm and dropout {dropout:g}",
-    ),
-    Architecture(
-        name="sequential", display_name="Sequential", build_fn=build_sequential,
-        input_size=128, dropout=0.3, learning_rate=5e-4, views=8, paper_accuracy="93%",
-        description="one 3x3 convolution (16 filters), 2x2 max-pool, flatten, dense 64, softmax",
-    ),
-    Architecture(
-        name="vggnet", display_name="VGGNet (VGG-16 layout)", build_fn=build_vggnet,
-        input_size=224, dropout=0.3, paper_accuracy="34%",
-        augmentation={"saturation": (0.4, 1.6)},
-        description="VGG-16 layout: 13 3x3 convolutions in 5 blocks, 5 max-pools, "
-                    f"3 dense layers; widths {VGG_WIDTHS} instead of (64, 128, 256, "
-                    "512, 512) and dense 128/64 instead of 4096/4096 so the file "
-                    "stays small and it trains on 2 CPU cores",
-    ),
-)}
+ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a
+    for a in (
+        Architecture(
+            name="lenet",
+            display_name="LeNet-5",
+            build_fn=build_lenet,
+            input_size=150,
+            dropout=0.2,
+            learning_rate=2e-3,
+            paper_accuracy="95.75%",
+            description="LeNet-5 layout (conv6 5x5, pool, conv16 5x5, pool, 120, 84) "
+            "with stain normalisation, batch norm and dropout {dropout:g}",
+        ),
+        Architecture(
+            name="sequential",
+            display_name="Sequential",
+            build_fn=build_sequential,
+            input_size=128,
+            dropout=0.3,
+            learning_rate=5e-4,
+            views=8,
+            paper_accuracy="93%",
+            description=(
+                "one 3x3 convolution (16 filters), 2x2 max-pool, flatten, dense 64, softmax"
+            ),
+        ),
+        Architecture(
+            name="vggnet",
+            display_name="VGGNet (VGG-16 layout)",
+            build_fn=build_vggnet,
+            input_size=224,
+            dropout=0.3,
+            paper_accuracy="34%",
+            augmentation={"saturation": (0.4, 1.6)},
+            description="VGG-16 layout: 13 3x3 convolutions in 5 blocks, 5 max-pools, "
+            f"3 dense layers; widths {VGG_WIDTHS} instead of (64, 128, 256, "
+            "512, 512) and dense 128/64 instead of 4096/4096 so the file "
+            "stays small and it trains on 2 CPU cores",
+        ),
+    )
+}
 
 
 def architecture(name: str) -> Architecture:
     try:
         return ARCHITECTURES[name]
     except KeyError:
-        raise ValueError(f"unknown architecture {name!r}; "
-                         f"choose one of: {', '.join(ARCHITECTURES)}") from None
+        raise ValueError(
+            f"unknown architecture {name!r}; choose one of: {', '.join(ARCHITECTURES)}"
+        ) from None

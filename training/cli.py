@@ -68,48 +68,77 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--out", type=Path, default=DEFAULT_MODELS_DIR)
-    train.add_argument("--learning-rate", type=float,
-                       help="peak learning rate (default: the architecture's own)")
-    train.add_argument("--dropout", type=_probability, metavar="RATE",
-                       help="dropout rate of the dense layers (default: the architecture's own)")
-    train.add_argument("--label-smoothing", type=_probability, default=0.0, metavar="E",
-                       help="label smoothing of the loss (default: 0, none)")
-    train.add_argument("--background-swap", type=_probability, metavar="P",
-                       help="share of training images given another image's background "
-                            "(default: the architecture's own, 0)")
+    train.add_argument(
+        "--learning-rate", type=float, help="peak learning rate (default: the architecture's own)"
+    )
+    train.add_argument(
+        "--dropout",
+        type=_probability,
+        metavar="RATE",
+        help="dropout rate of the dense layers (default: the architecture's own)",
+    )
+    train.add_argument(
+        "--label-smoothing",
+        type=_probability,
+        default=0.0,
+        metavar="E",
+        help="label smoothing of the loss (default: 0, none)",
+    )
+    train.add_argument(
+        "--background-swap",
+        type=_probability,
+        metavar="P",
+        help="share of training images given another image's background "
+        "(default: the architecture's own, 0)",
+    )
 
     evaluate = sub.add_parser("evaluate", help="score committed models on a labelled folder")
     evaluate.add_argument("--data-dir", help=data_help)
     evaluate.add_argument("--model", choices=MODEL_CHOICES, default="all")
     evaluate.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
-    evaluate.add_argument("--split", choices=("train", "val", "test"),
-                          help="only the images the split manifest puts in this split")
+    evaluate.add_argument(
+        "--split",
+        choices=("train", "val", "test"),
+        help="only the images the split manifest puts in this split",
+    )
     evaluate.add_argument("--json", action="store_true", help="one JSON object per model")
 
     report = sub.add_parser("report", help="write models/REPORT.md from the test split")
     report.add_argument("--data-dir", help=data_help)
     report.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
 
-    seg = sub.add_parser("segmentation-agreement",
-                         help="IoU of the app's segmentation against the data set's masks")
+    seg = sub.add_parser(
+        "segmentation-agreement", help="IoU of the app's segmentation against the data set's masks"
+    )
     seg.add_argument("--data-dir", help=data_help)
     seg.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    views = sub.add_parser("set-views", help="change a trained model's test-time views, then "
-                           "recalibrate, rescore and refit its OOD guard")
+    views = sub.add_parser(
+        "set-views",
+        help="change a trained model's test-time views, then "
+        "recalibrate, rescore and refit its OOD guard",
+    )
     views.add_argument("--data-dir", help=data_help)
     views.add_argument("--model", choices=MODEL_CHOICES, required=True)
     views.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
-    views.add_argument("--views", type=int, choices=tuple(VIEW_DESCRIPTIONS), required=True,
-                       help="; ".join(f"{k}: {v}" for k, v in VIEW_DESCRIPTIONS.items()))
+    views.add_argument(
+        "--views",
+        type=int,
+        choices=tuple(VIEW_DESCRIPTIONS),
+        required=True,
+        help="; ".join(f"{k}: {v}" for k, v in VIEW_DESCRIPTIONS.items()),
+    )
 
     fit_ood = sub.add_parser("fit-ood", help="fit the OOD guard and the 'uncertain' confidence")
     fit_ood.add_argument("--data-dir", help=data_help)
     fit_ood.add_argument("--model", choices=MODEL_CHOICES, default="all")
     fit_ood.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
 
-    upgrade = sub.add_parser("upgrade-cards", help="rewrite every model card in the current "
-                             "format (same figures; fields missing get their default)")
+    upgrade = sub.add_parser(
+        "upgrade-cards",
+        help="rewrite every model card in the current "
+        "format (same figures; fields missing get their default)",
+    )
     upgrade.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     return parser
 
@@ -131,9 +160,12 @@ def _fit_ood(args: argparse.Namespace) -> int:
     samples = discover(data_dir)
     for name in _model_names(args.models_dir, args.model):
         section = fit_ood(args.models_dir, name, data_dir, samples=samples)
-        print(f"[{name}] threshold {section.threshold:.3f}: flags val "
-              f"{section.val_flag_rate:.1%}, test {section.test_flag_rate:.1%}, "
-              f"foreign {section.foreign_flag_rate:.1%}", flush=True)
+        print(
+            f"[{name}] threshold {section.threshold:.3f}: flags val "
+            f"{section.val_flag_rate:.1%}, test {section.test_flag_rate:.1%}, "
+            f"foreign {section.foreign_flag_rate:.1%}",
+            flush=True,
+        )
     return 0
 
 
@@ -147,8 +179,11 @@ def _set_views(args: argparse.Namespace) -> int:
         card = set_views(args.models_dir, name, args.views, data_dir, samples=samples)
         test = card.test_metrics
         assert test is not None  # set_views has just scored it
-        print(f"[{name}] {args.views} view(s), version {card.version}: test accuracy "
-              f"{test.accuracy:.4f}, macro-F1 {test.macro_f1:.4f}", flush=True)
+        print(
+            f"[{name}] {args.views} view(s), version {card.version}: test accuracy "
+            f"{test.accuracy:.4f}, macro-F1 {test.macro_f1:.4f}",
+            flush=True,
+        )
     return 0
 
 
@@ -168,14 +203,25 @@ def _train(args: argparse.Namespace) -> int:
     samples = discover(data_dir)
     names = list(ARCHITECTURES) if args.model == "all" else [args.model]
     for name in names:
-        config = TrainConfig(model=name, epochs=args.epochs, batch_size=args.batch_size,
-                             seed=args.seed,
-                             learning_rate=args.learning_rate or ARCHITECTURES[name].learning_rate,
-                             label_smoothing=args.label_smoothing, dropout=args.dropout)
-        overrides = ({} if args.background_swap is None
-                     else {"background_swap_p": args.background_swap})
-        train(config, data_dir, args.out, samples=samples,
-              augmentation=augmentation_for(name, **overrides))
+        config = TrainConfig(
+            model=name,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            learning_rate=args.learning_rate or ARCHITECTURES[name].learning_rate,
+            label_smoothing=args.label_smoothing,
+            dropout=args.dropout,
+        )
+        overrides = (
+            {} if args.background_swap is None else {"background_swap_p": args.background_swap}
+        )
+        train(
+            config,
+            data_dir,
+            args.out,
+            samples=samples,
+            augmentation=augmentation_for(name, **overrides),
+        )
     return 0
 
 
@@ -217,9 +263,15 @@ def _upgrade_cards(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "report": _report,
-            "segmentation-agreement": _segmentation_agreement, "fit-ood": _fit_ood,
-            "set-views": _set_views, "upgrade-cards": _upgrade_cards}
+COMMANDS = {
+    "train": _train,
+    "evaluate": _evaluate,
+    "report": _report,
+    "segmentation-agreement": _segmentation_agreement,
+    "fit-ood": _fit_ood,
+    "set-views": _set_views,
+    "upgrade-cards": _upgrade_cards,
+}
 
 
 def _configure_logging() -> None:

@@ -49,8 +49,19 @@ def class_id_for_folder(name: str) -> str:
     try:
         return _FOLDER_ALIASES[key]
     except KeyError:
-        known = ", ".join(sorted({"Benign", "Early", "Pre", "Pro", "[Malignant] early Pre-B",
-                                  "[Malignant] Pre-B", "[Malignant] Pro-B"}))
+        known = ", ".join(
+            sorted(
+                {
+                    "Benign",
+                    "Early",
+                    "Pre",
+                    "Pro",
+                    "[Malignant] early Pre-B",
+                    "[Malignant] Pre-B",
+                    "[Malignant] Pro-B",
+                }
+            )
+        )
         raise DataSetError(f"unknown class folder {name!r}; expected one of: {known}") from None
 
 

@@ -43,22 +43,33 @@ def cell_masks(x: np.ndarray, margin: float = 0.02) -> np.ndarray:
     return out
 
 
-def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, training: bool, seed: int,
-                 profile: AugmentProfile = AUGMENTATION) -> tf.data.Dataset:
+def make_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    training: bool,
+    seed: int,
+    profile: AugmentProfile = AUGMENTATION,
+) -> tf.data.Dataset:
     labels = tf.one_hot(y, len(CLASS_IDS))
     if not training:
-        return tf.data.Dataset.from_tensor_slices((x, labels)).batch(batch_size).prefetch(
-            tf.data.AUTOTUNE)
+        return (
+            tf.data.Dataset.from_tensor_slices((x, labels))
+            .batch(batch_size)
+            .prefetch(tf.data.AUTOTUNE)
+        )
     if profile.background_swap_p > 0:
         ds = tf.data.Dataset.from_tensor_slices((x, cell_masks(x), labels))
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
-        ds = ds.map(lambda img, m, lab: (swap_backgrounds(img, m, profile.background_swap_p),
-                                         lab)).unbatch()
+        ds = ds.map(
+            lambda img, m, lab: (swap_backgrounds(img, m, profile.background_swap_p), lab)
+        ).unbatch()
     else:
         ds = tf.data.Dataset.from_tensor_slices((x, labels))
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(lambda img, lab: (augment_image(img, profile), lab),
-                num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(
+        lambda img, lab: (augment_image(img, profile), lab), num_parallel_calls=tf.data.AUTOTUNE
+    )
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 

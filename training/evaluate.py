@@ -16,8 +16,11 @@ from training.metrics import classification_report
 from training.split import read_manifest
 
 
-def evaluate_model(model: LoadedModel, samples: list[Sample],
-                   perturb: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, Any]:
+def evaluate_model(
+    model: LoadedModel,
+    samples: list[Sample],
+    perturb: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> dict[str, Any]:
     """Metrics of ``model`` on ``samples``, optionally after a perturbation of each input."""
     x, y = load_arrays(samples, model.input_size)
     if perturb is not None:
@@ -35,8 +38,10 @@ def format_table(result: dict[str, Any]) -> str:
     ]
     for class_id in CLASS_IDS:
         c = result["per_class"][class_id]
-        lines.append(f"  {class_id:<12} {c['precision']:>9.4f} {c['recall']:>7.4f} "
-                     f"{c['f1']:>7.4f} {c['support']:>8d}")
+        lines.append(
+            f"  {class_id:<12} {c['precision']:>9.4f} {c['recall']:>7.4f} "
+            f"{c['f1']:>7.4f} {c['support']:>8d}"
+        )
     lines.append("  confusion matrix (rows true, columns predicted: " + ", ".join(CLASS_IDS) + ")")
     lines += ["    " + " ".join(f"{v:>5d}" for v in row) for row in result["confusion_matrix"]]
     return "\n".join(lines)

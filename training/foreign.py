@@ -22,8 +22,16 @@ SIZE = 224
 SYNTHETIC_KINDS = ("noise", "solid", "text", "gradient", "checkerboard", "shapes")
 SMEAR_KINDS = ("recoloured", "zoomed_in", "zoomed_out", "single_cell")
 KINDS = SYNTHETIC_KINDS + SMEAR_KINDS
-_WORDS = ("invoice total due", "hello world", "The quick brown fox", "Lorem ipsum dolor",
-          "meeting notes 10:30", "ERROR 404", "blood smear?", "Q3 revenue +12%")
+_WORDS = (
+    "invoice total due",
+    "hello world",
+    "The quick brown fox",
+    "Lorem ipsum dolor",
+    "meeting notes 10:30",
+    "ERROR 404",
+    "blood smear?",
+    "Q3 revenue +12%",
+)
 
 
 @dataclass(frozen=True)
@@ -55,11 +63,23 @@ def noise(rng: np.random.Generator) -> list[ForeignImage]:
 
 def solid(rng: np.random.Generator) -> list[ForeignImage]:
     colours: list[tuple[int, ...]] = [
-        (0, 0, 0), (255, 255, 255), (255, 0, 0), (0, 255, 0), (0, 0, 255), (0, 255, 255),
-        (255, 0, 255), (255, 255, 0), (128, 128, 128), (64, 64, 64), (200, 200, 200)]
+        (0, 0, 0),
+        (255, 255, 255),
+        (255, 0, 0),
+        (0, 255, 0),
+        (0, 0, 255),
+        (0, 255, 255),
+        (255, 0, 255),
+        (255, 255, 0),
+        (128, 128, 128),
+        (64, 64, 64),
+        (200, 200, 200),
+    ]
     colours += [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(5)]
-    return [ForeignImage("solid", f"rgb_{r}_{g}_{b}", Image.new("RGB", (SIZE, SIZE), (r, g, b)))
-            for r, g, b in colours]
+    return [
+        ForeignImage("solid", f"rgb_{r}_{g}_{b}", Image.new("RGB", (SIZE, SIZE), (r, g, b)))
+        for r, g, b in colours
+    ]
 
 
 def text(rng: np.random.Generator) -> list[ForeignImage]:
@@ -97,10 +117,16 @@ def checkerboard(rng: np.random.Generator) -> list[ForeignImage]:
     for i, cell in enumerate((4, 8, 14, 28, 56, 7, 16, 32)):
         yy, xx = np.mgrid[0:SIZE, 0:SIZE]
         mask = ((yy // cell + xx // cell) % 2).astype(bool)[..., None]
-        a, b = ((0, 0, 0), (255, 255, 255)) if i < 4 else (rng.integers(0, 256, 3),
-                                                           rng.integers(0, 256, 3))
-        out.append(ForeignImage("checkerboard", f"checker_{cell}",
-                                _rgb(np.where(mask, np.array(a), np.array(b)))))
+        a, b = (
+            ((0, 0, 0), (255, 255, 255))
+            if i < 4
+            else (rng.integers(0, 256, 3), rng.integers(0, 256, 3))
+        )
+        out.append(
+            ForeignImage(
+                "checkerboard", f"checker_{cell}", _rgb(np.where(mask, np.array(a), np.array(b)))
+            )
+        )
     return out
 
 
@@ -134,8 +160,9 @@ def recoloured(smears: Sequence[Image.Image]) -> list[ForeignImage]:
             out.append(ForeignImage("recoloured", f"smear{i}_hue{deg}", rotate_hue(smear, deg)))
         for p in perms:
             order = "".join("RGB"[c] for c in p)
-            out.append(ForeignImage("recoloured", f"smear{i}_channels{order}",
-                                    _rgb(a[..., list(p)])))
+            out.append(
+                ForeignImage("recoloured", f"smear{i}_channels{order}", _rgb(a[..., list(p)]))
+            )
         out.append(ForeignImage("recoloured", f"smear{i}_inverted", _rgb(255 - a.astype(int))))
     return out
 
@@ -145,10 +172,19 @@ def zoomed_in(smears: Sequence[Image.Image], factor: int = 3) -> list[ForeignIma
     out = []
     for i, smear in enumerate(smears):
         w, h = smear.size
-        box = ((w - w // factor) // 2, (h - h // factor) // 2,
-               (w + w // factor) // 2, (h + h // factor) // 2)
-        out.append(ForeignImage("zoomed_in", f"smear{i}_x{factor}",
-                                smear.crop(box).resize((SIZE, SIZE), Image.Resampling.BICUBIC)))
+        box = (
+            (w - w // factor) // 2,
+            (h - h // factor) // 2,
+            (w + w // factor) // 2,
+            (h + h // factor) // 2,
+        )
+        out.append(
+            ForeignImage(
+                "zoomed_in",
+                f"smear{i}_x{factor}",
+                smear.crop(box).resize((SIZE, SIZE), Image.Resampling.BICUBIC),
+            )
+        )
     return out
 
 
@@ -159,10 +195,16 @@ def zoomed_out(smears: Sequence[Image.Image], tiles: int = 3) -> list[ForeignIma
     for i in range(n):
         mosaic = Image.new("RGB", (SIZE * tiles, SIZE * tiles))
         for t in range(tiles * tiles):
-            mosaic.paste(smears[(i + t) % n].resize((SIZE, SIZE)), ((t % tiles) * SIZE,
-                                                                    (t // tiles) * SIZE))
-        out.append(ForeignImage("zoomed_out", f"mosaic{i}_{tiles}x{tiles}",
-                                mosaic.resize((SIZE, SIZE), Image.Resampling.BILINEAR)))
+            mosaic.paste(
+                smears[(i + t) % n].resize((SIZE, SIZE)), ((t % tiles) * SIZE, (t // tiles) * SIZE)
+            )
+        out.append(
+            ForeignImage(
+                "zoomed_out",
+                f"mosaic{i}_{tiles}x{tiles}",
+                mosaic.resize((SIZE, SIZE), Image.Resampling.BILINEAR),
+            )
+        )
     return out
 
 
@@ -183,9 +225,14 @@ def cell_box(smear: Image.Image) -> tuple[int, int, int, int]:
 
 
 def single_cell(smears: Sequence[Image.Image]) -> list[ForeignImage]:
-    return [ForeignImage("single_cell", f"smear{i}_cell",
-                         smear.crop(cell_box(smear)).resize((SIZE, SIZE), Image.Resampling.BICUBIC))
-            for i, smear in enumerate(smears)]
+    return [
+        ForeignImage(
+            "single_cell",
+            f"smear{i}_cell",
+            smear.crop(cell_box(smear)).resize((SIZE, SIZE), Image.Resampling.BICUBIC),
+        )
+        for i, smear in enumerate(smears)
+    ]
 
 
 def foreign_set(smear_paths: Sequence[str | Path] = (), seed: int = 0) -> list[ForeignImage]:
@@ -194,11 +241,11 @@ def foreign_set(smear_paths: Sequence[str | Path] = (), seed: int = 0) -> list[F
     With 12 or more smear paths it holds 68 synthetic and 72 smear-derived images.
     """
     rng = np.random.default_rng(seed)
-    images = (noise(rng) + solid(rng) + text(rng) + gradient(rng) + checkerboard(rng)
-              + shapes(rng))
+    images = noise(rng) + solid(rng) + text(rng) + gradient(rng) + checkerboard(rng) + shapes(rng)
     smears = [load_image(p) for p in list(smear_paths)[:12]]
     if smears:
         # Four smears x nine recolourings, so that kind does not swamp the others.
-        images += (recoloured(smears[:4]) + zoomed_in(smears) + zoomed_out(smears)
-                   + single_cell(smears))
+        images += (
+            recoloured(smears[:4]) + zoomed_in(smears) + zoomed_out(smears) + single_cell(smears)
+        )
     return images

@@ -34,8 +34,9 @@ def dilated_cells(image: Image.Image) -> np.ndarray:
     return ndi.binary_dilation(segment(image).mask, iterations=DILATION_PX)
 
 
-def heat_shares(cam: GradCam, image: Image.Image,
-                cells: np.ndarray | None = None) -> tuple[float, float, float] | None:
+def heat_shares(
+    cam: GradCam, image: Image.Image, cells: np.ndarray | None = None
+) -> tuple[float, float, float] | None:
     """Shares of the top class's heat on the (dilated) leukocytes and in the scale-bar
     corner, and the share of the image the dilated leukocytes cover; None without heat.
 
@@ -49,7 +50,7 @@ def heat_shares(cam: GradCam, image: Image.Image,
         return None
     cells = dilated_cells(image) if cells is None else cells
     h, w = heat.shape
-    corner = heat[int(h * SCALE_BAR_BOX[1]):, int(w * SCALE_BAR_BOX[0]):].sum()
+    corner = heat[int(h * SCALE_BAR_BOX[1]) :, int(w * SCALE_BAR_BOX[0]) :].sum()
     return float(heat[cells].sum() / total), float(corner / total), float(cells.mean())
 
 
@@ -68,23 +69,34 @@ def spread(samples: Sequence[Sample], per_class: int) -> list[Sample]:
 def summarise(found: list[tuple[int, tuple[float, float, float] | None]]) -> dict[str, Any]:
     """Mean shares overall and per class, how many images have most heat on cells, and
     how many have an empty map (no part of the image raised the class's score)."""
+
     def stats(rows: list[tuple[float, float, float]]) -> dict[str, Any]:
         if not rows:
             return {"n": 0}
         arr = np.array(rows)
-        return {"n": len(rows), "on_cells": float(arr[:, 0].mean()),
-                "corner": float(arr[:, 1].mean()), "cell_area": float(arr[:, 2].mean()),
-                "majority_on_cells": float((arr[:, 0] > 0.5).mean())}
+        return {
+            "n": len(rows),
+            "on_cells": float(arr[:, 0].mean()),
+            "corner": float(arr[:, 1].mean()),
+            "cell_area": float(arr[:, 2].mean()),
+            "majority_on_cells": float((arr[:, 0] > 0.5).mean()),
+        }
 
-    out: dict[str, Any] = {"overall": stats([r for _, r in found if r is not None]),
-                 "empty_maps": sum(r is None for _, r in found), "n_images": len(found)}
-    out["per_class"] = {c: stats([r for lab, r in found if lab == i and r is not None])
-                        for i, c in enumerate(CLASS_IDS)}
+    out: dict[str, Any] = {
+        "overall": stats([r for _, r in found if r is not None]),
+        "empty_maps": sum(r is None for _, r in found),
+        "n_images": len(found),
+    }
+    out["per_class"] = {
+        c: stats([r for lab, r in found if lab == i and r is not None])
+        for i, c in enumerate(CLASS_IDS)
+    }
     return out
 
 
-def measure(models: Sequence[LoadedModel], test_samples: Sequence[Sample],
-            per_class: int = PER_CLASS) -> dict[str, Any]:
+def measure(
+    models: Sequence[LoadedModel], test_samples: Sequence[Sample], per_class: int = PER_CLASS
+) -> dict[str, Any]:
     """Heat shares of each model on ``per_class`` test images of each class."""
     # Decoded and segmented once; every model is scored on the same images and masks.
     picked = spread(test_samples, per_class)
@@ -93,34 +105,57 @@ def measure(models: Sequence[LoadedModel], test_samples: Sequence[Sample],
     results = {}
     for model in models:
         cam = GradCam(model)
-        found = [(label, heat_shares(cam, image, cells))
-                 for label, image, cells in track(shown, f"Grad-CAM heat of {model.name}")]
-        results[model.name] = {"architecture": model.card.architecture,
-                               "layer": cam.layer_name, **summarise(found)}
+        found = [
+            (label, heat_shares(cam, image, cells))
+            for label, image, cells in track(shown, f"Grad-CAM heat of {model.name}")
+        ]
+        results[model.name] = {
+            "architecture": model.card.architecture,
+            "layer": cam.layer_name,
+            **summarise(found),
+        }
     return results
 
 
 def heat_markdown(results: dict[str, Any]) -> str:
-    header = ["model", "layer", "empty maps", "heat on cells", "cells' area",
-              "images with most heat on cells",
-              *(f"on cells: {DISPLAY_NAMES[c]}" for c in CLASS_IDS), "scale-bar corner"]
+    header = [
+        "model",
+        "layer",
+        "empty maps",
+        "heat on cells",
+        "cells' area",
+        "images with most heat on cells",
+        *(f"on cells: {DISPLAY_NAMES[c]}" for c in CLASS_IDS),
+        "scale-bar corner",
+    ]
     rows = []
     for r in results.values():
         o = r["overall"]
         per = [f"{r['per_class'][c].get('on_cells', float('nan')):.3f}" for c in CLASS_IDS]
-        rows.append([r["architecture"], f"`{r['layer']}`", f"{r['empty_maps']} of {r['n_images']}",
-                     f"{o['on_cells']:.3f}", f"{o['cell_area']:.3f}",
-                     f"{100 * o['majority_on_cells']:.0f}%", *per, f"{o['corner']:.3f}"])
-    return "\n".join([
-        "## Where the models look (Grad-CAM)",
-        "",
-        f"Share of the predicted class's Grad-CAM heat on the segmented leukocytes (mask "
-        f"dilated by {DILATION_PX} px) and in the scale-bar corner, on {PER_CLASS} test "
-        "images per class; *cells' area* is the share of the image the dilated leukocytes "
-        "cover. "
-        "A model reading cell morphology would put most of its heat (> 0.5) on them. "
-        "*Empty maps*: images where no part of the image raised the predicted class's "
-        "score, so the heatmap shows nothing (left out of the means).",
-        "",
-        table(header, rows),
-    ])
+        rows.append(
+            [
+                r["architecture"],
+                f"`{r['layer']}`",
+                f"{r['empty_maps']} of {r['n_images']}",
+                f"{o['on_cells']:.3f}",
+                f"{o['cell_area']:.3f}",
+                f"{100 * o['majority_on_cells']:.0f}%",
+                *per,
+                f"{o['corner']:.3f}",
+            ]
+        )
+    return "\n".join(
+        [
+            "## Where the models look (Grad-CAM)",
+            "",
+            f"Share of the predicted class's Grad-CAM heat on the segmented leukocytes (mask "
+            f"dilated by {DILATION_PX} px) and in the scale-bar corner, on {PER_CLASS} test "
+            "images per class; *cells' area* is the share of the image the dilated leukocytes "
+            "cover. "
+            "A model reading cell morphology would put most of its heat (> 0.5) on them. "
+            "*Empty maps*: images where no part of the image raised the predicted class's "
+            "score, so the heatmap shows nothing (left out of the means).",
+            "",
+            table(header, rows),
+        ]
+    )

@@ -7,8 +7,9 @@ from collections.abc import Iterable, Sequence
 ALIGNMENTS = {"left": "---", "right": "---:", "center": ":---:"}
 
 
-def table(header: Sequence[str], rows: Iterable[Sequence[object]],
-          align: Sequence[str] | None = None) -> str:
+def table(
+    header: Sequence[str], rows: Iterable[Sequence[object]], align: Sequence[str] | None = None
+) -> str:
     """A Markdown table; ``align`` gives each column's alignment (default: left)."""
     width = len(header)
     align = list(align) if align is not None else ["left"] * width

@@ -55,8 +55,12 @@ def classification_report(y_true: np.ndarray, probs: np.ndarray) -> dict[str, An
         recall = tp / cm[i].sum() if cm[i].sum() else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         f1s.append(f1)
-        entry = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
-                 "support": int(cm[i].sum())}
+        entry = {
+            "precision": float(precision),
+            "recall": float(recall),
+            "f1": float(f1),
+            "support": int(cm[i].sum()),
+        }
         if 0 < (y_true == i).sum() < len(y_true):
             entry["auc"] = roc_curve(y_true == i, probs[:, i])[2]
         per_class[class_id] = entry

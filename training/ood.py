@@ -49,7 +49,7 @@ def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, float]:
     mu = np.trace(s) / p
     target = mu * np.eye(p)
     d2 = float(((s - target) ** 2).sum())
-    b2 = float(((x ** 2).sum(axis=1) ** 2).sum() - n * (s ** 2).sum()) / n ** 2
+    b2 = float(((x**2).sum(axis=1) ** 2).sum() - n * (s**2).sum()) / n**2
     shrinkage = 1.0 if d2 == 0 else min(max(b2, 0.0), d2) / d2
     return (1 - shrinkage) * s + shrinkage * target, shrinkage
 
@@ -62,8 +62,9 @@ def _precision(cov: np.ndarray) -> np.ndarray:
     return np.linalg.inv(cov + ridge * np.eye(len(cov)))
 
 
-def fit_class_gaussians(features: np.ndarray, y: np.ndarray,
-                        n_classes: int) -> tuple[np.ndarray, np.ndarray, float]:
+def fit_class_gaussians(
+    features: np.ndarray, y: np.ndarray, n_classes: int
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Class means and the precision of the shared (tied), shrunk covariance."""
     means = np.stack([features[y == k].mean(axis=0) for k in range(n_classes)])
     cov, shrinkage = ledoit_wolf(features - means[y])
@@ -76,9 +77,12 @@ def fit_gaussian(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     return mean, _precision(cov), shrinkage
 
 
-def choose_uncertain_below(confidence: np.ndarray, correct: np.ndarray,
-                           target: float = UNCERTAIN_TARGET_ACCURACY,
-                           window: int = UNCERTAIN_WINDOW) -> float:
+def choose_uncertain_below(
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    target: float = UNCERTAIN_TARGET_ACCURACY,
+    window: int = UNCERTAIN_WINDOW,
+) -> float:
     """The confidence below which predictions are right less than ``target`` of the time.
 
     Sorts the validation predictions by confidence and slides a window of ``window``
@@ -103,15 +107,21 @@ def choose_uncertain_below(confidence: np.ndarray, correct: np.ndarray,
     return float((conf[end - 1] + conf[end]) / 2)
 
 
-def extract(loaded: LoadedModel, forward: Any, images: Sequence[str | Path | Image.Image],
-            chunk: int = 64, description: str = "features") -> tuple[np.ndarray, ...]:
+def extract(
+    loaded: LoadedModel,
+    forward: Any,
+    images: Sequence[str | Path | Image.Image],
+    chunk: int = 64,
+    description: str = "features",
+) -> tuple[np.ndarray, ...]:
     """Features, logits and image statistics of paths or PIL images, decoded once each."""
     feats: list[np.ndarray] = []
     logits: list[np.ndarray] = []
     stats: list[np.ndarray] = []
     for start in track(range(0, len(images), chunk), f"{loaded.name}: {description}"):
-        batch = [load_image(i) if isinstance(i, str | Path) else i
-                 for i in images[start:start + chunk]]
+        batch = [
+            load_image(i) if isinstance(i, str | Path) else i for i in images[start : start + chunk]
+        ]
         x = np.stack([to_model_input(im, loaded.input_size) for im in batch])
         f, lg = forward(x)
         feats.append(f.numpy())
@@ -131,8 +141,9 @@ def _combined(parts: dict[str, np.ndarray]) -> np.ndarray:
     return np.asarray(np.max(np.stack([parts[k] for k in COMPONENTS]), axis=0))
 
 
-def fit_ood(models_dir: str | Path, name: str, data_dir: str | Path,
-            samples: list[Sample] | None = None) -> OodSection:
+def fit_ood(
+    models_dir: str | Path, name: str, data_dir: str | Path, samples: list[Sample] | None = None
+) -> OodSection:
     """Fit, measure and write the guard of model ``name``; returns its ``ood`` section."""
     root = Path(models_dir)
     loaded = load_model(root, name)
@@ -140,21 +151,31 @@ def fit_ood(models_dir: str | Path, name: str, data_dir: str | Path,
     samples = samples if samples is not None else discover(data_dir)
     manifest = root / MANIFEST_NAME
     parts = {s: _split(samples, manifest, s) for s in ("train", "val", "test")}
-    data = {s: extract(loaded, forward, [p.path for p in v], description=f"{s} split")
-            for s, v in parts.items()}
+    data = {
+        s: extract(loaded, forward, [p.path for p in v], description=f"{s} split")
+        for s, v in parts.items()
+    }
     y_train = np.array([p.label for p in parts["train"]])
 
-    f_means, f_prec, f_shrink = fit_class_gaussians(data["train"][0], y_train,
-                                                    len(loaded.class_ids))
+    f_means, f_prec, f_shrink = fit_class_gaussians(
+        data["train"][0], y_train, len(loaded.class_ids)
+    )
     i_mean, i_prec, i_shrink = fit_gaussian(data["train"][2])
-    guard = OodGuard(model_name=name, feature_means=f_means, feature_precision=f_prec,
-                     image_mean=i_mean[None, :], image_precision=i_prec,
-                     scales={k: 1.0 for k in COMPONENTS}, threshold=1.0,
-                     input_size=loaded.input_size)
+    guard = OodGuard(
+        model_name=name,
+        feature_means=f_means,
+        feature_precision=f_prec,
+        image_mean=i_mean[None, :],
+        image_precision=i_prec,
+        scales={k: 1.0 for k in COMPONENTS},
+        threshold=1.0,
+        input_size=loaded.input_size,
+    )
     raw_val = guard.components(data["val"][0], data["val"][2])
     # Floored so a component that is zero on all validation images (dead features) stays finite.
-    guard.scales = {k: max(float(np.quantile(raw_val[k], VAL_QUANTILE)), MIN_SCALE)
-                    for k in COMPONENTS}
+    guard.scales = {
+        k: max(float(np.quantile(raw_val[k], VAL_QUANTILE)), MIN_SCALE) for k in COMPONENTS
+    }
     scaled = {s: guard.components(data[s][0], data[s][2]) for s in ("val", "test")}
     guard.threshold = float(np.quantile(_combined(scaled["val"]), VAL_QUANTILE))
     flagged = {s: _combined(scaled[s]) > guard.threshold for s in scaled}
@@ -165,8 +186,9 @@ def fit_ood(models_dir: str | Path, name: str, data_dir: str | Path,
 
     y_val = np.array([p.label for p in parts["val"]])
     val_probs = loaded.probabilities(data["val"][1])
-    uncertain_below = choose_uncertain_below(val_probs.max(axis=1),
-                                             val_probs.argmax(axis=1) == y_val)
+    uncertain_below = choose_uncertain_below(
+        val_probs.max(axis=1), val_probs.argmax(axis=1) == y_val
+    )
     y_test = np.array([p.label for p in parts["test"]])
     test_probs = loaded.probabilities(data["test"][1])
     test_unc = test_probs.max(axis=1) < uncertain_below
@@ -174,17 +196,22 @@ def fit_ood(models_dir: str | Path, name: str, data_dir: str | Path,
 
     npz_path = model_files(root, name).ood
     with npz_path.open("wb") as fh:
-        np.savez_compressed(fh, feature_means=f_means.astype(np.float32),
-                            feature_precision=f_prec.astype(np.float32),
-                            image_mean=i_mean.astype(np.float32),
-                            image_precision=i_prec.astype(np.float32))
+        np.savez_compressed(
+            fh,
+            feature_means=f_means.astype(np.float32),
+            feature_precision=f_prec.astype(np.float32),
+            image_mean=i_mean.astype(np.float32),
+            image_precision=i_prec.astype(np.float32),
+        )
     kinds = [k for k in KINDS if any(f.kind == k for f in foreign)]
     section = OodSection(
-        method=("max of two Mahalanobis distances, each divided by its validation "
-                f"{VAL_QUANTILE:.1%} quantile: (1) penultimate-layer features to the nearest "
-                "class-conditional Gaussian (shared Ledoit-Wolf covariance), (2) colour and "
-                f"texture statistics of the image at {STATS_SIZE}x{STATS_SIZE} to one "
-                "Gaussian; fitted on the train split; flagged when above the threshold"),
+        method=(
+            "max of two Mahalanobis distances, each divided by its validation "
+            f"{VAL_QUANTILE:.1%} quantile: (1) penultimate-layer features to the nearest "
+            "class-conditional Gaussian (shared Ledoit-Wolf covariance), (2) colour and "
+            f"texture statistics of the image at {STATS_SIZE}x{STATS_SIZE} to one "
+            "Gaussian; fitted on the train split; flagged when above the threshold"
+        ),
         feature_layer=penultimate_layer(loaded.keras_model).name,
         file=npz_path.name,
         sha256=hashlib.sha256(npz_path.read_bytes()).hexdigest(),
@@ -196,14 +223,23 @@ def fit_ood(models_dir: str | Path, name: str, data_dir: str | Path,
         val_flag_rate=round(float(flagged["val"].mean()), 4),
         test_flag_rate=round(float(flagged["test"].mean()), 4),
         test_flag_rate_by_component={
-            k: round(float((scaled["test"][k] > guard.threshold).mean()), 4) for k in COMPONENTS},
+            k: round(float((scaled["test"][k] > guard.threshold).mean()), 4) for k in COMPONENTS
+        },
         n_val=len(parts["val"]),
         n_test=len(parts["test"]),
         foreign_flag_rate=round(float(np.mean(foreign_flags)), 4),
         n_foreign=len(foreign),
         foreign_flag_rate_by_kind={
-            k: round(float(np.mean([f for f, img in zip(foreign_flags, foreign, strict=True)
-                                    if img.kind == k])), 4) for k in kinds},
+            k: round(
+                float(
+                    np.mean(
+                        [f for f, img in zip(foreign_flags, foreign, strict=True) if img.kind == k]
+                    )
+                ),
+                4,
+            )
+            for k in kinds
+        },
         foreign_count_by_kind={k: sum(img.kind == k for img in foreign) for k in kinds},
     )
     card = loaded.card
@@ -215,21 +251,26 @@ def fit_ood(models_dir: str | Path, name: str, data_dir: str | Path,
             "a prediction is 'uncertain' when its calibrated top-class probability is below "
             "uncertain_below: just above the most confident run of "
             f"{UNCERTAIN_WINDOW} neighbouring validation predictions (sorted by confidence) "
-            f"that are right less than {UNCERTAIN_TARGET_ACCURACY:.0%} of the time"),
+            f"that are right less than {UNCERTAIN_TARGET_ACCURACY:.0%} of the time"
+        ),
         uncertain_val_rate=round(float((val_probs.max(axis=1) < uncertain_below).mean()), 4),
         uncertain_test_rate=round(float(test_unc.mean()), 4),
         test_accuracy_when_confident=(
-            round(float(test_correct[~test_unc].mean()), 4) if (~test_unc).any() else None),
+            round(float(test_correct[~test_unc].mean()), 4) if (~test_unc).any() else None
+        ),
         test_accuracy_when_uncertain=(
-            round(float(test_correct[test_unc].mean()), 4) if test_unc.any() else None),
+            round(float(test_correct[test_unc].mean()), 4) if test_unc.any() else None
+        ),
     )
     card.save(model_files(root, name).card)
     return section
 
 
-def score_foreign(guard: OodGuard, loaded: LoadedModel, forward: Any,
-                  foreign: list[ForeignImage]) -> list[bool]:
+def score_foreign(
+    guard: OodGuard, loaded: LoadedModel, forward: Any, foreign: list[ForeignImage]
+) -> list[bool]:
     """Whether the guard flags each foreign image (batched, same maths as serving)."""
-    feats, _, stats = extract(loaded, forward, [f.image for f in foreign],
-                              description="foreign set")
+    feats, _, stats = extract(
+        loaded, forward, [f.image for f in foreign], description="foreign set"
+    )
     return list(_combined(guard.components(feats, stats)) > guard.threshold)

@@ -38,8 +38,14 @@ def confusion(cm: np.ndarray, title: str, out: Path) -> None:
     ax.set_yticks(range(len(names)), names)
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                color="white" if cm[i, j] > cm.max() / 2 else "black",
+            )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
@@ -64,16 +70,26 @@ def roc(y_true: np.ndarray, probs: np.ndarray, title: str, out: Path) -> None:
     plt.close(fig)
 
 
-def reliability(probs_before: np.ndarray, probs_after: np.ndarray, y_true: np.ndarray,
-                title: str, out: Path, n_bins: int = 10) -> None:
+def reliability(
+    probs_before: np.ndarray,
+    probs_after: np.ndarray,
+    y_true: np.ndarray,
+    title: str,
+    out: Path,
+    n_bins: int = 10,
+) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 5))
     edges = np.linspace(0, 1, n_bins + 1)
     centers = (edges[:-1] + edges[1:]) / 2
     for probs, label in ((probs_before, "before"), (probs_after, "after temperature scaling")):
         conf = probs.max(axis=1)
         correct = probs.argmax(axis=1) == y_true
-        accs = [correct[(conf > lo) & (conf <= hi)].mean() if ((conf > lo) & (conf <= hi)).any()
-                else np.nan for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+        accs = [
+            correct[(conf > lo) & (conf <= hi)].mean()
+            if ((conf > lo) & (conf <= hi)).any()
+            else np.nan
+            for lo, hi in zip(edges[:-1], edges[1:], strict=True)
+        ]
         ax.plot(centers, accs, "o-", label=label)
     ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfect calibration")
     ax.set_xlabel("confidence")

@@ -71,8 +71,11 @@ def measure(models_dir: Path, samples: list[Sample]) -> list[ModelRow]:
     for name in model_names(models_dir):
         model = load_model(models_dir, name)
         x, y = load_arrays(samples, model.input_size)
-        row = ModelRow(model=model, base=TestMetrics(**classification_report(y, model.predict(x))),
-                       ms=single_image_ms(model, x))
+        row = ModelRow(
+            model=model,
+            base=TestMetrics(**classification_report(y, model.predict(x))),
+            ms=single_image_ms(model, x),
+        )
         for key, fn in track(PERTURBATIONS.items(), f"{name}: perturbations"):
             xp = np.stack([fn(img) for img in x])
             row.perturbed[key] = classification_report(y, model.predict(xp))["accuracy"]
@@ -84,19 +87,33 @@ def render(rows: list[ModelRow], n_test: int, extra_sections: list[str]) -> str:
     comparison = []
     for r in rows:
         card, b = r.model.card, r.base
-        comparison.append([
-            card.architecture, paper_accuracy(r.name), _pct(b.accuracy), f"{b.macro_f1:.4f}",
-            *(_pct(b.per_class[c]["recall"]) for c in CLASS_IDS),
-            f"{card.parameters:,}", f"{card.file_size_bytes / 1e6:.1f} MB",
-            f"{card.training['seconds'] / 60:.1f} min ({card.training['epochs_run']} epochs)",
-            card.views, f"{r.ms:.1f} ms",
-        ])
+        comparison.append(
+            [
+                card.architecture,
+                paper_accuracy(r.name),
+                _pct(b.accuracy),
+                f"{b.macro_f1:.4f}",
+                *(_pct(b.per_class[c]["recall"]) for c in CLASS_IDS),
+                f"{card.parameters:,}",
+                f"{card.file_size_bytes / 1e6:.1f} MB",
+                f"{card.training['seconds'] / 60:.1f} min ({card.training['epochs_run']} epochs)",
+                card.views,
+                f"{r.ms:.1f} ms",
+            ]
+        )
     robustness = []
     for r in rows:
         base = r.base.accuracy
-        robustness.append([r.model.card.architecture, _pct(base),
-                           *(f"{_pct(r.perturbed[k])} ({100 * (r.perturbed[k] - base):+.2f})"
-                             for k in PERTURBATIONS)])
+        robustness.append(
+            [
+                r.model.card.architecture,
+                _pct(base),
+                *(
+                    f"{_pct(r.perturbed[k])} ({100 * (r.perturbed[k] - base):+.2f})"
+                    for k in PERTURBATIONS
+                ),
+            ]
+        )
     worst = {r.name: max(r.base.accuracy - r.perturbed[k] for k in SHORTCUTS) for r in rows}
     out = [
         "# Model report",
@@ -109,9 +126,21 @@ def render(rows: list[ModelRow], n_test: int, extra_sections: list[str]) -> str:
         "",
         "## The paper's comparison, measured",
         "",
-        table(["model", "paper accuracy", "test accuracy", "macro-F1",
-               *(f"recall {c}" for c in CLASS_IDS), "parameters", "file size", "training time",
-               "test-time views", "CPU inference (1 image)"], comparison),
+        table(
+            [
+                "model",
+                "paper accuracy",
+                "test accuracy",
+                "macro-F1",
+                *(f"recall {c}" for c in CLASS_IDS),
+                "parameters",
+                "file size",
+                "training time",
+                "test-time views",
+                "CPU inference (1 image)",
+            ],
+            comparison,
+        ),
         "",
         "Training time is wall time on the 2-core CPU machine, as recorded in each model's "
         "card. Inference time is the median of 50 single-image forward passes after "
@@ -131,15 +160,18 @@ def render(rows: list[ModelRow], n_test: int, extra_sections: list[str]) -> str:
         table(["model", "unperturbed", *PERTURBATIONS], robustness),
         "",
         "Largest loss under the two shortcut checks (target: at most 3 points): "
-        + ", ".join(f"{n} {100 * v:.2f} points" for n, v in worst.items()) + ".",
+        + ", ".join(f"{n} {100 * v:.2f} points" for n, v in worst.items())
+        + ".",
         "",
         "## Figures",
         "",
     ]
     for r in rows:
         n = r.name
-        out.append(f"- {r.model.card.architecture}: [training curves]({n}.curves.png), "
-                   f"[confusion matrix]({n}.confusion.png), [ROC]({n}.roc.png)")
+        out.append(
+            f"- {r.model.card.architecture}: [training curves]({n}.curves.png), "
+            f"[confusion matrix]({n}.confusion.png), [ROC]({n}.roc.png)"
+        )
     out.append("")
     for section in extra_sections:
         out += [section.rstrip(), ""]
@@ -152,9 +184,11 @@ def write_report(data_dir: str | Path, models_dir: Path) -> Path:
     samples = select_split(discover(data_dir), models_dir / MANIFEST_NAME, "test")
     rows = measure(models_dir, samples)
     n_test = rows[0].base.n_images if rows else 0
-    sections = [heat_markdown(measure_heat([r.model for r in rows], samples)),
-                ood_markdown([r.model.card for r in rows]),
-                agreement_markdown(agreement(data_dir))]
+    sections = [
+        heat_markdown(measure_heat([r.model for r in rows], samples)),
+        ood_markdown([r.model.card for r in rows]),
+        agreement_markdown(agreement(data_dir)),
+    ]
     path = models_dir / "REPORT.md"
     path.write_text(render(rows, n_test, extra_sections=sections))
     return path

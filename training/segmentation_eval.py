@@ -82,12 +82,20 @@ def agreement(data_dir: str | Path, limit_per_class: int | None = None) -> dict[
         ours = segment(load_image(photo))
         ref = reference_mask(reference)
         if ref.shape != ours.mask.shape:
-            raise DataSetError(f"{reference} is {ref.shape[::-1]}, its photograph is "
-                               f"{ours.mask.shape[::-1]}")
+            raise DataSetError(
+                f"{reference} is {ref.shape[::-1]}, its photograph is {ours.mask.shape[::-1]}"
+            )
         score = iou(ours.mask, ref)
-        rows.append({"file": f"{photo.parent.name}/{photo.name}", "class": class_id,
-                     "iou": round(score, 4), "ours_fraction": round(ours.foreground_fraction, 4),
-                     "reference_fraction": round(float(ref.mean()), 4), "cells": ours.count})
+        rows.append(
+            {
+                "file": f"{photo.parent.name}/{photo.name}",
+                "class": class_id,
+                "iou": round(score, 4),
+                "ours_fraction": round(ours.foreground_fraction, 4),
+                "reference_fraction": round(float(ref.mean()), 4),
+                "cells": ours.count,
+            }
+        )
     all_scores = [r["iou"] for r in rows]
     ordered = [c for c in CLASS_IDS if any(r["class"] == c for r in rows)]
     return {
@@ -98,8 +106,10 @@ def agreement(data_dir: str | Path, limit_per_class: int | None = None) -> dict[
         "mean_iou_reference_not_empty": _mean([r for r in rows if not _empty(r)]),
         "per_class": {c: _class_summary([r for r in rows if r["class"] == c]) for c in ordered},
         "reference_empty_fraction": REFERENCE_EMPTY_FRACTION,
-        "worst": {c: sorted((r for r in rows if r["class"] == c), key=lambda r: r["iou"])[:N_WORST]
-                  for c in ordered},
+        "worst": {
+            c: sorted((r for r in rows if r["class"] == c), key=lambda r: r["iou"])[:N_WORST]
+            for c in ordered
+        },
     }
 
 
@@ -132,17 +142,36 @@ def agreement_markdown(result: dict[str, Any]) -> str:
         "(`app/core/explanation/segmentation.py`). Agreement with the data set's own segmentation "
         f"(`segmented/`, its non-black pixels) over {result['n_images']} images: mean IoU "
         f"**{result['mean_iou']:.3f}** (median {result['median_iou']:.3f}); "
-        + (f"{not_empty:.3f} without the images whose reference is (nearly) empty."
-           if not_empty is not None else "every reference is (nearly) empty."),
+        + (
+            f"{not_empty:.3f} without the images whose reference is (nearly) empty."
+            if not_empty is not None
+            else "every reference is (nearly) empty."
+        ),
         "",
-        table(["class", "images", "mean IoU", "median IoU", "reference (nearly) empty",
-               "mean IoU, reference not empty"],
-              [[DISPLAY_NAMES.get(class_id, class_id), row["n_images"], f"{row['mean_iou']:.3f}",
-                f"{row['median_iou']:.3f}", row["reference_empty"],
-                "-" if row["mean_iou_reference_not_empty"] is None
-                else f"{row['mean_iou_reference_not_empty']:.3f}"]
-               for class_id, row in result["per_class"].items()],
-              align=["left", *["right"] * 5]),
+        table(
+            [
+                "class",
+                "images",
+                "mean IoU",
+                "median IoU",
+                "reference (nearly) empty",
+                "mean IoU, reference not empty",
+            ],
+            [
+                [
+                    DISPLAY_NAMES.get(class_id, class_id),
+                    row["n_images"],
+                    f"{row['mean_iou']:.3f}",
+                    f"{row['median_iou']:.3f}",
+                    row["reference_empty"],
+                    "-"
+                    if row["mean_iou_reference_not_empty"] is None
+                    else f"{row['mean_iou_reference_not_empty']:.3f}",
+                ]
+                for class_id, row in result["per_class"].items()
+            ],
+            align=["left", *["right"] * 5],
+        ),
     ]
     lines += [
         "",

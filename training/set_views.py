@@ -20,8 +20,13 @@ from training.split import MANIFEST_NAME
 from training.train import MODEL_VERSION, calibrate_and_score
 
 
-def set_views(models_dir: str | Path, name: str, views: int, data_dir: str | Path,
-              samples: list[Sample] | None = None) -> ModelCard:
+def set_views(
+    models_dir: str | Path,
+    name: str,
+    views: int,
+    data_dir: str | Path,
+    samples: list[Sample] | None = None,
+) -> ModelCard:
     """Make model ``name`` in ``models_dir`` average ``views`` views; returns its card."""
     out = Path(models_dir)
     card_path = model_files(out, name).card
@@ -32,8 +37,9 @@ def set_views(models_dir: str | Path, name: str, views: int, data_dir: str | Pat
     for split in ("val", "test"):
         chosen = select_split(samples, out / MANIFEST_NAME, split)
         if not chosen:
-            raise DataSetError(f"no image of {data_dir} is in the {split} split of "
-                               f"{out / MANIFEST_NAME}")
+            raise DataSetError(
+                f"no image of {data_dir} is in the {split} split of {out / MANIFEST_NAME}"
+            )
         arrays[split] = load_arrays(chosen, card.input_size)
 
     card.inference = InferenceSpec.for_views(views)

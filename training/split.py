@@ -70,9 +70,7 @@ def assign_splits(
     for class_id in sorted(by_class):
         groups = by_class[class_id]
         groups.sort(
-            key=lambda g: hashlib.sha256(
-                f"{seed}:{min(s.sha256 for s in g)}".encode()
-            ).hexdigest()
+            key=lambda g: hashlib.sha256(f"{seed}:{min(s.sha256 for s in g)}".encode()).hexdigest()
         )
         total = sum(len(g) for g in groups)
         n_test = round(total * fractions["test"])
@@ -99,8 +97,9 @@ def write_manifest(samples: list[Sample], assignment: dict[str, str], root: Path
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(MANIFEST_FIELDS)
         for s in sorted(samples, key=lambda s: (CLASS_IDS.index(s.class_id), str(s.path))):
-            writer.writerow([s.path.relative_to(root).as_posix(), s.sha256, s.class_id,
-                             assignment[s.sha256]])
+            writer.writerow(
+                [s.path.relative_to(root).as_posix(), s.sha256, s.class_id, assignment[s.sha256]]
+            )
     return hashlib.sha256(out.read_bytes()).hexdigest()
 
 

@@ -52,8 +52,9 @@ class TrainConfig:
     early_stopping_patience: int = 10
     class_weighting: str = "inverse frequency"
     lr_schedule: str = "cosine decay over all epochs"
-    early_stopping: str = ("on validation loss from the second half of the epochs on, "
-                           "best weights restored")
+    early_stopping: str = (
+        "on validation loss from the second half of the epochs on, best weights restored"
+    )
 
 
 def split_samples(
@@ -71,9 +72,13 @@ def augmentation_for(model: str, **overrides: object) -> AugmentProfile:
     return replace(AUGMENTATION, **{**architecture(model).augmentation, **overrides})
 
 
-def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path,
-          samples: list[Sample] | None = None,
-          augmentation: AugmentProfile | None = None) -> ModelCard:
+def train(
+    config: TrainConfig,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    samples: list[Sample] | None = None,
+    augmentation: AugmentProfile | None = None,
+) -> ModelCard:
     """Train ``config.model`` on ``data_dir`` and write every artifact to ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,8 +95,15 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path,
     arrays = {k: load_arrays(v, arch.input_size) for k, v in parts.items()}
     x_train, y_train = arrays["train"]
     x_val, y_val = arrays["val"]
-    log.info("[%s] train %d, val %d, test %d images at %dx%d", config.model, len(y_train),
-             len(y_val), len(arrays["test"][1]), arch.input_size, arch.input_size)
+    log.info(
+        "[%s] train %d, val %d, test %d images at %dx%d",
+        config.model,
+        len(y_train),
+        len(y_val),
+        len(arrays["test"][1]),
+        arch.input_size,
+        arch.input_size,
+    )
 
     model = arch.build(dropout)
     steps = max(1, int(np.ceil(len(y_train) / config.batch_size)))
@@ -103,9 +115,14 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path,
     )
     # Watched only in the second half: the validation loss jumps about under the
     # high early learning rate, and stopping then ends runs far too early.
-    callbacks = [keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True,
-        start_from_epoch=config.epochs // 2)]
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss",
+            patience=config.early_stopping_patience,
+            restore_best_weights=True,
+            start_from_epoch=config.epochs // 2,
+        )
+    ]
     started = time.perf_counter()
     history = model.fit(
         make_dataset(x_train, y_train, config.batch_size, True, config.seed, augmentation),
@@ -135,17 +152,23 @@ def train(config: TrainConfig, data_dir: str | Path, out_dir: str | Path,
         input_size=arch.input_size,
         preprocessing=dict(PREPROCESSING_SPEC),
         inference=InferenceSpec.for_views(arch.views),
-        training={**asdict(config),
-                  "augmentation": augmentation.describe(),
-                  "epochs_run": len(hist["loss"]),
-                  "best_epoch": int(np.argmin(hist["val_loss"])) + 1,
-                  "seconds": round(training_seconds, 1),
-                  "n_train": int(len(y_train)), "n_val": int(len(y_val))},
+        training={
+            **asdict(config),
+            "augmentation": augmentation.describe(),
+            "epochs_run": len(hist["loss"]),
+            "best_epoch": int(np.argmin(hist["val_loss"])) + 1,
+            "seconds": round(training_seconds, 1),
+            "n_train": int(len(y_train)),
+            "n_val": int(len(y_val)),
+        },
         split_manifest=SplitManifestRef(file=MANIFEST_NAME, sha256=manifest_sha),
         parameters=int(model.count_params()),
         file_size_bytes=files.weights.stat().st_size,
-        versions={"tensorflow": tf.__version__, "keras": keras.__version__,
-                  "python": platform.python_version()},
+        versions={
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "python": platform.python_version(),
+        },
         history=hist,
     )
     card.save(files.card)
@@ -180,11 +203,18 @@ def calibrate_and_score(name: str, out: Path, arrays: Arrays) -> ModelCard:
     card.test_metrics = TestMetrics(**report)
     card.save(model_files(out, name).card)
     title = card.architecture
-    plots.confusion(np.array(report["confusion_matrix"]), f"{title}: test split",
-                    out / f"{name}.confusion.png")
+    plots.confusion(
+        np.array(report["confusion_matrix"]), f"{title}: test split", out / f"{name}.confusion.png"
+    )
     plots.roc(y_test, calibrated, f"{title}: one-vs-rest ROC (test)", out / f"{name}.roc.png")
-    plots.reliability(raw, calibrated, y_test, f"{title}: reliability (test)",
-                      out / f"{name}.reliability.png")
-    log.info("[%s] test accuracy %.4f, macro-F1 %.4f, T=%.3f", name, report["accuracy"],
-             report["macro_f1"], temperature)
+    plots.reliability(
+        raw, calibrated, y_test, f"{title}: reliability (test)", out / f"{name}.reliability.png"
+    )
+    log.info(
+        "[%s] test accuracy %.4f, macro-F1 %.4f, T=%.3f",
+        name,
+        report["accuracy"],
+        report["macro_f1"],
+        temperature,
+    )
     return card

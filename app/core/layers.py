@@ -39,7 +39,8 @@ class StainNormalization(keras.layers.Layer):  # type: ignore[misc]
         lum = lum - ops.mean(lum, axis=(1, 2, 3), keepdims=True)
         lum = lum / ops.sqrt(ops.mean(ops.square(lum), axis=(1, 2, 3), keepdims=True) + eps)
         chroma = chroma / ops.sqrt(
-            ops.mean(ops.square(chroma), axis=(1, 2, 3), keepdims=True) + eps)
+            ops.mean(ops.square(chroma), axis=(1, 2, 3), keepdims=True) + eps
+        )
         return lum + chroma
 
     def compute_output_shape(self, input_shape: Any) -> Any:

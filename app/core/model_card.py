@@ -209,7 +209,12 @@ def _value(hint: Any, value: object, where: str) -> object:
 
 
 _JSON_TYPES: dict[object, type | tuple[type, ...]] = {
-    str: str, int: int, float: (int, float), bool: bool, list: list, dict: dict,
+    str: str,
+    int: int,
+    float: (int, float),
+    bool: bool,
+    list: list,
+    dict: dict,
 }
 
 
@@ -220,8 +225,12 @@ def _matches(value: object, target: object, expected: type | tuple[type, ...]) -
 
 
 _DESCRIPTIONS: dict[object, str] = {
-    str: "a string", int: "an integer", float: "a number", bool: "true or false",
-    list: "a list", dict: "an object",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    dict: "an object",
 }
 
 

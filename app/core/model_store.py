@@ -70,8 +70,9 @@ class LoadedModel:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == 3:
             x = x[None]
-        out = [self._logits_fn(tf.constant(x[i:i + BATCH])).numpy()
-               for i in range(0, len(x), BATCH)]
+        out = [
+            self._logits_fn(tf.constant(x[i : i + BATCH])).numpy() for i in range(0, len(x), BATCH)
+        ]
         if not out:
             return np.zeros((0, len(self.class_ids)), np.float32)
         return np.concatenate(out)

@@ -92,8 +92,9 @@ class Prediction:
     @property
     def uncertain(self) -> bool:
         """Calibrated top-class probability below the model's ``uncertain_below``."""
-        return is_uncertain(np.array([self.probabilities[c] for c in CLASS_IDS]),
-                            self.uncertain_below)
+        return is_uncertain(
+            np.array([self.probabilities[c] for c in CLASS_IDS]), self.uncertain_below
+        )
 
     @property
     def status(self) -> Status:

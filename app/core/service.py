@@ -53,13 +53,18 @@ class ServedModel:
     def build(cls, models_dir: Path, name: str) -> ServedModel:
         model = load_model(models_dir, name)
         if tuple(model.class_ids) != CLASS_IDS:
-            raise NoModelsError(f"model {name!r} predicts {model.class_ids}, "
-                                f"the app expects {list(CLASS_IDS)}")
+            raise NoModelsError(
+                f"model {name!r} predicts {model.class_ids}, the app expects {list(CLASS_IDS)}"
+            )
         try:
             guard: OodGuard | None = OodGuard.load(models_dir, model)
         except OodNotFittedError as exc:
-            log.warning("serving model %r without an out-of-distribution check: %s "
-                        "(run `python -m training fit-ood`)", name, exc)
+            log.warning(
+                "serving model %r without an out-of-distribution check: %s "
+                "(run `python -m training fit-ood`)",
+                name,
+                exc,
+            )
             guard = None
         # GradCam traces its graph here, not on the first request.
         served = cls(model=model, gradcam=GradCam(model), guard=guard)
@@ -157,8 +162,11 @@ class InferenceService:
             features, logits = None, loaded.logits(x[None])
         probs = loaded.probabilities(logits)[0]
         modelled = time.perf_counter()
-        ood = (guard.score_features(features, image)
-               if guard is not None and features is not None else None)
+        ood = (
+            guard.score_features(features, image)
+            if guard is not None and features is not None
+            else None
+        )
         guarded = time.perf_counter()
         class_index = int(np.argmax(probs))
         return Prediction(
@@ -193,15 +201,17 @@ class InferenceService:
         drawn = time.perf_counter()
         cells_png = outline_png(shown, cells)
         outlined = time.perf_counter()
-        return prediction.with_explanation(Explanation(
-            gradcam_class=prediction.class_id,
-            gradcam_png=gradcam_png,
-            cells=cells,
-            cells_png=cells_png,
-            segmentation_ms=_ms(start, segmented),
-            gradcam_ms=_ms(segmented, drawn),
-            outline_ms=_ms(drawn, outlined),
-        ))
+        return prediction.with_explanation(
+            Explanation(
+                gradcam_class=prediction.class_id,
+                gradcam_png=gradcam_png,
+                cells=cells,
+                cells_png=cells_png,
+                segmentation_ms=_ms(start, segmented),
+                gradcam_ms=_ms(segmented, drawn),
+                outline_ms=_ms(drawn, outlined),
+            )
+        )
 
     def predict(self, data: bytes, model: str | None = None, explain: bool = False) -> Prediction:
         """``classify``, then ``explain`` when asked: segmentation doubles a request's time."""

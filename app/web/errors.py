@@ -40,8 +40,10 @@ def describe(exc: BaseException) -> tuple[int, str, str]:
     if isinstance(exc, ClassifierError):
         return exc.status, exc.code, exc.message
     if isinstance(exc, CSRFError):
-        return 400, "csrf_failed", (
-            "The form expired or was not sent from this site. Reload the page and try again."
+        return (
+            400,
+            "csrf_failed",
+            ("The form expired or was not sent from this site. Reload the page and try again."),
         )
     if isinstance(exc, RequestEntityTooLarge):
         max_bytes = current_app.config.get("MAX_CONTENT_LENGTH")

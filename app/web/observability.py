@@ -37,9 +37,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 
 
 # Created once per process at import: creating them per app would raise
 # "Duplicated timeseries" in the default registry as soon as a second app is made.
-REQUESTS = Counter(
-    "http_requests", "HTTP requests handled.", ["method", "route", "status"]
-)
+REQUESTS = Counter("http_requests", "HTTP requests handled.", ["method", "route", "status"])
 PREDICTION_LATENCY = Histogram(
     "prediction_latency_seconds",
     "Latency of successful prediction requests, from request start to response.",

@@ -38,15 +38,19 @@ def verdict_detail(p: Prediction) -> str | None:
     """For an uncertain result: the leading class, named as the most likely only."""
     if p.status != "uncertain" or p.uncertain_below is None:
         return None
-    return (f"Most likely {p.label} ({p.confidence * 100:.1f}%), below the "
-            f"{p.uncertain_below * 100:.1f}% this model needs for a verdict")
+    return (
+        f"Most likely {p.label} ({p.confidence * 100:.1f}%), below the "
+        f"{p.uncertain_below * 100:.1f}% this model needs for a verdict"
+    )
 
 
 def timings_json(p: Prediction) -> dict[str, float]:
     """Milliseconds per step that ran, and the total."""
     t, e = p.timings, p.explanation
     steps: dict[str, float | None] = {
-        "decode": t.decode_ms, "preprocess": t.preprocess_ms, "model": t.model_ms,
+        "decode": t.decode_ms,
+        "preprocess": t.preprocess_ms,
+        "model": t.model_ms,
         "ood": t.ood_ms,
         "segmentation": e.segmentation_ms if e else None,
         "gradcam": e.gradcam_ms if e else None,
@@ -58,11 +62,19 @@ def timings_json(p: Prediction) -> dict[str, float]:
 
 def ood_json(p: Prediction) -> dict[str, Any]:
     if p.ood is None:
-        return {"available": False, "score": None, "threshold": None, "reasons": [],
-                "message": f"no fitted OOD guard for model {p.model.name!r}; "
-                           "the check was not run"}
-    return {"available": True, "score": round(p.ood.score, 4),
-            "threshold": round(p.ood.threshold, 4), "reasons": list(p.ood.reasons)}
+        return {
+            "available": False,
+            "score": None,
+            "threshold": None,
+            "reasons": [],
+            "message": f"no fitted OOD guard for model {p.model.name!r}; the check was not run",
+        }
+    return {
+        "available": True,
+        "score": round(p.ood.score, 4),
+        "threshold": round(p.ood.threshold, 4),
+        "reasons": list(p.ood.reasons),
+    }
 
 
 def prediction_json(p: Prediction) -> dict[str, Any]:
@@ -80,8 +92,11 @@ def prediction_json(p: Prediction) -> dict[str, Any]:
         "uncertain": p.uncertain,
         "uncertain_below": p.uncertain_below,
         "probabilities": dict(p.probabilities),
-        "model": {"name": p.model.name, "version": p.model.version,
-                  "display_name": p.model.display_name},
+        "model": {
+            "name": p.model.name,
+            "version": p.model.version,
+            "display_name": p.model.display_name,
+        },
         "elapsed_ms": round(p.total_ms, 2),
         "timings_ms": timings_json(p),
         "image": {"format": p.image_format, "width": p.image.width, "height": p.image.height},
@@ -89,9 +104,11 @@ def prediction_json(p: Prediction) -> dict[str, Any]:
     if p.explanation is not None:
         e = p.explanation
         out["cells"] = e.cells.to_dict()
-        out["explanation"] = {"gradcam_class": e.gradcam_class,
-                              "gradcam_png": _base64(e.gradcam_png),
-                              "cells_png": _base64(e.cells_png)}
+        out["explanation"] = {
+            "gradcam_class": e.gradcam_class,
+            "gradcam_png": _base64(e.gradcam_png),
+            "cells_png": _base64(e.cells_png),
+        }
     return out
 
 
@@ -113,9 +130,16 @@ class Bar:
 
 def probability_bars(p: Prediction) -> list[Bar]:
     """One bar per class, in the fixed class order, the predicted one marked."""
-    return [Bar(class_id=c, label=DISPLAY_NAMES[c], malignant=MALIGNANT[c],
-                percent=round(p.probabilities[c] * 100, 1), top=c == p.class_id)
-            for c in CLASS_IDS]
+    return [
+        Bar(
+            class_id=c,
+            label=DISPLAY_NAMES[c],
+            malignant=MALIGNANT[c],
+            percent=round(p.probabilities[c] * 100, 1),
+            top=c == p.class_id,
+        )
+        for c in CLASS_IDS
+    ]
 
 
 @dataclass(frozen=True)
@@ -139,10 +163,15 @@ def result_page(p: Prediction) -> ResultPage:
         raise ValueError("the result page needs an explained prediction")
     e = p.explanation
     return ResultPage(
-        p=p, verdict=verdict(p), verdict_detail=verdict_detail(p),
-        bars=probability_bars(p), thumbnail=thumbnail_data_uri(p.image),
-        gradcam=png_data_uri(e.gradcam_png), cells=png_data_uri(e.cells_png),
-        gradcam_label=DISPLAY_NAMES[e.gradcam_class], cell_count=e.cells.count,
+        p=p,
+        verdict=verdict(p),
+        verdict_detail=verdict_detail(p),
+        bars=probability_bars(p),
+        thumbnail=thumbnail_data_uri(p.image),
+        gradcam=png_data_uri(e.gradcam_png),
+        cells=png_data_uri(e.cells_png),
+        gradcam_label=DISPLAY_NAMES[e.gradcam_class],
+        cell_count=e.cells.count,
     )
 
 

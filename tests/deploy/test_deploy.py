@@ -49,7 +49,7 @@ def exec_form(instruction: str) -> list[str]:
     """The JSON (exec form) argument list of the last ``instruction`` (CMD or HEALTHCHECK)."""
     args = [a for k, a in instructions() if k == instruction][-1]
     if instruction == "HEALTHCHECK":
-        args = args[args.index("CMD ") + 4:]
+        args = args[args.index("CMD ") + 4 :]
     return json.loads(args)
 
 
@@ -65,16 +65,23 @@ def dockerfile_env() -> dict[str, str]:
 
 def build_context(root: Path) -> list[str]:
     """The files a ``docker build`` of ``root`` sends, as Docker's own client packs them."""
-    patterns = [line.strip() for line in (root / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (root / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     with tar(str(root), exclude=patterns) as archive, tarfile.open(fileobj=archive) as packed:
         return sorted(m.name for m in packed.getmembers() if m.isfile())
 
 
 def test_hadolint_finds_nothing():
     assert HADOLINT.exists(), "hadolint missing: pip install -r requirements-dev.txt"
-    done = subprocess.run([str(HADOLINT), "--no-color", "--failure-threshold", "style",
-                           str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(HADOLINT), "--no-color", "--failure-threshold", "style", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0 and not done.stdout.strip(), done.stdout + done.stderr
 
 
@@ -89,8 +96,15 @@ def test_image_layout():
     first_code = next(i for i, (k, a) in enumerate(steps) if k == "COPY" and a.startswith("app/"))
     assert pip < first_code
     copied = {src for a in copies for src in a.split()[:-1]}
-    assert copied == {"requirements.txt", "app/", "models/", "static/", "templates/",
-                      "wsgi.py", "gunicorn.conf.py"}
+    assert copied == {
+        "requirements.txt",
+        "app/",
+        "models/",
+        "static/",
+        "templates/",
+        "wsgi.py",
+        "gunicorn.conf.py",
+    }
     user = [a for k, a in steps if k == "USER"]
     assert user and user[-1].split(":")[0] not in ("root", "0")
     assert keywords.index("USER") < keywords.index("CMD")
@@ -112,25 +126,41 @@ def test_build_context_of_the_project_holds_what_serving_needs():
     for name in model_names(ROOT / "models"):
         files = {f"models/{name}{suffix}" for suffix in (".keras", ".json", ".ood.npz")}
         assert files <= set(sent)
-    stray = [p for p in sent if not p.startswith(SERVING_FOLDERS)
-             and p not in SERVING_FILES | {"Dockerfile", ".dockerignore"}]
+    stray = [
+        p
+        for p in sent
+        if not p.startswith(SERVING_FOLDERS)
+        and p not in SERVING_FILES | {"Dockerfile", ".dockerignore"}
+    ]
     assert not stray, stray
     assert "models/split.csv" not in sent
     assert not [p for p in sent if "__pycache__" in p or p.endswith(".pyc")]
 
 
-@pytest.mark.parametrize("path, sent", [
-    ("app/web/blueprints/api.py", True), ("models/lenet.keras", True),
-    ("models/lenet.json", True), ("models/lenet.ood.npz", True), ("models/split.csv", False),
-    ("wsgi.py", True), ("gunicorn.conf.py", True), ("requirements.txt", True),
-    ("templates/index.html", True), ("training/train.py", False),
-    ("tests/deploy/test_deploy.py", False), (".venv/bin/python", False), (".git/HEAD", False),
-    ("benchmarks/serve_bench.py", False), ("app/__pycache__/x.pyc", False),
-    ("app/core/__pycache__/x.cpython-311.pyc", False),
-    ("taleqani-all/original/Pro/x.jpg", False), ("requirements-dev.txt", False),
-])
-def test_build_context_leaves_out_what_serving_does_not_need(tmp_path: Path, path: str,
-                                                             sent: bool):
+@pytest.mark.parametrize(
+    "path, sent",
+    [
+        ("app/web/blueprints/api.py", True),
+        ("models/lenet.keras", True),
+        ("models/lenet.json", True),
+        ("models/lenet.ood.npz", True),
+        ("models/split.csv", False),
+        ("wsgi.py", True),
+        ("gunicorn.conf.py", True),
+        ("requirements.txt", True),
+        ("templates/index.html", True),
+        ("training/train.py", False),
+        ("tests/deploy/test_deploy.py", False),
+        (".venv/bin/python", False),
+        (".git/HEAD", False),
+        ("benchmarks/serve_bench.py", False),
+        ("app/__pycache__/x.pyc", False),
+        ("app/core/__pycache__/x.cpython-311.pyc", False),
+        ("taleqani-all/original/Pro/x.jpg", False),
+        ("requirements-dev.txt", False),
+    ],
+)
+def test_build_context_leaves_out_what_serving_does_not_need(tmp_path: Path, path: str, sent: bool):
     for name in ("Dockerfile", ".dockerignore"):
         (tmp_path / name).write_bytes((ROOT / name).read_bytes())
     (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
@@ -141,28 +171,48 @@ def test_build_context_leaves_out_what_serving_does_not_need(tmp_path: Path, pat
 def gunicorn_settings(cpus: int | None = None, **env: str) -> dict:
     """gunicorn.conf.py evaluated in a clean subprocess with ``env`` (it sets os.environ),
     allowed to run on the first ``cpus`` CPUs of this machine only, when given."""
-    code = ("import json, os, runpy; c = runpy.run_path('gunicorn.conf.py'); "
-            "keys = ('bind', 'workers', 'threads', 'worker_class', 'preload_app', 'accesslog', "
-            "'timeout', 'graceful_timeout', 'TF_INTRAOP_THREADS', 'CPUS', 'PARALLEL_BOOTS'); "
-            "out = {k: c[k] for k in keys}; "
-            "out['metrics_dir'] = os.environ['PROMETHEUS_MULTIPROC_DIR']; "
-            "out['metrics_dir_exists'] = os.path.isdir(out['metrics_dir']); "
-            "c['on_exit'](None); out['removed_on_exit'] = not os.path.isdir(out['metrics_dir']); "
-            "print(json.dumps(out))")
-    base = {k: v for k, v in os.environ.items()
-            if k not in ("PORT", "HOST", "BIND", "WEB_CONCURRENCY", "GUNICORN_THREADS",
-                         "GUNICORN_PARALLEL_BOOTS",
-                         "TF_NUM_INTRAOP_THREADS", "PROMETHEUS_MULTIPROC_DIR",
-                         "GUNICORN_OWN_METRICS_DIR")}
+    code = (
+        "import json, os, runpy; c = runpy.run_path('gunicorn.conf.py'); "
+        "keys = ('bind', 'workers', 'threads', 'worker_class', 'preload_app', 'accesslog', "
+        "'timeout', 'graceful_timeout', 'TF_INTRAOP_THREADS', 'CPUS', 'PARALLEL_BOOTS'); "
+        "out = {k: c[k] for k in keys}; "
+        "out['metrics_dir'] = os.environ['PROMETHEUS_MULTIPROC_DIR']; "
+        "out['metrics_dir_exists'] = os.path.isdir(out['metrics_dir']); "
+        "c['on_exit'](None); out['removed_on_exit'] = not os.path.isdir(out['metrics_dir']); "
+        "print(json.dumps(out))"
+    )
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "PORT",
+            "HOST",
+            "BIND",
+            "WEB_CONCURRENCY",
+            "GUNICORN_THREADS",
+            "GUNICORN_PARALLEL_BOOTS",
+            "TF_NUM_INTRAOP_THREADS",
+            "PROMETHEUS_MULTIPROC_DIR",
+            "GUNICORN_OWN_METRICS_DIR",
+        )
+    }
     allowed = sorted(os.sched_getaffinity(0))[:cpus] if cpus else None
 
     def restrict() -> None:
         if allowed:
             os.sched_setaffinity(0, allowed)
 
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**base, **env},
-                          capture_output=True, text=True, timeout=60, check=True,
-                          preexec_fn=restrict)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        preexec_fn=restrict,
+    )
     return json.loads(done.stdout)
 
 
@@ -186,14 +236,18 @@ def test_gunicorn_shares_the_cpus_it_may_use(cpus: int):
         pytest.skip(f"this machine lets the tests use fewer than {cpus} CPUs")
     conf = gunicorn_settings(cpus=cpus)
     assert conf["CPUS"] == cpus
-    assert (conf["workers"], conf["TF_INTRAOP_THREADS"], conf["PARALLEL_BOOTS"]) == \
-        CPU_SHARES[cpus]
+    assert (conf["workers"], conf["TF_INTRAOP_THREADS"], conf["PARALLEL_BOOTS"]) == CPU_SHARES[cpus]
 
 
 def test_gunicorn_settings_from_the_environment():
-    conf = gunicorn_settings(PORT="9123", HOST="127.0.0.1", WEB_CONCURRENCY="3",
-                             GUNICORN_THREADS="7", TF_NUM_INTRAOP_THREADS="2",
-                             GUNICORN_PARALLEL_BOOTS="3")
+    conf = gunicorn_settings(
+        PORT="9123",
+        HOST="127.0.0.1",
+        WEB_CONCURRENCY="3",
+        GUNICORN_THREADS="7",
+        TF_NUM_INTRAOP_THREADS="2",
+        GUNICORN_PARALLEL_BOOTS="3",
+    )
     assert conf["bind"] == ["127.0.0.1:9123"]
     assert (conf["workers"], conf["threads"], conf["TF_INTRAOP_THREADS"]) == (3, 7, 2)
     assert conf["PARALLEL_BOOTS"] == 3
@@ -248,8 +302,9 @@ def test_cmd_serves_a_prediction_for_a_real_smear(served):
 
 def test_healthcheck_command_passes_when_ready(served):
     env = {**os.environ, "PORT": str(served.port)}
-    done = subprocess.run(exec_form("HEALTHCHECK"), env=env, capture_output=True, timeout=30,
-                          cwd=ROOT)
+    done = subprocess.run(
+        exec_form("HEALTHCHECK"), env=env, capture_output=True, timeout=30, cwd=ROOT
+    )
     assert done.returncode == 0, done.stderr
 
 

@@ -159,8 +159,10 @@ def test_mixed_load_with_a_worker_killed(server, images):
     for t in threads:
         t.join()
 
-    print(f"statuses={dict(tally.statuses)} retries_after_kill={tally.retries_after_kill} "
-          f"killed={killed}")
+    print(
+        f"statuses={dict(tally.statuses)} retries_after_kill={tally.retries_after_kill} "
+        f"killed={killed}"
+    )
     assert sum(tally.statuses.values()) == N_REQUESTS, "ran out of time before all requests"
     assert not tally.failed, tally.failed[:5]
     assert tally.retries_before_kill == 0
@@ -187,8 +189,10 @@ def test_mixed_load_with_a_worker_killed(server, images):
     status, text = get(server.port, "/metrics")
     assert status == 200
     counted = sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.decode().splitlines()
-        if line.startswith("http_requests_total{") and 'route="/api/v1/predict"' in line
+        float(line.rsplit(" ", 1)[1])
+        for line in text.decode().splitlines()
+        if line.startswith("http_requests_total{")
+        and 'route="/api/v1/predict"' in line
         and 'status="200"' in line
     )
     assert counted >= tally.successes + len(images) * len(models)
@@ -202,8 +206,10 @@ def test_slow_upload_does_not_block_other_users(server, images):
     buf = BytesIO()
     Image.new("RGB", (8, 8), (200, 120, 160)).save(buf, "PNG")
     body, ctype = multipart({}, {"image": ("slow.png", buf.getvalue())})
-    head = (f"POST /api/v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    head = (
+        f"POST /api/v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
     per_byte = 4.0 / len(body)  # the upload trickles in over about 4 s
     slow_result: dict[str, object] = {}
 

@@ -22,15 +22,26 @@ pytestmark = [pytest.mark.e2e, pytest.mark.data]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
 # The README's copies change only when asked, so a test run leaves the tree clean.
 SCREENSHOT_DIRS = [ARTIFACTS] + (
     [ROOT / "docs" / "screenshots"] if os.environ.get("UPDATE_SCREENSHOTS") == "1" else []
 )
-VERDICTS = ("Malignant: ", "Benign: hematogones", "Uncertain",
-            "Outside what the model was trained on")
+VERDICTS = (
+    "Malignant: ",
+    "Benign: hematogones",
+    "Uncertain",
+    "Outside what the model was trained on",
+)
 
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium", allow_module_level=True)
@@ -42,8 +53,10 @@ def base_url(models_dir: Path, inference_service) -> Iterator[str]:
     """The real app behind a threaded Werkzeug server on a free local port."""
     from app import create_app
 
-    app = create_app({"APP_ENV": "testing", "MODELS_DIR": str(models_dir),
-                      "SECRET_KEY": "e2e-secret"}, inference=inference_service)
+    app = create_app(
+        {"APP_ENV": "testing", "MODELS_DIR": str(models_dir), "SECRET_KEY": "e2e-secret"},
+        inference=inference_service,
+    )
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -167,8 +180,9 @@ def test_works_without_javascript(browser, base_url: str, smear_images) -> None:
     context.close()
 
 
-def test_foreign_image_shows_the_warning(browser, base_url: str, inference_service,
-                                         tmp_path: Path) -> None:
+def test_foreign_image_shows_the_warning(
+    browser, base_url: str, inference_service, tmp_path: Path
+) -> None:
     if inference_service.served("lenet").guard is None:
         pytest.skip("lenet has no fitted OOD guard in this models folder")
     from PIL import Image

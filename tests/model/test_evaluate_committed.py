@@ -26,7 +26,11 @@ pytestmark = [
 def _evaluate(*args: str) -> list[dict]:
     out = subprocess.run(
         [sys.executable, "-m", "training", "evaluate", "--json", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
     ).stdout
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 

@@ -46,8 +46,9 @@ def spread(data_dir: Path, per_class: int) -> list[Path]:
 
 @pytest.mark.data
 @pytest.mark.parametrize("name", ARCHITECTURES)
-def test_heatmap_shape_and_range_on_real_images(name: str, models_dir: Path,
-                                                data_dir: Path) -> None:
+def test_heatmap_shape_and_range_on_real_images(
+    name: str, models_dir: Path, data_dir: Path
+) -> None:
     cam = gradcam(models_dir, name)
     model = loaded_model(models_dir, name)
     for path in spread(data_dir, 1):
@@ -65,15 +66,18 @@ def test_heatmap_shape_and_range_on_real_images(name: str, models_dir: Path,
 
 @pytest.mark.data
 @pytest.mark.parametrize("name", ARCHITECTURES)
-def test_heat_lies_on_leukocytes_not_on_the_scale_bar(name: str, models_dir: Path,
-                                                      data_dir: Path) -> None:
+def test_heat_lies_on_leukocytes_not_on_the_scale_bar(
+    name: str, models_dir: Path, data_dir: Path
+) -> None:
     cam = gradcam(models_dir, name)
     found = [heat_shares(cam, load_image(path)) for path in spread(data_dir, 5)]
     shares = [f for f in found if f is not None]
     assert len(shares) >= 18, "the top class has no heat on most images"
     on_cells, in_corner, cell_area = (float(np.mean(v)) for v in zip(*shares, strict=True))
-    print(f"{name}: heat on cells {on_cells:.3f} (cells cover {cell_area:.3f} of the image), "
-          f"in the scale-bar corner {in_corner:.3f}")
+    print(
+        f"{name}: heat on cells {on_cells:.3f} (cells cover {cell_area:.3f} of the image), "
+        f"in the scale-bar corner {in_corner:.3f}"
+    )
     assert on_cells >= MIN_HEAT_ON_CELLS
     assert on_cells >= MIN_CELL_HEAT_OVER_AREA.get(name, 1.0) * cell_area
     assert in_corner <= MAX_HEAT_IN_CORNER

@@ -18,8 +18,7 @@ def test_every_registered_architecture_has_a_committed_model(models_dir: Path) -
     assert model_names(models_dir) == sorted(ARCHITECTURES)
 
 
-def test_committed_cards_are_written_exactly_as_the_card_type_writes_them(
-        models_dir: Path) -> None:
+def test_committed_cards_are_written_exactly_as_the_card_type_writes_them(models_dir: Path) -> None:
     # Fails when the card type changed and the cards were not upgraded
     # (python -m training upgrade-cards).
     for name in model_names(models_dir):
@@ -47,8 +46,9 @@ def test_calibrated_probabilities_sum_to_one_and_keep_the_ranking(models_dir: Pa
         calibrated = model.predict(batch)
         raw = model.predict(batch, calibrated=False)
         assert np.allclose(calibrated.sum(axis=1), 1.0, atol=1e-9)
-        assert np.array_equal(np.argsort(-calibrated, axis=1, kind="stable"),
-                              np.argsort(-raw, axis=1, kind="stable"))
+        assert np.array_equal(
+            np.argsort(-calibrated, axis=1, kind="stable"), np.argsort(-raw, axis=1, kind="stable")
+        )
         np.testing.assert_allclose(model.probabilities(model.logits(batch)), calibrated)
         if model.temperature > 1:  # softening: the top class gets less probability
             assert (calibrated.max(axis=1) <= raw.max(axis=1) + 1e-12).all()

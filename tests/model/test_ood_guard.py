@@ -33,8 +33,9 @@ def guard_and_model(models_dir: Path, fitted: list[str]):
     return OodGuard.load(models_dir, model), model
 
 
-def test_load_refuses_a_model_without_fitted_statistics(models_dir: Path, tmp_path: Path,
-                                                        fitted: list[str]) -> None:
+def test_load_refuses_a_model_without_fitted_statistics(
+    models_dir: Path, tmp_path: Path, fitted: list[str]
+) -> None:
     name = fitted[0]
     for suffix in (".keras", ".json"):
         (tmp_path / f"{name}{suffix}").write_bytes((models_dir / f"{name}{suffix}").read_bytes())
@@ -43,23 +44,26 @@ def test_load_refuses_a_model_without_fitted_statistics(models_dir: Path, tmp_pa
 
 
 @pytest.mark.data
-def test_guard_flags_few_real_test_images(guard_and_model, models_dir: Path,
-                                          data_dir: Path) -> None:
+def test_guard_flags_few_real_test_images(
+    guard_and_model, models_dir: Path, data_dir: Path
+) -> None:
     guard, model = guard_and_model
     test = select_split(discover(data_dir), models_dir / "split.csv", "test")
     chosen = sorted(test, key=lambda s: s.sha256)[::4]  # a stable quarter of the test split
     flags = []
     for sample in chosen:
         image = load_image(sample.path)
-        flags.append(guard.score(to_model_input(image, model.input_size), image)
-                     .out_of_distribution)
+        flags.append(
+            guard.score(to_model_input(image, model.input_size), image).out_of_distribution
+        )
     # The threshold flags 2.5% of validation images; allow sampling noise on ~110 images.
     assert np.mean(flags) <= 0.08, f"{sum(flags)} of {len(flags)} real test images flagged"
 
 
 @pytest.mark.data
-def test_guard_flags_constructed_foreign_images_of_every_kind(guard_and_model, models_dir: Path,
-                                                              data_dir: Path) -> None:
+def test_guard_flags_constructed_foreign_images_of_every_kind(
+    guard_and_model, models_dir: Path, data_dir: Path
+) -> None:
     guard, model = guard_and_model
     test = select_split(discover(data_dir), models_dir / "split.csv", "test")
     smears = sorted(test, key=lambda s: s.sha256)[:6]
@@ -78,8 +82,9 @@ def test_guard_flags_constructed_foreign_images_of_every_kind(guard_and_model, m
 
 
 @pytest.mark.data
-def test_one_forward_pass_gives_the_same_result_and_probabilities(guard_and_model,
-                                                                  smear_images) -> None:
+def test_one_forward_pass_gives_the_same_result_and_probabilities(
+    guard_and_model, smear_images
+) -> None:
     guard, model = guard_and_model
     image = load_image(smear_images["benign"][0])
     x = to_model_input(image, model.input_size)

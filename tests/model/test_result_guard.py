@@ -44,17 +44,24 @@ def noise(seed: int, size: tuple[int, int] = (224, 224)) -> bytes:
 @pytest.fixture(scope="module")
 def guarded(inference_service: InferenceService) -> list[str]:
     """Names of the served models that have a fitted OOD guard."""
-    names = [card.name for card in inference_service.models()
-             if inference_service.served(card.name).guard is not None]
+    names = [
+        card.name
+        for card in inference_service.models()
+        if inference_service.served(card.name).guard is not None
+    ]
     if not names:
-        pytest.skip(f"no model in {inference_service.models_dir} has a fitted OOD guard "
-                    "(<name>.ood.npz); run `python -m training fit-ood`")
+        pytest.skip(
+            f"no model in {inference_service.models_dir} has a fitted OOD guard "
+            "(<name>.ood.npz); run `python -m training fit-ood`"
+        )
     return names
 
 
 @pytest.fixture(scope="module")
-def unguarded_service(models_dir: Path, tmp_path_factory: pytest.TempPathFactory,
-                      ) -> InferenceService:
+def unguarded_service(
+    models_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> InferenceService:
     """LeNet alone, without its .ood.npz and with no uncertain threshold in its metadata."""
     folder = tmp_path_factory.mktemp("unguarded")
     shutil.copy(models_dir / "lenet.keras", folder / "lenet.keras")
@@ -88,18 +95,23 @@ def test_random_noise_is_out_of_distribution(inference_service, guarded) -> None
 @pytest.mark.data
 def test_most_real_smears_are_in_distribution(inference_service, guarded, data_dir) -> None:
     rng = np.random.default_rng(0)  # a fixed random sample, 8 per class
-    files = [p for folder in ("Benign", "Early", "Pre", "Pro")
-             for p in rng.permutation(sorted((data_dir / folder).glob("*.jpg")))[:8]]
+    files = [
+        p
+        for folder in ("Benign", "Early", "Pre", "Pro")
+        for p in rng.permutation(sorted((data_dir / folder).glob("*.jpg")))[:8]
+    ]
     for name in guarded:
-        flags = [inference_service.classify(f.read_bytes(), name).out_of_distribution
-                 for f in files]
+        flags = [
+            inference_service.classify(f.read_bytes(), name).out_of_distribution for f in files
+        ]
         assert all(isinstance(f, bool) for f in flags)
         # The threshold flags 2.5% of validation smears (a few % per class): 15% is far out.
         assert sum(flags) <= 0.15 * len(files), (name, sum(flags), len(files))
 
 
-def test_one_forward_pass_when_the_guard_exists(inference_service, guarded, images,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_forward_pass_when_the_guard_exists(
+    inference_service, guarded, images, monkeypatch: pytest.MonkeyPatch
+) -> None:
     name = guarded[0]
     guard = inference_service.served(name).guard
     loaded = inference_service.served(name).model
@@ -124,8 +136,9 @@ def test_one_forward_pass_when_the_guard_exists(inference_service, guarded, imag
     np.testing.assert_allclose([p.probabilities[c] for c in CLASS_IDS], expected, atol=1e-9)
 
 
-def test_calibrated_probabilities_sum_to_one_and_keep_the_ranking(inference_service,
-                                                                   images) -> None:
+def test_calibrated_probabilities_sum_to_one_and_keep_the_ranking(
+    inference_service, images
+) -> None:
     for card in inference_service.models():
         loaded = inference_service.served(card.name).model
         for seed in range(3):

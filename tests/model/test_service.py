@@ -29,8 +29,9 @@ def test_every_model_is_loaded_and_ready(inference_service: InferenceService, mo
         assert served.card is card and served.model.name == card.name
 
 
-def test_classification_is_complete_and_calibrated(inference_service: InferenceService,
-                                                   images) -> None:
+def test_classification_is_complete_and_calibrated(
+    inference_service: InferenceService, images
+) -> None:
     for card in inference_service.models():
         p = inference_service.classify(images.make("JPEG"), card.name)
         assert list(p.probabilities) == list(CLASS_IDS)
@@ -70,12 +71,17 @@ def test_explanation_is_a_separate_step(inference_service: InferenceService, ima
         assert x0 < 150 < x1 and y0 < 100 < y1
         assert e.segmentation_ms > 0 and e.gradcam_ms > 0 and e.outline_ms > 0
         assert p.total_ms == pytest.approx(p.timings.total_ms + e.total_ms)
-        assert inference_service.predict(images.make("JPEG", size=(300, 200)), card.name,
-                                         explain=True).explanation is not None
+        assert (
+            inference_service.predict(
+                images.make("JPEG", size=(300, 200)), card.name, explain=True
+            ).explanation
+            is not None
+        )
 
 
-def test_served_probabilities_equal_the_model_store(inference_service: InferenceService,
-                                                    images) -> None:
+def test_served_probabilities_equal_the_model_store(
+    inference_service: InferenceService, images
+) -> None:
     """The service adds nothing of its own: same preprocessing, same calibrated softmax."""
     data = images.make("PNG", size=(200, 120))
     for card in inference_service.models():
@@ -116,22 +122,21 @@ def test_no_models_and_missing_default(tmp_path, models_dir) -> None:
         InferenceService(models_dir, default_model="nope").load()
 
 
-def test_concurrent_predictions_match_sequential(inference_service: InferenceService,
-                                                  images) -> None:
+def test_concurrent_predictions_match_sequential(
+    inference_service: InferenceService, images
+) -> None:
     uploads = [images.make("PNG", size=(90, 90), seed=i) for i in range(8)]
     models = [card.name for card in inference_service.models()]
     jobs = [(img, models[i % len(models)]) for i, img in enumerate(uploads)]
     sequential = [inference_service.classify(d, m).probabilities for d, m in jobs]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        parallel = list(pool.map(lambda job: inference_service.classify(*job).probabilities,
-                                 jobs))
+        parallel = list(pool.map(lambda job: inference_service.classify(*job).probabilities, jobs))
     for a, b in zip(sequential, parallel, strict=True):
         assert a == pytest.approx(b, abs=1e-6)
 
 
 @pytest.mark.data
-def test_real_smears_match_model_store(inference_service: InferenceService,
-                                       smear_images) -> None:
+def test_real_smears_match_model_store(inference_service: InferenceService, smear_images) -> None:
     for paths in smear_images.values():
         for path in paths[:1]:
             for card in inference_service.models():

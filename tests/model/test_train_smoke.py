@@ -15,8 +15,12 @@ from training.cli import main
 from training.data import discover
 from training.train import TrainConfig, train
 
-COLOURS = {"Benign": (200, 80, 80), "Early": (80, 200, 80), "Pre": (80, 80, 200),
-           "Pro": (200, 200, 80)}
+COLOURS = {
+    "Benign": (200, 80, 80),
+    "Early": (80, 200, 80),
+    "Pre": (80, 80, 200),
+    "Pro": (200, 200, 80),
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +38,15 @@ def tiny_data(tmp_path_factory):
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_one_epoch_writes_every_artifact(tiny_data, tmp_path, name: str) -> None:
     card = train(TrainConfig(model=name, epochs=1, batch_size=8), tiny_data, tmp_path)
-    for suffix in (".keras", ".json", ".ood.npz", ".curves.png", ".confusion.png", ".roc.png",
-                   ".reliability.png"):
+    for suffix in (
+        ".keras",
+        ".json",
+        ".ood.npz",
+        ".curves.png",
+        ".confusion.png",
+        ".roc.png",
+        ".reliability.png",
+    ):
         assert (tmp_path / f"{name}{suffix}").stat().st_size > 0
     assert (tmp_path / "split.csv").is_file()
     assert card == ModelCard.load(tmp_path / f"{name}.json")
@@ -57,16 +68,35 @@ def test_one_epoch_writes_every_artifact(tiny_data, tmp_path, name: str) -> None
 
 
 def test_cli_train_and_evaluate_round_trip(tiny_data, tmp_path, capsys) -> None:
-    assert main(["train", "--model", "lenet", "--data-dir", str(tiny_data), "--epochs", "1",
-                 "--out", str(tmp_path), "--background-swap", "0.5",
-                 "--label-smoothing", "0.2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "lenet",
+                "--data-dir",
+                str(tiny_data),
+                "--epochs",
+                "1",
+                "--out",
+                str(tmp_path),
+                "--background-swap",
+                "0.5",
+                "--label-smoothing",
+                "0.2",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     recorded = ModelCard.load(tmp_path / "lenet.json").training
     assert recorded["augmentation"]["background_swap_p"] == 0.5
     assert recorded["label_smoothing"] == 0.2
     assert recorded["dropout"] == ARCHITECTURES["lenet"].dropout
-    assert main(["evaluate", "--data-dir", str(tiny_data), "--models-dir", str(tmp_path),
-                 "--json"]) == 0
+    assert (
+        main(["evaluate", "--data-dir", str(tiny_data), "--models-dir", str(tmp_path), "--json"])
+        == 0
+    )
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["model"] == "lenet" and result["n_images"] == len(discover(tiny_data))
     assert set(result["per_class"]) == {"benign", "early_pre_b", "pre_b", "pro_b"}
@@ -74,14 +104,42 @@ def test_cli_train_and_evaluate_round_trip(tiny_data, tmp_path, capsys) -> None:
 
 
 def test_cli_set_views_rescores_the_same_weights(tiny_data, tmp_path, capsys) -> None:
-    assert main(["train", "--model", "sequential", "--data-dir", str(tiny_data), "--epochs",
-                 "1", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "sequential",
+                "--data-dir",
+                str(tiny_data),
+                "--epochs",
+                "1",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     before = json.loads((tmp_path / "sequential.json").read_text())
     weights = load_model(tmp_path, "sequential").keras_model.get_weights()
     target = 1 if before["inference"]["views"] == 8 else 8
     capsys.readouterr()
-    assert main(["set-views", "--model", "sequential", "--views", str(target), "--data-dir",
-                 str(tiny_data), "--models-dir", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "set-views",
+                "--model",
+                "sequential",
+                "--views",
+                str(target),
+                "--data-dir",
+                str(tiny_data),
+                "--models-dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert f"[sequential] {target} view(s)" in capsys.readouterr().out
     after = json.loads((tmp_path / "sequential.json").read_text())
     assert after["inference"]["views"] == target
@@ -93,31 +151,73 @@ def test_cli_set_views_rescores_the_same_weights(tiny_data, tmp_path, capsys) ->
     for a, b in zip(reloaded.keras_model.get_weights(), weights, strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(SystemExit):
-        main(["set-views", "--model", "sequential", "--views", "4", "--data-dir",
-              str(tiny_data), "--models-dir", str(tmp_path)])
+        main(
+            [
+                "set-views",
+                "--model",
+                "sequential",
+                "--views",
+                "4",
+                "--data-dir",
+                str(tiny_data),
+                "--models-dir",
+                str(tmp_path),
+            ]
+        )
     # A folder none of whose images is in the split: refused, the model left as it was.
     other = tmp_path / "other"
     for name, colour in COLOURS.items():
         (other / name).mkdir(parents=True)
         Image.new("RGB", (64, 64), colour[::-1]).save(other / name / "x.png")
     capsys.readouterr()
-    assert main(["set-views", "--model", "sequential", "--views", str(before["inference"]
-                 ["views"]), "--data-dir", str(other), "--models-dir", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "set-views",
+                "--model",
+                "sequential",
+                "--views",
+                str(before["inference"]["views"]),
+                "--data-dir",
+                str(other),
+                "--models-dir",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "split" in capsys.readouterr().err
     assert json.loads((tmp_path / "sequential.json").read_text()) == after
 
 
-@pytest.mark.parametrize("layout,message", [
-    ({}, "no class folders"),
-    ({"Lymphocytes": 1}, "unknown class folder"),
-])
+@pytest.mark.parametrize(
+    "layout,message",
+    [
+        ({}, "no class folders"),
+        ({"Lymphocytes": 1}, "unknown class folder"),
+    ],
+)
 def test_cli_refuses_malformed_data_dir(tmp_path, capsys, layout, message: str) -> None:
     for folder, n in layout.items():
         (tmp_path / folder).mkdir()
         for i in range(n):
             Image.new("RGB", (8, 8)).save(tmp_path / folder / f"{i}.png")
-    assert main(["train", "--model", "lenet", "--data-dir", str(tmp_path), "--epochs", "1",
-                 "--out", str(tmp_path / "out")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "lenet",
+                "--data-dir",
+                str(tmp_path),
+                "--epochs",
+                "1",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 2
+    )
     assert message in capsys.readouterr().err
 
 
@@ -127,15 +227,30 @@ def test_cli_refuses_unreadable_image(tiny_data, tmp_path, capsys) -> None:
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)
     (data / "Benign" / "broken.jpg").write_bytes(b"not a jpeg")
-    assert main(["train", "--model", "lenet", "--data-dir", str(data), "--epochs", "1",
-                 "--out", str(tmp_path / "out")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "lenet",
+                "--data-dir",
+                str(data),
+                "--epochs",
+                "1",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 2
+    )
     assert "unreadable image" in capsys.readouterr().err
 
 
 def test_cli_refuses_a_swap_share_outside_0_to_1(tiny_data, capsys) -> None:
     with pytest.raises(SystemExit) as exited:
-        main(["train", "--model", "lenet", "--data-dir", str(tiny_data),
-              "--background-swap", "1.5"])
+        main(
+            ["train", "--model", "lenet", "--data-dir", str(tiny_data), "--background-swap", "1.5"]
+        )
     assert exited.value.code == 2
     assert "not a probability" in capsys.readouterr().err
 

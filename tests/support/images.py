@@ -34,8 +34,14 @@ class ImageFactory:
         image.save(buffer, format=fmt, **save_args)
         return buffer.getvalue()
 
-    def make(self, fmt: str = "PNG", size: tuple[int, int] = (96, 96), mode: str = "RGB",
-             seed: int = 0, **save_args: object) -> bytes:
+    def make(
+        self,
+        fmt: str = "PNG",
+        size: tuple[int, int] = (96, 96),
+        mode: str = "RGB",
+        seed: int = 0,
+        **save_args: object,
+    ) -> bytes:
         return self.encode(self.smear(size, seed).convert(mode), fmt, **save_args)
 
 

@@ -31,12 +31,17 @@ def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tu
     boundary = uuid.uuid4().hex
     parts = []
     for name, value in fields.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
-                     f"{value}\r\n".encode())
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+            f"{value}\r\n".encode()
+        )
     for name, (filename, data) in files.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
-                     f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
-                     .encode() + data + b"\r\n")
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+            f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
+            + data
+            + b"\r\n"
+        )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
@@ -52,8 +57,9 @@ class Client:
         self.host, self.port, self.timeout = host, port, timeout
         self._conn: http.client.HTTPConnection | None = None
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                content_type: str | None = None) -> tuple[int, bytes]:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, content_type: str | None = None
+    ) -> tuple[int, bytes]:
         if self._conn is None:
             self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         headers = {"Content-Type": content_type} if content_type else {}
@@ -102,8 +108,7 @@ def proc_children(pid: int) -> list[int]:
     """Direct children of ``pid`` (from /proc/<pid>/task/*/children, else by scanning /proc)."""
     tasks = Path(f"/proc/{pid}/task")
     try:
-        found = [int(c) for t in tasks.iterdir()
-                 for c in (t / "children").read_text().split()]
+        found = [int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()]
         return sorted(set(found))
     except (FileNotFoundError, PermissionError, ProcessLookupError):
         pass
@@ -152,8 +157,14 @@ class GunicornServer:
         fd, name = tempfile.mkstemp(prefix="gunicorn-", suffix=".log")
         self.log_path = Path(name)
         self.started_at = time.monotonic()
-        self.proc = subprocess.Popen(list(self.cmd), cwd=self.root, env=env, stdout=fd,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            list(self.cmd),
+            cwd=self.root,
+            env=env,
+            stdout=fd,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         os.close(fd)
         return self
 

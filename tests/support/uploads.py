@@ -13,8 +13,14 @@ from flask.testing import FlaskClient
 from tests.support.server import multipart
 
 
-def post_upload(client: FlaskClient, url: str, data: bytes, filename: str = "upload.jpg",
-                field: str = "image", **form: str) -> Any:
+def post_upload(
+    client: FlaskClient,
+    url: str,
+    data: bytes,
+    filename: str = "upload.jpg",
+    field: str = "image",
+    **form: str,
+) -> Any:
     """POST ``data`` as the file of form field ``field``, with the other ``form`` fields."""
     body, content_type = multipart(dict(form), {field: (filename, data)})
     return client.post(url, data=body, content_type=content_type)

@@ -49,7 +49,9 @@ def test_lenet_is_lenet5() -> None:
     model = architecture("lenet").build()
     convs = _convs(model)
     assert [(c.filters, c.kernel_size, c.strides) for c in convs] == [
-        (6, (5, 5), (1, 1)), (16, (5, 5), (1, 1))]
+        (6, (5, 5), (1, 1)),
+        (16, (5, 5), (1, 1)),
+    ]
     pools = [layer for layer in model.layers if isinstance(layer, layers.MaxPooling2D)]
     assert [(p.pool_size, p.strides) for p in pools] == [((2, 2), (2, 2))] * 2
     dense = [layer.units for layer in model.layers if isinstance(layer, layers.Dense)]

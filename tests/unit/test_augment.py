@@ -9,8 +9,11 @@ from training.augment import AUGMENTATION, augment_image, swap_backgrounds
 from training.dataset import cell_masks, make_dataset
 
 
-def _smear(size: int = 64, cell_at: tuple[int, int] = (20, 20),
-           background: tuple[float, float, float] = (0.95, 0.92, 0.96)) -> np.ndarray:
+def _smear(
+    size: int = 64,
+    cell_at: tuple[int, int] = (20, 20),
+    background: tuple[float, float, float] = (0.95, 0.92, 0.96),
+) -> np.ndarray:
     x = np.full((size, size, 3), background, np.float32)
     cy, cx = cell_at
     yy, xx = np.mgrid[:size, :size]

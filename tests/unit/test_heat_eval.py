@@ -12,8 +12,11 @@ from training.heat_eval import heat_markdown, spread, summarise
 
 
 def _samples(n_per_class: int) -> list[Sample]:
-    return [Sample(Path(f"/d/{c}/{i:03d}.jpg"), c, f"{c}{i}") for c in CLASS_IDS
-            for i in range(n_per_class)]
+    return [
+        Sample(Path(f"/d/{c}/{i:03d}.jpg"), c, f"{c}{i}")
+        for c in CLASS_IDS
+        for i in range(n_per_class)
+    ]
 
 
 def test_spread_takes_evenly_spaced_files_of_every_class() -> None:

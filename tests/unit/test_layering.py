@@ -78,7 +78,7 @@ def test_there_is_no_import_cycle() -> None:
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycles.append(path[path.index(nxt):] + [nxt])
+                cycles.append(path[path.index(nxt) :] + [nxt])
             elif nxt not in state:
                 walk(nxt, [*path, nxt])
         state[node] = 2
@@ -100,14 +100,24 @@ def test_the_cycle_check_finds_a_cycle(tmp_path: Path) -> None:
 
 
 def _imports_of(prefix: str) -> dict[str, set[str]]:
-    return {name: set(imported_names(path)) for name, path in project_modules().items()
-            if name == prefix or name.startswith(prefix + ".")}
+    return {
+        name: set(imported_names(path))
+        for name, path in project_modules().items()
+        if name == prefix or name.startswith(prefix + ".")
+    }
 
 
 def _offending(imports: dict[str, set[str]], forbidden: tuple[str, ...]) -> dict[str, list[str]]:
-    bad = {name: sorted(i for i in names if i.split(".")[0] in forbidden or i in forbidden
-                        or any(i.startswith(f + ".") for f in forbidden))
-           for name, names in imports.items()}
+    bad = {
+        name: sorted(
+            i
+            for i in names
+            if i.split(".")[0] in forbidden
+            or i in forbidden
+            or any(i.startswith(f + ".") for f in forbidden)
+        )
+        for name, names in imports.items()
+    }
     return {name: found for name, found in bad.items() if found}
 
 
@@ -128,38 +138,53 @@ def test_the_app_never_imports_training() -> None:
 
 
 def test_only_model_files_knows_the_file_names() -> None:
-    spelled = [name for name, path in project_modules().items()
-               if name.startswith(("app", "training", "benchmarks"))
-               and name != "app.core.model_files"
-               and ('.keras"' in path.read_text() or "*.keras" in path.read_text())]
+    spelled = [
+        name
+        for name, path in project_modules().items()
+        if name.startswith(("app", "training", "benchmarks"))
+        and name != "app.core.model_files"
+        and ('.keras"' in path.read_text() or "*.keras" in path.read_text())
+    ]
     assert not spelled, spelled
 
 
 def run_python(code: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_import_app_loads_neither_tensorflow_nor_flask() -> None:
-    loaded = run_python("import app, json, sys; "
-                        "print(json.dumps([m for m in ('tensorflow', 'keras', 'flask', "
-                        "'numpy') if m in sys.modules]))")
+    loaded = run_python(
+        "import app, json, sys; "
+        "print(json.dumps([m for m in ('tensorflow', 'keras', 'flask', "
+        "'numpy') if m in sys.modules]))"
+    )
     assert loaded == []
 
 
 def test_training_and_the_core_never_load_the_web_stack() -> None:
     # One interpreter for all: each of them loads TensorFlow, which takes seconds.
     modules = ["training.cli", "training.report", "app.core.service"]
-    loaded = run_python(f"import json, sys, {', '.join(modules)}; "
-                        f"print(json.dumps([m for m in {WEB_STACK!r} if m in sys.modules]))")
+    loaded = run_python(
+        f"import json, sys, {', '.join(modules)}; "
+        f"print(json.dumps([m for m in {WEB_STACK!r} if m in sys.modules]))"
+    )
     assert loaded == []
 
 
 def test_the_class_definitions_import_in_under_a_fifth_of_a_second() -> None:
-    timing = run_python("import json, sys, time; t = time.perf_counter(); "
-                        "import app.core.classes; s = time.perf_counter() - t; "
-                        "print(json.dumps({'seconds': s, 'heavy': [m for m in "
-                        "('numpy', 'tensorflow', 'flask') if m in sys.modules]}))")
+    timing = run_python(
+        "import json, sys, time; t = time.perf_counter(); "
+        "import app.core.classes; s = time.perf_counter() - t; "
+        "print(json.dumps({'seconds': s, 'heavy': [m for m in "
+        "('numpy', 'tensorflow', 'flask') if m in sys.modules]}))"
+    )
     assert timing["heavy"] == []
     assert timing["seconds"] < 0.2

@@ -16,7 +16,7 @@ def _smear_like(seed: int = 0, size: int = 32) -> np.ndarray:
     x = np.full((size, size, 3), (0.93, 0.90, 0.95), np.float32)
     for _ in range(6):
         cy, cx = rng.integers(4, size - 4, 2)
-        x[cy - 3:cy + 3, cx - 3:cx + 3] = (0.55, 0.35, 0.80)
+        x[cy - 3 : cy + 3, cx - 3 : cx + 3] = (0.55, 0.35, 0.80)
     return np.clip(x + rng.normal(0, 0.02, x.shape), 0, 1).astype(np.float32)
 
 
@@ -70,8 +70,14 @@ def test_flat_images_give_finite_output(fill: float) -> None:
 
 
 def test_saved_model_with_the_layer_loads(tmp_path) -> None:
-    model = keras.Sequential([keras.Input((16, 16, 3)), StainNormalization(epsilon=2e-3),
-                              keras.layers.Flatten(), keras.layers.Dense(2)])
+    model = keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            StainNormalization(epsilon=2e-3),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2),
+        ]
+    )
     path = tmp_path / "m.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, compile=False)

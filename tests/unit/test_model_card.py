@@ -21,13 +21,22 @@ from app.core.model_files import model_files, model_names
 
 def full_card() -> ModelCard:
     return ModelCard(
-        name="lenet", architecture="LeNet-5", version="9.9.9", input_size=150,
-        inference=InferenceSpec.for_views(8), training={"epochs": 3, "augmentation": {"hue": 0.1}},
+        name="lenet",
+        architecture="LeNet-5",
+        version="9.9.9",
+        input_size=150,
+        inference=InferenceSpec.for_views(8),
+        training={"epochs": 3, "augmentation": {"hue": 0.1}},
         history={"loss": [1.0, 0.5]},
         calibration=Calibration(method="t", temperature=1.5, uncertain_below=0.8),
-        test_metrics=TestMetrics(n_images=4, accuracy=0.75, macro_f1=0.7,
-                                 per_class={"benign": {"recall": 1.0}},
-                                 confusion_matrix=[[1, 0], [1, 2]], ece=0.1),
+        test_metrics=TestMetrics(
+            n_images=4,
+            accuracy=0.75,
+            macro_f1=0.7,
+            per_class={"benign": {"recall": 1.0}},
+            confusion_matrix=[[1, 0], [1, 2]],
+            ece=0.1,
+        ),
         ood=OodSection(threshold=1.2, component_scales={"features": 2.0, "image": 3.0}),
     )
 
@@ -58,21 +67,33 @@ def test_derived_properties() -> None:
     assert card.test_accuracy == 0.75
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ({"version": "1", "input_size": 64}, "no 'name'"),
-    ({"name": "m", "input_size": 64}, "no 'version'"),
-    ({"name": "m", "version": "1"}, "no 'input_size'"),
-    ({"name": "m", "version": "1", "input_size": 64, "colour": "red"}, "unknown keys: colour"),
-    ({"name": "m", "version": "1", "input_size": 64, "calibration": {"temprature": 2}},
-     "card.calibration has unknown keys: temprature"),
-    ({"name": "m", "version": "1", "input_size": "64"}, "card.input_size must be an integer"),
-    ({"name": "m", "version": "1", "input_size": True}, "card.input_size must be an integer"),
-    ({"name": "m", "version": "1", "input_size": 64, "calibration": {"temperature": "hot"}},
-     "card.calibration.temperature must be a number"),
-    ({"name": "m", "version": "1", "input_size": 64, "ood": []}, "card.ood must be a JSON object"),
-    ({"name": "m", "version": "1", "input_size": 64, "history": [1]},
-     "card.history must be an object"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"version": "1", "input_size": 64}, "no 'name'"),
+        ({"name": "m", "input_size": 64}, "no 'version'"),
+        ({"name": "m", "version": "1"}, "no 'input_size'"),
+        ({"name": "m", "version": "1", "input_size": 64, "colour": "red"}, "unknown keys: colour"),
+        (
+            {"name": "m", "version": "1", "input_size": 64, "calibration": {"temprature": 2}},
+            "card.calibration has unknown keys: temprature",
+        ),
+        ({"name": "m", "version": "1", "input_size": "64"}, "card.input_size must be an integer"),
+        ({"name": "m", "version": "1", "input_size": True}, "card.input_size must be an integer"),
+        (
+            {"name": "m", "version": "1", "input_size": 64, "calibration": {"temperature": "hot"}},
+            "card.calibration.temperature must be a number",
+        ),
+        (
+            {"name": "m", "version": "1", "input_size": 64, "ood": []},
+            "card.ood must be a JSON object",
+        ),
+        (
+            {"name": "m", "version": "1", "input_size": 64, "history": [1]},
+            "card.history must be an object",
+        ),
+    ],
+)
 def test_bad_cards_are_refused_with_the_reason(data: dict, message: str) -> None:
     with pytest.raises(ModelCardError, match=message):
         ModelCard.from_dict(data)
@@ -103,4 +124,7 @@ def test_a_models_folder_lists_models_that_have_both_files(tmp_path: Path) -> No
     assert model_names(tmp_path) == ["a", "c"]
     files = model_files(tmp_path, "a")
     assert (files.weights.name, files.card.name, files.ood.name) == (
-        "a.keras", "a.json", "a.ood.npz")
+        "a.keras",
+        "a.json",
+        "a.ood.npz",
+    )

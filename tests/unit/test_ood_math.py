@@ -73,8 +73,11 @@ def test_class_gaussians_give_small_distance_to_own_class_and_large_far_away() -
 
 
 def test_image_statistics_are_finite_for_blank_and_noisy_images() -> None:
-    for arr in (np.zeros((224, 224, 3)), np.ones((224, 224, 3)),
-                np.random.default_rng(2).random((224, 224, 3))):
+    for arr in (
+        np.zeros((224, 224, 3)),
+        np.ones((224, 224, 3)),
+        np.random.default_rng(2).random((224, 224, 3)),
+    ):
         assert np.isfinite(image_statistics(arr)).all()
 
 
@@ -85,6 +88,7 @@ def test_foreign_set_is_deterministic_and_covers_synthetic_kinds() -> None:
     a, b = foreign_set(seed=3), foreign_set(seed=3)
     assert len(a) >= 60
     assert {f.kind for f in a} == set(SYNTHETIC_KINDS)
-    assert all(np.array_equal(np.asarray(x.image), np.asarray(y.image))
-               for x, y in zip(a, b, strict=True))
+    assert all(
+        np.array_equal(np.asarray(x.image), np.asarray(y.image)) for x, y in zip(a, b, strict=True)
+    )
     assert all(f.image.mode == "RGB" for f in a)

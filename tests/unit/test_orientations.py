@@ -23,8 +23,7 @@ def _images(n: int, seed: int = 0) -> np.ndarray:
 
 
 def _orientations(image: np.ndarray) -> list[np.ndarray]:
-    return [np.rot90(image, k) for k in range(4)] + [np.rot90(image[:, ::-1], k)
-                                                     for k in range(4)]
+    return [np.rot90(image, k) for k in range(4)] + [np.rot90(image[:, ::-1], k) for k in range(4)]
 
 
 def test_views_are_the_eight_distinct_orientations_in_order() -> None:

@@ -84,8 +84,11 @@ def test_resize_is_deterministic_and_exact_size() -> None:
     assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("payload", [b"", b"hello, not an image", b"\xff\xd8\xff\xe0" + b"\0" * 20],
-                         ids=["empty", "text", "jpeg-header-only"])
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"hello, not an image", b"\xff\xd8\xff\xe0" + b"\0" * 20],
+    ids=["empty", "text", "jpeg-header-only"],
+)
 def test_garbage_is_a_decode_error(payload: bytes) -> None:
     with pytest.raises(ImageDecodeError):
         load_image(payload)
@@ -105,8 +108,13 @@ def test_decompression_bomb_is_refused_before_decoding() -> None:
 
     ihdr = struct.pack(">IIBBBBB", 50000, 50000, 8, 0, 0, 0, 0)
     chunk = b"IHDR" + ihdr
-    bomb = small[:8] + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk)) \
+    bomb = (
+        small[:8]
+        + struct.pack(">I", 13)
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
         + small[33:]
+    )
     with pytest.raises(ImageTooLargeError):
         load_image(bomb)
 

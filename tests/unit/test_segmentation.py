@@ -27,8 +27,11 @@ IOU_FLOOR = 0.55
 SAMPLE_PER_CLASS = 12
 
 
-def smear(size: tuple[int, int], cells: list[tuple[float, float, float]],
-          red_cells: list[tuple[float, float, float]] = ()) -> Image.Image:
+def smear(
+    size: tuple[int, int],
+    cells: list[tuple[float, float, float]],
+    red_cells: list[tuple[float, float, float]] = (),
+) -> Image.Image:
     """A synthetic smear: (x, y, radius) violet leukocytes and pale red cells on a light field."""
     image = Image.new("RGB", size, BACKGROUND)
     draw = ImageDraw.Draw(image)
@@ -69,8 +72,7 @@ def test_counts_separate_violet_cells_and_ignores_red_cells() -> None:
     assert result.count == 3
     for x, y, r in cells:
         assert result.mask[int(y), int(x)]
-        assert any(abs(c.centroid[0] - x) < 2 and abs(c.centroid[1] - y) < 2
-                   for c in result.cells)
+        assert any(abs(c.centroid[0] - x) < 2 and abs(c.centroid[1] - y) < 2 for c in result.cells)
         assert any(abs(c.area - np.pi * r * r) < 0.2 * np.pi * r * r for c in result.cells)
     for x, y, _ in red:
         assert not result.mask[int(y), int(x)]
@@ -172,8 +174,9 @@ def test_every_sampled_real_smear_has_a_cell(smear_images: dict[str, list[Path]]
 
 
 @pytest.mark.data
-def test_cli_on_a_small_copy(data_dir: Path, tmp_path: Path,
-                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_on_a_small_copy(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # One image per class, copied into a temporary data set (deleted with tmp_path).
     root = data_dir.parent
     for folder in ("Benign", "Early", "Pre", "Pro"):

@@ -59,12 +59,15 @@ def test_discover_accepts_a_root_with_original_subfolder(tmp_path) -> None:
     assert len(discover(tmp_path)) == 8
 
 
-@pytest.mark.parametrize("setup,message", [
-    (lambda p: None, "does not exist"),
-    (lambda p: p.mkdir(), "no class folders"),
-    (lambda p: (p / "Cats").mkdir(parents=True), "unknown class folder"),
-    (lambda p: (p / "Benign").mkdir(parents=True), "holds no images"),
-])
+@pytest.mark.parametrize(
+    "setup,message",
+    [
+        (lambda p: None, "does not exist"),
+        (lambda p: p.mkdir(), "no class folders"),
+        (lambda p: (p / "Cats").mkdir(parents=True), "unknown class folder"),
+        (lambda p: (p / "Benign").mkdir(parents=True), "holds no images"),
+    ],
+)
 def test_malformed_data_dirs_get_clear_errors(tmp_path, setup, message: str) -> None:
     target = tmp_path / "data"
     setup(target)
@@ -99,8 +102,9 @@ def test_near_identical_images_share_a_split(tmp_path) -> None:
     Image.fromarray(near).save(root / "Early" / "Early-near.png")
     samples = discover(root)
     assignment = assign_splits(samples, seed=1)
-    a, b = (next(s for s in samples if s.path.name == n)
-            for n in ("Early-000.png", "Early-near.png"))
+    a, b = (
+        next(s for s in samples if s.path.name == n) for n in ("Early-000.png", "Early-near.png")
+    )
     assert a.sha256 != b.sha256
     assert assignment[a.sha256] == assignment[b.sha256]
 

@@ -43,8 +43,9 @@ def test_predict_returns_full_result(client, images, inference_service) -> None:
     assert body["elapsed_ms"] > 0
 
 
-def test_plain_result_carries_the_guard_but_no_explanation(client, images,
-                                                          inference_service) -> None:
+def test_plain_result_carries_the_guard_but_no_explanation(
+    client, images, inference_service
+) -> None:
     response = post_image(client, images.make("JPEG", size=(300, 200)))
     body = response.get_json()
     assert "explanation" not in body
@@ -66,8 +67,7 @@ def decode_png(text: str) -> Image.Image:
     return image
 
 
-@pytest.mark.parametrize(("size", "shown"), [((300, 200), (300, 200)),
-                                             ((1024, 640), (512, 320))])
+@pytest.mark.parametrize(("size", "shown"), [((300, 200), (300, 200)), ((1024, 640), (512, 320))])
 def test_explain_returns_pngs_of_the_right_size(client, images, size, shown) -> None:
     for how in ("query", "form"):
         if how == "query":
@@ -185,8 +185,7 @@ def test_security_headers_everywhere(client) -> None:
 @pytest.mark.data
 def test_real_smear_per_class(client, smear_images) -> None:
     for paths in smear_images.values():
-        response = post_image(client, paths[0].read_bytes(), filename=paths[0].name,
-                              explain="1")
+        response = post_image(client, paths[0].read_bytes(), filename=paths[0].name, explain="1")
         assert response.status_code == 200
         body = response.get_json()
         assert body["image"] == {"format": "JPEG", "width": 224, "height": 224}

@@ -30,8 +30,12 @@ def png_declaring(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
 
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grey
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\0" * 4096)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 4096))
+        + chunk(b"IEND", b"")
+    )
 
 
 def exif_rotated(images) -> bytes:
@@ -42,8 +46,9 @@ def exif_rotated(images) -> bytes:
 
 def animated_gif(images) -> bytes:
     frames = [images.smear((64, 64), seed=i).convert("P") for i in range(3)]
-    return images.encode(frames[0], "GIF", save_all=True, append_images=frames[1:],
-                         duration=100, loop=0)
+    return images.encode(
+        frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0
+    )
 
 
 def sixteen_bit_png(images) -> bytes:
@@ -84,12 +89,17 @@ ACCEPTED: dict[str, tuple[Callable, tuple[int, int]]] = {
 REFUSED: dict[str, tuple[Callable, int, str]] = {
     "empty_file": (lambda im: b"", 422, "undecodable_image"),
     "text_renamed_jpg": (lambda im: b"name,age\nx,1\n" * 20, 415, "unsupported_media_type"),
-    "pdf": (lambda im: b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n" * 10, 415,
-            "unsupported_media_type"),
-    "truncated_jpeg": (lambda im: im.make("JPEG", size=(200, 200))[:1500], 422,
-                       "undecodable_image"),
-    "damaged_png_header": (lambda im: b"\x89PNG\r\n\x1a\n" + b"\0" * 40, 422,
-                           "undecodable_image"),
+    "pdf": (
+        lambda im: b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n" * 10,
+        415,
+        "unsupported_media_type",
+    ),
+    "truncated_jpeg": (
+        lambda im: im.make("JPEG", size=(200, 200))[:1500],
+        422,
+        "undecodable_image",
+    ),
+    "damaged_png_header": (lambda im: b"\x89PNG\r\n\x1a\n" + b"\0" * 40, 422, "undecodable_image"),
     "decompression_bomb": (lambda im: png_declaring(100_000, 100_000), 413, "image_too_large"),
     "over_pixel_limit": (lambda im: png_declaring(8_000, 8_000), 413, "image_too_large"),
     "over_size_limit": (lambda im: b"\xff\xd8\xff" + b"\0" * LIMIT, 413, "payload_too_large"),
@@ -180,8 +190,9 @@ def test_upload_stream_is_in_memory(app, images) -> None:
     from flask import request
 
     body, content_type = multipart({}, {"image": ("a.png", b"x" * (2 * 1024 * 1024))})
-    with app.test_request_context("/api/v1/predict", method="POST", data=body,
-                                  content_type=content_type):
+    with app.test_request_context(
+        "/api/v1/predict", method="POST", data=body, content_type=content_type
+    ):
         assert isinstance(request, InMemoryRequest)
         assert isinstance(request.files["image"].stream, io.BytesIO)
 

@@ -18,8 +18,15 @@ from app.web.config import (
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("APP_ENV", "SECRET_KEY", "MAX_UPLOAD_MB", "MODELS_DIR", "DEFAULT_MODEL",
-                 "FLASK_DEBUG", "SESSION_COOKIE_SECURE"):
+    for name in (
+        "APP_ENV",
+        "SECRET_KEY",
+        "MAX_UPLOAD_MB",
+        "MODELS_DIR",
+        "DEFAULT_MODEL",
+        "FLASK_DEBUG",
+        "SESSION_COOKIE_SECURE",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -85,11 +85,12 @@ def test_request_id_is_echoed_only_when_plain(log_stream):
     client = make_app().test_client()
     ok = client.get("/missing", headers={"X-Request-ID": "abc-123.x"})
     assert ok.headers["X-Request-ID"] == "abc-123.x"
-    bad = client.get("/missing", headers={"X-Request-ID": "evil id\" injected"})
-    assert bad.headers["X-Request-ID"] != "evil id\" injected"
+    bad = client.get("/missing", headers={"X-Request-ID": 'evil id" injected'})
+    assert bad.headers["X-Request-ID"] != 'evil id" injected'
     assert len(bad.headers["X-Request-ID"]) == 32
     assert [line["request_id"] for line in log_lines(log_stream)] == [
-        "abc-123.x", bad.headers["X-Request-ID"],
+        "abc-123.x",
+        bad.headers["X-Request-ID"],
     ]
 
 
@@ -107,8 +108,10 @@ def test_metrics_count_routes_and_prediction_latency():
     ok = dict(method="POST", route="/api/v1/predict", status="200")
     bad = dict(method="POST", route="/api/v1/predict", status="400")
     unmatched = dict(method="GET", route=observability.UNMATCHED_ROUTE, status="404")
-    before = {k: sample("http_requests_total", **v) for k, v in
-              {"ok": ok, "bad": bad, "unmatched": unmatched}.items()}
+    before = {
+        k: sample("http_requests_total", **v)
+        for k, v in {"ok": ok, "bad": bad, "unmatched": unmatched}.items()
+    }
     hist_before = sample("prediction_latency_seconds_count", model="sequential")
 
     for _ in range(3):
@@ -127,19 +130,26 @@ def test_metrics_count_routes_and_prediction_latency():
     assert text.status_code == 200 and text.mimetype == "text/plain"
     families = {f.name: f for f in text_string_to_metric_families(text.get_data(as_text=True))}
     assert "http_requests" in families and "prediction_latency_seconds" in families
-    buckets = {s.labels["le"] for s in families["prediction_latency_seconds"].samples
-               if s.name.endswith("_bucket")}
+    buckets = {
+        s.labels["le"]
+        for s in families["prediction_latency_seconds"].samples
+        if s.name.endswith("_bucket")
+    }
     assert {"0.005", "2.0", "+Inf"} <= buckets
-    assert not any(s.labels.get("route", "").startswith("/wp")
-                   for s in families["http_requests"].samples)
+    assert not any(
+        s.labels.get("route", "").startswith("/wp") for s in families["http_requests"].samples
+    )
 
 
 def test_many_apps_share_the_metrics_without_duplicates():
     apps = [make_app() for _ in range(5)]
     for flask_app in apps:
         assert flask_app.test_client().get("/metrics").status_code == 200
-    handlers = [h for h in observability.request_log.handlers
-                if isinstance(h, observability._JsonLineHandler)]
+    handlers = [
+        h
+        for h in observability.request_log.handlers
+        if isinstance(h, observability._JsonLineHandler)
+    ]
     assert len(handlers) == 1
 
 
@@ -162,8 +172,13 @@ def test_multiprocess_mode_adds_up_all_workers(tmp_path):
     script = WORKER_SCRIPT
 
     def run(n: int, *scrape_to: str) -> None:
-        subprocess.run([sys.executable, "-c", script, str(n), *scrape_to], env=env,
-                       capture_output=True, timeout=120, check=True)
+        subprocess.run(
+            [sys.executable, "-c", script, str(n), *scrape_to],
+            env=env,
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
 
     run(4)
     run(3)
@@ -173,8 +188,10 @@ def test_multiprocess_mode_adds_up_all_workers(tmp_path):
         for family in text_string_to_metric_families((tmp_path / "scrape.txt").read_text())
         for s in family.samples
     }
-    key = ("http_requests_total",
-           (("method", "POST"), ("route", "/api/v1/predict"), ("status", "200")))
+    key = (
+        "http_requests_total",
+        (("method", "POST"), ("route", "/api/v1/predict"), ("status", "200")),
+    )
     assert values[key] == 9
     assert values[("prediction_latency_seconds_count", (("model", "lenet"),))] == 9
 

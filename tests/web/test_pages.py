@@ -29,8 +29,11 @@ def test_upload_page(client, inference_service) -> None:
     assert page.count('type="submit"') == 1
     for info in inference_service.models():
         accuracy = f"{info.test_accuracy * 100:.1f}%"
-        assert re.search(rf'<option value="{info.name}"[^>]*>\s*{re.escape(info.display_name)}'
-                         rf" — test accuracy {re.escape(accuracy)}", page)
+        assert re.search(
+            rf'<option value="{info.name}"[^>]*>\s*{re.escape(info.display_name)}'
+            rf" — test accuracy {re.escape(accuracy)}",
+            page,
+        )
     assert re.search(r'<option value="lenet" selected>', page)
     assert "Maximum file size: 10 MB" in page and "JPEG, PNG" in page
     assert "not a diagnosis" in page
@@ -38,9 +41,11 @@ def test_upload_page(client, inference_service) -> None:
 
 
 def test_pages_have_no_inline_script_or_style(client, csrf_token, images) -> None:
-    pages = [client.get("/").get_data(as_text=True),
-             analyze(client, csrf_token, images.make()).get_data(as_text=True),
-             client.get("/missing").get_data(as_text=True)]
+    pages = [
+        client.get("/").get_data(as_text=True),
+        analyze(client, csrf_token, images.make()).get_data(as_text=True),
+        client.get("/missing").get_data(as_text=True),
+    ]
     for page in pages:
         assert not re.search(r"<script(?![^>]*\bsrc=)", page), "inline <script> breaks the CSP"
         assert " style=" not in page and "<style" not in page
@@ -58,10 +63,15 @@ def test_result_page(client, csrf_token, images, inference_service) -> None:
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     verdict = re.search(r'<h1 class="verdict (\w+)" id="verdict">([^<]+)</h1>', page)
-    assert verdict and verdict.group(1) in ("malignant", "benign", "uncertain",
-                                            "out_of_distribution")
-    assert verdict.group(2).startswith(("Malignant: ", "Benign: hematogones", "Uncertain",
-                                        "Outside what the model was trained on"))
+    assert verdict and verdict.group(1) in (
+        "malignant",
+        "benign",
+        "uncertain",
+        "out_of_distribution",
+    )
+    assert verdict.group(2).startswith(
+        ("Malignant: ", "Benign: hematogones", "Uncertain", "Outside what the model was trained on")
+    )
     assert re.search(r'<img src="data:image/jpeg;base64,[A-Za-z0-9+/=]+" alt="The uploaded', page)
     bars = re.findall(r'<li class="bar[^"]*" data-class="(\w+)">', page)
     assert bars == list(CLASS_IDS)
@@ -83,8 +93,9 @@ def test_result_with_other_model(client, csrf_token, images, inference_service) 
     assert f"{other.display_name} · version {other.version}" in page
 
 
-def test_result_says_when_the_model_averages_orientations(client, csrf_token, images,
-                                                           inference_service) -> None:
+def test_result_says_when_the_model_averages_orientations(
+    client, csrf_token, images, inference_service
+) -> None:
     for info in inference_service.models():
         page = analyze(client, csrf_token, images.make(), model=info.name).get_data(as_text=True)
         used = re.search(r'<dd id="model-used">(.*?)</dd>', page, re.S)
@@ -93,14 +104,18 @@ def test_result_says_when_the_model_averages_orientations(client, csrf_token, im
         assert averaged == (info.views > 1)
 
 
-@pytest.mark.parametrize(("data", "form", "status", "message"), [
-    (None, {}, 400, "No file was"),
-    (b"just some text", {}, 415, "not a supported image"),
-    (b"", {}, 422, "could not be decoded"),
-    (b"png", {"model": "resnet"}, 400, "unknown model"),
-])
-def test_errors_rerender_the_upload_page(client, csrf_token, images, data, form, status,
-                                         message) -> None:
+@pytest.mark.parametrize(
+    ("data", "form", "status", "message"),
+    [
+        (None, {}, 400, "No file was"),
+        (b"just some text", {}, 415, "not a supported image"),
+        (b"", {}, 422, "could not be decoded"),
+        (b"png", {"model": "resnet"}, 400, "unknown model"),
+    ],
+)
+def test_errors_rerender_the_upload_page(
+    client, csrf_token, images, data, form, status, message
+) -> None:
     payload = {"csrf_token": csrf_token, **form}
     if data is not None:
         payload["image"] = (io.BytesIO(images.make() if data == b"png" else data), "x.jpg")
@@ -136,21 +151,20 @@ def test_friendly_html_error_pages(client) -> None:
 
 def assert_view_toggle(page: str) -> None:
     """Photo / heatmap / cells views switched by radio inputs (no JavaScript)."""
-    radios = re.findall(r'<input class="view-radio" type="radio" name="view" id="(view-\w+)"',
-                        page)
+    radios = re.findall(r'<input class="view-radio" type="radio" name="view" id="(view-\w+)"', page)
     assert radios == ["view-photo", "view-gradcam", "view-cells"]
     assert re.search(r'id="view-photo" value="photo" checked>', page)
     for target in radios:
         assert f'<label for="{target}"' in page
     assert re.search(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]{100,}" alt="Grad-CAM', page)
-    assert re.search(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]{100,}" alt="The smear with',
-                     page)
+    assert re.search(
+        r'<img src="data:image/png;base64,[A-Za-z0-9+/=]{100,}" alt="The smear with', page
+    )
     assert 'id="heatmap-note">Heatmap: warm colours mark the areas' in page
     assert re.search(r'<dd id="cell-count">\d+</dd>', page)
 
 
-def test_foreign_image_shows_the_ood_warning(client, csrf_token, images,
-                                             inference_service) -> None:
+def test_foreign_image_shows_the_ood_warning(client, csrf_token, images, inference_service) -> None:
     if inference_service.served("lenet").guard is None:
         pytest.skip("lenet has no fitted OOD guard in this models folder")
     foreign = images.encode(Image.new("RGB", (200, 200), (30, 160, 40)))
@@ -158,8 +172,11 @@ def test_foreign_image_shows_the_ood_warning(client, csrf_token, images,
     assert 'role="alert" id="ood-warning"' in page
     assert "This image is outside what the model was trained on." in page
     assert "Do not rely on the classification below" in page
-    assert re.search(r'<h1 class="verdict out_of_distribution" id="verdict">Outside what the '
-                     r"model was trained on — do not rely on this result</h1>", page)
+    assert re.search(
+        r'<h1 class="verdict out_of_distribution" id="verdict">Outside what the '
+        r"model was trained on — do not rely on this result</h1>",
+        page,
+    )
     assert re.search(r'<dd id="ood-status">Failed', page)
     assert 'class="bars unreliable"' in page
     assert_view_toggle(page)  # the explanation views are still there
@@ -175,8 +192,9 @@ def test_model_without_guard_says_the_check_is_unavailable(models_dir, tmp_path,
     app = create_app({"APP_ENV": "testing", "MODELS_DIR": str(folder), "SECRET_KEY": "t"})
     client = app.test_client()
     token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").get_data(as_text=True))
-    page = analyze(client, token.group(1), images.encode(Image.new("RGB", (64, 64)))
-                   ).get_data(as_text=True)
+    page = analyze(client, token.group(1), images.encode(Image.new("RGB", (64, 64)))).get_data(
+        as_text=True
+    )
     assert 'id="ood-warning"' not in page
     assert re.search(r'<dd id="ood-status">Not available for this model', page)
     assert_view_toggle(page)
@@ -185,8 +203,7 @@ def test_model_without_guard_says_the_check_is_unavailable(models_dir, tmp_path,
 @pytest.mark.data
 def test_real_smear_shows_the_overlay_toggle(client, csrf_token, smear_images) -> None:
     path = smear_images["pro_b"][0]
-    page = analyze(client, csrf_token, path.read_bytes(), filename=path.name).get_data(
-        as_text=True)
+    page = analyze(client, csrf_token, path.read_bytes(), filename=path.name).get_data(as_text=True)
     assert_view_toggle(page)
     # (Whether one given smear passes the OOD check is tested on a sample in test_result_guard.)
     assert int(re.search(r'<dd id="cell-count">(\d+)</dd>', page).group(1)) >= 1

@@ -17,9 +17,24 @@ from app.web.presenter import (
     result_page,
 )
 
-JSON_KEYS = ["class", "label", "malignant", "verdict", "status", "verdict_detail", "confidence",
-             "out_of_distribution", "ood", "uncertain", "uncertain_below", "probabilities",
-             "model", "elapsed_ms", "timings_ms", "image"]
+JSON_KEYS = [
+    "class",
+    "label",
+    "malignant",
+    "verdict",
+    "status",
+    "verdict_detail",
+    "confidence",
+    "out_of_distribution",
+    "ood",
+    "uncertain",
+    "uncertain_below",
+    "probabilities",
+    "model",
+    "elapsed_ms",
+    "timings_ms",
+    "image",
+]
 
 
 def test_class_verdict_wording() -> None:
@@ -39,7 +54,8 @@ def test_plain_prediction_json(inference_service: InferenceService, images) -> N
 
 
 def test_explained_prediction_json_adds_cells_and_base64_pngs(
-        inference_service: InferenceService, images) -> None:
+    inference_service: InferenceService, images
+) -> None:
     p = inference_service.explain(inference_service.classify(images.make(size=(120, 80))))
     out = json.loads(json.dumps(prediction_json(p)))
     assert list(out) == [*JSON_KEYS, "cells", "explanation"]

@@ -94,8 +94,9 @@ class GradCam:
                         activations = h
                 logits = mean_over_views(h, views)[0]
                 # A negative index asks for the top-scoring class.
-                index = tf.where(class_index < 0,
-                                 tf.argmax(logits, output_type=tf.int32), class_index)
+                index = tf.where(
+                    class_index < 0, tf.argmax(logits, output_type=tf.int32), class_index
+                )
                 score = logits[index]
             grads = tape.gradient(score, activations)
             weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
@@ -107,16 +108,23 @@ class GradCam:
             cam = tf.math.divide_no_nan(cam, tf.reduce_max(cam))
             return tf.clip_by_value(cam, 0.0, 1.0), index, logits
 
-        self._step = tf.function(step, input_signature=[tf.TensorSpec((size, size, 3), tf.float32),
-                                                        tf.TensorSpec((), tf.int32)])
+        self._step = tf.function(
+            step,
+            input_signature=[
+                tf.TensorSpec((size, size, 3), tf.float32),
+                tf.TensorSpec((), tf.int32),
+            ],
+        )
         # Trace now, so the first request does not pay for it.
         self._step(tf.zeros((size, size, 3), tf.float32), tf.constant(-1, tf.int32))
 
     def _run(self, x: np.ndarray, class_index: int) -> tuple[np.ndarray, int, np.ndarray]:
         x = np.asarray(x, dtype=np.float32)
         if x.shape != (self.input_size, self.input_size, 3):
-            raise ValueError(f"expected an array of shape ({self.input_size}, "
-                             f"{self.input_size}, 3), got {x.shape}")
+            raise ValueError(
+                f"expected an array of shape ({self.input_size}, "
+                f"{self.input_size}, 3), got {x.shape}"
+            )
         cam, index, logits = self._step(tf.constant(x), tf.constant(class_index, tf.int32))
         return cam.numpy(), int(index.numpy()), logits.numpy()
 

@@ -121,8 +121,9 @@ def _split_cells(mask: np.ndarray) -> np.ndarray:
     distance = ndi.distance_transform_edt(mask)
     min_distance = max(2, round(SEED_DISTANCE_FRACTION * max(mask.shape)))
     components, _ = ndi.label(mask)
-    peaks = peak_local_max(distance, min_distance=min_distance, labels=components,
-                           exclude_border=False)
+    peaks = peak_local_max(
+        distance, min_distance=min_distance, labels=components, exclude_border=False
+    )
     markers = np.zeros(mask.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     return np.asarray(watershed(-distance, markers, mask=mask), dtype=np.int32)
@@ -147,19 +148,27 @@ def segment(image: Image.Image, work_side: int = WORK_SIDE) -> Segmentation:
         if len(ys) < min_area:
             continue  # a sliver the watershed cut off a cell
         y0, x0 = found[0].start, found[1].start
-        cells.append(Cell(
-            bbox=(int(x0 * sx), int(y0 * sy),
-                  min(width, int(np.ceil(found[1].stop * sx))),
-                  min(height, int(np.ceil(found[0].stop * sy)))),
-            area=int(round(len(ys) * sx * sy)),
-            centroid=(round(float((xs.mean() + x0 + 0.5) * sx), 1),
-                      round(float((ys.mean() + y0 + 0.5) * sy), 1)),
-        ))
+        cells.append(
+            Cell(
+                bbox=(
+                    int(x0 * sx),
+                    int(y0 * sy),
+                    min(width, int(np.ceil(found[1].stop * sx))),
+                    min(height, int(np.ceil(found[0].stop * sy))),
+                ),
+                area=int(round(len(ys) * sx * sy)),
+                centroid=(
+                    round(float((xs.mean() + x0 + 0.5) * sx), 1),
+                    round(float((ys.mean() + y0 + 0.5) * sy), 1),
+                ),
+            )
+        )
     return Segmentation(work_mask=small, size=(width, height), cells=cells)
 
 
-def outline_png(image: Image.Image, segmentation: Segmentation,
-                max_side: int = DISPLAY_SIDE) -> bytes:
+def outline_png(
+    image: Image.Image, segmentation: Segmentation, max_side: int = DISPLAY_SIDE
+) -> bytes:
     """PNG of the photograph (at display size) with each segmented region outlined."""
     shown = downscale(image, max_side)
     # Bilinear then threshold: smooth outlines when the display is larger than the work mask.

@@ -79,8 +79,9 @@ def build_forward(model: Any, input_size: int, views: int = 1) -> Any:
 
     Both are averaged over ``views`` test-time views, as ``LoadedModel.logits`` does.
     """
-    sub = keras.Model(model.inputs, [penultimate_layer(model).output,
-                                     model.get_layer(LOGITS_LAYER).output])
+    sub = keras.Model(
+        model.inputs, [penultimate_layer(model).output, model.get_layer(LOGITS_LAYER).output]
+    )
     return tf.function(
         averaged_over_views(lambda x: sub(x, training=False), views),
         input_signature=[tf.TensorSpec((None, input_size, input_size, 3), tf.float32)],
@@ -114,13 +115,24 @@ def image_statistics(x: np.ndarray) -> np.ndarray:
     for d in _OFFSETS:
         diff = (np.abs(g[d:, :] - g[:-d, :]).mean() + np.abs(g[:, d:] - g[:, :-d]).mean()) / 2
         texture.append(np.log(diff / g_std + eps))
-    return np.array([
-        *mean, *np.log(std + eps), *corr,
-        red_green.mean(), yellow_blue.mean(), red_green[dark].mean(), yellow_blue[dark].mean(),
-        np.log(chroma.mean() + eps), (chroma > 0.15).mean(),
-        np.log((grey > 0.92).mean() + eps), np.log((grey < 0.15).mean() + eps),
-        np.log(g_std), *texture,
-    ], dtype=np.float64)
+    return np.array(
+        [
+            *mean,
+            *np.log(std + eps),
+            *corr,
+            red_green.mean(),
+            yellow_blue.mean(),
+            red_green[dark].mean(),
+            yellow_blue[dark].mean(),
+            np.log(chroma.mean() + eps),
+            (chroma > 0.15).mean(),
+            np.log((grey > 0.92).mean() + eps),
+            np.log((grey < 0.15).mean() + eps),
+            np.log(g_std),
+            *texture,
+        ],
+        dtype=np.float64,
+    )
 
 
 def image_statistics_of(image: Image.Image) -> np.ndarray:
@@ -192,8 +204,12 @@ class OodGuard:
         score = max(parts.values())
         flagged = bool(score > self.threshold)
         reasons = [REASONS[k] for k in COMPONENTS if parts[k] > self.threshold] if flagged else []
-        return OodResult(score=float(score), threshold=self.threshold,
-                         out_of_distribution=flagged, reasons=reasons)
+        return OodResult(
+            score=float(score),
+            threshold=self.threshold,
+            out_of_distribution=flagged,
+            reasons=reasons,
+        )
 
     def score_features(self, features: np.ndarray, image: Image.Image) -> OodResult:
         """Score one image from its already computed penultimate features."""

@@ -33,8 +33,14 @@ def render_upload(error: str | None = None, status: int = 200) -> tuple[str, int
     if selected not in {card.name for card in models}:
         selected = service.default_model
     max_mb = f"{current_app.config['MAX_CONTENT_LENGTH'] / 1024 / 1024:g}"
-    page = render_template("upload.html", models=models, selected=selected, error=error,
-                           max_mb=max_mb, formats=FORMAT_NAMES)
+    page = render_template(
+        "upload.html",
+        models=models,
+        selected=selected,
+        error=error,
+        max_mb=max_mb,
+        formats=FORMAT_NAMES,
+    )
     return page, status
 
 

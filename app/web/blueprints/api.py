@@ -33,5 +33,6 @@ def predict() -> Any:
 @bp.get("/models")
 def models() -> Any:
     service = _service()
-    return jsonify(default=service.default_model,
-                   models=[model_json(card) for card in service.models()])
+    return jsonify(
+        default=service.default_model, models=[model_json(card) for card in service.models()]
+    )
