@@ -40,8 +40,7 @@ CPUS = _usable_cpus()
 
 bind = [os.environ.get("BIND") or f"{os.environ.get('HOST', '0.0.0.0')}:{_env_int('PORT', 8000)}"]
 
-# Each worker holds its own copy of TensorFlow and all models (~0.5-0.8 GB), so the
-# default is capped at 4 workers; the threads let one worker overlap I/O and inference.
+# Capped at 4: each worker holds its own TensorFlow and models; threads overlap I/O and inference.
 workers = _env_int("WEB_CONCURRENCY", min(CPUS, 4))
 worker_class = "gthread"
 threads = _env_int("GUNICORN_THREADS", 4)
@@ -63,16 +62,14 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}o)s'
 
-# Split the CPUs between the workers so W workers x T TensorFlow threads do not
-# oversubscribe the machine. TensorFlow reads these when it starts in each worker.
+# Workers share the CPUs so their TensorFlow threads do not oversubscribe the machine.
 TF_INTRAOP_THREADS = _env_int("TF_NUM_INTRAOP_THREADS", max(1, CPUS // max(1, workers)))
 TF_INTEROP_THREADS = _env_int("TF_NUM_INTEROP_THREADS", 1)
 os.environ["TF_NUM_INTRAOP_THREADS"] = str(TF_INTRAOP_THREADS)
 os.environ["TF_NUM_INTEROP_THREADS"] = str(TF_INTEROP_THREADS)
 os.environ.setdefault("OMP_NUM_THREADS", str(TF_INTRAOP_THREADS))
 
-# Prometheus multiprocess mode: every worker writes its metrics to files in this dir and
-# /metrics aggregates them. It must be set before any worker imports prometheus_client.
+# Workers write metrics here for /metrics to add up; set before any worker imports the client.
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="prometheus-")
     # Remembered in the environment so a config reload (SIGHUP) still knows it is ours.
@@ -88,9 +85,7 @@ def on_starting(server) -> None:
         stale.unlink()
 
 
-# Loading TensorFlow and the models is CPU-bound; on a small machine, workers that load
-# at the same time all become ready late. Letting a few load at a time gets the first
-# worker serving (and /readyz green) sooner; the others follow one after the other.
+# Loading is CPU-bound: a few workers at a time get the first one serving sooner.
 PARALLEL_BOOTS = _env_int("GUNICORN_PARALLEL_BOOTS", max(1, CPUS // 2))
 
 

@@ -4,7 +4,7 @@ Geometric (flips, 90-degree rotations, zoom) for orientation and magnification;
 colour/stain jitter because the classes differ in stain tint and background;
 random masking of the lower-right corner because the scale bar sits there;
 optionally, swapped backgrounds, so only the leukocytes carry the label.
-The models' StainNormalization layer (app/layers.py) removes global tint,
+The models' StainNormalization layer (app/core/layers.py) removes global tint,
 brightness, contrast and stain strength; the jitter covers what it cannot undo
 (hue, per-pixel saturation changes, clipping).
 """
@@ -25,17 +25,12 @@ class AugmentProfile:
     mask_scale_bar_p: float = 0.5
     min_crop: float = 0.80
     hue: float = 0.03
-    # StainNormalization undoes stain strength, so this only covers per-pixel
-    # effects; wider (0.4-1.6) blurred colour detail: validation accuracy LeNet 96.8%
-    # against 97.0%, Sequential 91.6% against 93.4%, and neither lost more than 2
-    # points under the stain shift with 0.7-1.3.
+    # Per-pixel effects only: StainNormalization undoes stain strength (docs/decisions.md).
     saturation: tuple[float, float] = (0.7, 1.3)
     brightness: float = 0.1
     contrast: tuple[float, float] = (0.8, 1.2)
     channel_gain: float = 0.05
-    # Share of training images whose background (everything that is not a leukocyte
-    # in it or in its partner) is replaced by another image's: the background then
-    # says nothing about the class, so the model must read the cells.
+    # Share of images given another image's background, so only the leukocytes carry the label.
     background_swap_p: float = 0.0
 
     def describe(self) -> dict[str, Any]:

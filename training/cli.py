@@ -134,6 +134,14 @@ def _parser() -> argparse.ArgumentParser:
     fit_ood.add_argument("--model", choices=MODEL_CHOICES, default="all")
     fit_ood.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
 
+    heat = sub.add_parser("heat", help="where the models look: Grad-CAM heat on the leukocytes")
+    heat.add_argument("--data-dir", help=data_help)
+    heat.add_argument("--model", choices=MODEL_CHOICES, default="all")
+    heat.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    heat.add_argument("--split", choices=("train", "val", "test"), default="val")
+    heat.add_argument("--per-class", type=int, default=10, help="images per class (default 10)")
+    heat.add_argument("--layer", help="explain at this layer instead of the automatic choice")
+
     upgrade = sub.add_parser(
         "upgrade-cards",
         help="rewrite every model card in the current "
@@ -242,6 +250,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _heat(args: argparse.Namespace) -> int:
+    from app.core.model_store import load_model
+    from training.data import discover
+    from training.evaluate import select_split
+    from training.heat_eval import heat_markdown, measure
+    from training.split import MANIFEST_NAME
+
+    samples = select_split(
+        discover(_data_dir(args.data_dir)), args.models_dir / MANIFEST_NAME, args.split
+    )
+    if not samples:
+        raise DataSetError(f"no image of this folder is in the {args.split} split")
+    models = [load_model(args.models_dir, n) for n in _model_names(args.models_dir, args.model)]
+    results = measure(models, samples, args.per_class, layer=args.layer)
+    print(heat_markdown(results, args.split, args.per_class), flush=True)
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from training.report import write_report
 
@@ -270,6 +296,7 @@ COMMANDS = {
     "segmentation-agreement": _segmentation_agreement,
     "fit-ood": _fit_ood,
     "set-views": _set_views,
+    "heat": _heat,
     "upgrade-cards": _upgrade_cards,
 }
 

@@ -23,8 +23,7 @@ from training.data import Sample
 from training.markdown import table
 from training.progress import track
 
-# Dilation of the leukocyte mask, in pixels of the 224-pixel photographs: Grad-CAM maps
-# are coarse (28x28 for vggnet) and cell borders carry the morphology.
+# Pixels of the 224-pixel photographs: Grad-CAM maps are coarse and cell borders carry morphology.
 DILATION_PX = 4
 PER_CLASS = 10
 
@@ -95,16 +94,22 @@ def summarise(found: list[tuple[int, tuple[float, float, float] | None]]) -> dic
 
 
 def measure(
-    models: Sequence[LoadedModel], test_samples: Sequence[Sample], per_class: int = PER_CLASS
+    models: Sequence[LoadedModel],
+    samples: Sequence[Sample],
+    per_class: int = PER_CLASS,
+    layer: str | None = None,
 ) -> dict[str, Any]:
-    """Heat shares of each model on ``per_class`` test images of each class."""
+    """Heat shares of each model on ``per_class`` images of each class of ``samples``.
+
+    ``layer`` explains every model at that layer instead of its automatic choice.
+    """
     # Decoded and segmented once; every model is scored on the same images and masks.
-    picked = spread(test_samples, per_class)
+    picked = spread(samples, per_class)
     images = [(s.label, load_image(s.path)) for s in picked]
     shown = [(label, image, dilated_cells(image)) for label, image in images]
     results = {}
     for model in models:
-        cam = GradCam(model)
+        cam = GradCam(model, layer_name=layer)
         found = [
             (label, heat_shares(cam, image, cells))
             for label, image, cells in track(shown, f"Grad-CAM heat of {model.name}")
@@ -117,7 +122,7 @@ def measure(
     return results
 
 
-def heat_markdown(results: dict[str, Any]) -> str:
+def heat_markdown(results: dict[str, Any], split: str = "test", per_class: int = PER_CLASS) -> str:
     header = [
         "model",
         "layer",
@@ -149,7 +154,7 @@ def heat_markdown(results: dict[str, Any]) -> str:
             "## Where the models look (Grad-CAM)",
             "",
             f"Share of the predicted class's Grad-CAM heat on the segmented leukocytes (mask "
-            f"dilated by {DILATION_PX} px) and in the scale-bar corner, on {PER_CLASS} test "
+            f"dilated by {DILATION_PX} px) and in the scale-bar corner, on {per_class} {split} "
             "images per class; *cells' area* is the share of the image the dilated leukocytes "
             "cover. "
             "A model reading cell morphology would put most of its heat (> 0.5) on them. "

@@ -21,8 +21,7 @@ from training.markdown import table
 from training.progress import track
 
 SEGMENTED_FOLDER = "segmented"
-# Reference pixels at or below this (max over RGB) are its black background;
-# the margin absorbs JPEG ringing around the kept cells.
+# Black background of the reference, with a margin for JPEG ringing around the kept cells.
 REFERENCE_BLACK = 40
 # A reference mask with less foreground than this found (almost) nothing.
 REFERENCE_EMPTY_FRACTION = 0.01

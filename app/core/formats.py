@@ -5,8 +5,7 @@ from __future__ import annotations
 # Formats accepted from uploads; anything else Pillow could read is refused (415).
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")
 FORMAT_NAMES = "JPEG, PNG, TIFF, BMP, GIF (first frame) or WebP"
-# A file that starts like an accepted image but that Pillow cannot identify is
-# a damaged image (422), not a wrong type (415).
+# A file that starts like an accepted image but does not open is damaged (422), not foreign (415).
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\xff\xd8\xff", "JPEG"),
     (b"\x89PNG\r\n\x1a\n", "PNG"),

@@ -35,8 +35,7 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 UNMATCHED_ROUTE = "<unmatched>"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.0)
 
-# Created once per process at import: creating them per app would raise
-# "Duplicated timeseries" in the default registry as soon as a second app is made.
+# Created once per process: a second app would raise "Duplicated timeseries" if made per app.
 REQUESTS = Counter("http_requests", "HTTP requests handled.", ["method", "route", "status"])
 PREDICTION_LATENCY = Histogram(
     "prediction_latency_seconds",

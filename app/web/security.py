@@ -9,8 +9,7 @@ from flask import Flask, Request, Response
 
 from app.web.extensions import csrf
 
-# No inline script or style anywhere: JS and CSS come from /static. Result
-# thumbnails and the JS preview are data: URIs.
+# No inline script or style: JS and CSS come from /static; pictures are data: URIs.
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",

@@ -17,9 +17,7 @@ from training.data import discover
 from training.heat_eval import heat_shares
 from training.heat_eval import spread as spread_samples
 
-# Bounds for the committed models: more heat on the leukocytes than their share of the
-# image (uniform heat gives 1.0), little in the scale-bar corner where a shortcut model
-# would look. The measurements behind them: docs/decisions.md, "Grad-CAM test bounds".
+# More heat on the cells than their area share, little on the scale bar (docs/decisions.md).
 MIN_CELL_HEAT_OVER_AREA = {"lenet": 1.3, "sequential": 1.1, "vggnet": 1.5}
 MIN_HEAT_ON_CELLS = 0.20
 MAX_HEAT_IN_CORNER = 0.05

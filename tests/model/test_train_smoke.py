@@ -261,7 +261,7 @@ def test_cli_needs_a_data_dir(monkeypatch, capsys) -> None:
     assert "ALL_DATA_DIR" in capsys.readouterr().err
 
 
-def test_report_sections_on_a_trained_model(tiny_data, tmp_path) -> None:
+def test_report_sections_on_a_trained_model(tiny_data, tmp_path, capsys) -> None:
     from training.heat_eval import heat_markdown
     from training.heat_eval import measure as measure_heat
     from training.report import measure, render
@@ -276,3 +276,24 @@ def test_report_sections_on_a_trained_model(tiny_data, tmp_path) -> None:
     assert sum(c["n"] for c in heat["lenet"]["per_class"].values()) == heat["lenet"]["overall"]["n"]
     text = render(rows, len(samples), extra_sections=[heat_markdown(heat)])
     assert "| LeNet-5 | 95.75% |" in text and "## Where the models look (Grad-CAM)" in text
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "heat",
+                "--models-dir",
+                str(tmp_path),
+                "--data-dir",
+                str(tiny_data),
+                "--split",
+                "test",
+                "--per-class",
+                "1",
+                "--layer",
+                "c1_relu",
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "on 1 test images per class" in printed and "| LeNet-5 | `c1_relu` |" in printed

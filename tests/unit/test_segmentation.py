@@ -21,8 +21,7 @@ RED_CELL = (225, 185, 195)
 BACKGROUND = (245, 240, 235)
 SCALE_BAR_RED = (230, 30, 30)
 
-# Leaves room for stain variation without letting a broken threshold through; the
-# measurements behind it: docs/decisions.md, "Segmentation test floor".
+# Room for stain variation, none for a broken threshold (docs/decisions.md).
 IOU_FLOOR = 0.55
 SAMPLE_PER_CLASS = 12
 

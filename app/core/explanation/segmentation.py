@@ -31,8 +31,7 @@ WORK_SIDE = 256
 A_FLOOR = 8.0
 # Violet is bluish: b* must be below this (the red scale bar has b* > 0).
 B_CEILING = 0.0
-# Objects smaller than this fraction of the image (about 11 px across at 224 px,
-# a third of a red cell) are platelets, debris or scale-bar text.
+# Smaller objects (a third of a red cell across) are platelets, debris or scale-bar text.
 MIN_OBJECT_FRACTION = 0.002
 # Watershed seeds closer than this fraction of the long side belong to one cell.
 SEED_DISTANCE_FRACTION = 0.05

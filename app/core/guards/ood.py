@@ -19,7 +19,7 @@ Use in the inference service, once per model per process::
     guard = OodGuard.load(models_dir, loaded)        # raises OodNotFittedError if absent
     features, logits = guard.forward(x)               # the one forward pass, x (S, S, 3)
     probs = loaded.probabilities(logits)              # same as loaded.predict(x)
-    ood = guard.score_features(features, image)       # OodResult, ~1 ms
+    ood = guard.score_features(features, image)       # OodResult
 
 ``guard.score(x, image)`` does the forward pass itself when logits are not needed.
 """
@@ -40,8 +40,7 @@ from app.core.model_store import LOGITS_LAYER, LoadedModel
 from app.core.orientations import averaged_over_views
 from app.core.preprocessing import to_model_input
 
-# Image statistics at one fixed size (the data set's own), independent of the model;
-# at this size the fine texture shows a lower magnification that 128 px blurs away.
+# One size for every model (the data set's own): a smaller one blurs away the magnification.
 STATS_SIZE = 224
 COMPONENTS = ("features", "image")
 REASONS = {
