@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +16,15 @@ from training.architectures import ARCHITECTURES
 from training.cli import main
 from training.data import discover
 from training.train import TrainConfig, train
+
+
+def cli(line: str, **paths: Path) -> int:
+    """``python -m training`` with ``line``'s arguments and ``--name PATH`` for each path."""
+    args = shlex.split(line)
+    for name, path in paths.items():
+        args += [f"--{name.replace('_', '-')}", str(path)]
+    return main(args)
+
 
 COLOURS = {
     "Benign": (200, 80, 80),
@@ -69,22 +80,10 @@ def test_one_epoch_writes_every_artifact(tiny_data, tmp_path, name: str) -> None
 
 def test_cli_train_and_evaluate_round_trip(tiny_data, tmp_path, capsys) -> None:
     assert (
-        main(
-            [
-                "train",
-                "--model",
-                "lenet",
-                "--data-dir",
-                str(tiny_data),
-                "--epochs",
-                "1",
-                "--out",
-                str(tmp_path),
-                "--background-swap",
-                "0.5",
-                "--label-smoothing",
-                "0.2",
-            ]
+        cli(
+            "train --model lenet --epochs 1 --background-swap 0.5 --label-smoothing 0.2",
+            data_dir=tiny_data,
+            out=tmp_path,
         )
         == 0
     )
@@ -93,10 +92,7 @@ def test_cli_train_and_evaluate_round_trip(tiny_data, tmp_path, capsys) -> None:
     assert recorded["augmentation"]["background_swap_p"] == 0.5
     assert recorded["label_smoothing"] == 0.2
     assert recorded["dropout"] == ARCHITECTURES["lenet"].dropout
-    assert (
-        main(["evaluate", "--data-dir", str(tiny_data), "--models-dir", str(tmp_path), "--json"])
-        == 0
-    )
+    assert cli("evaluate --json", data_dir=tiny_data, models_dir=tmp_path) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["model"] == "lenet" and result["n_images"] == len(discover(tiny_data))
     assert set(result["per_class"]) == {"benign", "early_pre_b", "pre_b", "pro_b"}
@@ -104,39 +100,16 @@ def test_cli_train_and_evaluate_round_trip(tiny_data, tmp_path, capsys) -> None:
 
 
 def test_cli_set_views_rescores_the_same_weights(tiny_data, tmp_path, capsys) -> None:
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                "sequential",
-                "--data-dir",
-                str(tiny_data),
-                "--epochs",
-                "1",
-                "--out",
-                str(tmp_path),
-            ]
-        )
-        == 0
-    )
+    assert cli("train --model sequential --epochs 1", data_dir=tiny_data, out=tmp_path) == 0
     before = json.loads((tmp_path / "sequential.json").read_text())
     weights = load_model(tmp_path, "sequential").keras_model.get_weights()
     target = 1 if before["inference"]["views"] == 8 else 8
     capsys.readouterr()
     assert (
-        main(
-            [
-                "set-views",
-                "--model",
-                "sequential",
-                "--views",
-                str(target),
-                "--data-dir",
-                str(tiny_data),
-                "--models-dir",
-                str(tmp_path),
-            ]
+        cli(
+            f"set-views --model sequential --views {target}",
+            data_dir=tiny_data,
+            models_dir=tmp_path,
         )
         == 0
     )
@@ -151,19 +124,7 @@ def test_cli_set_views_rescores_the_same_weights(tiny_data, tmp_path, capsys) ->
     for a, b in zip(reloaded.keras_model.get_weights(), weights, strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(SystemExit):
-        main(
-            [
-                "set-views",
-                "--model",
-                "sequential",
-                "--views",
-                "4",
-                "--data-dir",
-                str(tiny_data),
-                "--models-dir",
-                str(tmp_path),
-            ]
-        )
+        cli("set-views --model sequential --views 4", data_dir=tiny_data, models_dir=tmp_path)
     # A folder none of whose images is in the split: refused, the model left as it was.
     other = tmp_path / "other"
     for name, colour in COLOURS.items():
@@ -171,18 +132,10 @@ def test_cli_set_views_rescores_the_same_weights(tiny_data, tmp_path, capsys) ->
         Image.new("RGB", (64, 64), colour[::-1]).save(other / name / "x.png")
     capsys.readouterr()
     assert (
-        main(
-            [
-                "set-views",
-                "--model",
-                "sequential",
-                "--views",
-                str(before["inference"]["views"]),
-                "--data-dir",
-                str(other),
-                "--models-dir",
-                str(tmp_path),
-            ]
+        cli(
+            f"set-views --model sequential --views {before['inference']['views']}",
+            data_dir=other,
+            models_dir=tmp_path,
         )
         == 2
     )
@@ -202,22 +155,7 @@ def test_cli_refuses_malformed_data_dir(tmp_path, capsys, layout, message: str) 
         (tmp_path / folder).mkdir()
         for i in range(n):
             Image.new("RGB", (8, 8)).save(tmp_path / folder / f"{i}.png")
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                "lenet",
-                "--data-dir",
-                str(tmp_path),
-                "--epochs",
-                "1",
-                "--out",
-                str(tmp_path / "out"),
-            ]
-        )
-        == 2
-    )
+    assert cli("train --model lenet --epochs 1", data_dir=tmp_path, out=tmp_path / "out") == 2
     assert message in capsys.readouterr().err
 
 
@@ -227,37 +165,20 @@ def test_cli_refuses_unreadable_image(tiny_data, tmp_path, capsys) -> None:
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)
     (data / "Benign" / "broken.jpg").write_bytes(b"not a jpeg")
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                "lenet",
-                "--data-dir",
-                str(data),
-                "--epochs",
-                "1",
-                "--out",
-                str(tmp_path / "out"),
-            ]
-        )
-        == 2
-    )
+    assert cli("train --model lenet --epochs 1", data_dir=data, out=tmp_path / "out") == 2
     assert "unreadable image" in capsys.readouterr().err
 
 
 def test_cli_refuses_a_swap_share_outside_0_to_1(tiny_data, capsys) -> None:
     with pytest.raises(SystemExit) as exited:
-        main(
-            ["train", "--model", "lenet", "--data-dir", str(tiny_data), "--background-swap", "1.5"]
-        )
+        cli("train --model lenet --background-swap 1.5", data_dir=tiny_data)
     assert exited.value.code == 2
     assert "not a probability" in capsys.readouterr().err
 
 
 def test_cli_needs_a_data_dir(monkeypatch, capsys) -> None:
     monkeypatch.delenv("ALL_DATA_DIR", raising=False)
-    assert main(["evaluate"]) == 2
+    assert cli("evaluate") == 2
     assert "ALL_DATA_DIR" in capsys.readouterr().err
 
 
@@ -278,20 +199,10 @@ def test_report_sections_on_a_trained_model(tiny_data, tmp_path, capsys) -> None
     assert "| LeNet-5 | 95.75% |" in text and "## Where the models look (Grad-CAM)" in text
     capsys.readouterr()
     assert (
-        main(
-            [
-                "heat",
-                "--models-dir",
-                str(tmp_path),
-                "--data-dir",
-                str(tiny_data),
-                "--split",
-                "test",
-                "--per-class",
-                "1",
-                "--layer",
-                "c1_relu",
-            ]
+        cli(
+            "heat --split test --per-class 1 --layer c1_relu",
+            models_dir=tmp_path,
+            data_dir=tiny_data,
         )
         == 0
     )
