@@ -73,7 +73,7 @@ def test_one_json_line_per_request_without_upload_details(log_stream):
     first, second = lines
     assert first["method"] == "POST" and first["path"] == "/api/v1/predict"
     assert first["status"] == 200 and first["model"] == "vggnet"
-    assert first["latency_ms"] >= 0 and len(first["request_id"]) == 32
+    assert first["latency_ms"] > 0 and len(first["request_id"]) == 32
     assert first["request_id"] == response.headers["X-Request-ID"]
     assert second["status"] == 404 and second["model"] is None
     assert second["path"] == "/missing"
