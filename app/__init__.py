@@ -44,11 +44,10 @@ def create_app(
 
         inference = InferenceService(app.config["MODELS_DIR"], app.config["DEFAULT_MODEL"])
         inference.load()
-    app.extensions["inference"] = inference
-
-    from app.web import errors, observability, security
+    from app.web import errors, extensions, observability, security
     from app.web.blueprints import analysis, api, health
 
+    extensions.init_inference(app, inference)
     security.init_app(app)
     errors.init_app(app)
     app.register_blueprint(analysis.bp)

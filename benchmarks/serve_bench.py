@@ -150,10 +150,13 @@ def in_process_ms(
     tf.config.threading.set_inter_op_parallelism_threads(inter)
     from app import create_app
     from app.core.preprocessing import preprocess
+    from app.core.service import InferenceService
 
-    os.environ["MODELS_DIR"] = str(models_dir)
-    flask_app = create_app({"APP_ENV": "testing", "WTF_CSRF_ENABLED": False})
-    service = flask_app.extensions["inference"]
+    service = InferenceService(models_dir).load()
+    flask_app = create_app(
+        {"APP_ENV": "testing", "WTF_CSRF_ENABLED": False, "MODELS_DIR": str(models_dir)},
+        inference=service,
+    )
     client = flask_app.test_client()
     out = {}
     for name in names:

@@ -12,22 +12,17 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.core.errors import ClassifierError
 from app.core.formats import FORMAT_NAMES
-from app.core.service import InferenceService
 from app.web.errors import describe
+from app.web.extensions import inference
 from app.web.presenter import result_page
 from app.web.uploads import read_upload
 
 bp = Blueprint("analysis", __name__)
 
 
-def _service() -> InferenceService:
-    service: InferenceService = current_app.extensions["inference"]
-    return service
-
-
 def render_upload(error: str | None = None, status: int = 200) -> tuple[str, int]:
     """The upload page, optionally with an error message."""
-    service = _service()
+    service = inference()
     models = service.models() if service.ready else []
     selected = _posted_model()
     if selected not in {card.name for card in models}:
@@ -62,7 +57,7 @@ def index() -> tuple[str, int]:
 @bp.post("/analyze")
 def analyze() -> tuple[str, int]:
     """Classify the uploaded image and render the result with its explanation."""
-    service = _service()
+    service = inference()
     model = service.resolve(request.form.get("model"))
     g.model_name = model
     prediction = service.predict(read_upload("image"), model, explain=True)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, g, jsonify
+from flask import Blueprint, g, jsonify
 
-from app.core.service import InferenceService
-from app.web.extensions import csrf
+from app.web.extensions import csrf, inference
 from app.web.presenter import model_json, prediction_json
 from app.web.uploads import read_upload, requested_model, wants_explanation
 
@@ -15,15 +14,10 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # API clients send no session cookie, so there is no form to forge
 
 
-def _service() -> InferenceService:
-    service: InferenceService = current_app.extensions["inference"]
-    return service
-
-
 @bp.post("/predict")
 def predict() -> Any:
     """Multipart ``image`` (+ optional ``model``, ``explain``) -> the prediction as JSON."""
-    service = _service()
+    service = inference()
     model = service.resolve(requested_model())
     g.model_name = model
     prediction = service.predict(read_upload("image"), model, explain=wants_explanation())
@@ -32,7 +26,7 @@ def predict() -> Any:
 
 @bp.get("/models")
 def models() -> Any:
-    service = _service()
+    service = inference()
     return jsonify(
         default=service.default_model, models=[model_json(card) for card in service.models()]
     )

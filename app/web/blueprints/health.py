@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
-from app.core.service import InferenceService
 from app.web.errors import error_json
+from app.web.extensions import inference
 
 bp = Blueprint("health", __name__)
 
@@ -21,7 +21,7 @@ def healthz() -> Any:
 @bp.get("/readyz")
 def readyz() -> Any:
     """Ready once every model is loaded and warmed up."""
-    service: InferenceService = current_app.extensions["inference"]
+    service = inference()
     if not service.ready:
         return error_json(503, "not_ready", "the models are still loading")
     return jsonify(status="ready", models=[card.name for card in service.models()])
