@@ -40,7 +40,7 @@ def _dropout_rates(model) -> list[float]:
 def test_dropout_is_the_architectures_unless_overridden() -> None:
     lenet = architecture("lenet")
     assert _dropout_rates(lenet.build()) == [lenet.dropout] * 2
-    assert _dropout_rates(lenet.build(dropout=0.0)) == [0.0, 0.0]
+    assert _dropout_rates(lenet.build(dropout=0.5)) == [0.5, 0.5]
     assert f"dropout {lenet.dropout:g}" in lenet.describe()
     assert lenet.describe(dropout=0.5).endswith("dropout 0.5")
 
