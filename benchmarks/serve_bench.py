@@ -311,13 +311,15 @@ def main(argv: list[str] | None = None) -> int:
 
     runs: list[ServerRun] = []
     baseline_runs: list[ServerRun] = []
-    for _ in range(args.rounds if args.baseline else 1):
-        if args.baseline:
-            baseline_env = {**env, "MODELS_DIR": str(args.baseline.resolve() / "models")}
-            baseline_runs.append(
-                measure_server(args.baseline.resolve(), baseline_env, conf, names, images, args)
-            )
-        runs.append(measure_server(ROOT, env, conf, names, images, args))
+    baseline = args.baseline.resolve() if args.baseline else None
+    for round_ in range(args.rounds if baseline else 1):
+        order = [ROOT] if baseline is None else [baseline, ROOT]
+        # Alternate which goes first, so a machine that speeds up or slows down over the
+        # run favours neither.
+        for root in order if round_ % 2 == 0 else order[::-1]:
+            root_env = env if root == ROOT else {**env, "MODELS_DIR": str(root / "models")}
+            measured = measure_server(root, root_env, conf, names, images, args)
+            (runs if root == ROOT else baseline_runs).append(measured)
     load_after = os.getloadavg()
     run = runs[-1]
 
@@ -358,7 +360,9 @@ def comparison(
                 [
                     name,
                     label,
+                    f"{statistics.median(p50):.1f}",
                     " / ".join(f"{v:.1f}" for v in p50),
+                    f"{statistics.median(c16):.0f}",
                     " / ".join(f"{v:.0f}" for v in c16),
                 ]
             )
@@ -368,10 +372,20 @@ def comparison(
             "",
             f"Baseline: the checkout at `{baseline}` "
             f"({_git_head(baseline)}), served from its own code and models with the same "
-            f"settings; measured first, then this checkout ({_git_head(ROOT)}), "
-            f"{len(runs)} round(s). One figure per round.",
+            f"settings, against this checkout ({_git_head(ROOT)}): {len(runs)} round(s), "
+            "the baseline first in odd rounds and second in even ones.",
             "",
-            table(["model", "server", "e2e p50 ms (c=1)", "req/s (c=16)"], rows),
+            table(
+                [
+                    "model",
+                    "server",
+                    "e2e p50 ms (c=1), median",
+                    "per round",
+                    "req/s (c=16), median",
+                    "per round",
+                ],
+                rows,
+            ),
             "",
         ]
     )
