@@ -392,12 +392,24 @@ def comparison(
 
 
 def _git_head(root: Path) -> str:
+    """The checkout's commit, and whether code differs from it (this report aside)."""
     done = subprocess.run(
         ["git", "-C", str(root), "log", "-1", "--format=%h %s"], capture_output=True, text=True
     )
     head = done.stdout.strip()[:72] if done.returncode == 0 else "not a git checkout"
     dirty = subprocess.run(
-        ["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True
+        [
+            "git",
+            "-C",
+            str(root),
+            "status",
+            "--porcelain",
+            "--",
+            ".",
+            ":(exclude)benchmarks/RESULTS.md",
+        ],
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     return f"`{head}`" + (", with uncommitted changes" if dirty else "")
 
