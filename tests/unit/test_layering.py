@@ -169,16 +169,6 @@ def test_import_app_loads_neither_tensorflow_nor_flask() -> None:
     assert loaded == []
 
 
-def test_training_and_the_core_never_load_the_web_stack() -> None:
-    # One interpreter for all: each of them loads TensorFlow, which takes seconds.
-    modules = ["training.cli", "training.report", "app.core.service"]
-    loaded = run_python(
-        f"import json, sys, {', '.join(modules)}; "
-        f"print(json.dumps([m for m in {WEB_STACK!r} if m in sys.modules]))"
-    )
-    assert loaded == []
-
-
 def test_the_class_definitions_import_in_under_a_fifth_of_a_second() -> None:
     timing = run_python(
         "import json, sys, time; t = time.perf_counter(); "
