@@ -107,6 +107,14 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--data-dir", help=data_help)
     report.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
 
+    capture = sub.add_parser(
+        "capture", help="the capture-robustness suite: accuracy, coverage, silent errors"
+    )
+    capture.add_argument("--data-dir", help=data_help)
+    capture.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    capture.add_argument("--split", choices=("train", "val", "test"), default="val")
+    capture.add_argument("--every", type=int, default=1, help="take every N-th image (default 1)")
+
     seg = sub.add_parser(
         "segmentation-agreement", help="IoU of the app's segmentation against the data set's masks"
     )
@@ -134,6 +142,14 @@ def _parser() -> argparse.ArgumentParser:
     fit_ood.add_argument("--model", choices=MODEL_CHOICES, default="all")
     fit_ood.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
 
+    uncertain = sub.add_parser(
+        "fit-uncertain",
+        help="fit the 'uncertain' threshold on validation and its capture variants",
+    )
+    uncertain.add_argument("--data-dir", help=data_help)
+    uncertain.add_argument("--model", choices=MODEL_CHOICES, default="all")
+    uncertain.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+
     heat = sub.add_parser("heat", help="where the models look: Grad-CAM heat on the leukocytes")
     heat.add_argument("--data-dir", help=data_help)
     heat.add_argument("--model", choices=MODEL_CHOICES, default="all")
@@ -141,6 +157,14 @@ def _parser() -> argparse.ArgumentParser:
     heat.add_argument("--split", choices=("train", "val", "test"), default="val")
     heat.add_argument("--per-class", type=int, default=10, help="images per class (default 10)")
     heat.add_argument("--layer", help="explain at this layer instead of the automatic choice")
+
+    scale = sub.add_parser(
+        "fit-scale",
+        help="measure the training photographs' cell scale and write it into the model cards",
+    )
+    scale.add_argument("--data-dir", help=data_help)
+    scale.add_argument("--model", choices=MODEL_CHOICES, default="all")
+    scale.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
 
     upgrade = sub.add_parser(
         "upgrade-cards",
@@ -172,6 +196,22 @@ def _fit_ood(args: argparse.Namespace) -> int:
             f"[{name}] threshold {section.threshold:.3f}: flags val "
             f"{section.val_flag_rate:.1%}, test {section.test_flag_rate:.1%}, "
             f"foreign {section.foreign_flag_rate:.1%}",
+            flush=True,
+        )
+    return 0
+
+
+def _fit_uncertain(args: argparse.Namespace) -> int:
+    from training.data import discover
+    from training.uncertain import fit_uncertain
+
+    samples = discover(_data_dir(args.data_dir))
+    for name in _model_names(args.models_dir, args.model):
+        c = fit_uncertain(args.models_dir, name, samples)
+        print(
+            f"[{name}] uncertain below {c.uncertain_below}: val {c.uncertain_val_rate:.1%}, "
+            f"test {c.uncertain_test_rate:.1%} uncertain; test accuracy when confident "
+            f"{c.test_accuracy_when_confident}",
             flush=True,
         )
     return 0
@@ -276,6 +316,52 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_scale(args: argparse.Namespace) -> int:
+    from app.core.preprocessing import SCALED_RESIZE
+    from training.data import discover
+    from training.evaluate import select_split
+    from training.scale_fit import fit_scale
+    from training.split import MANIFEST_NAME
+
+    samples = discover(_data_dir(args.data_dir))
+    train = select_split(samples, args.models_dir / MANIFEST_NAME, "train")
+    if not train:
+        raise DataSetError("no image of this folder is in the train split")
+    spec = fit_scale(train)
+    if spec is None:
+        raise DataSetError("most training images could not be measured")
+    for name in _model_names(args.models_dir, args.model):
+        path = model_files(args.models_dir, name).card
+        card = ModelCard.load(path)
+        if card.scale != spec:
+            card.scale = spec
+            card.preprocessing["resize"] = SCALED_RESIZE
+            major, minor, patch = card.version.split(".")
+            card.version = f"{major}.{minor}.{int(patch) + 1}"
+            card.save(path)
+        print(
+            f"[{name}] version {card.version}: cells {spec.reference_px:.1f} px "
+            f"(95% within {spec.low_px:.1f}-{spec.high_px:.1f}) in a {spec.field_px} px field",
+            flush=True,
+        )
+    return 0
+
+
+def _capture(args: argparse.Namespace) -> int:
+    from training.data import discover
+    from training.evaluate import select_split
+    from training.report import capture_section
+    from training.split import MANIFEST_NAME
+
+    samples = select_split(
+        discover(_data_dir(args.data_dir)), args.models_dir / MANIFEST_NAME, args.split
+    )
+    if not samples:
+        raise DataSetError(f"no image of this folder is in the {args.split} split")
+    print(capture_section(args.models_dir, samples[:: args.every], args.split), flush=True)
+    return 0
+
+
 def _upgrade_cards(args: argparse.Namespace) -> int:
     for name in _model_names(args.models_dir, "all"):
         path = model_files(args.models_dir, name).card
@@ -296,7 +382,10 @@ COMMANDS = {
     "segmentation-agreement": _segmentation_agreement,
     "fit-ood": _fit_ood,
     "set-views": _set_views,
+    "fit-uncertain": _fit_uncertain,
     "heat": _heat,
+    "fit-scale": _fit_scale,
+    "capture": _capture,
     "upgrade-cards": _upgrade_cards,
 }
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from app.core.classes import CLASS_IDS
-from app.core.errors import ImageDecodeError, ImageTooLargeError
-from app.core.preprocessing import preprocess
+from app.core.errors import CaptureError, ImageDecodeError, ImageTooLargeError
+from app.core.model_card import ScaleSpec
+from app.core.preprocessing import PreparedImage, load_image, prepare, to_model_input
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 
@@ -81,12 +86,25 @@ def resolve_image_root(data_dir: str | Path) -> Path:
     return root
 
 
-def read_input(sample: Sample, input_size: int) -> np.ndarray:
+def read_input(sample: Sample, input_size: int, scale: ScaleSpec | None = None) -> np.ndarray:
     """The sample through the shared preprocessing; unreadable files are a DataSetError."""
     try:
-        return preprocess(sample.path, input_size)
+        image = load_image(sample.path)
     except (ImageDecodeError, ImageTooLargeError) as exc:
         raise DataSetError(f"unreadable image {str(sample.path)!r}: {exc}") from exc
+    return prepared_or_whole(image, input_size, scale, str(sample.path)).x
+
+
+def prepared_or_whole(
+    image: Image.Image, input_size: int, scale: ScaleSpec | None, name: str = "an image"
+) -> PreparedImage:
+    """``prepare``; where the app would refuse the scale, the whole image, so every image
+    is scored (the capture-robustness suite counts the refusals)."""
+    try:
+        return prepare(image, input_size, scale)
+    except CaptureError as exc:
+        log.debug("%s: the app would refuse it (%s); scored whole", name, exc.reason)
+        return PreparedImage(image, to_model_input(image, input_size), None)
 
 
 def _sha256(path: Path) -> str:

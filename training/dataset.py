@@ -10,6 +10,7 @@ from scipy import ndimage as ndi
 
 from app.core.classes import CLASS_IDS
 from app.core.explanation.segmentation import foreground_mask
+from app.core.model_card import ScaleSpec
 from training.augment import AUGMENTATION, AugmentProfile, augment_image, swap_backgrounds
 from training.data import Sample, read_input
 from training.progress import track
@@ -17,11 +18,13 @@ from training.progress import track
 Arrays = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-def load_arrays(samples: Sequence[Sample], input_size: int) -> tuple[np.ndarray, np.ndarray]:
+def load_arrays(
+    samples: Sequence[Sample], input_size: int, scale: ScaleSpec | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Decode every sample with the shared preprocessing: (N, S, S, 3) floats and labels."""
     x = np.empty((len(samples), input_size, input_size, 3), dtype=np.float32)
     for i, sample in enumerate(track(samples, f"decoding {len(samples)} images")):
-        x[i] = read_input(sample, input_size)
+        x[i] = read_input(sample, input_size, scale)
     y = np.array([sample.label for sample in samples], dtype=np.int64)
     return x, y
 

@@ -22,7 +22,7 @@ def evaluate_model(
     perturb: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``model`` on ``samples``, optionally after a perturbation of each input."""
-    x, y = load_arrays(samples, model.input_size)
+    x, y = load_arrays(samples, model.input_size, model.card.scale)
     if perturb is not None:
         x = np.stack([perturb(img) for img in x])
     report = classification_report(y, model.predict(x))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +27,15 @@ from app.core.guards.ood import (
 from app.core.model_card import OodSection
 from app.core.model_files import model_files
 from app.core.model_store import LoadedModel, load_model
-from app.core.preprocessing import load_image, to_model_input
-from training.data import Sample, discover
+from app.core.preprocessing import load_image
+from training.data import Sample, discover, prepared_or_whole
 from training.evaluate import select_split
 from training.foreign import KINDS, ForeignImage, foreign_set
 from training.progress import track
 from training.split import MANIFEST_NAME
+from training.uncertain import fit_uncertain
 
 VAL_QUANTILE = 0.975  # flag 2.5% of validation images: margin under the 5% test target
-UNCERTAIN_TARGET_ACCURACY = 0.80
-UNCERTAIN_WINDOW = 20
 FOREIGN_SMEARS = 12
 MIN_SCALE = 1e-6
 
@@ -77,36 +75,6 @@ def fit_gaussian(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     return mean, _precision(cov), shrinkage
 
 
-def choose_uncertain_below(
-    confidence: np.ndarray,
-    correct: np.ndarray,
-    target: float = UNCERTAIN_TARGET_ACCURACY,
-    window: int = UNCERTAIN_WINDOW,
-) -> float:
-    """The confidence below which predictions are right less than ``target`` of the time.
-
-    Sorts the validation predictions by confidence and slides a window of ``window``
-    neighbours over them: c lies just above the most confident window whose accuracy
-    is under ``target`` (1.0 when that is the top window, 0.0 when no window is).
-    Local, not cumulative: the many right answers at low confidence must not hide
-    that answers at that confidence are often wrong, nor the reverse.
-    """
-    order = np.argsort(confidence, kind="stable")
-    conf = np.asarray(confidence, dtype=np.float64)[order]
-    hits = np.asarray(correct, dtype=np.float64)[order]
-    window = min(window, len(conf))
-    if window == 0:
-        return 0.0
-    local = np.convolve(hits, np.ones(window), mode="valid") / window
-    under = np.flatnonzero(local < target)
-    if not under.size:
-        return 0.0
-    end = int(under.max()) + window  # first prediction after the last such window
-    if end >= len(conf):
-        return 1.0
-    return float((conf[end - 1] + conf[end]) / 2)
-
-
 def extract(
     loaded: LoadedModel,
     forward: Any,
@@ -122,11 +90,11 @@ def extract(
         batch = [
             load_image(i) if isinstance(i, str | Path) else i for i in images[start : start + chunk]
         ]
-        x = np.stack([to_model_input(im, loaded.input_size) for im in batch])
-        f, lg = forward(x)
+        seen = [prepared_or_whole(im, loaded.input_size, loaded.card.scale) for im in batch]
+        f, lg = forward(np.stack([s.x for s in seen]))
         feats.append(f.numpy())
         logits.append(lg.numpy())
-        stats.extend(image_statistics_of(im) for im in batch)
+        stats.extend(image_statistics_of(s.field) for s in seen)
     return np.concatenate(feats), np.concatenate(logits), np.stack(stats)
 
 
@@ -184,16 +152,6 @@ def fit_ood(
     foreign = foreign_set([s.path for s in smears])
     foreign_flags = score_foreign(guard, loaded, forward, foreign)
 
-    y_val = np.array([p.label for p in parts["val"]])
-    val_probs = loaded.probabilities(data["val"][1])
-    uncertain_below = choose_uncertain_below(
-        val_probs.max(axis=1), val_probs.argmax(axis=1) == y_val
-    )
-    y_test = np.array([p.label for p in parts["test"]])
-    test_probs = loaded.probabilities(data["test"][1])
-    test_unc = test_probs.max(axis=1) < uncertain_below
-    test_correct = test_probs.argmax(axis=1) == y_test
-
     npz_path = model_files(root, name).ood
     with npz_path.open("wb") as fh:
         np.savez_compressed(
@@ -244,25 +202,8 @@ def fit_ood(
     )
     card = loaded.card
     card.ood = section
-    card.calibration = replace(
-        card.calibration,
-        uncertain_below=round(uncertain_below, 4),
-        uncertain_rule=(
-            "a prediction is 'uncertain' when its calibrated top-class probability is below "
-            "uncertain_below: just above the most confident run of "
-            f"{UNCERTAIN_WINDOW} neighbouring validation predictions (sorted by confidence) "
-            f"that are right less than {UNCERTAIN_TARGET_ACCURACY:.0%} of the time"
-        ),
-        uncertain_val_rate=round(float((val_probs.max(axis=1) < uncertain_below).mean()), 4),
-        uncertain_test_rate=round(float(test_unc.mean()), 4),
-        test_accuracy_when_confident=(
-            round(float(test_correct[~test_unc].mean()), 4) if (~test_unc).any() else None
-        ),
-        test_accuracy_when_uncertain=(
-            round(float(test_correct[test_unc].mean()), 4) if test_unc.any() else None
-        ),
-    )
     card.save(model_files(root, name).card)
+    fit_uncertain(root, name, samples)
     return section
 
 

@@ -14,6 +14,8 @@ from app.core.model_card import TestMetrics
 from app.core.model_files import model_names
 from app.core.model_store import LoadedModel, load_model
 from training.architectures import ARCHITECTURES
+from training.capture import SetScore, capture_markdown
+from training.capture import run as run_captures
 from training.data import Sample, discover
 from training.dataset import load_arrays
 from training.evaluate import select_split
@@ -24,6 +26,7 @@ from training.metrics import classification_report
 from training.ood_eval import ood_markdown
 from training.perturbations import PERTURBATIONS
 from training.progress import track
+from training.scale_fit import estimate_errors, scale_markdown
 from training.segmentation_eval import agreement, agreement_markdown
 from training.split import MANIFEST_NAME
 
@@ -70,7 +73,7 @@ def measure(models_dir: Path, samples: list[Sample]) -> list[ModelRow]:
     rows = []
     for name in model_names(models_dir):
         model = load_model(models_dir, name)
-        x, y = load_arrays(samples, model.input_size)
+        x, y = load_arrays(samples, model.input_size, model.card.scale)
         row = ModelRow(
             model=model,
             base=TestMetrics(**classification_report(y, model.predict(x))),
@@ -178,6 +181,22 @@ def render(rows: list[ModelRow], n_test: int, extra_sections: list[str]) -> str:
     return "\n".join(out)
 
 
+def capture_section(models_dir: Path, samples: list[Sample], split: str = "test") -> str:
+    """The capture-robustness table of every served model on ``samples``."""
+    from app.core.service import InferenceService
+
+    service = InferenceService(models_dir).load()
+    scores = {
+        name: {
+            capture: SetScore.of(o, service.served(name).card.calibration.uncertain_below)
+            for capture, o in sets.items()
+        }
+        for name, sets in run_captures(service, samples).items()
+    }
+    display = {card.name: card.display_name for card in service.models()}
+    return capture_markdown(scores, display, split)
+
+
 def write_report(data_dir: str | Path, models_dir: Path) -> Path:
     """Measure every model on the test split and write ``models_dir/REPORT.md``."""
     # Discovery hashes every file: done once, shared by the sections that need the test split.
@@ -185,6 +204,8 @@ def write_report(data_dir: str | Path, models_dir: Path) -> Path:
     rows = measure(models_dir, samples)
     n_test = rows[0].base.n_images if rows else 0
     sections = [
+        capture_section(models_dir, samples),
+        scale_markdown(estimate_errors(samples), rows[0].model.card.scale if rows else None),
         heat_markdown(measure_heat([r.model for r in rows], samples)),
         ood_markdown([r.model.card for r in rows]),
         agreement_markdown(agreement(data_dir)),

@@ -40,7 +40,7 @@ def set_views(
             raise DataSetError(
                 f"no image of {data_dir} is in the {split} split of {out / MANIFEST_NAME}"
             )
-        arrays[split] = load_arrays(chosen, card.input_size)
+        arrays[split] = load_arrays(chosen, card.input_size, card.scale)
 
     card.inference = InferenceSpec.for_views(views)
     # Same weights, different answers: a new model version.

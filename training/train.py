@@ -24,7 +24,7 @@ from app.core.model_card import (
 )
 from app.core.model_files import model_files
 from app.core.model_store import load_model, softmax
-from app.core.preprocessing import PREPROCESSING_SPEC
+from app.core.preprocessing import PREPROCESSING_SPEC, SCALED_RESIZE
 from training import plots
 from training.architectures import architecture
 from training.augment import AUGMENTATION, AugmentProfile
@@ -33,6 +33,7 @@ from training.data import Sample, discover, resolve_image_root
 from training.dataset import Arrays, class_weights, load_arrays, make_dataset
 from training.metrics import classification_report, expected_calibration_error
 from training.ood import fit_ood
+from training.scale_fit import fit_scale
 from training.split import MANIFEST_NAME, assign_splits, write_manifest
 
 MODEL_VERSION = "1.2.0"
@@ -92,7 +93,8 @@ def train(
     samples = samples if samples is not None else discover(root)
     parts, assignment = split_samples(samples, config.seed)
     manifest_sha = write_manifest(samples, assignment, root, out / MANIFEST_NAME)
-    arrays = {k: load_arrays(v, arch.input_size) for k, v in parts.items()}
+    scale = fit_scale(parts["train"])
+    arrays = {k: load_arrays(v, arch.input_size, scale) for k, v in parts.items()}
     x_train, y_train = arrays["train"]
     x_val, y_val = arrays["val"]
     log.info(
@@ -150,7 +152,8 @@ def train(
         display_names={c: DISPLAY_NAMES[c] for c in CLASS_IDS},
         malignant={c: MALIGNANT[c] for c in CLASS_IDS},
         input_size=arch.input_size,
-        preprocessing=dict(PREPROCESSING_SPEC),
+        preprocessing={**PREPROCESSING_SPEC, **({"resize": SCALED_RESIZE} if scale else {})},
+        scale=scale,
         inference=InferenceSpec.for_views(arch.views),
         training={
             **asdict(config),

@@ -50,6 +50,25 @@ class ImageTooLargeError(ClassifierError):
         return f"The image has too many pixels: {str(self).rstrip('.')}."
 
 
+class CaptureError(ClassifierError):
+    """The photograph cannot be analysed as it was taken; ``fix`` says how to take it again."""
+
+    status = 422
+    code = "unusable_capture"
+
+    def __init__(self, reason: str, fix: str, code: str | None = None) -> None:
+        super().__init__(f"{reason}: {fix}")
+        self.reason = reason
+        self.fix = fix
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        text = str(self)
+        return f"{text[0].upper()}{text[1:]}."
+
+
 class UnknownModelError(ClassifierError):
     """The requested model is not served by this process."""
 

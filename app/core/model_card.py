@@ -46,6 +46,25 @@ class InferenceSpec:
 
 
 @dataclass
+class ScaleSpec:
+    """The cells' scale in the training photographs (``app.core.scale``), from the train split.
+
+    Sizes are in pixels of a ``field_px`` square field, the training photographs' own
+    size. A photograph whose cells measure within ``low_px`` to ``high_px`` is used as
+    it is; one outside is resampled to the nearer end of that range, and refused
+    when that takes more than ``max_resample`` times.
+    """
+
+    method: str = ""
+    field_px: int = 224
+    reference_px: float = 0.0
+    low_px: float = 0.0
+    high_px: float = 0.0
+    max_resample: float = 1.6
+    n_images: int = 0
+
+
+@dataclass
 class SplitManifestRef:
     """The split manifest the model was trained with, and its checksum."""
 
@@ -122,6 +141,8 @@ class ModelCard:
     malignant: dict[str, bool] = field(default_factory=lambda: dict(MALIGNANT))
     input_size: int = 0
     preprocessing: dict[str, str] = field(default_factory=dict)
+    # None: the model takes the whole photograph at any scale (trained before scale checks).
+    scale: ScaleSpec | None = None
     inference: InferenceSpec = field(default_factory=InferenceSpec)
     # The training run's configuration and outcome, as ``training.train`` recorded them.
     training: dict[str, Any] = field(default_factory=dict)

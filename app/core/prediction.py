@@ -17,6 +17,7 @@ from app.core.explanation.segmentation import Segmentation
 from app.core.guards.ood import OodResult
 from app.core.guards.uncertainty import is_uncertain
 from app.core.model_card import ModelCard
+from app.core.scale import ScaleCheck
 
 Status = Literal["out_of_distribution", "uncertain", "malignant", "benign"]
 
@@ -64,10 +65,13 @@ class Prediction:
     model: ModelCard
     timings: Timings
     image_format: str
-    # The decoded upright RGB image and the exact model input, so the explanation
-    # reuses them instead of decoding again.
+    # The decoded upright RGB image, the square field of it the model saw and the
+    # exact model input, so the explanation reuses them instead of decoding again.
     image: Image.Image = field(repr=False, compare=False)
+    field_image: Image.Image = field(repr=False, compare=False)
     model_input: np.ndarray = field(repr=False, compare=False)
+    # None when the model has no scale check (it takes the whole photograph).
+    scale: ScaleCheck | None = None
     ood: OodResult | None = None
     uncertain_below: float | None = None
     explanation: Explanation | None = None

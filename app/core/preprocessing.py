@@ -1,7 +1,8 @@
 """The one image preprocessing used by training, evaluation and serving.
 
 Every path from bytes or a file to a model input goes through ``load_image``
-and ``to_model_input``; nothing else may decode or resize images for a model.
+and ``prepare`` (or ``to_model_input`` for a model without a scale check);
+nothing else may decode or resize images for a model.
 Uploads are checked with ``sniff_format`` first, so only accepted formats reach
 the decoder.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,6 +20,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app.core.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
 from app.core.formats import ALLOWED_FORMATS, FORMAT_NAMES, claimed_format
+from app.core.model_card import ScaleSpec
+from app.core.scale import ScaleCheck, check_scale
 
 # Pixels above this are refused before decoding (decompression bombs).
 MAX_PIXELS = 40_000_000
@@ -30,6 +34,10 @@ PREPROCESSING_SPEC = {
     "resize": f"{RESAMPLE_NAME}, to input_size x input_size, aspect ratio not kept",
     "scale": "float32 in [0, 1]",
 }
+SCALED_RESIZE = (
+    f"the centre square, resampled into the training cell-scale range (see 'scale'), "
+    f"then {RESAMPLE_NAME} to input_size x input_size"
+)
 _HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
@@ -131,3 +139,42 @@ def to_model_input(image: Image.Image, input_size: int) -> np.ndarray:
 def preprocess(source: ImageSource, input_size: int) -> np.ndarray:
     """Bytes or path to a model-ready ``(input_size, input_size, 3)`` array."""
     return to_model_input(load_image(source), input_size)
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """What a model sees of a photograph: its field, the model input and the scale check.
+
+    ``field`` is the square part of the photograph the model input is made of, at
+    the photograph's own resolution (the explanation is drawn on it). ``scale`` is
+    None for a model without a scale check, which takes the whole photograph.
+    """
+
+    field: Image.Image
+    x: np.ndarray
+    scale: ScaleCheck | None
+
+
+def prepare(image: Image.Image, input_size: int, scale: ScaleSpec | None) -> PreparedImage:
+    """The model input of a decoded photograph; CaptureError when its scale is unusable."""
+    if scale is None:
+        return PreparedImage(image, to_model_input(image, input_size), None)
+    check = check_scale(image, scale)
+    field = square_field(image, round(min(image.size) / check.resampled_by))
+    return PreparedImage(field, to_model_input(field, input_size), check)
+
+
+def square_field(image: Image.Image, side: int) -> Image.Image:
+    """The centred ``side`` square of ``image``, mirrored at its edges where it is smaller."""
+    width, height = image.size
+    if side <= min(width, height):
+        left, top = (width - side) // 2, (height - side) // 2
+        if (left, top, side) == (0, 0, width) and width == height:
+            return image
+        return image.crop((left, top, left + side, top + side))
+    pixels = np.asarray(image)
+    top, left = max(0, (height - side) // 2), max(0, (width - side) // 2)
+    pixels = pixels[top : top + side, left : left + side]
+    pad_y, pad_x = side - pixels.shape[0], side - pixels.shape[1]
+    padding = ((pad_y // 2, pad_y - pad_y // 2), (pad_x // 2, pad_x - pad_x // 2), (0, 0))
+    return Image.fromarray(np.pad(pixels, padding, mode="symmetric"))

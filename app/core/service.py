@@ -28,7 +28,7 @@ from app.core.model_card import ModelCard
 from app.core.model_files import model_names
 from app.core.model_store import LoadedModel, load_model
 from app.core.prediction import Explanation, Prediction, Timings
-from app.core.preprocessing import load_image, sniff_format, to_model_input
+from app.core.preprocessing import load_image, prepare, sniff_format
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,8 @@ class InferenceService:
 
         Calibrated probabilities, the OOD check (when the model has a guard)
         and the uncertain flag. Raises UnknownModelError, UnsupportedImageError,
-        ImageDecodeError, ImageTooLargeError or NotReadyError.
+        ImageDecodeError, ImageTooLargeError, CaptureError (cells at a scale the
+        model cannot be given) or NotReadyError.
         """
         served = self.served(model)
         loaded, guard = served.model, served.guard
@@ -153,7 +154,8 @@ class InferenceService:
         image_format = sniff_format(data)
         image = load_image(data)
         decoded = time.perf_counter()
-        x = to_model_input(image, loaded.input_size)
+        seen = prepare(image, loaded.input_size, loaded.card.scale)
+        x = seen.x
         prepared = time.perf_counter()
         if guard is not None:
             # One pass gives both the guard's features and the logits.
@@ -163,7 +165,7 @@ class InferenceService:
         probs = loaded.probabilities(logits)[0]
         modelled = time.perf_counter()
         ood = (
-            guard.score_features(features, image)
+            guard.score_features(features, seen.field)
             if guard is not None and features is not None
             else None
         )
@@ -182,6 +184,8 @@ class InferenceService:
             ),
             image_format=image_format,
             image=image,
+            field_image=seen.field,
+            scale=seen.scale,
             model_input=x,
             ood=ood,
             uncertain_below=loaded.card.calibration.uncertain_below,
@@ -191,12 +195,12 @@ class InferenceService:
         """The prediction with its segmented cells and its Grad-CAM and outline PNGs."""
         served = self.served(prediction.model.name)
         start = time.perf_counter()
-        cells = segment(prediction.image)
+        cells = segment(prediction.field_image)
         segmented = time.perf_counter()
         class_index = served.model.class_ids.index(prediction.class_id)
         heat = served.gradcam.heatmap(prediction.model_input, class_index)
         # Downscale a big photograph once for both pictures.
-        shown = downscale(prediction.image, DISPLAY_SIDE)
+        shown = downscale(prediction.field_image, DISPLAY_SIDE)
         gradcam_png = overlay_png(shown, heat)
         drawn = time.perf_counter()
         cells_png = outline_png(shown, cells)

@@ -16,7 +16,7 @@ from flask import Flask, current_app, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from app.core.errors import ClassifierError
+from app.core.errors import CaptureError, ClassifierError
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +56,17 @@ def describe(exc: BaseException) -> tuple[int, str, str]:
     return 500, "internal_error", "Something went wrong on our side. Please try again."
 
 
-def error_json(status: int, code: str, message: str) -> tuple[Any, int]:
-    return jsonify(error={"code": code, "message": message}), status
+def error_json(status: int, code: str, message: str, **extra: str) -> tuple[Any, int]:
+    return jsonify(error={"code": code, "message": message, **extra}), status
 
 
 def respond(exc: BaseException) -> Any:
     """The JSON or HTML error response for ``exc`` on the current request."""
     status, code, message = describe(exc)
     if request.path.startswith(JSON_PATHS):
-        return error_json(status, code, message)
+        # A refused capture also says, separately, what is wrong and how to retake it.
+        extra = {"reason": exc.reason, "fix": exc.fix} if isinstance(exc, CaptureError) else {}
+        return error_json(status, code, message, **extra)
     return render_template("error.html", status=status, code=code, message=message), status
 
 

@@ -77,6 +77,33 @@ def ood_json(p: Prediction) -> dict[str, Any]:
     }
 
 
+def scale_json(p: Prediction) -> dict[str, Any] | None:
+    """The cells' measured scale against the training photographs' (None: not checked)."""
+    if p.scale is None:
+        return None
+    s = p.scale
+    return {
+        "cell_size_px": round(s.size_px, 2),
+        "field_cell_size_px": round(s.field_size_px, 2),
+        "ratio_to_training": round(s.ratio, 3),
+        "uncertainty": None if s.uncertainty is None else round(s.uncertainty, 3),
+        "in_training_range": s.in_training_range,
+        "resampled_by": round(s.resampled_by, 3),
+    }
+
+
+def scale_text(p: Prediction) -> str | None:
+    """The scale check in words, for the result page."""
+    if p.scale is None:
+        return None
+    s = p.scale
+    spread = f" (±{100 * s.uncertainty:.0f}%)" if s.uncertainty is not None else ""
+    size = f"cells {s.ratio:.2f}× the training images' median size{spread}"
+    if s.in_training_range:
+        return f"{size}: within the training range, used as taken"
+    return f"{size}: resampled {s.resampled_by:.2f}× into the training range"
+
+
 def prediction_json(p: Prediction) -> dict[str, Any]:
     """The API's answer for one image."""
     out: dict[str, Any] = {
@@ -100,6 +127,7 @@ def prediction_json(p: Prediction) -> dict[str, Any]:
         "elapsed_ms": round(p.total_ms, 2),
         "timings_ms": timings_json(p),
         "image": {"format": p.image_format, "width": p.image.width, "height": p.image.height},
+        "scale": scale_json(p),
     }
     if p.explanation is not None:
         e = p.explanation

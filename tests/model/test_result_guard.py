@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from app.core.classes import CLASS_IDS
+from app.core.errors import CaptureError
 from app.core.guards.ood import OodResult
 from app.core.service import InferenceService
 from app.web.presenter import (
@@ -72,24 +73,42 @@ def unguarded_service(
     return InferenceService(folder)
 
 
-def test_solid_colours_are_out_of_distribution(inference_service, guarded) -> None:
-    for name in guarded:
+def test_solid_colours_are_refused_before_any_model_runs(inference_service) -> None:
+    for card in inference_service.models():
         for colour in ((255, 255, 255), (0, 0, 0), (128, 128, 128), (200, 40, 160)):
-            p = inference_service.classify(solid(colour), name)
-            assert p.out_of_distribution is True, (name, colour, p.ood)
-            assert p.ood.score > p.ood.threshold and p.ood.reasons
-            assert verdict(p) == OOD_VERDICT and p.status == "out_of_distribution"
+            with pytest.raises(CaptureError) as raised:
+                inference_service.classify(solid(colour), card.name)
+            assert raised.value.code == "scale_unmeasurable", (card.name, colour)
 
 
-def test_random_noise_is_out_of_distribution(inference_service, guarded) -> None:
+def test_random_noise_is_refused_or_out_of_distribution(inference_service, guarded) -> None:
     for name in guarded:
         for seed in range(3):
-            p = inference_service.classify(noise(seed), name)
+            try:
+                p = inference_service.classify(noise(seed), name)
+            except CaptureError as refused:
+                assert refused.status == 422 and refused.fix
+                continue
             assert p.out_of_distribution is True, (name, seed, p.ood)
             out = prediction_json(p)
             assert out["out_of_distribution"] is True and out["verdict"] == OOD_VERDICT
             assert out["ood"]["available"] is True
             assert out["ood"]["score"] > out["ood"]["threshold"]
+
+
+def test_the_guard_flags_solid_colours_where_the_scale_check_is_absent(guarded, models_dir) -> None:
+    from app.core.guards.ood import OodGuard
+    from app.core.model_store import load_model
+    from app.core.preprocessing import to_model_input
+
+    for name in guarded:
+        loaded = load_model(models_dir, name)
+        guard = OodGuard.load(models_dir, loaded)
+        for colour in ((255, 255, 255), (0, 0, 0), (128, 128, 128), (200, 40, 160)):
+            image = Image.new("RGB", (224, 224), colour)
+            result = guard.score(to_model_input(image, loaded.input_size), image)
+            assert result.out_of_distribution is True, (name, colour, result)
+            assert result.score > result.threshold and result.reasons
 
 
 @pytest.mark.data
@@ -187,7 +206,7 @@ def test_model_without_guard_is_served_and_says_so(unguarded_service, images, ca
         unguarded_service.load()
     assert any("without an out-of-distribution check" in r.getMessage() for r in caplog.records)
     assert unguarded_service.served("lenet").guard is None
-    for data in (solid((0, 0, 0)), images.make()):
+    for data in (images.make(size=(224, 224)), images.make()):
         p = unguarded_service.classify(data)
         assert p.out_of_distribution is None and p.ood is None
         out = prediction_json(p)

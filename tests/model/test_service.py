@@ -13,7 +13,7 @@ from PIL import Image
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
 from app.core.errors import NoModelsError, NotReadyError, UnknownModelError
 from app.core.model_files import model_names
-from app.core.preprocessing import preprocess
+from app.core.preprocessing import load_image, prepare
 from app.core.service import InferenceService
 
 
@@ -64,11 +64,12 @@ def test_explanation_is_a_separate_step(inference_service: InferenceService, ima
         assert e is not None and e.gradcam_class == p.class_id
         for png in (e.gradcam_png, e.cells_png):
             shown = Image.open(io.BytesIO(png))
-            assert shown.format == "PNG" and shown.size == (300, 200)
-        # The synthetic smear has one violet blob in its middle.
+            # Drawn on the field the model saw: the centre square.
+            assert shown.format == "PNG" and shown.size == (200, 200)
+        # The synthetic smear has one violet leukocyte in its middle.
         assert e.cells.count == 1
         x0, y0, x1, y1 = e.cells.cells[0].bbox
-        assert x0 < 150 < x1 and y0 < 100 < y1
+        assert x0 < 100 < x1 and y0 < 100 < y1
         assert e.segmentation_ms > 0 and e.gradcam_ms > 0 and e.outline_ms > 0
         assert p.total_ms == pytest.approx(p.timings.total_ms + e.total_ms)
         assert (
@@ -86,7 +87,8 @@ def test_served_probabilities_equal_the_model_store(
     data = images.make("PNG", size=(200, 120))
     for card in inference_service.models():
         loaded = inference_service.served(card.name).model
-        expected = loaded.predict(preprocess(data, loaded.input_size))[0]
+        seen = prepare(load_image(data), loaded.input_size, card.scale)
+        expected = loaded.predict(seen.x)[0]
         got = inference_service.classify(data, card.name).probabilities
         np.testing.assert_allclose([got[c] for c in loaded.class_ids], expected, atol=1e-6)
 
@@ -141,7 +143,8 @@ def test_real_smears_match_model_store(inference_service: InferenceService, smea
         for path in paths[:1]:
             for card in inference_service.models():
                 loaded = inference_service.served(card.name).model
-                expected = loaded.predict(preprocess(path, loaded.input_size))[0]
+                seen = prepare(load_image(path), loaded.input_size, card.scale)
+                expected = loaded.predict(seen.x)[0]
                 p = inference_service.classify(path.read_bytes(), card.name)
                 got = [p.probabilities[c] for c in loaded.class_ids]
                 np.testing.assert_allclose(got, expected, atol=1e-6)

@@ -19,13 +19,27 @@ class ImageFactory:
 
     @staticmethod
     def smear(size: tuple[int, int] = (96, 96), seed: int = 0) -> Image.Image:
-        """A smooth smear-like RGB image: pinkish background, a purple blob, mild noise."""
+        """A smear-like RGB field: red cells with pale centres, one violet leukocyte, noise.
+
+        The cells span the training photographs' scale whatever ``size`` is (24 px
+        across per 224 px of the short side), so the scale check accepts it.
+        """
         rng = np.random.default_rng(seed)
         w, h = size
+        d = 24 * min(w, h) / 224
         yy, xx = np.mgrid[0:h, 0:w]
-        blob = np.exp(-(((xx - w / 2) / (w / 4)) ** 2 + ((yy - h / 2) / (h / 4)) ** 2))
-        base = np.stack([230 - 120 * blob, 200 - 150 * blob, 220 - 60 * blob], axis=-1)
-        noisy = base + rng.normal(0, 4, base.shape)
+        img = np.empty((h, w, 3), np.float32)
+        img[:] = (236, 222, 226)
+        step = 1.25 * d
+        for cy in np.arange(d / 2, h, step):
+            for cx in np.arange(d / 2, w, step):
+                y, x = cy + rng.uniform(-0.1, 0.1) * d, cx + rng.uniform(-0.1, 0.1) * d
+                r2 = (yy - y) ** 2 + (xx - x) ** 2
+                img[r2 < (d / 2) ** 2] = (205, 130, 140)
+                img[r2 < (d / 5) ** 2] = (222, 170, 178)
+        r2 = (yy - h / 2) ** 2 + (xx - w / 2) ** 2
+        img[r2 < d**2] = (120, 70, 150)
+        noisy = img + rng.normal(0, 4, img.shape)
         return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
 
     @staticmethod

@@ -7,7 +7,8 @@ import numpy as np
 from app.core.guards.ood import image_statistics, min_mahalanobis
 from app.core.guards.uncertainty import is_uncertain
 from training.foreign import SYNTHETIC_KINDS, foreign_set
-from training.ood import choose_uncertain_below, fit_class_gaussians, ledoit_wolf
+from training.ood import fit_class_gaussians, ledoit_wolf
+from training.uncertain import choose_uncertain_below
 
 # --- the uncertain rule ------------------------------------------------------------------
 

@@ -67,7 +67,8 @@ def decode_png(text: str) -> Image.Image:
     return image
 
 
-@pytest.mark.parametrize(("size", "shown"), [((300, 200), (300, 200)), ((1024, 640), (512, 320))])
+# The pictures show the square field the model saw (the centre square), at most 512 px.
+@pytest.mark.parametrize(("size", "shown"), [((300, 200), (200, 200)), ((1024, 640), (512, 512))])
 def test_explain_returns_pngs_of_the_right_size(client, images, size, shown) -> None:
     for how in ("query", "form"):
         if how == "query":
@@ -91,12 +92,20 @@ def test_explain_zero_means_no(client, images) -> None:
     assert "explanation" not in response.get_json()
 
 
-def test_solid_colour_upload_is_flagged(client, inference_service) -> None:
-    if inference_service.served("lenet").guard is None:
-        pytest.skip("lenet has no fitted OOD guard in this models folder")
+def test_solid_colour_upload_is_refused_with_the_fix(client) -> None:
     buffer = io.BytesIO()
     Image.new("RGB", (224, 224), (255, 255, 255)).save(buffer, format="PNG")
-    body = post_image(client, buffer.getvalue()).get_json()
+    response = post_image(client, buffer.getvalue())
+    assert_error(response, 422, "scale_unmeasurable")
+    message = response.get_json()["error"]["message"]
+    assert "could not be measured (almost no cells were found to measure)" in message
+    assert "photograph a thin area of the smear" in message
+
+
+def test_synthetic_smear_is_flagged_out_of_distribution(client, images, inference_service) -> None:
+    if inference_service.served("lenet").guard is None:
+        pytest.skip("lenet has no fitted OOD guard in this models folder")
+    body = post_image(client, images.make(size=(224, 224))).get_json()
     assert body["out_of_distribution"] is True and body["status"] == "out_of_distribution"
     assert body["verdict"].startswith("Outside what the model was trained on")
     assert body["ood"]["reasons"]
@@ -206,3 +215,31 @@ def test_unexpected_errors_hide_the_stack_trace(app) -> None:
     for response in (client.get("/api/v1/boom"), page):
         text = response.get_data(as_text=True)
         assert "secret internal detail" not in text and "Traceback" not in text
+
+
+def test_the_answer_carries_the_scale_check(client, images) -> None:
+    body = post_image(client, images.make(size=(448, 448))).get_json()
+    scale = body["scale"]
+    assert scale["in_training_range"] is True and scale["resampled_by"] == 1.0
+    # The synthetic smear's cells are drawn at the training scale at any image size.
+    assert 0.8 < scale["ratio_to_training"] < 1.35
+    assert scale["cell_size_px"] == pytest.approx(2 * scale["field_cell_size_px"], rel=0.01)
+    assert 0 < scale["uncertainty"] < 0.2
+
+
+def test_a_zoomed_in_capture_is_refused_with_reason_and_fix(client, images) -> None:
+    # The centre third of a smear blown up: cells three times the training size.
+    smear = images.smear((672, 672))
+    zoomed = smear.crop((224, 224, 448, 448)).resize((672, 672), Image.Resampling.BICUBIC)
+    response = post_image(client, images.encode(zoomed))
+    assert_error(response, 422, "cells_too_large")
+    error = response.get_json()["error"]
+    assert (
+        error["reason"].startswith("cells look ")
+        and "larger than in the training" in error["reason"]
+    )
+    assert (
+        error["fix"]
+        == "use the 100x objective (not a higher magnification) and do not crop or zoom in"
+    )
+    assert error["message"] == f"C{error['reason'][1:]}: {error['fix']}."

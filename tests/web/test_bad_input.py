@@ -65,8 +65,8 @@ def transparent_png(images) -> bytes:
 
 
 def very_large_jpeg(images) -> bytes:
-    # 6000x5000 = 30 MP, under the 40 MP limit; smooth so the file stays small.
-    image = Image.linear_gradient("L").resize((6000, 5000)).convert("RGB")
+    # 6000x5000 = 30 MP, under the 40 MP limit; an upscaled smear, so the file stays small.
+    image = images.smear((600, 500)).resize((6000, 5000), Image.Resampling.BILINEAR)
     return images.encode(image, "JPEG", quality=80)
 
 
@@ -79,7 +79,7 @@ ACCEPTED: dict[str, tuple[Callable, tuple[int, int]]] = {
     "cmyk_jpeg": (lambda im: im.make("JPEG", mode="CMYK"), (96, 96)),
     "exif_rotated_jpeg": (exif_rotated, (40, 80)),
     "animated_gif": (animated_gif, (64, 64)),
-    "one_pixel_png": (lambda im: im.make("PNG", size=(1, 1)), (1, 1)),
+    "small_png": (lambda im: im.make("PNG", size=(40, 40)), (40, 40)),
     "tiff": (lambda im: im.make("TIFF"), (96, 96)),
     "bmp": (lambda im: im.make("BMP"), (96, 96)),
     "webp": (lambda im: im.make("WEBP"), (96, 96)),
@@ -88,6 +88,7 @@ ACCEPTED: dict[str, tuple[Callable, tuple[int, int]]] = {
 
 REFUSED: dict[str, tuple[Callable, int, str]] = {
     "empty_file": (lambda im: b"", 422, "undecodable_image"),
+    "one_pixel_png": (lambda im: im.make("PNG", size=(1, 1)), 422, "scale_unmeasurable"),
     "text_renamed_jpg": (lambda im: b"name,age\nx,1\n" * 20, 415, "unsupported_media_type"),
     "pdf": (
         lambda im: b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n" * 10,
@@ -178,9 +179,10 @@ def test_path_traversal_filename_is_ignored(client, images, no_new_files) -> Non
 
 
 def test_uploads_never_touch_the_disk(client, csrf_token, images, no_new_files) -> None:
-    # Random pixels compress badly: ~2 MB, far over Werkzeug's 500 KB spool-to-disk size.
-    noise = np.random.default_rng(1).integers(0, 256, (900, 900, 3), dtype=np.uint8)
-    big = images.encode(Image.fromarray(noise), "PNG")
+    # Noisy pixels compress badly: over 1 MB, far over Werkzeug's 500 KB spool-to-disk size.
+    noise = np.random.default_rng(1).integers(-24, 25, (900, 900, 3))
+    smear = np.asarray(images.smear((900, 900)), dtype=np.int64) + noise
+    big = images.encode(Image.fromarray(np.clip(smear, 0, 255).astype(np.uint8)), "PNG")
     assert len(big) > 1024 * 1024
     assert api_post(client, big).status_code == 200
     assert form_post(client, csrf_token, big).status_code == 200

@@ -8,7 +8,6 @@ import re
 import shutil
 
 import pytest
-from PIL import Image
 
 from app import create_app
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES
@@ -167,7 +166,8 @@ def assert_view_toggle(page: str) -> None:
 def test_foreign_image_shows_the_ood_warning(client, csrf_token, images, inference_service) -> None:
     if inference_service.served("lenet").guard is None:
         pytest.skip("lenet has no fitted OOD guard in this models folder")
-    foreign = images.encode(Image.new("RGB", (200, 200), (30, 160, 40)))
+    # The synthetic smear passes the scale check, but no network has seen its like.
+    foreign = images.make(size=(200, 200))
     page = analyze(client, csrf_token, foreign).get_data(as_text=True)
     assert 'role="alert" id="ood-warning"' in page
     assert "This image is outside what the model was trained on." in page
@@ -192,9 +192,7 @@ def test_model_without_guard_says_the_check_is_unavailable(models_dir, tmp_path,
     app = create_app({"APP_ENV": "testing", "MODELS_DIR": str(folder), "SECRET_KEY": "t"})
     client = app.test_client()
     token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").get_data(as_text=True))
-    page = analyze(client, token.group(1), images.encode(Image.new("RGB", (64, 64)))).get_data(
-        as_text=True
-    )
+    page = analyze(client, token.group(1), images.make(size=(64, 64))).get_data(as_text=True)
     assert 'id="ood-warning"' not in page
     assert re.search(r'<dd id="ood-status">Not available for this model', page)
     assert_view_toggle(page)

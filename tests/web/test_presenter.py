@@ -34,6 +34,7 @@ JSON_KEYS = [
     "elapsed_ms",
     "timings_ms",
     "image",
+    "scale",
 ]
 
 
