@@ -51,7 +51,12 @@
     }
   });
 
+  // The chosen model also travels in the URL, so it survives an upload refused unread (too large).
+  var model = document.getElementById("model");
   form.addEventListener("submit", function () {
+    if (model) {
+      form.action = form.action.split("?")[0] + "?model=" + encodeURIComponent(model.value);
+    }
     if (submit) {
       submit.disabled = true;
       submit.textContent = "Analysing…";
@@ -60,6 +65,10 @@
 })();
 
 // Coming back with the browser's Back button restores the page from cache: re-enable the button.
+// After a refused upload, move focus to the message so it is read out first.
+var uploadError = document.getElementById("error");
+if (uploadError) { uploadError.focus({ preventScroll: true }); }
+
 window.addEventListener("pageshow", function () {
   var submit = document.getElementById("submit");
   if (submit) {

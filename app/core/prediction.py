@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
+from app.core.explanation.heat_share import HeatShare
 from app.core.explanation.segmentation import Segmentation
 from app.core.guards.ood import OodResult
 from app.core.guards.uncertainty import is_uncertain
@@ -41,6 +42,10 @@ class Explanation:
     gradcam_png: bytes = field(repr=False)
     cells: Segmentation = field(repr=False)
     cells_png: bytes = field(repr=False)
+    # The heat alone (RGBA, same size as the pictures), laid over them at the user's opacity.
+    heat_png: bytes = field(repr=False)
+    # None when no part of the image raised the class's score (an empty map).
+    heat_share: HeatShare | None
     segmentation_ms: float
     gradcam_ms: float
     outline_ms: float

@@ -90,7 +90,7 @@ def illumination(lum: np.ndarray) -> np.ndarray:
         if keep.sum() < 2 * len(_TERMS):
             break
     grid = np.asarray(_GRID_DESIGN @ coef, dtype=np.float32)
-    surface = Image.fromarray(grid, mode="F").resize((w, h), Image.Resampling.BILINEAR)
+    surface = Image.fromarray(grid).resize((w, h), Image.Resampling.BILINEAR)
     return np.asarray(np.maximum(np.asarray(surface), 1e-3))
 
 

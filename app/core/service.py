@@ -20,7 +20,8 @@ from PIL import Image
 
 from app.core.classes import CLASS_IDS
 from app.core.errors import NoModelsError, NotReadyError, UnknownModelError
-from app.core.explanation.gradcam import GradCam, overlay_png
+from app.core.explanation.gradcam import GradCam, heat_layer_png, overlay_png
+from app.core.explanation.heat_share import heat_share
 from app.core.explanation.segmentation import outline_png, segment
 from app.core.guards.ood import OodGuard, OodNotFittedError
 from app.core.imaging import DISPLAY_SIDE, downscale
@@ -202,6 +203,7 @@ class InferenceService:
         # Downscale a big photograph once for both pictures.
         shown = downscale(prediction.field_image, DISPLAY_SIDE)
         gradcam_png = overlay_png(shown, heat)
+        heat_png = heat_layer_png(heat, shown.size)
         drawn = time.perf_counter()
         cells_png = outline_png(shown, cells)
         outlined = time.perf_counter()
@@ -211,6 +213,8 @@ class InferenceService:
                 gradcam_png=gradcam_png,
                 cells=cells,
                 cells_png=cells_png,
+                heat_png=heat_png,
+                heat_share=heat_share(heat, cells),
                 segmentation_ms=_ms(start, segmented),
                 gradcam_ms=_ms(segmented, drawn),
                 outline_ms=_ms(drawn, outlined),

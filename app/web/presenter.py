@@ -16,6 +16,28 @@ from app.core.prediction import Prediction
 OOD_VERDICT = "Outside what the model was trained on — do not rely on this result"
 UNCERTAIN_VERDICT = "Uncertain"
 THUMBNAIL_SIDE = 480
+# What the user can do about each reason the out-of-distribution guard gives.
+OOD_FIXES = {
+    "features": (
+        "This does not look like the blood smears the model learned from: check that it is a "
+        "May-Grünwald-Giemsa-stained peripheral blood smear photographed with the 100x objective"
+    ),
+    "image": (
+        "Colours, brightness or sharpness are unlike a May-Grünwald-Giemsa smear photograph: "
+        "check the staining, the focus and the camera's white balance (the background should "
+        "look near white), and send the camera's original file"
+    ),
+}
+HEAT_ELSEWHERE = "This answer rests mostly on the background of the image, not on the white cells"
+
+
+def percent(p: float) -> str:
+    """A calibrated probability for people: never "100.0%" or "0.0%", which it never is."""
+    if p > 0.999:
+        return ">99.9%"
+    if p < 0.001:
+        return "<0.1%"
+    return f"{p * 100:.1f}%"
 
 
 def class_verdict(class_id: str) -> str:
@@ -39,8 +61,8 @@ def verdict_detail(p: Prediction) -> str | None:
     if p.status != "uncertain" or p.uncertain_below is None:
         return None
     return (
-        f"Most likely {p.label} ({p.confidence * 100:.1f}%), below the "
-        f"{p.uncertain_below * 100:.1f}% this model needs for a verdict"
+        f"Most likely {p.label} ({percent(p.confidence)}), below the "
+        f"{percent(p.uncertain_below)} this model needs for a verdict"
     )
 
 
@@ -60,6 +82,13 @@ def timings_json(p: Prediction) -> dict[str, float]:
     return {k: round(v, 2) for k, v in steps.items() if v is not None}
 
 
+def ood_fixes(p: Prediction) -> list[str]:
+    """What to do about each reason the guard flagged the image for."""
+    if p.ood is None or not p.ood.out_of_distribution:
+        return []
+    return [OOD_FIXES[part] for part in p.ood.components if part in OOD_FIXES]
+
+
 def ood_json(p: Prediction) -> dict[str, Any]:
     if p.ood is None:
         return {
@@ -74,6 +103,7 @@ def ood_json(p: Prediction) -> dict[str, Any]:
         "score": round(p.ood.score, 4),
         "threshold": round(p.ood.threshold, 4),
         "reasons": list(p.ood.reasons),
+        "fixes": ood_fixes(p),
     }
 
 
@@ -136,6 +166,8 @@ def prediction_json(p: Prediction) -> dict[str, Any]:
             "gradcam_class": e.gradcam_class,
             "gradcam_png": _base64(e.gradcam_png),
             "cells_png": _base64(e.cells_png),
+            "heat_on_cells": None if e.heat_share is None else round(e.heat_share.on_cells, 4),
+            "cells_area": None if e.heat_share is None else round(e.heat_share.cells_area, 4),
         }
     return out
 
@@ -153,6 +185,7 @@ class Bar:
     label: str
     malignant: bool
     percent: float
+    text: str
     top: bool
 
 
@@ -164,6 +197,7 @@ def probability_bars(p: Prediction) -> list[Bar]:
             label=DISPLAY_NAMES[c],
             malignant=MALIGNANT[c],
             percent=round(p.probabilities[c] * 100, 1),
+            text=percent(p.probabilities[c]),
             top=c == p.class_id,
         )
         for c in CLASS_IDS
@@ -181,8 +215,15 @@ class ResultPage:
     thumbnail: str
     gradcam: str
     cells: str
+    heat: str
     gradcam_label: str
     cell_count: int
+    confidence: str
+    scale: str | None
+    ood_fixes: list[str]
+    heat_on_cells: str | None
+    cells_area: str | None
+    heat_warning: str | None
 
 
 def result_page(p: Prediction) -> ResultPage:
@@ -190,6 +231,7 @@ def result_page(p: Prediction) -> ResultPage:
     if p.explanation is None:
         raise ValueError("the result page needs an explained prediction")
     e = p.explanation
+    share = e.heat_share
     return ResultPage(
         p=p,
         verdict=verdict(p),
@@ -198,8 +240,15 @@ def result_page(p: Prediction) -> ResultPage:
         thumbnail=thumbnail_data_uri(p.image),
         gradcam=png_data_uri(e.gradcam_png),
         cells=png_data_uri(e.cells_png),
+        heat=png_data_uri(e.heat_png),
         gradcam_label=DISPLAY_NAMES[e.gradcam_class],
         cell_count=e.cells.count,
+        confidence=percent(p.confidence),
+        scale=scale_text(p),
+        ood_fixes=ood_fixes(p),
+        heat_on_cells=None if share is None else f"{share.on_cells * 100:.0f}%",
+        cells_area=None if share is None else f"{share.cells_area * 100:.0f}%",
+        heat_warning=HEAT_ELSEWHERE if share is not None and share.mostly_elsewhere else None,
     )
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from app.core.model_files import model_names
-from tests.support.images import smear_images, synth_images
+from tests.support.images import ImageFactory, smear_images, synth_images
 from tests.support.models import served_models_dir
 from tests.support.server import Client, GunicornServer, get, multipart, rss_bytes
 
@@ -199,13 +199,8 @@ def test_mixed_load_with_a_worker_killed(server, images):
 
 
 def test_slow_upload_does_not_block_other_users(server, images):
-    from io import BytesIO
-
-    from PIL import Image
-
-    buf = BytesIO()
-    Image.new("RGB", (8, 8), (200, 120, 160)).save(buf, "PNG")
-    body, ctype = multipart({}, {"image": ("slow.png", buf.getvalue())})
+    small = ImageFactory().make("PNG", size=(48, 48))  # a tiny smear, so it is analysed
+    body, ctype = multipart({}, {"image": ("slow.png", small)})
     head = (
         f"POST /api/v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"

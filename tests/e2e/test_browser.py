@@ -8,6 +8,7 @@ page, and saves screenshots to test-artifacts/e2e/, and to docs/screenshots/
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from collections.abc import Iterator
@@ -180,22 +181,93 @@ def test_works_without_javascript(browser, base_url: str, smear_images) -> None:
     context.close()
 
 
-def test_foreign_image_shows_the_warning(
+def test_foreign_image_hides_the_class_and_says_what_to_do(
     browser, base_url: str, inference_service, tmp_path: Path
 ) -> None:
     if inference_service.served("lenet").guard is None:
         pytest.skip("lenet has no fitted OOD guard in this models folder")
+    import numpy as np
     from PIL import Image
 
-    foreign = tmp_path / "solid.png"
-    Image.new("RGB", (300, 300), (40, 120, 200)).save(foreign)
+    from app.core.classes import DISPLAY_NAMES
+    from tests.support.images import ImageFactory
+
+    # A smear-like field at the right scale, in colours no stain gives: flagged, not refused.
+    smear = np.asarray(ImageFactory.smear((300, 300)))[..., [1, 0, 2]]
+    foreign = tmp_path / "green.png"
+    Image.fromarray(smear).save(foreign)
     page = browser.new_page(viewport={"width": 1100, "height": 800})
     page.goto(base_url + "/")
     page.set_input_files("#image", str(foreign))
     page.click("#submit")
     page.wait_for_selector("#verdict")
     sync_api.expect(page.locator("#ood-warning")).to_be_visible()
+    sync_api.expect(page.locator("#ood-fixes li").first).to_be_visible()
     assert page.locator("#verdict").inner_text().startswith("Outside what the model was trained")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "result-foreign.png"), full_page=True)
+    assert page.evaluate("document.activeElement.id") == "verdict"
+    # The model's output is behind a closed disclosure: no class is in the visible text.
+    sync_api.expect(page.locator("#probabilities")).to_be_hidden()
+    visible = page.locator("main").inner_text()
+    assert not [label for label in DISPLAY_NAMES.values() if label in visible]
+    save_screenshot(page, "result-foreign.png")
+    page.click("#withheld summary")
+    sync_api.expect(page.locator("#probabilities")).to_be_visible()
+    page.close()
+
+
+def test_phone_capture_is_refused_with_reason_and_fix(
+    browser, base_url: str, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from tests.support.images import ImageFactory
+    from training.capture import WARM, jpeg, vignette, white_balance
+
+    # A phone at the eyepiece (dark corners, warm light, JPEG), zoomed 3x into the field.
+    smear = ImageFactory.smear((672, 672))
+    zoomed = smear.crop((224, 224, 448, 448)).resize((672, 672), Image.Resampling.BICUBIC)
+    cropped = Image.open(io.BytesIO(jpeg(white_balance(WARM)(vignette(zoomed)), 70)))
+    path = tmp_path / "phone.jpg"
+    cropped.save(path, quality=85)
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    page.goto(base_url + "/")
+    page.select_option("#model", "vggnet")
+    page.set_input_files("#image", str(path))
+    page.click("#submit")
+    page.wait_for_selector("#error")
+    reason = page.locator("#error .reason").inner_text()
+    assert reason.startswith("This photograph was not analysed: cells look")
+    assert "larger than in the training images" in reason
+    assert "use the 100x objective" in page.locator("#error-fix").inner_text()
+    assert page.evaluate("document.activeElement.id") == "error"
+    assert page.locator("#model").input_value() == "vggnet"  # the choice survives the refusal
+    sync_api.expect(page.locator("#guidance")).to_be_visible()
+    save_screenshot(page, "upload-refused.png")
+    page.close()
+
+
+@pytest.mark.parametrize("model", ["lenet"])
+def test_heat_on_the_background_is_said_plainly(
+    browser, base_url: str, smear_images, model: str
+) -> None:
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    for path in smear_images["benign"]:
+        page.goto(base_url + f"/?model={model}")
+        page.set_input_files("#image", str(path))
+        page.click("#submit")
+        page.wait_for_selector("#verdict")
+        if page.locator("#heat-warning").count():
+            break
+    else:
+        pytest.fail("no Benign image whose heat lies mostly off the cells")
+    page.click("#toggle-gradcam")
+    sync_api.expect(page.locator("#heat-warning")).to_be_visible()
+    assert "not on the white cells" in page.locator("#heat-warning").inner_text()
+    share = page.locator("#heat-share").inner_text()
+    assert int(share.split("%")[0]) < 50
+    slider = page.locator("#heat-opacity")
+    sync_api.expect(slider).to_be_visible()
+    slider.fill("30")
+    assert page.locator("#gradcam").evaluate("img => getComputedStyle(img).opacity") == "0.3"
+    save_screenshot(page, "result-heat.png")
     page.close()

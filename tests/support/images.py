@@ -72,17 +72,6 @@ def smear_images(data_dir: str | Path, n: int) -> list[bytes]:
 
 
 def synth_images(n: int, size: int = 224) -> list[bytes]:
-    """``n`` distinct JPEGs that look vaguely like a stained smear (pink field, purple blobs)."""
-    rng = np.random.default_rng(1234)
-    out = []
-    yy, xx = np.mgrid[0:size, 0:size]
-    for _ in range(n):
-        img = np.empty((size, size, 3), np.float32)
-        img[:] = (230, 190, 200) + rng.normal(0, 6, (size, size, 3))
-        for _ in range(rng.integers(1, 4)):
-            cy, cx, r = rng.integers(40, size - 40, 2).tolist() + [int(rng.integers(15, 45))]
-            img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.uniform(60, 140, 3) * (1, 0.6, 1.2)
-        buf = io.BytesIO()
-        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
-        out.append(buf.getvalue())
-    return out
+    """``n`` distinct smear-like JPEGs (red cells, one leukocyte) at the training scale."""
+    factory = ImageFactory()
+    return [factory.make("JPEG", size=(size, size), seed=seed, quality=90) for seed in range(n)]

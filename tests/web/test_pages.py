@@ -61,7 +61,7 @@ def test_result_page(client, csrf_token, images, inference_service) -> None:
     response = analyze(client, csrf_token, images.make("JPEG", size=(300, 200)))
     assert response.status_code == 200
     page = response.get_data(as_text=True)
-    verdict = re.search(r'<h1 class="verdict (\w+)" id="verdict">([^<]+)</h1>', page)
+    verdict = re.search(r'<h1 class="verdict (\w+)" id="verdict" tabindex="-1">([^<]+)</h1>', page)
     assert verdict and verdict.group(1) in (
         "malignant",
         "benign",
@@ -74,15 +74,19 @@ def test_result_page(client, csrf_token, images, inference_service) -> None:
     assert re.search(r'<img src="data:image/jpeg;base64,[A-Za-z0-9+/=]+" alt="The uploaded', page)
     bars = re.findall(r'<li class="bar[^"]*" data-class="(\w+)">', page)
     assert bars == list(CLASS_IDS)
-    percents = [float(v) for v in re.findall(r'<span class="bar-value">([\d.]+)%</span>', page)]
-    assert len(percents) == 4 and sum(percents) == pytest.approx(100, abs=0.3)
+    shown = re.findall(r'<span class="bar-value">(&gt;|&lt;)?([\d.]+)%</span>', page)
+    assert len(shown) == 4
+    exact = [float(v) for sign, v in shown if not sign]
+    assert all(0.1 <= v <= 99.9 for v in exact)
+    if all(not sign for sign, _ in shown):
+        assert sum(exact) == pytest.approx(100, abs=0.3)
     for name in DISPLAY_NAMES.values():
         assert name in page
     lenet = inference_service.served("lenet").card
     assert f"{lenet.display_name} · version {lenet.version}" in page
     assert re.search(r"<dd>\d+ ms", page)
     assert "Research decision support, not a diagnosis." in page
-    assert 'href="/" id="again"' in page
+    assert 'href="/?model=lenet" id="again"' in page
     assert "300×200 px, JPEG" in page
 
 
@@ -159,7 +163,10 @@ def assert_view_toggle(page: str) -> None:
     assert re.search(
         r'<img src="data:image/png;base64,[A-Za-z0-9+/=]{100,}" alt="The smear with', page
     )
-    assert 'id="heatmap-note">Heatmap: warm colours mark the areas' in page
+    assert 'id="heatmap-note">' in page and "Heatmap (Grad-CAM): the parts of the picture" in page
+    assert "not what the model recognised" in page
+    assert '<input type="range" id="heat-opacity"' in page
+    assert '<legend class="visually-hidden">Picture to show</legend>' in page
     assert re.search(r'<dd id="cell-count">\d+</dd>', page)
 
 
@@ -171,15 +178,22 @@ def test_foreign_image_shows_the_ood_warning(client, csrf_token, images, inferen
     page = analyze(client, csrf_token, foreign).get_data(as_text=True)
     assert 'role="alert" id="ood-warning"' in page
     assert "This image is outside what the model was trained on." in page
-    assert "Do not rely on the classification below" in page
+    assert "Do not rely on the model's output" in page
     assert re.search(
-        r'<h1 class="verdict out_of_distribution" id="verdict">Outside what the '
+        r'<h1 class="verdict out_of_distribution" id="verdict" tabindex="-1">Outside what the '
         r"model was trained on — do not rely on this result</h1>",
         page,
     )
     assert re.search(r'<dd id="ood-status">Failed', page)
-    assert 'class="bars unreliable"' in page
+    assert '<ul class="fixes" id="ood-fixes">' in page and "What to do" in page
     assert_view_toggle(page)  # the explanation views are still there
+    # The class is only behind the disclosure, never in the page's normal text.
+    withheld = re.search(r'<details class="withheld" id="withheld">.*?</details>', page, re.S)
+    assert withheld and 'id="probabilities"' in withheld.group(0)
+    outside = page.replace(withheld.group(0), "")
+    for label in DISPLAY_NAMES.values():
+        assert label not in outside, label
+    assert "For the record only" not in page
 
 
 def test_model_without_guard_says_the_check_is_unavailable(models_dir, tmp_path, images) -> None:
@@ -215,3 +229,59 @@ def test_real_smear_through_the_form(client, csrf_token, smear_images) -> None:
     page = response.get_data(as_text=True)
     assert "224×224 px, JPEG" in page
     assert len(re.findall(r'class="bar-fill (?:benign|malignant)"', page)) == 4
+
+
+def test_the_heat_share_is_stated_and_a_heat_elsewhere_warned(client, csrf_token, images) -> None:
+    page = analyze(client, csrf_token, images.make(size=(224, 224))).get_data(as_text=True)
+    share = re.search(
+        r'<p id="heat-share"><strong>(\d+)%</strong> of the heat lies on the outlined\s+'
+        r"white cells, which cover (\d+)% of the picture.</p>",
+        page,
+    )
+    assert share, "no heat share on the page"
+    warned = 'id="heat-warning"' in page
+    assert warned == (int(share.group(1)) < 50)
+    if warned:
+        assert "rests mostly on the background of the image, not on the white cells" in page
+
+
+def test_analyse_another_keeps_the_chosen_model(client, csrf_token, images) -> None:
+    page = analyze(client, csrf_token, images.make(), model="vggnet").get_data(as_text=True)
+    assert 'href="/?model=vggnet" id="again"' in page
+    again = client.get("/?model=vggnet").get_data(as_text=True)
+    assert re.search(r'<option value="vggnet" selected>', again)
+
+
+def test_a_too_large_upload_keeps_the_model_named_in_the_url(app, client, csrf_token) -> None:
+    app.config["MAX_CONTENT_LENGTH"] = 1024
+    response = post_upload(
+        client, "/analyze?model=sequential", b"x" * 4096, "big.png", csrf_token=csrf_token
+    )
+    assert response.status_code == 413
+    assert re.search(r'<option value="sequential" selected>', response.get_data(as_text=True))
+
+
+def test_a_refused_capture_shows_the_reason_and_the_fix(client, csrf_token, images) -> None:
+    smear = images.smear((672, 672))
+    zoomed = smear.crop((224, 224, 448, 448)).resize((672, 672))
+    response = analyze(client, csrf_token, images.encode(zoomed))
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert re.search(
+        r'<p class="reason">This photograph was not analysed: cells look [\d.]+x larger than '
+        r"in the training images.</p>",
+        page,
+    )
+    assert (
+        '<p class="fix" id="error-fix"><strong>What to do:</strong> use the 100x objective '
+        "(not a higher magnification) and do not crop or zoom in.</p>" in page
+    )
+
+
+def test_the_upload_page_gives_capture_guidance(client) -> None:
+    page = client.get("/").get_data(as_text=True)
+    guidance = re.search(r'<details class="guidance" id="guidance" open>.*?</details>', page, re.S)
+    assert guidance
+    for topic in ("Objective", "Field", "Focus", "Stain and white balance", "File"):
+        assert f"<dt>{topic}</dt>" in guidance.group(0)
+    assert re.search(r'says "uncertain" on \d+% of test images', page)

@@ -87,3 +87,21 @@ def test_model_json_is_the_card_without_history(inference_service: InferenceServ
     assert out["display_name"] == card.display_name and out["views"] == card.views
     expected = {k: v for k, v in card.to_dict().items() if k != "history"}
     assert {k: out[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("p", "text"),
+    [
+        (1.0, ">99.9%"),
+        (0.9995, ">99.9%"),
+        (0.999, "99.9%"),
+        (0.5, "50.0%"),
+        (0.001, "0.1%"),
+        (0.0009, "<0.1%"),
+        (0.0, "<0.1%"),
+    ],
+)
+def test_probabilities_never_read_as_certainties(p: float, text: str) -> None:
+    from app.web.presenter import percent
+
+    assert percent(p) == text

@@ -19,7 +19,9 @@ from app.core.model_store import LOGITS_LAYER, LoadedModel
 from app.core.orientations import mean_over_views, undo_orientations, views_of
 
 # 256-entry RGB lookup table, built once.
-COLORMAP = (colormaps["jet"](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.float32)
+# Viridis: perceptually even, readable with colour-vision deficiencies and in grey print.
+COLORMAP_NAME = "viridis"
+COLORMAP = (colormaps[COLORMAP_NAME](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.float32)
 # Opacity of the hottest pixels; cold pixels show the photograph unchanged.
 MAX_ALPHA = 0.6
 _SKIPPED = (keras.layers.Dropout, keras.layers.SpatialDropout2D)
@@ -165,3 +167,15 @@ def overlay_png(image: Image.Image, heatmap: np.ndarray, max_side: int = DISPLAY
     alpha = MAX_ALPHA * heat
     blended = photo * (1.0 - alpha) + colorize(heat[..., 0]) * alpha
     return png_bytes(Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8)))
+
+
+def heat_layer_png(heatmap: np.ndarray, size: tuple[int, int]) -> bytes:
+    """The heat alone as an RGBA PNG of ``size``: its colour, opaque where the heat is high.
+
+    The page lays it over the photograph with an opacity the user sets.
+    """
+    heat = np.asarray(heatmap, dtype=np.float32)
+    heat = np.clip(np.asarray(Image.fromarray(heat).resize(size, Image.Resampling.BILINEAR)), 0, 1)
+    alpha = np.rint(255 * np.sqrt(heat))[..., None]
+    rgba = np.concatenate([colorize(heat), alpha], axis=-1)
+    return png_bytes(Image.fromarray(rgba.astype(np.uint8)))

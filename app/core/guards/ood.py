@@ -61,6 +61,8 @@ class OodResult:
     threshold: float
     out_of_distribution: bool
     reasons: list[str] = field(default_factory=list)
+    # The parts of the score over the threshold (keys of REASONS).
+    components: list[str] = field(default_factory=list)
 
 
 def penultimate_layer(model: Any) -> Any:
@@ -202,12 +204,13 @@ class OodGuard:
     def result(self, parts: dict[str, float]) -> OodResult:
         score = max(parts.values())
         flagged = bool(score > self.threshold)
-        reasons = [REASONS[k] for k in COMPONENTS if parts[k] > self.threshold] if flagged else []
+        over = [k for k in COMPONENTS if parts[k] > self.threshold] if flagged else []
         return OodResult(
             score=float(score),
             threshold=self.threshold,
             out_of_distribution=flagged,
-            reasons=reasons,
+            reasons=[REASONS[k] for k in over],
+            components=over,
         )
 
     def score_features(self, features: np.ndarray, image: Image.Image) -> OodResult:

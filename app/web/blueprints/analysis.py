@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, g, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.core.errors import ClassifierError
+from app.core.errors import CaptureError, ClassifierError
 from app.core.formats import FORMAT_NAMES
 from app.web.errors import describe
 from app.web.extensions import inference
@@ -20,11 +20,13 @@ from app.web.uploads import read_upload
 bp = Blueprint("analysis", __name__)
 
 
-def render_upload(error: str | None = None, status: int = 200) -> tuple[str, int]:
-    """The upload page, optionally with an error message."""
+def render_upload(
+    error: str | None = None, status: int = 200, fix: str | None = None
+) -> tuple[str, int]:
+    """The upload page, optionally with an error message and what to do about it."""
     service = inference()
     models = service.models() if service.ready else []
-    selected = _posted_model()
+    selected = _posted_model() or request.args.get("model")
     if selected not in {card.name for card in models}:
         selected = service.default_model
     max_mb = f"{current_app.config['MAX_CONTENT_LENGTH'] / 1024 / 1024:g}"
@@ -33,6 +35,7 @@ def render_upload(error: str | None = None, status: int = 200) -> tuple[str, int
         models=models,
         selected=selected,
         error=error,
+        fix=fix,
         max_mb=max_mb,
         formats=FORMAT_NAMES,
     )
@@ -69,4 +72,7 @@ def analyze() -> tuple[str, int]:
 @bp.errorhandler(RequestEntityTooLarge)
 def form_error(exc: Exception) -> tuple[str, int]:
     status, _, message = describe(exc)
+    if isinstance(exc, CaptureError):
+        reason = f"This photograph was not analysed: {exc.reason}."
+        return render_upload(error=reason, status=status, fix=exc.fix)
     return render_upload(error=message, status=status)
