@@ -32,7 +32,13 @@ format: venv
 	$(BIN)/ruff check --fix .
 
 # Every test: unit, web, model, deploy, e2e (the README's test command).
-test: lint
+# axe-core for the browser tests' accessibility checks (needs npm; the e2e tests say so without it).
+AXE := tests/e2e/node_modules/axe-core/axe.min.js
+
+$(AXE): tests/e2e/package.json tests/e2e/package-lock.json
+	command -v npm >/dev/null 2>&1 && npm ci --prefix tests/e2e --no-audit --no-fund --silent || echo "npm not found: the e2e accessibility checks will fail"
+
+test: lint $(AXE)
 	$(BIN)/python -m pytest -q -rs
 
 # Unit and web tests only, for the edit-test loop.
@@ -40,4 +46,4 @@ test-fast: venv
 	$(BIN)/python -m pytest -q -rs tests/unit tests/web
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache test-artifacts *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache test-artifacts *.egg-info tests/e2e/node_modules

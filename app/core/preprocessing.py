@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pillow_heif import register_heif_opener
 
 from app.core.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
 from app.core.formats import ALLOWED_FORMATS, FORMAT_NAMES, claimed_format
@@ -38,6 +39,8 @@ SCALED_RESIZE = (
     f"the centre square, resampled into the training cell-scale range (see 'scale'), "
     f"then {RESAMPLE_NAME} to input_size x input_size"
 )
+# Phones write HEIC by default; the opener makes it one more format Pillow reads.
+register_heif_opener()
 _HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 

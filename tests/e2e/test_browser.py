@@ -44,6 +44,9 @@ VERDICTS = (
     "Outside what the model was trained on",
 )
 
+# axe-core, installed by `npm ci --prefix tests/e2e` (make test and .ci/run do it).
+AXE = Path(__file__).with_name("node_modules") / "axe-core" / "axe.min.js"
+
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip package playwright missing")
@@ -74,6 +77,25 @@ def browser() -> Iterator[object]:
         browser.close()
 
 
+def assert_accessible(page, state: str) -> None:
+    """No axe-core violation (WCAG 2.1 A and AA, best practices) in the page as it is now."""
+    if not AXE.exists():
+        pytest.fail(f"{AXE} is missing: run `npm ci --prefix tests/e2e`")
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        # Evaluated by the test harness, not injected as a tag the page's CSP would block.
+        page.evaluate(AXE.read_text() + "\n;true")
+    result = page.evaluate(
+        """() => axe.run(document, {runOnly: {type: "tag",
+            values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]}})"""
+    )
+    problems = [
+        f"{v['id']} ({v['impact']}): {v['help']} at "
+        + ", ".join(n["target"][0] for n in v["nodes"][:3])
+        for v in result["violations"]
+    ]
+    assert not problems, f"{state}: " + "; ".join(problems)
+
+
 def save_screenshot(page, name: str) -> None:
     for folder in SCREENSHOT_DIRS:
         folder.mkdir(parents=True, exist_ok=True)
@@ -96,6 +118,7 @@ def test_upload_and_result_pages(browser, base_url: str, smear_images) -> None:
 
     page.set_input_files("#image", str(smear))
     sync_api.expect(page.locator("#preview")).to_be_visible()  # JS preview (data: URI)
+    assert_accessible(page, "upload page")
     save_screenshot(page, "upload.png")
 
     page.click("#submit")
@@ -117,9 +140,11 @@ def test_upload_and_result_pages(browser, base_url: str, smear_images) -> None:
     sync_api.expect(photo).to_be_hidden()
     sync_api.expect(page.locator("#heatmap-note")).to_be_visible()
     assert heatmap.evaluate("img => img.naturalWidth") > 0
+    assert_accessible(page, "result, heatmap view")
     save_screenshot(page, "result.png")
     page.click("#toggle-cells")
     sync_api.expect(page.locator("#cells")).to_be_visible()
+    assert_accessible(page, "result, cells view")
     sync_api.expect(heatmap).to_be_hidden()
     assert not errors, f"browser errors (CSP violations show up here): {errors}"
 
@@ -136,6 +161,7 @@ def test_phone_width_has_no_horizontal_scroll(browser, base_url: str, smear_imag
     page.wait_for_selector("#verdict")
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0
+    assert_accessible(page, "result at phone width")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "result-phone.png"), full_page=True)
     page.close()
@@ -209,9 +235,11 @@ def test_foreign_image_hides_the_class_and_says_what_to_do(
     sync_api.expect(page.locator("#probabilities")).to_be_hidden()
     visible = page.locator("main").inner_text()
     assert not [label for label in DISPLAY_NAMES.values() if label in visible]
+    assert_accessible(page, "out-of-distribution result")
     save_screenshot(page, "result-foreign.png")
     page.click("#withheld summary")
     sync_api.expect(page.locator("#probabilities")).to_be_visible()
+    assert_accessible(page, "out-of-distribution result, output shown")
     page.close()
 
 
@@ -242,6 +270,7 @@ def test_phone_capture_is_refused_with_reason_and_fix(
     assert page.evaluate("document.activeElement.id") == "error"
     assert page.locator("#model").input_value() == "vggnet"  # the choice survives the refusal
     sync_api.expect(page.locator("#guidance")).to_be_visible()
+    assert_accessible(page, "upload page with a refusal")
     save_screenshot(page, "upload-refused.png")
     page.close()
 
@@ -269,5 +298,24 @@ def test_heat_on_the_background_is_said_plainly(
     sync_api.expect(slider).to_be_visible()
     slider.fill("30")
     assert page.locator("#gradcam").evaluate("img => getComputedStyle(img).opacity") == "0.3"
+    assert_accessible(page, "result with the heat warning")
     save_screenshot(page, "result-heat.png")
+    page.close()
+
+
+def test_the_accessibility_check_finds_what_it_should(browser, base_url: str) -> None:
+    page = browser.new_page()
+    page.goto(base_url + "/")
+    page.evaluate(
+        """() => {
+            const faded = document.createElement("p");
+            faded.textContent = "Pre-B ALL 12.5%";
+            faded.style.color = "#b0b0b0";
+            document.querySelector("main").appendChild(faded);
+            document.querySelector("#model").removeAttribute("id");
+        }"""
+    )
+    with pytest.raises(AssertionError) as found:
+        assert_accessible(page, "a page broken on purpose")
+    assert "color-contrast" in str(found.value) and "select-name" in str(found.value)
     page.close()

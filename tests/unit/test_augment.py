@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from training.augment import AUGMENTATION, augment_image, swap_backgrounds
@@ -69,3 +70,53 @@ def test_training_dataset_with_swapping_yields_augmented_batches() -> None:
 def test_augment_image_keeps_shape_and_range() -> None:
     out = augment_image(tf.constant(_smear())).numpy()
     assert out.shape == (64, 64, 3) and 0.0 <= out.min() and out.max() <= 1.0
+
+
+def _disc(size: int = 64) -> np.ndarray:
+    x = np.full((size, size, 3), 0.9, np.float32)
+    yy, xx = np.mgrid[:size, :size]
+    x[(yy - size / 2) ** 2 + (xx - size / 2) ** 2 <= 100] = (0.4, 0.2, 0.6)
+    return x
+
+
+def test_blur_keeps_the_mean_and_softens_edges() -> None:
+    from training.augment import gaussian_blur
+
+    x = _disc()
+    out = gaussian_blur(tf.constant(x), tf.constant(1.5)).numpy()
+    assert out.shape == x.shape
+    assert out.mean() == pytest.approx(x.mean(), abs=1e-3)
+    assert np.abs(np.diff(out, axis=1)).max() < 0.6 * np.abs(np.diff(x, axis=1)).max()
+
+
+def test_zoom_out_shrinks_the_cells_and_keeps_the_size() -> None:
+    from training.augment import zoom_out
+
+    x = _disc()
+    out = zoom_out(tf.constant(x), tf.constant(0.75)).numpy()
+    assert out.shape == x.shape
+    dark = lambda a: (a.mean(axis=2) < 0.6).sum()  # noqa: E731
+    # One shrunk disc in the middle; mirrored margins add no part of it (it is far from the edge).
+    assert dark(out) == pytest.approx(0.75**2 * dark(x), rel=0.15)
+
+
+def test_vignette_darkens_the_corners_only() -> None:
+    from training.augment import vignette
+
+    x = np.full((64, 64, 3), 0.8, np.float32)
+    out = vignette(tf.constant(x), tf.constant(0.4)).numpy()
+    assert out[32, 32, 0] == pytest.approx(0.8, abs=0.01)
+    assert out[0, 0, 0] == pytest.approx(0.8 * 0.6, abs=0.01)
+
+
+def test_no_capture_conditions_at_probability_zero() -> None:
+    from dataclasses import replace
+
+    from training.augment import capture_conditions
+
+    x = tf.constant(_disc())
+    profile = replace(AUGMENTATION, capture_p=0.0)
+    np.testing.assert_allclose(capture_conditions(x, profile).numpy(), x.numpy())
+    assert {"jpeg_quality", "max_blur_sigma", "min_zoom_out", "temperature"} <= set(
+        AUGMENTATION.describe()
+    )

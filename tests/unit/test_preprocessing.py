@@ -139,3 +139,15 @@ def test_format_sniffing_ignores_names_and_refuses_others() -> None:
         sniff_format(b"")
     with pytest.raises(ImageDecodeError, match="damaged"):
         sniff_format(b"\x89PNG\r\n\x1a\n" + b"\x00" * 10)
+
+
+def test_heic_from_a_phone_is_read_and_a_cut_one_is_called_damaged(images) -> None:
+    from app.core.errors import ImageDecodeError
+    from app.core.formats import claimed_format
+
+    heic = images.make("HEIF", size=(64, 48))
+    assert sniff_format(heic) == "HEIF"
+    assert load_image(heic).size == (64, 48)
+    assert claimed_format(heic) == "HEIF"
+    with pytest.raises(ImageDecodeError, match="starts like a HEIF image but is damaged"):
+        sniff_format(heic[:40])

@@ -83,6 +83,7 @@ ACCEPTED: dict[str, tuple[Callable, tuple[int, int]]] = {
     "tiff": (lambda im: im.make("TIFF"), (96, 96)),
     "bmp": (lambda im: im.make("BMP"), (96, 96)),
     "webp": (lambda im: im.make("WEBP"), (96, 96)),
+    "heic": (lambda im: im.make("HEIF"), (96, 96)),
     "very_large_6000x5000": (very_large_jpeg, (6000, 5000)),
 }
 
