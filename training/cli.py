@@ -115,6 +115,18 @@ def _parser() -> argparse.ArgumentParser:
     capture.add_argument("--split", choices=("train", "val", "test"), default="val")
     capture.add_argument("--every", type=int, default=1, help="take every N-th image (default 1)")
 
+    proxy = sub.add_parser(
+        "patient-proxy",
+        help="hold out contiguous blocks of file numbers (a patient-level estimate) "
+        "against random folds",
+    )
+    proxy.add_argument("--data-dir", help=data_help)
+    proxy.add_argument("--model", choices=tuple(ARCHITECTURES), default="lenet")
+    proxy.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    proxy.add_argument("--folds", type=int, default=5)
+    proxy.add_argument("--epochs", type=int, default=20)
+    proxy.add_argument("--seed", type=int, default=42)
+
     seg = sub.add_parser(
         "segmentation-agreement", help="IoU of the app's segmentation against the data set's masks"
     )
@@ -362,6 +374,23 @@ def _capture(args: argparse.Namespace) -> int:
     return 0
 
 
+def _patient_proxy(args: argparse.Namespace) -> int:
+    from training.data import discover
+    from training.patient_proxy import RESULT_NAME, evaluate, patient_proxy_markdown
+    from training.train import TrainConfig
+
+    config = TrainConfig(
+        model=args.model,
+        epochs=args.epochs,
+        seed=args.seed,
+        learning_rate=ARCHITECTURES[args.model].learning_rate,
+        dropout=ARCHITECTURES[args.model].dropout,
+    )
+    evaluate(discover(_data_dir(args.data_dir)), config, args.folds, args.models_dir)
+    print(patient_proxy_markdown(args.models_dir / RESULT_NAME), flush=True)
+    return 0
+
+
 def _upgrade_cards(args: argparse.Namespace) -> int:
     for name in _model_names(args.models_dir, "all"):
         path = model_files(args.models_dir, name).card
@@ -386,6 +415,7 @@ COMMANDS = {
     "heat": _heat,
     "fit-scale": _fit_scale,
     "capture": _capture,
+    "patient-proxy": _patient_proxy,
     "upgrade-cards": _upgrade_cards,
 }
 

@@ -134,6 +134,7 @@ def heat_markdown(results: dict[str, Any], split: str = "test", per_class: int =
         "scale-bar corner",
     ]
     rows = []
+    nan = float("nan")  # a model whose every map is empty has no shares
     for r in results.values():
         o = r["overall"]
         per = [f"{r['per_class'][c].get('on_cells', float('nan')):.3f}" for c in CLASS_IDS]
@@ -142,11 +143,11 @@ def heat_markdown(results: dict[str, Any], split: str = "test", per_class: int =
                 r["architecture"],
                 f"`{r['layer']}`",
                 f"{r['empty_maps']} of {r['n_images']}",
-                f"{o['on_cells']:.3f}",
-                f"{o['cell_area']:.3f}",
-                f"{100 * o['majority_on_cells']:.0f}%",
+                f"{o.get('on_cells', nan):.3f}",
+                f"{o.get('cell_area', nan):.3f}",
+                f"{100 * o.get('majority_on_cells', nan):.0f}%",
                 *per,
-                f"{o['corner']:.3f}",
+                f"{o.get('corner', nan):.3f}",
             ]
         )
     return "\n".join(

@@ -167,8 +167,9 @@ def fit_ood(
             "max of two Mahalanobis distances, each divided by its validation "
             f"{VAL_QUANTILE:.1%} quantile: (1) penultimate-layer features to the nearest "
             "class-conditional Gaussian (shared Ledoit-Wolf covariance), (2) colour and "
-            f"texture statistics of the image at {STATS_SIZE}x{STATS_SIZE} to one "
-            "Gaussian; fitted on the train split; flagged when above the threshold"
+            f"texture statistics of the image at {STATS_SIZE}x{STATS_SIZE}, its illumination "
+            "evened and its background brought to white first, to one Gaussian; fitted on "
+            "the train split; flagged when above the threshold"
         ),
         feature_layer=penultimate_layer(loaded.keras_model).name,
         file=npz_path.name,

@@ -24,6 +24,8 @@ from training.heat_eval import measure as measure_heat
 from training.markdown import table
 from training.metrics import classification_report
 from training.ood_eval import ood_markdown
+from training.patient_proxy import RESULT_NAME as PATIENT_PROXY_RESULT
+from training.patient_proxy import patient_proxy_markdown
 from training.perturbations import PERTURBATIONS
 from training.progress import track
 from training.scale_fit import estimate_errors, scale_markdown
@@ -208,6 +210,7 @@ def write_report(data_dir: str | Path, models_dir: Path) -> Path:
         scale_markdown(estimate_errors(samples), rows[0].model.card.scale if rows else None),
         heat_markdown(measure_heat([r.model for r in rows], samples)),
         ood_markdown([r.model.card for r in rows]),
+        patient_proxy_markdown(models_dir / PATIENT_PROXY_RESULT),
         agreement_markdown(agreement(data_dir)),
     ]
     path = models_dir / "REPORT.md"

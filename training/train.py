@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -36,7 +37,7 @@ from training.ood import fit_ood
 from training.scale_fit import fit_scale
 from training.split import MANIFEST_NAME, assign_splits, write_manifest
 
-MODEL_VERSION = "1.2.0"
+MODEL_VERSION = "1.3.0"
 log = logging.getLogger(__name__)
 
 
@@ -73,6 +74,48 @@ def augmentation_for(model: str, **overrides: object) -> AugmentProfile:
     return replace(AUGMENTATION, **{**architecture(model).augmentation, **overrides})
 
 
+def fit_network(
+    config: TrainConfig,
+    augmentation: AugmentProfile,
+    train_xy: tuple[np.ndarray, np.ndarray],
+    val_xy: tuple[np.ndarray, np.ndarray],
+) -> tuple[Any, Any, float]:
+    """Build ``config.model`` and fit it: the network, its history and the seconds it took."""
+    arch = architecture(config.model)
+    x_train, y_train = train_xy
+    x_val, y_val = val_xy
+    model = arch.build(config.dropout)
+    steps = max(1, int(np.ceil(len(y_train) / config.batch_size)))
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps * config.epochs)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+    # Watched only in the second half: the validation loss jumps about under the
+    # high early learning rate, and stopping then ends runs far too early.
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss",
+            patience=config.early_stopping_patience,
+            restore_best_weights=True,
+            start_from_epoch=config.epochs // 2,
+        )
+    ]
+    started = time.perf_counter()
+    history = model.fit(
+        make_dataset(x_train, y_train, config.batch_size, True, config.seed, augmentation),
+        validation_data=make_dataset(x_val, y_val, config.batch_size, False, config.seed),
+        epochs=config.epochs,
+        class_weight=class_weights(y_train),
+        callbacks=callbacks,
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    training_seconds = time.perf_counter() - started
+
+    return model, history, training_seconds
+
+
 def train(
     config: TrainConfig,
     data_dir: str | Path,
@@ -107,45 +150,20 @@ def train(
         arch.input_size,
     )
 
-    model = arch.build(dropout)
-    steps = max(1, int(np.ceil(len(y_train) / config.batch_size)))
-    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps * config.epochs)
-    model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
+    model, history, training_seconds = fit_network(
+        config, augmentation, (x_train, y_train), (x_val, y_val)
     )
-    # Watched only in the second half: the validation loss jumps about under the
-    # high early learning rate, and stopping then ends runs far too early.
-    callbacks = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss",
-            patience=config.early_stopping_patience,
-            restore_best_weights=True,
-            start_from_epoch=config.epochs // 2,
-        )
-    ]
-    started = time.perf_counter()
-    history = model.fit(
-        make_dataset(x_train, y_train, config.batch_size, True, config.seed, augmentation),
-        validation_data=make_dataset(x_val, y_val, config.batch_size, False, config.seed),
-        epochs=config.epochs,
-        class_weight=class_weights(y_train),
-        callbacks=callbacks,
-        verbose=1 if sys.stdout.isatty() else 2,
-    )
-    training_seconds = time.perf_counter() - started
 
     files = model_files(out, config.model)
     # An uncompiled copy: the optimizer's state would triple the file and is never served.
-    served = arch.build(dropout)
+    served = arch.build(config.dropout)
     served.set_weights(model.get_weights())
     served.save(files.weights)
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     card = ModelCard(
         name=config.model,
         architecture=arch.display_name,
-        description=arch.describe(dropout),
+        description=arch.describe(config.dropout),
         version=MODEL_VERSION,
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
         class_ids=list(CLASS_IDS),

@@ -6,10 +6,12 @@ by ``training/ood.py`` and stored in ``models/<name>.ood.npz``:
 * ``features``: the penultimate Dense layer's activations to the nearest of the
   class-conditional Gaussians (shared, shrunk covariance). Catches inputs the
   network itself has never seen the like of.
-* ``image``: cheap colour and texture statistics of the picture to one Gaussian.
-  The networks are trained with colour augmentation, so their features barely
-  move for a recoloured smear; these statistics do, and they also see the
-  magnification (texture scale) and blank or saturated pictures.
+* ``image``: cheap colour and texture statistics of the picture to one Gaussian,
+  taken after evening out the illumination and the background's colour (``balanced``),
+  so a camera's white balance or vignetting is not foreign. The networks are
+  trained with colour augmentation, so their features barely move for a recoloured
+  smear; these statistics do, and they also see the magnification (texture scale)
+  and blank or saturated pictures.
 
 Each distance is divided by its own validation quantile and the larger of the two
 is the score; the threshold on it was set on the validation split.
@@ -39,6 +41,7 @@ from app.core.model_files import model_files
 from app.core.model_store import LOGITS_LAYER, LoadedModel
 from app.core.orientations import averaged_over_views
 from app.core.preprocessing import to_model_input
+from app.core.scale import illumination
 
 # One size for every model (the data set's own): a smaller one blurs away the magnification.
 STATS_SIZE = 224
@@ -47,6 +50,8 @@ REASONS = {
     "features": "the network's features are unlike those of the training smears",
     "image": "colour, brightness or texture scale is unlike a stained blood smear photograph",
 }
+# Brightness the background is brought to before the statistics (the training smears' own).
+BACKGROUND_LEVEL = 0.9
 # Pixel offsets for the texture-scale profile (magnification shows up here).
 _OFFSETS = (1, 2, 4, 8, 16)
 
@@ -136,9 +141,23 @@ def image_statistics(x: np.ndarray) -> np.ndarray:
     )
 
 
+def balanced(x: np.ndarray) -> np.ndarray:
+    """The image with its illumination made even and its background a neutral white.
+
+    Vignetting and the camera's white balance are capture conditions, not signs of a
+    foreign image; the colours of the cells against their background still are.
+    """
+    lum = x.mean(axis=2)
+    flat = x / illumination(lum)[..., None]
+    flat_lum = flat.mean(axis=2)
+    bright = flat_lum >= np.quantile(flat_lum, 0.75)
+    background = np.maximum(np.median(flat[bright], axis=0), 1e-3)
+    return np.asarray(np.clip(flat / background * BACKGROUND_LEVEL, 0.0, 1.0), dtype=np.float32)
+
+
 def image_statistics_of(image: Image.Image) -> np.ndarray:
-    """``image_statistics`` of a PIL image at the fixed STATS_SIZE (shared preprocessing)."""
-    return image_statistics(to_model_input(image, STATS_SIZE))
+    """``image_statistics`` of a PIL image at the fixed STATS_SIZE, balanced first."""
+    return image_statistics(balanced(to_model_input(image, STATS_SIZE)))
 
 
 def min_mahalanobis(v: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
