@@ -16,7 +16,7 @@ from typing import TextIO
 from app.core.model_card import VIEW_DESCRIPTIONS, ModelCard, ModelCardError
 from app.core.model_files import model_files, model_names
 from training.architectures import ARCHITECTURES
-from training.data import DataSetError
+from training.data import DataSetError, Sample
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
@@ -196,6 +196,20 @@ def _model_names(models_dir: Path, choice: str) -> list[str]:
     return names
 
 
+def _split_of(args: argparse.Namespace, split: str) -> list[Sample]:
+    """The images of the data folder that the models folder's split manifest puts in ``split``."""
+    from training.data import discover
+    from training.evaluate import select_split
+    from training.split import MANIFEST_NAME
+
+    samples = select_split(
+        discover(_data_dir(args.data_dir)), args.models_dir / MANIFEST_NAME, split
+    )
+    if not samples:
+        raise DataSetError(f"no image of this folder is in the {split} split")
+    return samples
+
+
 def _fit_ood(args: argparse.Namespace) -> int:
     from training.data import discover
     from training.ood import fit_ood
@@ -304,16 +318,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _heat(args: argparse.Namespace) -> int:
     from app.core.model_store import load_model
-    from training.data import discover
-    from training.evaluate import select_split
     from training.heat_eval import heat_markdown, measure
-    from training.split import MANIFEST_NAME
 
-    samples = select_split(
-        discover(_data_dir(args.data_dir)), args.models_dir / MANIFEST_NAME, args.split
-    )
-    if not samples:
-        raise DataSetError(f"no image of this folder is in the {args.split} split")
+    samples = _split_of(args, args.split)
     models = [load_model(args.models_dir, n) for n in _model_names(args.models_dir, args.model)]
     results = measure(models, samples, args.per_class, layer=args.layer)
     print(heat_markdown(results, args.split, args.per_class), flush=True)
@@ -330,16 +337,9 @@ def _report(args: argparse.Namespace) -> int:
 
 def _fit_scale(args: argparse.Namespace) -> int:
     from app.core.preprocessing import SCALED_RESIZE
-    from training.data import discover
-    from training.evaluate import select_split
     from training.scale_fit import fit_scale
-    from training.split import MANIFEST_NAME
 
-    samples = discover(_data_dir(args.data_dir))
-    train = select_split(samples, args.models_dir / MANIFEST_NAME, "train")
-    if not train:
-        raise DataSetError("no image of this folder is in the train split")
-    spec = fit_scale(train)
+    spec = fit_scale(_split_of(args, "train"))
     if spec is None:
         raise DataSetError("most training images could not be measured")
     for name in _model_names(args.models_dir, args.model):
@@ -360,16 +360,9 @@ def _fit_scale(args: argparse.Namespace) -> int:
 
 
 def _capture(args: argparse.Namespace) -> int:
-    from training.data import discover
-    from training.evaluate import select_split
     from training.report import capture_section
-    from training.split import MANIFEST_NAME
 
-    samples = select_split(
-        discover(_data_dir(args.data_dir)), args.models_dir / MANIFEST_NAME, args.split
-    )
-    if not samples:
-        raise DataSetError(f"no image of this folder is in the {args.split} split")
+    samples = _split_of(args, args.split)
     print(capture_section(args.models_dir, samples[:: args.every], args.split), flush=True)
     return 0
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage as ndi
 
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES
 from app.core.explanation.gradcam import GradCam
-from app.core.explanation.segmentation import segment
+from app.core.explanation.heat_share import heat_share
+from app.core.explanation.segmentation import Segmentation, segment
 from app.core.model_store import LoadedModel
 from app.core.preprocessing import load_image, to_model_input
 from training.augment import SCALE_BAR_BOX
@@ -23,34 +23,26 @@ from training.data import Sample
 from training.markdown import table
 from training.progress import track
 
-# Pixels of the 224-pixel photographs: Grad-CAM maps are coarse and cell borders carry morphology.
-DILATION_PX = 4
 PER_CLASS = 10
 
 
-def dilated_cells(image: Image.Image) -> np.ndarray:
-    """The image's segmented leukocytes (``app.segmentation``), dilated by DILATION_PX."""
-    return ndi.binary_dilation(segment(image).mask, iterations=DILATION_PX)
-
-
 def heat_shares(
-    cam: GradCam, image: Image.Image, cells: np.ndarray | None = None
+    cam: GradCam, image: Image.Image, cells: Segmentation | None = None
 ) -> tuple[float, float, float] | None:
-    """Shares of the top class's heat on the (dilated) leukocytes and in the scale-bar
-    corner, and the share of the image the dilated leukocytes cover; None without heat.
+    """Shares of the top class's heat on the (widened) leukocytes and in the scale-bar
+    corner, and the share of the image the widened leukocytes cover; None without heat.
 
-    ``cells`` is ``dilated_cells(image)``, passed in when several models share it.
+    The cell share is the served result page's (``app.core.explanation.heat_share``);
+    ``cells`` is ``segment(image)``, passed in when several models share it.
     """
     heat, _, _ = cam.heatmap_top(to_model_input(image, cam.input_size))
-    heat = np.asarray(Image.fromarray(heat).resize(image.size, Image.Resampling.BILINEAR))
-    heat = np.clip(heat, 0.0, None)
-    total = heat.sum()
-    if total <= 0:
+    share = heat_share(heat, segment(image) if cells is None else cells)
+    if share is None:
         return None
-    cells = dilated_cells(image) if cells is None else cells
+    heat = np.clip(np.asarray(Image.fromarray(heat).resize(image.size)), 0.0, None)
     h, w = heat.shape
     corner = heat[int(h * SCALE_BAR_BOX[1]) :, int(w * SCALE_BAR_BOX[0]) :].sum()
-    return float(heat[cells].sum() / total), float(corner / total), float(cells.mean())
+    return share.on_cells, float(corner / heat.sum()), share.cells_area
 
 
 def spread(samples: Sequence[Sample], per_class: int) -> list[Sample]:
@@ -106,7 +98,7 @@ def measure(
     # Decoded and segmented once; every model is scored on the same images and masks.
     picked = spread(samples, per_class)
     images = [(s.label, load_image(s.path)) for s in picked]
-    shown = [(label, image, dilated_cells(image)) for label, image in images]
+    shown = [(label, image, segment(image)) for label, image in images]
     results = {}
     for model in models:
         cam = GradCam(model, layer_name=layer)
@@ -154,10 +146,10 @@ def heat_markdown(results: dict[str, Any], split: str = "test", per_class: int =
         [
             "## Where the models look (Grad-CAM)",
             "",
-            f"Share of the predicted class's Grad-CAM heat on the segmented leukocytes (mask "
-            f"dilated by {DILATION_PX} px) and in the scale-bar corner, on {per_class} {split} "
-            "images per class; *cells' area* is the share of the image the dilated leukocytes "
-            "cover. "
+            "Share of the predicted class's Grad-CAM heat on the segmented leukocytes (mask "
+            "widened by 4 px per 224 px of side, as on the result page) and in the scale-bar "
+            f"corner, on {per_class} {split} images per class; *cells' area* is the share of "
+            "the image the widened leukocytes cover. "
             "A model reading cell morphology would put most of its heat (> 0.5) on them. "
             "*Empty maps*: images where no part of the image raised the predicted class's "
             "score, so the heatmap shows nothing (left out of the means).",

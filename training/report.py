@@ -187,7 +187,8 @@ def capture_section(models_dir: Path, samples: list[Sample], split: str = "test"
     """The capture-robustness table of every served model on ``samples``."""
     from app.core.service import InferenceService
 
-    service = InferenceService(models_dir).load()
+    # Any served model will do as the default: a folder may hold only the one being compared.
+    service = InferenceService(models_dir, default_model=model_names(models_dir)[0]).load()
     scores = {
         name: {
             capture: SetScore.of(o, service.served(name).card.calibration.uncertain_below)
