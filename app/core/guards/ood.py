@@ -103,34 +103,37 @@ def image_statistics(x: np.ndarray) -> np.ndarray:
     pixel offsets, relative to the grey spread). Spreads are logged so the statistics
     are closer to Gaussian.
     """
-    x = np.asarray(x, dtype=np.float32)
     eps = 1e-3
-    flat = x.reshape(-1, 3)
-    mean = flat.mean(axis=0)
-    std = flat.std(axis=0)
-    centred = (flat - mean) / (std + eps)
-    corr = [float((centred[:, i] * centred[:, j]).mean()) for i, j in ((0, 1), (0, 2), (1, 2))]
-    grey = flat.mean(axis=1)
-    red_green = flat[:, 0] - flat[:, 1]
-    yellow_blue = (flat[:, 0] + flat[:, 1]) / 2 - flat[:, 2]
-    dark = grey <= np.quantile(grey, 0.1)
-    chroma = flat.max(axis=1) - flat.min(axis=1)
-    g = x.mean(axis=2)
-    g_std = float(g.std()) + eps
+    # Contiguous channel planes: reductions over them are several times faster than over (H, W, 3).
+    red, green, blue = planes = np.moveaxis(np.asarray(x, dtype=np.float32), -1, 0).copy()
+    mean = np.array([p.mean(dtype=np.float64) for p in planes])
+    std = np.array([p.std(dtype=np.float64) for p in planes])
+    corr = [
+        ((planes[i] * planes[j]).mean(dtype=np.float64) - mean[i] * mean[j])
+        / ((std[i] + eps) * (std[j] + eps))
+        for i, j in ((0, 1), (0, 2), (1, 2))
+    ]
+    grey = (red + green + blue) / np.float32(3)
+    red_green = red - green
+    yellow_blue = (red + green) / 2 - blue
+    dark = grey <= _quantile(grey, 0.1)
+    chroma = np.maximum(np.maximum(red, green), blue) - np.minimum(np.minimum(red, green), blue)
+    g_std = float(grey.std(dtype=np.float64)) + eps
     texture = []
     for d in _OFFSETS:
-        diff = (np.abs(g[d:, :] - g[:-d, :]).mean() + np.abs(g[:, d:] - g[:, :-d]).mean()) / 2
-        texture.append(np.log(diff / g_std + eps))
+        down = np.abs(grey[d:, :] - grey[:-d, :]).mean(dtype=np.float64)
+        across = np.abs(grey[:, d:] - grey[:, :-d]).mean(dtype=np.float64)
+        texture.append(np.log((down + across) / 2 / g_std + eps))
     return np.array(
         [
             *mean,
             *np.log(std + eps),
             *corr,
-            red_green.mean(),
-            yellow_blue.mean(),
-            red_green[dark].mean(),
-            yellow_blue[dark].mean(),
-            np.log(chroma.mean() + eps),
+            red_green.mean(dtype=np.float64),
+            yellow_blue.mean(dtype=np.float64),
+            red_green[dark].mean(dtype=np.float64),
+            yellow_blue[dark].mean(dtype=np.float64),
+            np.log(chroma.mean(dtype=np.float64) + eps),
             (chroma > 0.15).mean(),
             np.log((grey > 0.92).mean() + eps),
             np.log((grey < 0.15).mean() + eps),
@@ -141,18 +144,30 @@ def image_statistics(x: np.ndarray) -> np.ndarray:
     )
 
 
+def _quantile(values: np.ndarray, q: float) -> float:
+    """``np.quantile(values, q)`` (linear interpolation) by a partial sort, which is faster."""
+    flat = values.ravel()
+    position = q * (flat.size - 1)
+    low = int(position)
+    high = min(low + 1, flat.size - 1)
+    part = np.partition(flat, (low, high))
+    return float(part[low] + (part[high] - part[low]) * (position - low))
+
+
 def balanced(x: np.ndarray) -> np.ndarray:
     """The image with its illumination made even and its background a neutral white.
 
     Vignetting and the camera's white balance are capture conditions, not signs of a
     foreign image; the colours of the cells against their background still are.
     """
-    lum = x.mean(axis=2)
-    flat = x / illumination(lum)[..., None]
-    flat_lum = flat.mean(axis=2)
-    bright = flat_lum >= np.quantile(flat_lum, 0.75)
-    background = np.maximum(np.median(flat[bright], axis=0), 1e-3)
-    return np.asarray(np.clip(flat / background * BACKGROUND_LEVEL, 0.0, 1.0), dtype=np.float32)
+    planes = np.moveaxis(np.asarray(x, dtype=np.float32), -1, 0)
+    lum = (planes[0] + planes[1] + planes[2]) / np.float32(3)
+    flatten = 1 / illumination(lum)
+    flat = planes * flatten
+    bright = lum * flatten >= _quantile(lum * flatten, 0.75)
+    background = np.maximum([np.median(plane[bright]) for plane in flat], 1e-3)
+    flat *= (BACKGROUND_LEVEL / background).astype(np.float32)[:, None, None]
+    return np.clip(np.moveaxis(flat, 0, -1), 0.0, 1.0)
 
 
 def image_statistics_of(image: Image.Image) -> np.ndarray:
