@@ -178,6 +178,14 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument("--model", choices=MODEL_CHOICES, default="all")
     scale.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
 
+    resplit = sub.add_parser(
+        "resplit",
+        help="rewrite the split manifest by the current rule (near duplicates together); "
+        "refuses to move an image out of train or val",
+    )
+    resplit.add_argument("--data-dir", help=data_help)
+    resplit.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+
     upgrade = sub.add_parser(
         "upgrade-cards",
         help="rewrite every model card in the current "
@@ -384,6 +392,29 @@ def _patient_proxy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resplit(args: argparse.Namespace) -> int:
+    from training.data import discover
+    from training.split import MANIFEST_NAME, assign_splits, moves, read_manifest, write_manifest
+
+    root = Path(_data_dir(args.data_dir))
+    samples = discover(root)
+    manifest = args.models_dir / MANIFEST_NAME
+    new = assign_splits(samples)
+    changed = moves(read_manifest(manifest), new)
+    by_sha = {s.sha256: s for s in samples}
+    for sha, (old_split, new_split) in sorted(changed.items()):
+        print(f"{by_sha[sha].path.relative_to(root)}: {old_split} -> {new_split}", flush=True)
+    digest = write_manifest(samples, new, root, manifest)
+    for name in _model_names(args.models_dir, "all"):
+        path = model_files(args.models_dir, name).card
+        card = ModelCard.load(path)
+        if card.split_manifest.sha256 != digest:
+            card.split_manifest.sha256 = digest
+            card.save(path)
+    print(f"{len(changed)} image(s) changed split; manifest sha256 {digest}", flush=True)
+    return 0
+
+
 def _upgrade_cards(args: argparse.Namespace) -> int:
     for name in _model_names(args.models_dir, "all"):
         path = model_files(args.models_dir, name).card
@@ -409,6 +440,7 @@ COMMANDS = {
     "fit-scale": _fit_scale,
     "capture": _capture,
     "patient-proxy": _patient_proxy,
+    "resplit": _resplit,
     "upgrade-cards": _upgrade_cards,
 }
 

@@ -66,7 +66,11 @@ class ScaleSpec:
 
 @dataclass
 class SplitManifestRef:
-    """The split manifest the model was trained with, and its checksum."""
+    """The split manifest beside the model, and its checksum.
+
+    It is the one the model was trained with, or a later one that only moved images
+    towards train (``python -m training resplit``), so the model never saw a held-out image.
+    """
 
     file: str = "split.csv"
     sha256: str = ""

@@ -7,7 +7,17 @@ import pytest
 from PIL import Image
 
 from training.data import DataSetError, class_id_for_folder, discover
-from training.split import assign_splits, read_manifest, write_manifest
+from training.split import (
+    NEAR_DUPLICATE_BITS,
+    SPLITS,
+    SplitLeakError,
+    assign_splits,
+    moves,
+    near_duplicate_pairs,
+    perceptual_hash,
+    read_manifest,
+    write_manifest,
+)
 
 
 @pytest.mark.parametrize(
@@ -118,3 +128,51 @@ def test_manifest_round_trip(tmp_path) -> None:
     assert read_manifest(tmp_path / "split.csv") == assignment
     header = (tmp_path / "split.csv").read_text().splitlines()[0]
     assert header == "file,sha256,class,split"
+
+
+def _near_copy(src, dst) -> None:
+    """A copy with one hashed pixel's 2x2 patch pushed to the other side of the median."""
+    pixels = np.asarray(Image.open(src)).copy()
+    pixels[:2, :2] = 0 if pixels[:2, :2].mean() > 127 else 255
+    Image.fromarray(pixels).save(dst)
+
+
+def test_near_duplicate_hashes_are_paired_by_hamming_distance() -> None:
+    a = "00" * 32
+    b = "0f" + "00" * 31  # 4 bits from a
+    c = "ff" + "00" * 31  # 8 bits from a, 4 from b
+    pairs = near_duplicate_pairs([a, b, c], max_bits=4).tolist()
+    assert pairs == [[0, 1], [1, 2]]
+    assert near_duplicate_pairs([a, b, c], max_bits=3).tolist() == []
+
+
+def test_near_duplicates_join_the_earlier_split_and_held_out_splits_only_lose(tmp_path) -> None:
+    root = make_folder(tmp_path, per_class=20)
+    near = []
+    for i in range(20):
+        src, dst = root / "Pre" / f"Pre-{i:03d}.png", root / "Pre" / f"Pre-near-{i:03d}.png"
+        _near_copy(src, dst)
+        a, b = (perceptual_hash(s) for s in discover(root) if s.path in (src, dst))
+        if 1 <= bin(int(a, 16) ^ int(b, 16)).count("1") <= NEAR_DUPLICATE_BITS:
+            near.append(i)  # near, not identical
+        else:
+            dst.unlink()
+    assert len(near) >= 10
+    samples = discover(root)
+    by_name = {s.path.name: s for s in samples}
+
+    exact_only = assign_splits(samples, seed=3, near_bits=0)
+    grouped = assign_splits(samples, seed=3)
+    pairs = [(by_name[f"Pre-{i:03d}.png"], by_name[f"Pre-near-{i:03d}.png"]) for i in near]
+    split_apart = [p for p in pairs if exact_only[p[0].sha256] != exact_only[p[1].sha256]]
+    assert split_apart  # the exact rule alone separates some of them
+    for a, b in pairs:
+        assert grouped[a.sha256] == grouped[b.sha256]
+    changed = moves(exact_only, grouped)
+    assert changed and all(SPLITS.index(new) < SPLITS.index(old) for old, new in changed.values())
+
+
+def test_a_resplit_that_would_move_an_image_out_of_train_is_refused() -> None:
+    with pytest.raises(SplitLeakError, match="1 image"):
+        moves({"a": "train", "b": "test"}, {"a": "test", "b": "test"})
+    assert moves({"a": "test"}, {"a": "val"}) == {"a": ("test", "val")}
