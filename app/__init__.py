@@ -44,14 +44,17 @@ def create_app(
 
         inference = InferenceService(app.config["MODELS_DIR"], app.config["DEFAULT_MODEL"])
         inference.load()
-    from app.web import errors, extensions, observability, security
-    from app.web.blueprints import analysis, api, health
+    from app.web import errors, extensions, observability, records, security
+    from app.web.blueprints import analysis, api, case_api, cases, health
 
     extensions.init_inference(app, inference)
+    records.init_app(app)
     security.init_app(app)
     errors.init_app(app)
     app.register_blueprint(analysis.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(cases.bp)
+    app.register_blueprint(case_api.bp)
     app.register_blueprint(health.bp)
     observability.init_app(app)
     return app

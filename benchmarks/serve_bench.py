@@ -396,7 +396,7 @@ def _git_head(root: Path) -> str:
     done = subprocess.run(
         ["git", "-C", str(root), "log", "-1", "--format=%h %s"], capture_output=True, text=True
     )
-    head = done.stdout.strip()[:72] if done.returncode == 0 else "not a git checkout"
+    head = _shortened(done.stdout.strip()) if done.returncode == 0 else "not a git checkout"
     dirty = subprocess.run(
         [
             "git",
@@ -605,3 +605,10 @@ def render_report(
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _shortened(text: str, limit: int = 72) -> str:
+    """``text`` cut at a word boundary within ``limit`` characters, marked with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + "…"

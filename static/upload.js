@@ -45,6 +45,13 @@
   });
   zone.addEventListener("drop", function (event) {
     var files = event.dataTransfer && event.dataTransfer.files;
+    var note = document.getElementById("drop-note");
+    if (files && files.length > 1) {
+      // One image per quick check: several are a case, never silently cut to the first.
+      if (note) { note.hidden = false; }
+      return;
+    }
+    if (note) { note.hidden = true; }
     if (files && files.length) {
       input.files = files;
       showPreview();

@@ -55,12 +55,28 @@ def inference_service(models_dir: Path) -> InferenceService:
     return InferenceService(models_dir).load()
 
 
+@pytest.fixture(autouse=True)
+def isolated_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every app a test builds keeps its cases under tmp_path, never in the project."""
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'records' / 'cases.sqlite3'}")
+    monkeypatch.setenv("IMAGE_STORE", str(tmp_path / "records" / "images"))
+
+
 @pytest.fixture()
-def app(models_dir: Path, inference_service: InferenceService) -> Flask:
-    return create_app(
-        {"APP_ENV": "testing", "MODELS_DIR": str(models_dir), "SECRET_KEY": "test-secret"},
-        inference=inference_service,
-    )
+def app_config(models_dir: Path, tmp_path: Path) -> dict[str, object]:
+    """The test app's settings: its own SQLite database and image store under tmp_path."""
+    return {
+        "APP_ENV": "testing",
+        "MODELS_DIR": str(models_dir),
+        "SECRET_KEY": "test-secret",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'records' / 'cases.sqlite3'}",
+        "IMAGE_STORE": str(tmp_path / "records" / "images"),
+    }
+
+
+@pytest.fixture()
+def app(app_config: dict[str, object], inference_service: InferenceService) -> Flask:
+    return create_app(app_config, inference=inference_service)
 
 
 @pytest.fixture()

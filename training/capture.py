@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
+from app.core.classes import CLASS_IDS
 from app.core.errors import ClassifierError
 from app.core.preprocessing import load_image
 from app.core.service import InferenceService
@@ -143,6 +144,8 @@ class Outcomes:
     ood: np.ndarray
     predicted: np.ndarray
     confidence: np.ndarray
+    # Calibrated probabilities, one row per image in CLASS_IDS order (zeros where refused).
+    probabilities: np.ndarray
 
     def answered(self, uncertain_below: float | None) -> np.ndarray:
         confident = self.confidence >= (uncertain_below or 0.0)
@@ -160,9 +163,7 @@ def run(
 ) -> dict[str, dict[str, Outcomes]]:
     """model -> set -> outcomes, every image sent as bytes through ``classify``."""
     names = list(models or [card.name for card in service.models()])
-    rows: dict[str, dict[str, list[tuple[bool, bool, int, float]]]] = {
-        n: {c: [] for c in captures} for n in names
-    }
+    rows: dict[str, dict[str, list[_Row]]] = {n: {c: [] for c in captures} for n in names}
     for sample in track(samples, f"capture suite on {len(samples)} images"):
         image = load_image(sample.path)
         for capture_name, capture in captures.items():
@@ -174,18 +175,24 @@ def run(
     for name in names:
         out[name] = {}
         for capture_name, outcomes in rows[name].items():
-            refused, ood, predicted, confidence = (np.array(v) for v in zip(*outcomes, strict=True))
-            out[name][capture_name] = Outcomes(labels, refused, ood, predicted, confidence)
+            refused, ood, predicted, confidence, probs = (
+                np.array(v) for v in zip(*outcomes, strict=True)
+            )
+            out[name][capture_name] = Outcomes(labels, refused, ood, predicted, confidence, probs)
     return out
 
 
-def _outcome(service: InferenceService, data: bytes, model: str) -> tuple[bool, bool, int, float]:
+_Row = tuple[bool, bool, int, float, tuple[float, ...]]
+
+
+def _outcome(service: InferenceService, data: bytes, model: str) -> _Row:
     try:
         p = service.classify(data, model)
     except ClassifierError:
-        return True, False, -1, 0.0
+        return True, False, -1, 0.0, (0.0,) * len(CLASS_IDS)
     index = list(p.probabilities).index(p.class_id)
-    return False, bool(p.out_of_distribution), index, p.confidence
+    probs = tuple(p.probabilities[c] for c in CLASS_IDS)
+    return False, bool(p.out_of_distribution), index, p.confidence, probs
 
 
 @dataclass(frozen=True)

@@ -178,6 +178,17 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument("--model", choices=MODEL_CHOICES, default="all")
     scale.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
 
+    case = sub.add_parser(
+        "fit-case",
+        help="fit the case rule's agreement threshold on simulated validation cases",
+    )
+    case.add_argument("--data-dir", help=data_help)
+    case.add_argument("--model", choices=MODEL_CHOICES, default="all")
+    case.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    case.add_argument(
+        "--every", type=int, default=2, help="use every n-th validation image (default 2)"
+    )
+
     resplit = sub.add_parser(
         "resplit",
         help="rewrite the split manifest by the current rule (near duplicates together); "
@@ -392,6 +403,28 @@ def _patient_proxy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_case(args: argparse.Namespace) -> int:
+    from app.core.service import InferenceService
+    from training.capture import run
+    from training.case_eval import fit_case_rule, save_case_rule
+
+    names = _model_names(args.models_dir, args.model)
+    samples = _split_of(args, "val")[:: args.every]
+    service = InferenceService(args.models_dir, default_model=names[0]).load()
+    outcomes = run(service, samples, models=names)
+    for name in names:
+        below = service.served(name).card.calibration.uncertain_below
+        rule = fit_case_rule([(o, below) for o in outcomes[name].values()])
+        save_case_rule(args.models_dir, name, rule)
+        print(
+            f"[{name}] case uncertain below {rule.min_agreement:.0%} agreement: "
+            f"{rule.val_cases} validation cases, silent errors {rule.val_silent_error_rate:.2%}, "
+            f"uncertain {rule.val_uncertain_rate:.1%}",
+            flush=True,
+        )
+    return 0
+
+
 def _resplit(args: argparse.Namespace) -> int:
     from training.data import discover
     from training.split import MANIFEST_NAME, assign_splits, moves, read_manifest, write_manifest
@@ -440,6 +473,7 @@ COMMANDS = {
     "fit-scale": _fit_scale,
     "capture": _capture,
     "patient-proxy": _patient_proxy,
+    "fit-case": _fit_case,
     "resplit": _resplit,
     "upgrade-cards": _upgrade_cards,
 }

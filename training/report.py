@@ -16,6 +16,7 @@ from app.core.model_store import LoadedModel, load_model
 from training.architectures import ARCHITECTURES
 from training.capture import SetScore, capture_markdown
 from training.capture import run as run_captures
+from training.case_eval import case_markdown, case_results
 from training.data import Sample, discover
 from training.dataset import load_arrays
 from training.evaluate import select_split
@@ -184,20 +185,26 @@ def render(rows: list[ModelRow], n_test: int, extra_sections: list[str]) -> str:
 
 
 def capture_section(models_dir: Path, samples: list[Sample], split: str = "test") -> str:
-    """The capture-robustness table of every served model on ``samples``."""
+    """The capture-robustness table of every served model on ``samples``, and the
+    simulated cases built from the same outcomes."""
+    from app.core.model_card import CaseRuleSpec
     from app.core.service import InferenceService
 
     # Any served model will do as the default: a folder may hold only the one being compared.
     service = InferenceService(models_dir, default_model=model_names(models_dir)[0]).load()
+    cards = {card.name: card for card in service.models()}
+    thresholds = {name: card.calibration.uncertain_below for name, card in cards.items()}
+    outcomes = run_captures(service, samples)
     scores = {
-        name: {
-            capture: SetScore.of(o, service.served(name).card.calibration.uncertain_below)
-            for capture, o in sets.items()
-        }
-        for name, sets in run_captures(service, samples).items()
+        name: {capture: SetScore.of(o, thresholds[name]) for capture, o in sets.items()}
+        for name, sets in outcomes.items()
     }
-    display = {card.name: card.display_name for card in service.models()}
-    return capture_markdown(scores, display, split)
+    display = {name: card.display_name for name, card in cards.items()}
+    rules = {name: card.case_rule or CaseRuleSpec() for name, card in cards.items()}
+    cases = case_results(outcomes, thresholds, rules)
+    return "\n".join(
+        [capture_markdown(scores, display, split), case_markdown(cases, display, split)]
+    )
 
 
 def write_report(data_dir: str | Path, models_dir: Path) -> Path:

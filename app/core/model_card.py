@@ -94,6 +94,21 @@ class Calibration:
 
 
 @dataclass
+class CaseRuleSpec:
+    """The case rule's thresholds (``app.core.case_verdict``) and how they were chosen."""
+
+    method: str = ""
+    # A case is uncertain when fewer of its fields than this share could be used...
+    min_used_share: float = 1 / 3
+    # ...or when fewer of the used fields than this share agree with the leading class.
+    min_agreement: float = 0.5
+    # Validation cases the thresholds were fitted on, and their outcome there.
+    val_cases: int = 0
+    val_silent_error_rate: float | None = None
+    val_uncertain_rate: float | None = None
+
+
+@dataclass
 class TestMetrics:
     """Scores on the held-out test split."""
 
@@ -158,6 +173,8 @@ class ModelCard:
     calibration: Calibration = field(default_factory=Calibration)
     test_metrics: TestMetrics | None = None
     ood: OodSection | None = None
+    # None: not fitted; the case rule then uses CaseRuleSpec's defaults.
+    case_rule: CaseRuleSpec | None = None
 
     @property
     def display_name(self) -> str:

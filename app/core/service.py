@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from app.core.classes import CLASS_IDS
-from app.core.errors import NoModelsError, NotReadyError, UnknownModelError
+from app.core.errors import ClassifierError, NoModelsError, NotReadyError, UnknownModelError
 from app.core.explanation.gradcam import GradCam, heat_layer_png, overlay_png
 from app.core.explanation.heat_share import heat_share
 from app.core.explanation.segmentation import outline_png, segment
@@ -27,9 +28,9 @@ from app.core.guards.ood import OodGuard, OodNotFittedError
 from app.core.imaging import DISPLAY_SIDE, downscale
 from app.core.model_card import ModelCard
 from app.core.model_files import model_names
-from app.core.model_store import LoadedModel, load_model
+from app.core.model_store import BATCH, LoadedModel, load_model
 from app.core.prediction import Explanation, Prediction, Timings
-from app.core.preprocessing import load_image, prepare, sniff_format
+from app.core.preprocessing import PreparedImage, load_image, prepare, sniff_format
 
 log = logging.getLogger(__name__)
 
@@ -149,48 +150,32 @@ class InferenceService:
         ImageDecodeError, ImageTooLargeError, CaptureError (cells at a scale the
         model cannot be given) or NotReadyError.
         """
+        outcome = self.classify_many([data], model)[0]
+        if isinstance(outcome, ClassifierError):
+            raise outcome
+        return outcome
+
+    def classify_many(
+        self, items: Sequence[bytes], model: str | None = None
+    ) -> list[Prediction | ClassifierError]:
+        """``classify`` for several images at once, in one model pass per BATCH.
+
+        An image that cannot be classified gets its error in its place in the list;
+        the others are classified. UnknownModelError and NotReadyError are raised.
+        """
         served = self.served(model)
-        loaded, guard = served.model, served.guard
-        start = time.perf_counter()
-        image_format = sniff_format(data)
-        image = load_image(data)
-        decoded = time.perf_counter()
-        seen = prepare(image, loaded.input_size, loaded.card.scale)
-        x = seen.x
-        prepared = time.perf_counter()
-        if guard is not None:
-            # One pass gives both the guard's features and the logits.
-            features, logits = guard.forward(x)
-        else:
-            features, logits = None, loaded.logits(x[None])
-        probs = loaded.probabilities(logits)[0]
-        modelled = time.perf_counter()
-        ood = (
-            guard.score_features(features, seen.field)
-            if guard is not None and features is not None
-            else None
-        )
-        guarded = time.perf_counter()
-        class_index = int(np.argmax(probs))
-        return Prediction(
-            class_id=loaded.class_ids[class_index],
-            probabilities={c: float(p) for c, p in zip(loaded.class_ids, probs, strict=True)},
-            model=loaded.card,
-            timings=Timings(
-                decode_ms=_ms(start, decoded),
-                preprocess_ms=_ms(decoded, prepared),
-                model_ms=_ms(prepared, modelled),
-                ood_ms=_ms(modelled, guarded) if guard is not None else None,
-                total_ms=_ms(start, guarded),
-            ),
-            image_format=image_format,
-            image=image,
-            field_image=seen.field,
-            scale=seen.scale,
-            model_input=x,
-            ood=ood,
-            uncertain_below=loaded.card.calibration.uncertain_below,
-        )
+        outcomes: list[Prediction | ClassifierError | None] = [None] * len(items)
+        pending: list[tuple[int, _Decoded]] = []
+        for i, data in enumerate(items):
+            try:
+                pending.append((i, _decode(data, served.model)))
+            except ClassifierError as exc:
+                outcomes[i] = exc
+        for start in range(0, len(pending), BATCH):
+            chunk = pending[start : start + BATCH]
+            for (i, _), prediction in zip(chunk, _classify_batch(served, chunk), strict=True):
+                outcomes[i] = prediction
+        return [o for o in outcomes if o is not None]
 
     def explain(self, prediction: Prediction) -> Prediction:
         """The prediction with its segmented cells and its Grad-CAM and outline PNGs."""
@@ -229,3 +214,72 @@ class InferenceService:
     def _require_ready(self) -> None:
         if not self._ready.is_set():
             raise NotReadyError("the models are still loading; try again in a moment")
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """One image decoded and prepared, with the time each step took."""
+
+    image_format: str
+    image: Image.Image
+    seen: PreparedImage
+    decode_ms: float
+    preprocess_ms: float
+
+
+def _decode(data: bytes, loaded: LoadedModel) -> _Decoded:
+    start = time.perf_counter()
+    image_format = sniff_format(data)
+    image = load_image(data)
+    decoded = time.perf_counter()
+    seen = prepare(image, loaded.input_size, loaded.card.scale)
+    prepared = time.perf_counter()
+    return _Decoded(image_format, image, seen, _ms(start, decoded), _ms(decoded, prepared))
+
+
+def _classify_batch(served: ServedModel, chunk: list[tuple[int, _Decoded]]) -> list[Prediction]:
+    """One model pass for the chunk, then each image's guard; times are shared per image."""
+    loaded, guard = served.model, served.guard
+    x = np.stack([d.seen.x for _, d in chunk])
+    start = time.perf_counter()
+    if guard is not None:
+        # One pass gives both the guard's features and the logits.
+        features, logits = guard.forward(x)
+    else:
+        features, logits = None, loaded.logits(x)
+    probs = loaded.probabilities(logits)
+    model_ms = _ms(start, time.perf_counter()) / len(chunk)
+    predictions = []
+    for j, (_, d) in enumerate(chunk):
+        guarding = time.perf_counter()
+        ood = (
+            guard.score_features(features[j], d.seen.field)
+            if guard is not None and features is not None
+            else None
+        )
+        ood_ms = _ms(guarding, time.perf_counter())
+        class_index = int(np.argmax(probs[j]))
+        predictions.append(
+            Prediction(
+                class_id=loaded.class_ids[class_index],
+                probabilities={
+                    c: float(p) for c, p in zip(loaded.class_ids, probs[j], strict=True)
+                },
+                model=loaded.card,
+                timings=Timings(
+                    decode_ms=d.decode_ms,
+                    preprocess_ms=d.preprocess_ms,
+                    model_ms=model_ms,
+                    ood_ms=ood_ms if guard is not None else None,
+                    total_ms=d.decode_ms + d.preprocess_ms + model_ms + ood_ms,
+                ),
+                image_format=d.image_format,
+                image=d.image,
+                field_image=d.seen.field,
+                scale=d.seen.scale,
+                model_input=d.seen.x,
+                ood=ood,
+                uncertain_below=loaded.card.calibration.uncertain_below,
+            )
+        )
+    return predictions

@@ -17,6 +17,8 @@ from flask.helpers import get_debug_flag
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
 DEFAULT_MAX_UPLOAD_MB = 10.0
+# A case's photographs in one request (the form without JavaScript, the API).
+DEFAULT_MAX_CASE_UPLOAD_MB = 400.0
 
 
 class ConfigError(RuntimeError):
@@ -45,8 +47,17 @@ class Config:
         values = {k: getattr(cls, k) for k in dir(cls) if k.isupper()}
         values["MODELS_DIR"] = env.get("MODELS_DIR") or str(DEFAULT_MODELS_DIR)
         values["DEFAULT_MODEL"] = env.get("DEFAULT_MODEL") or cls.DEFAULT_MODEL
-        values["MAX_CONTENT_LENGTH"] = _upload_limit_bytes(env.get("MAX_UPLOAD_MB"))
+        values["MAX_CONTENT_LENGTH"] = _megabytes(
+            env.get("MAX_UPLOAD_MB"), DEFAULT_MAX_UPLOAD_MB, "MAX_UPLOAD_MB"
+        )
         values["SECRET_KEY"] = env.get("SECRET_KEY") or None
+        # None: a SQLite file in the instance folder (set by the factory, which knows it).
+        values["DATABASE_URL"] = env.get("DATABASE_URL") or None
+        values["IMAGE_STORE"] = env.get("IMAGE_STORE") or None
+        values["STORE_IMAGES"] = _flag(env.get("STORE_IMAGES", "1"))
+        values["MAX_CASE_UPLOAD_BYTES"] = _megabytes(
+            env.get("MAX_CASE_UPLOAD_MB"), DEFAULT_MAX_CASE_UPLOAD_MB, "MAX_CASE_UPLOAD_MB"
+        )
         if "SESSION_COOKIE_SECURE" in env:
             values["SESSION_COOKIE_SECURE"] = _flag(env["SESSION_COOKIE_SECURE"])
         return values
@@ -115,16 +126,17 @@ def finalize(config: dict[str, Any], cls: type[Config]) -> None:
         raise ConfigError(f"debug mode is only allowed in development, not in {cls.ENV_NAME}")
 
 
-def _upload_limit_bytes(raw: str | None) -> int:
+def _megabytes(raw: str | None, default: float, name: str) -> int:
+    """A size in megabytes from the environment, as bytes."""
     if raw is None or raw.strip() == "":
-        mb = DEFAULT_MAX_UPLOAD_MB
+        mb = default
     else:
         try:
             mb = float(raw)
         except ValueError:
-            raise ConfigError(f"MAX_UPLOAD_MB must be a number of megabytes, got {raw!r}") from None
-        if not 0 < mb <= 1024:
-            raise ConfigError(f"MAX_UPLOAD_MB must be between 0 and 1024, got {raw!r}")
+            raise ConfigError(f"{name} must be a number of megabytes, got {raw!r}") from None
+        if not 0 < mb <= 4096:
+            raise ConfigError(f"{name} must be between 0 and 4096, got {raw!r}")
     return int(mb * 1024 * 1024)
 
 

@@ -53,12 +53,19 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="pip package playwr
 
 
 @pytest.fixture(scope="module")
-def base_url(models_dir: Path, inference_service) -> Iterator[str]:
+def base_url(models_dir: Path, inference_service, tmp_path_factory) -> Iterator[str]:
     """The real app behind a threaded Werkzeug server on a free local port."""
     from app import create_app
 
+    records = tmp_path_factory.mktemp("records")
     app = create_app(
-        {"APP_ENV": "testing", "MODELS_DIR": str(models_dir), "SECRET_KEY": "e2e-secret"},
+        {
+            "APP_ENV": "testing",
+            "MODELS_DIR": str(models_dir),
+            "SECRET_KEY": "e2e-secret",
+            "DATABASE_URL": f"sqlite:///{records / 'cases.sqlite3'}",
+            "IMAGE_STORE": str(records / "images"),
+        },
         inference=inference_service,
     )
     server = make_server("127.0.0.1", 0, app, threaded=True)

@@ -26,8 +26,12 @@ from tests.support.models import ROOT, served_models_dir
 GUNICORN_CMD = ("gunicorn", "--config", "gunicorn.conf.py", "wsgi:app")
 
 
-def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
-    """A multipart/form-data body and its Content-Type header value."""
+def multipart(
+    fields: dict[str, str],
+    files: dict[str, tuple[str, bytes]] | list[tuple[str, tuple[str, bytes]]],
+) -> tuple[bytes, str]:
+    """A multipart/form-data body and its Content-Type header value (a list of files may
+    repeat a field name)."""
     boundary = uuid.uuid4().hex
     parts = []
     for name, value in fields.items():
@@ -35,7 +39,7 @@ def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tu
             f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
             f"{value}\r\n".encode()
         )
-    for name, (filename, data) in files.items():
+    for name, (filename, data) in files.items() if isinstance(files, dict) else files:
         parts.append(
             f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
             f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()

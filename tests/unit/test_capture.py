@@ -59,6 +59,7 @@ def test_scores_count_refusals_flags_and_silent_errors() -> None:
         ood=np.array([False, True, False, False, False]),
         predicted=np.array([-1, 1, 2, 0, 0]),
         confidence=np.array([0.0, 0.99, 0.95, 0.97, 0.6]),
+        probabilities=np.zeros((5, 4)),
     )
     s = SetScore.of(o, uncertain_below=0.9)
     assert s.coverage == pytest.approx(2 / 5)  # images 2 and 3 are answered

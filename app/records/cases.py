@@ -1,0 +1,282 @@
+"""What can be done to a case: create it, add analysed fields, review, sign off, delete.
+
+Each function changes the session only; the caller commits once per request, so a
+failure part-way leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import re
+import secrets
+
+from PIL import Image
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from app.core.case_verdict import CaseVerdict, FieldOutcome, FieldState, case_verdict
+from app.core.classes import CLASS_IDS
+from app.core.errors import ClassifierError
+from app.core.model_card import CaseRuleSpec, ModelCard
+from app.core.prediction import Prediction
+from app.records.image_store import ImageStore
+from app.records.schema import Case, CaseField, Review
+
+MAX_FIELDS = 200
+THUMBNAIL_SIDE = 192
+REFERENCE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._/:#-]{0,63}$")
+MAX_NOTE = 2000
+MAX_COMMENT = 2000
+DECISIONS = ("agree", "override")
+
+
+class CaseInputError(ClassifierError):
+    """A case form or request that cannot be accepted as it is."""
+
+    status = 422
+    code = "invalid_case"
+
+
+class CaseNotFoundError(ClassifierError):
+    status = 404
+    code = "case_not_found"
+
+
+class CaseLockedError(ClassifierError):
+    """The case is signed off: it can only be corrected by a new, linked review."""
+
+    status = 409
+    code = "case_signed_off"
+
+
+class TooManyFieldsError(ClassifierError):
+    status = 413
+    code = "too_many_fields"
+
+
+def clean_reference(raw: str | None) -> str:
+    reference = (raw or "").strip()
+    if not reference:
+        raise CaseInputError("Give the case a reference: the lab's accession number.")
+    if not REFERENCE_PATTERN.match(reference):
+        raise CaseInputError(
+            "The reference may hold letters, digits, spaces and . _ / : # - (at most 64), "
+            "starting with a letter or digit."
+        )
+    return reference
+
+
+def clean_text(raw: str | None, limit: int, what: str) -> str:
+    text = (raw or "").strip()
+    if len(text) > limit:
+        raise CaseInputError(f"The {what} is too long: at most {limit} characters.")
+    return text
+
+
+def new_case(
+    session: Session,
+    reference: str | None,
+    note: str | None,
+    model: ModelCard,
+    created_by: str | None = None,
+) -> Case:
+    case = Case(
+        public_id=secrets.token_urlsafe(12),
+        reference=clean_reference(reference),
+        note=clean_text(note, MAX_NOTE, "note"),
+        created_by=created_by,
+        model_name=model.name,
+        model_version=model.version,
+        rule=dataclasses.asdict(model.case_rule or CaseRuleSpec()),
+    )
+    session.add(case)
+    return case
+
+
+def get_case(session: Session, public_id: str) -> Case:
+    case = session.scalars(
+        select(Case)
+        .where(Case.public_id == public_id)
+        .options(selectinload(Case.fields), selectinload(Case.reviews))
+    ).one_or_none()
+    if case is None:
+        raise CaseNotFoundError("There is no such case: it may have been deleted.")
+    return case
+
+
+def list_cases(session: Session, limit: int = 100) -> list[Case]:
+    return list(
+        session.scalars(
+            select(Case)
+            .order_by(Case.created_at.desc(), Case.id.desc())
+            .options(selectinload(Case.fields), selectinload(Case.reviews))
+            .limit(limit)
+        )
+    )
+
+
+def require_open(case: Case) -> None:
+    if case.signed_off is not None:
+        raise CaseLockedError(
+            "This case is signed off and can no longer change; record a correction instead."
+        )
+
+
+def add_field(
+    session: Session,
+    case: Case,
+    filename: str,
+    data: bytes,
+    outcome: Prediction | ClassifierError,
+    store: ImageStore | None,
+) -> CaseField:
+    """Record one uploaded photograph and what came of it (its prediction or its refusal)."""
+    require_open(case)
+    if len(case.fields) >= MAX_FIELDS:
+        raise TooManyFieldsError(f"A case holds at most {MAX_FIELDS} photographs.")
+    position = 1 + (
+        session.scalar(select(func.max(CaseField.position)).where(CaseField.case_id == case.id))
+        or 0
+    )
+    item = CaseField(
+        position=position,
+        filename=_safe_name(filename),
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
+    )
+    if isinstance(outcome, ClassifierError):
+        item.state = "refused"
+        item.error_code = outcome.code
+        item.error_message = outcome.message
+        item.checks = {
+            "reason": getattr(outcome, "reason", None),
+            "fix": getattr(outcome, "fix", None),
+        }
+    else:
+        _record_prediction(item, outcome)
+    if store is not None and not isinstance(outcome, ClassifierError):
+        store.put(data)
+        item.stored = True
+    case.fields.append(item)
+    return item
+
+
+def _record_prediction(item: CaseField, p: Prediction) -> None:
+    item.image_format = p.image_format
+    item.width, item.height = p.image.size
+    item.state = _state(p)
+    item.class_id = p.class_id
+    item.probabilities = {c: float(v) for c, v in p.probabilities.items()}
+    item.checks = {
+        "ood": None
+        if p.ood is None
+        else {
+            "score": p.ood.score,
+            "threshold": p.ood.threshold,
+            "flagged": p.ood.out_of_distribution,
+            "reasons": list(p.ood.reasons),
+        },
+        "uncertain_below": p.uncertain_below,
+        "scale": None
+        if p.scale is None
+        else {
+            "field_size_px": p.scale.field_size_px,
+            "ratio": p.scale.ratio,
+            "resampled_by": p.scale.resampled_by,
+            "uncertainty": p.scale.uncertainty,
+        },
+    }
+    item.timings = dataclasses.asdict(p.timings)
+    item.thumbnail = thumbnail_jpeg(p.image)
+
+
+def _state(p: Prediction) -> FieldState:
+    if p.out_of_distribution:
+        return "out_of_distribution"
+    return "uncertain" if p.uncertain else "answered"
+
+
+def thumbnail_jpeg(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
+    small = image.convert("RGB")
+    small.thumbnail((side, side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    small.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def _safe_name(filename: str) -> str:
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if c.isprintable()).strip()
+    return name[:128]
+
+
+def field_outcome(item: CaseField) -> FieldOutcome:
+    return FieldOutcome(item.state, item.probabilities)  # type: ignore[arg-type]
+
+
+def verdict(case: Case) -> CaseVerdict:
+    """The case verdict by the rule the case was created with."""
+    rule = CaseRuleSpec(**case.rule)
+    return case_verdict([field_outcome(f) for f in case.fields], rule)
+
+
+def add_review(
+    session: Session,
+    case: Case,
+    decision: str | None,
+    class_id: str | None,
+    comment: str | None,
+    sign_off: bool,
+    reviewer: str | None = None,
+) -> Review:
+    """Record a review. On a signed-off case only a signed-off correction is accepted,
+    linked to the review it corrects; nothing already recorded is changed."""
+    if decision not in DECISIONS:
+        raise CaseInputError("Choose whether you agree with the case verdict or override it.")
+    model = verdict(case)
+    if decision == "agree":
+        if model.uncertain or model.class_id is None:
+            raise CaseInputError(
+                "The case verdict is uncertain, so there is nothing to agree with: "
+                "override it with the class you chose."
+            )
+        chosen = model.class_id
+    else:
+        if class_id not in CLASS_IDS:
+            raise CaseInputError("Choose the class you found.")
+        chosen = class_id
+    previous = case.signed_off
+    if previous is not None and not sign_off:
+        raise CaseLockedError("This case is signed off: a correction must be signed off too.")
+    text = clean_text(comment, MAX_COMMENT, "comment")
+    if previous is not None and not text:
+        raise CaseInputError("Say in the comment why the signed-off verdict is corrected.")
+    review = Review(
+        reviewer=reviewer,
+        decision=decision,
+        class_id=chosen,
+        comment=text,
+        signed_off=sign_off,
+        supersedes_id=previous.id if previous is not None else None,
+    )
+    case.reviews.append(review)
+    session.flush()
+    return review
+
+
+def delete_case(session: Session, case: Case, store: ImageStore | None) -> list[str]:
+    """Delete the case with its fields and reviews; returns the stored files no longer
+    needed, which the caller removes once the deletion is committed."""
+    hashes = {f.sha256 for f in case.fields if f.stored}
+    session.delete(case)
+    session.flush()
+    if store is None or not hashes:
+        return []
+    still_used = set(
+        session.scalars(
+            select(CaseField.sha256).where(CaseField.sha256.in_(hashes), CaseField.stored)
+        )
+    )
+    return sorted(hashes - still_used)

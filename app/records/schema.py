@@ -1,0 +1,122 @@
+"""The tables: a case, its fields (one uploaded photograph each) and its reviews."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import DateTime, TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC time on every database (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime: pass a timezone-aware one")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Case(Base):
+    """One patient's smear: its fields analysed by one model, and its reviews."""
+
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The case's URL: random, so case numbers cannot be guessed or counted.
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    # The lab's accession number (never a patient's name).
+    reference: Mapped[str] = mapped_column(String(64), index=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    # The account that created it (nullable until accounts exist).
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+    model_name: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(32))
+    # The case rule's thresholds when the case was created (``CaseRuleSpec`` fields).
+    rule: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    fields: Mapped[list[CaseField]] = relationship(
+        back_populates="case", order_by="CaseField.position", cascade="all, delete-orphan"
+    )
+    reviews: Mapped[list[Review]] = relationship(
+        back_populates="case", order_by="Review.id", cascade="all, delete-orphan"
+    )
+
+    @property
+    def signed_off(self) -> Review | None:
+        """The review that signed the case off (the latest correction, if any)."""
+        signed = [r for r in self.reviews if r.signed_off]
+        return signed[-1] if signed else None
+
+
+class CaseField(Base):
+    """One photograph of a case and what the model made of it (or why it was refused)."""
+
+    __tablename__ = "case_fields"
+    __table_args__ = (Index("ix_case_fields_case_position", "case_id", "position", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    # The client's file name, made safe: it helps find the field again.
+    filename: Mapped[str] = mapped_column(String(128), default="")
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int]
+    image_format: Mapped[str | None] = mapped_column(String(16))
+    width: Mapped[int | None]
+    height: Mapped[int | None]
+    # answered, uncertain, out_of_distribution or refused (``app.core.case_verdict``).
+    state: Mapped[str] = mapped_column(String(24))
+    class_id: Mapped[str | None] = mapped_column(String(32))
+    probabilities: Mapped[dict[str, float] | None] = mapped_column(JSON)
+    # The out-of-distribution score and reasons, the scale check, the timings.
+    checks: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    timings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error_code: Mapped[str | None] = mapped_column(String(48))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Whether the original is in the image store (STORE_IMAGES).
+    stored: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+    case: Mapped[Case] = relationship(back_populates="fields")
+
+
+class Review(Base):
+    """A reviewer's verdict on a case. Signed-off reviews are never edited: a correction
+    is a new review that ``supersedes`` the one it corrects."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    reviewer: Mapped[str | None] = mapped_column(String(64))
+    # agree: the model's case verdict stands; override: the reviewer chose ``class_id``.
+    decision: Mapped[str] = mapped_column(String(16))
+    class_id: Mapped[str] = mapped_column(String(32))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    signed_off: Mapped[bool] = mapped_column(default=False)
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("reviews.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+    case: Mapped[Case] = relationship(back_populates="reviews")

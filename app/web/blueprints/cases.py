@@ -1,0 +1,277 @@
+"""Case pages: create a case from many photographs, read it, review it, print it, delete it.
+
+Every POST ends in a redirect to a page (POST, redirect, GET), so Back, Forward and
+reload never resend a form, and a case's URL can be shared.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from app.core.classes import CLASS_IDS, DISPLAY_NAMES
+from app.core.errors import ClassifierError
+from app.core.formats import FORMAT_NAMES
+from app.records.cases import (
+    MAX_FIELDS,
+    CaseInputError,
+    add_review,
+    delete_case,
+    get_case,
+    list_cases,
+    new_case,
+    verdict,
+)
+from app.records.schema import Case
+from app.web.case_presenter import (
+    FILTERS,
+    case_headline,
+    case_json,
+    evidence,
+    field_group,
+    field_label,
+    review_label,
+)
+from app.web.case_uploads import allow_case_upload, analyse_into, uploaded_files
+from app.web.errors import describe
+from app.web.extensions import inference
+from app.web.presenter import result_page
+from app.web.records import db, image_store
+
+bp = Blueprint("cases", __name__, url_prefix="/cases")
+
+
+def _wants_json() -> bool:
+    return request.accept_mimetypes.best == "application/json"
+
+
+def render_new(error: str | None = None, status: int = 200) -> tuple[str, int]:
+    service = inference()
+    models = service.models() if service.ready else []
+    selected = request.form.get("model") if request.method == "POST" else None
+    if selected not in {card.name for card in models}:
+        selected = request.args.get("model") or service.default_model
+    page = render_template(
+        "case_new.html",
+        models=models,
+        selected=selected,
+        error=error,
+        reference=request.form.get("reference", "") if request.method == "POST" else "",
+        note=request.form.get("note", "") if request.method == "POST" else "",
+        max_fields=MAX_FIELDS,
+        max_mb=f"{current_app.config['MAX_CONTENT_LENGTH'] / 1024 / 1024:g}",
+        formats=FORMAT_NAMES,
+        store_images=image_store() is not None,
+    )
+    return page, status
+
+
+@bp.get("/")
+def index() -> str:
+    cases = list_cases(db())
+    rows = [(c, verdict(c)) for c in cases]
+    return render_template("case_list.html", rows=rows, headline=case_headline)
+
+
+@bp.get("/new")
+def new() -> tuple[str, int]:
+    return render_new()
+
+
+@bp.post("/")
+def create() -> Any:
+    """Create a case from the form; its photographs come with it, or one by one after it
+    (``files_follow=1``, the page's script, which shows the upload's progress)."""
+    allow_case_upload()
+    service = inference()
+    model = service.served(request.form.get("model")).card
+    files = uploaded_files()
+    later = request.form.get("files_follow") == "1"
+    if not files and not later:
+        raise CaseInputError(f"Choose the photographs of the smear: 1 to {MAX_FIELDS} images.")
+    case = new_case(db(), request.form.get("reference"), request.form.get("note"), model)
+    analyse_into(case, files)
+    db().commit()
+    url = url_for("cases.show", public_id=case.public_id)
+    if _wants_json():
+        fields_url = url_for("cases.add_fields", public_id=case.public_id)
+        return jsonify(id=case.public_id, url=url, fields_url=fields_url), 201
+    return redirect(url, code=303)
+
+
+@bp.post("/<public_id>/fields")
+def add_fields(public_id: str) -> Any:
+    """More photographs for an open case (the page's script sends them one at a time)."""
+    allow_case_upload()
+    case = get_case(db(), public_id)
+    files = uploaded_files()
+    if not files:
+        raise CaseInputError("Choose one or more photographs to add.")
+    added = analyse_into(case, files)
+    db().commit()
+    if _wants_json():
+        return jsonify(
+            fields=[
+                {"position": f.position, "state": f.state, "label": field_label(f)} for f in added
+            ]
+        )
+    flash(f"{len(added)} photograph(s) added.")
+    return redirect(url_for("cases.show", public_id=public_id), code=303)
+
+
+@bp.get("/<public_id>")
+def show(public_id: str) -> Any:
+    case = get_case(db(), public_id)
+    if _wants_json():
+        return jsonify(case_json(case))
+    return render_case(case)
+
+
+def render_case(case: Case, error: str | None = None, status: int = 200) -> tuple[str, int]:
+    """The case page, optionally with the error of a form on it."""
+    shown = request.args.get("show", "all")
+    if shown not in FILTERS:
+        shown = "all"
+    v = verdict(case)
+    fields = [(f, field_group(f), field_label(f)) for f in case.fields]
+    counts = {k: sum(1 for _, g, _ in fields if g == k) for k in FILTERS}
+    counts["all"] = len(fields)
+    page = render_template(
+        "case.html",
+        case=case,
+        v=v,
+        headline=case_headline(v),
+        evidence=evidence(v),
+        fields=fields,
+        shown=shown,
+        filters=FILTERS,
+        counts=counts,
+        review_label=review_label,
+        class_ids=CLASS_IDS,
+        display_names=DISPLAY_NAMES,
+        signed=case.signed_off,
+        review_numbers={r.id: i for i, r in enumerate(case.reviews, start=1)},
+        error=error,
+        form=request.form if error else {},
+        max_fields=MAX_FIELDS,
+    )
+    return page, status
+
+
+@bp.get("/<public_id>/report")
+def report(public_id: str) -> str:
+    """The printable record of the case."""
+    case = get_case(db(), public_id)
+    v = verdict(case)
+    return render_template(
+        "case_report.html",
+        case=case,
+        v=v,
+        headline=case_headline(v),
+        evidence=evidence(v),
+        fields=[(f, field_label(f)) for f in case.fields],
+        review_label=review_label,
+        signed=case.signed_off,
+    )
+
+
+@bp.get("/<public_id>/fields/<int:position>")
+def field(public_id: str, position: int) -> Any:
+    """One field: the full result view, explained again from the stored original."""
+    case = get_case(db(), public_id)
+    item = next((f for f in case.fields if f.position == position), None)
+    if item is None:
+        abort(404)
+    store = image_store()
+    original = store.get(item.sha256) if store is not None and item.stored else None
+    context = {"case": case, "item": item, "label": field_label(item)}
+    service = inference()
+    card = service.served(case.model_name).card
+    if original is None or item.state == "refused":
+        return render_template("case_field.html", **context, r=None, same_model=True)
+    prediction = service.predict(original, case.model_name, explain=True)
+    same_model = card.version == case.model_version
+    return render_template(
+        "case_field.html", **context, r=result_page(prediction), same_model=same_model
+    )
+
+
+@bp.get("/<public_id>/fields/<int:position>/thumbnail.jpg")
+def thumbnail(public_id: str, position: int) -> Response:
+    case = get_case(db(), public_id)
+    item = next((f for f in case.fields if f.position == position), None)
+    if item is None or item.thumbnail is None:
+        abort(404)
+    response = Response(item.thumbnail, mimetype="image/jpeg")
+    response.headers["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+@bp.post("/<public_id>/reviews")
+def review(public_id: str) -> Any:
+    case = get_case(db(), public_id)
+    add_review(
+        db(),
+        case,
+        decision=request.form.get("decision"),
+        class_id=request.form.get("class_id"),
+        comment=request.form.get("comment"),
+        sign_off=request.form.get("sign_off") == "1",
+    )
+    db().commit()
+    flash("Signed off: the case is now read-only." if case.signed_off else "Review saved.")
+    return redirect(url_for("cases.show", public_id=public_id) + "#review", code=303)
+
+
+@bp.get("/<public_id>/delete")
+def confirm_delete(public_id: str) -> str:
+    return render_template("case_delete.html", case=get_case(db(), public_id))
+
+
+@bp.post("/<public_id>/delete")
+def delete(public_id: str) -> Any:
+    case = get_case(db(), public_id)
+    if request.form.get("confirm") != case.reference:
+        raise CaseInputError("Type the case reference exactly to confirm the deletion.")
+    store = image_store()
+    unused = delete_case(db(), case, store)
+    db().commit()
+    if store is not None:
+        for sha256 in unused:
+            store.delete(sha256)
+    flash(f"Case {case.reference} was deleted with its photographs.")
+    return redirect(url_for("cases.index"), code=303)
+
+
+@bp.errorhandler(ClassifierError)
+@bp.errorhandler(CSRFError)
+@bp.errorhandler(RequestEntityTooLarge)
+def case_error(exc: Exception) -> Any:
+    """JSON for the page's script; the form again, with the message, for the page's forms."""
+    db().rollback()  # nothing of a failed request is kept
+    status, code, message = describe(exc)
+    if _wants_json():
+        return jsonify(error={"code": code, "message": message}), status
+    if request.endpoint == "cases.create":
+        return render_new(error=message, status=status)
+    public_id = str((request.view_args or {}).get("public_id") or "")
+    if request.endpoint == "cases.delete" and code != "case_not_found":
+        page = render_template("case_delete.html", case=get_case(db(), public_id), error=message)
+        return page, status
+    if request.method == "POST" and public_id and code != "case_not_found":
+        return render_case(get_case(db(), public_id), error=message, status=status)
+    return render_template("error.html", status=status, code=code, message=message), status

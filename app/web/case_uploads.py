@@ -1,0 +1,74 @@
+"""Reading a case's uploaded photographs and analysing them into the case, in batches."""
+
+from __future__ import annotations
+
+from flask import current_app, request
+from werkzeug.datastructures import FileStorage
+
+from app.core.errors import ClassifierError
+from app.core.prediction import Prediction
+from app.records.cases import MAX_FIELDS, TooManyFieldsError, add_field
+from app.records.schema import Case, CaseField
+from app.web.extensions import inference
+from app.web.records import db, image_store
+
+FIELD_NAME = "images"
+# Photographs decoded and classified together: bounds the memory one request holds.
+CHUNK = 16
+
+
+class FileTooLargeError(ClassifierError):
+    status = 413
+    code = "payload_too_large"
+
+
+class ModelChangedError(ClassifierError):
+    status = 409
+    code = "model_changed"
+
+
+def allow_case_upload() -> None:
+    """A case's photographs come in one request: raise the request's size limit for it."""
+    request.max_content_length = current_app.config["MAX_CASE_UPLOAD_BYTES"]
+
+
+def uploaded_files() -> list[FileStorage]:
+    files = [f for f in request.files.getlist(FIELD_NAME) if f.filename]
+    if len(files) > MAX_FIELDS:
+        raise TooManyFieldsError(
+            f"{len(files)} files were sent; a case holds at most {MAX_FIELDS} photographs."
+        )
+    return files
+
+
+def analyse_into(case: Case, files: list[FileStorage]) -> list[CaseField]:
+    """Classify ``files`` with the case's model and add each, or its refusal, to the case."""
+    if len(case.fields) + len(files) > MAX_FIELDS:
+        raise TooManyFieldsError(
+            f"A case holds at most {MAX_FIELDS} photographs; this one has {len(case.fields)}."
+        )
+    service = inference()
+    served = service.served(case.model_name).card
+    if served.version != case.model_version:
+        raise ModelChangedError(
+            f"This case was analysed with {served.display_name} version {case.model_version}; "
+            f"the server now has version {served.version}. Start a new case for more photographs."
+        )
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    added = []
+    for start in range(0, len(files), CHUNK):
+        chunk = files[start : start + CHUNK]
+        payloads = [f.read() for f in chunk]
+        sized = [i for i, d in enumerate(payloads) if len(d) <= limit]
+        outcomes: list[Prediction | ClassifierError] = [
+            FileTooLargeError(
+                f"The file is too large; the limit per photograph is {limit / 1024 / 1024:g} MB."
+            )
+        ] * len(chunk)
+        for i, outcome in zip(
+            sized, service.classify_many([payloads[i] for i in sized], case.model_name), strict=True
+        ):
+            outcomes[i] = outcome
+        for upload, data, outcome in zip(chunk, payloads, outcomes, strict=True):
+            added.append(add_field(db(), case, upload.filename or "", data, outcome, image_store()))
+    return added

@@ -1,0 +1,64 @@
+"""The app's case records: the database session of a request and the image store.
+
+The schema is brought up to date when the app starts (``create_app``), so a fresh
+checkout, ``flask run`` and a new container need no separate step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask, current_app, g
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.records.database import make_engine, session_factory, sqlite_url, upgrade
+from app.records.image_store import ImageStore
+
+_RECORDS = "records"
+DATABASE_FILE = "cases.sqlite3"
+
+
+@dataclass(frozen=True)
+class Records:
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: ImageStore | None
+
+
+def init_app(app: Flask) -> None:
+    """Connect to DATABASE_URL (default: SQLite in the instance folder) and migrate it."""
+    instance = Path(app.instance_path)
+    url = app.config.get("DATABASE_URL") or sqlite_url(instance / DATABASE_FILE)
+    app.config["DATABASE_URL"] = url
+    engine = make_engine(url)
+    upgrade(engine)
+    store = None
+    if app.config.get("STORE_IMAGES", True):
+        root = app.config.get("IMAGE_STORE") or instance / "images"
+        app.config["IMAGE_STORE"] = str(root)
+        store = ImageStore(root)
+    app.extensions[_RECORDS] = Records(engine, session_factory(engine), store)
+    app.teardown_appcontext(_close_session)
+
+
+def db() -> Session:
+    """This request's session; rolled back and closed when the request ends."""
+    if "db_session" not in g:
+        records: Records = current_app.extensions[_RECORDS]
+        g.db_session = records.sessions()
+    session: Session = g.db_session
+    return session
+
+
+def image_store() -> ImageStore | None:
+    records: Records = current_app.extensions[_RECORDS]
+    return records.store
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    session: Session | None = g.pop("db_session", None)
+    if session is not None:
+        session.rollback()  # anything not committed by the view is dropped
+        session.close()

@@ -1,0 +1,111 @@
+"""End to end for cases: the new-case form with its progress bar, the case page, review,
+sign-off, Back and Forward, and the same without JavaScript; axe checks every state."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.test_browser import (  # the same server, browser and checks
+    assert_accessible,
+    base_url,  # noqa: F401 - a fixture
+    browser,  # noqa: F401 - a fixture
+    save_screenshot,
+    sync_api,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.data]
+
+
+def test_a_case_from_many_photographs_with_progress_review_and_sign_off(
+    browser,  # noqa: F811
+    base_url: str,  # noqa: F811
+    smear_images,
+    tmp_path,
+) -> None:
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.goto(base_url + "/cases/new")
+    assert "Not the patient's name" in page.locator("#reference-hint").inner_text()
+    assert_accessible(page, "new case form")
+
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a photograph")
+    files = [str(p) for p in smear_images["pro_b"]] + [str(bad)]
+    page.fill("#reference", "E2E-0001")
+    page.set_input_files("#images", files)
+    sync_api.expect(page.locator("#chosen")).to_have_text("4 photographs chosen")
+    page.click("#submit")
+    sync_api.expect(page.locator("#progress-block")).to_be_visible()
+    page.wait_for_url("**/cases/*", timeout=60_000)
+    page.wait_for_selector("#case-verdict")
+    case_url = page.url
+    assert page.locator(".field-card").count() == 4
+    assert "notes.txt" in page.locator("#field-grid").inner_text()
+    assert_accessible(page, "case page")
+    save_screenshot(page, "case.png")
+
+    # Back to the form and Forward to the case: no resubmission, the same case.
+    page.go_back()
+    page.wait_for_selector("#case-form")
+    page.go_forward()
+    page.wait_for_selector("#case-verdict")
+    assert page.url == case_url
+
+    page.click("a[href*='show=refused']")
+    assert page.locator(".field-card").count() == 1
+
+    page.check("input[value=override]")
+    page.select_option("#class_id", "pro_b")
+    page.fill("#comment", "blasts confirmed")
+    page.check("#sign-off")
+    page.click("#review-submit")
+    page.wait_for_selector("#signed-note")
+    assert "Overrode the model: Malignant: Pro-B ALL" in page.locator("#reviews").inner_text()
+    assert page.locator("#add-form").count() == 0
+    assert_accessible(page, "signed-off case")
+
+    page.reload()
+    page.wait_for_selector("#signed-note")  # a reload resends nothing
+    assert page.locator("#reviews li").count() == 1
+
+    page.click("#print-link")
+    page.wait_for_selector("#report-reference")
+    assert_accessible(page, "printable report")
+    pdf = page.pdf(format="A4")
+    assert pdf[:4] == b"%PDF"
+    assert not errors, f"browser errors: {errors}"
+    page.close()
+
+
+def test_a_case_without_javascript_posts_then_redirects(
+    browser,  # noqa: F811
+    base_url: str,  # noqa: F811
+    smear_images,
+) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(base_url + "/cases/new")
+    page.fill("#reference", "E2E-0002")
+    page.set_input_files("#images", [str(p) for p in smear_images["benign"][:2]])
+    page.click("#submit")
+    page.wait_for_selector("#case-verdict")
+    assert "/cases/" in page.url and page.locator(".field-card").count() == 2
+    context.close()
+
+
+def test_the_case_pages_fit_a_phone(browser, base_url: str, smear_images) -> None:  # noqa: F811
+    page = browser.new_page(viewport={"width": 375, "height": 740})
+    page.goto(base_url + "/cases/new")
+    page.fill("#reference", "E2E-0003")
+    page.set_input_files("#images", [str(p) for p in smear_images["pre_b"][:2]])
+    page.click("#submit")
+    page.wait_for_selector("#case-verdict", timeout=60_000)
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0
+    assert_accessible(page, "case page at phone width")
+    page.goto(base_url + "/cases/")
+    assert_accessible(page, "case list")
+    page.close()

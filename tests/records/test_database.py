@@ -1,0 +1,128 @@
+"""Migrations and case records on real databases: SQLite files and a PostgreSQL server."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, select
+
+from app.core.model_card import ModelCard
+from app.records.cases import CaseInputError, add_review, delete_case, new_case
+from app.records.database import (
+    current_revision,
+    head_revision,
+    make_engine,
+    session_factory,
+    upgrade,
+)
+from app.records.image_store import ImageStore
+from app.records.schema import Case
+from tests.support.postgres import binaries, running_postgres
+
+CARD = ModelCard(name="lenet", version="1.3.0", input_size=224)
+
+
+def test_a_fresh_sqlite_file_is_brought_to_the_newest_schema(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'a' / 'cases.sqlite3'}")
+    assert current_revision(engine) is None
+    assert upgrade(engine) == head_revision() is not None
+    assert {"cases", "case_fields", "reviews", "alembic_version"} <= set(
+        inspect(engine).get_table_names()
+    )
+    assert upgrade(engine) == head_revision()  # a second start changes nothing
+
+
+def test_processes_starting_together_migrate_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cases.sqlite3'}"
+    results: list[object] = []
+
+    def start() -> None:
+        try:
+            results.append(upgrade(make_engine(url)))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            results.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [head_revision()] * 4
+
+
+def test_a_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'cases.sqlite3'}")
+    upgrade(engine)
+    sessions = session_factory(engine)
+    with sessions() as session:
+        new_case(session, "S-1", "", CARD)
+        session.flush()
+        with pytest.raises(CaseInputError):
+            add_review(session, session.scalars(select(Case)).one(), "agree", None, "", True)
+        session.rollback()
+    with sessions() as session:
+        assert session.scalars(select(Case)).all() == []
+
+
+def test_the_image_store_keeps_one_file_per_content_and_removes_empty_folders(
+    tmp_path: Path,
+) -> None:
+    store = ImageStore(tmp_path / "store")
+    sha = store.put(b"photograph")
+    assert store.put(b"photograph") == sha
+    assert store.get(sha) == b"photograph"
+    assert [p.name for p in (tmp_path / "store").rglob("*") if p.is_file()] == [sha]
+    store.delete(sha)
+    assert store.get(sha) is None and list((tmp_path / "store").iterdir()) == []
+    with pytest.raises(ValueError):
+        store.path("../../etc/passwd")
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    if binaries() is None:
+        pytest.skip("PostgreSQL is not installed: apt-get install postgresql (.ci/run does)")
+    with running_postgres() as url:
+        yield url
+
+
+def test_postgresql_migrates_and_keeps_cases(postgres_url: str, tmp_path: Path) -> None:
+    engine = make_engine(postgres_url)
+    assert upgrade(engine) == head_revision()
+    assert upgrade(engine) == head_revision()
+    sessions = session_factory(engine)
+    with sessions() as session:
+        case = new_case(session, "PG-1", "note", CARD)
+        session.commit()
+        public_id = case.public_id
+    with sessions() as session:
+        case = session.scalars(select(Case).where(Case.public_id == public_id)).one()
+        assert case.reference == "PG-1" and case.created_at.tzinfo is not None
+        assert case.rule["min_agreement"] == 0.5
+        delete_case(session, case, ImageStore(tmp_path))
+        session.commit()
+    with sessions() as session:
+        assert session.scalars(select(Case)).all() == []
+    engine.dispose()
+
+
+def test_the_app_runs_its_cases_on_postgresql(
+    postgres_url: str, app_config, inference_service, images
+) -> None:
+    from app import create_app
+    from tests.support.server import multipart
+
+    app = create_app({**app_config, "DATABASE_URL": postgres_url}, inference=inference_service)
+    client = app.test_client()
+    files = [("images", (f"{i}.png", images.make(size=(160, 160), seed=i))) for i in range(2)]
+    body, content_type = multipart({"reference": "PG-API"}, files)
+    created = client.post("/api/v1/cases", data=body, content_type=content_type)
+    assert created.status_code == 201
+    read = client.get(created.headers["Location"]).get_json()
+    assert read["reference"] == "PG-API" and len(read["fields"]) == 2
+    engine = app.extensions["records"].engine
+    assert engine.dialect.name == "postgresql"
+    engine.dispose()

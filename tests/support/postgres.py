@@ -1,0 +1,81 @@
+"""A throwaway PostgreSQL server for tests: its own data folder, a Unix socket, no TCP.
+
+Uses the PostgreSQL binaries on the machine (Debian's ``postgresql`` package); as
+root, the server runs as the ``postgres`` user, since PostgreSQL refuses root.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def binaries() -> Path | None:
+    """The folder of initdb and pg_ctl, or None when PostgreSQL is not installed."""
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return Path(versions[-1]).parent if versions else None
+
+
+def _as_owner(command: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return command
+    return ["runuser", "-u", "postgres", "--", *command]
+
+
+@contextmanager
+def running_postgres() -> Iterator[str]:
+    """Start a server, yield a SQLAlchemy URL to its ``cases`` database, stop and remove it."""
+    bin_dir = binaries()
+    if bin_dir is None:
+        raise FileNotFoundError("PostgreSQL is not installed (apt-get install postgresql)")
+    root = Path(tempfile.mkdtemp(prefix="pg-test-"))
+    data, socket_dir = root / "data", root / "socket"
+    socket_dir.mkdir()
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        for path in (root, socket_dir):
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+    run = lambda *cmd: subprocess.run(_as_owner(list(cmd)), check=True, capture_output=True)  # noqa: E731
+    try:
+        run(
+            str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"
+        )
+        options = f"-c listen_addresses='' -k {socket_dir} -p 5433 -c fsync=off"
+        run(
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-w",
+            "-l",
+            str(root / "log"),
+            "start",
+        )
+        run(
+            str(bin_dir / "createdb"),
+            "-h",
+            str(socket_dir),
+            "-p",
+            "5433",
+            "-U",
+            "postgres",
+            "cases",
+        )
+        yield f"postgresql+psycopg://postgres@/cases?host={socket_dir}&port=5433"
+    finally:
+        subprocess.run(
+            _as_owner([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,332 @@
+"""Cases through the web pages and the API, on a real SQLite database and image store."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from app.records.schema import Case, CaseField, Review
+from app.web.records import db
+from tests.support.images import ImageFactory
+from tests.support.server import multipart
+
+
+def token_of(client: FlaskClient, url: str = "/cases/new") -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', client.get(url).get_data(as_text=True))
+    assert match
+    return match.group(1)
+
+
+def post_case(
+    client: FlaskClient,
+    files: list[tuple[str, bytes]],
+    url: str = "/cases/",
+    headers: dict[str, str] | None = None,
+    **form: str,
+):
+    body, content_type = multipart(dict(form), [("images", f) for f in files])
+    return client.post(url, data=body, content_type=content_type, headers=headers or {})
+
+
+def count(app: Flask, table: type) -> int:
+    with app.app_context():
+        return int(db().scalar(select(func.count()).select_from(table)) or 0)
+
+
+@pytest.fixture()
+def token(client: FlaskClient) -> str:
+    return token_of(client)
+
+
+@pytest.fixture()
+def synthetic(images: ImageFactory) -> list[tuple[str, bytes]]:
+    return [(f"field-{i}.png", images.make(size=(160, 160), seed=i)) for i in range(3)]
+
+
+def test_a_case_is_created_from_many_files_and_lands_on_its_own_url(
+    client: FlaskClient, token: str, synthetic: list[tuple[str, bytes]]
+) -> None:
+    files = [*synthetic, ("notes.txt", b"not an image at all")]
+    response = post_case(client, files, reference="S-2026/0001", note="left arm", csrf_token=token)
+    assert response.status_code == 303
+    url = response.headers["Location"]
+    assert re.fullmatch(r"/cases/[A-Za-z0-9_-]{16}", url)
+
+    page = client.get(url)
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "S-2026/0001" in html and "left arm" in html
+    assert 'id="case-verdict"' in html and 'id="field-counts"' in html
+    # The bad file is listed with its own reason; the others were analysed.
+    assert "notes.txt" in html and "Not analysed:" in html
+    case = client.get(url, headers={"Accept": "application/json"}).get_json()
+    states = [f["state"] for f in case["fields"]]
+    assert len(states) == 4 and states[3] == "refused" and "refused" not in states[:3]
+    assert case["fields"][3]["error"]["code"] == "unsupported_media_type"
+    assert case["verdict"]["excluded"]["refused"] == 1
+    assert case["model"]["name"] == "lenet" and case["model"]["version"]
+    # Reload gives the same page: nothing is posted again.
+    assert client.get(url).get_data(as_text=True).count('class="field-card') == 4
+
+
+def test_the_script_path_creates_the_case_then_adds_each_file(
+    app: Flask, client: FlaskClient, token: str, synthetic: list[tuple[str, bytes]]
+) -> None:
+    json_headers = {"Accept": "application/json"}
+    created = post_case(
+        client, [], headers=json_headers, reference="S-2", files_follow="1", csrf_token=token
+    )
+    assert created.status_code == 201
+    body = created.get_json()
+    for name, data in synthetic:
+        added = post_case(
+            client, [(name, data)], url=body["fields_url"], headers=json_headers, csrf_token=token
+        )
+        assert added.status_code == 200
+        assert [f["position"] for f in added.get_json()["fields"]] == [
+            synthetic.index((name, data)) + 1
+        ]
+    assert count(app, CaseField) == 3
+    case = client.get(body["url"], headers=json_headers).get_json()
+    assert [f["filename"] for f in case["fields"]] == [name for name, _ in synthetic]
+
+
+@pytest.mark.parametrize(
+    "form,message",
+    [
+        ({"reference": ""}, "Give the case a reference"),
+        ({"reference": "Jane\nDoe"}, "The reference may hold"),
+        ({"reference": "x" * 65}, "The reference may hold"),
+    ],
+)
+def test_a_bad_case_form_is_shown_again_with_the_reason_and_nothing_is_kept(
+    app: Flask,
+    client: FlaskClient,
+    token: str,
+    synthetic: list[tuple[str, bytes]],
+    form: dict[str, str],
+    message: str,
+) -> None:
+    response = post_case(client, synthetic[:1], csrf_token=token, note="kept in the form", **form)
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert message in html and 'id="case-form"' in html and "kept in the form" in html
+    assert count(app, Case) == 0 and count(app, CaseField) == 0
+
+
+def test_a_case_without_files_is_refused(client: FlaskClient, token: str) -> None:
+    response = post_case(client, [], reference="S-3", csrf_token=token)
+    assert response.status_code == 422
+    assert "Choose the photographs" in response.get_data(as_text=True)
+
+
+def test_more_than_200_files_are_refused_before_any_is_analysed(
+    app: Flask, client: FlaskClient, token: str
+) -> None:
+    files = [(f"{i}.png", b"x") for i in range(201)]
+    response = post_case(client, files, reference="S-4", csrf_token=token)
+    assert response.status_code == 413
+    assert "at most 200" in response.get_data(as_text=True)
+    assert count(app, Case) == 0
+
+
+def test_a_form_without_its_csrf_token_is_refused(client: FlaskClient, synthetic) -> None:
+    response = post_case(client, synthetic[:1], reference="S-5")
+    assert response.status_code == 400
+    assert "The form expired" in response.get_data(as_text=True)
+
+
+def _answered_files(
+    inference_service, smear_images, class_id: str, n: int
+) -> list[tuple[str, bytes]]:
+    """Real photographs of one class that LeNet answers (neither uncertain nor flagged)."""
+    chosen = []
+    for path in smear_images[class_id]:
+        data = path.read_bytes()
+        p = inference_service.classify(data, "lenet")
+        if p.status in ("malignant", "benign") and p.class_id == class_id:
+            chosen.append((path.name, data))
+    if len(chosen) < n:
+        pytest.skip(f"fewer than {n} answered {class_id} photographs among the first files")
+    return chosen[:n]
+
+
+@pytest.mark.data
+def test_review_sign_off_locks_the_case_and_a_correction_is_a_linked_review(
+    app: Flask, client: FlaskClient, token: str, inference_service, smear_images
+) -> None:
+    files = _answered_files(inference_service, smear_images, "pro_b", 2)
+    url = post_case(client, files, reference="S-6", csrf_token=token).headers["Location"]
+    case = client.get(url, headers={"Accept": "application/json"}).get_json()
+    assert case["verdict"]["status"] == "malignant" and case["verdict"]["class_id"] == "pro_b"
+
+    signed = client.post(
+        url + "/reviews",
+        data={"decision": "agree", "comment": "blasts seen", "sign_off": "1", "csrf_token": token},
+    )
+    assert signed.status_code == 303
+    html = client.get(url).get_data(as_text=True)
+    assert "Agreed: Malignant: Pro-B ALL" in html and 'id="signed-note"' in html
+    assert 'id="add-form"' not in html
+
+    # Signed off: no more fields, no unsigned review.
+    more = post_case(client, files[:1], url=url + "/fields", csrf_token=token)
+    assert more.status_code == 409 and "signed off" in more.get_data(as_text=True)
+    unsigned = client.post(url + "/reviews", data={"decision": "agree", "csrf_token": token})
+    assert unsigned.status_code == 409
+    silent = client.post(
+        url + "/reviews",
+        data={"decision": "override", "class_id": "pre_b", "sign_off": "1", "csrf_token": token},
+    )
+    assert (
+        silent.status_code == 422
+        and "why the signed-off verdict is corrected" in silent.get_data(as_text=True)
+    )
+
+    corrected = client.post(
+        url + "/reviews",
+        data={
+            "decision": "override",
+            "class_id": "pre_b",
+            "comment": "flow: CD10+",
+            "sign_off": "1",
+            "csrf_token": token,
+        },
+    )
+    assert corrected.status_code == 303
+    reviews = client.get(url, headers={"Accept": "application/json"}).get_json()["reviews"]
+    assert [(r["decision"], r["class_id"], r["signed_off"]) for r in reviews] == [
+        ("agree", "pro_b", True),
+        ("override", "pre_b", True),
+    ]
+    assert reviews[1]["supersedes"] == reviews[0]["id"]
+    assert reviews[0]["comment"] == "blasts seen"  # the first review is unchanged
+    assert count(app, CaseField) == 2 and count(app, Review) == 2
+
+
+def test_agreeing_with_an_uncertain_case_is_refused(client: FlaskClient, token: str) -> None:
+    url = post_case(client, [("a.txt", b"nothing")], reference="S-7", csrf_token=token).headers[
+        "Location"
+    ]
+    response = client.post(url + "/reviews", data={"decision": "agree", "csrf_token": token})
+    assert response.status_code == 422
+    assert "nothing to agree with" in response.get_data(as_text=True)
+    override = client.post(url + "/reviews", data={"decision": "override", "csrf_token": token})
+    assert override.status_code == 422 and "Choose the class" in override.get_data(as_text=True)
+
+
+def test_filters_show_the_fields_of_one_verdict(client: FlaskClient, token: str, synthetic) -> None:
+    files = [*synthetic[:1], ("bad.bin", b"\x00\x01")]
+    url = post_case(client, files, reference="S-8", csrf_token=token).headers["Location"]
+    refused = client.get(url + "?show=refused").get_data(as_text=True)
+    assert refused.count('class="field-card') == 1 and "bad.bin" in refused
+    assert client.get(url + "?show=all").get_data(as_text=True).count('class="field-card') == 2
+    assert client.get(url + "?show=nonsense").status_code == 200
+
+
+def test_a_field_page_explains_the_stored_original(
+    client: FlaskClient, token: str, synthetic
+) -> None:
+    url = post_case(client, synthetic[:1], reference="S-9", csrf_token=token).headers["Location"]
+    page = client.get(url + "/fields/1")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'id="back-to-case"' in html and 'id="gradcam"' in html and 'id="verdict"' in html
+    thumb = client.get(url + "/fields/1/thumbnail.jpg")
+    assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
+    assert thumb.data[:2] == b"\xff\xd8"
+    assert client.get(url + "/fields/2").status_code == 404
+    assert client.get("/cases/no-such-case").status_code == 404
+
+
+def test_without_the_image_store_only_thumbnails_and_hashes_are_kept(
+    app_config, inference_service, synthetic, tmp_path: Path
+) -> None:
+    from app import create_app
+
+    app = create_app({**app_config, "STORE_IMAGES": False}, inference=inference_service)
+    client = app.test_client()
+    url = post_case(client, synthetic[:2], reference="S-10", csrf_token=token_of(client)).headers[
+        "Location"
+    ]
+    case = client.get(url, headers={"Accept": "application/json"}).get_json()
+    assert [f["stored"] for f in case["fields"]] == [False, False]
+    assert all(len(f["sha256"]) == 64 and f["thumbnail_url"] for f in case["fields"])
+    assert not (tmp_path / "records" / "images").exists()
+    assert "was not kept" in client.get(url + "/fields/1").get_data(as_text=True)
+
+
+def test_deleting_a_case_removes_its_records_and_the_files_no_other_case_uses(
+    app: Flask, client: FlaskClient, token: str, synthetic, tmp_path: Path
+) -> None:
+    store = tmp_path / "records" / "images"
+    first = post_case(client, synthetic[:2], reference="S-11", csrf_token=token).headers["Location"]
+    second = post_case(client, synthetic[1:2], reference="S-12", csrf_token=token).headers[
+        "Location"
+    ]
+    assert len([p for p in store.rglob("*") if p.is_file()]) == 2
+    client.post(
+        first + "/reviews", data={"decision": "override", "class_id": "benign", "csrf_token": token}
+    )
+
+    wrong = client.post(first + "/delete", data={"confirm": "S-12", "csrf_token": token})
+    assert wrong.status_code == 422 and "Type the case reference" in wrong.get_data(as_text=True)
+    deleted = client.post(first + "/delete", data={"confirm": "S-11", "csrf_token": token})
+    assert deleted.status_code == 303 and deleted.headers["Location"] == "/cases/"
+    assert client.get(first).status_code == 404
+    assert client.get(second).status_code == 200
+    # The file the second case shares stays; the other is gone, folders and all.
+    assert len([p for p in store.rglob("*") if p.is_file()]) == 1
+    assert count(app, Case) == 1 and count(app, CaseField) == 1 and count(app, Review) == 0
+
+
+def test_the_case_list_shows_every_case_newest_first(
+    client: FlaskClient, token: str, synthetic
+) -> None:
+    for reference in ("S-13", "S-14"):
+        post_case(client, synthetic[:1], reference=reference, csrf_token=token)
+    html = client.get("/cases/").get_data(as_text=True)
+    assert html.index("S-14") < html.index("S-13")
+
+
+def test_the_report_is_a_printable_record(client: FlaskClient, token: str, synthetic) -> None:
+    url = post_case(client, synthetic[:2], reference="S-15", csrf_token=token).headers["Location"]
+    html = client.get(url + "/report").get_data(as_text=True)
+    assert 'id="report-reference">S-15<' in html and "Not reviewed" in html
+    assert "report.css" in html and "not a diagnosis" in html
+
+
+def test_the_api_creates_and_reads_a_case(client: FlaskClient, synthetic) -> None:
+    response = post_case(client, synthetic, url="/api/v1/cases", reference="API-1", model="lenet")
+    assert response.status_code == 201
+    body = response.get_json()
+    assert response.headers["Location"] == f"/api/v1/cases/{body['id']}"
+    assert body["reference"] == "API-1" and len(body["fields"]) == 3
+    assert set(body["verdict"]) >= {"status", "class_id", "probabilities", "excluded", "agreement"}
+    again = client.get(response.headers["Location"])
+    assert again.status_code == 200 and again.get_json()["fields"] == body["fields"]
+    added = post_case(client, synthetic[:1], url=f"/api/v1/cases/{body['id']}/fields")
+    assert added.status_code == 201 and len(added.get_json()["fields"]) == 4
+
+
+@pytest.mark.parametrize(
+    "files,form,status,code",
+    [
+        ([], {"reference": "A"}, 422, "invalid_case"),
+        ([("a.png", b"x")], {"reference": ""}, 422, "invalid_case"),
+        ([("a.png", b"x")], {"reference": "A", "model": "nope"}, 400, "unknown_model"),
+    ],
+)
+def test_the_api_refuses_bad_cases_with_json(
+    app: Flask, client: FlaskClient, files, form, status: int, code: str
+) -> None:
+    response = post_case(client, files, url="/api/v1/cases", **form)
+    assert response.status_code == status and response.is_json
+    assert response.get_json()["error"]["code"] == code
+    assert client.get("/api/v1/cases/unknown").get_json()["error"]["code"] == "case_not_found"
+    assert count(app, Case) == 0
