@@ -24,8 +24,14 @@ COPY static/ static/
 COPY templates/ templates/
 COPY wsgi.py gunicorn.conf.py ./
 
+# Case records: SQLite and the photographs in the /data volume unless DATABASE_URL names
+# a PostgreSQL server; the schema is created or upgraded when the app starts.
+RUN mkdir /data && chown app:app /data
+VOLUME ["/data"]
 ENV APP_ENV=production \
-    PORT=8000
+    PORT=8000 \
+    DATABASE_URL=sqlite:////data/cases.sqlite3 \
+    IMAGE_STORE=/data/images
 USER 10001:10001
 EXPOSE 8000
 

@@ -19,13 +19,18 @@ from sqlalchemy.orm import Session, selectinload
 from app.core.case_verdict import CaseVerdict, FieldOutcome, FieldState, case_verdict
 from app.core.classes import CLASS_IDS
 from app.core.errors import ClassifierError
+from app.core.explanation.segmentation import segment
 from app.core.model_card import CaseRuleSpec, ModelCard
 from app.core.prediction import Prediction
 from app.records.image_store import ImageStore
-from app.records.schema import Case, CaseField, Review
+from app.records.schema import Case, CaseField, CellCrop, Review
 
 MAX_FIELDS = 200
 THUMBNAIL_SIDE = 192
+# The cell gallery: at most this many leukocytes per field, cut out this size.
+MAX_CELLS = 12
+CELL_SIDE = 96
+CELL_MARGIN = 1.4
 REFERENCE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._/:#-]{0,63}$")
 MAX_NOTE = 2000
 MAX_COMMENT = 2000
@@ -117,6 +122,25 @@ def list_cases(session: Session, limit: int = 100) -> list[Case]:
     )
 
 
+def cell_index(session: Session, case: Case) -> list[tuple[int, int, int]]:
+    """(crop id, field position, crop index) of every cell crop of the case, in order."""
+    rows = session.execute(
+        select(CellCrop.id, CaseField.position, CellCrop.index)
+        .join(CaseField, CellCrop.field_id == CaseField.id)
+        .where(CaseField.case_id == case.id)
+        .order_by(CaseField.position, CellCrop.index)
+    )
+    return [(int(a), int(b), int(c)) for a, b, c in rows]
+
+
+def cell_image(session: Session, case: Case, crop_id: int) -> bytes | None:
+    return session.scalar(
+        select(CellCrop.image)
+        .join(CaseField, CellCrop.field_id == CaseField.id)
+        .where(CaseField.case_id == case.id, CellCrop.id == crop_id)
+    )
+
+
 def require_open(case: Case) -> None:
     if case.signed_off is not None:
         raise CaseLockedError(
@@ -190,6 +214,23 @@ def _record_prediction(item: CaseField, p: Prediction) -> None:
     }
     item.timings = dataclasses.asdict(p.timings)
     item.thumbnail = thumbnail_jpeg(p.image)
+    item.cells = cell_crops(p.field_image)
+
+
+def cell_crops(field_image: Image.Image, limit: int = MAX_CELLS) -> list[CellCrop]:
+    """The largest segmented leukocytes of the field, each cut out square with a margin."""
+    cells = sorted(segment(field_image).cells, key=lambda c: c.area, reverse=True)[:limit]
+    crops = []
+    for index, cell in enumerate(cells, start=1):
+        x0, y0, x1, y1 = cell.bbox
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        half = max(x1 - x0, y1 - y0) * 0.5 * CELL_MARGIN
+        left, top, right, bottom = (round(v) for v in (cx - half, cy - half, cx + half, cy + half))
+        box = [left, top, right, bottom]
+        crop = field_image.convert("RGB").crop((left, top, right, bottom))
+        crop = crop.resize((CELL_SIDE, CELL_SIDE), Image.Resampling.LANCZOS)
+        crops.append(CellCrop(index=index, box=box, image=_jpeg(crop)))
+    return crops
 
 
 def _state(p: Prediction) -> FieldState:
@@ -201,8 +242,17 @@ def _state(p: Prediction) -> FieldState:
 def thumbnail_jpeg(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
     small = image.convert("RGB")
     small.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return _jpeg(small)
+
+
+def full_jpeg(image: Image.Image) -> bytes:
+    """The image as a JPEG a browser shows, at its own resolution."""
+    return _jpeg(image.convert("RGB"), quality=92)
+
+
+def _jpeg(image: Image.Image, quality: int = 88) -> bytes:
     buffer = io.BytesIO()
-    small.save(buffer, format="JPEG", quality=85)
+    image.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
 
 

@@ -100,6 +100,26 @@ class CaseField(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
     case: Mapped[Case] = relationship(back_populates="fields")
+    cells: Mapped[list[CellCrop]] = relationship(
+        back_populates="field", order_by="CellCrop.index", cascade="all, delete-orphan"
+    )
+
+
+class CellCrop(Base):
+    """One segmented leukocyte of a field, cut out for the case's cell gallery."""
+
+    __tablename__ = "cell_crops"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    field_id: Mapped[int] = mapped_column(
+        ForeignKey("case_fields.id", ondelete="CASCADE"), index=True
+    )
+    index: Mapped[int]
+    # x0, y0, x1, y1 in the pixels of the field the model saw.
+    box: Mapped[list[int]] = mapped_column(JSON)
+    image: Mapped[bytes] = mapped_column(LargeBinary)
+
+    field: Mapped[CaseField] = relationship(back_populates="cells")
 
 
 class Review(Base):

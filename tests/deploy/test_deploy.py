@@ -109,6 +109,9 @@ def test_image_layout():
     assert user and user[-1].split(":")[0] not in ("root", "0")
     assert keywords.index("USER") < keywords.index("CMD")
     assert dockerfile_env()["APP_ENV"] == "production"
+    # The records live in the /data volume, which the unprivileged user owns.
+    assert dockerfile_env()["DATABASE_URL"] == "sqlite:////data/cases.sqlite3"
+    assert ("VOLUME", '["/data"]') in steps
     assert ("EXPOSE", "8000") in steps
     assert exec_form("CMD") == ["gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"]
     assert "/readyz" in " ".join(exec_form("HEALTHCHECK"))
@@ -258,11 +261,15 @@ def test_gunicorn_settings_from_the_environment():
 
 
 @pytest.fixture(scope="module")
-def served():
+def served(tmp_path_factory):
     models_dir = served_models_dir()
     if not model_names(models_dir):
         pytest.skip(f"no trained models in {models_dir} (set MODELS_DIR)")
     env = {**dockerfile_env(), "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "2"}
+    # The image's /data volume, here a temporary folder standing in the same place in the URL.
+    data = tmp_path_factory.mktemp("data")
+    env["DATABASE_URL"] = env["DATABASE_URL"].replace("////data/", f"///{data}/")
+    env["IMAGE_STORE"] = env["IMAGE_STORE"].replace("/data", str(data), 1)
     server = GunicornServer(env=env, cmd=exec_form("CMD")).start()
     try:
         server.wait_ready(timeout=240)

@@ -54,6 +54,18 @@ def test_a_case_from_many_photographs_with_progress_review_and_sign_off(
     page.wait_for_selector("#case-verdict")
     assert page.url == case_url
 
+    page.click(".field-card a >> nth=0")
+    page.wait_for_selector("#full-view")
+    sync_api.expect(page.locator("#full-field")).to_be_visible()
+    before = page.locator("#zoom-stage").bounding_box()["width"]
+    page.locator("#zoom").fill("300")
+    after = page.locator("#zoom-stage").bounding_box()["width"]
+    assert after > 2.5 * before
+    assert_accessible(page, "field view with the full-resolution viewer")
+    save_screenshot(page, "case-field.png")
+    page.click("#back-to-case")
+    page.wait_for_selector("#case-verdict")
+
     page.click("a[href*='show=refused']")
     assert page.locator(".field-card").count() == 1
 

@@ -158,6 +158,11 @@ class GunicornServer:
         env["MODELS_DIR"] = str(served_models_dir())
         env.update(self.env)
         env.update(HOST="127.0.0.1", PORT=str(self.port))
+        if "DATABASE_URL" not in self.env:
+            # Its own case records, never the project's instance folder.
+            records = Path(tempfile.mkdtemp(prefix="records-"))
+            env["DATABASE_URL"] = f"sqlite:///{records / 'cases.sqlite3'}"
+            env["IMAGE_STORE"] = str(records / "images")
         fd, name = tempfile.mkstemp(prefix="gunicorn-", suffix=".log")
         self.log_path = Path(name)
         self.started_at = time.monotonic()

@@ -242,6 +242,9 @@ def test_a_field_page_explains_the_stored_original(
     assert thumb.data[:2] == b"\xff\xd8"
     assert client.get(url + "/fields/2").status_code == 404
     assert client.get("/cases/no-such-case").status_code == 404
+    assert 'id="full-view"' in html
+    full = client.get(url + "/fields/1/field.jpg")
+    assert full.status_code == 200 and full.mimetype == "image/jpeg"
 
 
 def test_without_the_image_store_only_thumbnails_and_hashes_are_kept(
@@ -259,6 +262,7 @@ def test_without_the_image_store_only_thumbnails_and_hashes_are_kept(
     assert all(len(f["sha256"]) == 64 and f["thumbnail_url"] for f in case["fields"])
     assert not (tmp_path / "records" / "images").exists()
     assert "was not kept" in client.get(url + "/fields/1").get_data(as_text=True)
+    assert client.get(url + "/fields/1/field.jpg").status_code == 404
 
 
 def test_deleting_a_case_removes_its_records_and_the_files_no_other_case_uses(
@@ -330,3 +334,22 @@ def test_the_api_refuses_bad_cases_with_json(
     assert response.get_json()["error"]["code"] == code
     assert client.get("/api/v1/cases/unknown").get_json()["error"]["code"] == "case_not_found"
     assert count(app, Case) == 0
+
+
+@pytest.mark.data
+def test_the_cell_gallery_shows_the_leukocytes_of_every_field_grouped_by_verdict(
+    app: Flask, client: FlaskClient, token: str, smear_images
+) -> None:
+    files = [(p.name, p.read_bytes()) for p in smear_images["pre_b"][:2]]
+    url = post_case(client, files, reference="S-16", csrf_token=token).headers["Location"]
+    html = client.get(url).get_data(as_text=True)
+    assert 'id="cell-gallery"' in html
+    crops = re.findall(r'src="(/cases/[^"]+/cells/\d+\.jpg)"', html)
+    assert crops, "no cell in two real smears"
+    image = client.get(crops[0])
+    assert image.status_code == 200 and image.data[:2] == b"\xff\xd8"
+    assert re.search(r'alt="Cell 1 of field [12]"', html)
+    # A crop of another case is not served through this one.
+    other = post_case(client, files[:1], reference="S-17", csrf_token=token).headers["Location"]
+    foreign_id = crops[-1].rsplit("/", 1)[1]
+    assert client.get(f"{other}/cells/{foreign_id}").status_code == 404

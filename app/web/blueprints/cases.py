@@ -30,7 +30,10 @@ from app.records.cases import (
     MAX_FIELDS,
     CaseInputError,
     add_review,
+    cell_image,
+    cell_index,
     delete_case,
+    full_jpeg,
     get_case,
     list_cases,
     new_case,
@@ -152,6 +155,7 @@ def render_case(case: Case, error: str | None = None, status: int = 200) -> tupl
     counts["all"] = len(fields)
     page = render_template(
         "case.html",
+        gallery=cell_gallery(case, {f.position: g for f, g, _ in fields}),
         case=case,
         v=v,
         headline=case_headline(v),
@@ -170,6 +174,26 @@ def render_case(case: Case, error: str | None = None, status: int = 200) -> tupl
         max_fields=MAX_FIELDS,
     )
     return page, status
+
+
+def cell_gallery(
+    case: Case, groups: dict[int, str]
+) -> list[tuple[str, list[tuple[int, int, int]]]]:
+    """The case's cell crops grouped by their field's verdict, groups in FILTERS order."""
+    by_group: dict[str, list[tuple[int, int, int]]] = {}
+    for crop_id, position, index in cell_index(db(), case):
+        by_group.setdefault(groups[position], []).append((crop_id, position, index))
+    return [(FILTERS[g], by_group[g]) for g in FILTERS if g in by_group]
+
+
+@bp.get("/<public_id>/cells/<int:crop_id>.jpg")
+def cell(public_id: str, crop_id: int) -> Response:
+    image = cell_image(db(), get_case(db(), public_id), crop_id)
+    if image is None:
+        abort(404)
+    response = Response(image, mimetype="image/jpeg")
+    response.headers["Cache-Control"] = "private, max-age=86400"
+    return response
 
 
 @bp.get("/<public_id>/report")
@@ -208,6 +232,21 @@ def field(public_id: str, position: int) -> Any:
     return render_template(
         "case_field.html", **context, r=result_page(prediction), same_model=same_model
     )
+
+
+@bp.get("/<public_id>/fields/<int:position>/field.jpg")
+def field_image(public_id: str, position: int) -> Response:
+    """The square the model saw, at the stored photograph's own resolution."""
+    case = get_case(db(), public_id)
+    item = next((f for f in case.fields if f.position == position), None)
+    store = image_store()
+    original = store.get(item.sha256) if item and item.stored and store is not None else None
+    if original is None:
+        abort(404)
+    seen = inference().classify(original, case.model_name).field_image
+    response = Response(full_jpeg(seen), mimetype="image/jpeg")
+    response.headers["Cache-Control"] = "private, max-age=86400"
+    return response
 
 
 @bp.get("/<public_id>/fields/<int:position>/thumbnail.jpg")
