@@ -126,3 +126,16 @@ def test_the_app_runs_its_cases_on_postgresql(
     engine = app.extensions["records"].engine
     assert engine.dialect.name == "postgresql"
     engine.dispose()
+
+
+def test_the_migrations_build_exactly_the_tables_of_the_schema(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from app.records.schema import Base
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'cases.sqlite3'}")
+    upgrade(engine)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
