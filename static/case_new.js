@@ -91,8 +91,8 @@
           data.append("images", file, file.name);
           return post(created.fields_url, data, function (f) { update(0.9 * f); })
             .then(function (answer) {
-              var field = answer.fields && answer.fields[0];
-              if (field && field.state === "refused") { addError(file.name + ": " + field.label); }
+              var field = answer.images && answer.images[0];
+              if (field && field.status === "refused") { addError(file.name + ": " + field.label); }
             }, function (error) { addError(file.name + ": " + error.message); })
             .then(function () { done += 1; update(0); });
         });

@@ -11,9 +11,11 @@ import hashlib
 import io
 import re
 import secrets
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from app.core.case_verdict import CaseVerdict, FieldOutcome, FieldState, case_verdict
@@ -111,17 +113,6 @@ def get_case(session: Session, public_id: str) -> Case:
     return case
 
 
-def list_cases(session: Session, limit: int = 100) -> list[Case]:
-    return list(
-        session.scalars(
-            select(Case)
-            .order_by(Case.created_at.desc(), Case.id.desc())
-            .options(selectinload(Case.fields), selectinload(Case.reviews))
-            .limit(limit)
-        )
-    )
-
-
 def cell_index(session: Session, case: Case) -> list[tuple[int, int, int]]:
     """(crop id, field position, crop index) of every cell crop of the case, in order."""
     rows = session.execute(
@@ -184,6 +175,7 @@ def add_field(
         store.put(data)
         item.stored = True
     case.fields.append(item)
+    refresh(case)
     return item
 
 
@@ -262,6 +254,63 @@ def _safe_name(filename: str) -> str:
     return name[:128]
 
 
+def refresh(case: Case) -> None:
+    """Keep the case's stored verdict and review state current (they are searched on)."""
+    v = verdict(case)
+    case.status = v.status
+    case.class_id = v.class_id
+    signed = case.signed_off
+    case.review_state = "signed_off" if signed else ("reviewed" if case.reviews else "none")
+
+
+REVIEW_STATES = ("none", "reviewed", "signed_off")
+STATUSES = ("malignant", "benign", "uncertain")
+
+
+@dataclass(frozen=True)
+class CaseQuery:
+    """A search of the case history; every part optional."""
+
+    reference: str = ""
+    since: date | None = None
+    until: date | None = None
+    status: str = ""
+    review: str = ""
+    page: int = 1
+    per_page: int = 25
+
+
+def search_cases(session: Session, query: CaseQuery) -> tuple[list[Case], int]:
+    """One page of the cases matching ``query``, newest first, and how many match in all."""
+    where: list[ColumnElement[bool]] = []
+    if query.reference:
+        where.append(Case.reference.ilike(f"%{_escape_like(query.reference)}%", escape="\\"))
+    if query.since:
+        where.append(Case.created_at >= datetime.combine(query.since, time.min, UTC))
+    if query.until:
+        where.append(
+            Case.created_at < datetime.combine(query.until + timedelta(days=1), time.min, UTC)
+        )
+    if query.status:
+        where.append(Case.status == query.status)
+    if query.review:
+        where.append(Case.review_state == query.review)
+    total = session.scalar(select(func.count()).select_from(Case).where(*where)) or 0
+    cases = session.scalars(
+        select(Case)
+        .where(*where)
+        .order_by(Case.created_at.desc(), Case.id.desc())
+        .options(selectinload(Case.fields), selectinload(Case.reviews))
+        .offset((max(1, query.page) - 1) * query.per_page)
+        .limit(query.per_page)
+    )
+    return list(cases), int(total)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def field_outcome(item: CaseField) -> FieldOutcome:
     return FieldOutcome(item.state, item.probabilities)  # type: ignore[arg-type]
 
@@ -312,6 +361,7 @@ def add_review(
         supersedes_id=previous.id if previous is not None else None,
     )
     case.reviews.append(review)
+    refresh(case)
     session.flush()
     return review
 

@@ -54,6 +54,14 @@ class Case(Base):
     model_version: Mapped[str] = mapped_column(String(32))
     # The case rule's thresholds when the case was created (``CaseRuleSpec`` fields).
     rule: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The case verdict and review state, kept current for searching (``cases.refresh``).
+    status: Mapped[str] = mapped_column(
+        String(16), default="uncertain", server_default="uncertain", index=True
+    )
+    class_id: Mapped[str | None] = mapped_column(String(32))
+    review_state: Mapped[str] = mapped_column(
+        String(16), default="none", server_default="none", index=True
+    )
 
     fields: Mapped[list[CaseField]] = relationship(
         back_populates="case", order_by="CaseField.position", cascade="all, delete-orphan"

@@ -30,6 +30,29 @@ FILTERS = {
 }
 
 
+STATUS_LABELS = {"malignant": "Malignant", "benign": "Benign", "uncertain": "Uncertain"}
+REVIEW_LABELS = {
+    "none": "Not reviewed",
+    "reviewed": "Reviewed, not signed off",
+    "signed_off": "Signed off",
+}
+
+
+def case_summary_json(case: Case) -> dict[str, Any]:
+    """A case in a list: what it is and where it stands, without its images."""
+    return {
+        "id": case.public_id,
+        "reference": case.reference,
+        "class": case.class_id,
+        "status": case.status,
+        "review_state": case.review_state,
+        "images": len(case.fields),
+        "created_at": case.created_at.isoformat(),
+        "model": {"name": case.model_name, "version": case.model_version},
+        "url": url_for("case_api.show", public_id=case.public_id),
+    }
+
+
 def field_group(item: CaseField) -> str:
     """The filter a field belongs to: its verdict when answered, else its state."""
     if item.state == "answered" and item.class_id is not None:
@@ -83,17 +106,24 @@ def review_label(r: Review) -> str:
     return f"{action}: {class_verdict(r.class_id)}"
 
 
+def field_status(item: CaseField) -> str:
+    """A field's status in the words of a single prediction, or ``refused``."""
+    if item.state == "answered" and item.class_id is not None:
+        return "malignant" if MALIGNANT[item.class_id] else "benign"
+    return item.state
+
+
 def field_json(case: Case, item: CaseField) -> dict[str, Any]:
     return {
         "position": item.position,
+        "class": item.class_id,
+        "status": field_status(item),
         "filename": item.filename,
         "sha256": item.sha256,
         "size_bytes": item.size_bytes,
         "format": item.image_format,
         "width": item.width,
         "height": item.height,
-        "state": item.state,
-        "class_id": item.class_id,
         "probabilities": item.probabilities,
         "checks": item.checks,
         "timings_ms": item.timings,
@@ -124,32 +154,36 @@ def review_json(r: Review) -> dict[str, Any]:
 
 def verdict_json(v: CaseVerdict) -> dict[str, Any]:
     return {
-        "status": v.status,
-        "class_id": v.class_id,
         "probabilities": v.probabilities,
         "fields": v.n_fields,
         "fields_used": v.n_used,
         "excluded": v.excluded,
         "votes": v.votes,
         "agreement": v.agreement,
-        "reason": v.reason,
     }
 
 
 def case_json(case: Case) -> dict[str, Any]:
     signed = case.signed_off
+    v = verdict(case)
     return {
         "id": case.public_id,
-        "url": url_for("cases.show", public_id=case.public_id, _external=True),
         "reference": case.reference,
+        # The case verdict in the words of a single prediction; ``class`` is the leading
+        # class, a verdict only when ``status`` is benign or malignant.
+        "class": v.class_id,
+        "status": v.status,
+        "reason": v.reason,
+        "evidence": verdict_json(v),
+        "url": url_for("cases.show", public_id=case.public_id, _external=True),
         "note": case.note,
         "created_by": case.created_by,
         "created_at": case.created_at.isoformat(),
         "updated_at": case.updated_at.isoformat(),
         "model": {"name": case.model_name, "version": case.model_version},
         "rule": case.rule,
-        "verdict": verdict_json(verdict(case)),
         "signed_off": signed is not None,
+        "review": None if signed is None else review_json(signed),
         "reviews": [review_json(r) for r in case.reviews],
-        "fields": [field_json(case, f) for f in case.fields],
+        "images": [field_json(case, f) for f in case.fields],
     }

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from flask import current_app, request
 from werkzeug.datastructures import FileStorage
 
 from app.core.errors import ClassifierError
 from app.core.prediction import Prediction
-from app.records.cases import MAX_FIELDS, TooManyFieldsError, add_field
+from app.records.cases import (
+    MAX_FIELDS,
+    REVIEW_STATES,
+    STATUSES,
+    CaseInputError,
+    CaseQuery,
+    TooManyFieldsError,
+    add_field,
+)
 from app.records.schema import Case, CaseField
 from app.web.extensions import inference
 from app.web.records import db, image_store
@@ -72,3 +82,27 @@ def analyse_into(case: Case, files: list[FileStorage]) -> list[CaseField]:
         for upload, data, outcome in zip(chunk, payloads, outcomes, strict=True):
             added.append(add_field(db(), case, upload.filename or "", data, outcome, image_store()))
     return added
+
+
+def case_query() -> CaseQuery:
+    """The case-history search in the query string; CaseInputError when it is malformed."""
+    args = request.args
+    try:
+        since = date.fromisoformat(args["from"]) if args.get("from") else None
+        until = date.fromisoformat(args["to"]) if args.get("to") else None
+        page = int(args.get("page", "1"))
+    except ValueError:
+        raise CaseInputError("Dates are written YYYY-MM-DD and the page is a number.") from None
+    status, review = args.get("status", ""), args.get("review", "")
+    if status and status not in STATUSES:
+        raise CaseInputError(f"The verdict to search for is one of: {', '.join(STATUSES)}.")
+    if review and review not in REVIEW_STATES:
+        raise CaseInputError(f"The review state is one of: {', '.join(REVIEW_STATES)}.")
+    return CaseQuery(
+        reference=args.get("reference", "").strip()[:64],
+        since=since,
+        until=until,
+        status=status,
+        review=review,
+        page=max(1, page),
+    )

@@ -122,7 +122,7 @@ def test_the_app_runs_its_cases_on_postgresql(
     created = client.post("/api/v1/cases", data=body, content_type=content_type)
     assert created.status_code == 201
     read = client.get(created.headers["Location"]).get_json()
-    assert read["reference"] == "PG-API" and len(read["fields"]) == 2
+    assert read["reference"] == "PG-API" and len(read["images"]) == 2
     engine = app.extensions["records"].engine
     assert engine.dialect.name == "postgresql"
     engine.dispose()

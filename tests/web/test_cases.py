@@ -65,10 +65,10 @@ def test_a_case_is_created_from_many_files_and_lands_on_its_own_url(
     # The bad file is listed with its own reason; the others were analysed.
     assert "notes.txt" in html and "Not analysed:" in html
     case = client.get(url, headers={"Accept": "application/json"}).get_json()
-    states = [f["state"] for f in case["fields"]]
+    states = [f["status"] for f in case["images"]]
     assert len(states) == 4 and states[3] == "refused" and "refused" not in states[:3]
-    assert case["fields"][3]["error"]["code"] == "unsupported_media_type"
-    assert case["verdict"]["excluded"]["refused"] == 1
+    assert case["images"][3]["error"]["code"] == "unsupported_media_type"
+    assert case["evidence"]["excluded"]["refused"] == 1
     assert case["model"]["name"] == "lenet" and case["model"]["version"]
     # Reload gives the same page: nothing is posted again.
     assert client.get(url).get_data(as_text=True).count('class="field-card') == 4
@@ -88,12 +88,12 @@ def test_the_script_path_creates_the_case_then_adds_each_file(
             client, [(name, data)], url=body["fields_url"], headers=json_headers, csrf_token=token
         )
         assert added.status_code == 200
-        assert [f["position"] for f in added.get_json()["fields"]] == [
+        assert [f["position"] for f in added.get_json()["images"]] == [
             synthetic.index((name, data)) + 1
         ]
     assert count(app, CaseField) == 3
     case = client.get(body["url"], headers=json_headers).get_json()
-    assert [f["filename"] for f in case["fields"]] == [name for name, _ in synthetic]
+    assert [f["filename"] for f in case["images"]] == [name for name, _ in synthetic]
 
 
 @pytest.mark.parametrize(
@@ -163,7 +163,7 @@ def test_review_sign_off_locks_the_case_and_a_correction_is_a_linked_review(
     files = _answered_files(inference_service, smear_images, "pro_b", 2)
     url = post_case(client, files, reference="S-6", csrf_token=token).headers["Location"]
     case = client.get(url, headers={"Accept": "application/json"}).get_json()
-    assert case["verdict"]["status"] == "malignant" and case["verdict"]["class_id"] == "pro_b"
+    assert case["status"] == "malignant" and case["class"] == "pro_b"
 
     signed = client.post(
         url + "/reviews",
@@ -258,8 +258,8 @@ def test_without_the_image_store_only_thumbnails_and_hashes_are_kept(
         "Location"
     ]
     case = client.get(url, headers={"Accept": "application/json"}).get_json()
-    assert [f["stored"] for f in case["fields"]] == [False, False]
-    assert all(len(f["sha256"]) == 64 and f["thumbnail_url"] for f in case["fields"])
+    assert [f["stored"] for f in case["images"]] == [False, False]
+    assert all(len(f["sha256"]) == 64 and f["thumbnail_url"] for f in case["images"])
     assert not (tmp_path / "records" / "images").exists()
     assert "was not kept" in client.get(url + "/fields/1").get_data(as_text=True)
     assert client.get(url + "/fields/1/field.jpg").status_code == 404
@@ -310,12 +310,15 @@ def test_the_api_creates_and_reads_a_case(client: FlaskClient, synthetic) -> Non
     assert response.status_code == 201
     body = response.get_json()
     assert response.headers["Location"] == f"/api/v1/cases/{body['id']}"
-    assert body["reference"] == "API-1" and len(body["fields"]) == 3
-    assert set(body["verdict"]) >= {"status", "class_id", "probabilities", "excluded", "agreement"}
+    assert body["reference"] == "API-1" and len(body["images"]) == 3
+    assert body["status"] in ("benign", "malignant", "uncertain") and "class" in body
+    assert set(body["evidence"]) >= {"probabilities", "excluded", "agreement", "votes"}
+    image = body["images"][0]
+    assert {"class", "status", "probabilities", "error"} <= set(image)
     again = client.get(response.headers["Location"])
-    assert again.status_code == 200 and again.get_json()["fields"] == body["fields"]
+    assert again.status_code == 200 and again.get_json()["images"] == body["images"]
     added = post_case(client, synthetic[:1], url=f"/api/v1/cases/{body['id']}/fields")
-    assert added.status_code == 201 and len(added.get_json()["fields"]) == 4
+    assert added.status_code == 201 and len(added.get_json()["images"]) == 4
 
 
 @pytest.mark.parametrize(
@@ -353,3 +356,76 @@ def test_the_cell_gallery_shows_the_leukocytes_of_every_field_grouped_by_verdict
     other = post_case(client, files[:1], reference="S-17", csrf_token=token).headers["Location"]
     foreign_id = crops[-1].rsplit("/", 1)[1]
     assert client.get(f"{other}/cells/{foreign_id}").status_code == 404
+
+
+def test_the_history_is_searched_by_reference_verdict_review_and_date_in_pages(
+    app: Flask, client: FlaskClient, token: str, synthetic
+) -> None:
+    from app.records import cases as records
+
+    for i in range(3):
+        post_case(client, synthetic[:1], reference=f"HIST-{i}", csrf_token=token)
+    post_case(client, [("x.txt", b"no")], reference="OTHER-1", csrf_token=token)
+    found = client.get("/api/v1/cases?reference=hist").get_json()
+    assert found["total"] == 3 and [c["reference"] for c in found["cases"]] == [
+        "HIST-2",
+        "HIST-1",
+        "HIST-0",
+    ]
+    other = client.get("/api/v1/cases?reference=OTHER").get_json()["cases"][0]
+    assert other["status"] == "uncertain" and other["review_state"] == "none"
+    client.post(
+        f"/api/v1/cases/{other['id']}/review",
+        json={"decision": "override", "class": "benign", "comment": "redone", "sign_off": True},
+    )
+    signed = client.get("/api/v1/cases?review=signed_off").get_json()
+    assert [c["reference"] for c in signed["cases"]] == ["OTHER-1"]
+    today = client.get("/api/v1/cases").get_json()["cases"][0]["created_at"][:10]
+    assert client.get(f"/api/v1/cases?from={today}&to={today}").get_json()["total"] == 4
+    assert client.get("/api/v1/cases?to=2000-01-01").get_json()["total"] == 0
+    assert client.get("/api/v1/cases?status=benign&reference=OTHER").get_json()["total"] == 0
+    bad = client.get("/api/v1/cases?from=yesterday")
+    assert bad.status_code == 422 and bad.get_json()["error"]["code"] == "invalid_case"
+    assert client.get("/cases/?status=nonsense").status_code == 422
+
+    # Pages: 25 a page, newest first, the page links keep the search.
+    per_page = records.CaseQuery().per_page
+    assert per_page == 25
+    page = client.get("/cases/?reference=HIST").get_data(as_text=True)
+    assert "3 cases." in page and 'rel="next"' not in page
+    with app.app_context():
+        query = records.CaseQuery(reference="HIST", per_page=2, page=2)
+        hits, total = records.search_cases(db(), query)
+        assert total == 3 and [c.reference for c in hits] == ["HIST-0"]
+
+
+def test_the_api_reviews_and_deletes_a_case(client: FlaskClient, synthetic) -> None:
+    created = post_case(client, synthetic[:1], url="/api/v1/cases", reference="API-2").get_json()
+    url = f"/api/v1/cases/{created['id']}"
+    refused = client.post(url + "/review", json={"decision": "maybe"})
+    assert refused.status_code == 422 and refused.get_json()["error"]["code"] == "invalid_case"
+    reviewed = client.post(
+        url + "/review", json={"decision": "override", "class": "pre_b", "sign_off": True}
+    )
+    assert reviewed.status_code == 201
+    body = reviewed.get_json()
+    assert body["signed_off"] and body["review"]["class_id"] == "pre_b"
+    locked = client.post(url + "/review", json={"decision": "override", "class": "benign"})
+    assert locked.status_code == 409 and locked.get_json()["error"]["code"] == "case_signed_off"
+    assert client.delete(url).status_code == 204
+    assert client.get(url).status_code == 404
+    assert client.delete(url).status_code == 404
+
+
+def test_predict_takes_several_images_and_answers_a_list(client: FlaskClient, synthetic) -> None:
+    body, content_type = multipart(
+        {"model": "lenet"},
+        [("image", synthetic[0]), ("image", ("b.txt", b"nope")), ("image", synthetic[1])],
+    )
+    response = client.post("/api/v1/predict", data=body, content_type=content_type)
+    assert response.status_code == 200
+    answers = response.get_json()
+    assert isinstance(answers, list) and len(answers) == 3
+    assert answers[1]["error"]["code"] == "unsupported_media_type"
+    assert answers[0]["status"] in ("benign", "malignant", "uncertain", "out_of_distribution")
+    assert set(answers[2]["probabilities"]) == {"benign", "early_pre_b", "pre_b", "pro_b"}

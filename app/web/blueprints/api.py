@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, g, jsonify
+from flask import Blueprint, g, jsonify, request
 
+from app.core.errors import ClassifierError
+from app.records.cases import MAX_FIELDS, TooManyFieldsError
 from app.web.extensions import csrf, inference
 from app.web.presenter import model_json, prediction_json
 from app.web.uploads import read_upload, requested_model, wants_explanation
@@ -16,10 +18,28 @@ csrf.exempt(bp)  # API clients send no session cookie, so there is no form to fo
 
 @bp.post("/predict")
 def predict() -> Any:
-    """Multipart ``image`` (+ optional ``model``, ``explain``) -> the prediction as JSON."""
+    """Multipart ``image`` (+ optional ``model``, ``explain``) -> the prediction as JSON.
+
+    Several ``image`` parts are classified together and answered with a list, in their
+    order; an image that cannot be classified has its ``error`` in its place.
+    """
     service = inference()
     model = service.resolve(requested_model())
     g.model_name = model
+    uploads = [f for f in request.files.getlist("image") if f.filename]
+    if len(uploads) > 1:
+        if len(uploads) > MAX_FIELDS:
+            raise TooManyFieldsError(f"At most {MAX_FIELDS} images in one request.")
+        outcomes = service.classify_many([f.read() for f in uploads], model)
+        explain = wants_explanation()
+        return jsonify(
+            [
+                {"error": {"code": o.code, "message": o.message}}
+                if isinstance(o, ClassifierError)
+                else prediction_json(service.explain(o) if explain else o)
+                for o in outcomes
+            ]
+        )
     prediction = service.predict(read_upload("image"), model, explain=wants_explanation())
     return jsonify(prediction_json(prediction))
 

@@ -6,12 +6,20 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request, url_for
 
-from app.records.cases import MAX_FIELDS, CaseInputError, get_case, new_case
-from app.web.case_presenter import case_json
-from app.web.case_uploads import allow_case_upload, analyse_into, uploaded_files
+from app.records.cases import (
+    MAX_FIELDS,
+    CaseInputError,
+    add_review,
+    delete_case,
+    get_case,
+    new_case,
+    search_cases,
+)
+from app.web.case_presenter import case_json, case_summary_json
+from app.web.case_uploads import allow_case_upload, analyse_into, case_query, uploaded_files
 from app.web.extensions import csrf, inference
-from app.web.records import db
-from app.web.uploads import requested_model
+from app.web.records import db, image_store
+from app.web.uploads import TRUE_WORDS, requested_model
 
 bp = Blueprint("case_api", __name__, url_prefix="/api/v1/cases")
 csrf.exempt(bp)  # API clients send no session cookie, so there is no form to forge
@@ -35,9 +43,58 @@ def create() -> Any:
     return response, 201
 
 
+@bp.get("")
+def index() -> Any:
+    """Search the cases: ``reference``, ``from``, ``to`` (YYYY-MM-DD), ``status``, ``review``,
+    ``page`` (25 a page, newest first)."""
+    query = case_query()
+    cases, total = search_cases(db(), query)
+    return jsonify(
+        cases=[case_summary_json(c) for c in cases],
+        total=total,
+        page=query.page,
+        per_page=query.per_page,
+    )
+
+
 @bp.get("/<public_id>")
 def show(public_id: str) -> Any:
     return jsonify(case_json(get_case(db(), public_id)))
+
+
+@bp.delete("/<public_id>")
+def delete(public_id: str) -> Any:
+    """Delete the case with its images and stored photographs."""
+    store = image_store()
+    unused = delete_case(db(), get_case(db(), public_id), store)
+    db().commit()
+    if store is not None:
+        for sha256 in unused:
+            store.delete(sha256)
+    return "", 204
+
+
+@bp.post("/<public_id>/review")
+def review(public_id: str) -> Any:
+    """JSON or form: ``decision`` (agree or override), ``class`` (when overriding),
+    ``comment``, ``sign_off`` (true to sign off)."""
+    body = request.get_json(silent=True) if request.is_json else None
+    data = body if isinstance(body, dict) else request.form
+    case = get_case(db(), public_id)
+    add_review(
+        db(),
+        case,
+        decision=_text(data.get("decision")),
+        class_id=_text(data.get("class")),
+        comment=_text(data.get("comment")),
+        sign_off=str(data.get("sign_off", "")).lower() in TRUE_WORDS,
+    )
+    db().commit()
+    return jsonify(case_json(case)), 201
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 @bp.post("/<public_id>/fields")

@@ -35,21 +35,24 @@ from app.records.cases import (
     delete_case,
     full_jpeg,
     get_case,
-    list_cases,
     new_case,
+    search_cases,
     verdict,
 )
 from app.records.schema import Case
 from app.web.case_presenter import (
     FILTERS,
+    REVIEW_LABELS,
+    STATUS_LABELS,
     case_headline,
     case_json,
     evidence,
     field_group,
     field_label,
+    field_status,
     review_label,
 )
-from app.web.case_uploads import allow_case_upload, analyse_into, uploaded_files
+from app.web.case_uploads import allow_case_upload, analyse_into, case_query, uploaded_files
 from app.web.errors import describe
 from app.web.extensions import inference
 from app.web.presenter import result_page
@@ -84,10 +87,32 @@ def render_new(error: str | None = None, status: int = 200) -> tuple[str, int]:
 
 
 @bp.get("/")
-def index() -> str:
-    cases = list_cases(db())
+def index() -> tuple[str, int]:
+    """The case history: searched by reference, date, verdict and review state, by pages."""
+    try:
+        query = case_query()
+    except CaseInputError as exc:
+        return render_template(
+            "case_list.html", rows=[], total=0, query=None, error=exc.message
+        ), 422
+    cases, total = search_cases(db(), query)
     rows = [(c, verdict(c)) for c in cases]
-    return render_template("case_list.html", rows=rows, headline=case_headline)
+    pages = max(1, -(-total // query.per_page))
+    args = {k: v for k, v in request.args.items() if k != "page" and v}
+    return (
+        render_template(
+            "case_list.html",
+            rows=rows,
+            total=total,
+            query=query,
+            pages=pages,
+            args=args,
+            headline=case_headline,
+            statuses=STATUS_LABELS,
+            review_states=REVIEW_LABELS,
+        ),
+        200,
+    )
 
 
 @bp.get("/new")
@@ -128,8 +153,9 @@ def add_fields(public_id: str) -> Any:
     db().commit()
     if _wants_json():
         return jsonify(
-            fields=[
-                {"position": f.position, "state": f.state, "label": field_label(f)} for f in added
+            images=[
+                {"position": f.position, "status": field_status(f), "label": field_label(f)}
+                for f in added
             ]
         )
     flash(f"{len(added)} photograph(s) added.")
