@@ -83,6 +83,15 @@ def test_a_case_from_many_photographs_with_progress_review_and_sign_off(
     page.wait_for_selector("#signed-note")  # a reload resends nothing
     assert page.locator("#reviews li").count() == 1
 
+    with page.expect_download() as download:
+        page.click("#pdf-link")
+    saved = tmp_path / "report.pdf"
+    download.value.save_as(saved)
+    assert (
+        saved.read_bytes()[:4] == b"%PDF"
+        and download.value.suggested_filename == "case-E2E-0001.pdf"
+    )
+
     page.click("#print-link")
     page.wait_for_selector("#report-reference")
     assert_accessible(page, "printable report")

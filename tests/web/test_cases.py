@@ -429,3 +429,42 @@ def test_predict_takes_several_images_and_answers_a_list(client: FlaskClient, sy
     assert answers[1]["error"]["code"] == "unsupported_media_type"
     assert answers[0]["status"] in ("benign", "malignant", "uncertain", "out_of_distribution")
     assert set(answers[2]["probabilities"]) == {"benign", "early_pre_b", "pre_b", "pro_b"}
+
+
+def test_the_pdf_report_holds_the_record(client: FlaskClient, token: str, synthetic) -> None:
+    import io
+
+    from pypdf import PdfReader
+
+    files = [*synthetic[:2], ("bad.txt", b"no")]
+    url = post_case(client, files, reference="PDF-1", note="right arm", csrf_token=token).headers[
+        "Location"
+    ]
+    client.post(
+        url + "/reviews",
+        data={
+            "decision": "override",
+            "class_id": "pre_b",
+            "comment": "blasts 40%",
+            "sign_off": "1",
+            "csrf_token": token,
+        },
+    )
+    case = client.get(url, headers={"Accept": "application/json"}).get_json()
+    for response in (
+        client.get(url + "/report.pdf"),
+        client.get(f"/api/v1/cases/{case['id']}/report.pdf"),
+    ):
+        assert response.status_code == 200 and response.mimetype == "application/pdf"
+        assert 'filename="case-PDF-1.pdf"' in response.headers["Content-Disposition"]
+        text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(response.data)).pages)
+        text = " ".join(text.split())
+        assert "Case reference PDF-1" in text and "right arm" in text
+        assert f"lenet, version {case['model']['version']}" in text
+        assert (
+            "Overrode the model: Malignant: Pre-B ALL (signed off)" in text and "blasts 40%" in text
+        )
+        assert "not a diagnosis" in text
+        for image in case["images"]:
+            assert image["sha256"] in text.replace(" ", "") or image["sha256"] in text
+        assert "Not analysed" in text and "bad.txt" in text

@@ -15,6 +15,7 @@ from app.records.cases import (
     new_case,
     search_cases,
 )
+from app.web.case_pdf import pdf_response
 from app.web.case_presenter import case_json, case_summary_json
 from app.web.case_uploads import allow_case_upload, analyse_into, case_query, uploaded_files
 from app.web.extensions import csrf, inference
@@ -60,6 +61,11 @@ def index() -> Any:
 @bp.get("/<public_id>")
 def show(public_id: str) -> Any:
     return jsonify(case_json(get_case(db(), public_id)))
+
+
+@bp.get("/<public_id>/report.pdf")
+def report_pdf(public_id: str) -> Any:
+    return pdf_response(get_case(db(), public_id))
 
 
 @bp.delete("/<public_id>")

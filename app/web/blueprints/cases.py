@@ -40,6 +40,7 @@ from app.records.cases import (
     verdict,
 )
 from app.records.schema import Case
+from app.web.case_pdf import pdf_response
 from app.web.case_presenter import (
     FILTERS,
     REVIEW_LABELS,
@@ -237,6 +238,11 @@ def report(public_id: str) -> str:
         review_label=review_label,
         signed=case.signed_off,
     )
+
+
+@bp.get("/<public_id>/report.pdf")
+def report_pdf(public_id: str) -> Response:
+    return pdf_response(get_case(db(), public_id))
 
 
 @bp.get("/<public_id>/fields/<int:position>")

@@ -1,0 +1,163 @@
+"""The case report as a PDF made on the server (fpdf2), for the record and for printing."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import UTC, datetime
+
+from flask import Response
+from fpdf import FPDF
+
+from app.records.cases import verdict
+from app.records.schema import Case, CaseField
+from app.web.case_presenter import case_headline, field_label, review_label
+
+DISCLAIMER = (
+    "Research decision support, not a diagnosis. Model results must be confirmed by a "
+    "qualified haematopathologist (morphology, flow cytometry and clinical context)."
+)
+# The PDF's built-in fonts hold Latin-1 only: typographic characters are spelled out.
+_PLAIN = str.maketrans(
+    {"…": "...", "—": "-", "–": "-", "≥": ">=", "≤": "<=", "×": "x", "“": '"', "”": '"', "’": "'"}
+)
+THUMB_MM = 16.0
+
+
+def _text(value: str) -> str:
+    return value.translate(_PLAIN).encode("latin-1", "replace").decode("latin-1")
+
+
+class _Report(FPDF):
+    def footer(self) -> None:
+        self.set_y(-12)
+        self.set_font("Helvetica", size=7)
+        self.set_text_color(90, 90, 90)
+        self.cell(0, 5, _text(DISCLAIMER), align="C")
+        self.set_y(-8)
+        self.cell(0, 5, f"Page {self.page_no()} of {{nb}}", align="C")
+
+
+def case_pdf(case: Case) -> bytes:
+    """The case's report: reference, dates, model, both verdicts, every field, the hashes."""
+    v = verdict(case)
+    pdf = _Report(format="A4")
+    pdf.set_auto_page_break(auto=True, margin=16)
+    pdf.set_title(_text(f"Case report {case.reference}"))
+    pdf.set_creator("B-ALL smear classifier")
+    pdf.add_page()
+    width = pdf.epw
+
+    pdf.set_font("Helvetica", "B", 15)
+    pdf.cell(width, 9, "B-ALL smear classifier: case report", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", size=8.5)
+    pdf.multi_cell(width, 4.5, _text(DISCLAIMER), border=1, padding=2)
+    pdf.ln(2)
+
+    made = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    facts = [
+        ("Case reference", case.reference),
+        ("Created", case.created_at.strftime("%Y-%m-%d %H:%M UTC")),
+        ("Model", f"{case.model_name}, version {case.model_version}"),
+        (
+            "Case rule",
+            f"fields used at least {case.rule['min_used_share']:.0%}; "
+            f"agreement at least {case.rule['min_agreement']:.0%}",
+        ),
+        ("Report made", made),
+    ]
+    if case.note:
+        facts.append(("Note", case.note))
+    for label, value in facts:
+        pdf.set_font("Helvetica", "B", 9.5)
+        pdf.cell(38, 5.5, label)
+        pdf.set_font("Helvetica", size=9.5)
+        pdf.multi_cell(width - 38, 5.5, _text(value), new_x="LMARGIN", new_y="NEXT")
+
+    _heading(pdf, "Model verdict")
+    pdf.set_font("Helvetica", "B", 11)
+    headline = case_headline(v) + (f": {v.reason}" if v.reason else "")
+    pdf.multi_cell(width, 6, _text(headline), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", size=9.5)
+    pdf.multi_cell(
+        width,
+        5,
+        _text(
+            f"{v.n_used} of {v.n_fields} fields used; set aside: {v.excluded['uncertain']} "
+            f"uncertain, {v.excluded['out_of_distribution']} unlike the training smears, "
+            f"{v.excluded['refused']} not analysed."
+        ),
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
+
+    _heading(pdf, "Reviewer's verdict")
+    pdf.set_font("Helvetica", size=9.5)
+    if not case.reviews:
+        pdf.cell(
+            width,
+            5.5,
+            "Not reviewed. This report is not signed off.",
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
+    for i, r in enumerate(case.reviews, start=1):
+        state = "signed off" if r.signed_off else "not signed off"
+        corrects = f", corrects review {_number(case, r.supersedes_id)}" if r.supersedes_id else ""
+        who = r.reviewer or "reviewer not recorded"
+        line = (
+            f"Review {i}: {review_label(r)} ({state}{corrects}), "
+            f"{r.created_at.strftime('%Y-%m-%d %H:%M UTC')}, {who}."
+            + (f' "{r.comment}"' if r.comment else "")
+        )
+        pdf.multi_cell(width, 5, _text(line), new_x="LMARGIN", new_y="NEXT")
+    if case.reviews and case.signed_off is None:
+        pdf.cell(width, 5.5, "Not signed off.", new_x="LMARGIN", new_y="NEXT")
+
+    _heading(pdf, "Fields")
+    for item in case.fields:
+        _field_row(pdf, item, width)
+    return bytes(pdf.output())
+
+
+def _number(case: Case, review_id: int | None) -> int:
+    return next(i for i, r in enumerate(case.reviews, start=1) if r.id == review_id)
+
+
+def _heading(pdf: FPDF, title: str) -> None:
+    pdf.ln(3)
+    pdf.set_font("Helvetica", "B", 11.5)
+    pdf.cell(pdf.epw, 7, title, border="B", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(1)
+
+
+def _field_row(pdf: FPDF, item: CaseField, width: float) -> None:
+    if pdf.will_page_break(THUMB_MM + 2):
+        pdf.add_page()
+    top = pdf.get_y()
+    left = pdf.l_margin
+    if item.thumbnail:
+        pdf.image(io.BytesIO(item.thumbnail), x=left, y=top, w=THUMB_MM, h=THUMB_MM)
+    pdf.set_xy(left + THUMB_MM + 3, top)
+    text_width = width - THUMB_MM - 3
+    pdf.set_font("Helvetica", "B", 9)
+    pdf.cell(
+        text_width,
+        4.5,
+        _text(f"Field {item.position}  {item.filename}"),
+        new_x="LEFT",
+        new_y="NEXT",
+    )
+    pdf.set_font("Helvetica", size=9)
+    pdf.multi_cell(text_width, 4.5, _text(field_label(item)), new_x="LEFT", new_y="NEXT")
+    pdf.set_font("Courier", size=7)
+    pdf.cell(text_width, 4, f"sha256 {item.sha256}", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_y(max(pdf.get_y(), top + THUMB_MM) + 2)
+
+
+def pdf_response(case: Case) -> Response:
+    """The PDF as a download named after the case reference."""
+    response = Response(case_pdf(case), mimetype="application/pdf")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", case.reference).strip("-") or "case"
+    response.headers["Content-Disposition"] = f'attachment; filename="case-{name}.pdf"'
+    return response
