@@ -151,10 +151,8 @@ def add_field(
     require_open(case)
     if len(case.fields) >= MAX_FIELDS:
         raise TooManyFieldsError(f"A case holds at most {MAX_FIELDS} photographs.")
-    position = 1 + (
-        session.scalar(select(func.max(CaseField.position)).where(CaseField.case_id == case.id))
-        or 0
-    )
+    # Fields are never removed from a case, so the loaded list holds every position.
+    position = 1 + max((f.position for f in case.fields), default=0)
     item = CaseField(
         position=position,
         filename=_safe_name(filename),

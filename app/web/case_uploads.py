@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from flask import current_app, request
+from sqlalchemy.exc import IntegrityError
 from werkzeug.datastructures import FileStorage
 
 from app.core.errors import ClassifierError
@@ -17,10 +18,13 @@ from app.records.cases import (
     CaseQuery,
     TooManyFieldsError,
     add_field,
+    get_case,
+    refresh,
+    require_open,
 )
 from app.records.schema import Case, CaseField
 from app.web.extensions import inference
-from app.web.records import db, image_store
+from app.web.records import ConcurrentChangeError, db, image_store
 
 FIELD_NAME = "images"
 # Photographs decoded and classified together: bounds the memory one request holds.
@@ -82,6 +86,27 @@ def analyse_into(case: Case, files: list[FileStorage]) -> list[CaseField]:
         for upload, data, outcome in zip(chunk, payloads, outcomes, strict=True):
             added.append(add_field(db(), case, upload.filename or "", data, outcome, image_store()))
     return added
+
+
+def save_added(case: Case, added: list[CaseField], attempts: int = 5) -> Case:
+    """Commit fields added to an existing case. When another upload to the same case took
+    their positions first, the same fields go after its fields; nothing is classified again."""
+    for _ in range(attempts):
+        try:
+            db().commit()
+            return case
+        except IntegrityError:
+            db().rollback()  # the fields are kept in memory, detached
+        case = get_case(db(), case.public_id)
+        require_open(case)
+        if len(case.fields) + len(added) > MAX_FIELDS:
+            raise TooManyFieldsError(f"A case holds at most {MAX_FIELDS} photographs.")
+        last = max((f.position for f in case.fields), default=0)
+        for offset, item in enumerate(added, start=1):
+            item.position = last + offset
+            case.fields.append(item)
+        refresh(case)
+    raise ConcurrentChangeError("The case is being changed by other requests; send this again.")
 
 
 def case_query() -> CaseQuery:

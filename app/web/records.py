@@ -11,8 +11,10 @@ from pathlib import Path
 
 from flask import Flask, current_app, g
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.core.errors import ClassifierError
 from app.records.database import make_engine, session_factory, sqlite_url, upgrade
 from app.records.image_store import ImageStore
 
@@ -50,6 +52,24 @@ def db() -> Session:
         g.db_session = records.sessions()
     session: Session = g.db_session
     return session
+
+
+class ConcurrentChangeError(ClassifierError):
+    """Another request changed the same records first (e.g. two uploads to one case)."""
+
+    status = 409
+    code = "concurrent_change"
+
+
+def commit() -> None:
+    """Commit this request's changes; a clash with another request's is a 409, not a 500."""
+    try:
+        db().commit()
+    except IntegrityError:
+        db().rollback()
+        raise ConcurrentChangeError(
+            "The case was changed by another request at the same moment; send this again."
+        ) from None
 
 
 def image_store() -> ImageStore | None:

@@ -468,3 +468,27 @@ def test_the_pdf_report_holds_the_record(client: FlaskClient, token: str, synthe
         for image in case["images"]:
             assert image["sha256"] in text.replace(" ", "") or image["sha256"] in text
         assert "Not analysed" in text and "bad.txt" in text
+
+
+def test_uploads_to_one_case_at_the_same_time_all_land(app: Flask, synthetic) -> None:
+    import threading
+
+    client = app.test_client()
+    created = post_case(client, synthetic[:1], url="/api/v1/cases", reference="RACE-1").get_json()
+    statuses: list[int] = []
+
+    def add() -> None:
+        response = post_case(
+            app.test_client(), synthetic[1:2], url=f"/api/v1/cases/{created['id']}/fields"
+        )
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=add) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [201] * 6  # each upload lands after the others, none is lost
+    images = client.get(f"/api/v1/cases/{created['id']}").get_json()["images"]
+    positions = [i["position"] for i in images]
+    assert positions == list(range(1, len(images) + 1)) and len(images) == 1 + statuses.count(201)

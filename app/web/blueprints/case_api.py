@@ -17,9 +17,15 @@ from app.records.cases import (
 )
 from app.web.case_pdf import pdf_response
 from app.web.case_presenter import case_json, case_summary_json
-from app.web.case_uploads import allow_case_upload, analyse_into, case_query, uploaded_files
+from app.web.case_uploads import (
+    allow_case_upload,
+    analyse_into,
+    case_query,
+    save_added,
+    uploaded_files,
+)
 from app.web.extensions import csrf, inference
-from app.web.records import db, image_store
+from app.web.records import commit, db, image_store
 from app.web.uploads import TRUE_WORDS, requested_model
 
 bp = Blueprint("case_api", __name__, url_prefix="/api/v1/cases")
@@ -38,7 +44,7 @@ def create() -> Any:
         )
     case = new_case(db(), request.form.get("reference"), request.form.get("note"), model)
     analyse_into(case, files)
-    db().commit()
+    commit()
     response = jsonify(case_json(case))
     response.headers["Location"] = url_for("case_api.show", public_id=case.public_id)
     return response, 201
@@ -73,7 +79,7 @@ def delete(public_id: str) -> Any:
     """Delete the case with its images and stored photographs."""
     store = image_store()
     unused = delete_case(db(), get_case(db(), public_id), store)
-    db().commit()
+    commit()
     if store is not None:
         for sha256 in unused:
             store.delete(sha256)
@@ -95,7 +101,7 @@ def review(public_id: str) -> Any:
         comment=_text(data.get("comment")),
         sign_off=str(data.get("sign_off", "")).lower() in TRUE_WORDS,
     )
-    db().commit()
+    commit()
     return jsonify(case_json(case)), 201
 
 
@@ -110,6 +116,5 @@ def add_fields(public_id: str) -> Any:
     files = uploaded_files()
     if not files:
         raise CaseInputError("Send the photographs in the form field 'images'.")
-    analyse_into(case, files)
-    db().commit()
+    case = save_added(case, analyse_into(case, files))
     return jsonify(case_json(case)), 201

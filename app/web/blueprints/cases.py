@@ -53,11 +53,17 @@ from app.web.case_presenter import (
     field_status,
     review_label,
 )
-from app.web.case_uploads import allow_case_upload, analyse_into, case_query, uploaded_files
+from app.web.case_uploads import (
+    allow_case_upload,
+    analyse_into,
+    case_query,
+    save_added,
+    uploaded_files,
+)
 from app.web.errors import describe
 from app.web.extensions import inference
 from app.web.presenter import result_page
-from app.web.records import db, image_store
+from app.web.records import commit, db, image_store
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
 
@@ -134,7 +140,7 @@ def create() -> Any:
         raise CaseInputError(f"Choose the photographs of the smear: 1 to {MAX_FIELDS} images.")
     case = new_case(db(), request.form.get("reference"), request.form.get("note"), model)
     analyse_into(case, files)
-    db().commit()
+    commit()
     url = url_for("cases.show", public_id=case.public_id)
     if _wants_json():
         fields_url = url_for("cases.add_fields", public_id=case.public_id)
@@ -151,7 +157,7 @@ def add_fields(public_id: str) -> Any:
     if not files:
         raise CaseInputError("Choose one or more photographs to add.")
     added = analyse_into(case, files)
-    db().commit()
+    save_added(case, added)
     if _wants_json():
         return jsonify(
             images=[
@@ -303,7 +309,7 @@ def review(public_id: str) -> Any:
         comment=request.form.get("comment"),
         sign_off=request.form.get("sign_off") == "1",
     )
-    db().commit()
+    commit()
     flash("Signed off: the case is now read-only." if case.signed_off else "Review saved.")
     return redirect(url_for("cases.show", public_id=public_id) + "#review", code=303)
 
@@ -320,7 +326,7 @@ def delete(public_id: str) -> Any:
         raise CaseInputError("Type the case reference exactly to confirm the deletion.")
     store = image_store()
     unused = delete_case(db(), case, store)
-    db().commit()
+    commit()
     if store is not None:
         for sha256 in unused:
             store.delete(sha256)
