@@ -73,7 +73,7 @@
     errors.textContent = "";
     var meta = new FormData(form);
     meta.delete("images");
-    meta.append("files_follow", "1");
+    meta.append("files_follow", String(files.length));
     var token = form.querySelector("input[name=csrf_token]").value;
     var total = files.length;
     var done = 0;

@@ -54,6 +54,8 @@ class Case(Base):
     model_version: Mapped[str] = mapped_column(String(32))
     # The case rule's thresholds when the case was created (``CaseRuleSpec`` fields).
     rule: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Photographs announced by an upload that sends them one by one (None: all came at once).
+    expected_fields: Mapped[int | None]
     # The case verdict and review state, kept current for searching (``cases.refresh``).
     status: Mapped[str] = mapped_column(
         String(16), default="uncertain", server_default="uncertain", index=True
@@ -69,6 +71,11 @@ class Case(Base):
     reviews: Mapped[list[Review]] = relationship(
         back_populates="case", order_by="Review.id", cascade="all, delete-orphan"
     )
+
+    @property
+    def missing_fields(self) -> int:
+        """Photographs announced but never received (an upload that stopped part-way)."""
+        return max(0, (self.expected_fields or 0) - len(self.fields))
 
     @property
     def signed_off(self) -> Review | None:

@@ -74,6 +74,15 @@ def case_pdf(case: Case) -> bytes:
         pdf.set_font("Helvetica", size=9.5)
         pdf.multi_cell(width - 38, 5.5, _text(value), new_x="LMARGIN", new_y="NEXT")
 
+    if case.missing_fields:
+        pdf.set_font("Helvetica", "B", 9.5)
+        pdf.multi_cell(
+            width,
+            5,
+            f"Incomplete: {len(case.fields)} of {case.expected_fields} photographs arrived.",
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
     _heading(pdf, "Model verdict")
     pdf.set_font("Helvetica", "B", 11)
     headline = case_headline(v) + (f": {v.reason}" if v.reason else "")

@@ -182,6 +182,12 @@ def case_json(case: Case) -> dict[str, Any]:
         "updated_at": case.updated_at.isoformat(),
         "model": {"name": case.model_name, "version": case.model_version},
         "rule": case.rule,
+        # An upload that sent the photographs one by one and stopped part-way says so here.
+        "upload": {
+            "expected": case.expected_fields,
+            "received": len(case.fields),
+            "complete": case.missing_fields == 0,
+        },
         "signed_off": signed is not None,
         "review": None if signed is None else review_json(signed),
         "reviews": [review_json(r) for r in case.reviews],

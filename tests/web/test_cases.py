@@ -79,7 +79,7 @@ def test_the_script_path_creates_the_case_then_adds_each_file(
 ) -> None:
     json_headers = {"Accept": "application/json"}
     created = post_case(
-        client, [], headers=json_headers, reference="S-2", files_follow="1", csrf_token=token
+        client, [], headers=json_headers, reference="S-2", files_follow="3", csrf_token=token
     )
     assert created.status_code == 201
     body = created.get_json()
@@ -492,3 +492,27 @@ def test_uploads_to_one_case_at_the_same_time_all_land(app: Flask, synthetic) ->
     images = client.get(f"/api/v1/cases/{created['id']}").get_json()["images"]
     positions = [i["position"] for i in images]
     assert positions == list(range(1, len(images) + 1)) and len(images) == 1 + statuses.count(201)
+
+
+def test_an_upload_that_stops_part_way_is_marked_incomplete(
+    client: FlaskClient, token: str, synthetic
+) -> None:
+    json_headers = {"Accept": "application/json"}
+    created = post_case(
+        client, [], headers=json_headers, reference="CUT-1", files_follow="3", csrf_token=token
+    ).get_json()
+    post_case(
+        client, synthetic[:1], url=created["fields_url"], headers=json_headers, csrf_token=token
+    )
+    page = client.get(created["url"]).get_data(as_text=True)
+    assert 'id="incomplete"' in page and "1 of 3 photographs arrived" in page
+    case = client.get(created["url"], headers=json_headers).get_json()
+    assert case["upload"] == {"expected": 3, "received": 1, "complete": False}
+    post_case(
+        client, synthetic[1:3], url=created["fields_url"], headers=json_headers, csrf_token=token
+    )
+    assert 'id="incomplete"' not in client.get(created["url"]).get_data(as_text=True)
+    bad = post_case(
+        client, [], headers=json_headers, reference="CUT-2", files_follow="0", csrf_token=token
+    )
+    assert bad.status_code == 422

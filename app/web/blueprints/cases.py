@@ -130,15 +130,17 @@ def new() -> tuple[str, int]:
 @bp.post("/")
 def create() -> Any:
     """Create a case from the form; its photographs come with it, or one by one after it
-    (``files_follow=1``, the page's script, which shows the upload's progress)."""
+    (``files_follow=N``: the page's script sends N, one at a time, and shows the progress;
+    the case then says if fewer arrived)."""
     allow_case_upload()
     service = inference()
     model = service.served(request.form.get("model")).card
     files = uploaded_files()
-    later = request.form.get("files_follow") == "1"
-    if not files and not later:
+    expected = _announced(request.form.get("files_follow"))
+    if not files and expected is None:
         raise CaseInputError(f"Choose the photographs of the smear: 1 to {MAX_FIELDS} images.")
     case = new_case(db(), request.form.get("reference"), request.form.get("note"), model)
+    case.expected_fields = expected
     analyse_into(case, files)
     commit()
     url = url_for("cases.show", public_id=case.public_id)
@@ -146,6 +148,15 @@ def create() -> Any:
         fields_url = url_for("cases.add_fields", public_id=case.public_id)
         return jsonify(id=case.public_id, url=url, fields_url=fields_url), 201
     return redirect(url, code=303)
+
+
+def _announced(raw: str | None) -> int | None:
+    """``files_follow``: how many photographs the page's script will send one by one."""
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_FIELDS:
+        raise CaseInputError(f"A case holds 1 to {MAX_FIELDS} photographs.")
+    return int(raw)
 
 
 @bp.post("/<public_id>/fields")

@@ -1,0 +1,78 @@
+"""A worker killed in the middle of a case: no half-written case, and the server goes on.
+
+A real gunicorn (one worker) on a SQLite file; a 150-field case is posted and the worker
+is SIGKILLed while it analyses the photographs. Marked slow (about a minute on 2 cores).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from app.core.model_files import model_names
+from tests.support.images import smear_images, synth_images
+from tests.support.models import served_models_dir
+from tests.support.server import Client, GunicornServer, multipart
+
+pytestmark = pytest.mark.slow
+
+FIELDS = 150
+
+
+def test_a_worker_killed_mid_case_leaves_no_half_written_case(tmp_path: Path) -> None:
+    if not model_names(served_models_dir()):
+        pytest.skip("no trained models")
+    database = tmp_path / "cases.sqlite3"
+    env = {
+        "APP_ENV": "production",
+        "WEB_CONCURRENCY": "1",
+        "GUNICORN_THREADS": "2",
+        "DATABASE_URL": f"sqlite:///{database}",
+        "IMAGE_STORE": str(tmp_path / "images"),
+    }
+    server = GunicornServer(env=env).start()
+    try:
+        server.wait_ready(timeout=240)
+        [worker] = server.wait_all_workers_ready(1, timeout=240)
+        data_dir = os.environ.get("ALL_DATA_DIR")
+        photos = smear_images(data_dir, 6) if data_dir else synth_images(6)
+        parts = [("images", (f"{i}.jpg", photos[i % len(photos)])) for i in range(FIELDS)]
+        body, content_type = multipart({"reference": "CRASH-1"}, parts)
+        answer: list[object] = []
+
+        def post() -> None:
+            with Client(server.port, timeout=120) as client:
+                try:
+                    answer.append(client.request("POST", "/api/v1/cases", body, content_type))
+                except OSError as exc:  # the connection dies with the worker
+                    answer.append(exc)
+
+        thread = threading.Thread(target=post)
+        thread.start()
+        time.sleep(1.0)  # the request is being analysed: 150 fields take several seconds
+        os.kill(worker, signal.SIGKILL)
+        thread.join(timeout=120)
+        assert answer and not (isinstance(answer[0], tuple) and answer[0][0] == 201), answer
+
+        # A new worker takes over; the database holds no trace of the killed case.
+        server.wait_all_workers_ready(1, timeout=240)
+        with Client(server.port, timeout=60) as client:
+            status, listed = client.request("GET", "/api/v1/cases")
+        assert status == 200 and b'"total":0' in listed.replace(b" ", b"")
+        with sqlite3.connect(database) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            assert db.execute("SELECT count(*) FROM cases").fetchone()[0] == 0
+            assert db.execute("SELECT count(*) FROM case_fields").fetchone()[0] == 0
+        # And the next case goes through whole.
+        with Client(server.port, timeout=120) as client:
+            small, small_type = multipart({"reference": "AFTER-1"}, parts[:3])
+            status, _ = client.request("POST", "/api/v1/cases", small, small_type)
+        assert status == 201
+    finally:
+        server.stop()
