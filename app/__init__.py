@@ -45,7 +45,7 @@ def create_app(
         inference = InferenceService(app.config["MODELS_DIR"], app.config["DEFAULT_MODEL"])
         inference.load()
     from app.web import errors, extensions, observability, records, security
-    from app.web.blueprints import analysis, api, case_api, cases, health
+    from app.web.blueprints import analysis, api, case_api, cases, docs, health
 
     extensions.init_inference(app, inference)
     records.init_app(app)
@@ -55,6 +55,7 @@ def create_app(
     app.register_blueprint(api.bp)
     app.register_blueprint(cases.bp)
     app.register_blueprint(case_api.bp)
+    app.register_blueprint(docs.bp)
     app.register_blueprint(health.bp)
     observability.init_app(app)
     return app

@@ -129,4 +129,8 @@ def test_the_case_pages_fit_a_phone(browser, base_url: str, smear_images) -> Non
     assert_accessible(page, "case page at phone width")
     page.goto(base_url + "/cases/")
     assert_accessible(page, "case list")
+    page.goto(base_url + "/api/docs")
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0
+    assert_accessible(page, "API documentation")
     page.close()

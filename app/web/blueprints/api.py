@@ -9,6 +9,7 @@ from flask import Blueprint, g, jsonify, request
 from app.core.errors import ClassifierError
 from app.records.cases import MAX_FIELDS, TooManyFieldsError
 from app.web.extensions import csrf, inference
+from app.web.openapi import openapi_document
 from app.web.presenter import model_json, prediction_json
 from app.web.uploads import read_upload, requested_model, wants_explanation
 
@@ -42,6 +43,11 @@ def predict() -> Any:
         )
     prediction = service.predict(read_upload("image"), model, explain=wants_explanation())
     return jsonify(prediction_json(prediction))
+
+
+@bp.get("/openapi.json")
+def openapi() -> Any:
+    return jsonify(openapi_document())
 
 
 @bp.get("/models")

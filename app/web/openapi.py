@@ -1,0 +1,293 @@
+"""The JSON API described in OpenAPI 3.1, served at /api/v1/openapi.json and as /api/docs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.core.classes import CLASS_IDS
+
+_CLASS = {"type": "string", "enum": list(CLASS_IDS)}
+_PROBABILITIES = {
+    "type": "object",
+    "properties": {c: {"type": "number", "minimum": 0, "maximum": 1} for c in CLASS_IDS},
+    "required": list(CLASS_IDS),
+}
+_ERROR = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "reason": {"type": "string"},
+                "fix": {"type": "string"},
+            },
+            "required": ["code", "message"],
+        }
+    },
+    "required": ["error"],
+}
+_PREDICTION = {
+    "type": "object",
+    "description": "One image's answer. `status` is benign, malignant, uncertain (the class "
+    "is then only the most likely one) or out_of_distribution (do not rely on it).",
+    "properties": {
+        "class": _CLASS,
+        "status": {
+            "type": "string",
+            "enum": ["benign", "malignant", "uncertain", "out_of_distribution"],
+        },
+        "verdict": {"type": "string"},
+        "confidence": {"type": "number"},
+        "probabilities": _PROBABILITIES,
+        "out_of_distribution": {"type": ["boolean", "null"]},
+        "uncertain": {"type": "boolean"},
+        "model": {"type": "object"},
+        "timings_ms": {"type": "object"},
+        "scale": {"type": ["object", "null"]},
+    },
+    "required": ["class", "status", "probabilities", "model"],
+}
+_IMAGE = {
+    "type": "object",
+    "description": "One photograph of a case: its result, or the reason it was not analysed.",
+    "properties": {
+        "position": {"type": "integer"},
+        "class": {"anyOf": [_CLASS, {"type": "null"}]},
+        "status": {
+            "type": "string",
+            "enum": ["benign", "malignant", "uncertain", "out_of_distribution", "refused"],
+        },
+        "probabilities": {"anyOf": [_PROBABILITIES, {"type": "null"}]},
+        "error": {"type": ["object", "null"]},
+        "filename": {"type": "string"},
+        "sha256": {"type": "string"},
+        "stored": {"type": "boolean"},
+    },
+    "required": ["position", "class", "status", "probabilities", "error", "sha256"],
+}
+_REVIEW = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "decision": {"type": "string", "enum": ["agree", "override"]},
+        "class_id": _CLASS,
+        "comment": {"type": "string"},
+        "signed_off": {"type": "boolean"},
+        "supersedes": {"type": ["integer", "null"]},
+        "created_at": {"type": "string", "format": "date-time"},
+    },
+    "required": ["id", "decision", "class_id", "signed_off"],
+}
+_CASE = {
+    "type": "object",
+    "description": "A case. `class` is the leading class of the usable photographs, a verdict "
+    "only when `status` is benign or malignant.",
+    "properties": {
+        "id": {"type": "string"},
+        "reference": {"type": "string"},
+        "class": {"anyOf": [_CLASS, {"type": "null"}]},
+        "status": {"type": "string", "enum": ["benign", "malignant", "uncertain"]},
+        "reason": {"type": ["string", "null"]},
+        "evidence": {"type": "object"},
+        "images": {"type": "array", "items": {"$ref": "#/components/schemas/CaseImage"}},
+        "reviews": {"type": "array", "items": {"$ref": "#/components/schemas/Review"}},
+        "signed_off": {"type": "boolean"},
+        "upload": {"type": "object"},
+        "model": {"type": "object"},
+        "created_at": {"type": "string", "format": "date-time"},
+    },
+    "required": ["id", "reference", "class", "status", "images", "reviews", "signed_off"],
+}
+
+
+def _json(ref: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {
+        str(s): {"description": "An error with a stable code", "content": _json("Error")}
+        for s in statuses
+    }
+
+
+_CASE_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_UPLOAD = {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "properties": {
+                "reference": {"type": "string", "maxLength": 64},
+                "note": {"type": "string"},
+                "model": {"type": "string"},
+                "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+            },
+            "required": ["images"],
+        }
+    }
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 description of /api/v1."""
+    search = [
+        {"name": n, "in": "query", "required": False, "schema": schema}
+        for n, schema in (
+            ("reference", {"type": "string"}),
+            ("from", {"type": "string", "format": "date"}),
+            ("to", {"type": "string", "format": "date"}),
+            ("status", {"type": "string", "enum": ["malignant", "benign", "uncertain"]}),
+            ("review", {"type": "string", "enum": ["none", "reviewed", "signed_off"]}),
+            ("page", {"type": "integer", "minimum": 1}),
+        )
+    ]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "B-ALL smear classifier API",
+            "version": "1",
+            "description": "Research decision support, not a diagnosis.",
+        },
+        "servers": [{"url": "/"}],
+        "paths": {
+            "/api/v1/predict": {
+                "post": {
+                    "summary": "Classify one image, or several (answered with a list)",
+                    "parameters": [
+                        {"name": "explain", "in": "query", "schema": {"type": "string"}}
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "image": {"type": "string", "format": "binary"},
+                                        "model": {"type": "string"},
+                                    },
+                                    "required": ["image"],
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The prediction, or a list of them",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "oneOf": [
+                                            {"$ref": "#/components/schemas/Prediction"},
+                                            {"type": "array"},
+                                        ]
+                                    }
+                                }
+                            },
+                        },
+                        **_errors(400, 413, 415, 422, 503),
+                    },
+                }
+            },
+            "/api/v1/models": {
+                "get": {
+                    "summary": "The served models and their measured figures",
+                    "responses": {"200": {"description": "The models"}},
+                }
+            },
+            "/api/v1/cases": {
+                "get": {
+                    "summary": "Search the cases, newest first, 25 a page",
+                    "parameters": search,
+                    "responses": {"200": {"description": "A page of cases"}, **_errors(422)},
+                },
+                "post": {
+                    "summary": "Create a case from 1-200 photographs",
+                    "requestBody": {"required": True, "content": _UPLOAD},
+                    "responses": {
+                        "201": {"description": "The case", "content": _json("Case")},
+                        **_errors(400, 413, 422),
+                    },
+                },
+            },
+            "/api/v1/cases/{id}": {
+                "parameters": [_CASE_ID],
+                "get": {
+                    "summary": "A case",
+                    "responses": {
+                        "200": {"description": "The case", "content": _json("Case")},
+                        **_errors(404),
+                    },
+                },
+                "delete": {
+                    "summary": "Delete a case with its stored photographs",
+                    "responses": {"204": {"description": "Deleted"}, **_errors(404)},
+                },
+            },
+            "/api/v1/cases/{id}/fields": {
+                "parameters": [_CASE_ID],
+                "post": {
+                    "summary": "Add photographs to a case that is not signed off",
+                    "requestBody": {"required": True, "content": _UPLOAD},
+                    "responses": {
+                        "201": {"description": "The case", "content": _json("Case")},
+                        **_errors(404, 409, 413, 422),
+                    },
+                },
+            },
+            "/api/v1/cases/{id}/review": {
+                "parameters": [_CASE_ID],
+                "post": {
+                    "summary": "Record a review; a signed-off case takes only linked corrections",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "decision": {
+                                            "type": "string",
+                                            "enum": ["agree", "override"],
+                                        },
+                                        "class": _CLASS,
+                                        "comment": {"type": "string"},
+                                        "sign_off": {"type": "boolean"},
+                                    },
+                                    "required": ["decision"],
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": {"description": "The case", "content": _json("Case")},
+                        **_errors(404, 409, 422),
+                    },
+                },
+            },
+            "/api/v1/cases/{id}/report.pdf": {
+                "parameters": [_CASE_ID],
+                "get": {
+                    "summary": "The case report as a PDF",
+                    "responses": {
+                        "200": {
+                            "description": "The PDF",
+                            "content": {"application/pdf": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(404),
+                    },
+                },
+            },
+        },
+        "components": {
+            "schemas": {
+                "Error": _ERROR,
+                "Prediction": _PREDICTION,
+                "CaseImage": _IMAGE,
+                "Review": _REVIEW,
+                "Case": _CASE,
+            }
+        },
+    }

@@ -1,0 +1,74 @@
+"""The served OpenAPI description: valid, and true to what the API answers."""
+
+from __future__ import annotations
+
+import pytest
+from flask.testing import FlaskClient
+from openapi_schema_validator import OAS31Validator
+from openapi_spec_validator import validate
+
+from tests.support.images import ImageFactory
+from tests.support.server import multipart
+
+
+@pytest.fixture()
+def document(client: FlaskClient) -> dict:
+    response = client.get("/api/v1/openapi.json")
+    assert response.status_code == 200 and response.is_json
+    return response.get_json()
+
+
+def _check(document: dict, schema_name: str, instance: object) -> None:
+    schema = {
+        "$ref": f"#/components/schemas/{schema_name}",
+        **{"components": document["components"]},
+    }
+    OAS31Validator(schema).validate(instance)
+
+
+def test_the_description_is_valid_openapi(document: dict) -> None:
+    validate(document)
+    assert document["openapi"].startswith("3.1")
+    assert {"/api/v1/predict", "/api/v1/cases", "/api/v1/cases/{id}/report.pdf"} <= set(
+        document["paths"]
+    )
+
+
+def test_every_api_route_is_described(app, document: dict) -> None:
+    described = {
+        (path.replace("{id}", "<public_id>"), method.upper())
+        for path, item in document["paths"].items()
+        for method in item
+        if method != "parameters"
+    }
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/v1/") or rule.rule == "/api/v1/openapi.json":
+            continue
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert (rule.rule, method) in described, f"{method} {rule.rule} is not in openapi.json"
+
+
+def test_real_answers_match_the_description(
+    client: FlaskClient, document: dict, images: ImageFactory
+) -> None:
+    files = [("images", (f"{i}.png", images.make(size=(160, 160), seed=i))) for i in range(2)]
+    body, content_type = multipart({"reference": "DOC-1"}, [*files, ("images", ("x.txt", b"no"))])
+    case = client.post("/api/v1/cases", data=body, content_type=content_type).get_json()
+    _check(document, "Case", case)
+    reviewed = client.post(
+        f"/api/v1/cases/{case['id']}/review", json={"decision": "override", "class": "benign"}
+    )
+    _check(document, "Case", reviewed.get_json())
+    body, content_type = multipart({}, [("image", ("a.png", images.make(size=(160, 160))))])
+    _check(
+        document,
+        "Prediction",
+        client.post("/api/v1/predict", data=body, content_type=content_type).get_json(),
+    )
+    _check(document, "Error", client.get("/api/v1/cases/none").get_json())
+
+
+def test_the_docs_page_lists_every_operation(client: FlaskClient, document: dict) -> None:
+    html = client.get("/api/docs").get_data(as_text=True)
+    for path in document["paths"]:
+        assert f"<code>{path}</code>" in html
