@@ -75,8 +75,30 @@ def app_config(models_dir: Path, tmp_path: Path) -> dict[str, object]:
 
 
 @pytest.fixture()
-def app(app_config: dict[str, object], inference_service: InferenceService) -> Flask:
-    return create_app(app_config, inference=inference_service)
+def app(app_config: dict[str, object], inference_service: InferenceService) -> Iterator[Flask]:
+    app = create_app(app_config, inference=inference_service)
+    yield app
+    app.extensions["records"].engine.dispose()  # no connection outlives its test
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session; its URL without a database name."""
+    from tests.support.postgres import binaries, running_postgres
+
+    if binaries() is None:
+        pytest.skip("PostgreSQL is not installed: apt-get install postgresql (.ci/run does)")
+    with running_postgres() as url:
+        yield url
+
+
+@pytest.fixture()
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the test server, dropped after the test."""
+    from tests.support.postgres import fresh_database
+
+    with fresh_database(postgres_server) as url:
+        yield url
 
 
 @pytest.fixture()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from flask import current_app, request
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.datastructures import FileStorage
 
@@ -89,10 +90,11 @@ def analyse_into(case: Case, files: list[FileStorage]) -> list[CaseField]:
 
 
 def save_added(case: Case, added: list[CaseField], attempts: int = 5) -> Case:
-    """Commit fields added to an existing case. When another upload to the same case took
-    their positions first, the same fields go after its fields; nothing is classified again."""
+    """Commit fields added to an existing case, after the fields other uploads to the same
+    case committed first; nothing is classified again when positions clash."""
     for _ in range(attempts):
         try:
+            _place_last(case, added)
             db().commit()
             return case
         except IntegrityError:
@@ -101,12 +103,19 @@ def save_added(case: Case, added: list[CaseField], attempts: int = 5) -> Case:
         require_open(case)
         if len(case.fields) + len(added) > MAX_FIELDS:
             raise TooManyFieldsError(f"A case holds at most {MAX_FIELDS} photographs.")
-        last = max((f.position for f in case.fields), default=0)
-        for offset, item in enumerate(added, start=1):
-            item.position = last + offset
-            case.fields.append(item)
-        refresh(case)
+        case.fields.extend(added)
     raise ConcurrentChangeError("The case is being changed by other requests; send this again.")
+
+
+def _place_last(case: Case, added: list[CaseField]) -> None:
+    """Number ``added`` after the case's committed fields, holding the case row meanwhile
+    (PostgreSQL; SQLite lets one writer in at a time and a clash is retried)."""
+    with db().no_autoflush:
+        db().execute(select(Case.id).where(Case.id == case.id).with_for_update())
+        last = db().scalar(select(func.max(CaseField.position)).where(CaseField.case_id == case.id))
+    for offset, item in enumerate(added, start=1):
+        item.position = (last or 0) + offset
+    refresh(case)
 
 
 def case_query() -> CaseQuery:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,6 @@ from app.records.database import (
 )
 from app.records.image_store import ImageStore
 from app.records.schema import Case
-from tests.support.postgres import binaries, running_postgres
 
 CARD = ModelCard(name="lenet", version="1.3.0", input_size=224)
 
@@ -79,14 +77,6 @@ def test_the_image_store_keeps_one_file_per_content_and_removes_empty_folders(
     assert store.get(sha) is None and list((tmp_path / "store").iterdir()) == []
     with pytest.raises(ValueError):
         store.path("../../etc/passwd")
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    if binaries() is None:
-        pytest.skip("PostgreSQL is not installed: apt-get install postgresql (.ci/run does)")
-    with running_postgres() as url:
-        yield url
 
 
 def test_postgresql_migrates_and_keeps_cases(postgres_url: str, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,7 +35,7 @@ def _as_owner(command: list[str]) -> list[str]:
 
 @contextmanager
 def running_postgres() -> Iterator[str]:
-    """Start a server, yield a SQLAlchemy URL to its ``cases`` database, stop and remove it."""
+    """Start a server, yield its SQLAlchemy URL with a ``{database}`` placeholder, stop it."""
     bin_dir = binaries()
     if bin_dir is None:
         raise FileNotFoundError("PostgreSQL is not installed (apt-get install postgresql)")
@@ -62,20 +63,28 @@ def running_postgres() -> Iterator[str]:
             str(root / "log"),
             "start",
         )
-        run(
-            str(bin_dir / "createdb"),
-            "-h",
-            str(socket_dir),
-            "-p",
-            "5433",
-            "-U",
-            "postgres",
-            "cases",
-        )
-        yield f"postgresql+psycopg://postgres@/cases?host={socket_dir}&port=5433"
+        yield f"postgresql+psycopg://postgres@/{{database}}?host={socket_dir}&port=5433"
     finally:
         subprocess.run(
             _as_owner([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
             capture_output=True,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """Create an empty database on the server, yield its URL, then drop it."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = make_url(server_url.format(database="postgres"))
+    params = {"host": admin.query["host"], "port": admin.query["port"], "user": "postgres"}
+    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server_url.format(database=name)
+    finally:
+        with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

@@ -38,6 +38,14 @@ def count(app: Flask, table: type) -> int:
         return int(db().scalar(select(func.count()).select_from(table)) or 0)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def app_config(request: pytest.FixtureRequest, app_config: dict[str, object]) -> dict[str, object]:
+    """Every case test runs on a SQLite file and on a real PostgreSQL database."""
+    if request.param == "sqlite":
+        return app_config
+    return {**app_config, "DATABASE_URL": request.getfixturevalue("postgres_url")}
+
+
 @pytest.fixture()
 def token(client: FlaskClient) -> str:
     return token_of(client)
@@ -263,6 +271,7 @@ def test_without_the_image_store_only_thumbnails_and_hashes_are_kept(
     assert not (tmp_path / "records" / "images").exists()
     assert "was not kept" in client.get(url + "/fields/1").get_data(as_text=True)
     assert client.get(url + "/fields/1/field.jpg").status_code == 404
+    app.extensions["records"].engine.dispose()
 
 
 def test_deleting_a_case_removes_its_records_and_the_files_no_other_case_uses(
