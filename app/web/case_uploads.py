@@ -19,13 +19,14 @@ from app.records.cases import (
     CaseQuery,
     TooManyFieldsError,
     add_field,
+    delete_case,
     get_case,
     refresh,
     require_open,
 )
 from app.records.schema import Case, CaseField
 from app.web.extensions import inference
-from app.web.records import ConcurrentChangeError, db, image_store
+from app.web.records import ConcurrentChangeError, commit, db, image_store
 
 FIELD_NAME = "images"
 # Photographs decoded and classified together: bounds the memory one request holds.
@@ -87,6 +88,27 @@ def analyse_into(case: Case, files: list[FileStorage]) -> list[CaseField]:
         for upload, data, outcome in zip(chunk, payloads, outcomes, strict=True):
             added.append(add_field(db(), case, upload.filename or "", data, outcome, image_store()))
     return added
+
+
+def add_to_case(public_id: str, when_empty: str) -> tuple[Case, list[CaseField]]:
+    """Analyse the request's photographs into an open case and commit them."""
+    allow_case_upload()
+    case = get_case(db(), public_id)
+    files = uploaded_files()
+    if not files:
+        raise CaseInputError(when_empty)
+    added = analyse_into(case, files)
+    return save_added(case, added), added
+
+
+def remove_case(case: Case) -> None:
+    """Delete the case, commit, then remove the stored photographs no other case uses."""
+    store = image_store()
+    unused = delete_case(db(), case, store)
+    commit()
+    if store is not None:
+        for sha256 in unused:
+            store.delete(sha256)
 
 
 def save_added(case: Case, added: list[CaseField], attempts: int = 5) -> Case:

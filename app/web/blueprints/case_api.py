@@ -10,7 +10,6 @@ from app.records.cases import (
     MAX_FIELDS,
     CaseInputError,
     add_review,
-    delete_case,
     get_case,
     new_case,
     search_cases,
@@ -18,14 +17,15 @@ from app.records.cases import (
 from app.web.case_pdf import pdf_response
 from app.web.case_presenter import case_json, case_summary_json
 from app.web.case_uploads import (
+    add_to_case,
     allow_case_upload,
     analyse_into,
     case_query,
-    save_added,
+    remove_case,
     uploaded_files,
 )
 from app.web.extensions import csrf, inference
-from app.web.records import commit, db, image_store
+from app.web.records import commit, db
 from app.web.uploads import TRUE_WORDS, requested_model
 
 bp = Blueprint("case_api", __name__, url_prefix="/api/v1/cases")
@@ -77,12 +77,7 @@ def report_pdf(public_id: str) -> Any:
 @bp.delete("/<public_id>")
 def delete(public_id: str) -> Any:
     """Delete the case with its images and stored photographs."""
-    store = image_store()
-    unused = delete_case(db(), get_case(db(), public_id), store)
-    commit()
-    if store is not None:
-        for sha256 in unused:
-            store.delete(sha256)
+    remove_case(get_case(db(), public_id))
     return "", 204
 
 
@@ -111,10 +106,5 @@ def _text(value: object) -> str | None:
 
 @bp.post("/<public_id>/fields")
 def add_fields(public_id: str) -> Any:
-    allow_case_upload()
-    case = get_case(db(), public_id)
-    files = uploaded_files()
-    if not files:
-        raise CaseInputError("Send the photographs in the form field 'images'.")
-    case = save_added(case, analyse_into(case, files))
+    case, _ = add_to_case(public_id, "Send the photographs in the form field 'images'.")
     return jsonify(case_json(case)), 201

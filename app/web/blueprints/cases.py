@@ -32,7 +32,6 @@ from app.records.cases import (
     add_review,
     cell_image,
     cell_index,
-    delete_case,
     full_jpeg,
     get_case,
     new_case,
@@ -54,10 +53,11 @@ from app.web.case_presenter import (
     review_label,
 )
 from app.web.case_uploads import (
+    add_to_case,
     allow_case_upload,
     analyse_into,
     case_query,
-    save_added,
+    remove_case,
     uploaded_files,
 )
 from app.web.errors import describe
@@ -162,13 +162,7 @@ def _announced(raw: str | None) -> int | None:
 @bp.post("/<public_id>/fields")
 def add_fields(public_id: str) -> Any:
     """More photographs for an open case (the page's script sends them one at a time)."""
-    allow_case_upload()
-    case = get_case(db(), public_id)
-    files = uploaded_files()
-    if not files:
-        raise CaseInputError("Choose one or more photographs to add.")
-    added = analyse_into(case, files)
-    save_added(case, added)
+    _, added = add_to_case(public_id, "Choose one or more photographs to add.")
     if _wants_json():
         return jsonify(
             images=[
@@ -335,12 +329,7 @@ def delete(public_id: str) -> Any:
     case = get_case(db(), public_id)
     if request.form.get("confirm") != case.reference:
         raise CaseInputError("Type the case reference exactly to confirm the deletion.")
-    store = image_store()
-    unused = delete_case(db(), case, store)
-    commit()
-    if store is not None:
-        for sha256 in unused:
-            store.delete(sha256)
+    remove_case(case)
     flash(f"Case {case.reference} was deleted with its photographs.")
     return redirect(url_for("cases.index"), code=303)
 
