@@ -92,6 +92,10 @@ def test_a_case_from_many_photographs_with_progress_review_and_sign_off(
         and download.value.suggested_filename == "case-E2E-0001.pdf"
     )
 
+    page.emulate_media(media="print")
+    assert page.locator("#review-form").is_hidden() and page.locator("#case-verdict").is_visible()
+    page.emulate_media(media="screen")
+
     page.click("#print-link")
     page.wait_for_selector("#report-reference")
     assert_accessible(page, "printable report")
