@@ -69,6 +69,7 @@ def test_a_case_is_created_from_many_files_and_lands_on_its_own_url(
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "S-2026/0001" in html and "left arm" in html
+    assert re.search(r'id="case-model">LeNet-5 · version \d', html)
     assert 'id="case-verdict"' in html and 'id="field-counts"' in html
     # The bad file is listed with its own reason; the others were analysed.
     assert "notes.txt" in html and "Not analysed:" in html

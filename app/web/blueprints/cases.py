@@ -207,11 +207,18 @@ def render_case(case: Case, error: str | None = None, status: int = 200) -> tupl
         display_names=DISPLAY_NAMES,
         signed=case.signed_off,
         review_numbers={r.id: i for i, r in enumerate(case.reviews, start=1)},
+        model_name=_model_display_name(case.model_name),
         error=error,
         form=request.form if error else {},
         max_fields=MAX_FIELDS,
     )
     return page, status
+
+
+def _model_display_name(name: str) -> str:
+    """The served model's name for people, or its id when it is no longer served."""
+    cards = {card.name: card for card in inference().models()} if inference().ready else {}
+    return cards[name].display_name if name in cards else name
 
 
 def cell_gallery(
