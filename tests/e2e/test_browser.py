@@ -326,3 +326,28 @@ def test_the_accessibility_check_finds_what_it_should(browser, base_url: str) ->
         assert_accessible(page, "a page broken on purpose")
     assert "color-contrast" in str(found.value) and "select-name" in str(found.value)
     page.close()
+
+
+def test_dropping_several_files_on_the_quick_check_points_to_a_case(
+    browser, base_url: str, smear_images
+) -> None:
+    page = browser.new_page()
+    page.goto(base_url + "/")
+    payload = [list(p.read_bytes()) for p in smear_images["pre_b"][:2]]
+    page.evaluate(
+        """files => {
+            const transfer = new DataTransfer();
+            files.forEach((bytes, i) => transfer.items.add(
+                new File([new Uint8Array(bytes)], `field-${i}.jpg`, {type: "image/jpeg"})));
+            const zone = document.getElementById("dropzone");
+            zone.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));
+        }""",
+        payload,
+    )
+    # Never silently cut to the first file: nothing is chosen, and the page says why.
+    assert page.evaluate("document.getElementById('image').files.length") == 0
+    sync_api.expect(page.locator("#drop-note")).to_be_visible()
+    assert_accessible(page, "quick check after several files were dropped")
+    page.click("#drop-note a")
+    page.wait_for_selector("#case-form")
+    page.close()
