@@ -38,11 +38,6 @@ class FieldOutcome:
     state: FieldState
     probabilities: Mapping[str, float] | None = None
 
-    @property
-    def class_id(self) -> str | None:
-        probs = self.probabilities
-        return max(probs, key=lambda c: probs[c]) if probs else None
-
 
 @dataclass(frozen=True)
 class CaseVerdict:

@@ -25,6 +25,13 @@ def downscale(image: Image.Image, max_side: int) -> Image.Image:
     return image.resize(size, Image.Resampling.BILINEAR)
 
 
+def jpeg_bytes(image: Image.Image, quality: int = 88) -> bytes:
+    """The image as a JPEG file (thumbnails, crops and viewers of photographs)."""
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
 def png_bytes(image: Image.Image) -> bytes:
     """The image as a PNG file (fast compression: these are made per request)."""
     buf = io.BytesIO()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import re
 import secrets
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from app.core.case_verdict import CaseVerdict, FieldOutcome, FieldState, case_ve
 from app.core.classes import CLASS_IDS
 from app.core.errors import ClassifierError
 from app.core.explanation.segmentation import segment
+from app.core.imaging import jpeg_bytes
 from app.core.model_card import CaseRuleSpec, ModelCard
 from app.core.prediction import Prediction
 from app.records.image_store import ImageStore
@@ -149,7 +149,9 @@ def add_field(
     outcome: Prediction | ClassifierError,
     store: ImageStore | None,
 ) -> CaseField:
-    """Record one uploaded photograph and what came of it (its prediction or its refusal)."""
+    """Record one uploaded photograph and what came of it (its prediction or its refusal).
+
+    The caller calls ``refresh`` once its photographs are all added."""
     require_open(case)
     if len(case.fields) >= MAX_FIELDS:
         raise TooManyFieldsError(f"A case holds at most {MAX_FIELDS} photographs.")
@@ -175,7 +177,6 @@ def add_field(
         store.put(data)
         item.stored = True
     case.fields.append(item)
-    refresh(case)
     return item
 
 
@@ -222,7 +223,7 @@ def cell_crops(field_image: Image.Image, limit: int = MAX_CELLS) -> list[CellCro
         box = [left, top, right, bottom]
         crop = field_image.convert("RGB").crop((left, top, right, bottom))
         crop = crop.resize((CELL_SIDE, CELL_SIDE), Image.Resampling.LANCZOS)
-        crops.append(CellCrop(index=index, box=box, image=_jpeg(crop)))
+        crops.append(CellCrop(index=index, box=box, image=jpeg_bytes(crop)))
     return crops
 
 
@@ -235,18 +236,7 @@ def _state(p: Prediction) -> FieldState:
 def thumbnail_jpeg(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
     small = image.convert("RGB")
     small.thumbnail((side, side), Image.Resampling.LANCZOS)
-    return _jpeg(small)
-
-
-def full_jpeg(image: Image.Image) -> bytes:
-    """The image as a JPEG a browser shows, at its own resolution."""
-    return _jpeg(image.convert("RGB"), quality=92)
-
-
-def _jpeg(image: Image.Image, quality: int = 88) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
+    return jpeg_bytes(small)
 
 
 def _safe_name(filename: str) -> str:

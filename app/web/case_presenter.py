@@ -54,7 +54,8 @@ def case_summary_json(case: Case) -> dict[str, Any]:
 
 
 def field_group(item: CaseField) -> str:
-    """The filter a field belongs to: its verdict when answered, else its state."""
+    """A field's status in the words of a single prediction, or ``refused``; also the
+    grid filter it belongs to."""
     if item.state == "answered" and item.class_id is not None:
         return "malignant" if MALIGNANT[item.class_id] else "benign"
     return item.state
@@ -106,18 +107,11 @@ def review_label(r: Review) -> str:
     return f"{action}: {class_verdict(r.class_id)}"
 
 
-def field_status(item: CaseField) -> str:
-    """A field's status in the words of a single prediction, or ``refused``."""
-    if item.state == "answered" and item.class_id is not None:
-        return "malignant" if MALIGNANT[item.class_id] else "benign"
-    return item.state
-
-
 def field_json(case: Case, item: CaseField) -> dict[str, Any]:
     return {
         "position": item.position,
         "class": item.class_id,
-        "status": field_status(item),
+        "status": field_group(item),
         "filename": item.filename,
         "sha256": item.sha256,
         "size_bytes": item.size_bytes,

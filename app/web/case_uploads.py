@@ -87,6 +87,7 @@ def analyse_into(case: Case, files: list[FileStorage]) -> list[CaseField]:
             outcomes[i] = outcome
         for upload, data, outcome in zip(chunk, payloads, outcomes, strict=True):
             added.append(add_field(db(), case, upload.filename or "", data, outcome, image_store()))
+    refresh(case)
     return added
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
-import io
 from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
 
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
+from app.core.imaging import jpeg_bytes
 from app.core.model_card import ModelCard
 from app.core.prediction import Prediction
 
@@ -256,9 +256,7 @@ def thumbnail_data_uri(image: Image.Image, side: int = THUMBNAIL_SIDE) -> str:
     """A JPEG data: URI of a downscaled copy, so the page shows the upload without storing it."""
     thumb = image.copy()
     thumb.thumbnail((side, side), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    thumb.save(buffer, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + _base64(buffer.getvalue())
+    return "data:image/jpeg;base64," + _base64(jpeg_bytes(thumb, quality=85))
 
 
 def png_data_uri(png: bytes) -> str:

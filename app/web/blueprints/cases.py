@@ -26,13 +26,14 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES
 from app.core.errors import ClassifierError
 from app.core.formats import FORMAT_NAMES
+from app.core.imaging import jpeg_bytes
+from app.core.preprocessing import load_image, prepare
 from app.records.cases import (
     MAX_FIELDS,
     CaseInputError,
     add_review,
     cell_image,
     cell_index,
-    full_jpeg,
     get_case,
     new_case,
     search_cases,
@@ -49,7 +50,6 @@ from app.web.case_presenter import (
     evidence,
     field_group,
     field_label,
-    field_status,
     review_label,
 )
 from app.web.case_uploads import (
@@ -166,7 +166,7 @@ def add_fields(public_id: str) -> Any:
     if _wants_json():
         return jsonify(
             images=[
-                {"position": f.position, "status": field_status(f), "label": field_label(f)}
+                {"position": f.position, "status": field_group(f), "label": field_label(f)}
                 for f in added
             ]
         )
@@ -293,8 +293,9 @@ def field_image(public_id: str, position: int) -> Response:
     original = store.get(item.sha256) if item and item.stored and store is not None else None
     if original is None:
         abort(404)
-    seen = inference().classify(original, case.model_name).field_image
-    response = Response(full_jpeg(seen), mimetype="image/jpeg")
+    card = inference().served(case.model_name).card
+    seen = prepare(load_image(original), card.input_size, card.scale).field
+    response = Response(jpeg_bytes(seen, quality=92), mimetype="image/jpeg")
     response.headers["Cache-Control"] = "private, max-age=86400"
     return response
 
