@@ -603,12 +603,12 @@ def render_report(
     return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _shortened(text: str, limit: int = 72) -> str:
     """``text`` cut at a word boundary within ``limit`` characters, marked with an ellipsis."""
     if len(text) <= limit:
         return text
     return text[:limit].rsplit(" ", 1)[0] + "…"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
