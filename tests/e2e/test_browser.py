@@ -237,6 +237,7 @@ def test_foreign_image_hides_the_class_and_says_what_to_do(
     sync_api.expect(page.locator("#ood-warning")).to_be_visible()
     sync_api.expect(page.locator("#ood-fixes li").first).to_be_visible()
     assert page.locator("#verdict").inner_text().startswith("Outside what the model was trained")
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'verdict'")
     assert page.evaluate("document.activeElement.id") == "verdict"
     # The model's output is behind a closed disclosure: no class is in the visible text.
     sync_api.expect(page.locator("#probabilities")).to_be_hidden()
@@ -274,6 +275,8 @@ def test_phone_capture_is_refused_with_reason_and_fix(
     assert reason.startswith("This photograph was not analysed: cells look")
     assert "larger than in the training images" in reason
     assert "use the 100x objective" in page.locator("#error-fix").inner_text()
+    # The deferred script moves focus after the page is parsed: wait for it, then check.
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'error'")
     assert page.evaluate("document.activeElement.id") == "error"
     assert page.locator("#model").input_value() == "vggnet"  # the choice survives the refusal
     sync_api.expect(page.locator("#guidance")).to_be_visible()
