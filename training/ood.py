@@ -94,8 +94,8 @@ def extract(
         f, lg = forward(np.stack([s.x for s in seen]))
         feats.append(f.numpy())
         logits.append(lg.numpy())
-        stats.extend(image_statistics_of(s.field) for s in seen)
-    return np.concatenate(feats), np.concatenate(logits), np.stack(stats)
+        stats.append(image_statistics_of([s.field for s in seen]))
+    return np.concatenate(feats), np.concatenate(logits), np.concatenate(stats)
 
 
 def _split(samples: list[Sample], manifest: Path, name: str) -> list[Sample]:

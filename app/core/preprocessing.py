@@ -79,6 +79,17 @@ def sniff_format(data: bytes) -> str:
         raise ImageDecodeError(f"cannot read the image header: {exc}") from exc
 
 
+def declared_pixels(data: bytes) -> int:
+    """Width times height as the image's header declares them; 0 when unreadable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+                return int(image.width * image.height)
+    except Exception:  # noqa: BLE001 - decoding reports the error properly later
+        return 0
+
+
 def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Decode ``source`` into an upright RGB image.
 

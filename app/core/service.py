@@ -24,11 +24,12 @@ from app.core.errors import ClassifierError, NoModelsError, NotReadyError, Unkno
 from app.core.explanation.gradcam import GradCam, heat_layer_png, overlay_png
 from app.core.explanation.heat_share import heat_share
 from app.core.explanation.segmentation import outline_png, segment
-from app.core.guards.ood import OodGuard, OodNotFittedError
+from app.core.guards.ood import OodGuard, OodNotFittedError, OodResult
 from app.core.imaging import DISPLAY_SIDE, downscale
 from app.core.model_card import ModelCard
 from app.core.model_files import model_names
 from app.core.model_store import BATCH, LoadedModel, load_model
+from app.core.parallel import parallel_map
 from app.core.prediction import Explanation, Prediction, Timings
 from app.core.preprocessing import PreparedImage, load_image, prepare, sniff_format
 
@@ -158,7 +159,8 @@ class InferenceService:
     def classify_many(
         self, items: Sequence[bytes], model: str | None = None
     ) -> list[Prediction | ClassifierError]:
-        """``classify`` for several images at once, in one model pass per BATCH.
+        """``classify`` for several images at once, in one model pass per BATCH; decoding
+        and the guard's image statistics run on the process's image threads.
 
         An image that cannot be classified gets its error in its place in the list;
         the others are classified. UnknownModelError and NotReadyError are raised.
@@ -166,11 +168,12 @@ class InferenceService:
         served = self.served(model)
         outcomes: list[Prediction | ClassifierError | None] = [None] * len(items)
         pending: list[tuple[int, _Decoded]] = []
-        for i, data in enumerate(items):
-            try:
-                pending.append((i, _decode(data, served.model)))
-            except ClassifierError as exc:
-                outcomes[i] = exc
+        decoded = parallel_map(lambda data: _decode_or_refuse(data, served.model), items)
+        for i, item in enumerate(decoded):
+            if isinstance(item, ClassifierError):
+                outcomes[i] = item
+            else:
+                pending.append((i, item))
         for start in range(0, len(pending), BATCH):
             chunk = pending[start : start + BATCH]
             for (i, _), prediction in zip(chunk, _classify_batch(served, chunk), strict=True):
@@ -237,6 +240,13 @@ def _decode(data: bytes, loaded: LoadedModel) -> _Decoded:
     return _Decoded(image_format, image, seen, _ms(start, decoded), _ms(decoded, prepared))
 
 
+def _decode_or_refuse(data: bytes, loaded: LoadedModel) -> _Decoded | ClassifierError:
+    try:
+        return _decode(data, loaded)
+    except ClassifierError as exc:
+        return exc
+
+
 def _classify_batch(served: ServedModel, chunk: list[tuple[int, _Decoded]]) -> list[Prediction]:
     """One model pass for the chunk, then each image's guard; times are shared per image."""
     loaded, guard = served.model, served.guard
@@ -248,16 +258,15 @@ def _classify_batch(served: ServedModel, chunk: list[tuple[int, _Decoded]]) -> l
     else:
         features, logits = None, loaded.logits(x)
     probs = loaded.probabilities(logits)
-    model_ms = _ms(start, time.perf_counter()) / len(chunk)
+    guarding = time.perf_counter()
+    model_ms = _ms(start, guarding) / len(chunk)
+    oods: list[OodResult | None] = [None] * len(chunk)
+    if guard is not None and features is not None:
+        oods = list(guard.score_many(features, [d.seen.field for _, d in chunk]))
+    ood_ms = _ms(guarding, time.perf_counter()) / len(chunk)
     predictions = []
     for j, (_, d) in enumerate(chunk):
-        guarding = time.perf_counter()
-        ood = (
-            guard.score_features(features[j], d.seen.field)
-            if guard is not None and features is not None
-            else None
-        )
-        ood_ms = _ms(guarding, time.perf_counter())
+        ood = oods[j]
         class_index = int(np.argmax(probs[j]))
         predictions.append(
             Prediction(

@@ -141,6 +141,19 @@ def require_open(case: Case) -> None:
         )
 
 
+@dataclass(frozen=True)
+class FieldPictures:
+    """What a field shows in the case besides its prediction: a thumbnail and cell crops."""
+
+    thumbnail: bytes
+    cells: list[CellCrop]
+
+
+def field_pictures(p: Prediction) -> FieldPictures:
+    """The field's thumbnail and cell crops: the slow part of recording it, safe in a thread."""
+    return FieldPictures(thumbnail=thumbnail_jpeg(p.image), cells=cell_crops(p.field_image))
+
+
 def add_field(
     session: Session,
     case: Case,
@@ -148,8 +161,10 @@ def add_field(
     data: bytes,
     outcome: Prediction | ClassifierError,
     store: ImageStore | None,
+    pictures: FieldPictures | None = None,
 ) -> CaseField:
-    """Record one uploaded photograph and what came of it (its prediction or its refusal).
+    """Record one uploaded photograph and what came of it (its prediction or its refusal);
+    ``pictures`` are made here unless they were made beforehand.
 
     The caller calls ``refresh`` once its photographs are all added."""
     require_open(case)
@@ -172,7 +187,7 @@ def add_field(
             "fix": getattr(outcome, "fix", None),
         }
     else:
-        _record_prediction(item, outcome)
+        _record_prediction(item, outcome, pictures or field_pictures(outcome))
     if store is not None and not isinstance(outcome, ClassifierError):
         store.put(data)
         item.stored = True
@@ -180,7 +195,7 @@ def add_field(
     return item
 
 
-def _record_prediction(item: CaseField, p: Prediction) -> None:
+def _record_prediction(item: CaseField, p: Prediction, pictures: FieldPictures) -> None:
     item.image_format = p.image_format
     item.width, item.height = p.image.size
     item.state = _state(p)
@@ -206,8 +221,8 @@ def _record_prediction(item: CaseField, p: Prediction) -> None:
         },
     }
     item.timings = dataclasses.asdict(p.timings)
-    item.thumbnail = thumbnail_jpeg(p.image)
-    item.cells = cell_crops(p.field_image)
+    item.thumbnail = pictures.thumbnail
+    item.cells = pictures.cells
 
 
 def cell_crops(field_image: Image.Image, limit: int = MAX_CELLS) -> list[CellCrop]:

@@ -10,16 +10,20 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.datastructures import FileStorage
 
 from app.core.errors import ClassifierError
+from app.core.parallel import parallel_map
 from app.core.prediction import Prediction
+from app.core.preprocessing import declared_pixels
 from app.records.cases import (
     MAX_FIELDS,
     REVIEW_STATES,
     STATUSES,
     CaseInputError,
     CaseQuery,
+    FieldPictures,
     TooManyFieldsError,
     add_field,
     delete_case,
+    field_pictures,
     get_case,
     refresh,
     require_open,
@@ -29,8 +33,10 @@ from app.web.extensions import inference
 from app.web.records import ConcurrentChangeError, commit, db, image_store
 
 FIELD_NAME = "images"
-# Photographs decoded and classified together: bounds the memory one request holds.
-CHUNK = 16
+# Photographs decoded and classified together, at most this many and this many pixels:
+# a case of small photographs is one model pass, one of big ones bounds the memory held.
+CHUNK_FILES = 64
+CHUNK_PIXELS = 64_000_000
 
 
 class FileTooLargeError(ClassifierError):
@@ -72,8 +78,7 @@ def analyse_into(case: Case, files: list[FileStorage]) -> list[CaseField]:
         )
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     added = []
-    for start in range(0, len(files), CHUNK):
-        chunk = files[start : start + CHUNK]
+    for chunk in _chunks(files):
         payloads = [f.read() for f in chunk]
         sized = [i for i, d in enumerate(payloads) if len(d) <= limit]
         outcomes: list[Prediction | ClassifierError] = [
@@ -85,10 +90,38 @@ def analyse_into(case: Case, files: list[FileStorage]) -> list[CaseField]:
             sized, service.classify_many([payloads[i] for i in sized], case.model_name), strict=True
         ):
             outcomes[i] = outcome
-        for upload, data, outcome in zip(chunk, payloads, outcomes, strict=True):
-            added.append(add_field(db(), case, upload.filename or "", data, outcome, image_store()))
+        pictures = parallel_map(_pictures_of, outcomes)
+        for upload, data, outcome, drawn in zip(chunk, payloads, outcomes, pictures, strict=True):
+            added.append(
+                add_field(db(), case, upload.filename or "", data, outcome, image_store(), drawn)
+            )
     refresh(case)
     return added
+
+
+def _pictures_of(outcome: Prediction | ClassifierError) -> FieldPictures | None:
+    return None if isinstance(outcome, ClassifierError) else field_pictures(outcome)
+
+
+def _chunks(files: list[FileStorage]) -> list[list[FileStorage]]:
+    """The files in upload order, grouped within CHUNK_FILES and CHUNK_PIXELS."""
+    chunks: list[list[FileStorage]] = [[]]
+    pixels = 0
+    for upload in files:
+        size = declared_pixels(_peek(upload))
+        if chunks[-1] and (len(chunks[-1]) >= CHUNK_FILES or pixels + size > CHUNK_PIXELS):
+            chunks.append([])
+            pixels = 0
+        chunks[-1].append(upload)
+        pixels += size
+    return [c for c in chunks if c]
+
+
+def _peek(upload: FileStorage, length: int = 65536) -> bytes:
+    """The file's first bytes (enough for any header we accept), leaving it unread."""
+    head = upload.stream.read(length)
+    upload.stream.seek(0)
+    return head
 
 
 def add_to_case(public_id: str, when_empty: str) -> tuple[Case, list[CaseField]]:

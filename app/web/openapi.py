@@ -155,6 +155,8 @@ def openapi_document() -> dict[str, Any]:
             "/api/v1/predict": {
                 "post": {
                     "summary": "Classify one image, or several (answered with a list)",
+                    "operationId": "predict",
+                    "tags": ["predictions"],
                     "parameters": [
                         {"name": "explain", "in": "query", "schema": {"type": "string"}}
                     ],
@@ -194,17 +196,23 @@ def openapi_document() -> dict[str, Any]:
             "/api/v1/models": {
                 "get": {
                     "summary": "The served models and their measured figures",
+                    "operationId": "list_models",
+                    "tags": ["models"],
                     "responses": {"200": {"description": "The models"}},
                 }
             },
             "/api/v1/cases": {
                 "get": {
                     "summary": "Search the cases, newest first, 25 a page",
+                    "operationId": "list_cases",
+                    "tags": ["cases"],
                     "parameters": search,
                     "responses": {"200": {"description": "A page of cases"}, **_errors(422)},
                 },
                 "post": {
                     "summary": "Create a case from 1-200 photographs",
+                    "operationId": "create_case",
+                    "tags": ["cases"],
                     "requestBody": {"required": True, "content": _UPLOAD},
                     "responses": {
                         "201": {"description": "The case", "content": _json("Case")},
@@ -216,6 +224,8 @@ def openapi_document() -> dict[str, Any]:
                 "parameters": [_CASE_ID],
                 "get": {
                     "summary": "A case",
+                    "operationId": "get_case",
+                    "tags": ["cases"],
                     "responses": {
                         "200": {"description": "The case", "content": _json("Case")},
                         **_errors(404),
@@ -223,6 +233,8 @@ def openapi_document() -> dict[str, Any]:
                 },
                 "delete": {
                     "summary": "Delete a case with its stored photographs",
+                    "operationId": "delete_case",
+                    "tags": ["cases"],
                     "responses": {"204": {"description": "Deleted"}, **_errors(404)},
                 },
             },
@@ -230,6 +242,8 @@ def openapi_document() -> dict[str, Any]:
                 "parameters": [_CASE_ID],
                 "post": {
                     "summary": "Add photographs to a case that is not signed off",
+                    "operationId": "add_fields",
+                    "tags": ["cases"],
                     "requestBody": {"required": True, "content": _UPLOAD},
                     "responses": {
                         "201": {"description": "The case", "content": _json("Case")},
@@ -241,6 +255,8 @@ def openapi_document() -> dict[str, Any]:
                 "parameters": [_CASE_ID],
                 "post": {
                     "summary": "Record a review; a signed-off case takes only linked corrections",
+                    "operationId": "review_case",
+                    "tags": ["cases"],
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -271,6 +287,8 @@ def openapi_document() -> dict[str, Any]:
                 "parameters": [_CASE_ID],
                 "get": {
                     "summary": "The case report as a PDF",
+                    "operationId": "case_report",
+                    "tags": ["cases"],
                     "responses": {
                         "200": {
                             "description": "The PDF",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -526,3 +527,21 @@ def test_an_upload_that_stops_part_way_is_marked_incomplete(
         client, [], headers=json_headers, reference="CUT-2", files_follow="0", csrf_token=token
     )
     assert bad.status_code == 422
+
+
+def test_a_case_of_small_photographs_is_one_chunk_and_big_ones_are_split(
+    images, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from werkzeug.datastructures import FileStorage
+
+    from app.web import case_uploads
+
+    def upload(size: tuple[int, int]) -> FileStorage:
+        return FileStorage(io.BytesIO(images.make(size=size, fmt="PNG")), filename="f.png")
+
+    small = [upload((224, 224)) for _ in range(50)]
+    assert [len(c) for c in case_uploads._chunks(small)] == [50]
+    assert all(f.stream.tell() == 0 for f in small)  # the headers were read, the files not
+    monkeypatch.setattr(case_uploads, "CHUNK_PIXELS", 100_000)
+    big = [upload((200, 200)) for _ in range(5)]
+    assert [len(c) for c in case_uploads._chunks(big)] == [2, 2, 1]

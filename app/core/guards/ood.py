@@ -28,6 +28,7 @@ Use in the inference service, once per model per process::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from PIL import Image
 from app.core.model_files import model_files
 from app.core.model_store import LOGITS_LAYER, LoadedModel
 from app.core.orientations import averaged_over_views
+from app.core.parallel import parallel_map
 from app.core.preprocessing import to_model_input
 from app.core.scale import illumination
 
@@ -170,9 +172,13 @@ def balanced(x: np.ndarray) -> np.ndarray:
     return np.clip(np.moveaxis(flat, 0, -1), 0.0, 1.0)
 
 
-def image_statistics_of(image: Image.Image) -> np.ndarray:
-    """``image_statistics`` of a PIL image at the fixed STATS_SIZE, balanced first."""
-    return image_statistics(balanced(to_model_input(image, STATS_SIZE)))
+def image_statistics_of(images: Sequence[Image.Image]) -> np.ndarray:
+    """``image_statistics`` of PIL images at the fixed STATS_SIZE, balanced first; a row each."""
+    # Image by image on the pool's threads: one image's planes stay in the cache.
+    rows = parallel_map(
+        lambda image: image_statistics(balanced(to_model_input(image, STATS_SIZE))), images
+    )
+    return np.stack(rows)
 
 
 def min_mahalanobis(v: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
@@ -249,8 +255,12 @@ class OodGuard:
 
     def score_features(self, features: np.ndarray, image: Image.Image) -> OodResult:
         """Score one image from its already computed penultimate features."""
-        parts = self.components(np.atleast_2d(features)[:1], image_statistics_of(image)[None])
-        return self.result({k: float(v[0]) for k, v in parts.items()})
+        return self.score_many(np.atleast_2d(features)[:1], [image])[0]
+
+    def score_many(self, features: np.ndarray, images: Sequence[Image.Image]) -> list[OodResult]:
+        """Score a batch of images from their penultimate features (a row each)."""
+        parts = self.components(features, image_statistics_of(images))
+        return [self.result({k: float(v[i]) for k, v in parts.items()}) for i in range(len(images))]
 
     def score(self, x: np.ndarray, image: Image.Image) -> OodResult:
         """Score one image: ``x`` its model input (S, S, 3), ``image`` the decoded RGB image."""

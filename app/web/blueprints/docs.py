@@ -1,8 +1,11 @@
-"""The API's documentation page, rendered here from the OpenAPI document (no outside UI)."""
+"""The API's documentation: a plain reference page rendered from the OpenAPI document, and
+a local copy of Swagger UI to try it (the content security policy allows only this server)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from pathlib import Path
+
+from flask import Blueprint, current_app, render_template
 
 from app.web.openapi import openapi_document
 
@@ -25,3 +28,15 @@ def api_docs() -> str:
         path_parameters={p: item.get("parameters", []) for p, item in document["paths"].items()},
         schemas=document["components"]["schemas"],
     )
+
+
+@bp.get("/api/docs/try")
+def api_try() -> str:
+    return render_template("api_try.html", swagger_ui_version=_swagger_ui_version())
+
+
+def _swagger_ui_version() -> str:
+    """The vendored Swagger UI's version, from the first line of its VERSION file."""
+    static = Path(current_app.static_folder or "static")
+    first = (static / "vendor" / "swagger-ui" / "VERSION").read_text().splitlines()[0]
+    return first.split()[-1]
