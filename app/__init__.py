@@ -44,13 +44,18 @@ def create_app(
 
         inference = InferenceService(app.config["MODELS_DIR"], app.config["DEFAULT_MODEL"])
         inference.load()
-    from app.web import errors, extensions, observability, records, security
-    from app.web.blueprints import analysis, api, case_api, cases, docs, health
+    from app.web import auth, cli, errors, extensions, observability, records, security
+    from app.web.blueprints import admin, analysis, api, case_api, cases, docs, health
+    from app.web.blueprints import auth as auth_pages
 
     extensions.init_inference(app, inference)
     records.init_app(app)
+    auth.init_app(app)  # before security: who is asking is checked before the CSRF token
     security.init_app(app)
     errors.init_app(app)
+    cli.init_app(app)
+    app.register_blueprint(auth_pages.bp)
+    app.register_blueprint(admin.bp)
     app.register_blueprint(analysis.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(cases.bp)
@@ -58,4 +63,8 @@ def create_app(
     app.register_blueprint(docs.bp)
     app.register_blueprint(health.bp)
     observability.init_app(app)
+    if app.config["CREATE_FIRST_ADMIN"]:
+        from app.web.first_admin import ensure_first_admin
+
+        ensure_first_admin(app)
     return app

@@ -63,7 +63,7 @@ class RunResult:
 
 
 def run_load(
-    port: int,
+    server: GunicornServer,
     concurrency: int,
     n_requests: int,
     make_request: Callable[[Client, int], tuple[int, bytes]],
@@ -76,7 +76,7 @@ def run_load(
     errors = [0]
 
     def worker() -> None:
-        client = Client(port)
+        client = server.client() if server.root == ROOT else Client(server.port)
         while True:
             with lock:
                 i = next(counter, None)
@@ -234,8 +234,8 @@ def measure_server(
             def call(client: Client, i: int, name: str = name) -> tuple[int, bytes]:
                 return client.predict(images[i % len(images)], name)
 
-            run_load(server.port, conf["workers"] * 2, 4 * conf["workers"], call)  # warm-up
-            probe = run_load(server.port, 1, 10, call)
+            run_load(server, conf["workers"] * 2, 4 * conf["workers"], call)  # warm-up
+            probe = run_load(server, 1, 10, call)
             per_req = statistics.median(probe.latencies_s) if probe.latencies_s else 0.05
             budget = args.requests * 0.01  # seconds LeNet-sized work would take
             n = max(args.min_requests, min(args.requests, int(budget / max(per_req, 1e-3))))
@@ -248,8 +248,8 @@ def measure_server(
                 stages.append(json.loads(body).get("timings_ms", {}))
                 return True
 
-            results[name] = {"c1": run_load(server.port, 1, n, call, record)}
-            results[name].update({f"c{c}": run_load(server.port, c, n, call) for c in (4, 16)})
+            results[name] = {"c1": run_load(server, 1, n, call, record)}
+            results[name].update({f"c{c}": run_load(server, c, n, call) for c in (4, 16)})
             server_ms[name] = {
                 k: statistics.median(t.get(k, 0.0) for t in stages)
                 for k in ("decode", "preprocess", "model", "total")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from app.core.service import InferenceService
+from tests.support.accounts import signed_in, token_for, with_token
 from tests.support.images import CLASS_FOLDERS, ImageFactory
 from tests.support.models import DATA_ENV, ROOT, data_root, find_models_dir
 
@@ -103,7 +104,25 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
 
 @pytest.fixture()
 def client(app: Flask) -> FlaskClient:
+    """Signed in as the test admin (every permission), with an admin API token for /api.
+    Tests of who may do what use ``anonymous`` and ``as_role``."""
+    client = signed_in(app.test_client(), "admin")
+    return with_token(client, token_for(app, "admin"))
+
+
+@pytest.fixture()
+def anonymous(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture()
+def as_role(app: Flask) -> Callable[[str], FlaskClient]:
+    """A client signed in as the role's test user, with that user's API token."""
+
+    def make(role: str) -> FlaskClient:
+        return with_token(signed_in(app.test_client(), role), token_for(app, role))
+
+    return make
 
 
 @pytest.fixture()

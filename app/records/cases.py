@@ -104,12 +104,16 @@ def new_case(
     return case
 
 
-def get_case(session: Session, public_id: str) -> Case:
-    case = session.scalars(
+def find_case(session: Session, public_id: str) -> Case | None:
+    return session.scalars(
         select(Case)
         .where(Case.public_id == public_id)
         .options(selectinload(Case.fields), selectinload(Case.reviews))
     ).one_or_none()
+
+
+def get_case(session: Session, public_id: str) -> Case:
+    case = find_case(session, public_id)
     if case is None:
         raise CaseNotFoundError("There is no such case: it may have been deleted.")
     return case

@@ -11,7 +11,9 @@ from fpdf import FPDF
 
 from app.records.cases import verdict
 from app.records.schema import Case, CaseField
+from app.web.auth import audit
 from app.web.case_presenter import case_headline, field_label, review_label
+from app.web.records import commit
 
 DISCLAIMER = (
     "Research decision support, not a diagnosis. Model results must be confirmed by a "
@@ -164,9 +166,11 @@ def _field_row(pdf: FPDF, item: CaseField, width: float) -> None:
     pdf.set_y(max(pdf.get_y(), top + THUMB_MM) + 2)
 
 
-def pdf_response(case: Case) -> Response:
-    """The PDF as a download named after the case reference."""
+def exported_pdf(case: Case) -> Response:
+    """The PDF as a download named after the case reference, the export audited."""
     response = Response(case_pdf(case), mimetype="application/pdf")
+    audit("report_exported", "case", case.public_id, format="pdf")
+    commit()
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", case.reference).strip("-") or "case"
     response.headers["Content-Disposition"] = f'attachment; filename="case-{name}.pdf"'
     return response

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from flask import current_app, request
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -29,8 +27,10 @@ from app.records.cases import (
     require_open,
 )
 from app.records.schema import Case, CaseField
+from app.web.auth import audit
 from app.web.extensions import inference
 from app.web.records import ConcurrentChangeError, commit, db, image_store
+from app.web.search_args import dates_and_page
 
 FIELD_NAME = "images"
 # Photographs decoded and classified together, at most this many and this many pixels:
@@ -125,7 +125,8 @@ def _peek(upload: FileStorage, length: int = 65536) -> bytes:
 
 
 def add_to_case(public_id: str, when_empty: str) -> tuple[Case, list[CaseField]]:
-    """Analyse the request's photographs into an open case and commit them."""
+    """Analyse the request's photographs into an open case and commit them, with their
+    audit event."""
     allow_case_upload()
     case = get_case(db(), public_id)
     files = uploaded_files()
@@ -138,6 +139,7 @@ def add_to_case(public_id: str, when_empty: str) -> tuple[Case, list[CaseField]]
 def remove_case(case: Case) -> None:
     """Delete the case, commit, then remove the stored photographs no other case uses."""
     store = image_store()
+    audit("case_deleted", "case", case.public_id, reference=case.reference)
     unused = delete_case(db(), case, store)
     commit()
     if store is not None:
@@ -151,6 +153,7 @@ def save_added(case: Case, added: list[CaseField], attempts: int = 5) -> Case:
     for _ in range(attempts):
         try:
             _place_last(case, added)
+            audit("case_fields_added", "case", case.public_id, count=len(added))
             db().commit()
             return case
         except IntegrityError:
@@ -177,12 +180,7 @@ def _place_last(case: Case, added: list[CaseField]) -> None:
 def case_query() -> CaseQuery:
     """The case-history search in the query string; CaseInputError when it is malformed."""
     args = request.args
-    try:
-        since = date.fromisoformat(args["from"]) if args.get("from") else None
-        until = date.fromisoformat(args["to"]) if args.get("to") else None
-        page = int(args.get("page", "1"))
-    except ValueError:
-        raise CaseInputError("Dates are written YYYY-MM-DD and the page is a number.") from None
+    since, until, page = dates_and_page(args)
     status, review = args.get("status", ""), args.get("review", "")
     if status and status not in STATUSES:
         raise CaseInputError(f"The verdict to search for is one of: {', '.join(STATUSES)}.")
@@ -194,5 +192,5 @@ def case_query() -> CaseQuery:
         until=until,
         status=status,
         review=review,
-        page=max(1, page),
+        page=page,
     )

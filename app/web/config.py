@@ -39,6 +39,14 @@ class Config:
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = False
     WTF_CSRF_TIME_LIMIT = 3600 * 8
+    # A browser sign-in ends after this long without a request, and this long after it began.
+    SESSION_IDLE_MINUTES = 60
+    SESSION_LIFETIME_HOURS = 12
+    # Sign-in attempts allowed (Flask-Limiter notation), from one address and for one account.
+    LOGIN_RATE_PER_ADDRESS = "30 per minute"
+    LOGIN_RATE_PER_ACCOUNT = "10 per minute"
+    # Development only: make an admin with a one-time password when there is no user.
+    CREATE_FIRST_ADMIN = False
 
     @classmethod
     def settings(cls, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -58,6 +66,14 @@ class Config:
         values["MAX_CASE_UPLOAD_BYTES"] = _megabytes(
             env.get("MAX_CASE_UPLOAD_MB"), DEFAULT_MAX_CASE_UPLOAD_MB, "MAX_CASE_UPLOAD_MB"
         )
+        values["SESSION_IDLE_MINUTES"] = _number(
+            env.get("SESSION_IDLE_MINUTES"), cls.SESSION_IDLE_MINUTES, "SESSION_IDLE_MINUTES"
+        )
+        values["SESSION_LIFETIME_HOURS"] = _number(
+            env.get("SESSION_LIFETIME_HOURS"), cls.SESSION_LIFETIME_HOURS, "SESSION_LIFETIME_HOURS"
+        )
+        # Where login throttling counts (memory:// is per process; redis://... is shared).
+        values["RATELIMIT_STORAGE_URI"] = env.get("RATELIMIT_STORAGE_URI") or "memory://"
         if "SESSION_COOKIE_SECURE" in env:
             values["SESSION_COOKIE_SECURE"] = _flag(env["SESSION_COOKIE_SECURE"])
         return values
@@ -66,6 +82,7 @@ class Config:
 class DevelopmentConfig(Config):
     ENV_NAME = "development"
     DEBUG = True
+    CREATE_FIRST_ADMIN = True
 
 
 class TestingConfig(Config):
@@ -138,6 +155,18 @@ def _megabytes(raw: str | None, default: float, name: str) -> int:
         if not 0 < mb <= 4096:
             raise ConfigError(f"{name} must be between 0 and 4096, got {raw!r}")
     return int(mb * 1024 * 1024)
+
+
+def _number(raw: str | None, default: float, name: str) -> float:
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be above 0, got {raw!r}")
+    return value
 
 
 def _flag(raw: str) -> bool:

@@ -21,15 +21,18 @@ from app.core.errors import CaptureError, ClassifierError
 log = logging.getLogger(__name__)
 
 # URL prefixes whose every answer, errors included, is JSON.
-JSON_PATHS = ("/api/", "/healthz", "/readyz")
+JSON_PATHS = ("/api/", "/healthz", "/readyz", "/metrics")
 
 HTTP_CODES = {
     400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "undecodable_image",
+    429: "too_many_requests",
     500: "internal_error",
     503: "not_ready",
 }
@@ -66,7 +69,10 @@ def respond(exc: BaseException) -> Any:
     if request.path.startswith(JSON_PATHS):
         # A refused capture also says, separately, what is wrong and how to retake it.
         extra = {"reason": exc.reason, "fix": exc.fix} if isinstance(exc, CaptureError) else {}
-        return error_json(status, code, message, **extra)
+        body, status = error_json(status, code, message, **extra)
+        if status == 401:
+            body.headers["WWW-Authenticate"] = 'Bearer realm="api"'
+        return body, status
     return render_template("error.html", status=status, code=code, message=message), status
 
 

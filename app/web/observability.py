@@ -28,6 +28,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from app.web.auth import requires
+
 REQUEST_ID_HEADER = "X-Request-ID"
 # A client-supplied request id is echoed only if it is short and plain (it ends up in logs).
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -112,6 +114,7 @@ metrics_bp = Blueprint("metrics", __name__)
 
 
 @metrics_bp.get("/metrics")
+@requires("read")
 def metrics() -> Response:
     return Response(generate_latest(metrics_registry()), mimetype=CONTENT_TYPE_LATEST)
 

@@ -107,9 +107,10 @@ def _json(ref: str) -> dict[str, Any]:
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
+    """The listed error answers, and the 401 and 403 every operation can give."""
     return {
         str(s): {"description": "An error with a stable code", "content": _json("Error")}
-        for s in statuses
+        for s in (*statuses, 401, 403)
     }
 
 
@@ -148,7 +149,9 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "B-ALL smear classifier API",
             "version": "1",
-            "description": "Research decision support, not a diagnosis.",
+            "description": "Research decision support, not a diagnosis. Every operation "
+            "needs an API token (`flask tokens create USERNAME`) sent as "
+            "`Authorization: Bearer <token>`; what it may do is its user's role's.",
         },
         "servers": [{"url": "/"}],
         "paths": {
@@ -198,7 +201,7 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "The served models and their measured figures",
                     "operationId": "list_models",
                     "tags": ["models"],
-                    "responses": {"200": {"description": "The models"}},
+                    "responses": {"200": {"description": "The models"}, **_errors()},
                 }
             },
             "/api/v1/cases": {
@@ -299,13 +302,17 @@ def openapi_document() -> dict[str, Any]:
                 },
             },
         },
+        "security": [{"token": []}],
         "components": {
+            "securitySchemes": {
+                "token": {"type": "http", "scheme": "bearer", "bearerFormat": "ball_<id>_<secret>"}
+            },
             "schemas": {
                 "Error": _ERROR,
                 "Prediction": _PREDICTION,
                 "CaseImage": _IMAGE,
                 "Review": _REVIEW,
                 "Case": _CASE,
-            }
+            },
         },
     }

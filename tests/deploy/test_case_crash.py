@@ -18,7 +18,7 @@ import pytest
 from app.core.model_files import model_names
 from tests.support.images import smear_images, synth_images
 from tests.support.models import served_models_dir
-from tests.support.server import Client, GunicornServer, multipart
+from tests.support.server import GunicornServer, multipart
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ def test_a_worker_killed_mid_case_leaves_no_half_written_case(tmp_path: Path) ->
         answer: list[object] = []
 
         def post() -> None:
-            with Client(server.port, timeout=120) as client:
+            with server.client(timeout=120) as client:
                 try:
                     answer.append(client.request("POST", "/api/v1/cases", body, content_type))
                 except OSError as exc:  # the connection dies with the worker
@@ -62,7 +62,7 @@ def test_a_worker_killed_mid_case_leaves_no_half_written_case(tmp_path: Path) ->
 
         # A new worker takes over; the database holds no trace of the killed case.
         server.wait_all_workers_ready(1, timeout=240)
-        with Client(server.port, timeout=60) as client:
+        with server.client(timeout=60) as client:
             status, listed = client.request("GET", "/api/v1/cases")
         assert status == 200 and b'"total":0' in listed.replace(b" ", b"")
         with sqlite3.connect(database) as db:
@@ -70,7 +70,7 @@ def test_a_worker_killed_mid_case_leaves_no_half_written_case(tmp_path: Path) ->
             assert db.execute("SELECT count(*) FROM cases").fetchone()[0] == 0
             assert db.execute("SELECT count(*) FROM case_fields").fetchone()[0] == 0
         # And the next case goes through whole.
-        with Client(server.port, timeout=120) as client:
+        with server.client(timeout=120) as client:
             small, small_type = multipart({"reference": "AFTER-1"}, parts[:3])
             status, _ = client.request("POST", "/api/v1/cases", small, small_type)
         assert status == 201

@@ -22,7 +22,7 @@ from app.core.classes import CLASS_IDS
 from app.core.model_files import model_names
 from tests.support.images import smear_images, synth_images
 from tests.support.models import ROOT, served_models_dir
-from tests.support.server import Client, GunicornServer, free_port, get
+from tests.support.server import GunicornServer, free_port
 
 DOCKERFILE = ROOT / "Dockerfile"
 HADOLINT = Path(sys.executable).parent / "hadolint"
@@ -280,7 +280,7 @@ def served(tmp_path_factory):
 
 
 def check_prediction(server: GunicornServer, image: bytes) -> dict:
-    with Client(server.port) as client:
+    with server.client() as client:
         status, body = client.predict(image)
     assert status == 200, body[:500]
     result = json.loads(body)
@@ -294,7 +294,7 @@ def check_prediction(server: GunicornServer, image: bytes) -> dict:
 
 def test_cmd_serves_a_prediction(served):
     result = check_prediction(served, synth_images(1)[0])
-    status, metrics = get(served.port, "/metrics")
+    status, metrics = served.get("/metrics")
     assert status == 200
     model = result["model"]["name"]
     assert f'prediction_latency_seconds_count{{model="{model}"}} 1.0' in metrics.decode()

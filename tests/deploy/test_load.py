@@ -22,7 +22,7 @@ import pytest
 from app.core.model_files import model_names
 from tests.support.images import ImageFactory, smear_images, synth_images
 from tests.support.models import served_models_dir
-from tests.support.server import Client, GunicornServer, get, multipart, rss_bytes
+from tests.support.server import Client, GunicornServer, multipart, rss_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +68,7 @@ class Tally:
 
 def test_mixed_load_with_a_worker_killed(server, images):
     models = model_names(served_models_dir())
-    client = Client(server.port)
+    client = server.client()
     # What a single, unloaded request answers for each image and model.
     expected = {}
     for i, image in enumerate(images):
@@ -95,7 +95,7 @@ def test_mixed_load_with_a_worker_killed(server, images):
         return kind, data, model, None
 
     # Warm up and take the reference RSS of each worker.
-    warm = Client(server.port)
+    warm = server.client()
     for i in range(64):
         kind, data, model, _ = plan(i)
         warm.predict(data, model)
@@ -116,7 +116,7 @@ def test_mixed_load_with_a_worker_killed(server, images):
         return c.predict(data, model)
 
     def run_client() -> None:
-        c = Client(server.port, timeout=60)
+        c = server.client(timeout=60)
         while time.monotonic() < deadline:
             with tally.lock:
                 i = next(counter, None)
@@ -186,7 +186,7 @@ def test_mixed_load_with_a_worker_killed(server, images):
         assert growth < RSS_GROWTH_LIMIT, f"worker {pid} RSS grew {growth:.1%}"
 
     # /metrics adds up every worker, the killed one included (its files stay).
-    status, text = get(server.port, "/metrics")
+    status, text = server.get("/metrics")
     assert status == 200
     counted = sum(
         float(line.rsplit(" ", 1)[1])
@@ -203,6 +203,7 @@ def test_slow_upload_does_not_block_other_users(server, images):
     body, ctype = multipart({}, {"image": ("slow.png", small)})
     head = (
         f"POST /api/v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\n"
+        f"Authorization: Bearer {server.token}\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode()
     per_byte = 4.0 / len(body)  # the upload trickles in over about 4 s
@@ -222,7 +223,7 @@ def test_slow_upload_does_not_block_other_users(server, images):
     slow.start()
     time.sleep(0.3)
     timings = []
-    with Client(server.port, timeout=10) as client:
+    with server.client(timeout=10) as client:
         while slow.is_alive() and "finished_sending" not in slow_result and len(timings) < 1000:
             t0 = time.monotonic()
             status, _ = client.predict(images[len(timings) % len(images)])

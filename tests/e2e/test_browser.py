@@ -13,11 +13,13 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from werkzeug.serving import make_server
 
 from app.core.classes import CLASS_IDS
+from tests.support.accounts import PASSWORDS, app_users, form_token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.data]
 
@@ -65,9 +67,13 @@ def base_url(models_dir: Path, inference_service, tmp_path_factory) -> Iterator[
             "SECRET_KEY": "e2e-secret",
             "DATABASE_URL": f"sqlite:///{records / 'cases.sqlite3'}",
             "IMAGE_STORE": str(records / "images"),
+            # Every page below signs in as a clinician; throttling is tested in tests/web.
+            "LOGIN_RATE_PER_ACCOUNT": "1000 per minute",
+            "LOGIN_RATE_PER_ADDRESS": "1000 per minute",
         },
         inference=inference_service,
     )
+    app_users(app)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -76,12 +82,39 @@ def base_url(models_dir: Path, inference_service, tmp_path_factory) -> Iterator[
     thread.join(timeout=5)
 
 
+class SignedInBrowser:
+    """Chromium whose new pages and contexts are signed in through the real login form, as
+    a clinician unless told otherwise (``role=None``: not signed in)."""
+
+    def __init__(self, browser: Any, base_url: str) -> None:
+        self.browser, self.base_url = browser, base_url
+
+    def new_context(self, role: str | None = "clinician", **options: Any) -> Any:
+        context = self.browser.new_context(**options)
+        if role is not None:
+            login = context.request.get(self.base_url + "/login")
+            signed = context.request.post(
+                self.base_url + "/login",
+                form={
+                    "username": role,
+                    "password": PASSWORDS[role],
+                    "csrf_token": form_token(login.text()),
+                },
+                max_redirects=0,
+            )
+            assert signed.status == 302, signed.text()[:500]
+        return context
+
+    def new_page(self, role: str | None = "clinician", **options: Any) -> Any:
+        return self.new_context(role, **options).new_page()
+
+
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser(base_url: str) -> Iterator[SignedInBrowser]:
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield SignedInBrowser(chromium, base_url)
+        chromium.close()
 
 
 def assert_accessible(page, state: str, exclude: str | None = None) -> None:

@@ -144,7 +144,10 @@ def test_the_api_can_be_tried_in_the_local_swagger_ui(
     browser,  # noqa: F811
     base_url: str,  # noqa: F811
 ) -> None:
-    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page = browser.new_page(role="admin", viewport={"width": 1100, "height": 900})
+    page.goto(base_url + "/admin/users")
+    page.click("text=New token for admin")
+    token = page.locator("#secret-text").inner_text()
     errors: list[str] = []
     outside: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -156,11 +159,15 @@ def test_the_api_can_be_tried_in_the_local_swagger_ui(
     page.goto(base_url + "/api/docs")
     page.click("text=try the API")
     page.wait_for_selector(".opblock", timeout=30_000)
-    document = page.evaluate("fetch('/api/v1/openapi.json').then(r => r.json())")
+    document = page.evaluate("fetch('/api/docs/openapi.json').then(r => r.json())")
     operations = sum(
         1 for item in document["paths"].values() for m in item if m in ("get", "post", "delete")
     )
     assert page.locator(".opblock").count() == operations
+    page.click(".authorize")
+    page.fill(".modal-ux input[type=text]", token)
+    page.click(".modal-ux .auth-btn-wrapper .authorize")
+    page.click(".modal-ux .btn-done")
     page.click("#operations-cases-list_cases")
     page.click(".opblock.is-open .try-out__btn")
     page.click(".opblock.is-open .execute")

@@ -19,6 +19,7 @@ from app.records.database import (
 )
 from app.records.image_store import ImageStore
 from app.records.schema import Case
+from tests.support.accounts import admin_client
 
 CARD = ModelCard(name="lenet", version="1.3.0", input_size=224)
 
@@ -106,7 +107,7 @@ def test_the_app_runs_its_cases_on_postgresql(
     from tests.support.server import multipart
 
     app = create_app({**app_config, "DATABASE_URL": postgres_url}, inference=inference_service)
-    client = app.test_client()
+    client = admin_client(app)
     files = [("images", (f"{i}.png", images.make(size=(160, 160), seed=i))) for i in range(2)]
     body, content_type = multipart({"reference": "PG-API"}, files)
     created = client.post("/api/v1/cases", data=body, content_type=content_type)

@@ -57,8 +57,11 @@ def predict_body(image: bytes, model: str | None) -> tuple[bytes, str]:
 class Client:
     """One keep-alive HTTP connection (http.client); reconnects after a failure."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 60.0) -> None:
+    def __init__(
+        self, port: int, host: str = "127.0.0.1", timeout: float = 60.0, token: str = ""
+    ) -> None:
         self.host, self.port, self.timeout = host, port, timeout
+        self.token = token  # sent as a bearer token when set
         self._conn: http.client.HTTPConnection | None = None
 
     def request(
@@ -67,6 +70,8 @@ class Client:
         if self._conn is None:
             self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         headers = {"Content-Type": content_type} if content_type else {}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         try:
             self._conn.request(method, path, body=body, headers=headers)
             response = self._conn.getresponse()
@@ -94,8 +99,8 @@ class Client:
         self.close()
 
 
-def get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    client = Client(port, timeout=timeout)
+def get(port: int, path: str, timeout: float = 5.0, token: str = "") -> tuple[int, bytes]:
+    client = Client(port, timeout=timeout, token=token)
     try:
         return client.request("GET", path)
     finally:
@@ -146,6 +151,8 @@ class GunicornServer:
     started_at: float = 0.0
     log_path: Path | None = None
     _final_log: str = ""
+    database_url: str = ""
+    _token: str = ""
 
     def start(self) -> GunicornServer:
         self.port = self.port or free_port()
@@ -163,6 +170,7 @@ class GunicornServer:
             records = Path(tempfile.mkdtemp(prefix="records-"))
             env["DATABASE_URL"] = f"sqlite:///{records / 'cases.sqlite3'}"
             env["IMAGE_STORE"] = str(records / "images")
+        self.database_url = env["DATABASE_URL"]
         fd, name = tempfile.mkstemp(prefix="gunicorn-", suffix=".log")
         self.log_path = Path(name)
         self.started_at = time.monotonic()
@@ -176,6 +184,22 @@ class GunicornServer:
         )
         os.close(fd)
         return self
+
+    @property
+    def token(self) -> str:
+        """An admin API token, made (with the test users) in the server's database on first use;
+        a server of an older checkout without accounts is never asked for one."""
+        if not self._token:
+            from tests.support.accounts import provision
+
+            self._token = provision(self.database_url)
+        return self._token
+
+    def client(self, timeout: float = 60.0) -> Client:
+        return Client(self.port, timeout=timeout, token=self.token)
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        return get(self.port, path, timeout=timeout, token=self.token)
 
     def wait_ready(self, timeout: float = 180.0) -> float:
         """Seconds from start until /readyz answered 200; raises on timeout or exit."""

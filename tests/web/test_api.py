@@ -13,6 +13,8 @@ from PIL import Image
 from app import create_app
 from app.core.classes import CLASS_IDS
 from app.core.service import InferenceService
+from app.web.auth import requires
+from tests.support.accounts import admin_client
 from tests.support.uploads import post_upload
 
 
@@ -126,7 +128,7 @@ def test_predict_sets_model_name_for_metrics(app, images) -> None:
         seen.append(g.get("model_name"))
         return response
 
-    post_image(app.test_client(), images.make(), model="lenet")
+    post_image(admin_client(app), images.make(), model="lenet")
     assert seen == ["lenet"]
 
 
@@ -152,7 +154,7 @@ def test_health_probes(client) -> None:
 def test_not_ready_before_models_are_loaded(models_dir, images) -> None:
     loading = InferenceService(models_dir)  # never loaded: the state before warm-up ends
     app = create_app({"APP_ENV": "testing", "SECRET_KEY": "t"}, inference=loading)
-    client = app.test_client()
+    client = admin_client(app)
     assert client.get("/healthz").status_code == 200
     assert_error(client.get("/readyz"), 503, "not_ready")
     assert_error(post_image(client, images.make()), 503, "not_ready")
@@ -203,12 +205,13 @@ def test_real_smear_per_class(client, smear_images) -> None:
 
 
 def test_unexpected_errors_hide_the_stack_trace(app) -> None:
+    @requires("read")
     def boom():
         raise RuntimeError("secret internal detail")
 
     app.add_url_rule("/api/v1/boom", "api_boom", boom)
     app.add_url_rule("/boom", "boom", boom)
-    client = app.test_client()
+    client = admin_client(app)
     assert_error(client.get("/api/v1/boom"), 500, "internal_error")
     page = client.get("/boom")
     assert page.status_code == 500 and page.mimetype == "text/html"

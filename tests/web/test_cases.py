@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from app.records.schema import Case, CaseField, Review
 from app.web.records import db
+from tests.support.accounts import admin_client
 from tests.support.images import ImageFactory
 from tests.support.server import multipart
 
@@ -263,7 +264,7 @@ def test_without_the_image_store_only_thumbnails_and_hashes_are_kept(
     from app import create_app
 
     app = create_app({**app_config, "STORE_IMAGES": False}, inference=inference_service)
-    client = app.test_client()
+    client = admin_client(app)
     url = post_case(client, synthetic[:2], reference="S-10", csrf_token=token_of(client)).headers[
         "Location"
     ]
@@ -484,13 +485,13 @@ def test_the_pdf_report_holds_the_record(client: FlaskClient, token: str, synthe
 def test_uploads_to_one_case_at_the_same_time_all_land(app: Flask, synthetic) -> None:
     import threading
 
-    client = app.test_client()
+    client = admin_client(app)
     created = post_case(client, synthetic[:1], url="/api/v1/cases", reference="RACE-1").get_json()
     statuses: list[int] = []
 
     def add() -> None:
         response = post_case(
-            app.test_client(), synthetic[1:2], url=f"/api/v1/cases/{created['id']}/fields"
+            admin_client(app), synthetic[1:2], url=f"/api/v1/cases/{created['id']}/fields"
         )
         statuses.append(response.status_code)
 

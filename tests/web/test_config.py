@@ -103,7 +103,7 @@ def test_production_uses_secret_key_and_secure_cookies(
     prod = create_app({"MODELS_DIR": str(models_dir)}, inference=inference_service)
     assert prod.debug is False
     assert prod.config["SECRET_KEY"] == "s3cret-from-env"
-    response = prod.test_client().get("/", base_url="https://localhost")
+    response = prod.test_client().get("/login", base_url="https://localhost")
     cookie = response.headers["Set-Cookie"]
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert "max-age=" in response.headers["Strict-Transport-Security"]

@@ -11,6 +11,7 @@ import pytest
 
 from app import create_app
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES
+from tests.support.accounts import admin_client
 from tests.support.uploads import post_upload
 
 
@@ -25,7 +26,7 @@ def test_upload_page(client, inference_service) -> None:
     assert 'enctype="multipart/form-data"' in page and 'name="csrf_token"' in page
     assert re.search(r'<input type="file" id="image" name="image" required\s+accept="image/', page)
     assert 'id="dropzone"' in page and 'id="preview"' in page
-    assert page.count('type="submit"') == 1
+    assert page.count('type="submit"') == 2  # the upload and the header's sign-out
     for info in inference_service.models():
         accuracy = f"{info.test_accuracy * 100:.1f}%"
         assert re.search(
@@ -44,6 +45,10 @@ def test_pages_have_no_inline_script_or_style(client, csrf_token, images) -> Non
         client.get("/").get_data(as_text=True),
         analyze(client, csrf_token, images.make()).get_data(as_text=True),
         client.get("/missing").get_data(as_text=True),
+        client.get("/admin/users").get_data(as_text=True),
+        client.get("/admin/audit").get_data(as_text=True),
+        client.get("/account/password").get_data(as_text=True),
+        client.application.test_client().get("/login").get_data(as_text=True),
     ]
     for page in pages:
         assert not re.search(r"<script(?![^>]*\bsrc=)", page), "inline <script> breaks the CSP"
@@ -204,7 +209,7 @@ def test_model_without_guard_says_the_check_is_unavailable(models_dir, tmp_path,
     meta.pop("ood", None)
     (folder / "lenet.json").write_text(json.dumps(meta))
     app = create_app({"APP_ENV": "testing", "MODELS_DIR": str(folder), "SECRET_KEY": "t"})
-    client = app.test_client()
+    client = admin_client(app)
     token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").get_data(as_text=True))
     page = analyze(client, token.group(1), images.make(size=(64, 64))).get_data(as_text=True)
     assert 'id="ood-warning"' not in page

@@ -12,6 +12,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.core.errors import CaptureError, ClassifierError
 from app.core.formats import FORMAT_NAMES
+from app.web.auth import requires
 from app.web.errors import describe
 from app.web.extensions import inference
 from app.web.presenter import result_page
@@ -53,11 +54,13 @@ def _posted_model() -> str | None:
 
 
 @bp.get("/")
+@requires("analyse")
 def index() -> tuple[str, int]:
     return render_upload()
 
 
 @bp.post("/analyze")
+@requires("analyse")
 def analyze() -> tuple[str, int]:
     """Classify the uploaded image and render the result with its explanation."""
     service = inference()

@@ -8,6 +8,7 @@ from flask import Blueprint, g, jsonify, request
 
 from app.core.errors import ClassifierError
 from app.records.cases import MAX_FIELDS, TooManyFieldsError
+from app.web.auth import requires
 from app.web.extensions import csrf, inference
 from app.web.openapi import openapi_document
 from app.web.presenter import model_json, prediction_json
@@ -18,6 +19,7 @@ csrf.exempt(bp)  # API clients send no session cookie, so there is no form to fo
 
 
 @bp.post("/predict")
+@requires("analyse")
 def predict() -> Any:
     """Multipart ``image`` (+ optional ``model``, ``explain``) -> the prediction as JSON.
 
@@ -46,11 +48,13 @@ def predict() -> Any:
 
 
 @bp.get("/openapi.json")
+@requires("read")
 def openapi() -> Any:
     return jsonify(openapi_document())
 
 
 @bp.get("/models")
+@requires("read")
 def models() -> Any:
     service = inference()
     return jsonify(

@@ -14,7 +14,8 @@ from app.records.cases import (
     new_case,
     search_cases,
 )
-from app.web.case_pdf import pdf_response
+from app.web.auth import actor, audit, audit_review, requires
+from app.web.case_pdf import exported_pdf
 from app.web.case_presenter import case_json, case_summary_json
 from app.web.case_uploads import (
     add_to_case,
@@ -33,6 +34,7 @@ csrf.exempt(bp)  # API clients send no session cookie, so there is no form to fo
 
 
 @bp.post("")
+@requires("analyse")
 def create() -> Any:
     """Multipart ``reference``, ``images`` (1-200 files), optional ``note`` and ``model``."""
     allow_case_upload()
@@ -42,8 +44,11 @@ def create() -> Any:
         raise CaseInputError(
             f"Send the photographs in the form field 'images': 1 to {MAX_FIELDS} files."
         )
-    case = new_case(db(), request.form.get("reference"), request.form.get("note"), model)
+    case = new_case(
+        db(), request.form.get("reference"), request.form.get("note"), model, created_by=actor()
+    )
     analyse_into(case, files)
+    audit("case_created", "case", case.public_id, fields=len(files), model=model.name)
     commit()
     response = jsonify(case_json(case))
     response.headers["Location"] = url_for("case_api.show", public_id=case.public_id)
@@ -51,6 +56,7 @@ def create() -> Any:
 
 
 @bp.get("")
+@requires("read")
 def index() -> Any:
     """Search the cases: ``reference``, ``from``, ``to`` (YYYY-MM-DD), ``status``, ``review``,
     ``page`` (25 a page, newest first)."""
@@ -65,16 +71,22 @@ def index() -> Any:
 
 
 @bp.get("/<public_id>")
+@requires("read")
 def show(public_id: str) -> Any:
-    return jsonify(case_json(get_case(db(), public_id)))
+    case = get_case(db(), public_id)
+    audit("case_viewed", "case", case.public_id)
+    commit()
+    return jsonify(case_json(case))
 
 
 @bp.get("/<public_id>/report.pdf")
+@requires("read")
 def report_pdf(public_id: str) -> Any:
-    return pdf_response(get_case(db(), public_id))
+    return exported_pdf(get_case(db(), public_id))
 
 
 @bp.delete("/<public_id>")
+@requires("delete")
 def delete(public_id: str) -> Any:
     """Delete the case with its images and stored photographs."""
     remove_case(get_case(db(), public_id))
@@ -82,20 +94,23 @@ def delete(public_id: str) -> Any:
 
 
 @bp.post("/<public_id>/review")
+@requires("review")
 def review(public_id: str) -> Any:
     """JSON or form: ``decision`` (agree or override), ``class`` (when overriding),
     ``comment``, ``sign_off`` (true to sign off)."""
     body = request.get_json(silent=True) if request.is_json else None
     data = body if isinstance(body, dict) else request.form
     case = get_case(db(), public_id)
-    add_review(
+    reviewed = add_review(
         db(),
         case,
         decision=_text(data.get("decision")),
         class_id=_text(data.get("class")),
         comment=_text(data.get("comment")),
         sign_off=str(data.get("sign_off", "")).lower() in TRUE_WORDS,
+        reviewer=actor(),
     )
+    audit_review(case, reviewed)
     commit()
     return jsonify(case_json(case)), 201
 
@@ -105,6 +120,7 @@ def _text(value: object) -> str | None:
 
 
 @bp.post("/<public_id>/fields")
+@requires("analyse")
 def add_fields(public_id: str) -> Any:
     case, _ = add_to_case(public_id, "Send the photographs in the form field 'images'.")
     return jsonify(case_json(case)), 201

@@ -34,13 +34,15 @@ from app.records.cases import (
     add_review,
     cell_image,
     cell_index,
+    find_case,
     get_case,
     new_case,
     search_cases,
     verdict,
 )
 from app.records.schema import Case
-from app.web.case_pdf import pdf_response
+from app.web.auth import actor, audit, audit_review, requires
+from app.web.case_pdf import exported_pdf
 from app.web.case_presenter import (
     FILTERS,
     REVIEW_LABELS,
@@ -94,6 +96,7 @@ def render_new(error: str | None = None, status: int = 200) -> tuple[str, int]:
 
 
 @bp.get("/")
+@requires("read")
 def index() -> tuple[str, int]:
     """The case history: searched by reference, date, verdict and review state, by pages."""
     try:
@@ -123,11 +126,13 @@ def index() -> tuple[str, int]:
 
 
 @bp.get("/new")
+@requires("analyse")
 def new() -> tuple[str, int]:
     return render_new()
 
 
 @bp.post("/")
+@requires("analyse")
 def create() -> Any:
     """Create a case from the form; its photographs come with it, or one by one after it
     (``files_follow=N``: the page's script sends N, one at a time, and shows the progress;
@@ -139,9 +144,12 @@ def create() -> Any:
     expected = _announced(request.form.get("files_follow"))
     if not files and expected is None:
         raise CaseInputError(f"Choose the photographs of the smear: 1 to {MAX_FIELDS} images.")
-    case = new_case(db(), request.form.get("reference"), request.form.get("note"), model)
+    case = new_case(
+        db(), request.form.get("reference"), request.form.get("note"), model, created_by=actor()
+    )
     case.expected_fields = expected
     analyse_into(case, files)
+    audit("case_created", "case", case.public_id, fields=expected or len(files), model=model.name)
     commit()
     url = url_for("cases.show", public_id=case.public_id)
     if _wants_json():
@@ -160,6 +168,7 @@ def _announced(raw: str | None) -> int | None:
 
 
 @bp.post("/<public_id>/fields")
+@requires("analyse")
 def add_fields(public_id: str) -> Any:
     """More photographs for an open case (the page's script sends them one at a time)."""
     _, added = add_to_case(public_id, "Choose one or more photographs to add.")
@@ -175,8 +184,11 @@ def add_fields(public_id: str) -> Any:
 
 
 @bp.get("/<public_id>")
+@requires("read")
 def show(public_id: str) -> Any:
     case = get_case(db(), public_id)
+    audit("case_viewed", "case", case.public_id)
+    commit()
     if _wants_json():
         return jsonify(case_json(case))
     return render_case(case)
@@ -232,6 +244,7 @@ def cell_gallery(
 
 
 @bp.get("/<public_id>/cells/<int:crop_id>.jpg")
+@requires("read")
 def cell(public_id: str, crop_id: int) -> Response:
     image = cell_image(db(), get_case(db(), public_id), crop_id)
     if image is None:
@@ -242,9 +255,12 @@ def cell(public_id: str, crop_id: int) -> Response:
 
 
 @bp.get("/<public_id>/report")
+@requires("read")
 def report(public_id: str) -> str:
     """The printable record of the case."""
     case = get_case(db(), public_id)
+    audit("report_exported", "case", case.public_id, format="print")
+    commit()
     v = verdict(case)
     return render_template(
         "case_report.html",
@@ -259,11 +275,13 @@ def report(public_id: str) -> str:
 
 
 @bp.get("/<public_id>/report.pdf")
+@requires("read")
 def report_pdf(public_id: str) -> Response:
-    return pdf_response(get_case(db(), public_id))
+    return exported_pdf(get_case(db(), public_id))
 
 
 @bp.get("/<public_id>/fields/<int:position>")
+@requires("read")
 def field(public_id: str, position: int) -> Any:
     """One field: the full result view, explained again from the stored original."""
     case = get_case(db(), public_id)
@@ -285,6 +303,7 @@ def field(public_id: str, position: int) -> Any:
 
 
 @bp.get("/<public_id>/fields/<int:position>/field.jpg")
+@requires("read")
 def field_image(public_id: str, position: int) -> Response:
     """The square the model saw, at the stored photograph's own resolution."""
     case = get_case(db(), public_id)
@@ -301,6 +320,7 @@ def field_image(public_id: str, position: int) -> Response:
 
 
 @bp.get("/<public_id>/fields/<int:position>/thumbnail.jpg")
+@requires("read")
 def thumbnail(public_id: str, position: int) -> Response:
     case = get_case(db(), public_id)
     item = next((f for f in case.fields if f.position == position), None)
@@ -312,27 +332,32 @@ def thumbnail(public_id: str, position: int) -> Response:
 
 
 @bp.post("/<public_id>/reviews")
+@requires("review")
 def review(public_id: str) -> Any:
     case = get_case(db(), public_id)
-    add_review(
+    reviewed = add_review(
         db(),
         case,
         decision=request.form.get("decision"),
         class_id=request.form.get("class_id"),
         comment=request.form.get("comment"),
         sign_off=request.form.get("sign_off") == "1",
+        reviewer=actor(),
     )
+    audit_review(case, reviewed)
     commit()
     flash("Signed off: the case is now read-only." if case.signed_off else "Review saved.")
     return redirect(url_for("cases.show", public_id=public_id) + "#review", code=303)
 
 
 @bp.get("/<public_id>/delete")
+@requires("delete")
 def confirm_delete(public_id: str) -> str:
     return render_template("case_delete.html", case=get_case(db(), public_id))
 
 
 @bp.post("/<public_id>/delete")
+@requires("delete")
 def delete(public_id: str) -> Any:
     case = get_case(db(), public_id)
     if request.form.get("confirm") != case.reference:
@@ -354,9 +379,10 @@ def case_error(exc: Exception) -> Any:
     if request.endpoint == "cases.create":
         return render_new(error=message, status=status)
     public_id = str((request.view_args or {}).get("public_id") or "")
-    if request.endpoint == "cases.delete" and code != "case_not_found":
-        page = render_template("case_delete.html", case=get_case(db(), public_id), error=message)
-        return page, status
-    if request.method == "POST" and public_id and code != "case_not_found":
-        return render_case(get_case(db(), public_id), error=message, status=status)
+    # The form's case, if there is one (a refused form may name a case that does not exist).
+    case = find_case(db(), public_id) if request.method == "POST" and public_id else None
+    if case is not None and request.endpoint == "cases.delete":
+        return render_template("case_delete.html", case=case, error=message), status
+    if case is not None:
+        return render_case(case, error=message, status=status)
     return render_template("error.html", status=status, code=code, message=message), status

@@ -4,15 +4,18 @@ a local copy of Swagger UI to try it (the content security policy allows only th
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, current_app, jsonify, render_template
 
+from app.web.auth import requires
 from app.web.openapi import openapi_document
 
 bp = Blueprint("docs", __name__)
 
 
 @bp.get("/api/docs")
+@requires("read")
 def api_docs() -> str:
     document = openapi_document()
     operations = [
@@ -30,7 +33,15 @@ def api_docs() -> str:
     )
 
 
+@bp.get("/api/docs/openapi.json")
+@requires("read")
+def document() -> Any:
+    """The OpenAPI document for the pages (signed in), as /api/v1/openapi.json is for tokens."""
+    return jsonify(openapi_document())
+
+
 @bp.get("/api/docs/try")
+@requires("read")
 def api_try() -> str:
     return render_template("api_try.html", swagger_ui_version=_swagger_ui_version())
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify
 
+from app.web.auth import public
 from app.web.errors import error_json
 from app.web.extensions import inference
 
@@ -13,12 +14,14 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@public
 def healthz() -> Any:
     """The process is up (liveness); says nothing about the models."""
     return jsonify(status="ok")
 
 
 @bp.get("/readyz")
+@public
 def readyz() -> Any:
     """Ready once every model is loaded and warmed up."""
     service = inference()

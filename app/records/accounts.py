@@ -1,0 +1,277 @@
+"""Accounts, roles, browser sign-ins and API tokens (no Flask: the CLI and tests use it too).
+
+Passwords are hashed with Werkzeug's scrypt. A browser sign-in is a ``LoginSession`` row
+whose random key sits in the cookie; an API token is ``ball_<public id>_<secret>``, and
+only the secret's sha256 is stored. Changes are added to the caller's session; the
+caller commits, together with the audit event that records them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app.core.errors import ClassifierError
+from app.records.schema import ApiToken, LoginSession, User, utcnow
+
+ROLES = ("admin", "clinician", "viewer")
+# What each role may do; every route names the one permission it needs.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "viewer": frozenset({"read"}),
+    "clinician": frozenset({"read", "analyse", "review"}),
+    "admin": frozenset({"read", "analyse", "review", "delete", "audit", "users"}),
+}
+MIN_PASSWORD = 12
+MAX_PASSWORD = 256
+LOCK_AFTER = 5
+LOCK_FOR = timedelta(minutes=15)
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+TOKEN = re.compile(r"^ball_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+# Compared against when the username is unknown, so both cases take as long.
+_DUMMY_HASH = generate_password_hash("not a password of anyone")
+# last_seen is written at most this often, not on every request.
+_TOUCH_EVERY = timedelta(seconds=60)
+
+
+class AccountError(ClassifierError):
+    status = 422
+    code = "invalid_account"
+
+
+class PasswordPolicyError(AccountError):
+    code = "weak_password"
+
+
+class UnknownUserError(AccountError):
+    status = 404
+    code = "unknown_user"
+
+
+class LoginError(ClassifierError):
+    """Wrong username or password, or a disabled account: the same words for all three."""
+
+    status = 401
+    code = "login_failed"
+
+
+class AccountLockedError(LoginError):
+    code = "account_locked"
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """A sign-in ends after ``idle`` without a request, and ``lifetime`` after it began."""
+
+    idle: timedelta = timedelta(minutes=60)
+    lifetime: timedelta = timedelta(hours=12)
+
+
+def can(role: str, permission: str) -> bool:
+    return permission in PERMISSIONS.get(role, frozenset())
+
+
+def check_password(password: str, username: str) -> None:
+    """Length only (NIST SP 800-63B): no composition rules; not the username itself."""
+    if len(password) < MIN_PASSWORD:
+        raise PasswordPolicyError(f"A password needs at least {MIN_PASSWORD} characters.")
+    if len(password) > MAX_PASSWORD:
+        raise PasswordPolicyError(f"A password has at most {MAX_PASSWORD} characters.")
+    if password.strip().lower() == username.lower():
+        raise PasswordPolicyError("A password must not be the username.")
+
+
+def find_user(session: Session, username: str) -> User | None:
+    return session.scalar(select(User).where(User.username == username.strip().lower()))
+
+
+def get_user(session: Session, username: str) -> User:
+    user = find_user(session, username)
+    if user is None:
+        raise UnknownUserError(f"There is no user {username!r}.")
+    return user
+
+
+def create_user(
+    session: Session, username: str, role: str, password: str, must_change: bool = False
+) -> User:
+    name = username.strip().lower()
+    if not USERNAME.match(name):
+        raise AccountError(
+            "A username is 2-64 characters: lower-case letters, digits, '.', '_' or '-'."
+        )
+    if role not in ROLES:
+        raise AccountError(f"The role must be one of: {', '.join(ROLES)}.")
+    if find_user(session, name) is not None:
+        raise AccountError(f"The user {name!r} already exists.")
+    check_password(password, name)
+    user = User(
+        username=name,
+        role=role,
+        password_hash=generate_password_hash(password),
+        must_change_password=must_change,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def authenticate(session: Session, username: str, password: str) -> User:
+    """The active user with this password; counts failures and locks after LOCK_AFTER."""
+    user = find_user(session, username)
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password)
+        raise LoginError("Wrong username or password.")
+    now = utcnow()
+    if user.locked_until is not None and user.locked_until > now:
+        raise AccountLockedError(
+            "This account is locked after repeated failed sign-ins; "
+            f"try again after {user.locked_until:%H:%M} UTC or ask an administrator."
+        )
+    if not check_password_hash(user.password_hash, password) or not user.active:
+        user.failed_logins += 1
+        if user.failed_logins >= LOCK_AFTER:
+            user.locked_until = now + LOCK_FOR
+            user.failed_logins = 0
+        raise LoginError("Wrong username or password.")
+    user.failed_logins = 0
+    user.locked_until = None
+    return user
+
+
+def check_password_hash_of(user: User, password: str) -> bool:
+    return check_password_hash(user.password_hash, password)
+
+
+def set_password(session: Session, user: User, password: str) -> None:
+    """A new password ends every sign-in of the user; the caller starts a new one."""
+    check_password(password, user.username)
+    user.password_hash = generate_password_hash(password)
+    user.password_changed_at = utcnow()
+    user.must_change_password = False
+    user.failed_logins = 0
+    user.locked_until = None
+    end_sessions(session, user)
+
+
+def set_active(session: Session, user: User, active: bool) -> None:
+    """Disabling ends the user's sign-ins; enabling also lifts a lock after failed ones."""
+    user.active = active
+    if active:
+        user.locked_until = None
+        user.failed_logins = 0
+    else:
+        end_sessions(session, user)
+
+
+def start_session(session: Session, user: User) -> str:
+    """A new sign-in; its key goes in the cookie and is never stored."""
+    key = secrets.token_urlsafe(32)
+    session.add(LoginSession(key_hash=_sha256(key), user_id=user.id))
+    session.flush()
+    return key
+
+
+def session_user(session: Session, key: str, limits: SessionLimits) -> User | None:
+    """The user of a live sign-in, or None when it ended, expired or its user was disabled."""
+    sign_in = session.scalar(select(LoginSession).where(LoginSession.key_hash == _sha256(key)))
+    now = utcnow()
+    if (
+        sign_in is None
+        or sign_in.ended_at is not None
+        or not sign_in.user.active
+        or now - sign_in.created_at > limits.lifetime
+        or now - sign_in.last_seen > limits.idle
+    ):
+        return None
+    if now - sign_in.last_seen > _TOUCH_EVERY:
+        sign_in.last_seen = now
+    return sign_in.user
+
+
+def end_session(session: Session, key: str) -> None:
+    session.execute(
+        update(LoginSession)
+        .where(LoginSession.key_hash == _sha256(key), LoginSession.ended_at.is_(None))
+        .values(ended_at=utcnow())
+    )
+
+
+def end_sessions(session: Session, user: User) -> None:
+    session.execute(
+        update(LoginSession)
+        .where(LoginSession.user_id == user.id, LoginSession.ended_at.is_(None))
+        .values(ended_at=utcnow())
+    )
+
+
+def create_token(session: Session, user: User) -> tuple[ApiToken, str]:
+    """A new API token for ``user`` and its one and only plain text."""
+    public_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    token = ApiToken(public_id=public_id, secret_hash=_sha256(secret), user_id=user.id)
+    session.add(token)
+    session.flush()
+    return token, f"ball_{public_id}_{secret}"
+
+
+def token_user(session: Session, text: str) -> User | None:
+    """The active user a well-formed, unrevoked token belongs to, else None.
+
+    Raises LoginError for text that is not a token at all."""
+    match = TOKEN.match(text)
+    if match is None:
+        raise LoginError("The bearer token is malformed: expected ball_<id>_<secret>.")
+    public_id, secret = match.groups()
+    token = session.scalar(select(ApiToken).where(ApiToken.public_id == public_id))
+    if token is None or not hmac.compare_digest(token.secret_hash, _sha256(secret)):
+        return None
+    if token.revoked_at is not None or not token.user.active:
+        return None
+    now = utcnow()
+    if token.last_used is None or now - token.last_used > _TOUCH_EVERY:
+        token.last_used = now
+    return token.user
+
+
+def get_token(session: Session, public_id: str) -> ApiToken:
+    token = session.scalar(select(ApiToken).where(ApiToken.public_id == public_id.strip()))
+    if token is None:
+        raise UnknownUserError(f"There is no API token {public_id!r}.")
+    return token
+
+
+def revoke_token(token: ApiToken) -> None:
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+
+
+def user_tokens(session: Session, user: User) -> list[ApiToken]:
+    return list(
+        session.scalars(
+            select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.created_at)
+        )
+    )
+
+
+def all_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.username)))
+
+
+def any_user(session: Session) -> bool:
+    return session.scalar(select(User.id).limit(1)) is not None
+
+
+def locked(user: User, now: datetime | None = None) -> bool:
+    return user.locked_until is not None and user.locked_until > (now or utcnow())
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

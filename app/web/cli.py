@@ -1,0 +1,153 @@
+"""``flask users ...`` and ``flask tokens ...``: accounts and API tokens from the shell.
+
+The interface is fixed, so scripts can rely on it: passwords are read from stdin when it
+is not a terminal (one line), else prompted for twice; ``tokens create`` prints the token
+as the last line of stdout. Every change is written to the audit trail as ``cli:<user>``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from app.core.errors import ClassifierError
+from app.records import accounts
+from app.records.audit import record
+from app.web.records import commit, db
+
+users = AppGroup("users", help="Create, disable and re-password user accounts.")
+tokens = AppGroup("tokens", help="Create and revoke API tokens.")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(users)
+    app.cli.add_command(tokens)
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"[:64]
+
+
+def _read_password() -> str:
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+def _fail(exc: ClassifierError) -> None:
+    raise click.ClickException(exc.message)
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--role", required=True, type=click.Choice(accounts.ROLES))
+def create_user(username: str, role: str) -> None:
+    """Create USERNAME with ROLE; the password comes from stdin or a prompt."""
+    try:
+        user = accounts.create_user(db(), username, role, _read_password())
+    except accounts.AccountError as exc:
+        _fail(exc)
+        return
+    record(db(), "user_created", _actor(), None, "user", user.username, role=role)
+    commit()
+    click.echo(f"created {user.username} ({role})")
+
+
+@users.command("disable")
+@click.argument("username")
+def disable_user(username: str) -> None:
+    """Disable USERNAME: their sign-ins end and their tokens stop working."""
+    _set_active(username, False)
+
+
+@users.command("enable")
+@click.argument("username")
+def enable_user(username: str) -> None:
+    """Enable USERNAME again (and lift a lock after failed sign-ins)."""
+    _set_active(username, True)
+
+
+def _set_active(username: str, active: bool) -> None:
+    try:
+        user = accounts.get_user(db(), username)
+    except accounts.AccountError as exc:
+        _fail(exc)
+        return
+    accounts.set_active(db(), user, active)
+    action = "user_enabled" if active else "user_disabled"
+    record(db(), action, _actor(), None, "user", user.username)
+    commit()
+    click.echo(f"{'enabled' if active else 'disabled'} {user.username}")
+
+
+@users.command("set-password")
+@click.argument("username")
+def set_password(username: str) -> None:
+    """Give USERNAME a new password (stdin or a prompt); their sign-ins end."""
+    try:
+        user = accounts.get_user(db(), username)
+        accounts.set_password(db(), user, _read_password())
+    except accounts.AccountError as exc:
+        _fail(exc)
+        return
+    record(db(), "password_changed", _actor(), None, "user", user.username)
+    commit()
+    click.echo(f"password changed for {user.username}")
+
+
+@users.command("list")
+def list_users() -> None:
+    """Every user with role and state."""
+    for user in accounts.all_users(db()):
+        state = "active" if user.active else "disabled"
+        if accounts.locked(user):
+            state = "locked"
+        click.echo(f"{user.username}\t{user.role}\t{state}")
+
+
+@tokens.command("create")
+@click.argument("username")
+def create_token(username: str) -> None:
+    """A new API token for USERNAME, printed once as the last line."""
+    try:
+        user = accounts.get_user(db(), username)
+    except accounts.AccountError as exc:
+        _fail(exc)
+        return
+    token, text = accounts.create_token(db(), user)
+    record(db(), "token_created", _actor(), None, "token", token.public_id, user=user.username)
+    commit()
+    click.echo(f"token {token.public_id} for {user.username}; it is shown only now:")
+    click.echo(text)
+
+
+@tokens.command("revoke")
+@click.argument("token_id")
+def revoke_token(token_id: str) -> None:
+    """Revoke the token whose id is TOKEN_ID (the part after ball_)."""
+    try:
+        token = accounts.get_token(db(), token_id)
+    except accounts.AccountError as exc:
+        _fail(exc)
+        return
+    accounts.revoke_token(token)
+    record(
+        db(), "token_revoked", _actor(), None, "token", token.public_id, user=token.user.username
+    )
+    commit()
+    click.echo(f"revoked {token.public_id}")
+
+
+@tokens.command("list")
+@click.argument("username", required=False)
+def list_tokens(username: str | None) -> None:
+    """Token ids, owners and states (never the tokens themselves)."""
+    people = [accounts.get_user(db(), username)] if username else accounts.all_users(db())
+    for user in people:
+        for token in accounts.user_tokens(db(), user):
+            state = "revoked" if token.revoked_at else "active"
+            click.echo(f"{token.public_id}\t{user.username}\t{state}\t{token.created_at:%Y-%m-%d}")

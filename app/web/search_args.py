@@ -1,0 +1,20 @@
+"""The dates and page of a search form's query string (the case history, the audit trail)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from werkzeug.datastructures import MultiDict
+
+from app.records.cases import CaseInputError
+
+
+def dates_and_page(args: MultiDict[str, str]) -> tuple[date | None, date | None, int]:
+    """``from`` and ``to`` (YYYY-MM-DD, optional) and ``page`` (from 1); CaseInputError else."""
+    try:
+        since = date.fromisoformat(args["from"]) if args.get("from") else None
+        until = date.fromisoformat(args["to"]) if args.get("to") else None
+        page = int(args.get("page", "1"))
+    except ValueError:
+        raise CaseInputError("Dates are written YYYY-MM-DD and the page is a number.") from None
+    return since, until, max(1, page)
