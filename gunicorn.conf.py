@@ -13,11 +13,14 @@ Environment variables (all optional):
   TF_NUM_INTEROP_THREADS  TensorFlow ops run in parallel in each worker (default 1)
   GUNICORN_PARALLEL_BOOTS how many workers may load their models at once (default CPUs / 2)
   PROMETHEUS_MULTIPROC_DIR  where workers share metrics; default: a fresh temp dir per start
+  IMAGE_THREADS           threads per worker for per-image work (default: CPUs / workers)
+  SECRET_KEY              made here, once for all workers, outside production when unset
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -68,6 +71,14 @@ TF_INTEROP_THREADS = _env_int("TF_NUM_INTEROP_THREADS", 1)
 os.environ["TF_NUM_INTRAOP_THREADS"] = str(TF_INTRAOP_THREADS)
 os.environ["TF_NUM_INTEROP_THREADS"] = str(TF_INTEROP_THREADS)
 os.environ.setdefault("OMP_NUM_THREADS", str(TF_INTRAOP_THREADS))
+
+# Each worker runs a pool of image threads (app/core/parallel.py): share the CPUs likewise.
+os.environ.setdefault("IMAGE_THREADS", str(max(1, CPUS // max(1, workers))))
+
+# One session key for every worker (a key each would fail the others' forms). Production
+# must be given one: the app refuses to start without it.
+if not os.environ.get("SECRET_KEY") and os.environ.get("APP_ENV") != "production":
+    os.environ["SECRET_KEY"] = secrets.token_hex(32)
 
 # Workers write metrics here for /metrics to add up; set before any worker imports the client.
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:

@@ -118,8 +118,16 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image
         raise ImageDecodeError(f"cannot decode image: {exc}") from exc
     if image.width < 1 or image.height < 1:
         raise ImageDecodeError("image has no pixels")
-    upright = ImageOps.exif_transpose(image)
-    return to_rgb(upright)
+    return to_rgb(_upright(image))
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation says; as stored when the EXIF is unreadable
+    (Pillow raises SyntaxError, ValueError, struct.error... on a damaged block)."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - the pixels are fine, only the orientation is lost
+        return image
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -21,6 +21,10 @@ DEFAULT_MAX_UPLOAD_MB = 10.0
 DEFAULT_MAX_CASE_UPLOAD_MB = 400.0
 
 
+# Production refuses a shorter SECRET_KEY (one that can be guessed signs anyone's session).
+MIN_SECRET_KEY_BYTES = 32
+
+
 class ConfigError(RuntimeError):
     """The configuration is unusable; the app refuses to start."""
 
@@ -139,6 +143,12 @@ def finalize(config: dict[str, Any], cls: type[Config]) -> None:
                 "(e.g. python -c 'import secrets; print(secrets.token_hex(32))')."
             )
         config["SECRET_KEY"] = secrets.token_hex(32)
+    elif cls.REQUIRE_SECRET_KEY and len(str(config["SECRET_KEY"]).encode()) < MIN_SECRET_KEY_BYTES:
+        size = len(str(config["SECRET_KEY"]).encode())
+        raise ConfigError(
+            f"SECRET_KEY is {size} bytes; production needs at least {MIN_SECRET_KEY_BYTES}: "
+            "python -c 'import secrets; print(secrets.token_hex(32))'"
+        )
     if config.get("DEBUG") and cls is not DevelopmentConfig:
         raise ConfigError(f"debug mode is only allowed in development, not in {cls.ENV_NAME}")
 

@@ -35,6 +35,9 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # Requests that match no route share one label, so scanners cannot blow up cardinality.
 UNMATCHED_ROUTE = "<unmatched>"
+# Likewise any method outside HTTP's own: a client can send any word as the method.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "<other>"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.0)
 
 # Created once per process: a second app would raise "Duplicated timeseries" if made per app.
@@ -76,8 +79,9 @@ def _finish_request(response: Response) -> Response:
     request_id = g.get("request_id") or uuid.uuid4().hex
     model = g.get("model_name")
     route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
+    method = request.method if request.method in KNOWN_METHODS else OTHER_METHOD
 
-    REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+    REQUESTS.labels(method, route, str(response.status_code)).inc()
     if model and 200 <= response.status_code < 300:
         PREDICTION_LATENCY.labels(model).observe(latency_s)
 
@@ -90,7 +94,7 @@ def _finish_request(response: Response) -> Response:
                 "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
                 "event": "request",
                 "request_id": request_id,
-                "method": request.method,
+                "method": method,
                 "path": request.path,
                 "status": response.status_code,
                 "model": model,

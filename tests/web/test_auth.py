@@ -85,6 +85,50 @@ def test_each_role_reaches_exactly_what_it_is_allowed(app: Flask, as_role, role:
             assert status == 403, (role, endpoint, method, status)
 
 
+def test_every_api_route_takes_a_valid_token_and_refuses_revoked_and_malformed_ones(
+    app: Flask,
+) -> None:
+    valid = token_for(app, "admin")
+    revoked = token_for(app, "admin")
+    with app.extensions["records"].sessions() as session:
+        accounts.revoke_token(accounts.get_token(session, revoked.split("_")[1]))
+        session.commit()
+    client = app.test_client()
+    api = [(e, m, u) for e, m, u in routes(app) if token_only(e)]
+    assert len(api) >= 10
+    for endpoint, method, url in api:
+        for token, expected in ((valid, None), (revoked, 401), ("ball_nonsense", 401)):
+            client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+            status = call(client, method, url).status_code
+            if expected is None:
+                assert status not in (401, 403) and status < 500, (endpoint, method, status)
+            else:
+                assert status == expected, (endpoint, method, token[:12], status)
+
+
+def test_a_token_does_not_open_the_pages(app: Flask) -> None:
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token_for(app, 'admin')}"
+    for endpoint, method, url in routes(app):
+        if permission_of(app, endpoint) != PUBLIC and not token_only(endpoint):
+            response = call(client, method, url)
+            assert response.status_code == 302, (endpoint, method)
+
+
+def test_every_form_needs_its_csrf_token(app: Flask, as_role) -> None:
+    admin = as_role("admin")
+    posts = [
+        (e, u)
+        for e, m, u in routes(app)
+        if m == "POST" and not token_only(e) and permission_of(app, e) != PUBLIC
+    ]
+    assert len(posts) >= 10
+    for endpoint, url in posts:
+        response = admin.post(url, data={})
+        assert response.status_code == 400, endpoint
+        assert "expired or was not sent from this site" in response.get_data(as_text=True)
+
+
 def test_the_api_takes_tokens_not_the_browser_session(app: Flask, anonymous) -> None:
     app_users(app)
     token = token_for(app, "viewer")

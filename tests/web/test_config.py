@@ -67,6 +67,12 @@ def test_production_refuses_to_start_without_secret_key(monkeypatch: pytest.Monk
         create_app()
 
 
+@pytest.mark.parametrize("key", ["test", "x" * 31])
+def test_production_refuses_a_short_secret_key(key: str) -> None:
+    with pytest.raises(ConfigError, match="at least 32"):
+        create_app({"APP_ENV": "production", "SECRET_KEY": key})
+
+
 def test_debug_flag_refused_outside_development(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLASK_DEBUG", "1")
     with pytest.raises(ConfigError, match="debug"):
@@ -99,10 +105,10 @@ def test_production_uses_secret_key_and_secure_cookies(
     monkeypatch: pytest.MonkeyPatch, models_dir, inference_service
 ) -> None:
     monkeypatch.setenv("APP_ENV", "production")
-    monkeypatch.setenv("SECRET_KEY", "s3cret-from-env")
+    monkeypatch.setenv("SECRET_KEY", "s3cret-from-env-and-long-enough-for-production")
     prod = create_app({"MODELS_DIR": str(models_dir)}, inference=inference_service)
     assert prod.debug is False
-    assert prod.config["SECRET_KEY"] == "s3cret-from-env"
+    assert prod.config["SECRET_KEY"] == "s3cret-from-env-and-long-enough-for-production"
     response = prod.test_client().get("/login", base_url="https://localhost")
     cookie = response.headers["Set-Cookie"]
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie

@@ -200,3 +200,13 @@ def test_log_formatter_falls_back_to_message():
     handler = observability._JsonLineHandler(io.StringIO())
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "plain %s", ("text",), None)
     assert json.loads(handler.format(record)) == {"message": "plain text"}
+
+
+def test_invented_methods_share_one_label(log_stream):
+    client = make_app().test_client()
+    for i in range(200):
+        client.open("/api/v1/predict", method=f"INVENTED{i}")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "INVENTED" not in text and "INVENTED" not in log_stream.getvalue()
+    other = {"method": "<other>", "route": observability.UNMATCHED_ROUTE, "status": "405"}
+    assert sample("http_requests_total", **other) >= 200
