@@ -13,6 +13,7 @@ Environment variables (all optional):
   TF_NUM_INTEROP_THREADS  TensorFlow ops run in parallel in each worker (default 1)
   GUNICORN_PARALLEL_BOOTS how many workers may load their models at once (default CPUs / 2)
   PROMETHEUS_MULTIPROC_DIR  where workers share metrics; default: a fresh temp dir per start
+  LOG_LEVEL               debug, info (default), warning or error
   IMAGE_THREADS           threads per worker for per-image work (default: CPUs / workers)
   SECRET_KEY              made here, once for all workers, outside production when unset
 """
@@ -60,10 +61,38 @@ max_requests_jitter = max_requests // 10
 # Heartbeat files on tmpfs: a disk-backed /tmp in containers can stall workers.
 worker_tmp_dir = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 
-accesslog = "-"
+# Logs: one JSON object per line on stdout, from every Python logger. The app writes one
+# line per request (method, path without its query string, status, latency, request id;
+# no client address), so gunicorn's own access log, which has both, is off.
+accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
-access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}o)s'
+_LEVEL = loglevel.upper()
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "ts", "levelname": "level", "name": "logger"},
+            "datefmt": "%Y-%m-%dT%H:%M:%S%z",
+        }
+    },
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stdout",
+        }
+    },
+    "root": {"level": _LEVEL, "handlers": ["stdout"]},
+    "loggers": {
+        "gunicorn.error": {"level": _LEVEL, "handlers": ["stdout"], "propagate": False},
+        "gunicorn.access": {"level": _LEVEL, "handlers": [], "propagate": False},
+        "alembic": {"level": "WARNING"},
+    },
+}
 
 # Workers share the CPUs so their TensorFlow threads do not oversubscribe the machine.
 TF_INTRAOP_THREADS = _env_int("TF_NUM_INTRAOP_THREADS", max(1, CPUS // max(1, workers)))

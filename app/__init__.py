@@ -63,6 +63,12 @@ def create_app(
     app.register_blueprint(docs.bp)
     app.register_blueprint(health.bp)
     observability.init_app(app)
+    if app.config["TRUSTED_PROXIES"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # The client's address (for the audit trail) and https, as the proxy saw them.
+        n = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     if app.config["CREATE_FIRST_ADMIN"]:
         from app.web.first_admin import ensure_first_admin
 

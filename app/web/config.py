@@ -76,6 +76,10 @@ class Config:
         values["SESSION_LIFETIME_HOURS"] = _number(
             env.get("SESSION_LIFETIME_HOURS"), cls.SESSION_LIFETIME_HOURS, "SESSION_LIFETIME_HOURS"
         )
+        # Proxies in front of the app whose X-Forwarded-* headers are believed (0: none).
+        values["TRUSTED_PROXIES"] = int(
+            _number(env.get("TRUSTED_PROXIES"), 0.0, "TRUSTED_PROXIES", allow_zero=True)
+        )
         # Where login throttling counts (memory:// is per process; redis://... is shared).
         values["RATELIMIT_STORAGE_URI"] = env.get("RATELIMIT_STORAGE_URI") or "memory://"
         if "SESSION_COOKIE_SECURE" in env:
@@ -167,14 +171,14 @@ def _megabytes(raw: str | None, default: float, name: str) -> int:
     return int(mb * 1024 * 1024)
 
 
-def _number(raw: str | None, default: float, name: str) -> float:
+def _number(raw: str | None, default: float, name: str, allow_zero: bool = False) -> float:
     if raw is None or raw.strip() == "":
         return default
     try:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
+    if value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(f"{name} must be above 0, got {raw!r}")
     return value
 

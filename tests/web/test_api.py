@@ -189,7 +189,7 @@ def test_security_headers_everywhere(client) -> None:
         assert "frame-ancestors 'none'" in csp and "'unsafe-inline'" not in csp
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["X-Frame-Options"] == "DENY"
-        assert headers["Referrer-Policy"] == "no-referrer"
+        assert headers["Referrer-Policy"] == "same-origin"
         assert "camera=()" in headers["Permissions-Policy"]
 
 

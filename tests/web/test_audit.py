@@ -257,3 +257,27 @@ def test_a_formula_in_a_username_is_not_run_by_a_spreadsheet(app: Flask, client)
     )
     rows = list(csv.DictReader(io.StringIO(client.get("/admin/audit.csv").get_data(as_text=True))))
     assert rows[-1]["object_id"].startswith("'=")
+
+
+@pytest.mark.parametrize(("proxies", "recorded"), [(0, "127.0.0.1"), (1, "203.0.113.7")])
+def test_behind_the_proxy_the_client_address_is_recorded(
+    app_config, inference_service, proxies: int, recorded: str
+) -> None:
+    from app import create_app
+
+    target = create_app({**app_config, "TRUSTED_PROXIES": proxies}, inference=inference_service)
+    client = target.test_client()
+    forwarded = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
+    page = client.get("/login", headers=forwarded).get_data(as_text=True)
+    # Behind TLS the CSRF check also wants the form's own page as the Referer, which the
+    # same-origin referrer policy lets browsers send.
+    referer = ("https" if proxies else "http") + "://localhost/login"
+    answer = client.post(
+        "/login",
+        data={"username": "ghost", "password": "x", "csrf_token": form_token(page)},
+        headers={**forwarded, "Referer": referer},
+    )
+    assert answer.status_code == 401
+    [event] = events(target)
+    assert event.action == "login_failed" and event.address == recorded
+    target.extensions["records"].engine.dispose()
