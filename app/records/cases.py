@@ -339,9 +339,11 @@ def add_review(
     comment: str | None,
     sign_off: bool,
     reviewer: str | None = None,
+    corrects: int | None = None,
 ) -> Review:
-    """Record a review. On a signed-off case only a signed-off correction is accepted,
-    linked to the review it corrects; nothing already recorded is changed."""
+    """Record a review. On a signed-off case only a signed-off correction is accepted, and
+    only when ``corrects`` names the sign-off in force (so a reviewer who did not see it is
+    told, not turned into a corrector); nothing already recorded is changed."""
     if decision not in DECISIONS:
         raise CaseInputError("Choose whether you agree with the case verdict or override it.")
     model = verdict(case)
@@ -357,6 +359,14 @@ def add_review(
             raise CaseInputError("Choose the class you found.")
         chosen = class_id
     previous = case.signed_off
+    if previous is not None and corrects != previous.id:
+        who = f" by {previous.reviewer}" if previous.reviewer else ""
+        raise CaseLockedError(
+            f"This case was signed off{who} at {previous.created_at:%Y-%m-%d %H:%M} UTC. Reload "
+            "it to see that verdict; to correct it, record a correction of that sign-off."
+        )
+    if previous is None and corrects is not None:
+        raise CaseInputError("There is no sign-off to correct: the case is not signed off.")
     if previous is not None and not sign_off:
         raise CaseLockedError("This case is signed off: a correction must be signed off too.")
     text = clean_text(comment, MAX_COMMENT, "comment")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -155,6 +155,25 @@ class Review(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
     case: Mapped[Case] = relationship(back_populates="reviews")
+
+    # Two reviewers signing off, or correcting one sign-off, at once: the database keeps
+    # the first and refuses the second.
+    __table_args__ = (
+        Index(
+            "uq_reviews_first_sign_off",
+            "case_id",
+            unique=True,
+            sqlite_where=text("signed_off AND supersedes_id IS NULL"),
+            postgresql_where=text("signed_off AND supersedes_id IS NULL"),
+        ),
+        Index(
+            "uq_reviews_one_correction",
+            "supersedes_id",
+            unique=True,
+            sqlite_where=text("supersedes_id IS NOT NULL"),
+            postgresql_where=text("supersedes_id IS NOT NULL"),
+        ),
+    )
 
 
 class User(Base):

@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Flask, current_app, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app.core.errors import CaptureError, ClassifierError
@@ -76,10 +77,21 @@ def respond(exc: BaseException) -> Any:
     return render_template("error.html", status=status, code=code, message=message), status
 
 
+def _clash(_exc: IntegrityError) -> Any:
+    """A row another request wrote first, wherever it surfaced: a 409, never a 500."""
+    from app.web.records import ConcurrentChangeError, db
+
+    db().rollback()
+    return respond(
+        ConcurrentChangeError("Another request changed the same record first; send this again.")
+    )
+
+
 def init_app(app: Flask) -> None:
     """Install the app-wide error handlers."""
     app.register_error_handler(HTTPException, respond)
     app.register_error_handler(ClassifierError, respond)
+    app.register_error_handler(IntegrityError, _clash)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:

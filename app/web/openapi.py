@@ -274,6 +274,11 @@ def openapi_document() -> dict[str, Any]:
                                         "class": _CLASS,
                                         "comment": {"type": "string"},
                                         "sign_off": {"type": "boolean"},
+                                        "corrects": {
+                                            "type": "integer",
+                                            "description": "On a signed-off case: the id of "
+                                            "the sign-off this correction replaces",
+                                        },
                                     },
                                     "required": ["decision"],
                                 }

@@ -6,6 +6,8 @@ checkout, ``flask run`` and a new container need no separate step.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,14 +63,26 @@ class ConcurrentChangeError(ClassifierError):
     code = "concurrent_change"
 
 
-def commit() -> None:
-    """Commit this request's changes; a clash with another request's is a 409, not a 500."""
+@contextmanager
+def clashes_reported(clash: str) -> Iterator[None]:
+    """Inside, a change another request made first (a unique index refusing the row, at a
+    flush or at the commit) becomes a 409 saying ``clash``."""
+    try:
+        yield
+    except IntegrityError:
+        db().rollback()
+        raise ConcurrentChangeError(clash) from None
+
+
+def commit(clash: str = "") -> None:
+    """Commit this request's changes; a clash with another request's is a 409 (saying
+    ``clash`` when given), not a 500."""
     try:
         db().commit()
     except IntegrityError:
         db().rollback()
         raise ConcurrentChangeError(
-            "The case was changed by another request at the same moment; send this again."
+            clash or "The case was changed by another request at the same moment; send this again."
         ) from None
 
 

@@ -190,9 +190,31 @@ def test_review_sign_off_locks_the_case_and_a_correction_is_a_linked_review(
     assert more.status_code == 409 and "signed off" in more.get_data(as_text=True)
     unsigned = client.post(url + "/reviews", data={"decision": "agree", "csrf_token": token})
     assert unsigned.status_code == 409
+    # A second sign-off by someone who did not see the first is told, not made a correction.
+    unaware = client.post(
+        url + "/reviews",
+        data={
+            "decision": "override",
+            "class_id": "pre_b",
+            "comment": "looks pre-B",
+            "sign_off": "1",
+            "csrf_token": token,
+        },
+    )
+    assert unaware.status_code == 409 and "was signed off by admin" in unaware.get_data(
+        as_text=True
+    )
+    first = client.get(url, headers={"Accept": "application/json"}).get_json()["review"]["id"]
+    assert f'name="corrects" value="{first}"' in html
     silent = client.post(
         url + "/reviews",
-        data={"decision": "override", "class_id": "pre_b", "sign_off": "1", "csrf_token": token},
+        data={
+            "decision": "override",
+            "class_id": "pre_b",
+            "sign_off": "1",
+            "corrects": str(first),
+            "csrf_token": token,
+        },
     )
     assert (
         silent.status_code == 422
@@ -206,6 +228,7 @@ def test_review_sign_off_locks_the_case_and_a_correction_is_a_linked_review(
             "class_id": "pre_b",
             "comment": "flow: CD10+",
             "sign_off": "1",
+            "corrects": str(first),
             "csrf_token": token,
         },
     )

@@ -55,17 +55,19 @@ from app.web.case_presenter import (
     review_label,
 )
 from app.web.case_uploads import (
+    REVIEW_CLASH,
     add_to_case,
     allow_case_upload,
     analyse_into,
     case_query,
     remove_case,
+    review_id,
     uploaded_files,
 )
 from app.web.errors import describe
 from app.web.extensions import inference
 from app.web.presenter import result_page
-from app.web.records import commit, db, image_store
+from app.web.records import clashes_reported, commit, db, image_store
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
 
@@ -335,17 +337,19 @@ def thumbnail(public_id: str, position: int) -> Response:
 @requires("review")
 def review(public_id: str) -> Any:
     case = get_case(db(), public_id)
-    reviewed = add_review(
-        db(),
-        case,
-        decision=request.form.get("decision"),
-        class_id=request.form.get("class_id"),
-        comment=request.form.get("comment"),
-        sign_off=request.form.get("sign_off") == "1",
-        reviewer=actor(),
-    )
-    audit_review(case, reviewed)
-    commit()
+    with clashes_reported(REVIEW_CLASH):
+        reviewed = add_review(
+            db(),
+            case,
+            decision=request.form.get("decision"),
+            class_id=request.form.get("class_id"),
+            comment=request.form.get("comment"),
+            sign_off=request.form.get("sign_off") == "1",
+            reviewer=actor(),
+            corrects=review_id(request.form.get("corrects")),
+        )
+        audit_review(case, reviewed)
+        commit()
     flash("Signed off: the case is now read-only." if case.signed_off else "Review saved.")
     return redirect(url_for("cases.show", public_id=public_id) + "#review", code=303)
 
