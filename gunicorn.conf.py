@@ -8,7 +8,7 @@ Environment variables (all optional):
   GUNICORN_THREADS        request threads per worker (default 4)
   GUNICORN_TIMEOUT        seconds a worker may stay silent before it is killed (default 120;
                           it also bounds model loading, which happens in each worker)
-  GUNICORN_MAX_REQUESTS   recycle a worker after this many requests (default 0: never)
+  GUNICORN_MAX_REQUESTS   recycle a worker after this many requests, +-10% (default 5000; 0: never)
   TF_NUM_INTRAOP_THREADS  TensorFlow threads per op in each worker (default: CPUs / workers)
   TF_NUM_INTEROP_THREADS  TensorFlow ops run in parallel in each worker (default 1)
   GUNICORN_PARALLEL_BOOTS how many workers may load their models at once (default CPUs / 2)
@@ -55,7 +55,8 @@ preload_app = False
 timeout = _env_int("GUNICORN_TIMEOUT", 120)
 graceful_timeout = 30
 keepalive = 5
-max_requests = _env_int("GUNICORN_MAX_REQUESTS", 0)
+# Workers are replaced now and then (at staggered counts), so no slow creep of memory lasts.
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 5000)
 max_requests_jitter = max_requests // 10
 
 # Heartbeat files on tmpfs: a disk-backed /tmp in containers can stall workers.

@@ -18,6 +18,7 @@ from app.core.explanation.segmentation import Segmentation
 from app.core.guards.ood import OodResult
 from app.core.guards.uncertainty import is_uncertain
 from app.core.model_card import ModelCard
+from app.core.preprocessing import photograph_size
 from app.core.scale import ScaleCheck
 
 Status = Literal["out_of_distribution", "uncertain", "malignant", "benign"]
@@ -80,6 +81,11 @@ class Prediction:
     ood: OodResult | None = None
     uncertain_below: float | None = None
     explanation: Explanation | None = None
+
+    @property
+    def photograph_size(self) -> tuple[int, int]:
+        """Width and height of the uploaded photograph (a big JPEG is analysed smaller)."""
+        return photograph_size(self.image)
 
     @property
     def label(self) -> str:

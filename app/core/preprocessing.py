@@ -24,8 +24,12 @@ from app.core.formats import ALLOWED_FORMATS, FORMAT_NAMES, claimed_format
 from app.core.model_card import ScaleSpec
 from app.core.scale import ScaleCheck, check_scale
 
-# Pixels above this are refused before decoding (decompression bombs).
-MAX_PIXELS = 40_000_000
+# Pixels above this are refused before decoding (decompression bombs, and memory: a 24 MP
+# microscope camera's photograph is the largest a worker takes).
+MAX_PIXELS = 24_000_000
+PHOTOGRAPH_SIZE = "photograph_size"
+# A JPEG whose short side is at least twice this is decoded at a reduced size (draft mode).
+DRAFT_MIN_SIDE = 1536
 RESAMPLE = Image.Resampling.BILINEAR
 RESAMPLE_NAME = "bilinear"
 PREPROCESSING_SPEC = {
@@ -109,6 +113,7 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image
                     f"image is {width}x{height} pixels; the limit is {max_pixels:,} pixels"
                 )
             image.seek(0)
+            _reduce_while_decoding(image)
             image.load()
     except ImageTooLargeError:
         raise
@@ -118,7 +123,30 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image
         raise ImageDecodeError(f"cannot decode image: {exc}") from exc
     if image.width < 1 or image.height < 1:
         raise ImageDecodeError("image has no pixels")
-    return to_rgb(_upright(image))
+    reduced_by = width / image.width  # above 1 when decoded in draft mode
+    upright = to_rgb(_upright(image))
+    # The photograph's own size, upright, however it was decoded (reported, and recorded).
+    upright.info[PHOTOGRAPH_SIZE] = (
+        round(upright.width * reduced_by),
+        round(upright.height * reduced_by),
+    )
+    return upright
+
+
+def photograph_size(image: Image.Image) -> tuple[int, int]:
+    """The size of the photograph ``load_image`` decoded ``image`` from."""
+    size = image.info.get(PHOTOGRAPH_SIZE)
+    return (int(size[0]), int(size[1])) if size else image.size
+
+
+def _reduce_while_decoding(image: Image.Image) -> None:
+    """A big JPEG is decoded at 1/2, 1/4 or 1/8 of its size (libjpeg's own scaling, so the
+    full picture is never held), keeping the short side at least DRAFT_MIN_SIDE: cells stay
+    far larger than the few pixels the model is given, and memory drops up to 64 times."""
+    if image.format != "JPEG" or min(image.size) < 2 * DRAFT_MIN_SIDE:
+        return
+    factor = DRAFT_MIN_SIDE / min(image.size)
+    image.draft(image.mode, (round(image.width * factor), round(image.height * factor)))
 
 
 def _upright(image: Image.Image) -> Image.Image:
@@ -134,12 +162,17 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB; transparency is composited on white."""
     if image.mode == "RGB":
         return image
-    if image.mode in _HIGH_BIT_DEPTH_MODES:
-        # Scale high bit-depth grey to 8 bits by its range, not by clipping.
-        array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        grey = np.clip(array / top * 255.0, 0, 255).astype(np.uint8)
+    if image.mode.startswith("I;16"):
+        # 16-bit grey to 8 bits by its range (v * 255 / 65535 is v // 257), in 16-bit integers:
+        # a float copy of a 24 MP microscope image would cost 200 MB.
+        grey = (np.asarray(image) // 257).astype(np.uint8)
         image = Image.fromarray(grey, mode="L")
+    elif image.mode in _HIGH_BIT_DEPTH_MODES:
+        # 32-bit grey ("I", "F") to 8 bits by its range, in place in one float32 copy.
+        array = np.array(image, dtype=np.float32)
+        array *= 255.0 / (65535.0 if array.max() > 255 else 255.0)
+        np.clip(array, 0, 255, out=array)
+        image = Image.fromarray(array.astype(np.uint8), mode="L")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in _ALPHA_MODES:

@@ -201,7 +201,7 @@ def add_field(
 
 def _record_prediction(item: CaseField, p: Prediction, pictures: FieldPictures) -> None:
     item.image_format = p.image_format
-    item.width, item.height = p.image.size
+    item.width, item.height = p.photograph_size
     item.state = _state(p)
     item.class_id = p.class_id
     item.probabilities = {c: float(v) for c, v in p.probabilities.items()}

@@ -16,7 +16,7 @@ from flask.helpers import get_debug_flag
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
-DEFAULT_MAX_UPLOAD_MB = 10.0
+DEFAULT_MAX_UPLOAD_MB = 50.0
 # A case's photographs in one request (the form without JavaScript, the API).
 DEFAULT_MAX_CASE_UPLOAD_MB = 400.0
 

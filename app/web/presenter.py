@@ -156,7 +156,11 @@ def prediction_json(p: Prediction) -> dict[str, Any]:
         },
         "elapsed_ms": round(p.total_ms, 2),
         "timings_ms": timings_json(p),
-        "image": {"format": p.image_format, "width": p.image.width, "height": p.image.height},
+        "image": {
+            "format": p.image_format,
+            "width": p.photograph_size[0],
+            "height": p.photograph_size[1],
+        },
         "scale": scale_json(p),
     }
     if p.explanation is not None:

@@ -178,7 +178,8 @@ def gunicorn_settings(cpus: int | None = None, **env: str) -> dict:
     code = (
         "import json, os, runpy; c = runpy.run_path('gunicorn.conf.py'); "
         "keys = ('bind', 'workers', 'threads', 'worker_class', 'preload_app', 'accesslog', "
-        "'timeout', 'graceful_timeout', 'TF_INTRAOP_THREADS', 'CPUS', 'PARALLEL_BOOTS'); "
+        "'timeout', 'graceful_timeout', 'TF_INTRAOP_THREADS', 'CPUS', 'PARALLEL_BOOTS', "
+        "'max_requests', 'max_requests_jitter'); "
         "out = {k: c[k] for k in keys}; "
         "out['metrics_dir'] = os.environ['PROMETHEUS_MULTIPROC_DIR']; "
         "out['metrics_dir_exists'] = os.path.isdir(out['metrics_dir']); "
@@ -226,6 +227,7 @@ def test_gunicorn_defaults():
     assert conf["worker_class"] == "gthread" and conf["preload_app"] is False
     assert conf["accesslog"] is None  # the app's JSON request line is the access log
     assert conf["threads"] == 4
+    assert conf["max_requests"] == 5000 and conf["max_requests_jitter"] == 500
     assert conf["graceful_timeout"] == 30 and conf["timeout"] == 120
     assert conf["metrics_dir_exists"] and conf["removed_on_exit"]
 

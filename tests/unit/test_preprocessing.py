@@ -151,3 +151,32 @@ def test_heic_from_a_phone_is_read_and_a_cut_one_is_called_damaged(images) -> No
     assert claimed_format(heic) == "HEIF"
     with pytest.raises(ImageDecodeError, match="starts like a HEIF image but is damaged"):
         sniff_format(heic[:40])
+
+
+def test_a_big_jpeg_is_decoded_smaller_and_keeps_its_own_size() -> None:
+    import io
+
+    from PIL import Image
+
+    from app.core.preprocessing import DRAFT_MIN_SIDE, load_image, photograph_size
+
+    buf = io.BytesIO()
+    Image.new("RGB", (6000, 4000), (200, 120, 160)).save(buf, "JPEG")
+    image = load_image(buf.getvalue())
+    assert min(image.size) >= DRAFT_MIN_SIDE and image.size == (3000, 2000)
+    assert photograph_size(image) == (6000, 4000)
+    small = io.BytesIO()
+    Image.new("RGB", (224, 224)).save(small, "JPEG")
+    assert photograph_size(load_image(small.getvalue())) == (224, 224)
+
+
+def test_16_bit_grey_is_scaled_by_its_range_without_a_float_copy() -> None:
+    import numpy as np
+    from PIL import Image
+
+    from app.core.preprocessing import to_rgb
+
+    values = np.array([[0, 257, 32896, 65535]], dtype=np.uint16)
+    rgb = np.asarray(to_rgb(Image.fromarray(values)))
+    assert rgb[0, :, 0].tolist() == [0, 1, 128, 255]
+    assert (rgb[..., 0] == rgb[..., 2]).all()

@@ -41,7 +41,7 @@ def test_app_env_picks_the_config_class() -> None:
 
 def test_defaults_read_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = DevelopmentConfig.settings()
-    assert settings["MAX_CONTENT_LENGTH"] == 10 * 1024 * 1024
+    assert settings["MAX_CONTENT_LENGTH"] == 50 * 1024 * 1024
     assert settings["MODELS_DIR"] == str(DEFAULT_MODELS_DIR)
     assert settings["DEFAULT_MODEL"] == "lenet"
     assert settings["DEBUG"] is True

@@ -35,7 +35,7 @@ def test_upload_page(client, inference_service) -> None:
             page,
         )
     assert re.search(r'<option value="lenet" selected>', page)
-    assert "Maximum file size: 10 MB" in page and "JPEG, PNG" in page
+    assert "Maximum file size: 50 MB" in page and "JPEG, PNG" in page
     assert "not a diagnosis" in page
     assert 'name="viewport"' in page
 
@@ -136,11 +136,11 @@ def test_errors_rerender_the_upload_page(
 
 
 def test_too_large_upload_rerenders_the_upload_page(client, csrf_token) -> None:
-    big = b"\xff\xd8\xff" + b"\0" * (10 * 1024 * 1024)
+    big = b"\xff\xd8\xff" + b"\0" * (50 * 1024 * 1024)
     response = analyze(client, csrf_token, big, filename="big.jpg")
     assert response.status_code == 413
     page = response.get_data(as_text=True)
-    assert "too large; the limit is 10 MB" in page and 'id="upload-form"' in page
+    assert "too large; the limit is 50 MB" in page and 'id="upload-form"' in page
 
 
 def test_selected_model_is_kept_after_an_error(client, csrf_token, inference_service) -> None:
