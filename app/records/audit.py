@@ -36,6 +36,8 @@ ACTIONS = (
     "token_created",
     "token_revoked",
     "audit_exported",
+    "backup_created",
+    "backup_restored",
 )
 PAGE_SIZE = 50
 CSV_COLUMNS = ("id", "at", "actor", "action", "object_type", "object_id", "address", "detail")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import UTC, datetime
 
 from flask import Response
 from fpdf import FPDF
@@ -56,7 +55,10 @@ def case_pdf(case: Case) -> bytes:
     pdf.multi_cell(width, 4.5, _text(DISCLAIMER), border=1, padding=2)
     pdf.ln(2)
 
-    made = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    # The record's own last change, not the clock: the same record gives the same PDF, byte
+    # for byte (an archived report can be checked against the record it came from).
+    as_of = max([case.created_at, *(r.created_at for r in case.reviews)])
+    pdf.set_creation_date(as_of)
     facts = [
         ("Case reference", case.reference),
         ("Created", case.created_at.strftime("%Y-%m-%d %H:%M UTC")),
@@ -66,7 +68,7 @@ def case_pdf(case: Case) -> bytes:
             f"fields used at least {case.rule['min_used_share']:.0%}; "
             f"agreement at least {case.rule['min_agreement']:.0%}",
         ),
-        ("Report made", made),
+        ("Record as of", as_of.strftime("%Y-%m-%d %H:%M UTC")),
     ]
     if case.note:
         facts.append(("Note", case.note))

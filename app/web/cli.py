@@ -1,4 +1,4 @@
-"""``flask users ...`` and ``flask tokens ...``: accounts and API tokens from the shell.
+"""``flask users ...``, ``flask tokens ...`` and ``flask backup ...`` from the shell.
 
 The interface is fixed, so scripts can rely on it: passwords are read from stdin when it
 is not a terminal (one line), else prompted for twice; ``tokens create`` prints the token
@@ -9,23 +9,27 @@ from __future__ import annotations
 
 import getpass
 import sys
+from pathlib import Path
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from app.core.errors import ClassifierError
-from app.records import accounts
+from app.records import accounts, backup
 from app.records.audit import record
+from app.records.database import upgrade
 from app.web.records import commit, db
 
 users = AppGroup("users", help="Create, disable and re-password user accounts.")
 tokens = AppGroup("tokens", help="Create and revoke API tokens.")
+backups = AppGroup("backup", help="Back up and restore the database and the photographs.")
 
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(users)
     app.cli.add_command(tokens)
+    app.cli.add_command(backups)
 
 
 def _actor() -> str:
@@ -151,3 +155,41 @@ def list_tokens(username: str | None) -> None:
         for token in accounts.user_tokens(db(), user):
             state = "revoked" if token.revoked_at else "active"
             click.echo(f"{token.public_id}\t{user.username}\t{state}\t{token.created_at:%Y-%m-%d}")
+
+
+def _image_root() -> Path | None:
+    root = current_app.config.get("IMAGE_STORE")
+    return Path(root) if root and current_app.config.get("STORE_IMAGES", True) else None
+
+
+@backups.command("create")
+@click.argument("folder", type=click.Path(path_type=Path))
+def create_backup(folder: Path) -> None:
+    """Copy the database and the photographs into FOLDER (new); safe while the app runs."""
+    try:
+        made = backup.create(current_app.config["DATABASE_URL"], _image_root(), folder)
+    except backup.BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    record(db(), "backup_created", _actor(), None, None, None, folder=str(folder))
+    commit()
+    click.echo(f"backed up the {made.database} database and {made.photographs} photographs")
+    click.echo(str(folder))
+
+
+@backups.command("restore")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--yes", is_flag=True, help="Replace the records without asking.")
+def restore_backup(folder: Path, yes: bool) -> None:
+    """Replace the database and the photographs with the backup in FOLDER (stop the app first)."""
+    if not yes:
+        click.confirm("This replaces every case, user and audit event. Go on?", abort=True)
+    records = current_app.extensions["records"]
+    records.engine.dispose()  # no connection of this process holds the old database
+    try:
+        made = backup.restore(current_app.config["DATABASE_URL"], _image_root(), folder)
+    except backup.BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    upgrade(records.engine)  # a backup of an older version is brought to this one's schema
+    record(db(), "backup_restored", _actor(), None, None, None, folder=str(folder))
+    commit()
+    click.echo(f"restored the backup made at {made.made_at} ({made.photographs} photographs)")
