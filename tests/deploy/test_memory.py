@@ -15,7 +15,7 @@ from PIL import Image
 from app.core.model_files import model_names
 from tests.support.images import ImageFactory, smear_images
 from tests.support.models import data_root, served_models_dir
-from tests.support.server import GunicornServer, multipart
+from tests.support.server import GunicornServer, multipart, rss_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -31,10 +31,7 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise ValueError(f"no VmRSS for {pid}")
+    return rss_bytes(pid) / 2**20
 
 
 def reset_peak(pid: int) -> None:
