@@ -25,6 +25,7 @@ from app import create_app
 from app.core.model_files import model_names
 from app.core.preprocessing import load_image, prepare
 from app.core.service import InferenceService
+from tests.support.accounts import admin_client
 from tests.support.images import smear_images
 from tests.support.models import ROOT, data_root, served_models_dir
 from tests.support.server import multipart
@@ -86,7 +87,7 @@ def main() -> int:
             },
             inference=service,
         )
-        client = app.test_client()
+        client = admin_client(app)
         for name in model_names(args.models_dir):
             case_seconds(client, files[:4], name)  # warm: traces the batch shapes
             runs = [case_seconds(client, files, name) for _ in range(args.rounds)]

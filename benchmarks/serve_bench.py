@@ -21,6 +21,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -151,13 +152,21 @@ def in_process_ms(
     from app import create_app
     from app.core.preprocessing import preprocess
     from app.core.service import InferenceService
+    from tests.support.accounts import admin_client
 
     service = InferenceService(models_dir).load()
+    records = Path(tempfile.mkdtemp(prefix="bench-records-"))
     flask_app = create_app(
-        {"APP_ENV": "testing", "WTF_CSRF_ENABLED": False, "MODELS_DIR": str(models_dir)},
+        {
+            "APP_ENV": "testing",
+            "WTF_CSRF_ENABLED": False,
+            "MODELS_DIR": str(models_dir),
+            "DATABASE_URL": f"sqlite:///{records / 'cases.sqlite3'}",
+            "IMAGE_STORE": str(records / "images"),
+        },
         inference=service,
     )
-    client = flask_app.test_client()
+    client = admin_client(flask_app)
     out = {}
     for name in names:
         model = service.served(name).model
