@@ -62,18 +62,16 @@ def test_back_up_wipe_restore(
     restored_app.extensions["records"].engine.dispose()
     done = restored_app.test_cli_runner().invoke(args=["backup", "restore", str(folder), "--yes"])
     assert done.exit_code == 0, done.output
+    restored_app.extensions["records"].engine.dispose()
 
     again = make_app(config, inference_service)
     client = admin_client(again)
     assert client.get(url).get_json() == before
     assert client.get(url + "/report.pdf").data == pdf
     assert client.get(f"/cases/{case['id']}/fields/1/field.jpg").data == picture
-    actions = [
-        row[0]
-        for row in again.extensions["records"]
-        .engine.connect()
-        .execute(text("SELECT action FROM audit_events ORDER BY id"))
-    ]
+    with again.extensions["records"].engine.connect() as connection:
+        rows = connection.execute(text("SELECT action FROM audit_events ORDER BY id"))
+        actions = [row[0] for row in rows]
     # The restored trail is the backup's, then the restore, then what was done since.
     restored = actions.index("backup_restored")
     assert "case_signed_off" in actions[:restored]
