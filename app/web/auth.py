@@ -21,7 +21,7 @@ from werkzeug.exceptions import Forbidden, Unauthorized
 
 from app.records import accounts
 from app.records.audit import record
-from app.records.schema import Case, Review, User
+from app.records.schema import User
 from app.web.records import db
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -117,14 +117,6 @@ def audit(
 ) -> None:
     """Record ``action`` by this request's user; committed with the request's change."""
     record(db(), action, actor(), address(), object_type, object_id, **detail)
-
-
-def audit_review(case: Case, review: Review) -> None:
-    action = "case_signed_off" if review.signed_off else "case_reviewed"
-    detail: dict[str, Any] = {"decision": review.decision, "class": review.class_id}
-    if review.supersedes_id is not None:
-        detail["corrects_review"] = review.supersedes_id
-    audit(action, "case", case.public_id, **detail)
 
 
 def sign_in(user: User) -> None:

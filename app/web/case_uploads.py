@@ -39,23 +39,6 @@ CHUNK_FILES = 64
 CHUNK_PIXELS = 64_000_000
 
 
-REVIEW_CLASH = (
-    "Another reviewer signed this case off, or corrected its sign-off, at the same moment: "
-    "reload it to see their verdict."
-)
-
-
-def review_id(raw: object) -> int | None:
-    """The ``corrects`` of a review form or request: the id of the sign-off it corrects."""
-    if raw is None or raw == "":
-        return None
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.isdigit():
-        return int(raw)
-    raise CaseInputError("'corrects' is the id of the sign-off being corrected.")
-
-
 class FileTooLargeError(ClassifierError):
     status = 413
     code = "payload_too_large"

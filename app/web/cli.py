@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import getpass
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -42,8 +44,15 @@ def _read_password() -> str:
     return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
-def _fail(exc: ClassifierError) -> None:
-    raise click.ClickException(exc.message)
+@contextmanager
+def _refusals_said() -> Iterator[None]:
+    """An account or backup that cannot be used: its reason on stderr, exit status 1."""
+    try:
+        yield
+    except ClassifierError as exc:
+        raise click.ClickException(exc.message) from None
+    except backup.BackupError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @users.command("create")
@@ -51,11 +60,8 @@ def _fail(exc: ClassifierError) -> None:
 @click.option("--role", required=True, type=click.Choice(accounts.ROLES))
 def create_user(username: str, role: str) -> None:
     """Create USERNAME with ROLE; the password comes from stdin or a prompt."""
-    try:
+    with _refusals_said():
         user = accounts.create_user(db(), username, role, _read_password())
-    except accounts.AccountError as exc:
-        _fail(exc)
-        return
     record(db(), "user_created", _actor(), None, "user", user.username, role=role)
     commit()
     click.echo(f"created {user.username} ({role})")
@@ -76,11 +82,8 @@ def enable_user(username: str) -> None:
 
 
 def _set_active(username: str, active: bool) -> None:
-    try:
+    with _refusals_said():
         user = accounts.get_user(db(), username)
-    except accounts.AccountError as exc:
-        _fail(exc)
-        return
     accounts.set_active(db(), user, active)
     action = "user_enabled" if active else "user_disabled"
     record(db(), action, _actor(), None, "user", user.username)
@@ -92,12 +95,9 @@ def _set_active(username: str, active: bool) -> None:
 @click.argument("username")
 def set_password(username: str) -> None:
     """Give USERNAME a new password (stdin or a prompt); their sign-ins end."""
-    try:
+    with _refusals_said():
         user = accounts.get_user(db(), username)
         accounts.set_password(db(), user, _read_password())
-    except accounts.AccountError as exc:
-        _fail(exc)
-        return
     record(db(), "password_changed", _actor(), None, "user", user.username)
     commit()
     click.echo(f"password changed for {user.username}")
@@ -117,11 +117,8 @@ def list_users() -> None:
 @click.argument("username")
 def create_token(username: str) -> None:
     """A new API token for USERNAME, printed once as the last line."""
-    try:
+    with _refusals_said():
         user = accounts.get_user(db(), username)
-    except accounts.AccountError as exc:
-        _fail(exc)
-        return
     token, text = accounts.create_token(db(), user)
     record(db(), "token_created", _actor(), None, "token", token.public_id, user=user.username)
     commit()
@@ -133,11 +130,8 @@ def create_token(username: str) -> None:
 @click.argument("token_id")
 def revoke_token(token_id: str) -> None:
     """Revoke the token whose id is TOKEN_ID (the part after ball_)."""
-    try:
+    with _refusals_said():
         token = accounts.get_token(db(), token_id)
-    except accounts.AccountError as exc:
-        _fail(exc)
-        return
     accounts.revoke_token(token)
     record(
         db(), "token_revoked", _actor(), None, "token", token.public_id, user=token.user.username
@@ -150,7 +144,8 @@ def revoke_token(token_id: str) -> None:
 @click.argument("username", required=False)
 def list_tokens(username: str | None) -> None:
     """Token ids, owners and states (never the tokens themselves)."""
-    people = [accounts.get_user(db(), username)] if username else accounts.all_users(db())
+    with _refusals_said():
+        people = [accounts.get_user(db(), username)] if username else accounts.all_users(db())
     for user in people:
         for token in accounts.user_tokens(db(), user):
             state = "revoked" if token.revoked_at else "active"
@@ -166,10 +161,8 @@ def _image_root() -> Path | None:
 @click.argument("folder", type=click.Path(path_type=Path))
 def create_backup(folder: Path) -> None:
     """Copy the database and the photographs into FOLDER (new); safe while the app runs."""
-    try:
+    with _refusals_said():
         made = backup.create(current_app.config["DATABASE_URL"], _image_root(), folder)
-    except backup.BackupError as exc:
-        raise click.ClickException(str(exc)) from None
     record(db(), "backup_created", _actor(), None, None, None, folder=str(folder))
     commit()
     click.echo(f"backed up the {made.database} database and {made.photographs} photographs")
@@ -185,10 +178,8 @@ def restore_backup(folder: Path, yes: bool) -> None:
         click.confirm("This replaces every case, user and audit event. Go on?", abort=True)
     records = current_app.extensions["records"]
     records.engine.dispose()  # no connection of this process holds the old database
-    try:
+    with _refusals_said():
         made = backup.restore(current_app.config["DATABASE_URL"], _image_root(), folder)
-    except backup.BackupError as exc:
-        raise click.ClickException(str(exc)) from None
     upgrade(records.engine)  # a backup of an older version is brought to this one's schema
     record(db(), "backup_restored", _actor(), None, None, None, folder=str(folder))
     commit()

@@ -79,12 +79,10 @@ def respond(exc: BaseException) -> Any:
 
 def _clash(_exc: IntegrityError) -> Any:
     """A row another request wrote first, wherever it surfaced: a 409, never a 500."""
-    from app.web.records import ConcurrentChangeError, db
+    from app.web.records import CONCURRENT_CHANGE, ConcurrentChangeError, db
 
     db().rollback()
-    return respond(
-        ConcurrentChangeError("Another request changed the same record first; send this again.")
-    )
+    return respond(ConcurrentChangeError(CONCURRENT_CHANGE))
 
 
 def init_app(app: Flask) -> None:

@@ -63,6 +63,9 @@ class ConcurrentChangeError(ClassifierError):
     code = "concurrent_change"
 
 
+CONCURRENT_CHANGE = "Another request changed the same record first; send this again."
+
+
 @contextmanager
 def clashes_reported(clash: str) -> Iterator[None]:
     """Inside, a change another request made first (a unique index refusing the row, at a
@@ -74,16 +77,10 @@ def clashes_reported(clash: str) -> Iterator[None]:
         raise ConcurrentChangeError(clash) from None
 
 
-def commit(clash: str = "") -> None:
-    """Commit this request's changes; a clash with another request's is a 409 (saying
-    ``clash`` when given), not a 500."""
-    try:
+def commit() -> None:
+    """Commit this request's changes; a clash with another request's is a 409, not a 500."""
+    with clashes_reported(CONCURRENT_CHANGE):
         db().commit()
-    except IntegrityError:
-        db().rollback()
-        raise ConcurrentChangeError(
-            clash or "The case was changed by another request at the same moment; send this again."
-        ) from None
 
 
 def image_store() -> ImageStore | None:

@@ -217,9 +217,10 @@ def test_the_database_refuses_to_change_or_remove_an_event(
 
 
 def test_no_route_can_change_or_remove_an_event(app: Flask) -> None:
-    for rule in app.url_map.iter_rules():
-        if rule.endpoint.startswith("admin.audit"):
-            assert rule.methods is not None and rule.methods <= {"GET", "HEAD", "OPTIONS"}
+    audit_rules = [r for r in app.url_map.iter_rules() if r.endpoint.startswith("admin.audit")]
+    assert {r.endpoint for r in audit_rules} == {"admin.audit_trail", "admin.audit_csv"}
+    for rule in audit_rules:
+        assert rule.methods is not None and rule.methods <= {"GET", "HEAD", "OPTIONS"}
 
 
 def test_the_audit_page_filters_and_its_csv_reads_back(

@@ -55,6 +55,7 @@ def test_users_create_reads_the_password_from_stdin(app: Flask) -> None:
         (("users", "disable", "nobody"), None, "no user"),
         (("tokens", "create", "nobody"), None, "no user"),
         (("tokens", "revoke", "0123456789ab"), None, "no API token"),
+        (("tokens", "list", "nobody"), None, "no user"),
     ],
 )
 def test_mistakes_exit_non_zero_and_say_why(app: Flask, args, stdin, says: str) -> None:

@@ -66,7 +66,7 @@ def create_user() -> Any:
         return _users_page(error=exc.message), exc.status
     audit("user_created", "user", user.username, role=user.role)
     commit()
-    return _users_page(secret=("password", user.username, password), focus="one-time"), 201
+    return _users_page(secret=("password", user.username, password)), 201
 
 
 @bp.post("/users/<username>/active")
@@ -91,7 +91,7 @@ def create_token(username: str) -> Any:
     token, text = accounts.create_token(db(), user)
     audit("token_created", "token", token.public_id, user=user.username)
     commit()
-    return _users_page(secret=("token", user.username, text), focus="one-time"), 201
+    return _users_page(secret=("token", user.username, text)), 201
 
 
 @bp.post("/tokens/<public_id>/revoke")
@@ -105,9 +105,7 @@ def revoke_token(public_id: str) -> Any:
     return redirect(url_for("admin.users"))
 
 
-def _users_page(
-    error: str | None = None, secret: tuple[str, str, str] | None = None, focus: str | None = None
-) -> str:
+def _users_page(error: str | None = None, secret: tuple[str, str, str] | None = None) -> str:
     people = accounts.all_users(db())
     tokens = {u.id: accounts.user_tokens(db(), u) for u in people}
     return render_template(
@@ -118,7 +116,6 @@ def _users_page(
         locked=accounts.locked,
         error=error,
         secret=secret,
-        focus=focus,
     )
 
 

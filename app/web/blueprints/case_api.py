@@ -9,26 +9,24 @@ from flask import Blueprint, jsonify, request, url_for
 from app.records.cases import (
     MAX_FIELDS,
     CaseInputError,
-    add_review,
     get_case,
     new_case,
     search_cases,
 )
-from app.web.auth import actor, audit, audit_review, requires
+from app.web.auth import actor, audit, requires
 from app.web.case_pdf import exported_pdf
 from app.web.case_presenter import case_json, case_summary_json
 from app.web.case_uploads import (
-    REVIEW_CLASH,
     add_to_case,
     allow_case_upload,
     analyse_into,
     case_query,
     remove_case,
-    review_id,
     uploaded_files,
 )
 from app.web.extensions import csrf, inference
-from app.web.records import clashes_reported, commit, db
+from app.web.records import commit, db
+from app.web.reviews import save_review
 from app.web.uploads import TRUE_WORDS, requested_model
 
 bp = Blueprint("case_api", __name__, url_prefix="/api/v1/cases")
@@ -103,19 +101,14 @@ def review(public_id: str) -> Any:
     body = request.get_json(silent=True) if request.is_json else None
     data = body if isinstance(body, dict) else request.form
     case = get_case(db(), public_id)
-    with clashes_reported(REVIEW_CLASH):
-        reviewed = add_review(
-            db(),
-            case,
-            decision=_text(data.get("decision")),
-            class_id=_text(data.get("class")),
-            comment=_text(data.get("comment")),
-            sign_off=str(data.get("sign_off", "")).lower() in TRUE_WORDS,
-            reviewer=actor(),
-            corrects=review_id(data.get("corrects")),
-        )
-        audit_review(case, reviewed)
-        commit()
+    save_review(
+        case,
+        decision=_text(data.get("decision")),
+        class_id=_text(data.get("class")),
+        comment=_text(data.get("comment")),
+        sign_off=str(data.get("sign_off", "")).lower() in TRUE_WORDS,
+        corrects=data.get("corrects"),
+    )
     return jsonify(case_json(case)), 201
 
 

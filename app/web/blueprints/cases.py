@@ -31,7 +31,6 @@ from app.core.preprocessing import load_image, prepare
 from app.records.cases import (
     MAX_FIELDS,
     CaseInputError,
-    add_review,
     cell_image,
     cell_index,
     find_case,
@@ -41,7 +40,7 @@ from app.records.cases import (
     verdict,
 )
 from app.records.schema import Case
-from app.web.auth import actor, audit, audit_review, requires
+from app.web.auth import actor, audit, requires
 from app.web.case_pdf import exported_pdf
 from app.web.case_presenter import (
     FILTERS,
@@ -55,19 +54,18 @@ from app.web.case_presenter import (
     review_label,
 )
 from app.web.case_uploads import (
-    REVIEW_CLASH,
     add_to_case,
     allow_case_upload,
     analyse_into,
     case_query,
     remove_case,
-    review_id,
     uploaded_files,
 )
 from app.web.errors import describe
 from app.web.extensions import inference
 from app.web.presenter import result_page
-from app.web.records import clashes_reported, commit, db, image_store
+from app.web.records import commit, db, image_store
+from app.web.reviews import save_review
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
 
@@ -337,19 +335,14 @@ def thumbnail(public_id: str, position: int) -> Response:
 @requires("review")
 def review(public_id: str) -> Any:
     case = get_case(db(), public_id)
-    with clashes_reported(REVIEW_CLASH):
-        reviewed = add_review(
-            db(),
-            case,
-            decision=request.form.get("decision"),
-            class_id=request.form.get("class_id"),
-            comment=request.form.get("comment"),
-            sign_off=request.form.get("sign_off") == "1",
-            reviewer=actor(),
-            corrects=review_id(request.form.get("corrects")),
-        )
-        audit_review(case, reviewed)
-        commit()
+    save_review(
+        case,
+        decision=request.form.get("decision"),
+        class_id=request.form.get("class_id"),
+        comment=request.form.get("comment"),
+        sign_off=request.form.get("sign_off") == "1",
+        corrects=request.form.get("corrects"),
+    )
     flash("Signed off: the case is now read-only." if case.signed_off else "Review saved.")
     return redirect(url_for("cases.show", public_id=public_id) + "#review", code=303)
 
