@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from app.core.guards.image_stats import STATS_SIZE
 from app.core.guards.ood import (
     COMPONENTS,
-    STATS_SIZE,
     OodGuard,
     build_forward,
     image_statistics_of,

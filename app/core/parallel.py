@@ -1,16 +1,19 @@
 """One process-wide pool of threads for per-image work (decoding, statistics, crops).
 
 NumPy, Pillow and scikit-image release the GIL in their heavy loops, so a case's
-photographs are worked on by as many threads as the machine has cores.
+photographs are worked on by as many threads as the machine has cores
+(``parallel_map``). TensorFlow releases it for a whole model pass, so work that
+``start`` hands to the threads before a pass goes on while the pass runs.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -34,6 +37,48 @@ def parallel_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     if len(batch) < 2 or workers() < 2:
         return [fn(item) for item in batch]
     return list(_executor().map(fn, batch))
+
+
+class Pending(Generic[R]):
+    """Results being worked out on the pool; ``results`` waits for them, in order."""
+
+    def __init__(self, futures: list[Future[tuple[R, float]]]) -> None:
+        self._futures = futures
+
+    def results(self) -> list[R]:
+        """The results in the items' order; an item's exception is raised here."""
+        return [f.result()[0] for f in self._futures]
+
+    def seconds(self) -> list[float]:
+        """How long each item's own work took (waits for it)."""
+        return [f.result()[1] for f in self._futures]
+
+
+def start(fn: Callable[..., R], *iterables: Iterable[Any]) -> Pending[R]:
+    """Start ``fn`` over the items of ``iterables`` (zipped, as ``map`` does) on the pool
+    and return at once, so the caller can work meanwhile (a model pass); even with one
+    image thread the work runs beside the caller. A single call is made now, by the
+    caller: on the pool it could queue behind a case's work."""
+    calls = list(zip(*iterables, strict=True))
+    if len(calls) < 2:
+        return Pending([_done(fn, args) for args in calls])
+    pool = _executor()
+    return Pending([pool.submit(_timed, fn, *args) for args in calls])
+
+
+def _timed(fn: Callable[..., R], *args: Any) -> tuple[R, float]:
+    begin = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - begin
+
+
+def _done(fn: Callable[..., R], args: tuple[Any, ...]) -> Future[tuple[R, float]]:
+    future: Future[tuple[R, float]] = Future()
+    try:
+        future.set_result(_timed(fn, *args))
+    except Exception as exc:  # noqa: BLE001 - raised by results(), as from the pool
+        future.set_exception(exc)
+    return future
 
 
 def _executor() -> ThreadPoolExecutor:

@@ -26,7 +26,9 @@ Status = Literal["out_of_distribution", "uncertain", "malignant", "benign"]
 
 @dataclass(frozen=True)
 class Timings:
-    """Milliseconds per classification step; ``ood_ms`` is None when the model has no guard."""
+    """Milliseconds of one image's own work per step: in a batch, ``model_ms`` is its share of
+    the pass, and ``ood_ms`` its own statistics, which run beside the pass, plus its share of
+    the scoring; ``total_ms`` is their sum. ``ood_ms`` is None when the model has no guard."""
 
     decode_ms: float
     preprocess_ms: float

@@ -24,12 +24,14 @@ from app.core.errors import ClassifierError, NoModelsError, NotReadyError, Unkno
 from app.core.explanation.gradcam import GradCam, heat_layer_png, overlay_png
 from app.core.explanation.heat_share import heat_share
 from app.core.explanation.segmentation import outline_png, segment
+from app.core.guards.image_stats import field_statistics
 from app.core.guards.ood import OodGuard, OodNotFittedError, OodResult
 from app.core.imaging import DISPLAY_SIDE, downscale
 from app.core.model_card import ModelCard
 from app.core.model_files import model_names
 from app.core.model_store import BATCH, LoadedModel, load_model
 from app.core.parallel import parallel_map
+from app.core.parallel import start as start_work
 from app.core.prediction import Explanation, Prediction, Timings
 from app.core.preprocessing import PreparedImage, load_image, prepare, sniff_format
 
@@ -159,21 +161,31 @@ class InferenceService:
     def classify_many(
         self, items: Sequence[bytes], model: str | None = None
     ) -> list[Prediction | ClassifierError]:
-        """``classify`` for several images at once, in one model pass per BATCH; decoding
-        and the guard's image statistics run on the process's image threads.
+        """``classify`` for several images at once: ``decode_many``, then ``classify_decoded``.
 
         An image that cannot be classified gets its error in its place in the list;
         the others are classified. UnknownModelError and NotReadyError are raised.
         """
+        return self.classify_decoded(self.decode_many(items, model), model)
+
+    def decode_many(
+        self, items: Sequence[bytes], model: str | None = None
+    ) -> list[DecodedImage | ClassifierError]:
+        """Each image decoded and prepared for ``model`` (its scale checked), on the image
+        threads; an image that cannot be gets its error in its place."""
+        loaded = self.served(model).model
+        return parallel_map(lambda data: _decode_or_refuse(data, loaded), items)
+
+    def classify_decoded(
+        self, decoded: Sequence[DecodedImage | ClassifierError], model: str | None = None
+    ) -> list[Prediction | ClassifierError]:
+        """Classify what ``decode_many`` gave, in one model pass per BATCH; the guard's image
+        statistics are worked out on the image threads during the pass. Errors stay in place."""
         served = self.served(model)
-        outcomes: list[Prediction | ClassifierError | None] = [None] * len(items)
-        pending: list[tuple[int, _Decoded]] = []
-        decoded = parallel_map(lambda data: _decode_or_refuse(data, served.model), items)
-        for i, item in enumerate(decoded):
-            if isinstance(item, ClassifierError):
-                outcomes[i] = item
-            else:
-                pending.append((i, item))
+        outcomes: list[Prediction | ClassifierError | None] = [
+            item if isinstance(item, ClassifierError) else None for item in decoded
+        ]
+        pending = [(i, d) for i, d in enumerate(decoded) if isinstance(d, DecodedImage)]
         for start in range(0, len(pending), BATCH):
             chunk = pending[start : start + BATCH]
             for (i, _), prediction in zip(chunk, _classify_batch(served, chunk), strict=True):
@@ -220,7 +232,7 @@ class InferenceService:
 
 
 @dataclass(frozen=True)
-class _Decoded:
+class DecodedImage:
     """One image decoded and prepared, with the time each step took."""
 
     image_format: str
@@ -230,26 +242,30 @@ class _Decoded:
     preprocess_ms: float
 
 
-def _decode(data: bytes, loaded: LoadedModel) -> _Decoded:
+def _decode(data: bytes, loaded: LoadedModel) -> DecodedImage:
     start = time.perf_counter()
     image_format = sniff_format(data)
     image = load_image(data)
     decoded = time.perf_counter()
     seen = prepare(image, loaded.input_size, loaded.card.scale)
     prepared = time.perf_counter()
-    return _Decoded(image_format, image, seen, _ms(start, decoded), _ms(decoded, prepared))
+    return DecodedImage(image_format, image, seen, _ms(start, decoded), _ms(decoded, prepared))
 
 
-def _decode_or_refuse(data: bytes, loaded: LoadedModel) -> _Decoded | ClassifierError:
+def _decode_or_refuse(data: bytes, loaded: LoadedModel) -> DecodedImage | ClassifierError:
     try:
         return _decode(data, loaded)
     except ClassifierError as exc:
         return exc
 
 
-def _classify_batch(served: ServedModel, chunk: list[tuple[int, _Decoded]]) -> list[Prediction]:
-    """One model pass for the chunk, then each image's guard; times are shared per image."""
+def _classify_batch(served: ServedModel, chunk: list[tuple[int, DecodedImage]]) -> list[Prediction]:
+    """One model pass for the chunk, with the guard's image statistics worked out beside it.
+    Each image's steps are its own work: its share of the pass, its own statistics."""
     loaded, guard = served.model, served.guard
+    measuring = (
+        None if guard is None else start_work(field_statistics, [d.seen.field for _, d in chunk])
+    )
     x = np.stack([d.seen.x for _, d in chunk])
     start = time.perf_counter()
     if guard is not None:
@@ -258,12 +274,15 @@ def _classify_batch(served: ServedModel, chunk: list[tuple[int, _Decoded]]) -> l
     else:
         features, logits = None, loaded.logits(x)
     probs = loaded.probabilities(logits)
-    guarding = time.perf_counter()
-    model_ms = _ms(start, guarding) / len(chunk)
+    model_ms = _ms(start, time.perf_counter()) / len(chunk)
     oods: list[OodResult | None] = [None] * len(chunk)
-    if guard is not None and features is not None:
-        oods = list(guard.score_many(features, [d.seen.field for _, d in chunk]))
-    ood_ms = _ms(guarding, time.perf_counter()) / len(chunk)
+    ood_ms = [0.0] * len(chunk)
+    if guard is not None and features is not None and measuring is not None:
+        stats = np.stack(measuring.results())
+        scoring = time.perf_counter()
+        oods = list(guard.score_statistics(features, stats))
+        scored_ms = _ms(scoring, time.perf_counter()) / len(chunk)
+        ood_ms = [seconds * 1000 + scored_ms for seconds in measuring.seconds()]
     predictions = []
     for j, (_, d) in enumerate(chunk):
         ood = oods[j]
@@ -279,8 +298,8 @@ def _classify_batch(served: ServedModel, chunk: list[tuple[int, _Decoded]]) -> l
                     decode_ms=d.decode_ms,
                     preprocess_ms=d.preprocess_ms,
                     model_ms=model_ms,
-                    ood_ms=ood_ms if guard is not None else None,
-                    total_ms=d.decode_ms + d.preprocess_ms + model_ms + ood_ms,
+                    ood_ms=ood_ms[j] if guard is not None else None,
+                    total_ms=d.decode_ms + d.preprocess_ms + model_ms + ood_ms[j],
                 ),
                 image_format=d.image_format,
                 image=d.image,

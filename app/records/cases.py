@@ -13,28 +13,19 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from PIL import Image
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from app.core.case_verdict import CaseVerdict, FieldOutcome, FieldState, case_verdict
 from app.core.classes import CLASS_IDS
 from app.core.errors import ClassifierError
-from app.core.explanation.segmentation import segment
-from app.core.imaging import jpeg_bytes
+from app.core.explanation.gallery import FieldPictures, field_pictures
 from app.core.model_card import CaseRuleSpec, ModelCard
 from app.core.prediction import Prediction
 from app.records.image_store import ImageStore
 from app.records.schema import Case, CaseField, CellCrop, Review
 
 MAX_FIELDS = 200
-THUMBNAIL_SIDE = 192
-# The cell gallery: at most this many leukocytes per field, cut out this size.
-MAX_CELLS = 12
-CELL_SIDE = 96
-CELL_MARGIN = 1.4
-# The gallery needs boxes, not outlines: a coarser segmentation finds the same cells sooner.
-CELL_WORK_SIDE = 128
 REFERENCE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._/:#-]{0,63}$")
 MAX_NOTE = 2000
 MAX_COMMENT = 2000
@@ -145,19 +136,6 @@ def require_open(case: Case) -> None:
         )
 
 
-@dataclass(frozen=True)
-class FieldPictures:
-    """What a field shows in the case besides its prediction: a thumbnail and cell crops."""
-
-    thumbnail: bytes
-    cells: list[CellCrop]
-
-
-def field_pictures(p: Prediction) -> FieldPictures:
-    """The field's thumbnail and cell crops: the slow part of recording it, safe in a thread."""
-    return FieldPictures(thumbnail=thumbnail_jpeg(p.image), cells=cell_crops(p.field_image))
-
-
 def add_field(
     session: Session,
     case: Case,
@@ -191,7 +169,8 @@ def add_field(
             "fix": getattr(outcome, "fix", None),
         }
     else:
-        _record_prediction(item, outcome, pictures or field_pictures(outcome))
+        drawn = pictures or field_pictures(outcome.image, outcome.field_image)
+        _record_prediction(item, outcome, drawn)
     if store is not None and not isinstance(outcome, ClassifierError):
         store.put(data)
         item.stored = True
@@ -226,36 +205,13 @@ def _record_prediction(item: CaseField, p: Prediction, pictures: FieldPictures) 
     }
     item.timings = dataclasses.asdict(p.timings)
     item.thumbnail = pictures.thumbnail
-    item.cells = pictures.cells
-
-
-def cell_crops(field_image: Image.Image, limit: int = MAX_CELLS) -> list[CellCrop]:
-    """The largest segmented leukocytes of the field, each cut out square with a margin."""
-    found = segment(field_image, work_side=CELL_WORK_SIDE).cells
-    cells = sorted(found, key=lambda c: c.area, reverse=True)[:limit]
-    crops = []
-    for index, cell in enumerate(cells, start=1):
-        x0, y0, x1, y1 = cell.bbox
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        half = max(x1 - x0, y1 - y0) * 0.5 * CELL_MARGIN
-        left, top, right, bottom = (round(v) for v in (cx - half, cy - half, cx + half, cy + half))
-        box = [left, top, right, bottom]
-        crop = field_image.convert("RGB").crop((left, top, right, bottom))
-        crop = crop.resize((CELL_SIDE, CELL_SIDE), Image.Resampling.LANCZOS)
-        crops.append(CellCrop(index=index, box=box, image=jpeg_bytes(crop)))
-    return crops
+    item.cells = [CellCrop(index=c.index, box=c.box, image=c.jpeg) for c in pictures.cells]
 
 
 def _state(p: Prediction) -> FieldState:
     if p.out_of_distribution:
         return "out_of_distribution"
     return "uncertain" if p.uncertain else "answered"
-
-
-def thumbnail_jpeg(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
-    small = image.convert("RGB")
-    small.thumbnail((side, side), Image.Resampling.LANCZOS)
-    return jpeg_bytes(small)
 
 
 def _safe_name(filename: str) -> str:

@@ -8,7 +8,8 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.datastructures import FileStorage
 
 from app.core.errors import ClassifierError
-from app.core.parallel import parallel_map
+from app.core.explanation.gallery import FieldPictures, field_pictures
+from app.core.parallel import start as start_work
 from app.core.prediction import Prediction
 from app.core.preprocessing import declared_pixels
 from app.records.cases import (
@@ -17,11 +18,9 @@ from app.records.cases import (
     STATUSES,
     CaseInputError,
     CaseQuery,
-    FieldPictures,
     TooManyFieldsError,
     add_field,
     delete_case,
-    field_pictures,
     get_case,
     refresh,
     require_open,
@@ -86,21 +85,29 @@ def analyse_into(case: Case, files: list[FileStorage]) -> list[CaseField]:
                 f"The file is too large; the limit per photograph is {limit / 1024 / 1024:g} MB."
             )
         ] * len(chunk)
+        decoded = service.decode_many([payloads[i] for i in sized], case.model_name)
+        ready = [
+            (i, d)
+            for i, d in zip(sized, decoded, strict=True)
+            if not isinstance(d, ClassifierError)
+        ]
+        # Thumbnails and cell crops are made on the image threads during the model pass.
+        drawing = start_work(
+            field_pictures, [d.image for _, d in ready], [d.seen.field for _, d in ready]
+        )
         for i, outcome in zip(
-            sized, service.classify_many([payloads[i] for i in sized], case.model_name), strict=True
+            sized, service.classify_decoded(decoded, case.model_name), strict=True
         ):
             outcomes[i] = outcome
-        pictures = parallel_map(_pictures_of, outcomes)
+        pictures: list[FieldPictures | None] = [None] * len(chunk)
+        for (i, _), made in zip(ready, drawing.results(), strict=True):
+            pictures[i] = made
         for upload, data, outcome, drawn in zip(chunk, payloads, outcomes, pictures, strict=True):
             added.append(
                 add_field(db(), case, upload.filename or "", data, outcome, image_store(), drawn)
             )
     refresh(case)
     return added
-
-
-def _pictures_of(outcome: Prediction | ClassifierError) -> FieldPictures | None:
-    return None if isinstance(outcome, ClassifierError) else field_pictures(outcome)
 
 
 def _chunks(files: list[FileStorage]) -> list[list[FileStorage]]:

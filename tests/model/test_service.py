@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
-from app.core.errors import NoModelsError, NotReadyError, UnknownModelError
+from app.core.errors import ClassifierError, NoModelsError, NotReadyError, UnknownModelError
 from app.core.model_files import model_names
+from app.core.prediction import Prediction
 from app.core.preprocessing import load_image, prepare
 from app.core.service import InferenceService
 
@@ -149,3 +150,27 @@ def test_real_smears_match_model_store(inference_service: InferenceService, smea
                 got = [p.probabilities[c] for c in loaded.class_ids]
                 np.testing.assert_allclose(got, expected, atol=1e-6)
                 assert p.image.size == (224, 224) and p.image_format == "JPEG"
+
+
+@pytest.mark.data
+def test_a_batch_answers_as_one_image_at_a_time(
+    inference_service: InferenceService, smear_images, monkeypatch
+) -> None:
+    """The batch path works out the guard's statistics on the image threads beside the model
+    pass; its probabilities, guard scores and refusals are those of single classifications."""
+    monkeypatch.setenv("IMAGE_THREADS", "2")
+    uploads = [p.read_bytes() for paths in smear_images.values() for p in paths[:2]]
+    uploads.insert(2, b"not an image")
+    for card in inference_service.models():
+        batch = inference_service.classify_many(uploads, card.name)
+        assert len(batch) == len(uploads)
+        assert isinstance(batch[2], ClassifierError) and batch[2].code == "unsupported_media_type"
+        for data, got in zip(uploads[:2] + uploads[3:], batch[:2] + batch[3:], strict=True):
+            alone = inference_service.classify(data, card.name)
+            assert isinstance(got, Prediction)
+            assert got.probabilities == pytest.approx(alone.probabilities, abs=1e-5)
+            assert got.ood is not None and alone.ood is not None
+            assert got.ood.score == pytest.approx(
+                alone.ood.score, rel=1e-4
+            )  # batched GEMM rounding
+            assert got.timings.ood_ms is not None and got.timings.ood_ms > 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.core.guards.ood import image_statistics, min_mahalanobis
+from app.core.guards.image_stats import image_statistics
+from app.core.guards.ood import min_mahalanobis
 from app.core.guards.uncertainty import is_uncertain
 from training.foreign import SYNTHETIC_KINDS, foreign_set
 from training.ood import fit_class_gaussians, ledoit_wolf

@@ -1,4 +1,5 @@
-"""The process's image threads: results in order, errors raised, a fresh pool after a fork."""
+"""The process's image threads: results in order, errors raised, a fresh pool after a fork,
+and started work going on beside the caller."""
 
 from __future__ import annotations
 
@@ -46,3 +47,35 @@ def test_a_forked_process_makes_its_own_pool(monkeypatch) -> None:
     monkeypatch.setattr(parallel.os, "getpid", lambda: -1)  # as in a child after fork
     assert parallel._executor() is not before
     assert parallel.parallel_map(abs, [-1, -2]) == [1, 2]
+
+
+def test_started_work_runs_beside_the_caller_and_keeps_order(monkeypatch) -> None:
+    monkeypatch.setenv("IMAGE_THREADS", "1")
+    monkeypatch.setattr(parallel, "_pool", None)  # one thread, as in a busy server's worker
+    release = threading.Event()
+
+    def wait_then_square(n: int) -> int:
+        assert release.wait(5), "the caller was blocked while the work was pending"
+        return n * n
+
+    pending = parallel.start(wait_then_square, range(5))
+    release.set()  # the caller gets here only because start() returned at once
+    assert pending.results() == [0, 1, 4, 9, 16]
+    assert len(pending.seconds()) == 5 and all(s >= 0 for s in pending.seconds())
+
+
+def test_started_work_takes_zipped_arguments_and_raises_errors(monkeypatch) -> None:
+    monkeypatch.setenv("IMAGE_THREADS", "2")
+    assert parallel.start(divmod, [7, 9], [2, 4]).results() == [(3, 1), (2, 1)]
+    with pytest.raises(ZeroDivisionError):
+        parallel.start(divmod, [1, 2], [1, 0]).results()
+    with pytest.raises(ValueError):
+        parallel.start(divmod, [1, 2], [1])  # unequal lengths are a caller's mistake
+
+
+def test_one_started_item_is_worked_on_by_the_caller(monkeypatch) -> None:
+    monkeypatch.setenv("IMAGE_THREADS", "2")
+    pending = parallel.start(lambda _: threading.current_thread().name, [0])
+    assert pending.results() == [threading.current_thread().name]
+    with pytest.raises(ZeroDivisionError):
+        parallel.start(divmod, [1], [0]).results()

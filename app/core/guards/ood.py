@@ -7,7 +7,8 @@ by ``training/ood.py`` and stored in ``models/<name>.ood.npz``:
   class-conditional Gaussians (shared, shrunk covariance). Catches inputs the
   network itself has never seen the like of.
 * ``image``: cheap colour and texture statistics of the picture to one Gaussian,
-  taken after evening out the illumination and the background's colour (``balanced``),
+  taken after evening out the illumination and the background's colour
+  (``app.core.guards.image_stats``, which loads no TensorFlow),
   so a camera's white balance or vignetting is not foreign. The networks are
   trained with colour augmentation, so their features barely move for a recoloured
   smear; these statistics do, and they also see the magnification (texture scale)
@@ -22,6 +23,9 @@ Use in the inference service, once per model per process::
     features, logits = guard.forward(x)               # the one forward pass, x (S, S, 3)
     probs = loaded.probabilities(logits)              # same as loaded.predict(x)
     ood = guard.score_features(features, image)       # OodResult
+
+For a batch, ``field_statistics`` can be started on the image threads before the
+forward pass and given to ``score_statistics`` after it.
 
 ``guard.score(x, image)`` does the forward pass itself when logits are not needed.
 """
@@ -38,24 +42,17 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from app.core.guards.image_stats import field_statistics
 from app.core.model_files import model_files
 from app.core.model_store import LOGITS_LAYER, LoadedModel
 from app.core.orientations import averaged_over_views
 from app.core.parallel import parallel_map
-from app.core.preprocessing import to_model_input
-from app.core.scale import illumination
 
-# One size for every model (the data set's own): a smaller one blurs away the magnification.
-STATS_SIZE = 224
 COMPONENTS = ("features", "image")
 REASONS = {
     "features": "the network's features are unlike those of the training smears",
     "image": "colour, brightness or texture scale is unlike a stained blood smear photograph",
 }
-# Brightness the background is brought to before the statistics (the training smears' own).
-BACKGROUND_LEVEL = 0.9
-# Pixel offsets for the texture-scale profile (magnification shows up here).
-_OFFSETS = (1, 2, 4, 8, 16)
 
 
 class OodNotFittedError(FileNotFoundError):
@@ -96,89 +93,10 @@ def build_forward(model: Any, input_size: int, views: int = 1) -> Any:
     )
 
 
-def image_statistics(x: np.ndarray) -> np.ndarray:
-    """Colour and texture statistics of one RGB float image in [0, 1], shape (H, W, 3).
-
-    Means, spreads and correlations of the channels; opponent-colour means of the
-    whole picture and of its darkest tenth (the stained nuclei); stained, white and
-    black fractions; and the texture-scale profile (mean grey difference at growing
-    pixel offsets, relative to the grey spread). Spreads are logged so the statistics
-    are closer to Gaussian.
-    """
-    eps = 1e-3
-    # Contiguous channel planes: reductions over them are several times faster than over (H, W, 3).
-    red, green, blue = planes = np.moveaxis(np.asarray(x, dtype=np.float32), -1, 0).copy()
-    mean = np.array([p.mean(dtype=np.float64) for p in planes])
-    std = np.array([p.std(dtype=np.float64) for p in planes])
-    corr = [
-        ((planes[i] * planes[j]).mean(dtype=np.float64) - mean[i] * mean[j])
-        / ((std[i] + eps) * (std[j] + eps))
-        for i, j in ((0, 1), (0, 2), (1, 2))
-    ]
-    grey = (red + green + blue) / np.float32(3)
-    red_green = red - green
-    yellow_blue = (red + green) / 2 - blue
-    dark = grey <= _quantile(grey, 0.1)
-    chroma = np.maximum(np.maximum(red, green), blue) - np.minimum(np.minimum(red, green), blue)
-    g_std = float(grey.std(dtype=np.float64)) + eps
-    texture = []
-    for d in _OFFSETS:
-        down = np.abs(grey[d:, :] - grey[:-d, :]).mean(dtype=np.float64)
-        across = np.abs(grey[:, d:] - grey[:, :-d]).mean(dtype=np.float64)
-        texture.append(np.log((down + across) / 2 / g_std + eps))
-    return np.array(
-        [
-            *mean,
-            *np.log(std + eps),
-            *corr,
-            red_green.mean(dtype=np.float64),
-            yellow_blue.mean(dtype=np.float64),
-            red_green[dark].mean(dtype=np.float64),
-            yellow_blue[dark].mean(dtype=np.float64),
-            np.log(chroma.mean(dtype=np.float64) + eps),
-            (chroma > 0.15).mean(),
-            np.log((grey > 0.92).mean() + eps),
-            np.log((grey < 0.15).mean() + eps),
-            np.log(g_std),
-            *texture,
-        ],
-        dtype=np.float64,
-    )
-
-
-def _quantile(values: np.ndarray, q: float) -> float:
-    """``np.quantile(values, q)`` (linear interpolation) by a partial sort, which is faster."""
-    flat = values.ravel()
-    position = q * (flat.size - 1)
-    low = int(position)
-    high = min(low + 1, flat.size - 1)
-    part = np.partition(flat, (low, high))
-    return float(part[low] + (part[high] - part[low]) * (position - low))
-
-
-def balanced(x: np.ndarray) -> np.ndarray:
-    """The image with its illumination made even and its background a neutral white.
-
-    Vignetting and the camera's white balance are capture conditions, not signs of a
-    foreign image; the colours of the cells against their background still are.
-    """
-    planes = np.moveaxis(np.asarray(x, dtype=np.float32), -1, 0)
-    lum = (planes[0] + planes[1] + planes[2]) / np.float32(3)
-    flatten = 1 / illumination(lum)
-    flat = planes * flatten
-    bright = lum * flatten >= _quantile(lum * flatten, 0.75)
-    background = np.maximum([np.median(plane[bright]) for plane in flat], 1e-3)
-    flat *= (BACKGROUND_LEVEL / background).astype(np.float32)[:, None, None]
-    return np.clip(np.moveaxis(flat, 0, -1), 0.0, 1.0)
-
-
 def image_statistics_of(images: Sequence[Image.Image]) -> np.ndarray:
-    """``image_statistics`` of PIL images at the fixed STATS_SIZE, balanced first; a row each."""
+    """``field_statistics`` of each image, a row each."""
     # Image by image on the pool's threads: one image's planes stay in the cache.
-    rows = parallel_map(
-        lambda image: image_statistics(balanced(to_model_input(image, STATS_SIZE))), images
-    )
-    return np.stack(rows)
+    return np.stack(parallel_map(field_statistics, images))
 
 
 def min_mahalanobis(v: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
@@ -259,8 +177,12 @@ class OodGuard:
 
     def score_many(self, features: np.ndarray, images: Sequence[Image.Image]) -> list[OodResult]:
         """Score a batch of images from their penultimate features (a row each)."""
-        parts = self.components(features, image_statistics_of(images))
-        return [self.result({k: float(v[i]) for k, v in parts.items()}) for i in range(len(images))]
+        return self.score_statistics(features, image_statistics_of(images))
+
+    def score_statistics(self, features: np.ndarray, stats: np.ndarray) -> list[OodResult]:
+        """Score a batch from its penultimate features and its ``field_statistics`` rows."""
+        parts = self.components(features, stats)
+        return [self.result({k: float(v[i]) for k, v in parts.items()}) for i in range(len(stats))]
 
     def score(self, x: np.ndarray, image: Image.Image) -> OodResult:
         """Score one image: ``x`` its model input (S, S, 3), ``image`` the decoded RGB image."""

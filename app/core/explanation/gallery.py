@@ -1,0 +1,70 @@
+"""What a case shows of each field besides its verdict: a thumbnail and its cell crops.
+
+A case's pictures are made on the image threads while the model pass runs
+(``app.core.parallel.start``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PIL import Image
+
+from app.core.explanation.segmentation import segment
+from app.core.imaging import jpeg_bytes
+
+THUMBNAIL_SIDE = 192
+# The cell gallery: at most this many leukocytes per field, cut out this size.
+MAX_CELLS = 12
+CELL_SIDE = 96
+CELL_MARGIN = 1.4
+# The gallery needs boxes, not outlines: a coarser segmentation finds the same cells sooner.
+CELL_WORK_SIDE = 128
+
+
+@dataclass(frozen=True)
+class CellPicture:
+    """One leukocyte cut out square: its rank by size (from 1), its box in the field's
+    pixels (x0, y0, x1, y1) and the crop as a JPEG file."""
+
+    index: int
+    box: list[int]
+    jpeg: bytes
+
+
+@dataclass(frozen=True)
+class FieldPictures:
+    """A field's thumbnail (JPEG) and its cell crops."""
+
+    thumbnail: bytes
+    cells: list[CellPicture]
+
+
+def field_pictures(image: Image.Image, field_image: Image.Image) -> FieldPictures:
+    """The photograph's thumbnail and the cell crops of the field the model saw."""
+    return FieldPictures(thumbnail=thumbnail_jpeg(image), cells=cell_crops(field_image))
+
+
+def thumbnail_jpeg(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
+    small = image.convert("RGB")
+    small.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return jpeg_bytes(small)
+
+
+def cell_crops(field_image: Image.Image, limit: int = MAX_CELLS) -> list[CellPicture]:
+    """The largest segmented leukocytes of the field, each cut out square with a margin."""
+    found = segment(field_image, work_side=CELL_WORK_SIDE).cells
+    cells = sorted(found, key=lambda c: c.area, reverse=True)[:limit]
+    rgb = field_image.convert("RGB")
+    crops = []
+    for index, cell in enumerate(cells, start=1):
+        x0, y0, x1, y1 = cell.bbox
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        half = max(x1 - x0, y1 - y0) * 0.5 * CELL_MARGIN
+        left, top, right, bottom = (round(v) for v in (cx - half, cy - half, cx + half, cy + half))
+        crop = rgb.crop((left, top, right, bottom))
+        crop = crop.resize((CELL_SIDE, CELL_SIDE), Image.Resampling.LANCZOS)
+        crops.append(
+            CellPicture(index=index, box=[left, top, right, bottom], jpeg=jpeg_bytes(crop))
+        )
+    return crops
