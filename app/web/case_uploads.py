@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask import current_app, request
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +32,9 @@ from app.web.auth import audit
 from app.web.extensions import inference
 from app.web.records import ConcurrentChangeError, commit, db, image_store
 from app.web.search_args import dates_and_page
+
+if TYPE_CHECKING:
+    from app.core.service import DecodedImage  # its module loads TensorFlow
 
 FIELD_NAME = "images"
 # Photographs decoded and classified together, at most this many and this many pixels:
@@ -86,21 +91,14 @@ def analyse_into(case: Case, files: list[FileStorage]) -> list[CaseField]:
             )
         ] * len(chunk)
         decoded = service.decode_many([payloads[i] for i in sized], case.model_name)
-        ready = [
-            (i, d)
-            for i, d in zip(sized, decoded, strict=True)
-            if not isinstance(d, ClassifierError)
-        ]
         # Thumbnails and cell crops are made on the image threads during the model pass.
-        drawing = start_work(
-            field_pictures, [d.image for _, d in ready], [d.seen.field for _, d in ready]
-        )
+        drawing = start_work(_pictures_of, decoded)
         for i, outcome in zip(
             sized, service.classify_decoded(decoded, case.model_name), strict=True
         ):
             outcomes[i] = outcome
         pictures: list[FieldPictures | None] = [None] * len(chunk)
-        for (i, _), made in zip(ready, drawing.results(), strict=True):
+        for i, made in zip(sized, drawing.results(), strict=True):
             pictures[i] = made
         for upload, data, outcome, drawn in zip(chunk, payloads, outcomes, pictures, strict=True):
             added.append(
@@ -108,6 +106,12 @@ def analyse_into(case: Case, files: list[FileStorage]) -> list[CaseField]:
             )
     refresh(case)
     return added
+
+
+def _pictures_of(decoded: DecodedImage | ClassifierError) -> FieldPictures | None:
+    if isinstance(decoded, ClassifierError):
+        return None
+    return field_pictures(decoded.image, decoded.seen.field)
 
 
 def _chunks(files: list[FileStorage]) -> list[list[FileStorage]]:

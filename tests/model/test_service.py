@@ -170,7 +170,6 @@ def test_a_batch_answers_as_one_image_at_a_time(
             assert isinstance(got, Prediction)
             assert got.probabilities == pytest.approx(alone.probabilities, abs=1e-5)
             assert got.ood is not None and alone.ood is not None
-            assert got.ood.score == pytest.approx(
-                alone.ood.score, rel=1e-4
-            )  # batched GEMM rounding
+            # A batched forward pass rounds the features a little differently.
+            assert got.ood.score == pytest.approx(alone.ood.score, rel=1e-4)
             assert got.timings.ood_ms is not None and got.timings.ood_ms > 0
