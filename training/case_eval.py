@@ -1,40 +1,118 @@
-"""Simulated cases: the case rule (``app.core.case_verdict``) fitted and measured.
+"""Simulated cases: the screening case rule (``app.core.case_verdict``) fitted and measured.
 
-The data set has no patient ids, so a case is simulated by drawing k fields of one
-class, without replacement, from a split's images as the capture suite saw them
-(``training.capture.Outcomes``). Each case goes through the served rule.
+The data set has no patient ids. A patient's photographs are believed to be numbered
+together (``training.patient_proxy``), so a simulated case is built from runs of
+neighbouring files: its benign part is a run of consecutive benign files, its malignant
+part a run of consecutive files of one malignant subtype (one patient has one subtype).
+"Consecutive" is in file-number order among the split's images of that class. Each case
+has n fields of which m are malignant; its fields are the split's images as the capture
+suite saw them (``training.capture.Outcomes``), judged by the served rule.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from app.core.case_verdict import FieldOutcome, FieldState, case_verdict
-from app.core.classes import CLASS_IDS
+from app.core.classes import CLASS_IDS, MALIGNANT
 from app.core.model_card import CaseRuleSpec, ModelCard
 from app.core.model_files import model_files
-from training.capture import SILENT_ERROR_TARGET, Outcomes
+from training.capture import Outcomes
 from training.markdown import table
 
-CASE_SIZES = (1, 3, 5, 10, 20)
-FIT_SIZES = (3, 5, 10, 20)
-CASES_PER_CLASS = 200
-AGREEMENT_GRID = tuple(np.round(np.arange(0.5, 1.0001, 0.05), 2))
+log = logging.getLogger(__name__)
+
+CASE_SIZES = (5, 10, 20)
+MALIGNANT_COUNTS = (0, 1, 2, 3, 5)
+CASES_PER_COMPOSITION = 200
+FIT_SIZE = 20
+FALSE_ESCALATION_TARGET = 0.05
+ESCALATE_GRID = (
+    0.5,
+    0.6,
+    0.7,
+    0.8,
+    0.9,
+    0.95,
+    0.97,
+    0.98,
+    0.99,
+    0.995,
+    0.998,
+    0.999,
+    0.9995,
+    0.9999,
+    0.99999,
+)
+BENIGN_LABEL = next(i for i, c in enumerate(CLASS_IDS) if not MALIGNANT[c])
+MALIGNANT_LABELS = tuple(i for i, c in enumerate(CLASS_IDS) if MALIGNANT[c])
+Composition = tuple[int, int]
+CASE_HEADING = "## Cases:"
 
 
 @dataclass(frozen=True)
-class CaseScore:
-    """Outcome of simulated cases: accuracy over the cases answered, silent errors
-    (wrong and not uncertain) and the uncertain share, both over all cases."""
+class CaseDraw:
+    """One simulated case: indices into the split of its benign run, then its malignant run."""
 
-    n_cases: int
-    accuracy: float | None
-    silent_errors: float
-    uncertain: float
+    n: int
+    m: int
+    subtype: int | None
+    fields: tuple[int, ...]
+
+    @property
+    def malignant_part(self) -> tuple[int, ...]:
+        return self.fields[self.n - self.m :]
+
+
+@dataclass(frozen=True)
+class CaseTally:
+    """How a group of simulated cases came out. ``confident`` counts cases with at least
+    one malignant field answered as malignant; ``confident_benign`` those called benign."""
+
+    n_cases: int = 0
+    malignant: int = 0
+    benign: int = 0
+    uncertain: int = 0
+    confident: int = 0
+    confident_benign: int = 0
+
+    def __add__(self, other: CaseTally) -> CaseTally:
+        return CaseTally(
+            *(a + b for a, b in zip(_counts(self), _counts(other), strict=True)),
+        )
+
+
+def _counts(t: CaseTally) -> tuple[int, ...]:
+    return (t.n_cases, t.malignant, t.benign, t.uncertain, t.confident, t.confident_benign)
+
+
+def total(tallies: Iterable[CaseTally]) -> CaseTally:
+    return sum(tallies, CaseTally())
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of ``k`` successes in ``n`` trials (0, 1 when n is 0)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def compositions(sizes: Sequence[int] = CASE_SIZES) -> list[Composition]:
+    """(n, m) of every case kind: m in MALIGNANT_COUNTS and n/2, never above n."""
+    out = []
+    for n in sizes:
+        counts = sorted({m for m in (*MALIGNANT_COUNTS, n // 2) if m <= n})
+        out += [(n, m) for m in counts]
+    return out
 
 
 def field_outcomes(o: Outcomes, uncertain_below: float | None) -> list[FieldOutcome]:
@@ -59,73 +137,163 @@ def field_outcomes(o: Outcomes, uncertain_below: float | None) -> list[FieldOutc
     return fields
 
 
-def draw_cases(
-    labels: np.ndarray, k: int, per_class: int = CASES_PER_CLASS, seed: int = 0
-) -> list[tuple[int, np.ndarray]]:
-    """(class index, field indices) of ``per_class`` cases of ``k`` fields per class."""
-    rng = np.random.default_rng(seed + 1000 * k)
-    cases = []
+def runs_by_class(labels: np.ndarray, numbers: np.ndarray) -> dict[int, np.ndarray]:
+    """Per class, the indices of its images in file-number order."""
+    out = {}
     for label in range(len(CLASS_IDS)):
-        pool = np.flatnonzero(labels == label)
-        if len(pool) < k:
-            continue
-        cases += [(label, rng.choice(pool, size=k, replace=False)) for _ in range(per_class)]
+        members = np.flatnonzero(labels == label)
+        out[label] = members[np.argsort(numbers[members], kind="stable")]
+    return out
+
+
+def _windows(order: np.ndarray, length: int) -> int:
+    return max(0, len(order) - length + 1) if length else 1
+
+
+def draw_cases(
+    labels: np.ndarray,
+    numbers: np.ndarray,
+    n: int,
+    m: int,
+    per_composition: int = CASES_PER_COMPOSITION,
+    seed: int = 0,
+) -> list[CaseDraw]:
+    """Cases of ``n`` fields, ``m`` malignant: a run of n - m consecutive benign files and a
+    run of m consecutive files of one subtype, at seeded starting points; every distinct
+    case when there are at most ``per_composition`` of them."""
+    runs = runs_by_class(labels, numbers)
+    benign = runs[BENIGN_LABEL]
+    n_benign = _windows(benign, n - m)
+    # Each malignant window is (subtype, start); an all-benign case has one empty window.
+    malignant = (
+        [(s, start) for s in MALIGNANT_LABELS for start in range(_windows(runs[s], m))]
+        if m
+        else [(None, 0)]
+    )
+    possible = n_benign * len(malignant)
+    rng = np.random.default_rng([seed, n, m])
+    if possible <= per_composition:
+        picks = np.arange(possible)
+    else:
+        picks = np.sort(rng.choice(possible, size=per_composition, replace=False))
+    cases = []
+    for pick in picks.tolist():
+        b_start, window = divmod(pick, len(malignant))
+        subtype, m_start = malignant[window]
+        part = benign[b_start : b_start + n - m].tolist()
+        if subtype is not None:
+            part += runs[subtype][m_start : m_start + m].tolist()
+        cases.append(CaseDraw(n, m, subtype, tuple(part)))
     return cases
 
 
-def score_cases(
-    fields: Sequence[FieldOutcome],
-    cases: Iterable[tuple[int, np.ndarray]],
+def draw_all(
+    labels: np.ndarray,
+    numbers: np.ndarray,
+    kinds: Sequence[Composition],
+    per_composition: int = CASES_PER_COMPOSITION,
+    seed: int = 0,
+) -> dict[Composition, list[CaseDraw]]:
+    return {(n, m): draw_cases(labels, numbers, n, m, per_composition, seed) for n, m in kinds}
+
+
+def _answered_malignant(f: FieldOutcome) -> bool:
+    return f.state == "answered" and f.leading is not None and MALIGNANT[f.leading]
+
+
+def tally(
+    fields: Sequence[FieldOutcome], draws: Iterable[CaseDraw], rule: CaseRuleSpec
+) -> CaseTally:
+    """The verdicts of ``draws`` on one capture set's fields, counted."""
+    counts = dict.fromkeys(("n", "malignant", "benign", "uncertain", "conf", "conf_benign"), 0)
+    for draw in draws:
+        verdict = case_verdict([fields[i] for i in draw.fields], rule)
+        confident = any(_answered_malignant(fields[i]) for i in draw.malignant_part)
+        counts["n"] += 1
+        counts[verdict.status] += 1
+        counts["conf"] += confident
+        counts["conf_benign"] += confident and verdict.status == "benign"
+    return CaseTally(*counts.values())
+
+
+def tally_sets(
+    fields_by_set: Mapping[str, Sequence[FieldOutcome]],
+    draws: Mapping[Composition, Sequence[CaseDraw]],
     rule: CaseRuleSpec,
-) -> CaseScore:
-    n = answered = right = 0
-    for label, picks in cases:
-        verdict = case_verdict([fields[i] for i in picks], rule)
-        n += 1
-        if not verdict.uncertain:
-            answered += 1
-            right += verdict.class_id == CLASS_IDS[label]
-    if n == 0:
-        return CaseScore(0, None, 0.0, 0.0)
-    return CaseScore(
-        n_cases=n,
-        accuracy=right / answered if answered else None,
-        silent_errors=(answered - right) / n,
-        uncertain=(n - answered) / n,
-    )
+) -> dict[str, dict[Composition, CaseTally]]:
+    """set -> (n, m) -> tally; every set is judged on the same draws (paired)."""
+    return {
+        name: {kind: tally(fields, cases, rule) for kind, cases in draws.items()}
+        for name, fields in fields_by_set.items()
+    }
+
+
+def false_escalation(by_kind: Mapping[Composition, CaseTally], n: int = FIT_SIZE) -> CaseTally:
+    return by_kind.get((n, 0), CaseTally())
+
+
+def with_malignant(by_kind: Mapping[Composition, CaseTally]) -> CaseTally:
+    return total(t for (_, m), t in by_kind.items() if m > 0)
+
+
+def grid_for(uncertain_below: float | None) -> list[float]:
+    values = set(ESCALATE_GRID) | ({uncertain_below} if uncertain_below else set())
+    return sorted(values)
 
 
 def fit_case_rule(
-    sets: Sequence[tuple[Outcomes, float | None]], base: CaseRuleSpec | None = None
+    sets: Mapping[str, Outcomes],
+    numbers: np.ndarray,
+    uncertain_below: float | None,
+    base: CaseRuleSpec | None = None,
+    per_composition: int = CASES_PER_COMPOSITION,
 ) -> CaseRuleSpec:
-    """The lowest agreement threshold whose validation cases (every set, k in FIT_SIZES)
-    are silently wrong at most SILENT_ERROR_TARGET of the time (1.0 when none is)."""
+    """The lowest escalate_at on the grid whose all-benign FIT_SIZE-field validation cases,
+    pooled over ``sets``, are escalated at most FALSE_ESCALATION_TARGET of the time (the
+    highest grid value when none is); its miss and uncertain rates over every case kind."""
     base = base or CaseRuleSpec()
-    pooled = []
-    for outcomes, uncertain_below in sets:
-        fields = field_outcomes(outcomes, uncertain_below)
-        pooled += [(fields, draw_cases(outcomes.labels, k)) for k in FIT_SIZES]
-    chosen = None
-    for threshold in AGREEMENT_GRID:
-        rule = replace(base, min_agreement=float(threshold))
-        scores = [score_cases(fields, cases, rule) for fields, cases in pooled]
-        total = sum(s.n_cases for s in scores)
-        silent = sum(s.silent_errors * s.n_cases for s in scores) / total
-        uncertain = sum(s.uncertain * s.n_cases for s in scores) / total
-        chosen = replace(
-            rule, val_cases=total, val_silent_error_rate=silent, val_uncertain_rate=uncertain
-        )
-        if silent <= SILENT_ERROR_TARGET:
+    labels = next(iter(sets.values())).labels
+    fields = {name: field_outcomes(o, uncertain_below) for name, o in sets.items()}
+    benign_cases = {(FIT_SIZE, 0): draw_cases(labels, numbers, FIT_SIZE, 0, per_composition)}
+    grid = grid_for(uncertain_below)
+    chosen, met = grid[-1], False
+    for value in grid:
+        rule = replace(base, escalate_at=value)
+        pooled = total(false_escalation(t) for t in tally_sets(fields, benign_cases, rule).values())
+        log.info("escalate_at %g: %d of %d escalated", value, pooled.malignant, pooled.n_cases)
+        if pooled.n_cases and pooled.malignant <= FALSE_ESCALATION_TARGET * pooled.n_cases:
+            chosen, met = value, True
             break
-    assert chosen is not None
+    rule = replace(base, escalate_at=chosen)
+    results = tally_sets(fields, draw_all(labels, numbers, compositions(), per_composition), rule)
+    escalated = total(false_escalation(t) for t in results.values())
+    malignant = total(with_malignant(t) for t in results.values())
+    everything = total(t for by_kind in results.values() for t in by_kind.values())
     return replace(
-        chosen,
-        method=(
-            "lowest agreement threshold (grid 0.50-1.00) whose simulated validation cases "
-            f"(k = {', '.join(map(str, FIT_SIZES))} fields of one class, {CASES_PER_CLASS} "
-            f"per class and k, every capture set) are silently wrong at most "
-            f"{SILENT_ERROR_TARGET:.1%} of the time"
-        ),
+        rule,
+        val_cases=everything.n_cases,
+        val_false_escalation_rate=_rate(escalated.malignant, escalated.n_cases),
+        val_miss_rate=_rate(malignant.benign, malignant.n_cases),
+        val_uncertain_rate=_rate(everything.uncertain, everything.n_cases),
+        method=_method(len(grid), escalated.n_cases, len(sets), met, per_composition),
+    )
+
+
+def _rate(k: int, n: int) -> float | None:
+    return round(k / n, 4) if n else None
+
+
+def _method(grid: int, n_fit: int, n_sets: int, met: bool, per_composition: int) -> str:
+    outcome = "" if met else "; no value met the target, so the highest was taken"
+    return (
+        f"lowest escalate_at on a {grid}-value grid (0.5-0.99999 and the card's "
+        f"uncertain_below) whose {n_fit} simulated all-benign {FIT_SIZE}-field validation "
+        f"cases (runs of consecutive benign files, pooled over {n_sets} capture set(s)) are "
+        f"escalated at most {FALSE_ESCALATION_TARGET:.0%} of the time{outcome}. The val "
+        "rates are over every case kind (n = 5, 10, 20 fields, m = 0, 1, 2, 3, 5, n/2 "
+        f"malignant; runs of one subtype; at most {per_composition} cases per kind and set): "
+        "false escalation of the all-benign 20-field cases, misses of cases with a "
+        "malignant field, uncertain of all cases"
     )
 
 
@@ -137,62 +305,217 @@ def save_case_rule(models_dir: Path, name: str, rule: CaseRuleSpec) -> ModelCard
     return card
 
 
-def case_markdown(
-    results: dict[str, dict[str, dict[int, CaseScore]]], display: dict[str, str], split: str
-) -> str:
-    """Per model: simulated cases of each size on the unperturbed split and the capture sets."""
+def case_results(
+    outcomes: Mapping[str, Mapping[str, Outcomes]],
+    numbers: np.ndarray,
+    thresholds: Mapping[str, float | None],
+    rules: Mapping[str, CaseRuleSpec],
+    per_composition: int = CASES_PER_COMPOSITION,
+) -> dict[str, dict[str, dict[Composition, CaseTally]]]:
+    """model -> set -> (n, m) -> tally of every model's simulated cases on every set."""
+    results = {}
+    for name, sets in outcomes.items():
+        labels = next(iter(sets.values())).labels
+        draws = draw_all(labels, numbers, compositions(), per_composition)
+        fields = {capture: field_outcomes(o, thresholds[name]) for capture, o in sets.items()}
+        results[name] = tally_sets(fields, draws, rules[name])
+    return results
+
+
+def _share(k: int, n: int) -> str:
+    if n == 0:
+        return "n/a"
+    low, high = wilson(k, n)
+    return f"{100 * k / n:.1f}% ({100 * low:.1f}-{100 * high:.1f})"
+
+
+def _false_escalation_cell(t: CaseTally) -> str:
+    cell = _share(t.malignant, t.n_cases)
+    if t.n_cases and t.malignant > FALSE_ESCALATION_TARGET * t.n_cases:
+        cell += " ✗"
+    return cell
+
+
+def _confident_miss_cell(t: CaseTally) -> str:
+    cell = _share(t.confident_benign, t.confident)
+    return cell + " ✗" if t.confident_benign else cell
+
+
+def headline_rows(
+    results: Mapping[str, Mapping[str, Mapping[Composition, CaseTally]]],
+    display: Mapping[str, str],
+) -> list[list[str]]:
+    """Per model and set: misses, confident misses, false escalation, uncertain."""
     rows = []
     for name, sets in results.items():
-        for capture, by_k in sets.items():
-            for k, s in by_k.items():
-                silent = f"{100 * s.silent_errors:.1f}%"
-                if s.silent_errors > SILENT_ERROR_TARGET:
-                    silent += " ✗"
-                accuracy = "n/a" if s.accuracy is None else f"{100 * s.accuracy:.1f}%"
-                rows.append(
-                    [
-                        display[name],
-                        capture,
-                        str(k),
-                        str(s.n_cases),
-                        accuracy,
-                        silent,
-                        f"{100 * s.uncertain:.1f}%",
-                    ]
-                )
+        pooled: dict[str, Mapping[Composition, CaseTally]] = dict(sets)
+        if len(sets) > 1:
+            pooled["all sets pooled"] = _pool(sets.values())
+        for capture, by_kind in pooled.items():
+            malignant = with_malignant(by_kind)
+            everything = total(by_kind.values())
+            rows.append(
+                [
+                    display[name],
+                    capture,
+                    str(everything.n_cases),
+                    _share(malignant.benign, malignant.n_cases),
+                    f"{_confident_miss_cell(malignant)} of {malignant.confident}",
+                    _false_escalation_cell(false_escalation(by_kind)),
+                    _share(everything.uncertain, everything.n_cases),
+                ]
+            )
+    return rows
+
+
+def _pool(sets: Iterable[Mapping[Composition, CaseTally]]) -> dict[Composition, CaseTally]:
+    pooled: dict[Composition, CaseTally] = {}
+    for by_kind in sets:
+        for kind, t in by_kind.items():
+            pooled[kind] = pooled.get(kind, CaseTally()) + t
+    return pooled
+
+
+def composition_rows(
+    results: Mapping[str, Mapping[str, Mapping[Composition, CaseTally]]],
+    display: Mapping[str, str],
+    capture: str = "unperturbed",
+) -> list[list[str]]:
+    """Per model and case kind on one set: how its cases were called."""
+    rows = []
+    for name, sets in results.items():
+        for (n, m), t in sets.get(capture, {}).items():
+            if not t.n_cases:
+                continue
+            miss = "-" if m == 0 else _share(t.benign, t.n_cases)
+            escalation = "-" if m else _share(t.malignant, t.n_cases)
+            if m == 0 and n == FIT_SIZE:
+                escalation = _false_escalation_cell(t)
+            rows.append(
+                [
+                    display[name],
+                    str(n),
+                    str(m),
+                    str(t.n_cases),
+                    str(t.malignant),
+                    str(t.benign),
+                    str(t.uncertain),
+                    miss,
+                    escalation,
+                    _share(t.uncertain, t.n_cases),
+                ]
+            )
+    return rows
+
+
+def case_markdown(
+    results: Mapping[str, Mapping[str, Mapping[Composition, CaseTally]]],
+    display: Mapping[str, str],
+    rules: Mapping[str, CaseRuleSpec],
+    split: str,
+    sets_note: str,
+    command: str,
+) -> str:
+    """The report's case section: the fitted thresholds, every set, every case kind."""
+    fitted = [
+        [
+            display[name],
+            f"{rule.escalate_at:g}",
+            str(rule.val_cases),
+            _pct_or_na(rule.val_false_escalation_rate),
+            _pct_or_na(rule.val_miss_rate),
+            _pct_or_na(rule.val_uncertain_rate),
+        ]
+        for name, rule in rules.items()
+        if name in results
+    ]
     return "\n".join(
         [
-            "## Cases: the case verdict on simulated cases",
+            f"{CASE_HEADING} the screening rule on simulated cases",
             "",
-            f"The data set has no patient ids, so a case is k {split} images of one class drawn "
-            f"without replacement, {CASES_PER_CLASS} cases per class and k "
-            "(`training/case_eval.py`), each judged by the served case rule "
-            "(`app.core.case_verdict`; its agreement threshold fitted on validation cases: "
-            "`python -m training fit-case`). *Accuracy* is over the cases answered; *silent "
-            "errors* (a wrong class, not called uncertain) and *uncertain* are shares of all "
-            "cases. ✗: silent errors over 0.5%.",
+            f"Generated by `{command}`. The data set has no patient ids; neighbouring file "
+            "numbers stand in for one patient (`training/patient_proxy.py`). A simulated "
+            f"case of n fields (n = {', '.join(map(str, CASE_SIZES))}) with m malignant "
+            f"(m = {', '.join(map(str, MALIGNANT_COUNTS))} and n/2, m at most n) is a run "
+            "of n - m consecutive benign files and a run of m consecutive files of one "
+            "malignant subtype, consecutive in file-number order among the "
+            f"{split} split's images of that class (`training/case_eval.py`); starting "
+            f"points are seeded, at most {CASES_PER_COMPOSITION} cases per kind (every "
+            "distinct case when there are fewer), and the same cases are used on every "
+            f"capture set. {sets_note} Each field is the image as the served path saw it "
+            "(scale refusal, out-of-distribution guard, the card's `uncertain_below`), "
+            "and each case is judged by the served screening rule (`app.core.case_verdict`).",
             "",
-            table(["model", "set", "k", "cases", "accuracy", "silent errors", "uncertain"], rows),
+            "*Miss*: a case with at least one malignant field called benign, as a share of "
+            "such cases. *Confident miss*: the same among cases with at least one malignant "
+            "field answered as malignant (not uncertain, flagged or refused); the rule "
+            "makes such a case malignant or uncertain, never benign, so this is 0 by "
+            "construction (target: 0). *False escalation*: all-benign 20-field cases called "
+            f"malignant (target: at most {FALSE_ESCALATION_TARGET:.0%}). *Uncertain*: "
+            "cases called uncertain, as a share of all cases. Brackets: 95% Wilson "
+            "intervals. Sliding windows overlap and every set reuses the same photographs, "
+            "so the cases are not independent and the intervals are too narrow; read "
+            "them as a lower bound on the uncertainty. ✗ marks a target missed.",
+            "",
+            "### The fitted thresholds (validation split)",
+            "",
+            "`python -m training fit-case --data-dir DIR` chooses `escalate_at`, the lowest "
+            "value on a grid (0.5-0.99999 and the card's `uncertain_below`) whose "
+            "all-benign 20-field validation cases, pooled over the capture sets, are "
+            f"escalated at most {FALSE_ESCALATION_TARGET:.0%} of the time; nothing is "
+            f"chosen on the {split} split.",
+            "",
+            table(
+                [
+                    "model",
+                    "escalate_at",
+                    "val cases",
+                    "val false escalation",
+                    "val miss",
+                    "val uncertain",
+                ],
+                fitted,
+            ),
+            "",
+            f"### Per model and set ({split} split)",
+            "",
+            table(
+                [
+                    "model",
+                    "set",
+                    "cases",
+                    "miss",
+                    "confident miss",
+                    "false escalation (20 fields)",
+                    "uncertain",
+                ],
+                headline_rows(results, display),
+            ),
+            "",
+            f"### Per case kind, unperturbed {split} images",
+            "",
+            "Cases called malignant, benign and uncertain. For m = 0 the false-escalation "
+            "column is the share called malignant (the target applies to n = 20).",
+            "",
+            table(
+                [
+                    "model",
+                    "n",
+                    "m",
+                    "cases",
+                    "malignant",
+                    "benign",
+                    "uncertain",
+                    "miss",
+                    "false escalation",
+                    "uncertain share",
+                ],
+                composition_rows(results, display),
+            ),
             "",
         ]
     )
 
 
-def case_results(
-    outcomes: dict[str, dict[str, Outcomes]],
-    thresholds: dict[str, float | None],
-    rules: dict[str, CaseRuleSpec],
-    capture_sizes: Sequence[int] = (5, 20),
-) -> dict[str, dict[str, dict[int, CaseScore]]]:
-    """Scores of every model's simulated cases: every size on the unperturbed set,
-    ``capture_sizes`` on each capture set."""
-    results: dict[str, dict[str, dict[int, CaseScore]]] = {}
-    for name, sets in outcomes.items():
-        results[name] = {}
-        for capture, o in sets.items():
-            fields = field_outcomes(o, thresholds[name])
-            sizes = CASE_SIZES if capture == "unperturbed" else capture_sizes
-            results[name][capture] = {
-                k: score_cases(fields, draw_cases(o.labels, k), rules[name]) for k in sizes
-            }
-    return results
+def _pct_or_na(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"

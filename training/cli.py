@@ -170,6 +170,26 @@ def _parser() -> argparse.ArgumentParser:
     heat.add_argument("--per-class", type=int, default=10, help="images per class (default 10)")
     heat.add_argument("--layer", help="explain at this layer instead of the automatic choice")
 
+    fit_heat = sub.add_parser(
+        "fit-heat",
+        help="fit the 'rests on the background' warning's density threshold on validation",
+    )
+    fit_heat.add_argument("--data-dir", help=data_help)
+    fit_heat.add_argument("--model", choices=MODEL_CHOICES, default="all")
+    fit_heat.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+
+    warning = sub.add_parser(
+        "heat-warning",
+        help="how often the background warning fires on correct and wrong test answers",
+    )
+    warning.add_argument("--data-dir", help=data_help)
+    warning.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    warning.add_argument(
+        "--update-report",
+        action="store_true",
+        help="also replace this section of REPORT.md in the models folder",
+    )
+
     scale = sub.add_parser(
         "fit-scale",
         help="measure the training photographs' cell scale and write it into the model cards",
@@ -180,14 +200,20 @@ def _parser() -> argparse.ArgumentParser:
 
     case = sub.add_parser(
         "fit-case",
-        help="fit the case rule's agreement threshold on simulated validation cases",
+        help="fit the case rule's escalation threshold on simulated validation cases",
     )
     case.add_argument("--data-dir", help=data_help)
     case.add_argument("--model", choices=MODEL_CHOICES, default="all")
     case.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
-    case.add_argument(
-        "--every", type=int, default=2, help="use every n-th validation image (default 2)"
+    _capture_options(case, "validation")
+
+    cases = sub.add_parser(
+        "cases",
+        help="recompute the simulated-case section of models/REPORT.md on the test split, in place",
     )
+    cases.add_argument("--data-dir", help=data_help)
+    cases.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    _capture_options(cases, "test")
 
     resplit = sub.add_parser(
         "resplit",
@@ -204,6 +230,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     upgrade.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     return parser
+
+
+def _capture_options(parser: argparse.ArgumentParser, split: str) -> None:
+    from training.capture import CAPTURES
+
+    parser.add_argument(
+        "--every",
+        type=int,
+        default=1,
+        help=f"use every n-th {split} image (default 1: cases need runs of neighbouring files)",
+    )
+    parser.add_argument(
+        "--captures",
+        nargs="+",
+        choices=tuple(CAPTURES),
+        default=tuple(CAPTURES),
+        metavar="SET",
+        help="capture sets to build the cases from (default: all of them)",
+    )
 
 
 def _model_names(models_dir: Path, choice: str) -> list[str]:
@@ -346,6 +391,43 @@ def _heat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_heat(args: argparse.Namespace) -> int:
+    from app.core.service import InferenceService
+    from training.heat_eval import fit_heat_rule, save_heat_rule, served_answers
+
+    names = _model_names(args.models_dir, args.model)
+    samples = _split_of(args, "val")
+    service = InferenceService(args.models_dir, default_model=names[0]).load()
+    for name in names:
+        rule = fit_heat_rule(served_answers(service, name, samples))
+        save_heat_rule(args.models_dir, name, rule)
+        print(
+            f"[{name}] warn below density {rule.min_density}: fires on "
+            f"{_share_text(rule.val_fires_on_correct)} of {rule.val_correct} correct and "
+            f"{_share_text(rule.val_fires_on_wrong)} of {rule.val_wrong} wrong confident "
+            f"validation answers; {rule.val_no_cells} without cells",
+            flush=True,
+        )
+    return 0
+
+
+def _share_text(share: float | None) -> str:
+    return "n/a" if share is None else f"{share:.1%}"
+
+
+def _heat_warning(args: argparse.Namespace) -> int:
+    from training.report import heat_warning_section, write_heat_warning_section
+
+    samples = _split_of(args, "test")
+    if not args.update_report:
+        print(heat_warning_section(args.models_dir, samples), flush=True)
+        return 0
+    path, section = write_heat_warning_section(args.models_dir, samples)
+    print(section, flush=True)
+    log.info("updated %s", path)
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from training.report import write_report
 
@@ -404,25 +486,56 @@ def _patient_proxy(args: argparse.Namespace) -> int:
 
 
 def _fit_case(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from app.core.service import InferenceService
-    from training.capture import run
+    from training.capture import CAPTURES, run
     from training.case_eval import fit_case_rule, save_case_rule
+    from training.patient_proxy import file_number
 
     names = _model_names(args.models_dir, args.model)
     samples = _split_of(args, "val")[:: args.every]
+    numbers = np.array([file_number(s) for s in samples])
     service = InferenceService(args.models_dir, default_model=names[0]).load()
-    outcomes = run(service, samples, models=names)
+    outcomes = run(service, samples, {c: CAPTURES[c] for c in args.captures}, models=names)
     for name in names:
         below = service.served(name).card.calibration.uncertain_below
-        rule = fit_case_rule([(o, below) for o in outcomes[name].values()])
+        rule = fit_case_rule(outcomes[name], numbers, below)
         save_case_rule(args.models_dir, name, rule)
         print(
-            f"[{name}] case uncertain below {rule.min_agreement:.0%} agreement: "
-            f"{rule.val_cases} validation cases, silent errors {rule.val_silent_error_rate:.2%}, "
-            f"uncertain {rule.val_uncertain_rate:.1%}",
+            f"[{name}] escalate at a malignant probability of {rule.escalate_at:g}: "
+            f"{rule.val_cases} validation cases, false escalation "
+            f"{_pct(rule.val_false_escalation_rate)}, miss {_pct(rule.val_miss_rate)}, "
+            f"uncertain {_pct(rule.val_uncertain_rate)}",
             flush=True,
         )
     return 0
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def _cases(args: argparse.Namespace) -> int:
+    from training.report import write_case_section
+
+    samples = _split_of(args, "test")[:: args.every]
+    command = "python -m training cases --data-dir DIR" + "".join(
+        f" {flag}" for flag in _case_flags(args)
+    )
+    path = write_case_section(args.models_dir, samples, args.captures, command)
+    print(f"replaced the case section of {path}", flush=True)
+    return 0
+
+
+def _case_flags(args: argparse.Namespace) -> list[str]:
+    """The options that changed the cases, for the report to name its command."""
+    from training.capture import CAPTURES
+
+    flags = [] if args.every == 1 else [f"--every {args.every}"]
+    if tuple(args.captures) != tuple(CAPTURES):
+        flags.append("--captures " + " ".join(args.captures))
+    return flags
 
 
 def _resplit(args: argparse.Namespace) -> int:
@@ -470,10 +583,13 @@ COMMANDS = {
     "set-views": _set_views,
     "fit-uncertain": _fit_uncertain,
     "heat": _heat,
+    "fit-heat": _fit_heat,
+    "heat-warning": _heat_warning,
     "fit-scale": _fit_scale,
     "capture": _capture,
     "patient-proxy": _patient_proxy,
     "fit-case": _fit_case,
+    "cases": _cases,
     "resplit": _resplit,
     "upgrade-cards": _upgrade_cards,
 }

@@ -6,24 +6,38 @@ reads the smear's look (red cells, background, the scale bar) puts it elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES
+from app.core.errors import ClassifierError
 from app.core.explanation.gradcam import GradCam
-from app.core.explanation.heat_share import heat_share
+from app.core.explanation.heat_share import HeatShare, heat_share
 from app.core.explanation.segmentation import Segmentation, segment
+from app.core.model_card import HeatRuleSpec, ModelCard
+from app.core.model_files import model_files
 from app.core.model_store import LoadedModel
 from app.core.preprocessing import load_image, to_model_input
+from app.core.service import InferenceService
 from training.augment import SCALE_BAR_BOX
-from training.data import Sample
+from training.data import DataSetError, Sample
 from training.markdown import table
 from training.progress import track
 
 PER_CLASS = 10
+HEAT_HEADING = "## Where the models look (Grad-CAM)"
+# The warning may fire on at most this share of the correct, confident validation answers.
+MAX_FIRES_ON_CORRECT = 0.10
+# The rule before density: warn when less than this share of the heat lies on the cells.
+OLD_MIN_ON_CELLS = 0.5
+# Two-sided 95% normal quantile, for the Wilson intervals.
+Z_95 = 1.959964
 
 
 def heat_shares(
@@ -144,7 +158,7 @@ def heat_markdown(results: dict[str, Any], split: str = "test", per_class: int =
         )
     return "\n".join(
         [
-            "## Where the models look (Grad-CAM)",
+            HEAT_HEADING,
             "",
             "Share of the predicted class's Grad-CAM heat on the segmented leukocytes (mask "
             "widened by 4 px per 224 px of side, as on the result page) and in the scale-bar "
@@ -155,5 +169,227 @@ def heat_markdown(results: dict[str, Any], split: str = "test", per_class: int =
             "score, so the heatmap shows nothing (left out of the means).",
             "",
             table(header, rows),
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One image's served answer (not out of distribution) and where its heat lies."""
+
+    correct: bool
+    uncertain: bool
+    # None when the heatmap is empty (no part of the image raised the class's score).
+    share: HeatShare | None
+
+
+def served_answers(service: InferenceService, name: str, samples: Sequence[Sample]) -> list[Answer]:
+    """Each image through the served path (``classify``, then ``explain``) as the result page
+    gets it; refused and out-of-distribution images are not answers and are left out."""
+    answers = []
+    for sample in track(samples, f"heat of {name}'s answers"):
+        try:
+            prediction = service.classify(sample.path.read_bytes(), name)
+        except ClassifierError:
+            continue
+        if prediction.status == "out_of_distribution":
+            continue
+        explanation = service.explain(prediction).explanation
+        assert explanation is not None  # explain always sets it
+        answers.append(
+            Answer(
+                correct=prediction.class_id == sample.class_id,
+                uncertain=prediction.status == "uncertain",
+                share=explanation.heat_share,
+            )
+        )
+    return answers
+
+
+def fit_min_density(
+    correct: Sequence[HeatShare | None], max_fires: float = MAX_FIRES_ON_CORRECT
+) -> float:
+    """The highest density threshold that fires on at most ``max_fires`` of ``correct`` (the
+    correct answers' shares): it flags as many wrong answers as that cost allows.
+
+    Answers without a density (empty map, no cells) never fire but count in the total; the
+    threshold never fires on every measured answer.
+    """
+    densities = np.sort([d for s in correct if s is not None and (d := s.density) is not None])
+    if densities.size == 0:
+        raise DataSetError("no correct answer has heat on found cells to fit the heat rule on")
+    allowed = min(math.floor(max_fires * len(correct)), densities.size - 1)
+    if allowed == 0:
+        return float(densities[0])
+    return float((densities[allowed - 1] + densities[allowed]) / 2)
+
+
+def fires_new(min_density: float) -> Callable[[HeatShare | None], bool]:
+    """The density rule at ``min_density``: no cells found is no warning of this kind."""
+    return lambda share: share is not None and share.check(min_density) == "elsewhere"
+
+
+def fires_old(share: HeatShare | None) -> bool:
+    """The rule before density: less than half the heat on the cells."""
+    return share is not None and share.on_cells < OLD_MIN_ON_CELLS
+
+
+@dataclass(frozen=True)
+class Rate:
+    """How often a warning fired among ``n`` answers."""
+
+    fired: int
+    n: int
+
+    @property
+    def share(self) -> float | None:
+        return self.fired / self.n if self.n else None
+
+    def wilson(self, z: float = Z_95) -> tuple[float, float] | None:
+        """The Wilson score interval of the share; None without answers."""
+        if not self.n:
+            return None
+        p, n = self.fired / self.n, self.n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        return max(0.0, centre - half), min(1.0, centre + half)
+
+    def text(self) -> str:
+        interval = self.wilson()
+        if interval is None:
+            return "no answers"
+        low, high = interval
+        return f"{self.fired} of {self.n} ({self.fired / self.n:.0%}; {low:.0%}-{high:.0%})"
+
+
+# The answer groups a warning is scored on: confident (neither out of distribution nor
+# uncertain) correct and wrong answers, and every wrong answer, uncertain ones included.
+GROUPS: dict[str, Callable[[Answer], bool]] = {
+    "correct": lambda a: a.correct and not a.uncertain,
+    "wrong": lambda a: not a.correct and not a.uncertain,
+    "wrong_any": lambda a: not a.correct,
+}
+
+
+def warning_rates(
+    answers: Sequence[Answer], fires: Callable[[HeatShare | None], bool]
+) -> dict[str, Rate]:
+    """How often ``fires`` warns in each of ``GROUPS``."""
+    rates = {}
+    for group, member in GROUPS.items():
+        shares = [a.share for a in answers if member(a)]
+        rates[group] = Rate(sum(fires(s) for s in shares), len(shares))
+    return rates
+
+
+def no_cells(answers: Sequence[Answer]) -> int:
+    """Confident answers whose field had no cells, where the rule cannot judge."""
+    return sum(not a.uncertain and a.share is not None and a.share.density is None for a in answers)
+
+
+def fit_heat_rule(val: Sequence[Answer], max_fires: float = MAX_FIRES_ON_CORRECT) -> HeatRuleSpec:
+    """The density threshold fitted on ``val`` (validation answers) and its figures there."""
+    correct = [a.share for a in val if GROUPS["correct"](a)]
+    threshold = round(fit_min_density(correct, max_fires), 4)
+    rates = warning_rates(val, fires_new(threshold))
+    return HeatRuleSpec(
+        method=(
+            "the highest density threshold that fires on at most "
+            f"{max_fires:.0%} of the correct, confident validation answers"
+        ),
+        min_density=threshold,
+        val_correct=rates["correct"].n,
+        val_wrong=rates["wrong"].n,
+        val_no_cells=no_cells(val),
+        val_fires_on_correct=_rounded(rates["correct"].share),
+        val_fires_on_wrong=_rounded(rates["wrong"].share),
+    )
+
+
+def _rounded(share: float | None) -> float | None:
+    return None if share is None else round(share, 4)
+
+
+def save_heat_rule(models_dir: Path, name: str, rule: HeatRuleSpec) -> ModelCard:
+    path = model_files(models_dir, name).card
+    card = ModelCard.load(path)
+    card.heat_rule = rule
+    card.save(path)
+    return card
+
+
+@dataclass(frozen=True)
+class WarningResult:
+    """One model's heat warnings on a split, under its fitted rule and under the old one."""
+
+    display_name: str
+    min_density: float
+    fitted: bool
+    new: dict[str, Rate]
+    old: dict[str, Rate]
+    no_cells: int
+
+
+def warning_result(card: ModelCard, answers: Sequence[Answer]) -> WarningResult:
+    threshold = (card.heat_rule or HeatRuleSpec()).min_density
+    return WarningResult(
+        display_name=card.display_name,
+        min_density=threshold,
+        fitted=card.heat_rule is not None,
+        new=warning_rates(answers, fires_new(threshold)),
+        old=warning_rates(answers, fires_old),
+        no_cells=no_cells(answers),
+    )
+
+
+WARNING_HEADING = "## The background warning: how often it fires"
+
+
+def warning_markdown(results: dict[str, WarningResult], split: str = "test") -> str:
+    """Per model, how often each rule warns on correct and on wrong answers of ``split``."""
+    header = [
+        "model",
+        "rule",
+        "fires on correct, confident answers",
+        "fires on wrong, confident answers",
+        "fires on wrong answers, uncertain included",
+    ]
+    rows = []
+    for r in results.values():
+        fitted = "fitted on validation" if r.fitted else "default, not fitted"
+        rows.append(
+            [
+                r.display_name,
+                f"density < {r.min_density:g} ({fitted})",
+                *(r.new[g].text() for g in GROUPS),
+            ]
+        )
+        rows.append(
+            [r.display_name, f"old: heat on cells < {OLD_MIN_ON_CELLS:.0%}"]
+            + [r.old[g].text() for g in GROUPS]
+        )
+    no_cells_text = ", ".join(f"{r.display_name} {r.no_cells}" for r in results.values())
+    wrong = sum(r.new["wrong"].n for r in results.values())
+    return "\n".join(
+        [
+            WARNING_HEADING,
+            "",
+            "Generated by `python -m training heat-warning --data-dir DIR --update-report` "
+            f"(this section only). Every {split} image is sent through the served path; "
+            "out-of-distribution and refused images are not answers and are left out. "
+            "The result page warns that an answer rests on the background when the heat's "
+            "*density* on the cells (the share of the heat on the widened cells divided by "
+            "the share of the field they cover) is below the model's threshold, fitted by "
+            "`python -m training fit-heat` on the validation split as the highest threshold "
+            f"that fires on at most {MAX_FIRES_ON_CORRECT:.0%} of the correct, confident "
+            "validation answers. The old rule warned when less than half the heat lay on the "
+            "cells. Each cell: warnings of answers (share; 95% Wilson interval).",
+            "",
+            table(header, rows),
+            "",
+            "Confident answers whose field had no cells (the page says the heat cannot be "
+            f"judged; neither a warning nor silence): {no_cells_text}. Wrong, confident "
+            f"answers in all: {wrong}. A warning that picked out errors would fire on them far "
+            "more often than on correct answers; read those columns by their intervals.",
         ]
     )

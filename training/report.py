@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,23 +11,31 @@ from pathlib import Path
 import numpy as np
 
 from app.core.classes import CLASS_IDS
-from app.core.model_card import TestMetrics
+from app.core.model_card import CaseRuleSpec, ModelCard, TestMetrics
 from app.core.model_files import model_names
 from app.core.model_store import LoadedModel, load_model
+from app.core.service import InferenceService
 from training.architectures import ARCHITECTURES
-from training.capture import SetScore, capture_markdown
+from training.capture import CAPTURES, Outcomes, SetScore, capture_markdown
 from training.capture import run as run_captures
-from training.case_eval import case_markdown, case_results
+from training.case_eval import CASE_HEADING, case_markdown, case_results
 from training.data import Sample, discover
 from training.dataset import load_arrays
 from training.evaluate import select_split
-from training.heat_eval import heat_markdown
+from training.heat_eval import (
+    HEAT_HEADING,
+    WARNING_HEADING,
+    heat_markdown,
+    served_answers,
+    warning_markdown,
+    warning_result,
+)
 from training.heat_eval import measure as measure_heat
 from training.markdown import table
 from training.metrics import classification_report
 from training.ood_eval import ood_markdown
 from training.patient_proxy import RESULT_NAME as PATIENT_PROXY_RESULT
-from training.patient_proxy import patient_proxy_markdown
+from training.patient_proxy import file_number, patient_proxy_markdown
 from training.perturbations import PERTURBATIONS
 from training.progress import track
 from training.scale_fit import estimate_errors, scale_markdown
@@ -34,6 +43,7 @@ from training.segmentation_eval import agreement, agreement_markdown
 from training.split import MANIFEST_NAME
 
 SHORTCUTS = ("scale_bar_masked", "stain_shift")
+REPORT_COMMAND = "python -m training report --data-dir DIR"
 
 
 @dataclass
@@ -187,11 +197,7 @@ def render(rows: list[ModelRow], n_test: int, extra_sections: list[str]) -> str:
 def capture_section(models_dir: Path, samples: list[Sample], split: str = "test") -> str:
     """The capture-robustness table of every served model on ``samples``, and the
     simulated cases built from the same outcomes."""
-    from app.core.model_card import CaseRuleSpec
-    from app.core.service import InferenceService
-
-    # Any served model will do as the default: a folder may hold only the one being compared.
-    service = InferenceService(models_dir, default_model=model_names(models_dir)[0]).load()
+    service = _service(models_dir)
     cards = {card.name: card for card in service.models()}
     thresholds = {name: card.calibration.uncertain_below for name, card in cards.items()}
     outcomes = run_captures(service, samples)
@@ -200,11 +206,93 @@ def capture_section(models_dir: Path, samples: list[Sample], split: str = "test"
         for name, sets in outcomes.items()
     }
     display = {name: card.display_name for name, card in cards.items()}
+    cases = case_section(cards, outcomes, samples, split, REPORT_COMMAND)
+    return "\n".join([capture_markdown(scores, display, split), cases])
+
+
+def _service(models_dir: Path) -> InferenceService:
+    # Any served model will do as the default: a folder may hold only the one being compared.
+    return InferenceService(models_dir, default_model=model_names(models_dir)[0]).load()
+
+
+def case_section(
+    cards: dict[str, ModelCard],
+    outcomes: dict[str, dict[str, Outcomes]],
+    samples: list[Sample],
+    split: str,
+    command: str,
+) -> str:
+    """The report's case section from the capture suite's outcomes on ``samples``."""
+    numbers = np.array([file_number(s) for s in samples])
+    thresholds = {name: card.calibration.uncertain_below for name, card in cards.items()}
     rules = {name: card.case_rule or CaseRuleSpec() for name, card in cards.items()}
-    cases = case_results(outcomes, thresholds, rules)
-    return "\n".join(
-        [capture_markdown(scores, display, split), case_markdown(cases, display, split)]
+    display = {name: card.display_name for name, card in cards.items()}
+    results = case_results(outcomes, numbers, thresholds, rules)
+    sets = sorted({capture for sets in outcomes.values() for capture in sets})
+    note = (
+        f"Sets: {'all ' if len(sets) == len(CAPTURES) else ''}{len(sets)} of the "
+        f"{len(CAPTURES)} capture sets ({', '.join(sets)})."
     )
+    return case_markdown(results, display, rules, split, note, command)
+
+
+def write_case_section(
+    models_dir: Path, samples: list[Sample], captures: Sequence[str], command: str
+) -> Path:
+    """Recompute the case section on ``samples`` (the test split) through ``captures`` and
+    replace it in ``models_dir/REPORT.md``, leaving every other section as it was."""
+    service = _service(models_dir)
+    cards = {card.name: card for card in service.models()}
+    outcomes = run_captures(service, samples, {c: CAPTURES[c] for c in captures})
+    section = case_section(cards, outcomes, samples, "test", command)
+    path = models_dir / "REPORT.md"
+    path.write_text(replace_section(path.read_text(), CASE_HEADING, section))
+    return path
+
+
+def replace_section(text: str, heading: str, section: str) -> str:
+    """``text`` with the level-2 section starting with ``heading`` replaced by ``section``
+    (appended when there is none)."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(heading)), None)
+    if start is None:
+        return text.rstrip() + "\n\n" + section.rstrip() + "\n"
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    kept = [*lines[:start], *section.rstrip().splitlines(), "", *lines[end:]]
+    return "\n".join(kept).rstrip() + "\n"
+
+
+def heat_warning_section(models_dir: Path, samples: list[Sample], split: str = "test") -> str:
+    """How often each served model's background warning fires on ``samples``, old rule beside."""
+    service = _service(models_dir)
+    results = {
+        card.name: warning_result(card, served_answers(service, card.name, samples))
+        for card in service.models()
+    }
+    return warning_markdown(results, split)
+
+
+def write_heat_warning_section(models_dir: Path, samples: list[Sample]) -> tuple[Path, str]:
+    """Recompute the background-warning section on ``samples`` (the test split) and replace
+    it in ``models_dir/REPORT.md``, leaving every other section as it was."""
+    section = heat_warning_section(models_dir, samples)
+    path = models_dir / "REPORT.md"
+    text = path.read_text()
+    if WARNING_HEADING not in text:
+        # First time: placed after the Grad-CAM section, where a full report puts it.
+        text = replace_section(text, HEAT_HEADING, _section(text, HEAT_HEADING) + "\n\n" + section)
+    path.write_text(replace_section(text, WARNING_HEADING, section))
+    return path, section
+
+
+def _section(text: str, heading: str) -> str:
+    """The level-2 section of ``text`` that starts with ``heading`` (empty when none)."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(heading)), None)
+    if start is None:
+        return ""
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return "\n".join(lines[start:end]).rstrip()
 
 
 def write_report(data_dir: str | Path, models_dir: Path) -> Path:
@@ -217,6 +305,7 @@ def write_report(data_dir: str | Path, models_dir: Path) -> Path:
         capture_section(models_dir, samples),
         scale_markdown(estimate_errors(samples), rows[0].model.card.scale if rows else None),
         heat_markdown(measure_heat([r.model for r in rows], samples)),
+        heat_warning_section(models_dir, samples),
         ood_markdown([r.model.card for r in rows]),
         patient_proxy_markdown(models_dir / PATIENT_PROXY_RESULT),
         agreement_markdown(agreement(data_dir)),

@@ -98,14 +98,42 @@ class CaseRuleSpec:
     """The case rule's thresholds (``app.core.case_verdict``) and how they were chosen."""
 
     method: str = ""
-    # A case is uncertain when fewer of its fields than this share could be used...
+    # A case is benign only when at least this share of its fields could be answered.
     min_used_share: float = 1 / 3
-    # ...or when fewer of the used fields than this share agree with the leading class.
-    min_agreement: float = 0.5
+    # An answered malignant field escalates the case when its malignant probability is at
+    # least this (0: every answered malignant field escalates, the rule before fitting).
+    escalate_at: float = 0.0
     # Validation cases the thresholds were fitted on, and their outcome there.
     val_cases: int = 0
-    val_silent_error_rate: float | None = None
+    # All-benign validation cases called malignant, and cases with malignant fields called
+    # benign, each as a share of such cases; uncertain as a share of all cases.
+    val_false_escalation_rate: float | None = None
+    val_miss_rate: float | None = None
     val_uncertain_rate: float | None = None
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> CaseRuleSpec:
+        """The rule a case stored when it was created; keys of older rules are dropped, and
+        thresholds they lacked take the defaults above (which escalate on any malignant field)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class HeatRuleSpec:
+    """When the result page says an answer rests on the background, and how that threshold
+    was chosen on the validation split (``app.core.explanation.heat_share``)."""
+
+    method: str = ""
+    # Warn when the heat's density on the cells (their share of the heat over their share of
+    # the field) is below this; 1 (no denser than anywhere else) is the rule before fitting.
+    min_density: float = 1.0
+    # Confident validation answers the threshold was fitted on, and how often it fired there.
+    val_correct: int = 0
+    val_wrong: int = 0
+    val_no_cells: int = 0
+    val_fires_on_correct: float | None = None
+    val_fires_on_wrong: float | None = None
 
 
 @dataclass
@@ -175,6 +203,8 @@ class ModelCard:
     ood: OodSection | None = None
     # None: not fitted; the case rule then uses CaseRuleSpec's defaults.
     case_rule: CaseRuleSpec | None = None
+    # None: not fitted; the heat warning then uses HeatRuleSpec's defaults.
+    heat_rule: HeatRuleSpec | None = None
 
     @property
     def display_name(self) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
-from app.core.explanation.heat_share import HeatShare
+from app.core.explanation.heat_share import DEFAULT_MIN_DENSITY, HeatCheck, HeatShare
 from app.core.explanation.segmentation import Segmentation
 from app.core.guards.ood import OodResult
 from app.core.guards.uncertainty import is_uncertain
@@ -64,7 +64,8 @@ class Prediction:
 
     ``ood`` is None when the model has no fitted OOD guard (the check is then
     unavailable, not passed); ``uncertain_below`` is None when the model's card
-    sets no threshold (then nothing is called uncertain). ``explanation`` is set
+    sets no threshold (then nothing is called uncertain). ``min_heat_density`` is
+    the card's heat threshold (``heat_share.min_density``). ``explanation`` is set
     by ``InferenceService.explain``.
     """
 
@@ -82,6 +83,7 @@ class Prediction:
     scale: ScaleCheck | None = None
     ood: OodResult | None = None
     uncertain_below: float | None = None
+    min_heat_density: float = DEFAULT_MIN_DENSITY
     explanation: Explanation | None = None
 
     @property
@@ -112,6 +114,14 @@ class Prediction:
         return is_uncertain(
             np.array([self.probabilities[c] for c in CLASS_IDS]), self.uncertain_below
         )
+
+    @property
+    def heat_check(self) -> HeatCheck | None:
+        """Whether the heat is dense enough on the cells; None without an explanation or
+        when the heatmap is empty."""
+        if self.explanation is None or self.explanation.heat_share is None:
+            return None
+        return self.explanation.heat_share.check(self.min_heat_density)
 
     @property
     def status(self) -> Status:

@@ -22,7 +22,7 @@ from PIL import Image
 from app.core.classes import CLASS_IDS
 from app.core.errors import ClassifierError, NoModelsError, NotReadyError, UnknownModelError
 from app.core.explanation.gradcam import GradCam, heat_layer_png, overlay_png
-from app.core.explanation.heat_share import heat_share
+from app.core.explanation.heat_share import heat_share, min_density
 from app.core.explanation.segmentation import outline_png, segment
 from app.core.guards.image_stats import field_statistics
 from app.core.guards.ood import OodGuard, OodNotFittedError, OodResult
@@ -308,6 +308,7 @@ def _classify_batch(served: ServedModel, chunk: list[tuple[int, DecodedImage]]) 
                 model_input=d.seen.x,
                 ood=ood,
                 uncertain_below=loaded.card.calibration.uncertain_below,
+                min_heat_density=min_density(loaded.card),
             )
         )
     return predictions

@@ -1,22 +1,30 @@
-"""The case rule, and its fit and measure on simulated cases."""
+"""The case screening rule on hand-made fields: escalation, refusals, subtype counts."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from app.core.case_verdict import FieldOutcome, case_verdict
 from app.core.model_card import CaseRuleSpec
-from training.capture import Outcomes
-from training.case_eval import draw_cases, field_outcomes, fit_case_rule, score_cases
 
-RULE = CaseRuleSpec(min_used_share=1 / 3, min_agreement=0.7)
+RULE = CaseRuleSpec(min_used_share=1 / 3, escalate_at=0.99)
 
 
-def _field(class_id: str, p: float = 0.95, state: str = "answered") -> FieldOutcome:
+def _field(class_id: str, p: float = 0.995, state: str = "answered") -> FieldOutcome:
     rest = (1 - p) / 3
     probs = {c: (p if c == class_id else rest) for c in ("benign", "early_pre_b", "pre_b", "pro_b")}
     return FieldOutcome(state, probs)  # type: ignore[arg-type]
+
+
+def test_one_confident_malignant_field_among_twenty_escalates_and_is_named() -> None:
+    fields = [_field("benign")] * 19 + [_field("pre_b")]
+    verdict = case_verdict(fields, RULE)
+    assert verdict.status == "malignant" and verdict.class_id == "pre_b"
+    assert verdict.malignant_fields == (20,) and verdict.escalated
+    assert verdict.malignant_share == pytest.approx(0.05)
+    assert verdict.votes == {"benign": 19, "pre_b": 1}
+    assert verdict.probabilities["benign"] > 0.9  # the mean leans benign; the screen does not
+    assert not verdict.subtype_disagreement and verdict.review_positions == (20,)
 
 
 def test_agreeing_fields_give_the_class_and_excluded_fields_are_counted() -> None:
@@ -29,22 +37,58 @@ def test_agreeing_fields_give_the_class_and_excluded_fields_are_counted() -> Non
     assert verdict.status == "malignant" and verdict.class_id == "pre_b"
     assert verdict.n_fields == 7 and verdict.n_used == 4
     assert verdict.excluded == {"uncertain": 1, "out_of_distribution": 1, "refused": 1}
-    assert verdict.agreement == 1.0 and verdict.votes == {"pre_b": 4}
-    assert verdict.probabilities["pre_b"] == pytest.approx(0.95)
+    # The uncertain field leans benign, yet the verdict rests on it as uncertain.
+    assert verdict.uncertain_fields == (5,) and verdict.review_positions == (1, 2, 3, 4, 5)
+    assert verdict.malignant_fields == (1, 2, 3, 4) and verdict.votes == {"pre_b": 4}
+    assert verdict.probabilities["pre_b"] == pytest.approx(0.995)
 
 
-def test_disagreeing_fields_make_the_case_uncertain_and_say_so() -> None:
-    fields = [_field("benign")] * 3 + [_field("pro_b")] * 2
+def test_uncertain_and_out_of_distribution_malignant_fields_do_not_escalate() -> None:
+    fields = [_field("benign")] * 8 + [
+        _field("pro_b", 0.7, "uncertain"),
+        _field("pre_b", 0.999, "out_of_distribution"),
+    ]
     verdict = case_verdict(fields, RULE)
-    assert verdict.status == "uncertain" and verdict.class_id == "benign"
-    assert verdict.agreement == pytest.approx(0.6)
-    assert verdict.votes == {"benign": 3, "pro_b": 2}
-    assert verdict.reason is not None and "disagree" in verdict.reason
-    assert case_verdict(fields, CaseRuleSpec(min_agreement=0.5)).status == "benign"
+    assert not verdict.escalated and verdict.status == "uncertain"  # never benign either
+    assert verdict.class_id == "pro_b" and verdict.reason is not None
+    assert "field 9" in verdict.reason
+    assert verdict.uncertain_malignant_fields == (9,)
+    assert verdict.review_positions == (9,)  # the reviewer must still look at it
+    benign_leaning = [_field("benign")] * 8 + [_field("benign", 0.7, "uncertain")]
+    assert case_verdict(benign_leaning, RULE).status == "benign"
+
+
+def test_an_answered_malignant_field_below_the_threshold_makes_the_case_uncertain() -> None:
+    fields = [_field("benign")] * 9 + [_field("early_pre_b", 0.95)]
+    verdict = case_verdict(fields, RULE)
+    assert verdict.status == "uncertain" and verdict.class_id == "early_pre_b"
+    assert verdict.weak_malignant_fields == (10,) and not verdict.malignant_fields
+    assert verdict.reason is not None and "field 10" in verdict.reason
+    # With the unfitted default every answered malignant field escalates.
+    assert case_verdict(fields, CaseRuleSpec()).status == "malignant"
+
+
+def test_subtype_disagreement_is_reported_with_the_counts() -> None:
+    fields = [_field("pre_b")] * 14 + [_field("pro_b")] * 5 + [_field("benign")]
+    verdict = case_verdict(fields, RULE)
+    assert verdict.status == "malignant" and verdict.class_id == "pre_b"
+    assert verdict.subtype_disagreement
+    assert verdict.subtype_votes == {"pre_b": 14, "pro_b": 5}
+
+
+def test_a_subtype_tie_goes_to_the_higher_summed_probability() -> None:
+    fields = [_field("pro_b", 0.992), _field("pre_b", 0.999)]
+    assert case_verdict(fields, RULE).class_id == "pre_b"
+
+
+def test_mostly_uncertain_fields_are_said_to_be_so() -> None:
+    fields = [_field("benign")] * 4 + [_field("benign", 0.6, "uncertain")] * 6
+    verdict = case_verdict(fields, RULE)
+    assert verdict.status == "benign" and verdict.mostly_uncertain and verdict.n_uncertain == 6
 
 
 def test_too_few_usable_fields_make_the_case_uncertain() -> None:
-    fields = [_field("pre_b")] + [FieldOutcome("refused")] * 3
+    fields = [_field("benign")] + [FieldOutcome("refused")] * 3
     verdict = case_verdict(fields, RULE)
     assert verdict.status == "uncertain" and verdict.reason is not None
     assert "only 1 of 4 fields" in verdict.reason
@@ -52,41 +96,16 @@ def test_too_few_usable_fields_make_the_case_uncertain() -> None:
     assert empty.status == "uncertain" and empty.class_id is None and empty.n_used == 0
 
 
-def _outcomes(labels: list[int], predicted: list[int], confidence: float = 0.99) -> Outcomes:
-    n = len(labels)
-    probs = np.full((n, 4), (1 - confidence) / 3)
-    probs[np.arange(n), predicted] = confidence
-    return Outcomes(
-        labels=np.array(labels),
-        refused=np.zeros(n, bool),
-        ood=np.zeros(n, bool),
-        predicted=np.array(predicted),
-        confidence=np.full(n, confidence),
-        probabilities=probs,
-    )
+def test_escalation_needs_no_majority_of_usable_fields() -> None:
+    fields = [_field("pro_b")] + [FieldOutcome("refused")] * 9
+    assert case_verdict(fields, RULE).status == "malignant"
 
 
-def test_simulated_cases_draw_k_distinct_fields_of_one_class() -> None:
-    labels = np.repeat(np.arange(4), 25)
-    cases = draw_cases(labels, k=10, per_class=30)
-    assert len(cases) == 120
-    for label, picks in cases:
-        assert len(set(picks.tolist())) == 10 and (labels[picks] == label).all()
-    assert draw_cases(labels, k=30, per_class=5) == []  # no class has 30 images
+def test_positions_given_by_the_case_are_kept() -> None:
+    fields = [FieldOutcome("answered", _field("pre_b").probabilities, 7)]
+    assert case_verdict(fields, RULE).malignant_fields == (7,)
 
 
-def test_case_scores_and_the_fitted_threshold_follow_the_field_errors() -> None:
-    labels = [c for c in range(4) for _ in range(30)]
-    # Class 3: a third of its fields are called class 0 with full confidence.
-    predicted = [0 if c == 3 and i % 3 == 0 else c for c in range(4) for i in range(30)]
-    o = _outcomes(labels, predicted)
-    fields = field_outcomes(o, uncertain_below=0.9)
-    lenient = score_cases(fields, draw_cases(o.labels, 5), CaseRuleSpec(min_agreement=0.5))
-    assert lenient.silent_errors > 0.005  # some class-3 cases come out as class 0
-    fitted = fit_case_rule([(o, 0.9)])
-    assert fitted.min_agreement > 0.5
-    assert fitted.val_silent_error_rate is not None and fitted.val_silent_error_rate <= 0.005
-    strict = score_cases(fields, draw_cases(o.labels, 5), fitted)
-    assert strict.silent_errors <= lenient.silent_errors and strict.uncertain > 0
-    assert strict.accuracy is not None and lenient.accuracy is not None
-    assert strict.accuracy > lenient.accuracy
+def test_a_stored_rule_of_an_older_version_reads_with_safe_defaults() -> None:
+    rule = CaseRuleSpec.from_record({"min_used_share": 0.5, "min_agreement": 0.7})
+    assert rule.min_used_share == 0.5 and rule.escalate_at == 0.0

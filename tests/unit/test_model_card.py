@@ -10,6 +10,7 @@ import pytest
 from app.core.classes import CLASS_IDS
 from app.core.model_card import (
     Calibration,
+    HeatRuleSpec,
     InferenceSpec,
     ModelCard,
     ModelCardError,
@@ -128,3 +129,20 @@ def test_a_models_folder_lists_models_that_have_both_files(tmp_path: Path) -> No
         "a.json",
         "a.ood.npz",
     )
+
+
+def test_the_heat_rule_round_trips_and_is_strict(tmp_path: Path) -> None:
+    card = full_card()
+    card.heat_rule = HeatRuleSpec(
+        method="fitted", min_density=0.31, val_correct=300, val_wrong=2, val_fires_on_correct=0.1
+    )
+    card.save(tmp_path / "lenet.json")
+    again = ModelCard.load(tmp_path / "lenet.json")
+    assert isinstance(again.heat_rule, HeatRuleSpec) and again.heat_rule == card.heat_rule
+    assert json.loads((tmp_path / "lenet.json").read_text())["heat_rule"]["min_density"] == 0.31
+    minimal = {"name": "m", "version": "1", "input_size": 64}
+    assert ModelCard.from_dict(minimal).heat_rule is None  # not fitted
+    with pytest.raises(ModelCardError, match="card.heat_rule has unknown keys: min_densty"):
+        ModelCard.from_dict({**minimal, "heat_rule": {"min_densty": 0.3}})
+    with pytest.raises(ModelCardError, match="card.heat_rule.min_density must be a number"):
+        ModelCard.from_dict({**minimal, "heat_rule": {"min_density": "low"}})
