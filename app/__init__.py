@@ -63,6 +63,11 @@ def create_app(
     app.register_blueprint(docs.bp)
     app.register_blueprint(health.bp)
     observability.init_app(app)
+    from app.web import lab_time
+    from app.web.presenter import SUBTYPE_NOTE
+
+    lab_time.init_app(app)
+    app.jinja_env.globals["subtype_note"] = SUBTYPE_NOTE  # every page words the subtype alike
     if app.config["TRUSTED_PROXIES"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

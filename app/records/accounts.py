@@ -74,6 +74,9 @@ class SessionLimits:
     lifetime: timedelta = timedelta(hours=12)
 
 
+MAX_DISPLAY_NAME = 128
+
+
 def can(role: str, permission: str) -> bool:
     return permission in PERMISSIONS.get(role, frozenset())
 
@@ -100,7 +103,12 @@ def get_user(session: Session, username: str) -> User:
 
 
 def create_user(
-    session: Session, username: str, role: str, password: str, must_change: bool = False
+    session: Session,
+    username: str,
+    role: str,
+    password: str,
+    must_change: bool = False,
+    display_name: str | None = None,
 ) -> User:
     name = username.strip().lower()
     if not USERNAME.match(name):
@@ -117,10 +125,25 @@ def create_user(
         role=role,
         password_hash=generate_password_hash(password),
         must_change_password=must_change,
+        display_name=clean_display_name(display_name),
     )
     session.add(user)
     session.flush()
     return user
+
+
+def clean_display_name(raw: str | None) -> str | None:
+    """A person's full name as reports print it (None: not given)."""
+    name = " ".join((raw or "").split())
+    if not name:
+        return None
+    if len(name) > MAX_DISPLAY_NAME or not name.isprintable():
+        raise AccountError(f"A full name is at most {MAX_DISPLAY_NAME} printable characters.")
+    return name
+
+
+def set_display_name(user: User, raw: str | None) -> None:
+    user.display_name = clean_display_name(raw)
 
 
 def authenticate(session: Session, username: str, password: str) -> User:

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from itertools import islice
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
-from app.records.schema import AuditEvent
+from app.records.schema import AuditEvent, Case
 
 ACTIONS = (
     "login",
@@ -33,6 +34,7 @@ ACTIONS = (
     "user_created",
     "user_disabled",
     "user_enabled",
+    "user_renamed",
     "token_created",
     "token_revoked",
     "audit_exported",
@@ -40,7 +42,18 @@ ACTIONS = (
     "backup_restored",
 )
 PAGE_SIZE = 50
-CSV_COLUMNS = ("id", "at", "actor", "action", "object_type", "object_id", "address", "detail")
+CSV_COLUMNS = (
+    "id",
+    "at",
+    "actor",
+    "action",
+    "object_type",
+    "object_id",
+    "object_reference",
+    "address",
+    "detail",
+)
+CSV_BATCH = 500
 
 
 def record(
@@ -83,12 +96,44 @@ class AuditQuery:
         if self.action:
             where.append(AuditEvent.action == self.action)
         if self.object_id:
-            where.append(AuditEvent.object_id == self.object_id.strip())
+            where.append(_object_is(self.object_id.strip()))
         if self.since:
             where.append(AuditEvent.at >= datetime.combine(self.since, time(), UTC))
         if self.until:
             where.append(AuditEvent.at < datetime.combine(self.until + timedelta(1), time(), UTC))
         return where
+
+
+def _object_is(text: str) -> ColumnElement[bool]:
+    """The object named by its id, or a case by its reference (what people know it by)."""
+    by_reference = select(Case.public_id).where(Case.reference == text).scalar_subquery()
+    return or_(AuditEvent.object_id == text, AuditEvent.object_id.in_(by_reference))
+
+
+class CaseName(NamedTuple):
+    reference: str
+    exists: bool  # False: deleted (its events stay; its page does not)
+
+
+def case_references(session: Session, events: Iterable[AuditEvent]) -> dict[str, CaseName]:
+    """The reference of every case the events name, by case id: a case that still exists
+    from its row, a deleted one from its deletion event (which keeps the reference)."""
+    ids = {e.object_id for e in events if e.object_type == "case" and e.object_id}
+    if not ids:
+        return {}
+    rows = session.execute(select(Case.public_id, Case.reference).where(Case.public_id.in_(ids)))
+    found = {public_id: CaseName(reference, True) for public_id, reference in rows}
+    gone = ids - found.keys()
+    if gone:
+        deletions = session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "case_deleted", AuditEvent.object_id.in_(gone)
+            )
+        )
+        for event in deletions:
+            reference = str(event.detail.get("reference", ""))
+            found[str(event.object_id)] = CaseName(reference, False)
+    return found
 
 
 def search_events(session: Session, query: AuditQuery) -> tuple[list[AuditEvent], int]:
@@ -111,25 +156,38 @@ def all_events(session: Session, query: AuditQuery) -> Iterable[AuditEvent]:
     return session.scalars(statement.execution_options(yield_per=500))
 
 
-def events_csv(events: Iterable[AuditEvent]) -> str:
+def events_csv(session: Session, events: Iterable[AuditEvent]) -> str:
+    """The events as CSV, each case named by its reference too (looked up a batch at a time)."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
-    for e in events:
-        detail = ";".join(f"{k}={v}" for k, v in sorted(e.detail.items()))
-        writer.writerow(
-            [
-                e.id,
-                e.at.isoformat(timespec="seconds"),
-                _no_formula(e.actor or ""),
-                e.action,
-                e.object_type or "",
-                _no_formula(e.object_id or ""),
-                e.address or "",
-                _no_formula(detail),
-            ]
-        )
+    for batch in _batches(events, CSV_BATCH):
+        references = case_references(session, batch)
+        for e in batch:
+            name = references.get(e.object_id or "")
+            writer.writerow(_csv_row(e, name.reference if name else ""))
     return out.getvalue()
+
+
+def _csv_row(e: AuditEvent, reference: str) -> list[object]:
+    detail = ";".join(f"{k}={v}" for k, v in sorted(e.detail.items()))
+    return [
+        e.id,
+        e.at.isoformat(timespec="seconds"),
+        _no_formula(e.actor or ""),
+        e.action,
+        e.object_type or "",
+        _no_formula(e.object_id or ""),
+        _no_formula(reference),
+        e.address or "",
+        _no_formula(detail),
+    ]
+
+
+def _batches(events: Iterable[AuditEvent], size: int) -> Iterator[list[AuditEvent]]:
+    iterator = iter(events)
+    while batch := list(islice(iterator, size)):
+        yield batch
 
 
 def _no_formula(text: str) -> str:

@@ -1,4 +1,5 @@
-"""What can be done to a case: create it, add analysed fields, review, sign off, delete.
+"""What can be done to a case: create it, add analysed fields, note who opened which
+field, review, sign off, delete.
 
 Each function changes the session only; the caller commits once per request, so a
 failure part-way leaves nothing half-written.
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
 from app.core.case_verdict import CaseVerdict, FieldOutcome, FieldState, case_verdict
@@ -23,13 +25,24 @@ from app.core.explanation.gallery import FieldPictures, field_pictures
 from app.core.model_card import CaseRuleSpec, ModelCard
 from app.core.prediction import Prediction
 from app.records.image_store import ImageStore
-from app.records.schema import Case, CaseField, CellCrop, Review
+from app.records.schema import Case, CaseField, CellCrop, FieldView, Review, utcnow
 
 MAX_FIELDS = 200
 REFERENCE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._/:#-]{0,63}$")
 MAX_NOTE = 2000
 MAX_COMMENT = 2000
+MAX_FINDING = 500
+MAX_CONFIRMATION = 500
+MIN_CONFIRMATION = 10
 DECISIONS = ("agree", "override")
+# A reviewer's verdicts beyond the four classes; ``Review.class_id`` holds the id.
+FINDINGS = {
+    "blasts_unassessable": "Blasts present, subtype not assessable",
+    "non_diagnostic": "Non-diagnostic: insufficient or poor images",
+    "other_finding": "No B-ALL: other finding",
+    "refer_flow": "Refer for flow cytometry",
+}
+OTHER_FINDING = "other_finding"
 
 
 class CaseInputError(ClassifierError):
@@ -42,6 +55,18 @@ class CaseInputError(ClassifierError):
 class CaseNotFoundError(ClassifierError):
     status = 404
     code = "case_not_found"
+
+
+class FieldsNotOpenedError(CaseInputError):
+    """A sign-off before the reviewer opened the fields the verdict rests on."""
+
+    code = "fields_not_opened"
+
+
+class IncompleteCaseError(CaseInputError):
+    """A sign-off of a case whose upload stopped part-way, not acknowledged."""
+
+    code = "case_incomplete"
 
 
 class CaseLockedError(ClassifierError):
@@ -278,68 +303,179 @@ def _escape_like(text: str) -> str:
 
 
 def field_outcome(item: CaseField) -> FieldOutcome:
-    return FieldOutcome(item.state, item.probabilities)  # type: ignore[arg-type]
+    return FieldOutcome(item.state, item.probabilities, item.position)  # type: ignore[arg-type]
 
 
 def verdict(case: Case) -> CaseVerdict:
     """The case verdict by the rule the case was created with."""
-    rule = CaseRuleSpec(**case.rule)
+    rule = CaseRuleSpec.from_record(case.rule)
     return case_verdict([field_outcome(f) for f in case.fields], rule)
 
 
+@dataclass(frozen=True)
+class ReviewInput:
+    """A review as a form or the API sends it, before it is checked."""
+
+    decision: str | None
+    class_id: str | None
+    comment: str | None = None
+    sign_off: bool = False
+    finding: str | None = None
+    # What the reviewer saw at the microscope: stands in for opening the flagged fields.
+    microscope_confirmation: str | None = None
+    acknowledge_incomplete: bool = False
+    corrects: int | None = None
+
+
 def add_review(
-    session: Session,
-    case: Case,
-    decision: str | None,
-    class_id: str | None,
-    comment: str | None,
-    sign_off: bool,
-    reviewer: str | None = None,
-    corrects: int | None = None,
+    session: Session, case: Case, given: ReviewInput, reviewer: str | None = None
 ) -> Review:
     """Record a review. On a signed-off case only a signed-off correction is accepted, and
     only when ``corrects`` names the sign-off in force (so a reviewer who did not see it is
-    told, not turned into a corrector); nothing already recorded is changed."""
-    if decision not in DECISIONS:
-        raise CaseInputError("Choose whether you agree with the case verdict or override it.")
-    model = verdict(case)
-    if decision == "agree":
-        if model.uncertain or model.class_id is None:
-            raise CaseInputError(
-                "The case verdict is uncertain, so there is nothing to agree with: "
-                "override it with the class you chose."
-            )
-        chosen = model.class_id
-    else:
-        if class_id not in CLASS_IDS:
-            raise CaseInputError("Choose the class you found.")
-        chosen = class_id
-    previous = case.signed_off
-    if previous is not None and corrects != previous.id:
-        who = f" by {previous.reviewer}" if previous.reviewer else ""
-        raise CaseLockedError(
-            f"This case was signed off{who} at {previous.created_at:%Y-%m-%d %H:%M} UTC. Reload "
-            "it to see that verdict; to correct it, record a correction of that sign-off."
-        )
-    if previous is None and corrects is not None:
-        raise CaseInputError("There is no sign-off to correct: the case is not signed off.")
-    if previous is not None and not sign_off:
-        raise CaseLockedError("This case is signed off: a correction must be signed off too.")
-    text = clean_text(comment, MAX_COMMENT, "comment")
-    if previous is not None and not text:
+    told, not turned into a corrector); nothing already recorded is changed. A sign-off
+    needs the reviewer to have opened every field the verdict rests on (or to confirm the
+    slide was read at the microscope), and an incomplete upload acknowledged."""
+    decision, chosen = _verdict_chosen(case, given.decision, given.class_id)
+    finding = _finding(chosen, given.finding)
+    _check_correction(case, given)
+    text = clean_text(given.comment, MAX_COMMENT, "comment")
+    if case.signed_off is not None and not text:
         raise CaseInputError("Say in the comment why the signed-off verdict is corrected.")
+    confirmation = _confirmation(given.microscope_confirmation)
+    if given.sign_off:
+        _check_looked(session, case, reviewer, confirmation)
+        _check_complete(case, given.acknowledge_incomplete)
+    previous = case.signed_off
     review = Review(
         reviewer=reviewer,
         decision=decision,
         class_id=chosen,
+        finding=finding,
         comment=text,
-        signed_off=sign_off,
+        signed_off=given.sign_off,
+        microscope_confirmation=confirmation,
+        acknowledged_incomplete=given.sign_off and case.missing_fields > 0,
         supersedes_id=previous.id if previous is not None else None,
     )
     case.reviews.append(review)
     refresh(case)
     session.flush()
     return review
+
+
+def _verdict_chosen(case: Case, decision: str | None, class_id: str | None) -> tuple[str, str]:
+    """(decision, class or finding id); an override naming the model's verdict agrees."""
+    if decision not in DECISIONS:
+        raise CaseInputError("Choose whether you agree with the case verdict or override it.")
+    model = verdict(case)
+    answered = not model.uncertain and model.class_id is not None
+    if decision == "agree":
+        if not answered:
+            raise CaseInputError(
+                "The case verdict is uncertain, so there is nothing to agree with: "
+                "override it with the class or finding you chose."
+            )
+        return "agree", str(model.class_id)
+    if class_id not in CLASS_IDS and class_id not in FINDINGS:
+        raise CaseInputError("Choose the class or finding you found.")
+    return ("agree" if answered and class_id == model.class_id else "override"), class_id
+
+
+def _finding(chosen: str, raw: str | None) -> str | None:
+    """The words of an "other finding": required with it, refused with any other verdict."""
+    text = clean_text(raw, MAX_FINDING, "finding")
+    if chosen == OTHER_FINDING and not text:
+        raise CaseInputError("Say what the other finding is (e.g. reactive lymphocytosis).")
+    if chosen != OTHER_FINDING and text:
+        raise CaseInputError(
+            'The finding\'s words go with "No B-ALL: other finding" only: choose it, '
+            "or clear the finding."
+        )
+    return text or None
+
+
+def _confirmation(raw: str | None) -> str | None:
+    """What the reviewer saw at the microscope, in a few words; None when not given."""
+    if raw is None:
+        return None
+    text = clean_text(raw, MAX_CONFIRMATION, "microscope confirmation")
+    if len(text) < MIN_CONFIRMATION:
+        raise CaseInputError(
+            "Say in a few words what you saw at the microscope "
+            f"(at least {MIN_CONFIRMATION} characters)."
+        )
+    return text
+
+
+def _check_correction(case: Case, given: ReviewInput) -> None:
+    previous = case.signed_off
+    if previous is not None and given.corrects != previous.id:
+        who = f" by {previous.reviewer}" if previous.reviewer else ""
+        raise CaseLockedError(
+            f"This case was signed off{who} at {previous.created_at:%Y-%m-%d %H:%M} UTC. Reload "
+            "it to see that verdict; to correct it, record a correction of that sign-off."
+        )
+    if previous is None and given.corrects is not None:
+        raise CaseInputError("There is no sign-off to correct: the case is not signed off.")
+    if previous is not None and not given.sign_off:
+        raise CaseLockedError("This case is signed off: a correction must be signed off too.")
+
+
+def _check_looked(
+    session: Session, case: Case, reviewer: str | None, confirmation: str | None
+) -> None:
+    """A sign-off rests on the reviewer's own look at the flagged fields or the slide."""
+    if confirmation is not None:
+        return
+    missing = fields_to_open(session, case, reviewer)
+    if missing:
+        which = ", ".join(str(p) for p in missing)
+        raise FieldsNotOpenedError(
+            f"Open field{'s' if len(missing) > 1 else ''} {which} before signing off: the "
+            "case verdict rests on them as malignant or uncertain. Or confirm that you "
+            "reviewed the slide at the microscope, saying what you saw."
+        )
+
+
+def _check_complete(case: Case, acknowledged: bool) -> None:
+    if case.missing_fields and not acknowledged:
+        raise IncompleteCaseError(
+            f"The upload did not finish: {len(case.fields)} of {case.expected_fields} "
+            "photographs arrived. Add the missing ones, or acknowledge that you sign off "
+            "on those that arrived."
+        )
+
+
+def record_field_view(session: Session, case: Case, position: int, username: str | None) -> None:
+    """Note that ``username`` opened the field; only the first opening is kept, and a
+    second one (or two at once) changes nothing and fails nothing."""
+    if username is None:
+        return
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(
+        insert(FieldView)
+        .values(case_id=case.id, position=position, username=username, first_seen=utcnow())
+        .on_conflict_do_nothing()
+    )
+
+
+def opened_positions(session: Session, case: Case, username: str | None) -> set[int]:
+    """The positions of the case's fields ``username`` has opened."""
+    if username is None:
+        return set()
+    rows = session.scalars(
+        select(FieldView.position).where(
+            FieldView.case_id == case.id, FieldView.username == username
+        )
+    )
+    return {int(p) for p in rows}
+
+
+def fields_to_open(session: Session, case: Case, username: str | None) -> tuple[int, ...]:
+    """The fields the verdict rests on as malignant or uncertain that ``username`` has not
+    opened yet, in order."""
+    opened = opened_positions(session, case, username)
+    return tuple(p for p in verdict(case).review_positions if p not in opened)
 
 
 def delete_case(session: Session, case: Case, store: ImageStore | None) -> list[str]:

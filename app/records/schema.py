@@ -1,11 +1,12 @@
-"""The tables: a case, its fields (one uploaded photograph each) and its reviews."""
+"""The tables: a case, its fields (one uploaded photograph each), its reviews and who
+opened which field."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, text
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -148,9 +149,16 @@ class Review(Base):
     reviewer: Mapped[str | None] = mapped_column(String(64))
     # agree: the model's case verdict stands; override: the reviewer chose ``class_id``.
     decision: Mapped[str] = mapped_column(String(16))
+    # A class id, or a reviewer's finding (``app.records.cases.FINDINGS``).
     class_id: Mapped[str] = mapped_column(String(32))
+    # The words of an "other finding" (None for every other verdict).
+    finding: Mapped[str | None] = mapped_column(Text)
     comment: Mapped[str] = mapped_column(Text, default="")
     signed_off: Mapped[bool] = mapped_column(default=False)
+    # What the reviewer saw at the microscope, when that stood in for opening the fields.
+    microscope_confirmation: Mapped[str | None] = mapped_column(Text)
+    # Signed off knowing photographs of the upload were missing.
+    acknowledged_incomplete: Mapped[bool] = mapped_column(default=False, server_default=false())
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("reviews.id"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
@@ -176,6 +184,21 @@ class Review(Base):
     )
 
 
+class FieldView(Base):
+    """A reviewer opened a field of a case (the first time only): sign-off asks for it."""
+
+    __tablename__ = "field_views"
+    __table_args__ = (
+        Index("uq_field_views_case_position_user", "case_id", "position", "username", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    username: Mapped[str] = mapped_column(String(64))
+    first_seen: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
 class User(Base):
     """Someone who signs in. Never deleted, only disabled, so the username that cases,
     reviews and audit events name stays the person's for good."""
@@ -184,6 +207,8 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
+    # The person's full name, for reviewers' signatures (None: show the username).
+    display_name: Mapped[str | None] = mapped_column(String(128))
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(16))
     active: Mapped[bool] = mapped_column(default=True)

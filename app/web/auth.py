@@ -19,7 +19,7 @@ from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, current_user, login_user, logout_user
 from werkzeug.exceptions import Forbidden, Unauthorized
 
-from app.records import accounts
+from app.records import accounts, held
 from app.records.audit import record
 from app.records.schema import User
 from app.web.records import db
@@ -127,10 +127,19 @@ def sign_in(user: User) -> None:
     login_user(Identity(user, key))
 
 
+def sign_in_key() -> str:
+    """The browser sign-in's key (pages that hold something for it need one)."""
+    who = identity()
+    if who is None or who.key is None:
+        raise ForbiddenError("This needs a sign-in in the browser.")
+    return who.key
+
+
 def sign_out() -> None:
     who = identity()
     if who is not None and who.key is not None:
         accounts.end_session(db(), who.key)
+        held.release(db(), who.key)  # a held result or secret ends with the sign-in
     logout_user()
     session.clear()
 

@@ -8,10 +8,21 @@ import re
 from flask import Response
 from fpdf import FPDF
 
+from app.core.case_verdict import CaseVerdict
 from app.records.cases import verdict
 from app.records.schema import Case, CaseField
 from app.web.auth import audit
-from app.web.case_presenter import case_headline, field_label, review_label
+from app.web.case_presenter import (
+    case_findings,
+    case_headline,
+    evidence,
+    field_label,
+    model_display_name,
+    people_names,
+    review_label,
+    rule_text,
+)
+from app.web.lab_time import lab_time
 from app.web.records import commit
 
 DISCLAIMER = (
@@ -59,16 +70,16 @@ def case_pdf(case: Case) -> bytes:
     # for byte (an archived report can be checked against the record it came from).
     as_of = max([case.created_at, *(r.created_at for r in case.reviews)])
     pdf.set_creation_date(as_of)
+    names = people_names(case)
+    created = lab_time(case.created_at)
+    if case.created_by:
+        created += f" by {names.get(case.created_by, case.created_by)}"
     facts = [
         ("Case reference", case.reference),
-        ("Created", case.created_at.strftime("%Y-%m-%d %H:%M UTC")),
-        ("Model", f"{case.model_name}, version {case.model_version}"),
-        (
-            "Case rule",
-            f"fields used at least {case.rule['min_used_share']:.0%}; "
-            f"agreement at least {case.rule['min_agreement']:.0%}",
-        ),
-        ("Record as of", as_of.strftime("%Y-%m-%d %H:%M UTC")),
+        ("Created", created),
+        ("Model", f"{model_display_name(case.model_name)}, version {case.model_version}"),
+        ("Case rule", rule_text(case)),
+        ("Record as of", lab_time(as_of)),
     ]
     if case.note:
         facts.append(("Note", case.note))
@@ -92,17 +103,10 @@ def case_pdf(case: Case) -> bytes:
     headline = case_headline(v) + (f": {v.reason}" if v.reason else "")
     pdf.multi_cell(width, 6, _text(headline), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=9.5)
-    pdf.multi_cell(
-        width,
-        5,
-        _text(
-            f"{v.n_used} of {v.n_fields} fields used; set aside: {v.excluded['uncertain']} "
-            f"uncertain, {v.excluded['out_of_distribution']} unlike the training smears, "
-            f"{v.excluded['refused']} not analysed."
-        ),
-        new_x="LMARGIN",
-        new_y="NEXT",
-    )
+    for line in case_findings(v):
+        pdf.multi_cell(width, 5, _text(f"- {line}"), new_x="LMARGIN", new_y="NEXT")
+    if v.n_used:
+        _evidence_table(pdf, v)
 
     _heading(pdf, "Reviewer's verdict")
     pdf.set_font("Helvetica", size=9.5)
@@ -117,11 +121,10 @@ def case_pdf(case: Case) -> bytes:
     for i, r in enumerate(case.reviews, start=1):
         state = "signed off" if r.signed_off else "not signed off"
         corrects = f", corrects review {_number(case, r.supersedes_id)}" if r.supersedes_id else ""
-        who = r.reviewer or "reviewer not recorded"
+        who = names.get(r.reviewer, r.reviewer) if r.reviewer else "reviewer not recorded"
         line = (
             f"Review {i}: {review_label(r)} ({state}{corrects}), "
-            f"{r.created_at.strftime('%Y-%m-%d %H:%M UTC')}, {who}."
-            + (f' "{r.comment}"' if r.comment else "")
+            f"{lab_time(r.created_at)}, {who}." + (f' "{r.comment}"' if r.comment else "")
         )
         pdf.multi_cell(width, 5, _text(line), new_x="LMARGIN", new_y="NEXT")
     if case.reviews and case.signed_off is None:
@@ -131,6 +134,17 @@ def case_pdf(case: Case) -> bytes:
     for item in case.fields:
         _field_row(pdf, item, width)
     return bytes(pdf.output())
+
+
+def _evidence_table(pdf: FPDF, v: CaseVerdict) -> None:
+    """The case page's evidence table: fields per class and the mean probability."""
+    pdf.ln(1)
+    with pdf.table(
+        col_widths=(50, 20, 30), width=100, align="LEFT", text_align=("LEFT", "RIGHT", "RIGHT")
+    ) as table:
+        table.row(["Class", "Fields", "Mean probability"])
+        for e in evidence(v):
+            table.row([_text(e.label), str(e.votes), _text(e.text)])
 
 
 def _number(case: Case, review_id: int | None) -> int:

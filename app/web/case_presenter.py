@@ -6,12 +6,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import url_for
+from sqlalchemy import select
 
 from app.core.case_verdict import CaseVerdict
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
-from app.records.cases import verdict
-from app.records.schema import Case, CaseField, Review
-from app.web.presenter import class_verdict, percent
+from app.core.model_card import CaseRuleSpec
+from app.records.cases import FINDINGS, verdict
+from app.records.schema import Case, CaseField, Review, User
+from app.web.extensions import inference
+from app.web.presenter import BLASTS_SUSPECTED, SUBTYPE_NOTE, class_verdict, percent, subtype_json
+from app.web.records import db
 
 STATE_LABELS = {
     "answered": "Answered",
@@ -47,6 +51,12 @@ def case_summary_json(case: Case) -> dict[str, Any]:
         "status": case.status,
         "review_state": case.review_state,
         "images": len(case.fields),
+        # An upload that stopped part-way is marked here as in the case itself.
+        "upload": {
+            "expected": case.expected_fields,
+            "received": len(case.fields),
+            "complete": case.missing_fields == 0,
+        },
         "created_at": case.created_at.isoformat(),
         "model": {"name": case.model_name, "version": case.model_version},
         "url": url_for("case_api.show", public_id=case.public_id),
@@ -70,9 +80,66 @@ def field_label(item: CaseField) -> str:
 
 
 def case_headline(v: CaseVerdict) -> str:
+    """The case's answer in one line; an escalated case says how many fields show blasts."""
+    if v.status == "malignant" and v.class_id is not None:
+        return (
+            f"{BLASTS_SUSPECTED} in {len(v.malignant_fields)} of {_fields(v.n_fields)}: "
+            f"pattern most like {DISPLAY_NAMES[v.class_id]}"
+        )
     if v.uncertain or v.class_id is None:
         return "Uncertain: no case verdict"
     return class_verdict(v.class_id)
+
+
+def case_findings(v: CaseVerdict) -> list[str]:
+    """The evidence under the headline, in sentences: what escalated the case, where the
+    fields disagree, what is left to look at, and how many fields were set aside."""
+    lines = []
+    if v.malignant_fields:
+        lines.append(
+            f"{_fields(len(v.malignant_fields)).capitalize()} of {v.n_fields} "
+            f"({v.malignant_share:.0%}) show blasts confidently enough to escalate the case: "
+            f"{_positions(v.malignant_fields)}. One such field is enough: a screen does not "
+            "let benign fields outvote it."
+        )
+        lines.append(f"The subtype is a pattern seen in morphology ({SUBTYPE_NOTE}).")
+    if v.subtype_disagreement:
+        counts = ", ".join(f"{n} {DISPLAY_NAMES[c]}" for c, n in v.subtype_votes.items())
+        lines.append(f"The fields with blasts disagree on the subtype: {counts}.")
+    if v.uncertain_malignant_fields:
+        lines.append(
+            f"{_fields(len(v.uncertain_malignant_fields)).capitalize()} the model was unsure "
+            f"of lean{'s' if len(v.uncertain_malignant_fields) == 1 else ''} malignant: "
+            f"{_positions(v.uncertain_malignant_fields)}. Open them."
+        )
+    lines.append(field_counts(v))
+    if v.mostly_uncertain:
+        lines.append(
+            f"Most fields ({v.n_uncertain} of {v.n_fields}) were uncertain: the verdict rests on "
+            f"the {v.n_used} the model answered."
+        )
+    return lines
+
+
+def field_counts(v: CaseVerdict) -> str:
+    """Every field counted once: with blasts, benign, below the threshold, or set aside."""
+    parts = [f"{len(v.malignant_fields)} with blasts", f"{v.votes.get('benign', 0)} benign"]
+    if v.weak_malignant_fields:
+        parts.append(f"{len(v.weak_malignant_fields)} leaning malignant below the threshold")
+    parts += [
+        f"{v.excluded.get('uncertain', 0)} uncertain",
+        f"{v.excluded.get('out_of_distribution', 0)} unlike the training smears",
+        f"{v.excluded.get('refused', 0)} not analysed",
+    ]
+    return f"Of {_fields(v.n_fields)}: {', '.join(parts)}."
+
+
+def _fields(n: int) -> str:
+    return f"{n} field{'' if n == 1 else 's'}"
+
+
+def _positions(positions: tuple[int, ...]) -> str:
+    return ("field " if len(positions) == 1 else "fields ") + ", ".join(map(str, positions))
 
 
 @dataclass(frozen=True)
@@ -103,7 +170,11 @@ def evidence(v: CaseVerdict) -> list[Evidence]:
 
 
 def review_label(r: Review) -> str:
+    """The reviewer's verdict in words: a class, or a finding (with its words)."""
     action = "Agreed" if r.decision == "agree" else "Overrode the model"
+    if r.class_id in FINDINGS:
+        words = f" ({r.finding})" if r.finding else ""
+        return f"{action}: {FINDINGS[r.class_id]}{words}"
     return f"{action}: {class_verdict(r.class_id)}"
 
 
@@ -138,9 +209,15 @@ def review_json(r: Review) -> dict[str, Any]:
         "id": r.id,
         "reviewer": r.reviewer,
         "decision": r.decision,
+        # A class id, or a finding id (``kind`` says which).
         "class_id": r.class_id,
+        "kind": "finding" if r.class_id in FINDINGS else "class",
+        "finding": r.finding,
+        "label": review_label(r),
         "comment": r.comment,
         "signed_off": r.signed_off,
+        "microscope_confirmation": r.microscope_confirmation,
+        "acknowledged_incomplete": r.acknowledged_incomplete,
         "supersedes": r.supersedes_id,
         "created_at": r.created_at.isoformat(),
     }
@@ -153,7 +230,18 @@ def verdict_json(v: CaseVerdict) -> dict[str, Any]:
         "fields_used": v.n_used,
         "excluded": v.excluded,
         "votes": v.votes,
-        "agreement": v.agreement,
+        # The screen: fields that escalate the case, and those a reviewer must look at.
+        "escalated": v.escalated,
+        "malignant_fields": list(v.malignant_fields),
+        "malignant_share": round(v.malignant_share, 4),
+        "weak_malignant_fields": list(v.weak_malignant_fields),
+        "uncertain_fields": list(v.uncertain_fields),
+        "uncertain_malignant_fields": list(v.uncertain_malignant_fields),
+        "review_fields": list(v.review_positions),
+        "subtype_votes": v.subtype_votes,
+        "subtype_disagreement": v.subtype_disagreement,
+        "mostly_uncertain": v.mostly_uncertain,
+        "findings": case_findings(v),
     }
 
 
@@ -167,6 +255,8 @@ def case_json(case: Case) -> dict[str, Any]:
         # class, a verdict only when ``status`` is benign or malignant.
         "class": v.class_id,
         "status": v.status,
+        "headline": case_headline(v),
+        "subtype": subtype_json(v.class_id, v.status == "malignant"),
         "reason": v.reason,
         "evidence": verdict_json(v),
         "url": url_for("cases.show", public_id=case.public_id, _external=True),
@@ -187,3 +277,35 @@ def case_json(case: Case) -> dict[str, Any]:
         "reviews": [review_json(r) for r in case.reviews],
         "images": [field_json(case, f) for f in case.fields],
     }
+
+
+def model_display_name(name: str) -> str:
+    """The served model's name for people, or its id when it is no longer served."""
+    service = inference()
+    cards = {card.name: card for card in service.models()} if service.ready else {}
+    return cards[name].display_name if name in cards else name
+
+
+def rule_text(case: Case) -> str:
+    """The screening rule the case was judged by, in words."""
+    rule = CaseRuleSpec.from_record(case.rule)
+    escalate = (
+        "any answered malignant field"
+        if rule.escalate_at <= 0
+        else f"an answered field with malignant probability at least {percent(rule.escalate_at)}"
+    )
+    return (
+        f"screening: {escalate} escalates the case; benign needs at least "
+        f"{rule.min_used_share:.0%} of the fields answered and none malignant"
+    )
+
+
+def people_names(case: Case) -> dict[str, str]:
+    """Username -> "Full Name (username)" for everyone who created or reviewed the case."""
+    usernames = {r.reviewer for r in case.reviews if r.reviewer}
+    if case.created_by:
+        usernames.add(case.created_by)
+    if not usernames:
+        return {}
+    users = db().scalars(select(User).where(User.username.in_(usernames)))
+    return {u.username: f"{u.display_name} ({u.username})" for u in users if u.display_name}

@@ -28,7 +28,7 @@ from app.records.cases import (
     require_open,
 )
 from app.records.schema import Case, CaseField
-from app.web.auth import audit
+from app.web.auth import actor, audit
 from app.web.extensions import inference
 from app.web.records import ConcurrentChangeError, commit, db, image_store
 from app.web.search_args import dates_and_page
@@ -164,7 +164,8 @@ def save_added(case: Case, added: list[CaseField], attempts: int = 5) -> Case:
     for _ in range(attempts):
         try:
             _place_last(case, added)
-            audit("case_fields_added", "case", case.public_id, count=len(added))
+            if not _announced_with_the_case(case):
+                audit("case_fields_added", "case", case.public_id, count=len(added))
             db().commit()
             return case
         except IntegrityError:
@@ -175,6 +176,19 @@ def save_added(case: Case, added: list[CaseField], attempts: int = 5) -> Case:
             raise TooManyFieldsError(f"A case holds at most {MAX_FIELDS} photographs.")
         case.fields.extend(added)
     raise ConcurrentChangeError("The case is being changed by other requests; send this again.")
+
+
+def _announced_with_the_case(case: Case) -> bool:
+    """Whether these photographs are ones the new-case page's script announced with the case
+    (``files_follow``) and now sends one at a time: the case's creation event already counts
+    them, so the upload is one event, not one per photograph."""
+    return (
+        request.blueprint == "cases"
+        and request.accept_mimetypes.best == "application/json"
+        and case.expected_fields is not None
+        and case.created_by == actor()
+        and len(case.fields) <= case.expected_fields
+    )
 
 
 def _place_last(case: Case, added: list[CaseField]) -> None:

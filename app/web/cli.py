@@ -58,10 +58,13 @@ def _refusals_said() -> Iterator[None]:
 @users.command("create")
 @click.argument("username")
 @click.option("--role", required=True, type=click.Choice(accounts.ROLES))
-def create_user(username: str, role: str) -> None:
+@click.option("--name", "display_name", help="The person's full name, as reports print it.")
+def create_user(username: str, role: str, display_name: str | None) -> None:
     """Create USERNAME with ROLE; the password comes from stdin or a prompt."""
     with _refusals_said():
-        user = accounts.create_user(db(), username, role, _read_password())
+        user = accounts.create_user(
+            db(), username, role, _read_password(), display_name=display_name
+        )
     record(db(), "user_created", _actor(), None, "user", user.username, role=role)
     commit()
     click.echo(f"created {user.username} ({role})")
@@ -103,6 +106,19 @@ def set_password(username: str) -> None:
     click.echo(f"password changed for {user.username}")
 
 
+@users.command("set-name")
+@click.argument("username")
+@click.argument("full_name")
+def set_name(username: str, full_name: str) -> None:
+    """Give USERNAME the full name that case reports print beside it."""
+    with _refusals_said():
+        user = accounts.get_user(db(), username)
+        accounts.set_display_name(user, full_name)
+    record(db(), "user_renamed", _actor(), None, "user", user.username)
+    commit()
+    click.echo(f"{user.username} is {user.display_name}")
+
+
 @users.command("list")
 def list_users() -> None:
     """Every user with role and state."""
@@ -110,7 +126,7 @@ def list_users() -> None:
         state = "active" if user.active else "disabled"
         if accounts.locked(user):
             state = "locked"
-        click.echo(f"{user.username}\t{user.role}\t{state}")
+        click.echo(f"{user.username}\t{user.role}\t{state}\t{user.display_name or ''}")
 
 
 @tokens.command("create")

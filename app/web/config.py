@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask.helpers import get_debug_flag
 
@@ -41,6 +42,9 @@ class Config:
     REQUIRE_SECRET_KEY = False
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
+    # The cookie is written only when the session changes: a late answer to an older request
+    # (an image still loading) can then never put back what a newer one took out.
+    SESSION_REFRESH_EACH_REQUEST = False
     SESSION_COOKIE_SECURE = False
     WTF_CSRF_TIME_LIMIT = 3600 * 8
     # A browser sign-in ends after this long without a request, and this long after it began.
@@ -82,6 +86,8 @@ class Config:
         )
         # Where login throttling counts (memory:// is per process; redis://... is shared).
         values["RATELIMIT_STORAGE_URI"] = env.get("RATELIMIT_STORAGE_URI") or "memory://"
+        # The lab's time zone (an IANA name): pages and reports show times in it, labelled.
+        values["LAB_TIMEZONE"] = env.get("LAB_TIMEZONE") or "UTC"
         if "SESSION_COOKIE_SECURE" in env:
             values["SESSION_COOKIE_SECURE"] = _flag(env["SESSION_COOKIE_SECURE"])
         return values
@@ -153,6 +159,13 @@ def finalize(config: dict[str, Any], cls: type[Config]) -> None:
             f"SECRET_KEY is {size} bytes; production needs at least {MIN_SECRET_KEY_BYTES}: "
             "python -c 'import secrets; print(secrets.token_hex(32))'"
         )
+    try:
+        ZoneInfo(str(config.get("LAB_TIMEZONE") or "UTC"))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"LAB_TIMEZONE={config.get('LAB_TIMEZONE')!r} is not a time zone: use an IANA name "
+            "such as Europe/London or Asia/Tehran"
+        ) from None
     if config.get("DEBUG") and cls is not DevelopmentConfig:
         raise ConfigError(f"debug mode is only allowed in development, not in {cls.ENV_NAME}")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, current_app, jsonify, render_template, request
+from flask import Flask, current_app, flash, get_flashed_messages, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -58,6 +58,26 @@ def describe(exc: BaseException) -> tuple[int, str, str]:
         code = HTTP_CODES.get(status, exc.name.lower().replace(" ", "_"))
         return status, code, exc.description or exc.name
     return 500, "internal_error", "Something went wrong on our side. Please try again."
+
+
+# Flash categories of a refused form's message and of what to do about it: the form's own
+# page shows them beside the form (base.html leaves them out of its flash list).
+FORM_ERROR = "form-error"
+FORM_FIX = "form-fix"
+
+
+def flash_form_error(message: str, fix: str | None = None) -> None:
+    """Keep a refused form's message for the page its redirect goes to."""
+    flash(message, FORM_ERROR)
+    if fix:
+        flash(fix, FORM_FIX)
+
+
+def flashed_form_error() -> tuple[str | None, str | None]:
+    """The (message, fix) a refused form flashed for this page, if any."""
+    errors = [str(m) for m in get_flashed_messages(category_filter=[FORM_ERROR])]
+    fixes = [str(m) for m in get_flashed_messages(category_filter=[FORM_FIX])]
+    return (errors[-1] if errors else None), (fixes[-1] if fixes else None)
 
 
 def error_json(status: int, code: str, message: str, **extra: str) -> tuple[Any, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.core.classes import CLASS_IDS
+from app.records.cases import FINDINGS
 
 _CLASS = {"type": "string", "enum": list(CLASS_IDS)}
 _PROBABILITIES = {
@@ -28,6 +29,18 @@ _ERROR = {
     },
     "required": ["error"],
 }
+_SUBTYPE = {
+    "type": ["object", "null"],
+    "description": "A malignant answer's subtype, as what it is: a pattern seen in morphology "
+    "(`basis` is morphological_pattern); the diagnosis and subtype need flow cytometry. "
+    "null for a benign or unanswered result.",
+    "properties": {
+        "class": _CLASS,
+        "label": {"type": "string"},
+        "basis": {"type": "string", "enum": ["morphological_pattern"]},
+        "note": {"type": "string"},
+    },
+}
 _PREDICTION = {
     "type": "object",
     "description": "One image's answer. `status` is benign, malignant, uncertain (the class "
@@ -39,6 +52,7 @@ _PREDICTION = {
             "enum": ["benign", "malignant", "uncertain", "out_of_distribution"],
         },
         "verdict": {"type": "string"},
+        "subtype": _SUBTYPE,
         "confidence": {"type": "number"},
         "probabilities": _PROBABILITIES,
         "out_of_distribution": {"type": ["boolean", "null"]},
@@ -67,30 +81,134 @@ _IMAGE = {
     },
     "required": ["position", "class", "status", "probabilities", "error", "sha256"],
 }
+# A reviewer's verdict: one of the four classes, or one of the findings beyond them.
+_REVIEW_VERDICT = {
+    "type": "string",
+    "enum": [*CLASS_IDS, *FINDINGS],
+    "description": "A class, or a finding: "
+    + "; ".join(f"`{k}`: {label}" for k, label in FINDINGS.items()),
+}
+_UPLOAD_STATE = {
+    "type": "object",
+    "description": "An upload that sent the photographs one by one and stopped part-way "
+    "has `complete` false; its sign-off needs `acknowledge_incomplete`.",
+    "properties": {
+        "expected": {"type": ["integer", "null"]},
+        "received": {"type": "integer"},
+        "complete": {"type": "boolean"},
+    },
+    "required": ["expected", "received", "complete"],
+}
 _REVIEW = {
     "type": "object",
     "properties": {
         "id": {"type": "integer"},
-        "decision": {"type": "string", "enum": ["agree", "override"]},
-        "class_id": _CLASS,
+        "reviewer": {"type": ["string", "null"]},
+        "decision": {
+            "type": "string",
+            "enum": ["agree", "override"],
+            "description": "An override that names the model's own verdict is recorded as agree.",
+        },
+        "class_id": _REVIEW_VERDICT,
+        "kind": {"type": "string", "enum": ["class", "finding"]},
+        "finding": {"type": ["string", "null"], "description": "The words of other_finding"},
+        "label": {"type": "string"},
         "comment": {"type": "string"},
         "signed_off": {"type": "boolean"},
+        "microscope_confirmation": {
+            "type": ["string", "null"],
+            "description": "What the reviewer saw at the microscope, when that stood in "
+            "for opening the flagged photographs",
+        },
+        "acknowledged_incomplete": {"type": "boolean"},
         "supersedes": {"type": ["integer", "null"]},
         "created_at": {"type": "string", "format": "date-time"},
     },
-    "required": ["id", "decision", "class_id", "signed_off"],
+    "required": ["id", "decision", "class_id", "kind", "signed_off"],
+}
+_CASE_SUMMARY = {
+    "type": "object",
+    "description": "A case in a list, without its images.",
+    "properties": {
+        "id": {"type": "string"},
+        "reference": {"type": "string"},
+        "class": {"type": ["string", "null"]},
+        "status": {"type": "string", "enum": ["benign", "malignant", "uncertain"]},
+        "review_state": {"type": "string", "enum": ["none", "reviewed", "signed_off"]},
+        "images": {"type": "integer"},
+        "upload": _UPLOAD_STATE,
+        "created_at": {"type": "string", "format": "date-time"},
+        "model": {"type": "object"},
+        "url": {"type": "string"},
+    },
+    "required": ["id", "reference", "status", "review_state", "images", "upload"],
+}
+_CASE_LIST = {
+    "type": "object",
+    "properties": {
+        "cases": {"type": "array", "items": {"$ref": "#/components/schemas/CaseSummary"}},
+        "total": {"type": "integer"},
+        "page": {"type": "integer"},
+        "per_page": {"type": "integer"},
+    },
+    "required": ["cases", "total", "page", "per_page"],
+}
+_REVIEW_BODY = {
+    "type": "object",
+    "description": "A sign-off (`sign_off` true, and every correction) is refused with 422 "
+    "`fields_not_opened` until the token's user has opened, in the pages, every photograph "
+    "the case verdict rests on as malignant or uncertain (`evidence.review_fields`), unless "
+    "`microscope_confirmation` says what was seen at the microscope; and with 422 "
+    "`case_incomplete` when the upload stopped part-way, unless `acknowledge_incomplete`.",
+    "properties": {
+        "decision": {"type": "string", "enum": ["agree", "override"]},
+        "class": _REVIEW_VERDICT,
+        "finding": {
+            "type": "string",
+            "maxLength": 500,
+            "description": "Required with other_finding, refused with any other verdict",
+        },
+        "comment": {"type": "string", "maxLength": 2000},
+        "sign_off": {"type": "boolean"},
+        "microscope_confirmation": {"type": "string", "minLength": 10, "maxLength": 500},
+        "acknowledge_incomplete": {"type": "boolean"},
+        "corrects": {
+            "type": "integer",
+            "description": "On a signed-off case: the id of the sign-off this correction replaces",
+        },
+    },
+    "required": ["decision"],
 }
 _CASE = {
     "type": "object",
-    "description": "A case. `class` is the leading class of the usable photographs, a verdict "
-    "only when `status` is benign or malignant.",
+    "description": "A case, judged by a screening rule: one confidently malignant photograph "
+    "makes it malignant (`evidence.malignant_fields` lists them). `class` is the subtype "
+    "pattern of a malignant case, benign for a benign one, and what the evidence leans to "
+    "when `status` is uncertain.",
     "properties": {
         "id": {"type": "string"},
         "reference": {"type": "string"},
         "class": {"anyOf": [_CLASS, {"type": "null"}]},
         "status": {"type": "string", "enum": ["benign", "malignant", "uncertain"]},
+        "headline": {"type": "string"},
+        "subtype": _SUBTYPE,
         "reason": {"type": ["string", "null"]},
-        "evidence": {"type": "object"},
+        "evidence": {
+            "type": "object",
+            "properties": {
+                "escalated": {"type": "boolean"},
+                "malignant_fields": {"type": "array", "items": {"type": "integer"}},
+                "malignant_share": {"type": "number"},
+                "weak_malignant_fields": {"type": "array", "items": {"type": "integer"}},
+                "uncertain_fields": {"type": "array", "items": {"type": "integer"}},
+                "uncertain_malignant_fields": {"type": "array", "items": {"type": "integer"}},
+                "review_fields": {"type": "array", "items": {"type": "integer"}},
+                "subtype_votes": {"type": "object"},
+                "subtype_disagreement": {"type": "boolean"},
+                "mostly_uncertain": {"type": "boolean"},
+                "findings": {"type": "array", "items": {"type": "string"}},
+            },
+        },
         "images": {"type": "array", "items": {"$ref": "#/components/schemas/CaseImage"}},
         "reviews": {"type": "array", "items": {"$ref": "#/components/schemas/Review"}},
         "signed_off": {"type": "boolean"},
@@ -210,7 +328,10 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "list_cases",
                     "tags": ["cases"],
                     "parameters": search,
-                    "responses": {"200": {"description": "A page of cases"}, **_errors(422)},
+                    "responses": {
+                        "200": {"description": "A page of cases", "content": _json("CaseList")},
+                        **_errors(422),
+                    },
                 },
                 "post": {
                     "summary": "Create a case from 1-200 photographs",
@@ -263,26 +384,8 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {
                         "required": True,
                         "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {
-                                        "decision": {
-                                            "type": "string",
-                                            "enum": ["agree", "override"],
-                                        },
-                                        "class": _CLASS,
-                                        "comment": {"type": "string"},
-                                        "sign_off": {"type": "boolean"},
-                                        "corrects": {
-                                            "type": "integer",
-                                            "description": "On a signed-off case: the id of "
-                                            "the sign-off this correction replaces",
-                                        },
-                                    },
-                                    "required": ["decision"],
-                                }
-                            }
+                            "application/json": {"schema": _REVIEW_BODY},
+                            "application/x-www-form-urlencoded": {"schema": _REVIEW_BODY},
                         },
                     },
                     "responses": {
@@ -317,6 +420,8 @@ def openapi_document() -> dict[str, Any]:
                 "Prediction": _PREDICTION,
                 "CaseImage": _IMAGE,
                 "Review": _REVIEW,
+                "CaseSummary": _CASE_SUMMARY,
+                "CaseList": _CASE_LIST,
                 "Case": _CASE,
             },
         },

@@ -28,7 +28,25 @@ OOD_FIXES = {
         "look near white), and send the camera's original file"
     ),
 }
-HEAT_ELSEWHERE = "This answer rests mostly on the background of the image, not on the white cells"
+BLASTS_SUSPECTED = "Blasts suspected"
+# Early Pre-B, Pre-B and Pro-B are immunophenotype categories: morphology only suggests them.
+SUBTYPE_NOTE = "from morphology; the subtype needs flow cytometry"
+# The heat warning states the measured figures, then what they are measured against.
+HEAT_FIGURES = "{on_cells} of the heat lies on white cells that cover {area} of the field"
+HEAT_FITTED = (
+    "less concentrated on the cells than in {usual} of this model's correct answers on "
+    "validation images"
+)
+HEAT_UNFITTED = "no more concentrated on the cells than on the rest of the field"
+# Measured: the warning is no more frequent on wrong answers than on right ones.
+HEAT_MEANING = (
+    "this answer may rest on the background. That says where the model looked, not that the "
+    "answer is wrong: check the cells yourself"
+)
+HEAT_NO_CELLS = (
+    "No white cells were found in the field, so whether this answer rests on them or on the "
+    "background cannot be judged"
+)
 
 
 def percent(p: float) -> str:
@@ -41,10 +59,23 @@ def percent(p: float) -> str:
 
 
 def class_verdict(class_id: str) -> str:
-    """A class in a clinician's words, e.g. "Malignant: Pre-B ALL"."""
+    """A class in a clinician's words: a malignant class is a morphological pattern of
+    blasts, e.g. "Blasts suspected: pattern most like Pre-B ALL", never a diagnosis."""
     if MALIGNANT[class_id]:
-        return f"Malignant: {DISPLAY_NAMES[class_id]}"
+        return f"{BLASTS_SUSPECTED}: pattern most like {DISPLAY_NAMES[class_id]}"
     return "Benign: hematogones" if class_id == "benign" else f"Benign: {DISPLAY_NAMES[class_id]}"
+
+
+def subtype_json(class_id: str | None, malignant: bool) -> dict[str, Any] | None:
+    """The subtype as what it is: a pattern seen in morphology (None for a benign answer)."""
+    if class_id is None or not malignant:
+        return None
+    return {
+        "class": class_id,
+        "label": DISPLAY_NAMES[class_id],
+        "basis": "morphological_pattern",
+        "note": SUBTYPE_NOTE,
+    }
 
 
 def verdict(p: Prediction) -> str:
@@ -143,6 +174,8 @@ def prediction_json(p: Prediction) -> dict[str, Any]:
         "verdict": verdict(p),
         "status": p.status,
         "verdict_detail": verdict_detail(p),
+        # A malignant class is a morphological pattern; the diagnosis needs flow cytometry.
+        "subtype": subtype_json(p.class_id, p.malignant and p.status == "malignant"),
         "confidence": p.confidence,
         "out_of_distribution": p.out_of_distribution,
         "ood": ood_json(p),
@@ -252,8 +285,28 @@ def result_page(p: Prediction) -> ResultPage:
         ood_fixes=ood_fixes(p),
         heat_on_cells=None if share is None else f"{share.on_cells * 100:.0f}%",
         cells_area=None if share is None else f"{share.cells_area * 100:.0f}%",
-        heat_warning=HEAT_ELSEWHERE if share is not None and share.mostly_elsewhere else None,
+        heat_warning=heat_warning(p),
     )
+
+
+def heat_warning(p: Prediction) -> str | None:
+    """What the page says when the heat is not on the cells, or cannot be weighed against
+    them; None when it is dense enough on them, or without an (explained, non-empty) map."""
+    check = p.heat_check
+    share = None if p.explanation is None else p.explanation.heat_share
+    if check is None or share is None or check == "on_cells":
+        return None
+    if check == "no_cells":
+        return HEAT_NO_CELLS
+    figures = HEAT_FIGURES.format(
+        on_cells=f"{share.on_cells * 100:.0f}%", area=f"{share.cells_area * 100:.0f}%"
+    )
+    rule = p.model.heat_rule
+    if rule is None or rule.val_fires_on_correct is None:
+        compared = HEAT_UNFITTED
+    else:
+        compared = HEAT_FITTED.format(usual=f"{1 - rule.val_fires_on_correct:.0%}")
+    return f"{figures}, {compared}: {HEAT_MEANING}"
 
 
 def thumbnail_data_uri(image: Image.Image, side: int = THUMBNAIL_SIDE) -> str:

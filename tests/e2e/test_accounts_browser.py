@@ -47,6 +47,10 @@ def test_clinician_signs_off_viewer_cannot_and_both_sign_out(
     page.click("#submit")
     page.wait_for_selector("#case-verdict", timeout=60_000)
     case_url = page.url
+    # A sign-off needs the fields the verdict rests on opened first.
+    for field in page.locator("#review-flagged a").evaluate_all("links => links.map(a => a.href)"):
+        page.goto(field)
+    page.goto(case_url)
     page.check("input[name=decision][value=override]")
     page.select_option("#class_id", "pre_b")
     page.check("#sign-off")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,9 @@ VERDICTS = (
 # axe-core, installed by `npm ci --prefix tests/e2e` (make test and .ci/run do it).
 AXE = Path(__file__).with_name("node_modules") / "axe-core" / "axe.min.js"
 
+# The app behind each module's server, by its base URL (tests that write records directly).
+SERVED: dict[str, Any] = {}
+
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip package playwright missing")
@@ -77,7 +81,10 @@ def base_url(models_dir: Path, inference_service, tmp_path_factory) -> Iterator[
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    url = f"http://127.0.0.1:{server.server_port}"
+    SERVED[url] = app
+    yield url
+    SERVED.pop(url, None)
     server.shutdown()
     thread.join(timeout=5)
 
@@ -102,7 +109,7 @@ class SignedInBrowser:
                 },
                 max_redirects=0,
             )
-            assert signed.status == 302, signed.text()[:500]
+            assert signed.status == 303, signed.text()[:500]
         return context
 
     def new_page(self, role: str | None = "clinician", **options: Any) -> Any:
@@ -322,10 +329,11 @@ def test_phone_capture_is_refused_with_reason_and_fix(
 
 @pytest.mark.parametrize("model", ["lenet"])
 def test_heat_on_the_background_is_said_plainly(
-    browser, base_url: str, smear_images, model: str
+    browser, base_url: str, data_dir: Path, model: str
 ) -> None:
     page = browser.new_page(viewport={"width": 1100, "height": 900})
-    for path in smear_images["benign"]:
+    # The warning fires on about one answer in ten: the first eight Benign files hold one.
+    for path in sorted((data_dir / "Benign").glob("*.jpg"))[:8]:
         page.goto(base_url + f"/?model={model}")
         page.set_input_files("#image", str(path))
         page.click("#submit")
@@ -333,12 +341,14 @@ def test_heat_on_the_background_is_said_plainly(
         if page.locator("#heat-warning").count():
             break
     else:
-        pytest.fail("no Benign image whose heat lies mostly off the cells")
+        pytest.fail("no Benign image whose heat is sparse on the cells")
     page.click("#toggle-gradcam")
     sync_api.expect(page.locator("#heat-warning")).to_be_visible()
-    assert "not on the white cells" in page.locator("#heat-warning").inner_text()
+    warning = page.locator("#heat-warning").inner_text()
     share = page.locator("#heat-share").inner_text()
-    assert int(share.split("%")[0]) < 50
+    on_cells, area = re.findall(r"(\d+)%", share)[:2]
+    assert warning.startswith(f"{on_cells}% of the heat lies on white cells that cover {area}%")
+    assert "may rest on the background" in warning
     slider = page.locator("#heat-opacity")
     sync_api.expect(slider).to_be_visible()
     slider.fill("30")

@@ -1,10 +1,16 @@
 """End to end for cases: the new-case form with its progress bar, the case page, review,
-sign-off, Back and Forward, and the same without JavaScript; axe checks every state."""
+sign-off (which waits for the flagged fields to be opened), Back and Forward, and the same
+without JavaScript; axe checks every state."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from app.core.classes import CLASS_IDS, MALIGNANT
+from app.core.model_card import CaseRuleSpec
+from app.web.presenter import class_verdict
 from tests.e2e.test_browser import (  # the same server, browser and checks
     assert_accessible,
     base_url,  # noqa: F401 - a fixture
@@ -72,10 +78,14 @@ def test_a_case_from_many_photographs_with_progress_review_and_sign_off(
     page.check("input[value=override]")
     page.select_option("#class_id", "pro_b")
     page.fill("#comment", "blasts confirmed")
+    # Not every flagged field was opened: the microscope stands in for them.
+    page.check("#microscope")
+    page.fill("#microscope_confirmation", "blasts at x100 oil, fine chromatin")
     page.check("#sign-off")
     page.click("#review-submit")
     page.wait_for_selector("#signed-note")
-    assert "Overrode the model: Malignant: Pro-B ALL" in page.locator("#reviews").inner_text()
+    reviews = page.locator("#reviews").inner_text()
+    assert class_verdict("pro_b") in reviews and "Reviewed at the microscope" in reviews
     assert page.locator("#add-form").count() == 0
     assert_accessible(page, "signed-off case")
 
@@ -179,4 +189,76 @@ def test_the_api_can_be_tried_in_the_local_swagger_ui(
     assert_accessible(page, "Swagger UI page", exclude="#swagger-ui")
     assert errors == [], errors  # a script or style the content security policy blocked shows here
     assert outside == [], outside
+    page.close()
+
+
+def _screened(inference_service, folder: Path, malignant: bool, n: int) -> list[Path]:
+    """The first ``n`` photographs in ``folder`` the served model answers benign, or
+    malignant confidently enough to escalate a case."""
+    card = inference_service.served(inference_service.default_model).card
+    escalate_at = (card.case_rule or CaseRuleSpec()).escalate_at
+    chosen = []
+    for path in sorted(folder.glob("*.jpg"))[:15]:
+        p = inference_service.classify(path.read_bytes())
+        if p.uncertain or p.out_of_distribution:
+            continue
+        blasts = sum(float(p.probabilities[c]) for c in CLASS_IDS if MALIGNANT[c])
+        if MALIGNANT[p.class_id] == malignant and (not malignant or blasts >= escalate_at):
+            chosen.append(path)
+        if len(chosen) == n:
+            return chosen
+    pytest.skip(f"fewer than {n} suitable photographs among the first in {folder}")
+
+
+def test_a_mixed_case_is_escalated_and_signed_off_only_after_its_flagged_field_is_opened(
+    browser,  # noqa: F811
+    base_url: str,  # noqa: F811
+    data_dir: Path,
+    inference_service,
+) -> None:
+    benign = _screened(inference_service, data_dir / "Benign", malignant=False, n=3)
+    blasts = _screened(inference_service, data_dir / "Pre", malignant=True, n=1)
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(base_url + "/cases/new")
+    page.fill("#reference", "E2E-MIXED")
+    page.set_input_files("#images", [str(p) for p in [*benign, *blasts]])
+    page.click("#submit")
+    page.wait_for_url("**/cases/*", timeout=60_000)
+    page.wait_for_selector("#case-verdict")
+    case_url = page.url.split("#")[0]
+    # Three benign fields do not outvote the one with blasts.
+    assert "status-malignant" in (page.locator("#case-verdict").get_attribute("class") or "")
+    sync_api.expect(page.locator("#flagged-4")).to_contain_text("still to open")
+    assert page.locator("#review-flagged li").count() == 1
+    assert_accessible(page, "escalated case with a field to open")
+
+    page.check("input[value=agree]")
+    page.fill("#comment", "blasts in field 4")
+    page.check("#sign-off")
+    page.click("#review-submit")
+    page.wait_for_selector("#review-error")
+    assert "Open field 4 before signing off" in page.locator("#review-error").inner_text()
+    # The refusal came as a redirect: the form is filled again, a reload resends nothing.
+    assert page.url.split("#")[0] == case_url
+    assert page.locator("#comment").input_value() == "blasts in field 4"
+    assert page.locator("#sign-off").is_checked()
+    assert_accessible(page, "refused sign-off")
+    page.reload()
+    assert page.locator("#review-error").count() == 0 and page.locator("#reviews").count() == 0
+
+    page.click("#flagged-4 a")
+    page.wait_for_selector("#back-to-case")
+    page.click("#back-to-case")
+    page.wait_for_selector("#case-verdict")
+    sync_api.expect(page.locator("#flagged-4")).to_contain_text("opened")
+    page.check("input[value=agree]")
+    page.check("#sign-off")
+    page.click("#review-submit")
+    page.wait_for_selector("#signed-note")
+    assert "Agreed" in page.locator("#reviews").inner_text()
+    assert page.locator("#reviews li").count() == 1
+    assert_accessible(page, "signed-off escalated case")
+    assert not errors, f"browser errors: {errors}"
     page.close()

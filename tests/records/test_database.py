@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import inspect, select
 
 from app.core.model_card import ModelCard
-from app.records.cases import CaseInputError, add_review, delete_case, new_case
+from app.records.cases import CaseInputError, ReviewInput, add_review, delete_case, new_case
 from app.records.database import (
     current_revision,
     head_revision,
@@ -60,7 +60,8 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
         new_case(session, "S-1", "", CARD)
         session.flush()
         with pytest.raises(CaseInputError):
-            add_review(session, session.scalars(select(Case)).one(), "agree", None, "", True)
+            case = session.scalars(select(Case)).one()
+            add_review(session, case, ReviewInput("agree", None, "", sign_off=True))
         session.rollback()
     with sessions() as session:
         assert session.scalars(select(Case)).all() == []
@@ -92,7 +93,7 @@ def test_postgresql_migrates_and_keeps_cases(postgres_url: str, tmp_path: Path) 
     with sessions() as session:
         case = session.scalars(select(Case).where(Case.public_id == public_id)).one()
         assert case.reference == "PG-1" and case.created_at.tzinfo is not None
-        assert case.rule["min_agreement"] == 0.5
+        assert case.rule["min_used_share"] == pytest.approx(1 / 3)  # JSON kept as written
         delete_case(session, case, ImageStore(tmp_path))
         session.commit()
     with sessions() as session:

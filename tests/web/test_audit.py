@@ -147,10 +147,9 @@ def test_user_and_token_changes_on_the_admin_page_are_events(
         "user_created",
     )
     assert created.object_id == "nurse.b" and created.detail == {"role": "viewer"}
-    page = client.post("/admin/users/nurse.b/tokens", data={"csrf_token": token}).get_data(
-        as_text=True
-    )
-    assert "ball_" in page
+    made = client.post("/admin/users/nurse.b/tokens", data={"csrf_token": token})
+    assert made.status_code == 303
+    assert "ball_" in client.get(made.headers["Location"]).get_data(as_text=True)
     [event] = [e for e in events(app) if e.action == "token_created"]
     assert event.detail == {"user": "nurse.b"}
     one(
@@ -174,17 +173,25 @@ def test_user_and_token_changes_on_the_admin_page_are_events(
     )
     # The admin cannot lock themselves out.
     own = client.post("/admin/users/admin/active", data={"active": "0", "csrf_token": token})
-    assert own.status_code == 409
+    assert own.status_code == 303
+    said = client.get(own.headers["Location"]).get_data(as_text=True)
+    assert "You cannot disable your own account." in said
 
 
 def test_no_event_holds_image_content_or_a_secret(app: Flask, client: FlaskClient, images) -> None:
     api_case(client, images)
     token = form_token(client.get("/admin/users").get_data(as_text=True))
     page = client.post("/admin/users/viewer/tokens", data={"csrf_token": token})
-    secret = page.get_data(as_text=True).split('id="secret-text">')[1].split("<")[0]
+    shown = client.get(page.headers["Location"]).get_data(as_text=True)
+    secret = shown.split('id="secret-text">')[1].split("<")[0]
     dump = " ".join(f"{e.object_id} {e.detail}" for e in events(app))
     assert secret not in dump and secret.split("_", 2)[2] not in dump
     assert "PNG" not in dump and "sha256" not in dump
+    # Held only until its page showed it: a reload shows the page without it.
+    with app.extensions["records"].engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM held_pages").scalar() == 0
+    again = client.get(page.headers["Location"]).get_data(as_text=True)
+    assert secret not in again and 'id="user-list"' in again
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
@@ -244,6 +251,7 @@ def test_the_audit_page_filters_and_its_csv_reads_back(
     assert [r["action"] for r in rows] == ["case_created", "case_viewed"]
     assert all(r["object_id"] == first and r["actor"] == "admin" for r in rows)
     assert rows[0]["detail"] == "fields=2;model=lenet"
+    assert all(r["object_reference"] == "AUD-1" for r in rows)
     # The export itself is an event.
     assert Counter(e.action for e in events(app))["audit_exported"] == 1
     assert client.get("/admin/audit?from=yesterday").status_code == 422
@@ -278,7 +286,66 @@ def test_behind_the_proxy_the_client_address_is_recorded(
         data={"username": "ghost", "password": "x", "csrf_token": form_token(page)},
         headers={**forwarded, "Referer": referer},
     )
-    assert answer.status_code == 401
+    assert answer.status_code == 303  # refused, and back to the form
     [event] = events(target)
     assert event.action == "login_failed" and event.address == recorded
     target.extensions["records"].engine.dispose()
+
+
+def test_the_audit_trail_names_cases_by_their_reference(
+    app: Flask, client: FlaskClient, images
+) -> None:
+    kept = api_case(client, images, n=1, reference="LAB-KEPT-7")["id"]
+    gone = api_case(client, images, n=1, reference="LAB-GONE-8")["id"]
+    client.get(f"/api/v1/cases/{gone}")
+    assert client.delete(f"/api/v1/cases/{gone}").status_code in (200, 204)
+
+    html = client.get("/admin/audit?action=case_created").get_data(as_text=True)
+    assert f'<a href="/cases/{kept}">case LAB-KEPT-7</a>' in html
+    assert f"(<code>{kept}</code>)" in html  # the id is still there, for the search
+    # A deleted case keeps its name (from its deletion event) but links nowhere.
+    assert "case LAB-GONE-8 (deleted)" in html and f'href="/cases/{gone}"' not in html
+
+    # Searched for by its reference, as by its id.
+    by_reference = client.get("/admin/audit?object=LAB-KEPT-7").get_data(as_text=True)
+    assert "1 event." in by_reference and "LAB-GONE-8" not in by_reference
+
+    rows = list(csv.DictReader(io.StringIO(client.get("/admin/audit.csv").get_data(as_text=True))))
+    named = {r["object_id"]: r["object_reference"] for r in rows if r["object_type"] == "case"}
+    assert named == {kept: "LAB-KEPT-7", gone: "LAB-GONE-8"}
+    assert all(r["object_reference"] == "" for r in rows if r["object_type"] != "case")
+
+
+def test_an_upload_batch_is_one_event_however_its_photographs_are_sent(
+    app: Flask, client: FlaskClient, images
+) -> None:
+    """The new-case page's script announces N photographs with the case, then sends them
+    one at a time: that is one upload, and one event (the case's creation), not N + 1."""
+    token = form_token(client.get("/cases/new").get_data(as_text=True))
+    as_json = {"Accept": "application/json"}
+    body, content_type = multipart(
+        {"reference": "BATCH-1", "files_follow": "3", "csrf_token": token}, []
+    )
+    created = client.post("/cases/", data=body, content_type=content_type, headers=as_json)
+    assert created.status_code == 201
+    fields_url = created.get_json()["fields_url"]
+
+    def send_one(seed: int) -> None:
+        picture = [("images", (f"f{seed}.png", images.make(size=(160, 160), seed=seed)))]
+        body, content_type = multipart({"csrf_token": token}, picture)
+        sent = client.post(fields_url, data=body, content_type=content_type, headers=as_json)
+        assert sent.status_code == 200
+
+    assert only_new(app, lambda: [send_one(i) for i in range(3)]) == []
+    [event] = [e for e in events(app) if e.object_id == created.get_json()["id"]]
+    assert event.action == "case_created" and event.detail["fields"] == 3
+
+    # More photographs later, beyond the announced ones, are an upload of their own: one event.
+    more = [("images", (f"m{i}.png", images.make(size=(160, 160), seed=10 + i))) for i in range(2)]
+    body, content_type = multipart({"csrf_token": token}, more)
+    added = one(
+        app,
+        lambda: client.post(fields_url, data=body, content_type=content_type),
+        "case_fields_added",
+    )
+    assert added.detail == {"count": 2}

@@ -3,6 +3,7 @@ revoked and malformed tokens; signing in and out, throttling, locking and expiry
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -125,8 +126,12 @@ def test_every_form_needs_its_csrf_token(app: Flask, as_role) -> None:
     assert len(posts) >= 10
     for endpoint, url in posts:
         response = admin.post(url, data={})
-        assert response.status_code == 400, endpoint
-        assert "expired or was not sent from this site" in response.get_data(as_text=True)
+        if response.status_code == 303:  # a form answered with a redirect: its page says why
+            response = admin.get(response.headers["Location"])
+        else:
+            assert response.status_code == 400, endpoint
+        page = response.get_data(as_text=True)
+        assert "expired or was not sent from this site" in page, endpoint
 
 
 def test_the_api_takes_tokens_not_the_browser_session(app: Flask, anonymous) -> None:
@@ -198,12 +203,18 @@ def sign_in(client: FlaskClient, username: str, password: str, next_page: str = 
     return client.post("/login", data=data)
 
 
+def refusal(client: FlaskClient, response) -> str:
+    """The page a refused form's redirect leads to (the form again, with the message)."""
+    assert response.status_code == 303, response.status_code
+    return client.get(response.headers["Location"]).get_data(as_text=True)
+
+
 def test_signing_in_rotates_the_session_and_signing_out_ends_it(app: Flask, anonymous) -> None:
     app_users(app)
     anonymous.get("/login")
     before = anonymous.get_cookie("session")
     response = sign_in(anonymous, "clinician", PASSWORDS["clinician"], next_page="/cases/")
-    assert response.status_code == 302 and response.headers["Location"] == "/cases/"
+    assert response.status_code == 303 and response.headers["Location"] == "/cases/"
     after = anonymous.get_cookie("session")
     assert after is not None and before is not None and after.value != before.value
     with app.extensions["records"].sessions() as session:
@@ -211,7 +222,7 @@ def test_signing_in_rotates_the_session_and_signing_out_ends_it(app: Flask, anon
         assert len(live) == 1
     stolen = after.value
     page = anonymous.get("/cases/").get_data(as_text=True)
-    assert anonymous.post("/logout", data={"csrf_token": form_token(page)}).status_code == 302
+    assert anonymous.post("/logout", data={"csrf_token": form_token(page)}).status_code == 303
     assert anonymous.get("/cases/").status_code == 302
     # The old cookie, replayed, no longer signs anyone in: the sign-in ended on the server.
     replay = app.test_client()
@@ -225,44 +236,95 @@ def test_sign_in_goes_only_to_local_pages(app: Flask, anonymous) -> None:
     assert response.headers["Location"] == "/cases/"  # a viewer's home: it cannot analyse
 
 
+@pytest.mark.parametrize(
+    ("role", "asked", "lands"),
+    [
+        ("viewer", "", "/cases/"),
+        ("viewer", "/", "/"),  # the root, which sends a viewer on to the case list
+        ("viewer", "/cases/new", "/cases/"),
+        ("viewer", "/admin/users", "/cases/"),
+        ("viewer", "/api/docs", "/api/docs"),
+        ("viewer", "/no/such/page", "/cases/"),
+        ("clinician", "", "/"),
+        ("clinician", "/cases/new?model=vggnet", "/cases/new?model=vggnet"),
+        ("clinician", "/admin/audit", "/"),
+        ("admin", "/admin/audit?action=login", "/admin/audit?action=login"),
+    ],
+)
+def test_sign_in_lands_only_on_a_page_the_role_may_open(
+    app: Flask, anonymous, role: str, asked: str, lands: str
+) -> None:
+    app_users(app)
+    # The page the sign-in form was sent to, as the browser's redirect there names it.
+    login = anonymous.get(f"/login?next={asked}" if asked else "/login").get_data(as_text=True)
+    assert f'name="next" value="{asked}"' in login
+    response = sign_in(anonymous, role, PASSWORDS[role], next_page=asked)
+    assert response.status_code == 303 and response.headers["Location"] == lands
+    landed = anonymous.get(lands, follow_redirects=True)
+    assert landed.status_code == 200
+    assert role != "viewer" or landed.request.path in ("/cases/", "/api/docs")
+
+
+def test_an_anonymous_viewer_sent_to_sign_in_from_the_root_lands_on_the_case_list(
+    app: Flask, anonymous
+) -> None:
+    app_users(app)
+    sent = anonymous.get("/")
+    assert sent.headers["Location"] == "/login?next=/"
+    html = anonymous.get(sent.headers["Location"]).get_data(as_text=True)
+    data = {"username": "viewer", "password": PASSWORDS["viewer"], "csrf_token": form_token(html)}
+    data["next"] = re.search(r'name="next" value="([^"]*)"', html).group(1)
+    landed = anonymous.post("/login", data=data, follow_redirects=True)
+    assert landed.status_code == 200 and landed.request.path == "/cases/"
+
+
 def test_wrong_passwords_lock_the_account_and_say_the_same_for_unknown_users(
     app: Flask, anonymous
 ) -> None:
     app_users(app)
-    unknown = sign_in(anonymous, "nobody", "whatever password")
-    wrong = sign_in(anonymous, "viewer", "not the password at all")
-    assert unknown.status_code == wrong.status_code == 401
-    assert "Wrong username or password." in unknown.get_data(as_text=True)
-    assert "Wrong username or password." in wrong.get_data(as_text=True)
+    unknown = refusal(anonymous, sign_in(anonymous, "nobody", "whatever password"))
+    wrong = refusal(anonymous, sign_in(anonymous, "viewer", "not the password at all"))
+    assert "Wrong username or password." in unknown and "Wrong username or password." in wrong
+    assert 'id="username" name="username" value="viewer"' in wrong  # kept for another try
     for _ in range(accounts.LOCK_AFTER - 1):
         sign_in(anonymous, "viewer", "not the password at all")
-    locked = sign_in(anonymous, "viewer", PASSWORDS["viewer"])
-    assert locked.status_code == 401 and "locked" in locked.get_data(as_text=True)
+    locked = refusal(anonymous, sign_in(anonymous, "viewer", PASSWORDS["viewer"]))
+    assert "locked" in locked
     with app.extensions["records"].sessions() as session:
         session.execute(update(User).values(locked_until=utcnow() - timedelta(seconds=1)))
         session.commit()
-    assert sign_in(anonymous, "viewer", PASSWORDS["viewer"]).status_code == 302
+    signed = sign_in(anonymous, "viewer", PASSWORDS["viewer"])
+    assert signed.status_code == 303 and signed.headers["Location"] == "/cases/"
+
+
+def test_a_refused_sign_in_keeps_the_page_asked_for(app: Flask, anonymous) -> None:
+    app_users(app)
+    refused = sign_in(anonymous, "viewer", "not the password at all", next_page="/cases/?page=2")
+    assert refused.headers["Location"] == "/login?next=/cases/?page%3D2"
+    page = anonymous.get(refused.headers["Location"]).get_data(as_text=True)
+    assert 'name="next" value="/cases/?page=2"' in page
 
 
 def test_sign_in_attempts_are_throttled_per_account(app: Flask) -> None:
     app_users(app)
     limit = int(app.config["LOGIN_RATE_PER_ACCOUNT"].split()[0])
-    statuses = []
+    said = []
     for attempt in range(limit + 1):
         # From a new address each time: only the account's own limit applies.
         client = app.test_client()
         client.environ_base["REMOTE_ADDR"] = f"10.0.0.{attempt + 1}"
-        statuses.append(sign_in(client, "ghost", "some wrong password").status_code)
-    assert statuses[:limit] == [401] * limit
-    assert statuses[limit] == 429
+        said.append(refusal(client, sign_in(client, "ghost", "some wrong password")))
+    assert all("Wrong username or password." in page for page in said[:limit])
+    assert "Too many sign-in attempts" in said[limit]
+    assert "Wrong username" not in said[limit]
 
 
 def test_sign_in_attempts_are_throttled_per_address(app: Flask, anonymous) -> None:
     app.config["LOGIN_RATE_PER_ADDRESS"] = "3 per minute"
-    statuses = [
-        sign_in(anonymous, f"ghost{i}", "some wrong password").status_code for i in range(4)
+    said = [
+        refusal(anonymous, sign_in(anonymous, f"ghost{i}", "some wrong password")) for i in range(4)
     ]
-    assert statuses == [401, 401, 401, 429]
+    assert ["Too many sign-in attempts" in page for page in said] == [False] * 3 + [True]
 
 
 def test_a_sign_in_expires_after_being_idle(app: Flask, as_role) -> None:
@@ -304,7 +366,7 @@ def test_a_one_time_password_must_be_changed_first(app: Flask, anonymous) -> Non
             "csrf_token": form_token(page),
         },
     )
-    assert short.status_code == 422 and "at least 12 characters" in short.get_data(as_text=True)
+    assert "at least 12 characters" in refusal(anonymous, short)
     # Length is the only rule: a long password of lower-case words is fine.
     chosen = "four plain words here"
     done = anonymous.post(
@@ -316,10 +378,10 @@ def test_a_one_time_password_must_be_changed_first(app: Flask, anonymous) -> Non
             "csrf_token": form_token(page),
         },
     )
-    assert done.status_code == 302
+    assert done.status_code == 303 and done.headers["Location"] == "/"
     assert anonymous.get("/cases/").status_code == 200
     fresh = app.test_client()
-    assert sign_in(fresh, "newcomer", chosen).status_code == 302
+    assert sign_in(fresh, "newcomer", chosen).status_code == 303
 
 
 def test_the_login_form_needs_its_csrf_token(app: Flask, anonymous) -> None:
@@ -327,7 +389,8 @@ def test_the_login_form_needs_its_csrf_token(app: Flask, anonymous) -> None:
     response = anonymous.post(
         "/login", data={"username": "viewer", "password": PASSWORDS["viewer"]}
     )
-    assert response.status_code == 400
+    assert "expired or was not sent from this site" in refusal(anonymous, response)
+    assert anonymous.get("/cases/").status_code == 302  # not signed in
 
 
 @pytest.mark.parametrize(

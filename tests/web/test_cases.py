@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from app.records.schema import Case, CaseField, Review
+from app.core.model_card import ModelCard
+from app.records.cases import new_case, refresh
+from app.records.schema import AuditEvent, Case, CaseField, FieldView, Review
+from app.web.presenter import class_verdict
 from app.web.records import db
 from tests.support.accounts import admin_client
 from tests.support.images import ImageFactory
@@ -38,6 +43,65 @@ def post_case(
 def count(app: Flask, table: type) -> int:
     with app.app_context():
         return int(db().scalar(select(func.count()).select_from(table)) or 0)
+
+
+def refused_review(client: FlaskClient, url: str, form: dict[str, str]) -> str:
+    """Post a review the page must refuse: a 303 back to the case (never a page as the POST's
+    answer), whose next GET shows the message, once. Returns the page."""
+    response = client.post(url + "/reviews", data=form)
+    assert response.status_code == 303, response.status_code
+    assert response.headers["Location"] == url + "#review-error"
+    page = client.get(url).get_data(as_text=True)
+    assert 'id="review-error"' in page
+    assert 'id="review-error"' not in client.get(url).get_data(as_text=True)
+    return page
+
+
+def open_fields(client: FlaskClient, url: str, positions: list[int]) -> None:
+    for position in positions:
+        assert client.get(f"{url}/fields/{position}").status_code == 200
+
+
+# Answered fields' probabilities, by the class they lead with.
+PROBABILITIES = {
+    "benign": {"benign": 0.94, "early_pre_b": 0.02, "pre_b": 0.02, "pro_b": 0.02},
+    "pre_b": {"benign": 0.05, "early_pre_b": 0.05, "pre_b": 0.85, "pro_b": 0.05},
+}
+
+
+def stored_case(app: Flask, reference: str, classes: list[str], expected: int | None = None) -> str:
+    """A case written straight to the records, its fields answered with ``classes`` (under
+    the screening rule that escalates on any answered malignant field); its page URL."""
+    with app.extensions["records"].sessions() as session:
+        card = ModelCard(name="lenet", version="1.0.0", input_size=224)
+        case = new_case(session, reference, "", card, created_by="admin")
+        case.expected_fields = expected
+        for position, class_id in enumerate(classes, start=1):
+            case.fields.append(
+                CaseField(
+                    position=position,
+                    filename=f"{position}.jpg",
+                    sha256=hashlib.sha256(f"{reference}{position}".encode()).hexdigest(),
+                    size_bytes=1,
+                    state="answered",
+                    class_id=class_id,
+                    probabilities=PROBABILITIES[class_id],
+                )
+            )
+        refresh(case)
+        session.commit()
+        return f"/cases/{case.public_id}"
+
+
+def audit_detail(app: Flask, url: str, action: str) -> dict[str, Any]:
+    with app.extensions["records"].sessions() as session:
+        event = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == action, AuditEvent.object_id == url.rsplit("/", 1)[1])
+            .order_by(AuditEvent.id.desc())
+        ).first()
+        assert event is not None, f"no {action} event"
+        return dict(event.detail)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -72,7 +136,7 @@ def test_a_case_is_created_from_many_files_and_lands_on_its_own_url(
     html = page.get_data(as_text=True)
     assert "S-2026/0001" in html and "left arm" in html
     assert re.search(r'id="case-model">LeNet-5 · version \d', html)
-    assert 'id="case-verdict"' in html and 'id="field-counts"' in html
+    assert 'id="case-verdict"' in html and 'id="case-findings"' in html
     # The bad file is listed with its own reason; the others were analysed.
     assert "notes.txt" in html and "Not analysed:" in html
     case = client.get(url, headers={"Accept": "application/json"}).get_json()
@@ -175,6 +239,8 @@ def test_review_sign_off_locks_the_case_and_a_correction_is_a_linked_review(
     url = post_case(client, files, reference="S-6", csrf_token=token).headers["Location"]
     case = client.get(url, headers={"Accept": "application/json"}).get_json()
     assert case["status"] == "malignant" and case["class"] == "pro_b"
+    assert case["evidence"]["review_fields"] == [1, 2]
+    open_fields(client, url, [1, 2])
 
     signed = client.post(
         url + "/reviews",
@@ -182,18 +248,21 @@ def test_review_sign_off_locks_the_case_and_a_correction_is_a_linked_review(
     )
     assert signed.status_code == 303
     html = client.get(url).get_data(as_text=True)
-    assert "Agreed: Malignant: Pro-B ALL" in html and 'id="signed-note"' in html
+    assert f"Agreed: {class_verdict('pro_b')}" in html and 'id="signed-note"' in html
     assert 'id="add-form"' not in html
 
-    # Signed off: no more fields, no unsigned review.
+    # Signed off: no more fields, no unsigned review (each refusal redirects to the page).
     more = post_case(client, files[:1], url=url + "/fields", csrf_token=token)
-    assert more.status_code == 409 and "signed off" in more.get_data(as_text=True)
-    unsigned = client.post(url + "/reviews", data={"decision": "agree", "csrf_token": token})
-    assert unsigned.status_code == 409
+    assert more.status_code == 303 and more.headers["Location"] == url + "#add-error"
+    page = client.get(url).get_data(as_text=True)
+    assert 'id="add-error"' in page and "signed off and can no longer change" in page
+    unsigned = refused_review(client, url, {"decision": "agree", "csrf_token": token})
+    assert "was signed off by admin" in unsigned
     # A second sign-off by someone who did not see the first is told, not made a correction.
-    unaware = client.post(
-        url + "/reviews",
-        data={
+    unaware = refused_review(
+        client,
+        url,
+        {
             "decision": "override",
             "class_id": "pre_b",
             "comment": "looks pre-B",
@@ -201,14 +270,13 @@ def test_review_sign_off_locks_the_case_and_a_correction_is_a_linked_review(
             "csrf_token": token,
         },
     )
-    assert unaware.status_code == 409 and "was signed off by admin" in unaware.get_data(
-        as_text=True
-    )
+    assert "was signed off by admin" in unaware
     first = client.get(url, headers={"Accept": "application/json"}).get_json()["review"]["id"]
     assert f'name="corrects" value="{first}"' in html
-    silent = client.post(
-        url + "/reviews",
-        data={
+    silent = refused_review(
+        client,
+        url,
+        {
             "decision": "override",
             "class_id": "pre_b",
             "sign_off": "1",
@@ -216,10 +284,8 @@ def test_review_sign_off_locks_the_case_and_a_correction_is_a_linked_review(
             "csrf_token": token,
         },
     )
-    assert (
-        silent.status_code == 422
-        and "why the signed-off verdict is corrected" in silent.get_data(as_text=True)
-    )
+    assert "why the signed-off verdict is corrected" in silent
+    assert '<option value="pre_b" selected>' in silent  # the refused form's values are back
 
     corrected = client.post(
         url + "/reviews",
@@ -247,11 +313,10 @@ def test_agreeing_with_an_uncertain_case_is_refused(client: FlaskClient, token: 
     url = post_case(client, [("a.txt", b"nothing")], reference="S-7", csrf_token=token).headers[
         "Location"
     ]
-    response = client.post(url + "/reviews", data={"decision": "agree", "csrf_token": token})
-    assert response.status_code == 422
-    assert "nothing to agree with" in response.get_data(as_text=True)
-    override = client.post(url + "/reviews", data={"decision": "override", "csrf_token": token})
-    assert override.status_code == 422 and "Choose the class" in override.get_data(as_text=True)
+    response = refused_review(client, url, {"decision": "agree", "csrf_token": token})
+    assert "nothing to agree with" in response
+    override = refused_review(client, url, {"decision": "override", "csrf_token": token})
+    assert "Choose the class or finding" in override
 
 
 def test_filters_show_the_fields_of_one_verdict(client: FlaskClient, token: str, synthetic) -> None:
@@ -314,7 +379,8 @@ def test_deleting_a_case_removes_its_records_and_the_files_no_other_case_uses(
     )
 
     wrong = client.post(first + "/delete", data={"confirm": "S-12", "csrf_token": token})
-    assert wrong.status_code == 422 and "Type the case reference" in wrong.get_data(as_text=True)
+    assert wrong.status_code == 303 and wrong.headers["Location"] == first + "/delete"
+    assert "Type the case reference" in client.get(first + "/delete").get_data(as_text=True)
     deleted = client.post(first + "/delete", data={"confirm": "S-11", "csrf_token": token})
     assert deleted.status_code == 303 and deleted.headers["Location"] == "/cases/"
     assert client.get(first).status_code == 404
@@ -347,7 +413,7 @@ def test_the_api_creates_and_reads_a_case(client: FlaskClient, synthetic) -> Non
     assert response.headers["Location"] == f"/api/v1/cases/{body['id']}"
     assert body["reference"] == "API-1" and len(body["images"]) == 3
     assert body["status"] in ("benign", "malignant", "uncertain") and "class" in body
-    assert set(body["evidence"]) >= {"probabilities", "excluded", "agreement", "votes"}
+    assert set(body["evidence"]) >= {"probabilities", "excluded", "review_fields", "votes"}
     image = body["images"][0]
     assert {"class", "status", "probabilities", "error"} <= set(image)
     again = client.get(response.headers["Location"])
@@ -475,16 +541,19 @@ def test_the_pdf_report_holds_the_record(client: FlaskClient, token: str, synthe
     url = post_case(client, files, reference="PDF-1", note="right arm", csrf_token=token).headers[
         "Location"
     ]
-    client.post(
+    signed = client.post(
         url + "/reviews",
         data={
             "decision": "override",
             "class_id": "pre_b",
             "comment": "blasts 40%",
             "sign_off": "1",
+            "microscope": "1",
+            "microscope_confirmation": "blasts at x100 oil immersion",
             "csrf_token": token,
         },
     )
+    assert signed.headers["Location"] == url + "#review"
     case = client.get(url, headers={"Accept": "application/json"}).get_json()
     for response in (
         client.get(url + "/report.pdf"),
@@ -495,10 +564,8 @@ def test_the_pdf_report_holds_the_record(client: FlaskClient, token: str, synthe
         text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(response.data)).pages)
         text = " ".join(text.split())
         assert "Case reference PDF-1" in text and "right arm" in text
-        assert f"lenet, version {case['model']['version']}" in text
-        assert (
-            "Overrode the model: Malignant: Pre-B ALL (signed off)" in text and "blasts 40%" in text
-        )
+        assert f"LeNet-5, version {case['model']['version']}" in text
+        assert case["review"]["label"] in text and "blasts 40%" in text
         assert "not a diagnosis" in text
         for image in case["images"]:
             assert image["sha256"] in text.replace(" ", "") or image["sha256"] in text
@@ -569,3 +636,208 @@ def test_a_case_of_small_photographs_is_one_chunk_and_big_ones_are_split(
     monkeypatch.setattr(case_uploads, "CHUNK_PIXELS", 100_000)
     big = [upload((200, 200)) for _ in range(5)]
     assert [len(c) for c in case_uploads._chunks(big)] == [2, 2, 1]
+
+
+def test_sign_off_waits_until_this_reviewer_has_opened_the_flagged_fields(
+    app: Flask, client: FlaskClient, as_role, token: str
+) -> None:
+    url = stored_case(app, "LOOK-1", ["benign", "pre_b", "benign", "pre_b"])
+    case = client.get(url, headers={"Accept": "application/json"}).get_json()
+    assert case["status"] == "malignant" and case["evidence"]["review_fields"] == [2, 4]
+    page = client.get(url).get_data(as_text=True)
+    assert 'id="review-flagged"' in page and "2 of 2 still to open" in page
+    assert 'id="flagged-1"' not in page  # a benign field is not asked for
+    sign_off = {"decision": "agree", "sign_off": "1", "comment": "kept", "csrf_token": token}
+
+    # Another reviewer's openings are theirs, not this reviewer's.
+    clinician = as_role("clinician")
+    open_fields(clinician, url, [2, 4])
+    refused = refused_review(client, url, sign_off)
+    assert "Open fields 2, 4 before signing off" in refused
+    assert ">kept</textarea>" in refused and 'id="sign-off" checked' in refused
+    # An unsigned review asks for nothing.
+    saved = client.post(url + "/reviews", data={"decision": "agree", "csrf_token": token})
+    assert saved.status_code == 303
+
+    open_fields(client, url, [2, 2])  # opening a field again fails nothing
+    page = refused_review(client, url, sign_off)
+    assert "Open field 4 before signing off" in page
+    assert re.search(r'id="flagged-2" class="opened">.*?opened</li>', page, re.S)
+    assert re.search(r'id="flagged-4" class="to-open">.*?still to open', page, re.S)
+    open_fields(client, url, [4])
+    assert "You have opened them all" in client.get(url).get_data(as_text=True)
+    signed = client.post(url + "/reviews", data=sign_off)
+    assert signed.status_code == 303 and signed.headers["Location"] == url + "#review"
+    body = client.get(url, headers={"Accept": "application/json"}).get_json()
+    assert body["signed_off"] and body["review"]["decision"] == "agree"
+    assert (
+        body["review"]["class_id"] == "pre_b" and body["review"]["microscope_confirmation"] is None
+    )
+    assert count(app, FieldView) == 4  # two fields, two reviewers, each once
+    assert audit_detail(app, url, "case_signed_off")["flagged_fields"] == [2, 4]
+
+
+def test_a_microscope_confirmation_stands_in_for_opening_the_fields(
+    app: Flask, client: FlaskClient, token: str
+) -> None:
+    url = stored_case(app, "LOOK-2", ["benign", "pre_b"])
+    form = {"decision": "agree", "sign_off": "1", "csrf_token": token}
+    short = refused_review(
+        client, url, {**form, "microscope": "1", "microscope_confirmation": "ok"}
+    )
+    assert "at least 10 characters" in short
+    words = "blasts seen at x100, fine chromatin"
+    unticked = refused_review(client, url, {**form, "microscope_confirmation": words})
+    assert "Tick" in unticked and words in unticked  # the words are kept for the next try
+    signed = client.post(
+        url + "/reviews", data={**form, "microscope": "1", "microscope_confirmation": words}
+    )
+    assert signed.status_code == 303
+    page = client.get(url).get_data(as_text=True)
+    assert f"Reviewed at the microscope: {words}" in page
+    review = client.get(url, headers={"Accept": "application/json"}).get_json()["review"]
+    assert review["microscope_confirmation"] == words and review["signed_off"]
+    assert audit_detail(app, url, "case_signed_off")["microscope_confirmation"] == words
+    assert count(app, FieldView) == 0
+
+
+def test_reviewer_findings_beyond_the_four_classes(
+    app: Flask, client: FlaskClient, token: str
+) -> None:
+    url = stored_case(app, "FIND-1", ["benign", "benign"])
+    api = f"/api/v1/cases/{url.rsplit('/', 1)[1]}/review"
+    bare = client.post(api, json={"decision": "override", "class": "other_finding"})
+    assert (
+        bare.status_code == 422
+        and "Say what the other finding is" in bare.get_json()["error"]["message"]
+    )
+    stray = client.post(api, json={"decision": "override", "class": "refer_flow", "finding": "x"})
+    assert stray.status_code == 422 and stray.get_json()["error"]["code"] == "invalid_case"
+    unknown = client.post(api, json={"decision": "override", "class": "leukaemia"})
+    assert unknown.status_code == 422
+    for finding in ("blasts_unassessable", "refer_flow"):
+        assert client.post(api, json={"decision": "override", "class": finding}).status_code == 201
+    other = client.post(
+        api,
+        json={"decision": "override", "class": "other_finding", "finding": "reactive lymphocytes"},
+    )
+    assert other.status_code == 201
+    last = other.get_json()["reviews"][-1]
+    assert (last["kind"], last["class_id"], last["finding"]) == (
+        "finding",
+        "other_finding",
+        "reactive lymphocytes",
+    )
+    assert last["label"] == "Overrode the model: No B-ALL: other finding (reactive lymphocytes)"
+    # The page form offers them too.
+    page = client.get(url).get_data(as_text=True)
+    assert '<option value="non_diagnostic">' in page and 'id="finding"' in page
+    saved = client.post(
+        url + "/reviews",
+        data={"decision": "override", "class_id": "non_diagnostic", "csrf_token": token},
+    )
+    assert saved.status_code == 303
+    page = client.get(url).get_data(as_text=True)
+    assert "Overrode the model: Non-diagnostic: insufficient or poor images" in page
+    reviews = client.get(url, headers={"Accept": "application/json"}).get_json()["reviews"]
+    assert [r["class_id"] for r in reviews] == [
+        "blasts_unassessable",
+        "refer_flow",
+        "other_finding",
+        "non_diagnostic",
+    ]
+
+
+def test_an_override_naming_the_models_own_class_is_recorded_as_agreement(
+    app: Flask, client: FlaskClient, token: str
+) -> None:
+    url = stored_case(app, "SAME-1", ["pre_b"])
+    response = client.post(
+        url + "/reviews", data={"decision": "override", "class_id": "pre_b", "csrf_token": token}
+    )
+    assert response.status_code == 303
+    other = client.post(
+        url + "/reviews", data={"decision": "override", "class_id": "pro_b", "csrf_token": token}
+    )
+    assert other.status_code == 303
+    reviews = client.get(url, headers={"Accept": "application/json"}).get_json()["reviews"]
+    assert [(r["decision"], r["class_id"]) for r in reviews] == [
+        ("agree", "pre_b"),
+        ("override", "pro_b"),
+    ]
+    assert audit_detail(app, url, "case_reviewed")["decision"] == "override"
+
+
+def test_an_incomplete_case_is_signed_off_only_with_an_acknowledgement(
+    app: Flask, client: FlaskClient, token: str
+) -> None:
+    url = stored_case(app, "CUT-3", ["benign", "benign"], expected=3)
+    stored_case(app, "WHOLE-1", ["benign"])
+    form = {"decision": "agree", "sign_off": "1", "csrf_token": token}
+    page = refused_review(client, url, form)
+    assert "2 of 3 photographs arrived" in page and 'id="acknowledge-incomplete"' in page
+    signed = client.post(url + "/reviews", data={**form, "acknowledge_incomplete": "1"})
+    assert signed.status_code == 303
+    review = client.get(url, headers={"Accept": "application/json"}).get_json()["review"]
+    assert review["acknowledged_incomplete"] and review["signed_off"]
+    detail = audit_detail(app, url, "case_signed_off")
+    assert detail["acknowledged_incomplete"] == {"expected": 3, "received": 2}
+
+    listing = client.get("/cases/").get_data(as_text=True)
+    public_id = url.rsplit("/", 1)[1]
+    assert f'id="incomplete-{public_id}"' in listing and "2 of 3 arrived" in listing
+    assert listing.count('class="incomplete"') == 1
+    cases = {c["reference"]: c for c in client.get("/api/v1/cases").get_json()["cases"]}
+    assert cases["CUT-3"]["upload"] == {"expected": 3, "received": 2, "complete": False}
+    assert cases["WHOLE-1"]["upload"]["complete"] is True
+
+
+def test_the_api_review_follows_the_same_rules(app: Flask, client: FlaskClient) -> None:
+    flagged = stored_case(app, "API-LOOK", ["pre_b", "benign"])
+    api = f"/api/v1/cases/{flagged.rsplit('/', 1)[1]}/review"
+    refused = client.post(api, json={"decision": "agree", "sign_off": True})
+    assert refused.status_code == 422
+    error = refused.get_json()["error"]
+    assert error["code"] == "fields_not_opened" and "Open field 1 before" in error["message"]
+    confirmed = client.post(
+        api,
+        data={
+            "decision": "agree",
+            "sign_off": "true",
+            "microscope_confirmation": "blasts 30%, confirmed at the scope",
+        },
+    )
+    assert (
+        confirmed.status_code == 201 and confirmed.get_json()["review"]["microscope_confirmation"]
+    )
+
+    # The token's user opened the field in the pages: that counts for the API too.
+    opened = stored_case(app, "API-OPEN", ["pre_b"])
+    open_fields(client, opened, [1])
+    api = f"/api/v1/cases/{opened.rsplit('/', 1)[1]}/review"
+    assert client.post(api, json={"decision": "agree", "sign_off": True}).status_code == 201
+
+    cut = stored_case(app, "API-CUT", ["benign"], expected=2)
+    api = f"/api/v1/cases/{cut.rsplit('/', 1)[1]}/review"
+    incomplete = client.post(api, json={"decision": "agree", "sign_off": True})
+    assert incomplete.status_code == 422
+    assert incomplete.get_json()["error"]["code"] == "case_incomplete"
+    acknowledged = client.post(
+        api, json={"decision": "agree", "sign_off": True, "acknowledge_incomplete": True}
+    )
+    assert acknowledged.status_code == 201
+    assert acknowledged.get_json()["review"]["acknowledged_incomplete"] is True
+
+
+def test_the_openapi_document_describes_the_review_and_the_list(client: FlaskClient) -> None:
+    document = client.get("/api/v1/openapi.json").get_json()
+    body = document["paths"]["/api/v1/cases/{id}/review"]["post"]["requestBody"]["content"]
+    schema = body["application/json"]["schema"]
+    assert "application/x-www-form-urlencoded" in body
+    assert {"finding", "microscope_confirmation", "acknowledge_incomplete"} <= set(
+        schema["properties"]
+    )
+    assert "other_finding" in schema["properties"]["class"]["enum"]
+    schemas = document["components"]["schemas"]
+    assert "upload" in schemas["CaseSummary"]["properties"]
+    assert "microscope_confirmation" in schemas["Review"]["properties"]

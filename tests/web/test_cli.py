@@ -178,3 +178,26 @@ def test_production_starts_with_no_account(
         assert not accounts.any_user(session)
     assert "password:" not in capsys.readouterr().err
     prod.extensions["records"].engine.dispose()
+
+
+def test_a_users_full_name_is_given_at_creation_or_later_and_listed(app: Flask) -> None:
+    made = run(
+        app,
+        "users",
+        "create",
+        "sara",
+        "--role",
+        "clinician",
+        "--name",
+        "Dr Sara  Ahmadi",
+        stdin="a long password\n",
+    )
+    assert made.exit_code == 0, made.output
+    assert user(app, "sara").display_name == "Dr Sara Ahmadi"
+    renamed = run(app, "users", "set-name", "sara", "Sara Ahmadi, MD")
+    assert renamed.exit_code == 0 and user(app, "sara").display_name == "Sara Ahmadi, MD"
+    assert "sara\tclinician\tactive\tSara Ahmadi, MD" in run(app, "users", "list").output
+    action, actor, target = audit_actions(app)[-1]
+    assert action == "user_renamed" and target == "sara" and actor.startswith("cli:")
+    refused = run(app, "users", "set-name", "sara", "x" * 200)
+    assert refused.exit_code != 0 and "at most 128" in refused.output

@@ -1,4 +1,6 @@
-"""Server-rendered pages: upload form, result page, friendly HTML errors."""
+"""Server-rendered pages: upload form, result page, friendly HTML errors; every form
+answered with a redirect (POST, redirect, GET), the quick check's result held for its
+sign-in; the 403 page's links."""
 
 from __future__ import annotations
 
@@ -15,8 +17,17 @@ from tests.support.accounts import admin_client
 from tests.support.uploads import post_upload
 
 
+def post_analyze(client, token: str, data: bytes, filename: str = "smear.png", **form: str):
+    """The quick check's POST: answered with a redirect (303), never a page."""
+    response = post_upload(client, "/analyze", data, filename, csrf_token=token, **form)
+    assert response.status_code == 303, response.get_data(as_text=True)[:300]
+    return response
+
+
 def analyze(client, token: str, data: bytes, filename: str = "smear.png", **form: str):
-    return post_upload(client, "/analyze", data, filename, csrf_token=token, **form)
+    """The page the quick check's redirect leads to (the result, or the form again)."""
+    location = post_analyze(client, token, data, filename, **form).headers["Location"]
+    return client.get(location)
 
 
 def test_upload_page(client, inference_service) -> None:
@@ -121,25 +132,27 @@ def test_result_says_when_the_model_averages_orientations(
         (b"png", {"model": "resnet"}, 400, "unknown model"),
     ],
 )
-def test_errors_rerender_the_upload_page(
+def test_errors_send_back_to_the_upload_page_with_the_message(
     client, csrf_token, images, data, form, status, message
 ) -> None:
     payload = {"csrf_token": csrf_token, **form}
     if data is not None:
         payload["image"] = (io.BytesIO(images.make() if data == b"png" else data), "x.jpg")
     response = client.post("/analyze", data=payload, content_type="multipart/form-data")
-    assert response.status_code == status
-    assert response.mimetype == "text/html"
-    page = response.get_data(as_text=True)
-    assert 'role="alert"' in page and message in page
-    assert 'id="upload-form"' in page  # the form is back, ready for another try
+    assert response.status_code == 303  # not the error's status: reload must not resend
+    assert response.headers["Location"].startswith("/")
+    page = client.get(response.headers["Location"])
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    assert 'role="alert"' in html and message in html
+    assert 'id="upload-form"' in html  # the form is back, ready for another try
+    # The message is shown once: a reload of the form is a clean form.
+    assert message not in client.get(response.headers["Location"]).get_data(as_text=True)
 
 
-def test_too_large_upload_rerenders_the_upload_page(client, csrf_token) -> None:
+def test_too_large_upload_sends_back_to_the_upload_page(client, csrf_token) -> None:
     big = b"\xff\xd8\xff" + b"\0" * (50 * 1024 * 1024)
-    response = analyze(client, csrf_token, big, filename="big.jpg")
-    assert response.status_code == 413
-    page = response.get_data(as_text=True)
+    page = analyze(client, csrf_token, big, filename="big.jpg").get_data(as_text=True)
     assert "too large; the limit is 50 MB" in page and 'id="upload-form"' in page
 
 
@@ -236,18 +249,26 @@ def test_real_smear_through_the_form(client, csrf_token, smear_images) -> None:
     assert len(re.findall(r'class="bar-fill (?:benign|malignant)"', page)) == 4
 
 
-def test_the_heat_share_is_stated_and_a_heat_elsewhere_warned(client, csrf_token, images) -> None:
-    page = analyze(client, csrf_token, images.make(size=(224, 224))).get_data(as_text=True)
+def test_the_heat_share_is_stated_and_a_heat_elsewhere_warned(
+    client, csrf_token, images, inference_service
+) -> None:
+    data = images.make(size=(224, 224))
+    page = analyze(client, csrf_token, data).get_data(as_text=True)
     share = re.search(
         r'<p id="heat-share"><strong>(\d+)%</strong> of the heat lies on the outlined\s+'
         r"white cells, which cover (\d+)% of the picture.</p>",
         page,
     )
     assert share, "no heat share on the page"
+    # The same image through the service: the page warns exactly when its rule does.
+    p = inference_service.explain(inference_service.classify(data))
+    assert p.model.heat_rule is not None
+    assert p.min_heat_density == p.model.heat_rule.min_density  # the card's threshold
     warned = 'id="heat-warning"' in page
-    assert warned == (int(share.group(1)) < 50)
-    if warned:
-        assert "rests mostly on the background of the image, not on the white cells" in page
+    assert warned == (p.heat_check != "on_cells")
+    if p.heat_check == "elsewhere":
+        figures = f"{share.group(1)}% of the heat lies on white cells that cover {share.group(2)}%"
+        assert figures in page
 
 
 def test_analyse_another_keeps_the_chosen_model(client, csrf_token, images) -> None:
@@ -262,15 +283,15 @@ def test_a_too_large_upload_keeps_the_model_named_in_the_url(app, client, csrf_t
     response = post_upload(
         client, "/analyze?model=sequential", b"x" * 4096, "big.png", csrf_token=csrf_token
     )
-    assert response.status_code == 413
-    assert re.search(r'<option value="sequential" selected>', response.get_data(as_text=True))
+    assert response.status_code == 303
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert re.search(r'<option value="sequential" selected>', page)
 
 
 def test_a_refused_capture_shows_the_reason_and_the_fix(client, csrf_token, images) -> None:
     smear = images.smear((672, 672))
     zoomed = smear.crop((224, 224, 448, 448)).resize((672, 672))
     response = analyze(client, csrf_token, images.encode(zoomed))
-    assert response.status_code == 422
     page = response.get_data(as_text=True)
     assert re.search(
         r'<p class="reason">This photograph was not analysed: cells look [\d.]+x larger than '
@@ -290,3 +311,91 @@ def test_the_upload_page_gives_capture_guidance(client) -> None:
     for topic in ("Objective", "Field", "Focus", "Stain and white balance", "File"):
         assert f"<dt>{topic}</dt>" in guidance.group(0)
     assert re.search(r'says "uncertain" on \d+% of test images', page)
+
+
+def held_pages(app) -> list:
+    from sqlalchemy import select
+
+    from app.records.held import HeldPage
+
+    with app.extensions["records"].sessions() as session:
+        return list(session.scalars(select(HeldPage)))
+
+
+def test_the_quick_check_redirects_to_its_result_held_for_this_sign_in(
+    app, client, csrf_token, images, as_role
+) -> None:
+    response = post_analyze(client, csrf_token, images.make("JPEG", size=(300, 200)))
+    location = response.headers["Location"]
+    assert re.fullmatch(r"/result/[A-Za-z0-9_-]{20,32}", location)
+    first = client.get(location)
+    assert first.status_code == 200
+    page = first.get_data(as_text=True)
+    assert 'id="verdict"' in page and "300×200 px, JPEG" in page
+    assert re.search(r"<title>[^<]+ · B-ALL smear classifier</title>", page)
+    assert '<script src="/static/result.js" defer>' in page
+    # Reload, Back and Forward ask for the same page: the same result, nothing sent again.
+    assert client.get(location).get_data(as_text=True) == page
+    [kept] = held_pages(app)
+    assert kept.kind == "result" and set(kept.payload) == {"title", "content"}
+    # Another sign-in, even of the same role, never sees it.
+    other = as_role("admin").get(location)
+    assert other.status_code == 303 and other.headers["Location"] == "/"
+
+
+def test_a_held_result_expires_and_goes_at_sign_out(app, client, csrf_token, images) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from app.records.held import HOLD_MINUTES, HeldPage
+    from app.records.schema import utcnow
+
+    location = post_analyze(client, csrf_token, images.make()).headers["Location"]
+    with app.extensions["records"].sessions() as session:
+        old = utcnow() - timedelta(minutes=HOLD_MINUTES, seconds=1)
+        session.execute(update(HeldPage).values(created_at=old))
+        session.commit()
+    gone = client.get(location)
+    assert gone.status_code == 303 and gone.headers["Location"] == "/"
+    assert "no longer kept" in client.get("/").get_data(as_text=True)
+
+    # The next hold sweeps the expired one away; signing out removes this sign-in's.
+    post_analyze(client, csrf_token, images.make())
+    assert len(held_pages(app)) == 1
+    page = client.get("/").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 303
+    assert held_pages(app) == []
+
+
+def test_the_403_page_links_only_to_pages_the_role_may_open(as_role) -> None:
+    viewer = as_role("viewer")
+    for url in ("/cases/new", "/admin/users", "/admin/audit"):
+        refused = viewer.get(url)
+        assert refused.status_code == 403
+        page = refused.get_data(as_text=True)
+        main = page.split("<main", 1)[1].split("</main>", 1)[0]
+        links = re.findall(r'href="(/[^"]*)"', main)
+        assert links == ["/cases/"], links
+        assert "upload page" not in page
+        for link in re.findall(r'href="(/(?!static/)[^"#]*)"', page):
+            assert viewer.get(link).status_code != 403, link
+    clinician = as_role("clinician").get("/admin/users").get_data(as_text=True)
+    assert 'href="/" id="error-home">Back to the upload page' in clinician
+
+
+def test_a_viewer_opening_the_site_root_lands_on_the_case_list(as_role) -> None:
+    response = as_role("viewer").get("/")
+    assert response.status_code == 302 and response.headers["Location"] == "/cases/"
+    assert as_role("clinician").get("/").status_code == 200
+
+
+def test_every_page_starts_with_a_skip_link_to_its_content(client, anonymous) -> None:
+    for page in (client.get("/"), client.get("/cases/"), anonymous.get("/login")):
+        html = page.get_data(as_text=True)
+        body = html.split("<body>", 1)[1]
+        first = re.search(r"<a [^>]*>", body)
+        assert first and 'href="#content"' in first.group(0), first
+        assert 'id="content" tabindex="-1"' in html
+        assert '<script src="/static/keyboard.js" defer></script>' in html

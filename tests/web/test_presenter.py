@@ -15,6 +15,7 @@ from app.web.presenter import (
     prediction_json,
     probability_bars,
     result_page,
+    subtype_json,
 )
 
 JSON_KEYS = [
@@ -24,6 +25,7 @@ JSON_KEYS = [
     "verdict",
     "status",
     "verdict_detail",
+    "subtype",
     "confidence",
     "out_of_distribution",
     "ood",
@@ -38,11 +40,19 @@ JSON_KEYS = [
 ]
 
 
-def test_class_verdict_wording() -> None:
+def test_class_verdict_wording_calls_a_subtype_a_pattern() -> None:
     assert class_verdict("benign") == "Benign: hematogones"
-    assert class_verdict("pre_b") == "Malignant: Pre-B ALL"
-    assert class_verdict("early_pre_b") == "Malignant: Early Pre-B ALL"
-    assert class_verdict("pro_b") == "Malignant: Pro-B ALL"
+    assert class_verdict("pre_b") == "Blasts suspected: pattern most like Pre-B ALL"
+    assert class_verdict("early_pre_b") == "Blasts suspected: pattern most like Early Pre-B ALL"
+    assert class_verdict("pro_b") == "Blasts suspected: pattern most like Pro-B ALL"
+
+
+def test_the_subtype_field_says_it_is_a_morphological_pattern() -> None:
+    assert subtype_json("benign", malignant=False) is None
+    assert subtype_json(None, malignant=True) is None
+    subtype = subtype_json("pro_b", malignant=True)
+    assert subtype is not None and subtype["basis"] == "morphological_pattern"
+    assert subtype["label"] == "Pro-B ALL" and "flow cytometry" in subtype["note"]
 
 
 def test_plain_prediction_json(inference_service: InferenceService, images) -> None:

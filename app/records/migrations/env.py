@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Engine
 
+from app.records import held  # noqa: F401  # its table belongs to the metadata compared
 from app.records.schema import Base
 
 engine: Engine = context.config.attributes["engine"]

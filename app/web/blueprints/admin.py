@@ -10,11 +10,22 @@ from datetime import date
 from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask_wtf.csrf import CSRFError
 
-from app.records import accounts
-from app.records.audit import ACTIONS, PAGE_SIZE, AuditQuery, all_events, events_csv, search_events
+from app.core.errors import ClassifierError
+from app.records import accounts, held
+from app.records.audit import (
+    ACTIONS,
+    PAGE_SIZE,
+    AuditQuery,
+    all_events,
+    case_references,
+    events_csv,
+    search_events,
+)
 from app.records.cases import CaseInputError
-from app.web.auth import audit, identity, requires
+from app.web.auth import audit, identity, requires, sign_in_key
+from app.web.errors import describe, flash_form_error, flashed_form_error, respond
 from app.web.records import commit, db
 from app.web.search_args import dates_and_page
 
@@ -27,16 +38,17 @@ def audit_trail() -> tuple[str, int]:
     try:
         query = _audit_query()
     except CaseInputError as exc:
-        return _audit_page(None, [], 0, error=exc.message), 422
+        return _audit_page(None, [], 0, error=exc.message, references={}), 422
     events, total = search_events(db(), query)
-    return _audit_page(query, events, total), 200
+    references = case_references(db(), events)
+    return _audit_page(query, events, total, references=references), 200
 
 
 @bp.get("/audit.csv")
 @requires("audit")
 def audit_csv() -> Response:
     query = _audit_query()
-    text = events_csv(all_events(db(), query))
+    text = events_csv(db(), all_events(db(), query))
     audit("audit_exported", filters=_filters_text(query))
     commit()
     name = f"audit-{date.today().isoformat()}.csv"
@@ -50,7 +62,13 @@ def audit_csv() -> Response:
 @bp.get("/users")
 @requires("users")
 def users() -> tuple[str, int]:
-    return _users_page(), 200
+    """The users; after a new user or token, its secret once (``shown``: the held page)."""
+    shown = request.args.get("shown", "")
+    payload = held.take(db(), sign_in_key(), shown, "secret") if shown else None
+    commit()  # a secret is shown once: reload shows the page without it
+    secret = (payload["kind"], payload["owner"], payload["text"]) if payload else None
+    error, _ = flashed_form_error()
+    return _users_page(error=error, secret=secret), 200
 
 
 @bp.post("/users")
@@ -58,15 +76,16 @@ def users() -> tuple[str, int]:
 def create_user() -> Any:
     form = request.form
     password = _one_time_password()
-    try:
-        user = accounts.create_user(
-            db(), form.get("username", ""), form.get("role", ""), password, must_change=True
-        )
-    except accounts.AccountError as exc:
-        return _users_page(error=exc.message), exc.status
+    user = accounts.create_user(
+        db(),
+        form.get("username", ""),
+        form.get("role", ""),
+        password,
+        must_change=True,
+        display_name=form.get("display_name"),
+    )
     audit("user_created", "user", user.username, role=user.role)
-    commit()
-    return _users_page(secret=("password", user.username, password)), 201
+    return _show_secret("password", user.username, password)
 
 
 @bp.post("/users/<username>/active")
@@ -76,12 +95,12 @@ def set_active(username: str) -> Any:
     active = request.form.get("active") == "1"
     who = identity()
     if who is not None and user.id == who.user.id and not active:
-        return _users_page(error="You cannot disable your own account."), 409
+        raise accounts.AccountError("You cannot disable your own account.")
     accounts.set_active(db(), user, active)
     audit("user_enabled" if active else "user_disabled", "user", user.username)
     commit()
     flash(f"{user.username} is {'enabled' if active else 'disabled'}.", "info")
-    return redirect(url_for("admin.users"))
+    return redirect(url_for("admin.users"), code=303)
 
 
 @bp.post("/users/<username>/tokens")
@@ -90,8 +109,7 @@ def create_token(username: str) -> Any:
     user = accounts.get_user(db(), username)
     token, text = accounts.create_token(db(), user)
     audit("token_created", "token", token.public_id, user=user.username)
-    commit()
-    return _users_page(secret=("token", user.username, text)), 201
+    return _show_secret("token", user.username, text)
 
 
 @bp.post("/tokens/<public_id>/revoke")
@@ -102,7 +120,26 @@ def revoke_token(public_id: str) -> Any:
     audit("token_revoked", "token", token.public_id, user=token.user.username)
     commit()
     flash(f"Token {token.public_id} is revoked.", "info")
-    return redirect(url_for("admin.users"))
+    return redirect(url_for("admin.users"), code=303)
+
+
+@bp.errorhandler(ClassifierError)
+@bp.errorhandler(CSRFError)
+def form_error(exc: Exception) -> Any:
+    """A refused users form: back to the users page with the message (a page's own
+    errors, such as a malformed audit search, are answered where they arose)."""
+    if request.method != "POST":
+        return respond(exc)
+    db().rollback()
+    flash_form_error(describe(exc)[2])
+    return redirect(url_for("admin.users"), code=303)
+
+
+def _show_secret(kind: str, owner: str, text: str) -> Any:
+    """Hold a new secret for this sign-in until the users page shows it (once)."""
+    key = held.hold(db(), sign_in_key(), "secret", {"kind": kind, "owner": owner, "text": text})
+    commit()
+    return redirect(url_for("admin.users", shown=key), code=303)
 
 
 def _users_page(error: str | None = None, secret: tuple[str, str, str] | None = None) -> str:

@@ -26,8 +26,8 @@ from app.web.case_uploads import (
 )
 from app.web.extensions import csrf, inference
 from app.web.records import commit, db
-from app.web.reviews import save_review
-from app.web.uploads import TRUE_WORDS, requested_model
+from app.web.reviews import api_review, save_review
+from app.web.uploads import requested_model
 
 bp = Blueprint("case_api", __name__, url_prefix="/api/v1/cases")
 csrf.exempt(bp)  # API clients send no session cookie, so there is no form to forge
@@ -96,24 +96,16 @@ def delete(public_id: str) -> Any:
 @bp.post("/<public_id>/review")
 @requires("review")
 def review(public_id: str) -> Any:
-    """JSON or form: ``decision`` (agree or override), ``class`` (when overriding),
-    ``comment``, ``sign_off`` (true to sign off)."""
+    """JSON or form: ``decision`` (agree or override), ``class`` (a class or a finding,
+    when overriding), ``finding`` (the words of ``other_finding``), ``comment``,
+    ``sign_off`` (true to sign off), ``microscope_confirmation`` (what was seen at the
+    microscope, in place of opening the flagged fields), ``acknowledge_incomplete``,
+    ``corrects``."""
     body = request.get_json(silent=True) if request.is_json else None
     data = body if isinstance(body, dict) else request.form
     case = get_case(db(), public_id)
-    save_review(
-        case,
-        decision=_text(data.get("decision")),
-        class_id=_text(data.get("class")),
-        comment=_text(data.get("comment")),
-        sign_off=str(data.get("sign_off", "")).lower() in TRUE_WORDS,
-        corrects=data.get("corrects"),
-    )
+    save_review(case, api_review(data))
     return jsonify(case_json(case)), 201
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 @bp.post("/<public_id>/fields")

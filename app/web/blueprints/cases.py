@@ -1,7 +1,9 @@
 """Case pages: create a case from many photographs, read it, review it, print it, delete it.
 
 Every POST ends in a redirect to a page (POST, redirect, GET), so Back, Forward and
-reload never resend a form, and a case's URL can be shared.
+reload never resend a form, and a case's URL can be shared. A refused review, upload or
+deletion of a case redirects too: the message and the form's values wait in the session
+for the page's next GET.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask_wtf.csrf import CSRFError
@@ -29,29 +32,37 @@ from app.core.formats import FORMAT_NAMES
 from app.core.imaging import jpeg_bytes
 from app.core.preprocessing import load_image, prepare
 from app.records.cases import (
+    FINDINGS,
     MAX_FIELDS,
+    OTHER_FINDING,
     CaseInputError,
     cell_image,
     cell_index,
     find_case,
     get_case,
     new_case,
+    opened_positions,
+    record_field_view,
     search_cases,
     verdict,
 )
-from app.records.schema import Case
+from app.records.schema import Case, CaseField
 from app.web.auth import actor, audit, requires
 from app.web.case_pdf import exported_pdf
 from app.web.case_presenter import (
     FILTERS,
     REVIEW_LABELS,
     STATUS_LABELS,
+    case_findings,
     case_headline,
     case_json,
     evidence,
     field_group,
     field_label,
+    model_display_name,
+    people_names,
     review_label,
+    rule_text,
 )
 from app.web.case_uploads import (
     add_to_case,
@@ -65,9 +76,16 @@ from app.web.errors import describe
 from app.web.extensions import inference
 from app.web.presenter import result_page
 from app.web.records import commit, db, image_store
-from app.web.reviews import save_review
+from app.web.reviews import FORM_FIELDS, form_review, save_review
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
+
+# The session key of a refused case form waiting for its page's next GET.
+REFUSED_FORM = "refused_case_form"
+# Which form of the case page a refused POST came from, and where its page shows it.
+FORM_OF_ENDPOINT = {"cases.review": "review", "cases.add_fields": "add", "cases.delete": "delete"}
+FORM_ANCHORS = {"review": "#review-error", "add": "#add-error"}
+MAX_CARRIED = 2000
 
 
 def _wants_json() -> bool:
@@ -194,8 +212,8 @@ def show(public_id: str) -> Any:
     return render_case(case)
 
 
-def render_case(case: Case, error: str | None = None, status: int = 200) -> tuple[str, int]:
-    """The case page, optionally with the error of a form on it."""
+def render_case(case: Case) -> tuple[str, int]:
+    """The case page, with the message and values of a form of it that was refused."""
     shown = request.args.get("show", "all")
     if shown not in FILTERS:
         shown = "all"
@@ -203,12 +221,15 @@ def render_case(case: Case, error: str | None = None, status: int = 200) -> tupl
     fields = [(f, field_group(f), field_label(f)) for f in case.fields]
     counts = {k: sum(1 for _, g, _ in fields if g == k) for k in FILTERS}
     counts["all"] = len(fields)
+    refused = refused_form(case.public_id, ("review", "add"))
+    opened = opened_positions(db(), case, actor())
     page = render_template(
         "case.html",
         gallery=cell_gallery(case, {f.position: g for f, g, _ in fields}),
         case=case,
         v=v,
         headline=case_headline(v),
+        findings=case_findings(v),
         evidence=evidence(v),
         fields=fields,
         shown=shown,
@@ -217,20 +238,30 @@ def render_case(case: Case, error: str | None = None, status: int = 200) -> tupl
         review_label=review_label,
         class_ids=CLASS_IDS,
         display_names=DISPLAY_NAMES,
+        review_findings=FINDINGS,
+        other_finding=OTHER_FINDING,
+        flagged=[(p, p in opened) for p in v.review_positions],
         signed=case.signed_off,
         review_numbers={r.id: i for i, r in enumerate(case.reviews, start=1)},
-        model_name=_model_display_name(case.model_name),
-        error=error,
-        form=request.form if error else {},
+        model_name=model_display_name(case.model_name),
+        review_error=refused["message"] if refused.get("form") == "review" else None,
+        add_error=refused["message"] if refused.get("form") == "add" else None,
+        form=refused.get("values", {}),
         max_fields=MAX_FIELDS,
     )
-    return page, status
+    return page, 200
 
 
-def _model_display_name(name: str) -> str:
-    """The served model's name for people, or its id when it is no longer served."""
-    cards = {card.name: card for card in inference().models()} if inference().ready else {}
-    return cards[name].display_name if name in cards else name
+def refused_form(public_id: str, forms: tuple[str, ...]) -> dict[str, Any]:
+    """A refused form of this case (one of ``forms``) waiting in the session, taken out:
+    its message is shown once."""
+    waiting = session.get(REFUSED_FORM)
+    if not isinstance(waiting, dict) or waiting.get("case") != public_id:
+        return {}
+    if waiting.get("form") not in forms:
+        return {}
+    session.pop(REFUSED_FORM)
+    return waiting
 
 
 def cell_gallery(
@@ -267,8 +298,12 @@ def report(public_id: str) -> str:
         case=case,
         v=v,
         headline=case_headline(v),
+        findings=case_findings(v),
         evidence=evidence(v),
         fields=[(f, field_label(f)) for f in case.fields],
+        model_name=model_display_name(case.model_name),
+        rule_text=rule_text(case),
+        names=people_names(case),
         review_label=review_label,
         signed=case.signed_off,
     )
@@ -288,6 +323,14 @@ def field(public_id: str, position: int) -> Any:
     item = next((f for f in case.fields if f.position == position), None)
     if item is None:
         abort(404)
+    page = _field_page(case, item)
+    # Shown to this reviewer: a sign-off asks for it (a second opening changes nothing).
+    record_field_view(db(), case, position, actor())
+    commit()
+    return page
+
+
+def _field_page(case: Case, item: CaseField) -> str:
     store = image_store()
     original = store.get(item.sha256) if store is not None and item.stored else None
     context = {"case": case, "item": item, "label": field_label(item)}
@@ -335,14 +378,7 @@ def thumbnail(public_id: str, position: int) -> Response:
 @requires("review")
 def review(public_id: str) -> Any:
     case = get_case(db(), public_id)
-    save_review(
-        case,
-        decision=request.form.get("decision"),
-        class_id=request.form.get("class_id"),
-        comment=request.form.get("comment"),
-        sign_off=request.form.get("sign_off") == "1",
-        corrects=request.form.get("corrects"),
-    )
+    save_review(case, form_review(request.form))
     flash("Signed off: the case is now read-only." if case.signed_off else "Review saved.")
     return redirect(url_for("cases.show", public_id=public_id) + "#review", code=303)
 
@@ -350,7 +386,8 @@ def review(public_id: str) -> Any:
 @bp.get("/<public_id>/delete")
 @requires("delete")
 def confirm_delete(public_id: str) -> str:
-    return render_template("case_delete.html", case=get_case(db(), public_id))
+    error = refused_form(public_id, ("delete",)).get("message")
+    return render_template("case_delete.html", case=get_case(db(), public_id), error=error)
 
 
 @bp.post("/<public_id>/delete")
@@ -368,7 +405,8 @@ def delete(public_id: str) -> Any:
 @bp.errorhandler(CSRFError)
 @bp.errorhandler(RequestEntityTooLarge)
 def case_error(exc: Exception) -> Any:
-    """JSON for the page's script; the form again, with the message, for the page's forms."""
+    """JSON for the page's script; for a case's own forms, a redirect to its page, which
+    then shows the message (and the review's values); the new-case form again."""
     db().rollback()  # nothing of a failed request is kept
     status, code, message = describe(exc)
     if _wants_json():
@@ -378,8 +416,26 @@ def case_error(exc: Exception) -> Any:
     public_id = str((request.view_args or {}).get("public_id") or "")
     # The form's case, if there is one (a refused form may name a case that does not exist).
     case = find_case(db(), public_id) if request.method == "POST" and public_id else None
-    if case is not None and request.endpoint == "cases.delete":
-        return render_template("case_delete.html", case=case, error=message), status
-    if case is not None:
-        return render_case(case, error=message, status=status)
+    form = FORM_OF_ENDPOINT.get(request.endpoint or "")
+    if case is not None and form is not None:
+        return _back_to_form(case, form, message)
     return render_template("error.html", status=status, code=code, message=message), status
+
+
+def _back_to_form(case: Case, form: str, message: str) -> Any:
+    """Redirect (303) to the page of the refused form; the session carries what it shows."""
+    session[REFUSED_FORM] = {
+        "case": case.public_id,
+        "form": form,
+        "message": message,
+        "values": _carried_values() if form == "review" else {},
+    }
+    if form == "delete":
+        return redirect(url_for("cases.confirm_delete", public_id=case.public_id), code=303)
+    url = url_for("cases.show", public_id=case.public_id) + FORM_ANCHORS[form]
+    return redirect(url, code=303)
+
+
+def _carried_values() -> dict[str, str]:
+    """The review form's values, cut to what a session cookie can hold."""
+    return {k: request.form[k][:MAX_CARRIED] for k in FORM_FIELDS if k in request.form}
