@@ -12,7 +12,6 @@ suite saw them (``training.capture.Outcomes``), judged by the served rule.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +24,7 @@ from app.core.model_card import CaseRuleSpec, ModelCard
 from app.core.model_files import model_files
 from training.capture import Outcomes
 from training.markdown import table
+from training.metrics import wilson
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +94,6 @@ def _counts(t: CaseTally) -> tuple[int, ...]:
 
 def total(tallies: Iterable[CaseTally]) -> CaseTally:
     return sum(tallies, CaseTally())
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of ``k`` successes in ``n`` trials (0, 1 when n is 0)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def compositions(sizes: Sequence[int] = CASE_SIZES) -> list[Composition]:
@@ -298,11 +288,7 @@ def _method(grid: int, n_fit: int, n_sets: int, met: bool, per_composition: int)
 
 
 def save_case_rule(models_dir: Path, name: str, rule: CaseRuleSpec) -> ModelCard:
-    path = model_files(models_dir, name).card
-    card = ModelCard.load(path)
-    card.case_rule = rule
-    card.save(path)
-    return card
+    return ModelCard.update(model_files(models_dir, name).card, case_rule=rule)
 
 
 def case_results(

@@ -28,6 +28,7 @@ from app.core.service import InferenceService
 from training.augment import SCALE_BAR_BOX
 from training.data import DataSetError, Sample
 from training.markdown import table
+from training.metrics import wilson
 from training.progress import track
 
 PER_CLASS = 10
@@ -36,8 +37,6 @@ HEAT_HEADING = "## Where the models look (Grad-CAM)"
 MAX_FIRES_ON_CORRECT = 0.10
 # The rule before density: warn when less than this share of the heat lies on the cells.
 OLD_MIN_ON_CELLS = 0.5
-# Two-sided 95% normal quantile, for the Wilson intervals.
-Z_95 = 1.959964
 
 
 def heat_shares(
@@ -245,14 +244,9 @@ class Rate:
     def share(self) -> float | None:
         return self.fired / self.n if self.n else None
 
-    def wilson(self, z: float = Z_95) -> tuple[float, float] | None:
+    def wilson(self) -> tuple[float, float] | None:
         """The Wilson score interval of the share; None without answers."""
-        if not self.n:
-            return None
-        p, n = self.fired / self.n, self.n
-        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-        return max(0.0, centre - half), min(1.0, centre + half)
+        return wilson(self.fired, self.n) if self.n else None
 
     def text(self) -> str:
         interval = self.wilson()
@@ -311,11 +305,7 @@ def _rounded(share: float | None) -> float | None:
 
 
 def save_heat_rule(models_dir: Path, name: str, rule: HeatRuleSpec) -> ModelCard:
-    path = model_files(models_dir, name).card
-    card = ModelCard.load(path)
-    card.heat_rule = rule
-    card.save(path)
-    return card
+    return ModelCard.update(model_files(models_dir, name).card, heat_rule=rule)
 
 
 @dataclass(frozen=True)

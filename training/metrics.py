@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from app.core.classes import CLASS_IDS
+
+# The normal quantile of a two-sided 95% interval.
+Z_95 = 1.959964
+
+
+def wilson(k: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of ``k`` successes in ``n`` trials (0, 1 when n is 0)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int = len(CLASS_IDS)) -> np.ndarray:

@@ -245,6 +245,18 @@ class ModelCard:
         except ModelCardError as exc:
             raise ModelCardError(f"{path}: {exc}") from None
 
+    @classmethod
+    def update(cls, path: str | Path, **changes: Any) -> ModelCard:
+        """Load the card at ``path``, set the named fields, and save it whole."""
+        card = cls.load(path)
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(card)})
+        if unknown:
+            raise ModelCardError(f"a card has no {', '.join(unknown)}")
+        for key, value in changes.items():
+            setattr(card, key, value)
+        card.save(path)
+        return card
+
     def save(self, path: str | Path) -> None:
         """Write the card; a complete file replaces the old one (never a half-written one)."""
         path = Path(path)

@@ -21,9 +21,9 @@ from training.case_eval import (
     headline_rows,
     tally,
     tally_sets,
-    wilson,
 )
 from training.data import Sample
+from training.metrics import wilson
 from training.patient_proxy import file_number
 
 BENIGN, EARLY, PRE, PRO = range(4)

@@ -146,3 +146,14 @@ def test_the_heat_rule_round_trips_and_is_strict(tmp_path: Path) -> None:
         ModelCard.from_dict({**minimal, "heat_rule": {"min_densty": 0.3}})
     with pytest.raises(ModelCardError, match="card.heat_rule.min_density must be a number"):
         ModelCard.from_dict({**minimal, "heat_rule": {"min_density": "low"}})
+
+
+def test_update_sets_named_fields_and_refuses_unknown_ones(tmp_path) -> None:
+    from app.core.model_card import CaseRuleSpec, ModelCard, ModelCardError
+
+    path = tmp_path / "m.json"
+    ModelCard(name="m", version="1.0.0", input_size=224).save(path)
+    ModelCard.update(path, case_rule=CaseRuleSpec(escalate_at=0.9))
+    assert ModelCard.load(path).case_rule == CaseRuleSpec(escalate_at=0.9)
+    with pytest.raises(ModelCardError, match="no colour"):
+        ModelCard.update(path, colour="red")
