@@ -42,6 +42,8 @@ LUMINANCE_WEIGHT = 0.5
 # Shares of the image the cells must cover for a measurement to mean anything.
 MIN_CELL_FRACTION = 0.02
 MAX_CELL_FRACTION = 0.9
+# A short side under this holds no whole cell to measure (a 1-pixel line, an icon).
+MIN_SIDE = 16
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ def illumination(lum: np.ndarray) -> np.ndarray:
     h, w = lum.shape
     bh, bw = h // BLOCKS, w // BLOCKS
     if bh < 2 or bw < 2:
-        return np.full_like(lum, float(np.percentile(lum, 90)))
+        return np.full_like(lum, max(float(np.percentile(lum, 90)), 1e-3))
     blocks = lum[: bh * BLOCKS, : bw * BLOCKS].reshape(BLOCKS, bh, BLOCKS, bw)
     pixels = blocks.transpose(0, 2, 1, 3).reshape(BLOCKS * BLOCKS, -1)
     k = int(0.9 * (pixels.shape[1] - 1))
@@ -241,6 +243,11 @@ TOO_LARGE_FIX = "use the 100x objective (not a higher magnification) and do not 
 
 def check_scale(image: Image.Image, spec: ScaleSpec) -> ScaleCheck:
     """Measure ``image``'s cells against ``spec``; raise CaptureError when it cannot be used."""
+    if min(image.size) < MIN_SIDE:
+        reason = (
+            f"the image ({image.width}x{image.height} pixels) is too small to measure its cells"
+        )
+        raise CaptureError(reason, UNMEASURABLE_FIX, code="scale_unmeasurable")
     measured = measure_cells(image)
     if measured.size_px is None:
         reason = f"the size of the cells could not be measured ({measured.reason})"

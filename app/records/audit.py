@@ -99,7 +99,7 @@ class AuditQuery:
             where.append(_object_is(self.object_id.strip()))
         if self.since:
             where.append(AuditEvent.at >= datetime.combine(self.since, time(), UTC))
-        if self.until:
+        if self.until and self.until < date.max:  # the last day has no next day: no bound
             where.append(AuditEvent.at < datetime.combine(self.until + timedelta(1), time(), UTC))
         return where
 

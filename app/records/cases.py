@@ -258,6 +258,10 @@ REVIEW_STATES = ("none", "reviewed", "signed_off")
 STATUSES = ("malignant", "benign", "uncertain")
 
 
+# The last page a search goes to; beyond it an offset would overflow the database's integer.
+MAX_PAGE = 1_000_000
+
+
 @dataclass(frozen=True)
 class CaseQuery:
     """A search of the case history; every part optional."""
@@ -278,7 +282,7 @@ def search_cases(session: Session, query: CaseQuery) -> tuple[list[Case], int]:
         where.append(Case.reference.ilike(f"%{_escape_like(query.reference)}%", escape="\\"))
     if query.since:
         where.append(Case.created_at >= datetime.combine(query.since, time.min, UTC))
-    if query.until:
+    if query.until and query.until < date.max:  # the last day has no next day: no bound
         where.append(
             Case.created_at < datetime.combine(query.until + timedelta(days=1), time.min, UTC)
         )

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from flask import Flask, current_app, g, redirect, request, session, url_for
 from flask_limiter import Limiter
@@ -230,4 +231,13 @@ def _check_identity() -> Any:
 def _local_path() -> str:
     """Where to come back to after signing in: this path and query, on this site only."""
     path = request.full_path if request.query_string else request.path
-    return path if path.startswith("/") and not path.startswith("//") else "/"
+    return path if is_local_path(path) else "/"
+
+
+def is_local_path(target: str) -> bool:
+    """Whether ``target`` is a path on this site: one leading ``/``, no scheme or host, no
+    backslash and no control character (browsers drop a tab: "/<tab>/x" is "//x")."""
+    if not target.isprintable() or "\\" in target or not target.startswith("/"):
+        return False
+    parts = urlsplit(target)
+    return not target.startswith("//") and not parts.scheme and not parts.netloc

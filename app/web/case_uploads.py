@@ -16,6 +16,7 @@ from app.core.prediction import Prediction
 from app.core.preprocessing import declared_pixels
 from app.records.cases import (
     MAX_FIELDS,
+    MAX_PAGE,
     REVIEW_STATES,
     STATUSES,
     CaseInputError,
@@ -217,5 +218,5 @@ def case_query() -> CaseQuery:
         until=until,
         status=status,
         review=review,
-        page=page,
+        page=min(page, MAX_PAGE),
     )

@@ -401,3 +401,31 @@ def test_the_password_policy_checks_length_only(password: str, problem: str) -> 
     with pytest.raises(accounts.PasswordPolicyError, match=problem):
         accounts.check_password(password, "somebody-else")
     accounts.check_password("aaaaaaaaaaaa", "somebody")  # no composition rules
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        "/%09/evil.example",
+        "/%0a/evil.example",
+        "/%5C/evil.example",
+        "/%5C%5Cevil.example",
+        "//evil.example/",
+        "https://evil.example/",
+        "/cases/%0d%0aSet-Cookie:%20x=1",
+        "/cases/%00",
+    ],
+)
+def test_login_never_sends_a_signed_in_user_off_site(client: FlaskClient, asked: str) -> None:
+    home = client.get("/login").headers["Location"]
+    response = client.get(f"/login?next={asked}")
+    assert response.status_code == 302
+    assert response.headers["Location"] == home
+
+
+@pytest.mark.parametrize("asked", ["/%09/evil.example", "/%0a/evil.example", "/%5C/x", "//x"])
+def test_next_is_never_a_path_a_browser_reads_as_another_site(app: Flask, asked: str) -> None:
+    from app.web.blueprints.auth import _asked_page
+
+    with app.test_request_context(f"/login?next={asked}"):
+        assert _asked_page() is None

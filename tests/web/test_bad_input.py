@@ -260,3 +260,79 @@ def test_damaged_exif_never_gives_a_server_error(client, smear_images) -> None:
     assert all(s < 500 for s in statuses), statuses
     # JPEG and WebP are analysed without their orientation; PNG checks its chunks (422).
     assert statuses.get(200, 0) >= 150
+
+
+def gif_frame_over_screen(images) -> bytes:
+    """A GIF whose 8x8 black frame is larger than its 1x1 logical screen."""
+    data = bytearray(images.encode(Image.new("P", (8, 8)), "GIF"))
+    data[6:10] = struct.pack("<HH", 1, 1)
+    return bytes(data)
+
+
+# Photographs with no cell to measure: each a 422 of its own, never a 500 for the case.
+DEGENERATE: dict[str, Callable] = {
+    "black_one_pixel_png": lambda im: im.encode(Image.new("1", (1, 1)), "PNG"),
+    "one_by_23999999_png": lambda im: im.encode(Image.new("1", (1, 23_999_999)), "PNG"),
+    "gif_frame_over_screen": gif_frame_over_screen,
+}
+
+
+def case_with(client, images, odd: bytes, url: str = "/api/v1/cases", **headers: str):
+    good = [("images", (f"good-{i}.png", images.make(size=(160, 160), seed=i))) for i in range(2)]
+    body, content_type = multipart({"reference": "EDGE-1"}, [*good, ("images", ("odd.png", odd))])
+    return client.post(url, data=body, content_type=content_type, headers=headers)
+
+
+@pytest.mark.parametrize("case", DEGENERATE)
+def test_degenerate_image_is_refused_alone_in_a_case(client, images, case: str) -> None:
+    response = case_with(client, images, DEGENERATE[case](images))
+    assert response.status_code == 201, response.get_data(as_text=True)
+    fields = {f["filename"]: f for f in response.get_json()["images"]}
+    assert fields["odd.png"]["error"]["code"] == "scale_unmeasurable"
+    assert "cells" in fields["odd.png"]["error"]["message"]
+    assert all(fields[f"good-{i}.png"]["probabilities"] for i in range(2))
+
+
+def test_degenerate_image_is_refused_alone_in_a_case_form(client, csrf_token, images) -> None:
+    odd = DEGENERATE["black_one_pixel_png"](images)
+    response = case_with(client, images, odd, url="/cases/", **{"X-CSRFToken": csrf_token})
+    assert response.status_code == 303, response.get_data(as_text=True)
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "too small to measure its cells" in page and "Traceback" not in page
+
+
+LISTS = ("/cases/", "/api/v1/cases", "/admin/audit", "/admin/audit.csv")
+
+
+@pytest.mark.parametrize("url", LISTS)
+def test_the_last_date_is_no_upper_bound(client, images, url: str) -> None:
+    assert case_with(client, images, images.make(size=(160, 160), seed=5)).status_code == 201
+    response = client.get(f"{url}?to=9999-12-31")
+    assert response.status_code == 200
+    assert "EDGE-1" in response.get_data(as_text=True) or url.startswith("/admin")
+
+
+@pytest.mark.parametrize("url", LISTS)
+def test_a_huge_page_is_an_empty_page(client, url: str) -> None:
+    response = client.get(f"{url}?page=4611686018427387904")
+    assert response.status_code == 200
+    if url == "/api/v1/cases":
+        assert response.get_json()["cases"] == []
+
+
+def test_a_cell_id_too_big_for_the_database_is_not_found(client, images) -> None:
+    case = case_with(client, images, images.make(size=(160, 160), seed=5)).get_json()
+    response = client.get(f"/cases/{case['id']}/cells/99999999999999999999.jpg")
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("url", ["/cases/", "/admin/audit"])
+def test_url_for_arguments_in_the_query_are_ignored(client, url: str) -> None:
+    for i in range(26):  # more than a page of each, so the page links are drawn
+        body, content_type = multipart({"reference": f"P-{i}"}, [("images", ("e.png", b""))])
+        assert client.post("/api/v1/cases", data=body, content_type=content_type).status_code == 201
+    response = client.get(f"{url}?_method=POST&_external=1&_anchor=x&page=1")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    links = 'rel="next"' if url == "/cases/" else 'id="audit-csv"'
+    assert links in page and "_method" not in page and "#x" not in page

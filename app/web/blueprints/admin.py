@@ -23,13 +23,15 @@ from app.records.audit import (
     events_csv,
     search_events,
 )
-from app.records.cases import CaseInputError
+from app.records.cases import MAX_PAGE, CaseInputError
 from app.web.auth import audit, identity, requires, sign_in_key
 from app.web.errors import describe, flash_form_error, flashed_form_error, respond
 from app.web.records import commit, db
 from app.web.search_args import dates_and_page
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+# The query keys the page links carry on (never url_for's own, such as _method).
+AUDIT_FILTERS = ("actor", "action", "object", "from", "to")
 
 
 @bp.get("/audit")
@@ -158,7 +160,7 @@ def _users_page(error: str | None = None, secret: tuple[str, str, str] | None = 
 
 def _audit_page(query: AuditQuery | None, events: list[Any], total: int, **context: Any) -> str:
     pages = max(1, -(-total // PAGE_SIZE))
-    args = {k: v for k, v in request.args.items() if k != "page" and v}
+    args = {k: v for k, v in request.args.items() if k in AUDIT_FILTERS and v}
     return render_template(
         "admin_audit.html",
         query=query,
@@ -183,7 +185,7 @@ def _audit_query() -> AuditQuery:
         object_id=args.get("object", "")[:64],
         since=since,
         until=until,
-        page=page,
+        page=min(page, MAX_PAGE),
     )
 
 

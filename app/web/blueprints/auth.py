@@ -29,6 +29,7 @@ from app.web.auth import (
     actor,
     audit,
     identity,
+    is_local_path,
     limiter,
     permission_of,
     public,
@@ -182,9 +183,7 @@ def _next_page() -> str:
 def _asked_page() -> str | None:
     """The local page named by ``next`` (never another site)."""
     target = request.values.get("next", "")
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
+    return target if is_local_path(target) else None
 
 
 def _may_open(who: Identity, path: str) -> bool:

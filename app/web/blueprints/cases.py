@@ -86,6 +86,10 @@ REFUSED_FORM = "refused_case_form"
 FORM_OF_ENDPOINT = {"cases.review": "review", "cases.add_fields": "add", "cases.delete": "delete"}
 FORM_ANCHORS = {"review": "#review-error", "add": "#add-error"}
 MAX_CARRIED = 2000
+# The largest id a database integer column holds (SQLite and PostgreSQL BIGINT).
+MAX_ROW_ID = 2**63 - 1
+# The query keys the page links carry on (never url_for's own, such as _method).
+CASE_FILTERS = ("reference", "from", "to", "status", "review")
 
 
 def _wants_json() -> bool:
@@ -126,7 +130,7 @@ def index() -> tuple[str, int]:
     cases, total = search_cases(db(), query)
     rows = [(c, verdict(c)) for c in cases]
     pages = max(1, -(-total // query.per_page))
-    args = {k: v for k, v in request.args.items() if k != "page" and v}
+    args = {k: v for k, v in request.args.items() if k in CASE_FILTERS and v}
     return (
         render_template(
             "case_list.html",
@@ -277,6 +281,8 @@ def cell_gallery(
 @bp.get("/<public_id>/cells/<int:crop_id>.jpg")
 @requires("read")
 def cell(public_id: str, crop_id: int) -> Response:
+    if crop_id > MAX_ROW_ID:  # no such row, and the database cannot even compare it
+        abort(404)
     image = cell_image(db(), get_case(db(), public_id), crop_id)
     if image is None:
         abort(404)
