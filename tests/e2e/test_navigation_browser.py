@@ -5,7 +5,6 @@ within 60 tab stops; focus on what is new; axe on the Swagger UI page, all of it
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from tests.e2e.test_browser import (  # the same server, browser and checks
     sync_api,
 )
 from tests.support.accounts import PASSWORDS
+from tests.support.cases import write_case
 
 pytestmark = [pytest.mark.e2e, pytest.mark.data]
 
@@ -205,31 +205,14 @@ def test_the_skip_link_is_the_first_tab_stop_and_shown_on_focus(
 def stored_case(reference: str, fields: int, base_url: str) -> str:  # noqa: F811 - a URL
     """A case of ``fields`` answered fields, written straight to the records; its URL."""
     from app.core.classes import CLASS_IDS
-    from app.records.cases import new_case, refresh
-    from app.records.schema import CaseField
     from app.web.extensions import inference
 
     app = SERVED[base_url]
     with app.app_context():
         card = inference().served("lenet").card
-    with app.extensions["records"].sessions() as session:
-        case = new_case(session, reference, "", card, created_by="clinician")
-        for position in range(1, fields + 1):
-            class_id = CLASS_IDS[position % len(CLASS_IDS)]
-            case.fields.append(
-                CaseField(
-                    position=position,
-                    filename=f"field-{position}.jpg",
-                    sha256=hashlib.sha256(f"{reference}{position}".encode()).hexdigest(),
-                    size_bytes=1,
-                    state="answered",
-                    class_id=class_id,
-                    probabilities={c: 0.97 if c == class_id else 0.01 for c in CLASS_IDS},
-                )
-            )
-        refresh(case)
-        session.commit()
-        return f"{base_url}/cases/{case.public_id}"
+    classes = [CLASS_IDS[position % len(CLASS_IDS)] for position in range(1, fields + 1)]
+    public_id = write_case(app, reference, classes, card, created_by="clinician")
+    return f"{base_url}/cases/{public_id}"
 
 
 # Where the focus is: the group it is in (the grid, the gallery) and its start tag.

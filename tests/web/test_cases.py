@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 from pathlib import Path
@@ -13,12 +12,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from app.core.model_card import ModelCard
-from app.records.cases import new_case, refresh
 from app.records.schema import AuditEvent, Case, CaseField, FieldView, Review
 from app.web.presenter import class_verdict
 from app.web.records import db
 from tests.support.accounts import admin_client
+from tests.support.cases import write_case
 from tests.support.images import ImageFactory
 from tests.support.server import multipart
 
@@ -62,35 +60,10 @@ def open_fields(client: FlaskClient, url: str, positions: list[int]) -> None:
         assert client.get(f"{url}/fields/{position}").status_code == 200
 
 
-# Answered fields' probabilities, by the class they lead with.
-PROBABILITIES = {
-    "benign": {"benign": 0.94, "early_pre_b": 0.02, "pre_b": 0.02, "pro_b": 0.02},
-    "pre_b": {"benign": 0.05, "early_pre_b": 0.05, "pre_b": 0.85, "pro_b": 0.05},
-}
-
-
 def stored_case(app: Flask, reference: str, classes: list[str], expected: int | None = None) -> str:
     """A case written straight to the records, its fields answered with ``classes`` (under
     the screening rule that escalates on any answered malignant field); its page URL."""
-    with app.extensions["records"].sessions() as session:
-        card = ModelCard(name="lenet", version="1.0.0", input_size=224)
-        case = new_case(session, reference, "", card, created_by="admin")
-        case.expected_fields = expected
-        for position, class_id in enumerate(classes, start=1):
-            case.fields.append(
-                CaseField(
-                    position=position,
-                    filename=f"{position}.jpg",
-                    sha256=hashlib.sha256(f"{reference}{position}".encode()).hexdigest(),
-                    size_bytes=1,
-                    state="answered",
-                    class_id=class_id,
-                    probabilities=PROBABILITIES[class_id],
-                )
-            )
-        refresh(case)
-        session.commit()
-        return f"/cases/{case.public_id}"
+    return f"/cases/{write_case(app, reference, classes, expected=expected)}"
 
 
 def audit_detail(app: Flask, url: str, action: str) -> dict[str, Any]:
