@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from flask import Flask, render_template
 
 from app.core.explanation.heat_share import DEFAULT_MIN_DENSITY, HeatShare
 from app.core.model_card import HeatRuleSpec
@@ -73,3 +74,19 @@ def test_each_served_model_carries_its_cards_threshold(
         p = inference_service.classify(images.make(size=(224, 224)), card.name)
         assert card.heat_rule is not None, f"{card.name} has no fitted heat rule"
         assert p.min_heat_density == card.heat_rule.min_density
+
+
+def test_the_line_beside_the_verdict_is_shown_for_sparse_heat_only(
+    app: Flask, explained: Prediction
+) -> None:
+    def page(p: Prediction) -> str:
+        with app.test_request_context("/"):
+            return render_template("result.html", p=p, r=result_page(p))
+
+    answered = replace(explained, ood=None)  # the synthetic field is not what is tested here
+    sparse = _with(answered, HeatShare(on_cells=0.06, cells_area=0.2), FITTED, 0.5)
+    no_cells = _with(answered, HeatShare(on_cells=0.0, cells_area=0.0), FITTED, 0.5)
+    assert sparse.status != "out_of_distribution"
+    assert 'id="verdict-heat-warning"' in page(sparse)
+    shown = page(no_cells)
+    assert 'id="verdict-heat-warning"' not in shown and HEAT_NO_CELLS in shown
