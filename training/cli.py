@@ -56,10 +56,13 @@ def _probability(value: str) -> float:
     return p
 
 
+DATA_HELP = f"data set folder (default: ${DATA_ENV})"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    data_help = f"data set folder (default: ${DATA_ENV})"
+    data_help = DATA_HELP
 
     train = sub.add_parser("train", help="train a model and write its artifacts")
     train.add_argument("--model", choices=MODEL_CHOICES, required=True)
@@ -93,9 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     evaluate = sub.add_parser("evaluate", help="score committed models on a labelled folder")
-    evaluate.add_argument("--data-dir", help=data_help)
-    evaluate.add_argument("--model", choices=MODEL_CHOICES, default="all")
-    evaluate.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    _every_model_options(evaluate)
     evaluate.add_argument(
         "--split",
         choices=("train", "val", "test"),
@@ -150,22 +151,16 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     fit_ood = sub.add_parser("fit-ood", help="fit the OOD guard and the 'uncertain' confidence")
-    fit_ood.add_argument("--data-dir", help=data_help)
-    fit_ood.add_argument("--model", choices=MODEL_CHOICES, default="all")
-    fit_ood.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    _every_model_options(fit_ood)
 
     uncertain = sub.add_parser(
         "fit-uncertain",
         help="fit the 'uncertain' threshold on validation and its capture variants",
     )
-    uncertain.add_argument("--data-dir", help=data_help)
-    uncertain.add_argument("--model", choices=MODEL_CHOICES, default="all")
-    uncertain.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    _every_model_options(uncertain)
 
     heat = sub.add_parser("heat", help="where the models look: Grad-CAM heat on the leukocytes")
-    heat.add_argument("--data-dir", help=data_help)
-    heat.add_argument("--model", choices=MODEL_CHOICES, default="all")
-    heat.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    _every_model_options(heat)
     heat.add_argument("--split", choices=("train", "val", "test"), default="val")
     heat.add_argument("--per-class", type=int, default=10, help="images per class (default 10)")
     heat.add_argument("--layer", help="explain at this layer instead of the automatic choice")
@@ -174,9 +169,7 @@ def _parser() -> argparse.ArgumentParser:
         "fit-heat",
         help="fit the 'rests on the background' warning's density threshold on validation",
     )
-    fit_heat.add_argument("--data-dir", help=data_help)
-    fit_heat.add_argument("--model", choices=MODEL_CHOICES, default="all")
-    fit_heat.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    _every_model_options(fit_heat)
 
     warning = sub.add_parser(
         "heat-warning",
@@ -194,17 +187,13 @@ def _parser() -> argparse.ArgumentParser:
         "fit-scale",
         help="measure the training photographs' cell scale and write it into the model cards",
     )
-    scale.add_argument("--data-dir", help=data_help)
-    scale.add_argument("--model", choices=MODEL_CHOICES, default="all")
-    scale.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    _every_model_options(scale)
 
     case = sub.add_parser(
         "fit-case",
         help="fit the case rule's escalation threshold on simulated validation cases",
     )
-    case.add_argument("--data-dir", help=data_help)
-    case.add_argument("--model", choices=MODEL_CHOICES, default="all")
-    case.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    _every_model_options(case)
     _capture_options(case, "validation")
 
     cases = sub.add_parser(
@@ -230,6 +219,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     upgrade.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     return parser
+
+
+def _every_model_options(parser: argparse.ArgumentParser) -> None:
+    """--data-dir, --model (every model unless named) and --models-dir."""
+    parser.add_argument("--data-dir", help=DATA_HELP)
+    parser.add_argument("--model", choices=MODEL_CHOICES, default="all")
+    parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
 
 
 def _capture_options(parser: argparse.ArgumentParser, split: str) -> None:
