@@ -15,6 +15,7 @@ from typing import TextIO
 
 from app.core.model_card import VIEW_DESCRIPTIONS, ModelCard, ModelCardError
 from app.core.model_files import model_files, model_names
+from training import cell_commands
 from training.architectures import ARCHITECTURES
 from training.data import DataSetError, Sample
 
@@ -218,6 +219,7 @@ def _parser() -> argparse.ArgumentParser:
         "format (same figures; fields missing get their default)",
     )
     upgrade.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    COMMANDS.update(cell_commands.add_commands(sub, data_help, DEFAULT_MODELS_DIR))
     return parser
 
 
@@ -570,7 +572,7 @@ def _upgrade_cards(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {
+COMMANDS: dict[str, cell_commands.Handler] = {
     "train": _train,
     "evaluate": _evaluate,
     "report": _report,

@@ -43,6 +43,33 @@ class ImageFactory:
         return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
 
     @staticmethod
+    def cell_field(
+        leukocytes: list[tuple[float, float, float]],
+        size: int = 224,
+        zoom: float = 1.0,
+        seed: int = 0,
+    ) -> Image.Image:
+        """A square smear field of red cells 24 px across at ``zoom`` 1, with violet
+        leukocytes at (x, y, diameter in red cells), x and y as fractions of the side."""
+        rng = np.random.default_rng(seed)
+        side = round(size * zoom)
+        d = 24 * zoom
+        yy, xx = np.mgrid[0:side, 0:side]
+        img = np.empty((side, side, 3), np.float32)
+        img[:] = (236, 222, 226)
+        for cy in np.arange(d / 2, side, 1.25 * d):
+            for cx in np.arange(d / 2, side, 1.25 * d):
+                y, x = cy + rng.uniform(-0.1, 0.1) * d, cx + rng.uniform(-0.1, 0.1) * d
+                r2 = (yy - y) ** 2 + (xx - x) ** 2
+                img[r2 < (d / 2) ** 2] = (205, 130, 140)
+                img[r2 < (d / 5) ** 2] = (222, 170, 178)
+        for fx, fy, diameter in leukocytes:
+            r2 = (yy - fy * side) ** 2 + (xx - fx * side) ** 2
+            img[r2 < (diameter * d / 2) ** 2] = (120, 70, 150)
+        noisy = img + rng.normal(0, 4, img.shape)
+        return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+    @staticmethod
     def encode(image: Image.Image, fmt: str = "PNG", **save_args: object) -> bytes:
         buffer = io.BytesIO()
         image.save(buffer, format=fmt, **save_args)

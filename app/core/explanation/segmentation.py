@@ -93,8 +93,9 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(mask[rows[:, None], cols[None, :]])
 
 
-def foreground_mask(rgb: np.ndarray) -> np.ndarray:
-    """Boolean leukocyte mask of an RGB float array in [0, 1] (no resizing)."""
+def foreground_mask(rgb: np.ndarray, min_object_px: float | None = None) -> np.ndarray:
+    """Boolean leukocyte mask of an RGB float array in [0, 1] (no resizing); objects under
+    ``min_object_px`` pixels are dropped (default: a share of the image)."""
     lab = rgb2lab(rgb)
     a, b = lab[..., 1], lab[..., 2]
     threshold = A_FLOOR
@@ -107,18 +108,22 @@ def foreground_mask(rgb: np.ndarray) -> np.ndarray:
     labels, n = ndi.label(mask)
     if n:
         sizes = np.bincount(labels.ravel())
-        keep = sizes >= max(1.0, MIN_OBJECT_FRACTION * mask.size)
+        smallest = MIN_OBJECT_FRACTION * mask.size if min_object_px is None else min_object_px
+        keep = sizes >= max(1.0, smallest)
         keep[0] = False
         mask = keep[labels]
     return mask
 
 
-def _split_cells(mask: np.ndarray) -> np.ndarray:
-    """Label image where touching round cells get separate labels."""
+def split_cells(mask: np.ndarray, seed_distance_px: float | None = None) -> np.ndarray:
+    """Label image where touching round cells get separate labels; watershed seeds closer
+    than ``seed_distance_px`` (default: a share of the long side) belong to one cell."""
     if not mask.any():
         return np.zeros(mask.shape, np.int32)
     distance = ndi.distance_transform_edt(mask)
-    min_distance = max(2, round(SEED_DISTANCE_FRACTION * max(mask.shape)))
+    if seed_distance_px is None:
+        seed_distance_px = SEED_DISTANCE_FRACTION * max(mask.shape)
+    min_distance = max(2, round(seed_distance_px))
     components, _ = ndi.label(mask)
     peaks = peak_local_max(
         distance, min_distance=min_distance, labels=components, exclude_border=False
@@ -135,7 +140,7 @@ def segment(image: Image.Image, work_side: int = WORK_SIDE) -> Segmentation:
     (bounding box, area and centroid in the image's pixel coordinates).
     """
     small = foreground_mask(np.asarray(downscale(image, work_side), dtype=np.float32) / 255.0)
-    labels = _split_cells(small)
+    labels = split_cells(small)
     width, height = image.size
     sx, sy = width / small.shape[1], height / small.shape[0]
     cells: list[Cell] = []

@@ -1,0 +1,179 @@
+"""Held-out patients first: figures from k-fold cross-validation over blocks of files.
+
+No patient ids are published; a patient's photographs are believed to be numbered
+together, so neighbouring file numbers of one class stand in for one patient
+(``neighbour_similarity`` checks that). Fold i holds out block i of every class
+(``patient_proxy.contiguous_folds``), fold i+1 is its validation part, the rest
+trains. Every field is held out exactly once; the figures pool the held-out fields,
+with 95% intervals from a bootstrap over blocks of ``BLOCK_FILES`` neighbouring
+files, resampled within each class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from app.core.classes import CLASS_IDS, MALIGNANT
+from training.data import Sample
+from training.metrics import confusion_matrix
+from training.patient_proxy import contiguous_folds, file_number
+
+# Resampling unit of the bootstrap: about half a patient's photographs (89 patients, 3,256).
+BLOCK_FILES = 20
+BOOTSTRAP = 2000
+_MALIGNANT = np.array([MALIGNANT[c] for c in CLASS_IDS])
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    """Indices (into the samples) of one fold's training, validation and held-out fields."""
+
+    fold: int
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def fold_plans(samples: Sequence[Sample], k: int) -> list[FoldPlan]:
+    """The k folds of contiguous blocks, as indices into ``samples``."""
+    position = {id(s): i for i, s in enumerate(samples)}
+    folds = [np.array(sorted(position[id(s)] for s in f)) for f in contiguous_folds(samples, k)]
+    plans = []
+    for i in range(k):
+        val = (i + 1) % k
+        train = np.concatenate([f for j, f in enumerate(folds) if j not in (i, val)])
+        plans.append(FoldPlan(i, np.sort(train), folds[val], folds[i]))
+    return plans
+
+
+def block_ids(samples: Sequence[Sample], size: int = BLOCK_FILES) -> np.ndarray:
+    """Per sample, its bootstrap block: runs of ``size`` files of a class in number order."""
+    ids = np.empty(len(samples), dtype=object)
+    for class_id in CLASS_IDS:
+        members = sorted(
+            (i for i, s in enumerate(samples) if s.class_id == class_id),
+            key=lambda i: file_number(samples[i]),
+        )
+        for rank, i in enumerate(members):
+            ids[i] = f"{class_id}:{rank // size}"
+    return ids
+
+
+def figures(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Accuracy, macro-F1, Benign recall and malignant recall (any malignant class)."""
+    cm = confusion_matrix(y_true, y_pred).astype(float)
+    tp = np.diag(cm)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(cm.sum(0) > 0, tp / cm.sum(0), 0.0)
+        recall = np.where(cm.sum(1) > 0, tp / cm.sum(1), 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    malignant_true = _MALIGNANT[y_true]
+    benign = ~malignant_true
+    return {
+        "accuracy": float((y_true == y_pred).mean()),
+        "macro_f1": float(f1[cm.sum(1) > 0].mean()),
+        "benign_recall": float((~_MALIGNANT[y_pred[benign]]).mean()) if benign.any() else 0.0,
+        "malignant_recall": (
+            float(_MALIGNANT[y_pred[malignant_true]].mean()) if malignant_true.any() else 0.0
+        ),
+    }
+
+
+def block_bootstrap(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    blocks: np.ndarray,
+    statistic: Callable[[np.ndarray, np.ndarray], dict[str, float]] = figures,
+    n: int = BOOTSTRAP,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """95% percentile intervals of each figure, resampling whole blocks within each class."""
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, list[np.ndarray]] = {}
+    for block in dict.fromkeys(blocks):
+        by_class.setdefault(str(block).split(":")[0], []).append(np.flatnonzero(blocks == block))
+    draws: dict[str, list[float]] = {}
+    for _ in range(n):
+        chosen = [
+            members[j]
+            for members in by_class.values()
+            for j in rng.integers(0, len(members), len(members))
+        ]
+        index = np.concatenate(chosen)
+        for key, value in statistic(y_true[index], y_pred[index]).items():
+            draws.setdefault(key, []).append(value)
+    return {
+        key: (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))
+        for key, values in draws.items()
+    }
+
+
+def summarise(
+    records: Sequence[dict[str, Any]], samples: Sequence[Sample], role: str = "test"
+) -> dict[str, Any]:
+    """The figures of a cross-validation's held-out (or validation) records, with
+    block-bootstrap intervals.
+
+    A field the model could not answer (no cells) counts as wrong: it is in no class.
+    """
+    index = {relative_file(s): i for i, s in enumerate(samples)}
+    held = [r for r in records if r["role"] == role]
+    y_true = np.array([CLASS_IDS.index(r["class_id"]) for r in held])
+    y_pred = np.array(
+        [-1 if r["probabilities"] is None else int(np.argmax(r["probabilities"])) for r in held]
+    )
+    answered = y_pred >= 0
+    # An unanswered field is scored as the class it is not, so it is always an error.
+    y_scored = np.where(answered, y_pred, np.where(_MALIGNANT[y_true], 0, 1))
+    blocks = block_ids(samples)[[index[r["file"]] for r in held]]
+    point = figures(y_true, y_scored)
+    interval = block_bootstrap(y_true, y_scored, blocks)
+    return {
+        "n_fields": len(held),
+        "answered": float(answered.mean()) if len(held) else 0.0,
+        **{k: round(v, 4) for k, v in point.items()},
+        "ci95": {k: [round(lo, 4), round(hi, 4)] for k, (lo, hi) in interval.items()},
+        "block_files": BLOCK_FILES,
+        "bootstrap": BOOTSTRAP,
+    }
+
+
+def relative_file(sample: Sample) -> str:
+    """The sample's path below the data set's image root (``Benign/WBC-Benign-001.jpg``)."""
+    return str(sample.path.relative_to(sample.path.parents[1]))
+
+
+def neighbour_similarity(
+    samples: Sequence[Sample], features: np.ndarray, seed: int = 0, draws: int = 2000
+) -> dict[str, dict[str, float]]:
+    """Per class: the mean feature distance between files with neighbouring numbers, and
+    between random pairs of the class; a ratio well below 1 supports the block assumption.
+    ``p`` is the share of random orderings whose neighbours are as close (a permutation test)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    scale = features.std(axis=0) + 1e-9
+    z = features / scale
+    for class_id in CLASS_IDS:
+        members = sorted(
+            (i for i, s in enumerate(samples) if s.class_id == class_id),
+            key=lambda i: file_number(samples[i]),
+        )
+        f = z[members]
+        neighbour = float(np.linalg.norm(f[1:] - f[:-1], axis=1).mean())
+        shuffled = []
+        for _ in range(draws):
+            g = f[rng.permutation(len(f))]
+            shuffled.append(float(np.linalg.norm(g[1:] - g[:-1], axis=1).mean()))
+        random_mean = float(np.mean(shuffled))
+        out[class_id] = {
+            "n": len(members),
+            "neighbour_distance": round(neighbour, 4),
+            "random_distance": round(random_mean, 4),
+            "ratio": round(neighbour / random_mean, 4),
+            "p": float((np.array(shuffled) <= neighbour).mean()),
+        }
+    return out
