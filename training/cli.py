@@ -16,13 +16,13 @@ from typing import TextIO
 from app.core.model_card import VIEW_DESCRIPTIONS, ModelCard, ModelCardError
 from app.core.model_files import model_files, model_names
 from training import cell_commands
-from training.architectures import ARCHITECTURES
+from training.architectures import FIELD_ARCHITECTURES
 from training.data import DataSetError, Sample
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
 DATA_ENV = "ALL_DATA_DIR"
-MODEL_CHOICES = (*ARCHITECTURES, "all")
+MODEL_CHOICES = (*FIELD_ARCHITECTURES, "all")
 
 log = logging.getLogger("training")
 
@@ -123,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
         "against random folds",
     )
     proxy.add_argument("--data-dir", help=data_help)
-    proxy.add_argument("--model", choices=tuple(ARCHITECTURES), default="lenet")
+    proxy.add_argument("--model", choices=tuple(FIELD_ARCHITECTURES), default="lenet")
     proxy.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     proxy.add_argument("--folds", type=int, default=5)
     proxy.add_argument("--epochs", type=int, default=20)
@@ -337,14 +337,14 @@ def _train(args: argparse.Namespace) -> int:
 
     data_dir = _data_dir(args.data_dir)
     samples = discover(data_dir)
-    names = list(ARCHITECTURES) if args.model == "all" else [args.model]
+    names = list(FIELD_ARCHITECTURES) if args.model == "all" else [args.model]
     for name in names:
         config = TrainConfig(
             model=name,
             epochs=args.epochs,
             batch_size=args.batch_size,
             seed=args.seed,
-            learning_rate=args.learning_rate or ARCHITECTURES[name].learning_rate,
+            learning_rate=args.learning_rate or FIELD_ARCHITECTURES[name].learning_rate,
             label_smoothing=args.label_smoothing,
             dropout=args.dropout,
         )
@@ -475,8 +475,8 @@ def _patient_proxy(args: argparse.Namespace) -> int:
         model=args.model,
         epochs=args.epochs,
         seed=args.seed,
-        learning_rate=ARCHITECTURES[args.model].learning_rate,
-        dropout=ARCHITECTURES[args.model].dropout,
+        learning_rate=FIELD_ARCHITECTURES[args.model].learning_rate,
+        dropout=FIELD_ARCHITECTURES[args.model].dropout,
     )
     evaluate(discover(_data_dir(args.data_dir)), config, args.folds, args.models_dir)
     print(patient_proxy_markdown(args.models_dir / RESULT_NAME), flush=True)

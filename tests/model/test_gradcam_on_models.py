@@ -12,7 +12,7 @@ import pytest
 from app.core.explanation.gradcam import GradCam
 from app.core.model_store import LoadedModel, load_model
 from app.core.preprocessing import load_image, to_model_input
-from training.architectures import ARCHITECTURES
+from training.architectures import FIELD_ARCHITECTURES
 from training.data import discover
 from training.heat_eval import heat_shares
 from training.heat_eval import spread as spread_samples
@@ -43,7 +43,7 @@ def spread(data_dir: Path, per_class: int) -> list[Path]:
 
 
 @pytest.mark.data
-@pytest.mark.parametrize("name", ARCHITECTURES)
+@pytest.mark.parametrize("name", FIELD_ARCHITECTURES)
 def test_heatmap_shape_and_range_on_real_images(
     name: str, models_dir: Path, data_dir: Path
 ) -> None:
@@ -63,7 +63,7 @@ def test_heatmap_shape_and_range_on_real_images(
 
 
 @pytest.mark.data
-@pytest.mark.parametrize("name", ARCHITECTURES)
+@pytest.mark.parametrize("name", FIELD_ARCHITECTURES)
 def test_heat_lies_on_leukocytes_not_on_the_scale_bar(
     name: str, models_dir: Path, data_dir: Path
 ) -> None:

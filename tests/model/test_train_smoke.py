@@ -12,7 +12,7 @@ from PIL import Image
 
 from app.core.model_card import ModelCard
 from app.core.model_store import load_model
-from training.architectures import ARCHITECTURES
+from training.architectures import FIELD_ARCHITECTURES
 from training.cli import main
 from training.data import discover
 from training.train import TrainConfig, train
@@ -46,7 +46,7 @@ def tiny_data(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("name", ARCHITECTURES)
+@pytest.mark.parametrize("name", FIELD_ARCHITECTURES)
 def test_one_epoch_writes_every_artifact(tiny_data, tmp_path, name: str) -> None:
     card = train(TrainConfig(model=name, epochs=1, batch_size=8), tiny_data, tmp_path)
     for suffix in (
@@ -61,7 +61,7 @@ def test_one_epoch_writes_every_artifact(tiny_data, tmp_path, name: str) -> None
         assert (tmp_path / f"{name}{suffix}").stat().st_size > 0
     assert (tmp_path / "split.csv").is_file()
     assert card == ModelCard.load(tmp_path / f"{name}.json")
-    arch = ARCHITECTURES[name]
+    arch = FIELD_ARCHITECTURES[name]
     assert card.name == name and card.architecture == arch.display_name
     assert card.class_ids == ["benign", "early_pre_b", "pre_b", "pro_b"]
     assert card.input_size == arch.input_size and card.preprocessing["decode"]
@@ -91,7 +91,7 @@ def test_cli_train_and_evaluate_round_trip(tiny_data, tmp_path, capsys) -> None:
     recorded = ModelCard.load(tmp_path / "lenet.json").training
     assert recorded["augmentation"]["background_swap_p"] == 0.5
     assert recorded["label_smoothing"] == 0.2
-    assert recorded["dropout"] == ARCHITECTURES["lenet"].dropout
+    assert recorded["dropout"] == FIELD_ARCHITECTURES["lenet"].dropout
     assert cli("evaluate --json", data_dir=tiny_data, models_dir=tmp_path) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["model"] == "lenet" and result["n_images"] == len(discover(tiny_data))

@@ -6,11 +6,17 @@ import numpy as np
 import pytest
 from keras import layers
 
-from training.architectures import ARCHITECTURES, Architecture, architecture
+from training.architectures import (
+    ARCHITECTURES,
+    CELL_ARCHITECTURES,
+    FIELD_ARCHITECTURES,
+    Architecture,
+    architecture,
+)
 from training.cli import MODEL_CHOICES
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES.values(), ids=list(ARCHITECTURES))
+@pytest.mark.parametrize("arch", FIELD_ARCHITECTURES.values(), ids=list(FIELD_ARCHITECTURES))
 def test_output_is_a_probability_per_class(arch: Architecture) -> None:
     model = arch.build()
     size = arch.input_size
@@ -23,9 +29,23 @@ def test_output_is_a_probability_per_class(arch: Architecture) -> None:
     assert arch.views in (1, 8) and arch.learning_rate > 0
 
 
+@pytest.mark.parametrize("arch", CELL_ARCHITECTURES.values(), ids=list(CELL_ARCHITECTURES))
+def test_a_cell_model_gives_class_logits_and_an_attention_score_per_crop(
+    arch: Architecture,
+) -> None:
+    model = arch.build()
+    size = arch.input_size
+    assert model.input_shape == (None, size, size, 3)
+    logits, scores = model(np.random.default_rng(0).random((3, size, size, 3), dtype=np.float32))
+    assert logits.shape == (3, 4) and scores.shape == (3, 1)
+    assert model.get_layer("embedding").output.shape[-1] > 0
+    assert model.name == arch.name
+
+
 def test_the_command_line_offers_exactly_the_registry() -> None:
-    assert MODEL_CHOICES == (*ARCHITECTURES, "all")
-    with pytest.raises(ValueError, match="choose one of: lenet, sequential, vggnet"):
+    assert MODEL_CHOICES == (*FIELD_ARCHITECTURES, "all")
+    assert set(FIELD_ARCHITECTURES) | set(CELL_ARCHITECTURES) == set(ARCHITECTURES)
+    with pytest.raises(ValueError, match="choose one of: lenet, sequential, vggnet, cell_lenet"):
         architecture("resnet")
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from app.core.classes import CLASS_IDS
 from app.core.explanation.gradcam import COLORMAP, GradCam, overlay_png, target_layer
-from training.architectures import ARCHITECTURES, architecture
+from training.architectures import FIELD_ARCHITECTURES, architecture
 
 
 @functools.cache
@@ -26,7 +26,7 @@ def test_target_layer_is_the_last_fine_enough_conv_block_before_flatten() -> Non
         assert target_layer(architecture(name).build()) == activation
 
 
-@pytest.mark.parametrize("name", ARCHITECTURES)
+@pytest.mark.parametrize("name", FIELD_ARCHITECTURES)
 def test_heatmap_shape_and_range_untrained(name: str) -> None:
     # Untrained weights: the graph, shapes and normalisation, on a synthetic input.
     cam = untrained_gradcam(name)
