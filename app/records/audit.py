@@ -2,6 +2,7 @@
 
 An event is added to the same database session as the change it records, so both are
 committed together or not at all. It names who, what and from where; never image content.
+Events are numbered and hash-chained as their transaction commits (``audit_chain``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from itertools import islice
 from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session, SessionTransaction
 
-from app.records.schema import AuditEvent, Case
+from app.records import audit_chain
+from app.records.schema import AuditEvent, Case, utcnow
 
 ACTIONS = (
     "login",
@@ -54,6 +57,8 @@ CSV_COLUMNS = (
     "detail",
 )
 CSV_BATCH = 500
+# Where a session keeps the events recorded in its transaction until they are chained.
+_UNCHAINED = "audit_events_unchained"
 
 
 def record(
@@ -65,19 +70,43 @@ def record(
     object_id: str | None = None,
     **detail: Any,
 ) -> AuditEvent:
-    """Add one event to ``session``; it is written when the caller commits."""
+    """Add one event to ``session``'s transaction; it is chained and written when the
+    caller commits, and dropped if the transaction is rolled back."""
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
-    event = AuditEvent(
-        actor=actor,
+    recorded = AuditEvent(
+        at=utcnow(),
+        actor=_clip(actor),
         action=action,
-        address=address,
+        address=_clip(address),  # a forwarded address is whatever the client wrote
         object_type=object_type,
-        object_id=object_id,
-        detail=detail,
+        object_id=_clip(object_id),
+        detail=audit_chain.as_stored(detail),
     )
-    session.add(event)
-    return event
+    if not session.in_transaction():
+        session.begin()  # the event belongs to this transaction: its rollback drops it
+    session.info.setdefault(_UNCHAINED, []).append(recorded)
+    return recorded
+
+
+def _clip(text: str | None) -> str | None:
+    """At most the 64 characters the columns hold (PostgreSQL refuses more)."""
+    return text[:64] if text is not None else None
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _chain_recorded(session: Session) -> None:
+    recorded = session.info.pop(_UNCHAINED, None)
+    if recorded:
+        # The changes the events record are written first, so the append lock waits on none.
+        session.flush()
+        audit_chain.append(session, recorded)
+
+
+@sa_event.listens_for(Session, "after_transaction_end")
+def _forget_unchained(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # rolled back (a commit has taken them already)
+        session.info.pop(_UNCHAINED, None)
 
 
 @dataclass(frozen=True)
@@ -169,19 +198,20 @@ def events_csv(session: Session, events: Iterable[AuditEvent]) -> str:
     return out.getvalue()
 
 
-def _csv_row(e: AuditEvent, reference: str) -> list[object]:
+def _csv_row(e: AuditEvent, reference: str) -> list[str]:
     detail = ";".join(f"{k}={v}" for k, v in sorted(e.detail.items()))
-    return [
-        e.id,
+    cells = [
+        str(e.id),
         e.at.isoformat(timespec="seconds"),
-        _no_formula(e.actor or ""),
+        e.actor or "",
         e.action,
         e.object_type or "",
-        _no_formula(e.object_id or ""),
-        _no_formula(reference),
+        e.object_id or "",
+        reference,
         e.address or "",
-        _no_formula(detail),
+        detail,
     ]
+    return [_no_formula(cell) for cell in cells]
 
 
 def _batches(events: Iterable[AuditEvent], size: int) -> Iterator[list[AuditEvent]]:

@@ -81,6 +81,21 @@ def upgrade(engine: Engine) -> str | None:
         raise DatabaseError(f"could not bring the database to the current schema: {exc}") from exc
 
 
+def require_current(engine: Engine) -> str | None:
+    """The schema's revision, when it is the newest (an app that does not migrate itself
+    connects as a role that could not); else DatabaseError saying what to run."""
+    try:
+        found, wanted = current_revision(engine), head_revision()
+    except Exception as exc:
+        raise DatabaseError(f"could not read the database's schema revision: {exc}") from exc
+    if found != wanted:
+        raise DatabaseError(
+            f"the database is at schema revision {found or 'none'}, this version needs "
+            f"{wanted}: run the migrations as the database's owner (python -m app.records.migrate)"
+        )
+    return found
+
+
 @contextmanager
 def _migration_lock(engine: Engine) -> Iterator[None]:
     """One migrating process at a time: a lock file beside SQLite, an advisory lock on

@@ -256,7 +256,8 @@ class ApiToken(Base):
 
 class AuditEvent(Base):
     """Who did what, to which object, when, from where. Rows are only ever inserted:
-    the database refuses updates and deletes (triggers in migration 0005)."""
+    the database refuses updates and deletes (migration 0005), REPLACE and TRUNCATE (0009),
+    and each row's hash chains it to the row before (``app.records.audit_chain``)."""
 
     __tablename__ = "audit_events"
 
@@ -270,3 +271,5 @@ class AuditEvent(Base):
     address: Mapped[str | None] = mapped_column(String(64))
     # Short facts about the action (a role, a class, a count); never image content.
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # sha256 of the previous row's hash and this row's content (set when committed).
+    hash: Mapped[str] = mapped_column(String(64))

@@ -18,7 +18,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from app.core.errors import ClassifierError
-from app.records import accounts, backup
+from app.records import accounts, audit_chain, backup
 from app.records.audit import record
 from app.records.database import upgrade
 from app.web.records import commit, db
@@ -26,12 +26,14 @@ from app.web.records import commit, db
 users = AppGroup("users", help="Create, disable and re-password user accounts.")
 tokens = AppGroup("tokens", help="Create and revoke API tokens.")
 backups = AppGroup("backup", help="Back up and restore the database and the photographs.")
+audits = AppGroup("audit", help="Check the audit trail's hash chain.")
 
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(users)
     app.cli.add_command(tokens)
     app.cli.add_command(backups)
+    app.cli.add_command(audits)
 
 
 def _actor() -> str:
@@ -200,3 +202,15 @@ def restore_backup(folder: Path, yes: bool) -> None:
     record(db(), "backup_restored", _actor(), None, None, None, folder=str(folder))
     commit()
     click.echo(f"restored the backup made at {made.made_at} ({made.photographs} photographs)")
+
+
+@audits.command("verify")
+def verify_audit() -> None:
+    """Recompute every event's hash: OK with the newest hash, or the first broken link."""
+    found = audit_chain.verify(db())
+    if not found.ok:
+        raise click.ClickException(
+            f"the audit trail is broken at event {found.broken_at}: its hash does not follow "
+            f"from its content and the event before it (events checked before it: {found.events})"
+        )
+    click.echo(f"audit trail OK: {found.events} events; the newest hash is {found.head}")

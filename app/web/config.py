@@ -69,6 +69,8 @@ class Config:
         values["SECRET_KEY"] = env.get("SECRET_KEY") or None
         # None: a SQLite file in the instance folder (set by the factory, which knows it).
         values["DATABASE_URL"] = env.get("DATABASE_URL") or None
+        # 0: the schema is migrated by its owner (python -m app.records.migrate), not at start.
+        values["MIGRATE_ON_START"] = _flag(env.get("MIGRATE_ON_START", "1"))
         values["IMAGE_STORE"] = env.get("IMAGE_STORE") or None
         values["STORE_IMAGES"] = _flag(env.get("STORE_IMAGES", "1"))
         values["MAX_CASE_UPLOAD_BYTES"] = _megabytes(

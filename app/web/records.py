@@ -1,7 +1,9 @@
 """The app's case records: the database session of a request and the image store.
 
 The schema is brought up to date when the app starts (``create_app``), so a fresh
-checkout, ``flask run`` and a new container need no separate step.
+checkout, ``flask run`` and a new container need no separate step; with
+``MIGRATE_ON_START=0`` (the app's database role may not change the schema) it must already
+be current.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.errors import ClassifierError
-from app.records.database import make_engine, session_factory, sqlite_url, upgrade
+from app.records.database import (
+    make_engine,
+    require_current,
+    session_factory,
+    sqlite_url,
+    upgrade,
+)
 from app.records.image_store import ImageStore
 
 _RECORDS = "records"
@@ -32,12 +40,16 @@ class Records:
 
 
 def init_app(app: Flask) -> None:
-    """Connect to DATABASE_URL (default: SQLite in the instance folder) and migrate it."""
+    """Connect to DATABASE_URL (default: SQLite in the instance folder) and migrate it,
+    or check that its owner has (``MIGRATE_ON_START`` off)."""
     instance = Path(app.instance_path)
     url = app.config.get("DATABASE_URL") or sqlite_url(instance / DATABASE_FILE)
     app.config["DATABASE_URL"] = url
     engine = make_engine(url)
-    upgrade(engine)
+    if app.config.get("MIGRATE_ON_START", True):
+        upgrade(engine)
+    else:
+        require_current(engine)
     store = None
     if app.config.get("STORE_IMAGES", True):
         root = app.config.get("IMAGE_STORE") or instance / "images"

@@ -14,8 +14,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
+from app.records.audit import record
 from app.records.schema import AuditEvent
-from tests.support.accounts import PASSWORDS, app_users, form_token
+from tests.support.accounts import PASSWORDS, admin_client, app_users, form_token
 from tests.support.server import multipart
 
 
@@ -206,13 +207,9 @@ def test_the_database_refuses_to_change_or_remove_an_event(
     target = create_app(config, inference=inference_service)
     app_users(target)
     engine = target.extensions["records"].engine
-    with engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO audit_events (at, actor, action, detail) "
-                "VALUES (CURRENT_TIMESTAMP, 'admin', 'login', '{}')"
-            )
-        )
+    with target.extensions["records"].sessions() as session:
+        record(session, "login", "admin")
+        session.commit()
     for statement in ("UPDATE audit_events SET actor = 'someone else'", "DELETE FROM audit_events"):
         with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
             connection.execute(text(statement))
@@ -266,6 +263,34 @@ def test_a_formula_in_a_username_is_not_run_by_a_spreadsheet(app: Flask, client)
     )
     rows = list(csv.DictReader(io.StringIO(client.get("/admin/audit.csv").get_data(as_text=True))))
     assert rows[-1]["object_id"].startswith("'=")
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def test_every_exported_cell_is_escaped_the_address_too(app_config, inference_service) -> None:
+    """Finding 13: behind a trusted proxy a forged X-Forwarded-For became the recorded
+    address and reached the CSV as a formula."""
+    from app import create_app
+
+    target = create_app({**app_config, "TRUSTED_PROXIES": 1}, inference=inference_service)
+    app_users(target)
+    hostile = "=cmd|' /C calc'!A0"
+    attacker = target.test_client()
+    forwarded = {"X-Forwarded-For": hostile}
+    page = attacker.get("/login", headers=forwarded).get_data(as_text=True)
+    attacker.post(
+        "/login",
+        data={"username": "@SUM(1+1)", "password": "x", "csrf_token": form_token(page)},
+        headers=forwarded,
+    )
+    exported = admin_client(target).get("/admin/audit.csv").get_data(as_text=True)
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    [failed] = [r for r in rows if r["action"] == "login_failed"]
+    assert failed["address"] == "'" + hostile and failed["object_id"] == "'@sum(1+1)"
+    cells = [cell for row in csv.reader(io.StringIO(exported)) for cell in row]
+    assert not [cell for cell in cells if cell.startswith(FORMULA_STARTS)]
+    target.extensions["records"].engine.dispose()
 
 
 @pytest.mark.parametrize(("proxies", "recorded"), [(0, "127.0.0.1"), (1, "203.0.113.7")])
