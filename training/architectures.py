@@ -37,7 +37,7 @@ class Architecture:
     dropout: float
     # ``{dropout:g}`` in the text is filled in with the rate the model is built with.
     description: str
-    # The accuracy the paper reports for this architecture, for the report's comparison.
+    # The accuracy the reproduced paper (Bhuvanewari S et al., training.report.PAPER) reports.
     paper_accuracy: str | None = None
     learning_rate: float = 1e-3
     # Test-time views the trained model averages (``app.core.orientations``): 1 or 8.

@@ -122,6 +122,12 @@ def patient_proxy_markdown(path: Path) -> str:
             ]
         )
     config = data["config"]
+    seed = f" --seed {config['seed']}" if "seed" in config else ""
+    # The flags that reproduce the saved run; the rest of its config is the defaults'.
+    command = (
+        f"python -m training patient-proxy --model {config['model']} "
+        f"--epochs {config['epochs']} --folds {data['k']}{seed}"
+    )
     gap = 100 * (means["random"] - means["contiguous blocks"])
     return "\n".join(
         [
@@ -129,7 +135,7 @@ def patient_proxy_markdown(path: Path) -> str:
             "",
             f"{config['model']} trained {data['k']} times per grouping, {config['epochs']} "
             "epochs each, on three fifths of the data set; the next fold stops training "
-            "early and the held-out fold is scored (`python -m training patient-proxy`). "
+            f"early and the held-out fold is scored (`{command}`). "
             "*Contiguous blocks* hold out neighbouring file numbers of every class, which "
             "stand in for held-out patients; *random* draws the folds at random, as the "
             "image-level split does.",

@@ -32,6 +32,7 @@ from training.augment import AUGMENTATION, AugmentProfile
 from training.calibration import fit_temperature
 from training.data import Sample, discover, resolve_image_root
 from training.dataset import Arrays, class_weights, load_arrays, make_dataset
+from training.intended_use import for_card
 from training.metrics import classification_report, expected_calibration_error
 from training.ood import fit_ood
 from training.scale_fit import fit_scale
@@ -222,6 +223,8 @@ def calibrate_and_score(name: str, out: Path, arrays: Arrays) -> ModelCard:
     )
     report = classification_report(y_test, calibrated)
     card.test_metrics = TestMetrics(**report)
+    # Its known failures are counted from these test figures.
+    card.intended_use = for_card(card, out)
     card.save(model_files(out, name).card)
     title = card.architecture
     plots.confusion(

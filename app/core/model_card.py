@@ -137,6 +137,45 @@ class HeatRuleSpec:
 
 
 @dataclass
+class KnownFailure:
+    """A confusion the model is known to make: ``count`` of ``of`` images of ``true_class``
+    in ``split`` were called ``called``; ``summary`` says it in words."""
+
+    true_class: str = ""
+    called: str = ""
+    count: int = 0
+    of: int = 0
+    split: str = ""
+    summary: str = ""
+
+
+@dataclass
+class DataProvenance:
+    """Where the training photographs came from, and how they were labelled and split."""
+
+    source: str = ""
+    data_set: str = ""
+    doi: str = ""
+    patients: int = 0
+    # Photographs the project had, the held-back ones excluded.
+    images: int = 0
+    labels: str = ""
+    held_back: str = ""
+    split: str = ""
+
+
+@dataclass
+class IntendedUse:
+    """What the model is for, what it must not be used for, where it is known to fail, and
+    where its training data came from (the text is ``training.intended_use``'s)."""
+
+    purpose: str = ""
+    out_of_scope: list[str] = field(default_factory=list)
+    known_failures: list[KnownFailure] = field(default_factory=list)
+    data: DataProvenance = field(default_factory=DataProvenance)
+
+
+@dataclass
 class TestMetrics:
     """Scores on the held-out test split."""
 
@@ -205,6 +244,8 @@ class ModelCard:
     case_rule: CaseRuleSpec | None = None
     # None: not fitted; the heat warning then uses HeatRuleSpec's defaults.
     heat_rule: HeatRuleSpec | None = None
+    # None: written before cards stated the model's intended use and limits.
+    intended_use: IntendedUse | None = None
 
     @property
     def display_name(self) -> str:
@@ -286,6 +327,9 @@ def _value(hint: Any, value: object, where: str) -> object:
     target = next((o for o in options if o is not type(None)), hint)
     if dataclasses.is_dataclass(target) and isinstance(target, type):
         return _build(target, value, where)
+    item = next(iter(typing.get_args(target)), None) if typing.get_origin(target) is list else None
+    if dataclasses.is_dataclass(item) and isinstance(item, type) and isinstance(value, list):
+        return [_build(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
     expected = _JSON_TYPES.get(typing.get_origin(target) or target)
     if expected is not None and not _matches(value, target, expected):
         raise ModelCardError(f"{where} must be {_describe(target)}, got {value!r}")

@@ -143,6 +143,72 @@ _CASE_SUMMARY = {
     },
     "required": ["id", "reference", "status", "review_state", "images", "upload"],
 }
+_KNOWN_FAILURE = {
+    "type": "object",
+    "description": "A confusion the model is known to make: `count` of the `of` images of "
+    "`true_class` in `split` were called `called`; `summary` says it in words.",
+    "properties": {
+        "true_class": _CLASS,
+        "called": _CLASS,
+        "count": {"type": "integer", "minimum": 0},
+        "of": {"type": "integer", "minimum": 0},
+        "split": {"type": "string"},
+        "summary": {"type": "string"},
+    },
+    "required": ["true_class", "called", "count", "of", "split", "summary"],
+}
+_INTENDED_USE = {
+    "type": ["object", "null"],
+    "description": "What the model is for, what it must not be used for (other stains, bone "
+    "marrow, other laboratories), where it is known to fail (counted on the test split) and "
+    "where its training photographs came from. null on a card written before cards stated it.",
+    "properties": {
+        "purpose": {"type": "string"},
+        "out_of_scope": {"type": "array", "items": {"type": "string"}},
+        "known_failures": {"type": "array", "items": _KNOWN_FAILURE},
+        "data": {
+            "type": "object",
+            "properties": {
+                "source": {"type": "string"},
+                "data_set": {"type": "string"},
+                "doi": {"type": "string"},
+                "patients": {"type": "integer"},
+                "images": {"type": "integer"},
+                "labels": {"type": "string"},
+                "held_back": {"type": "string"},
+                "split": {"type": "string"},
+            },
+            "required": ["source", "data_set", "doi", "patients", "labels"],
+        },
+    },
+    "required": ["purpose", "out_of_scope", "known_failures", "data"],
+}
+_MODEL = {
+    "type": "object",
+    "description": "A served model's card (`models/<name>.json`) without its per-epoch "
+    "training history.",
+    "properties": {
+        "name": {"type": "string"},
+        "display_name": {"type": "string"},
+        "architecture": {"type": "string"},
+        "description": {"type": "string"},
+        "version": {"type": "string"},
+        "input_size": {"type": "integer"},
+        "views": {"type": "integer", "enum": [1, 8]},
+        "test_metrics": {"type": ["object", "null"]},
+        "calibration": {"type": "object"},
+        "intended_use": _INTENDED_USE,
+    },
+    "required": ["name", "display_name", "version", "input_size", "views", "intended_use"],
+}
+_MODEL_LIST = {
+    "type": "object",
+    "properties": {
+        "default": {"type": "string"},
+        "models": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}},
+    },
+    "required": ["default", "models"],
+}
 _CASE_LIST = {
     "type": "object",
     "properties": {
@@ -319,7 +385,10 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "The served models and their measured figures",
                     "operationId": "list_models",
                     "tags": ["models"],
-                    "responses": {"200": {"description": "The models"}, **_errors()},
+                    "responses": {
+                        "200": {"description": "The models", "content": _json("ModelList")},
+                        **_errors(503),
+                    },
                 }
             },
             "/api/v1/cases": {
@@ -418,6 +487,8 @@ def openapi_document() -> dict[str, Any]:
             "schemas": {
                 "Error": _ERROR,
                 "Prediction": _PREDICTION,
+                "Model": _MODEL,
+                "ModelList": _MODEL_LIST,
                 "CaseImage": _IMAGE,
                 "Review": _REVIEW,
                 "CaseSummary": _CASE_SUMMARY,

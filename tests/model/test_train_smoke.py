@@ -70,6 +70,8 @@ def test_one_epoch_writes_every_artifact(tiny_data, tmp_path, name: str) -> None
     assert card.test_metrics is not None and card.test_metrics.n_images > 0
     assert card.calibration.temperature > 0 and card.calibration.uncertain_below is not None
     assert card.ood is not None and card.ood.threshold > 0
+    assert card.intended_use is not None and card.intended_use.data.images == 32
+    assert card.intended_use.known_failures[0].of == sum(card.test_metrics.confusion_matrix[0])
     views = arch.views
     assert card.views == views
     loaded = load_model(tmp_path, name)

@@ -157,3 +157,30 @@ def test_update_sets_named_fields_and_refuses_unknown_ones(tmp_path) -> None:
     assert ModelCard.load(path).case_rule == CaseRuleSpec(escalate_at=0.9)
     with pytest.raises(ModelCardError, match="no colour"):
         ModelCard.update(path, colour="red")
+
+
+def test_the_intended_use_round_trips_and_is_strict(tmp_path: Path) -> None:
+    from app.core.model_card import DataProvenance, IntendedUse, KnownFailure
+
+    card = full_card()
+    card.intended_use = IntendedUse(
+        purpose="screening",
+        out_of_scope=["bone marrow"],
+        known_failures=[KnownFailure("benign", "early_pre_b", 6, 67, "test", "6 of 67")],
+        data=DataProvenance(source="Taleqani Hospital", doi="10.34740/x", patients=89),
+    )
+    card.save(tmp_path / "lenet.json")
+    again = ModelCard.load(tmp_path / "lenet.json")
+    assert again == card and isinstance(again.intended_use, IntendedUse)
+    assert isinstance(again.intended_use.known_failures[0], KnownFailure)
+    assert isinstance(again.intended_use.data, DataProvenance)
+    saved = json.loads((tmp_path / "lenet.json").read_text())["intended_use"]
+    assert saved["known_failures"][0]["called"] == "early_pre_b"
+    minimal = {"name": "m", "version": "1", "input_size": 64}
+    assert ModelCard.from_dict(minimal).intended_use is None  # a card from before
+    with pytest.raises(ModelCardError, match=r"known_failures\[0\] has unknown keys: colour"):
+        ModelCard.from_dict({**minimal, "intended_use": {"known_failures": [{"colour": 1}]}})
+    with pytest.raises(ModelCardError, match=r"known_failures\[1\] must be a JSON object"):
+        ModelCard.from_dict({**minimal, "intended_use": {"known_failures": [{}, "x"]}})
+    with pytest.raises(ModelCardError, match="intended_use.data.patients must be an integer"):
+        ModelCard.from_dict({**minimal, "intended_use": {"data": {"patients": "89"}}})

@@ -64,4 +64,5 @@ def test_the_report_section_states_the_gap(tmp_path: Path) -> None:
     text = patient_proxy_markdown(path)
     assert "| contiguous blocks | 5 | 90.0%, 91.0%, 92.0%, 93.0%, 94.0% | 92.00% (± 1.58) |" in text
     assert "costs 6.0 points of accuracy" in text
+    assert "(`python -m training patient-proxy --model lenet --epochs 20 --folds 5`)" in text
     assert "Not measured yet" in patient_proxy_markdown(tmp_path / "missing.json")

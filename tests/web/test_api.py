@@ -246,3 +246,16 @@ def test_a_zoomed_in_capture_is_refused_with_reason_and_fix(client, images) -> N
         == "use the 100x objective (not a higher magnification) and do not crop or zoom in"
     )
     assert error["message"] == f"C{error['reason'][1:]}: {error['fix']}."
+
+
+def test_models_state_their_intended_use_and_limits(client, inference_service) -> None:
+    for model in client.get("/api/v1/models").get_json()["models"]:
+        card = inference_service.served(model["name"]).card
+        assert card.intended_use is not None
+        use = model["intended_use"]
+        assert use["purpose"] == card.intended_use.purpose
+        assert any("Bone marrow" in item for item in use["out_of_scope"])
+        failure = use["known_failures"][0]
+        assert (failure["true_class"], failure["called"]) == ("benign", "early_pre_b")
+        assert failure["count"] == card.test_metrics.confusion_matrix[0][1]
+        assert use["data"]["patients"] == 89 and "Taleqani" in use["data"]["source"]

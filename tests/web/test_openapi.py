@@ -66,9 +66,22 @@ def test_real_answers_match_the_description(
         client.post("/api/v1/predict", data=body, content_type=content_type).get_json(),
     )
     _check(document, "Error", client.get("/api/v1/cases/none").get_json())
+    _check(document, "ModelList", client.get("/api/v1/models").get_json())
 
 
 def test_the_docs_page_lists_every_operation(client: FlaskClient, document: dict) -> None:
     html = client.get("/api/docs").get_data(as_text=True)
     for path in document["paths"]:
         assert f"<code>{path}</code>" in html
+
+
+def test_the_model_schema_describes_the_intended_use(document: dict) -> None:
+    model = document["components"]["schemas"]["Model"]
+    use = model["properties"]["intended_use"]
+    assert "intended_use" in model["required"]
+    assert {"purpose", "out_of_scope", "known_failures", "data"} <= set(use["properties"])
+    failure = use["properties"]["known_failures"]["items"]
+    assert {"true_class", "called", "count", "of"} <= set(failure["properties"])
+    # A card that does not state it yet is answered with null, not refused.
+    bare = {"name": "m", "display_name": "M", "version": "1", "input_size": 64, "views": 1}
+    _check(document, "Model", {**bare, "intended_use": None})

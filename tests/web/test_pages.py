@@ -399,3 +399,18 @@ def test_every_page_starts_with_a_skip_link_to_its_content(client, anonymous) ->
         assert first and 'href="#content"' in first.group(0), first
         assert 'id="content" tabindex="-1"' in html
         assert '<script src="/static/keyboard.js" defer></script>' in html
+
+
+def test_the_models_page_states_each_models_intended_use(client, as_role, inference_service):
+    page = client.get("/models").get_data(as_text=True)
+    for card in inference_service.models():
+        assert card.intended_use is not None
+        section = page.split(f'id="model-{card.name}"', 1)[1].split("</section>", 1)[0]
+        assert card.display_name in section and "Intended use" in section
+        assert "Bone marrow aspirates" in section and "other laboratories" in section
+        assert card.intended_use.known_failures[0].summary in section
+        assert "Taleqani Hospital, Tehran" in section and "flow cytometry" in section
+        assert 'href="https://doi.org/10.34740/KAGGLE/DSV/2175623"' in section
+    assert 'href="/models" aria-current="page">Models</a>' in page
+    assert 'href="/models"' in client.get("/").get_data(as_text=True)
+    assert as_role("viewer").get("/models").status_code == 200

@@ -1,4 +1,4 @@
-"""The pages: the upload form and the result page.
+"""The pages: the upload form, the result page, and the models' intended use and limits.
 
 The form's POST answers with a redirect (POST, redirect, GET), so Back, Forward and
 reload never send the photograph again. The photograph is analysed in memory and never
@@ -74,6 +74,15 @@ def index() -> Any:
     if who is not None and not who.can("analyse"):
         return redirect(url_for("cases.index"))
     return render_upload()
+
+
+@bp.get("/models")
+@requires("read")
+def models() -> str:
+    """Each served model's card: what it is for and not for, where it fails, its data."""
+    service = inference()
+    cards = service.models() if service.ready else []
+    return render_template("models.html", models=cards, default=service.default_model)
 
 
 @bp.post("/analyze")

@@ -1,0 +1,70 @@
+"""The model card's intended use: one source for its text, known failures counted from the
+test confusion matrix, and the committed cards carry it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app.core.model_card import IntendedUse, ModelCard, TestMetrics
+from app.core.model_files import model_names
+from tests.support.models import ROOT
+from training.intended_use import OUT_OF_SCOPE, PURPOSE, fill, for_card, known_failures
+
+COMMITTED = ROOT / "models"
+
+
+def test_benign_called_early_pre_b_comes_first_then_every_screening_error_by_count() -> None:
+    metrics = TestMetrics(
+        confusion_matrix=[[61, 5, 0, 1], [4, 128, 0, 0], [1, 6, 122, 0], [0, 0, 0, 108]]
+    )
+    failures = known_failures(metrics)
+    assert [(f.true_class, f.called, f.count, f.of) for f in failures] == [
+        ("benign", "early_pre_b", 5, 67),
+        ("early_pre_b", "benign", 4, 132),
+        ("benign", "pro_b", 1, 67),
+        ("pre_b", "benign", 1, 129),
+    ]  # Pre-B called Early Pre-B (6) leaves the screening answer as it is
+    assert failures[0].summary.startswith("5 of 67 (7.5%) Benign (hematogones) test images")
+    assert "look alike" in failures[0].summary and "missed malignancy" in failures[1].summary
+    assert all(f.split == "test" for f in failures)
+
+
+def test_benign_called_early_pre_b_is_listed_even_uncounted() -> None:
+    clean = known_failures(TestMetrics(confusion_matrix=[[5, 0, 0, 0]] + [[0, 5, 0, 0]] * 3))
+    assert [(f.called, f.count, f.of) for f in clean] == [("early_pre_b", 0, 5)]
+    (unscored,) = known_failures(None)
+    assert unscored.called == "early_pre_b" and "Not counted" in unscored.summary
+
+
+def test_fill_writes_the_section_and_changes_nothing_else(tmp_path: Path) -> None:
+    rows = ["file,sha256,class,split", "a,1,benign,train", "b,2,pre_b,test"]
+    (tmp_path / "split.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "m.keras").write_bytes(b"")
+    card = ModelCard(name="m", version="1", input_size=64, test_metrics=TestMetrics())
+    card.save(tmp_path / "m.json")
+    assert fill(tmp_path) == ["m"]
+    again = ModelCard.load(tmp_path / "m.json")
+    assert again.intended_use is not None and again.intended_use.data.images == 2
+    again.intended_use = None
+    assert again == card
+
+
+@pytest.mark.parametrize("name", model_names(COMMITTED))
+def test_the_committed_cards_state_their_intended_use(name: str) -> None:
+    card = ModelCard.load(COMMITTED / f"{name}.json")
+    use = card.intended_use
+    assert isinstance(use, IntendedUse)
+    assert use == for_card(card, COMMITTED)  # in step with the one source of its text
+    assert use.purpose == PURPOSE and use.out_of_scope == OUT_OF_SCOPE
+    scope = " ".join(use.out_of_scope)
+    assert "stain" in scope and "Bone marrow" in scope and "other laboratories" in scope
+    first = use.known_failures[0]
+    assert (first.true_class, first.called, first.of) == ("benign", "early_pre_b", 67)
+    assert first.count == card.test_metrics.confusion_matrix[0][1]
+    data = use.data
+    assert "Taleqani Hospital, Tehran" in data.source and data.doi == "10.34740/KAGGLE/DSV/2175623"
+    assert data.patients == 89 and "flow cytometry" in data.labels and "10%" in data.held_back
+    assert json.loads((COMMITTED / f"{name}.json").read_text())["intended_use"]["purpose"]
