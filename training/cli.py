@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -17,11 +16,10 @@ from app.core.model_card import VIEW_DESCRIPTIONS, ModelCard, ModelCardError
 from app.core.model_files import model_files, model_names
 from training import cell_commands
 from training.architectures import FIELD_ARCHITECTURES
-from training.data import DataSetError, Sample
+from training.data import DATA_ENV, DataSetError, Sample, data_dir_from
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
-DATA_ENV = "ALL_DATA_DIR"
 MODEL_CHOICES = (*FIELD_ARCHITECTURES, "all")
 
 log = logging.getLogger("training")
@@ -44,10 +42,7 @@ _handler.setFormatter(logging.Formatter("%(message)s"))
 
 
 def _data_dir(value: str | None) -> str:
-    value = value or os.environ.get(DATA_ENV)
-    if not value:
-        raise DataSetError(f"no data folder: pass --data-dir or set {DATA_ENV}")
-    return value
+    return data_dir_from(value)
 
 
 def _probability(value: str) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +34,19 @@ _FOLDER_ALIASES: dict[str, str] = {
 _FOLDER_ALIASES.update({class_id: class_id for class_id in CLASS_IDS})
 
 
+DATA_ENV = "ALL_DATA_DIR"
+
+
 class DataSetError(ValueError):
     """The data folder is missing or not laid out as a class-per-folder data set."""
+
+
+def data_dir_from(value: str | None) -> str:
+    """The data folder given on the command line, else ``$ALL_DATA_DIR``."""
+    value = value or os.environ.get(DATA_ENV)
+    if not value:
+        raise DataSetError(f"no data folder: pass --data-dir or set {DATA_ENV}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,23 @@ class HeatRuleSpec:
 
 
 @dataclass
+class PatientBlocks:
+    """Held-out-patient figures: k-fold cross-validation over blocks of neighbouring files
+    (``python -m training cell-blocks`` / ``field-blocks``); ``ci95`` is the accuracy's
+    block-bootstrap interval, ``intervals`` every figure's."""
+
+    folds: int = 0
+    accuracy: float = 0.0
+    benign_recall: float = 0.0
+    malignant_recall: float = 0.0
+    macro_f1: float = 0.0
+    ci95: list[float] = field(default_factory=list)
+    intervals: dict[str, list[float]] = field(default_factory=dict)
+    n_fields: int = 0
+    method: str = ""
+
+
+@dataclass
 class KnownFailure:
     """A confusion the model is known to make: ``count`` of ``of`` images of ``true_class``
     in ``split`` were called ``called``; ``summary`` says it in words."""
@@ -244,6 +261,10 @@ class ModelCard:
     case_rule: CaseRuleSpec | None = None
     # None: not fitted; the heat warning then uses HeatRuleSpec's defaults.
     heat_rule: HeatRuleSpec | None = None
+    # "field": the model reads the whole photograph; "cell": each leukocyte (app.core.cells).
+    unit: str = "field"
+    # None: not measured on held-out patient blocks.
+    patient_blocks: PatientBlocks | None = None
     # None: written before cards stated the model's intended use and limits.
     intended_use: IntendedUse | None = None
 

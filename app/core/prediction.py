@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from app.core.cells.crops import FieldCells
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
 from app.core.explanation.heat_share import DEFAULT_MIN_DENSITY, HeatCheck, HeatShare
 from app.core.explanation.segmentation import Segmentation
@@ -22,6 +23,42 @@ from app.core.preprocessing import photograph_size
 from app.core.scale import ScaleCheck
 
 Status = Literal["out_of_distribution", "uncertain", "malignant", "benign"]
+CellStatus = Literal["classified", "uncertain"]
+
+
+@dataclass(frozen=True)
+class CellAnswer:
+    """One leukocyte a cell model read: its box [x, y, w, h] in the uploaded photograph's
+    pixels, its most likely class, its probabilities, its weight in the field's answer, and
+    ``uncertain`` when its top class falls below the cell rule's confidence."""
+
+    box: tuple[int, int, int, int]
+    class_id: str
+    probabilities: dict[str, float]
+    attention: float
+    status: CellStatus
+
+
+@dataclass(frozen=True)
+class CellReading:
+    """A cell model's leukocytes of one photograph, and the objects it left out by reason."""
+
+    cells: list[CellAnswer]
+    excluded: dict[str, int]
+    # Micrometres per pixel of the uploaded photograph, from its red cells' size.
+    um_per_px: float
+    # Uploaded pixels per decoded pixel (a big JPEG is decoded smaller).
+    upload_scale: float = 1.0
+    # The cell path's reading (crops, their windows), for the per-cell Grad-CAM.
+    source: FieldCells | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Leukocytes per most likely class (a differential of the field)."""
+        counts = {c: 0 for c in CLASS_IDS}
+        for cell in self.cells:
+            counts[cell.class_id] += 1
+        return counts
 
 
 @dataclass(frozen=True)
@@ -85,6 +122,8 @@ class Prediction:
     uncertain_below: float | None = None
     min_heat_density: float = DEFAULT_MIN_DENSITY
     explanation: Explanation | None = None
+    # A cell model's leukocytes; None for a model that reads the whole field.
+    cells: CellReading | None = None
 
     @property
     def photograph_size(self) -> tuple[int, int]:

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from app.core.cells.serving import DecodedCells, ServedCellModel
+from app.core.cells.serving import decode as decode_cells
 from app.core.classes import CLASS_IDS
 from app.core.errors import ClassifierError, NoModelsError, NotReadyError, UnknownModelError
 from app.core.explanation.gradcam import GradCam, heat_layer_png, overlay_png
@@ -28,7 +30,7 @@ from app.core.guards.image_stats import field_statistics
 from app.core.guards.ood import OodGuard, OodNotFittedError, OodResult
 from app.core.imaging import DISPLAY_SIDE, downscale
 from app.core.model_card import ModelCard
-from app.core.model_files import model_names
+from app.core.model_files import model_files, model_names
 from app.core.model_store import BATCH, LoadedModel, load_model
 from app.core.parallel import parallel_map
 from app.core.parallel import start as start_work
@@ -87,6 +89,21 @@ class ServedModel:
         self.gradcam.heatmap(blank, 0)
 
 
+Served = ServedModel | ServedCellModel
+
+
+def build_served(models_dir: Path, name: str) -> Served:
+    """The served form of model ``name``: its card says whether it reads fields or cells."""
+    card = ModelCard.load(model_files(models_dir, name).card)
+    if tuple(card.class_ids) != CLASS_IDS:
+        raise NoModelsError(
+            f"model {name!r} predicts {card.class_ids}, the app expects {list(CLASS_IDS)}"
+        )
+    if card.unit == "cell":
+        return ServedCellModel.build(models_dir, name)
+    return ServedModel.build(models_dir, name)
+
+
 class InferenceService:
     """Serves every model of a folder; load once per process, then share across threads."""
 
@@ -94,7 +111,7 @@ class InferenceService:
         self.models_dir = Path(models_dir)
         self._default = default_model
         self._lock = threading.Lock()
-        self._served: dict[str, ServedModel] = {}
+        self._served: dict[str, Served] = {}
         self._ready = threading.Event()
 
     @property
@@ -122,7 +139,7 @@ class InferenceService:
                     f"default model {self._default!r} is not in {self.models_dir} "
                     f"(found: {', '.join(names)}); set DEFAULT_MODEL"
                 )
-            self._served = {name: ServedModel.build(self.models_dir, name) for name in names}
+            self._served = {name: build_served(self.models_dir, name) for name in names}
             self._ready.set()
         return self
 
@@ -131,9 +148,17 @@ class InferenceService:
         self._require_ready()
         return [served.card for served in self._served.values()]
 
-    def served(self, name: str | None = None) -> ServedModel:
+    def served(self, name: str | None = None) -> Served:
         """The served model called ``name`` (the default one when empty)."""
         return self._served[self.resolve(name)]
+
+    def field_model(self, name: str | None = None) -> ServedModel:
+        """``served``, for a caller that needs a model of the whole field (benchmarks, the
+        heat evaluation); UnknownModelError for a cell model."""
+        served = self.served(name)
+        if not isinstance(served, ServedModel):
+            raise UnknownModelError(f"model {served.card.name!r} reads cells, not whole fields")
+        return served
 
     def resolve(self, name: str | None) -> str:
         """The served model called ``name``, or the default one when ``name`` is empty."""
@@ -170,14 +195,17 @@ class InferenceService:
 
     def decode_many(
         self, items: Sequence[bytes], model: str | None = None
-    ) -> list[DecodedImage | ClassifierError]:
-        """Each image decoded and prepared for ``model`` (its scale checked), on the image
-        threads; an image that cannot be gets its error in its place."""
-        loaded = self.served(model).model
+    ) -> list[Decoded | ClassifierError]:
+        """Each image decoded and prepared for ``model`` (its scale checked, or its cells
+        read), on the image threads; an image that cannot be gets its error in its place."""
+        served = self.served(model)
+        if isinstance(served, ServedCellModel):
+            return parallel_map(_cells_or_refuse, items)
+        loaded = served.model
         return parallel_map(lambda data: _decode_or_refuse(data, loaded), items)
 
     def classify_decoded(
-        self, decoded: Sequence[DecodedImage | ClassifierError], model: str | None = None
+        self, decoded: Sequence[Decoded | ClassifierError], model: str | None = None
     ) -> list[Prediction | ClassifierError]:
         """Classify what ``decode_many`` gave, in one model pass per BATCH; the guard's image
         statistics are worked out on the image threads during the pass. Errors stay in place."""
@@ -185,16 +213,24 @@ class InferenceService:
         outcomes: list[Prediction | ClassifierError | None] = [
             item if isinstance(item, ClassifierError) else None for item in decoded
         ]
-        pending = [(i, d) for i, d in enumerate(decoded) if isinstance(d, DecodedImage)]
+        pending = [(i, d) for i, d in enumerate(decoded) if not isinstance(d, ClassifierError)]
         for start in range(0, len(pending), BATCH):
             chunk = pending[start : start + BATCH]
-            for (i, _), prediction in zip(chunk, _classify_batch(served, chunk), strict=True):
+            if isinstance(served, ServedCellModel):
+                done = served.classify([d for _, d in chunk if isinstance(d, DecodedCells)])
+            else:
+                done = _classify_batch(
+                    served, [(i, d) for i, d in chunk if isinstance(d, DecodedImage)]
+                )
+            for (i, _), prediction in zip(chunk, done, strict=True):
                 outcomes[i] = prediction
         return [o for o in outcomes if o is not None]
 
     def explain(self, prediction: Prediction) -> Prediction:
         """The prediction with its segmented cells and its Grad-CAM and outline PNGs."""
         served = self.served(prediction.model.name)
+        if isinstance(served, ServedCellModel):
+            return served.explain(prediction)
         start = time.perf_counter()
         cells = segment(prediction.field_image)
         segmented = time.perf_counter()
@@ -252,9 +288,19 @@ def _decode(data: bytes, loaded: LoadedModel) -> DecodedImage:
     return DecodedImage(image_format, image, seen, _ms(start, decoded), _ms(decoded, prepared))
 
 
+Decoded = DecodedImage | DecodedCells
+
+
 def _decode_or_refuse(data: bytes, loaded: LoadedModel) -> DecodedImage | ClassifierError:
     try:
         return _decode(data, loaded)
+    except ClassifierError as exc:
+        return exc
+
+
+def _cells_or_refuse(data: bytes) -> DecodedCells | ClassifierError:
+    try:
+        return decode_cells(data)
     except ClassifierError as exc:
         return exc
 

@@ -41,10 +41,33 @@ _SUBTYPE = {
         "note": {"type": "string"},
     },
 }
+_CELL = {
+    "type": "object",
+    "description": "One leukocyte a cell model read. `box` is [x, y, width, height] in the "
+    "uploaded photograph's pixels; `class` is the cell's most likely pattern; `status` is "
+    "uncertain when that class has less than the cell rule's confidence; `attention` is the "
+    "cell's weight in the field's answer.",
+    "properties": {
+        "box": {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4},
+        "class": _CLASS,
+        "label": {"type": "string"},
+        "probabilities": _PROBABILITIES,
+        "attention": {"type": "number", "minimum": 0, "maximum": 1},
+        "status": {"type": "string", "enum": ["classified", "uncertain"]},
+    },
+    "required": ["box", "class", "probabilities", "status"],
+}
+_CELL_COUNTS = {
+    "type": "object",
+    "description": "Leukocytes per most likely class: the field's differential.",
+    "properties": {c: {"type": "integer", "minimum": 0} for c in CLASS_IDS},
+    "required": list(CLASS_IDS),
+}
 _PREDICTION = {
     "type": "object",
     "description": "One image's answer. `status` is benign, malignant, uncertain (the class "
-    "is then only the most likely one) or out_of_distribution (do not rely on it).",
+    "is then only the most likely one) or out_of_distribution (do not rely on it). A model "
+    "whose `unit` is cell also gives `cells`, `cell_counts` and `excluded_cells`.",
     "properties": {
         "class": _CLASS,
         "status": {
@@ -60,8 +83,21 @@ _PREDICTION = {
         "model": {"type": "object"},
         "timings_ms": {"type": "object"},
         "scale": {"type": ["object", "null"]},
+        "unit": {"type": "string", "enum": ["field", "cell"]},
+        "cells": {"type": "array", "items": _CELL},
+        "cell_counts": _CELL_COUNTS,
+        "excluded_cells": {
+            "type": "object",
+            "description": "Objects left out, by reason: border, scale_bar, too_small, clump.",
+            "additionalProperties": {"type": "integer"},
+        },
+        "um_per_px": {"type": "number", "description": "Micrometres per uploaded pixel."},
+        "segmentation": {
+            "type": "object",
+            "description": "With `explain`: the segmented leukocytes (count, boxes, areas).",
+        },
     },
-    "required": ["class", "status", "probabilities", "model"],
+    "required": ["class", "status", "probabilities", "model", "unit"],
 }
 _IMAGE = {
     "type": "object",
@@ -194,12 +230,26 @@ _MODEL = {
         "description": {"type": "string"},
         "version": {"type": "string"},
         "input_size": {"type": "integer"},
+        "unit": {
+            "type": "string",
+            "enum": ["field", "cell"],
+            "description": "field: the model reads the whole photograph; cell: each "
+            "leukocyte, pooled into the field's answer.",
+        },
         "views": {"type": "integer", "enum": [1, 8]},
         "test_metrics": {"type": ["object", "null"]},
         "calibration": {"type": "object"},
         "intended_use": _INTENDED_USE,
     },
-    "required": ["name", "display_name", "version", "input_size", "views", "intended_use"],
+    "required": [
+        "name",
+        "display_name",
+        "version",
+        "input_size",
+        "unit",
+        "views",
+        "intended_use",
+    ],
 }
 _MODEL_LIST = {
     "type": "object",

@@ -11,7 +11,7 @@ from PIL import Image
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
 from app.core.imaging import jpeg_bytes
 from app.core.model_card import ModelCard
-from app.core.prediction import Prediction
+from app.core.prediction import CellReading, Prediction
 
 OOD_VERDICT = "Outside what the model was trained on — do not rely on this result"
 UNCERTAIN_VERDICT = "Uncertain"
@@ -195,10 +195,13 @@ def prediction_json(p: Prediction) -> dict[str, Any]:
             "height": p.photograph_size[1],
         },
         "scale": scale_json(p),
+        "unit": p.model.unit,
     }
+    if p.cells is not None:
+        out.update(cell_reading_json(p.cells))
     if p.explanation is not None:
         e = p.explanation
-        out["cells"] = e.cells.to_dict()
+        out["segmentation"] = e.cells.to_dict()
         out["explanation"] = {
             "gradcam_class": e.gradcam_class,
             "gradcam_png": _base64(e.gradcam_png),
@@ -207,6 +210,27 @@ def prediction_json(p: Prediction) -> dict[str, Any]:
             "cells_area": None if e.heat_share is None else round(e.heat_share.cells_area, 4),
         }
     return out
+
+
+def cell_reading_json(reading: CellReading) -> dict[str, Any]:
+    """A cell model's leukocytes: each one's box, class, probabilities and status, the count
+    per class, and the objects left out by reason."""
+    return {
+        "cells": [
+            {
+                "box": list(cell.box),
+                "class": cell.class_id,
+                "label": DISPLAY_NAMES[cell.class_id],
+                "probabilities": dict(cell.probabilities),
+                "attention": round(cell.attention, 4),
+                "status": cell.status,
+            }
+            for cell in reading.cells
+        ],
+        "cell_counts": reading.counts,
+        "excluded_cells": dict(reading.excluded),
+        "um_per_px": round(reading.um_per_px, 5),
+    }
 
 
 def model_json(card: ModelCard) -> dict[str, Any]:

@@ -201,7 +201,7 @@ def test_real_smear_per_class(client, smear_images) -> None:
         body = response.get_json()
         assert body["image"] == {"format": "JPEG", "width": 224, "height": 224}
         assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
-        assert body["cells"]["count"] >= 1  # every smear of the data set shows a leukocyte
+        assert body["segmentation"]["count"] >= 1  # every smear of the data set shows a leukocyte
 
 
 def test_unexpected_errors_hide_the_stack_trace(app) -> None:

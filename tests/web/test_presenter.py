@@ -70,7 +70,7 @@ def test_explained_prediction_json_adds_cells_and_base64_pngs(
     p = inference_service.explain(inference_service.classify(images.make(size=(120, 80))))
     out = json.loads(json.dumps(prediction_json(p)))
     assert list(out) == [*JSON_KEYS, "cells", "explanation"]
-    assert out["cells"]["count"] == p.explanation.cells.count
+    assert out["segmentation"]["count"] == p.explanation.cells.count
     assert base64.b64decode(out["explanation"]["gradcam_png"]) == p.explanation.gradcam_png
     assert base64.b64decode(out["explanation"]["cells_png"]) == p.explanation.cells_png
     assert out["explanation"]["gradcam_class"] == p.class_id

@@ -49,6 +49,12 @@ class FieldCells:
     found: list[FoundCell]
     crops: np.ndarray = field(repr=False)
     pictures: np.ndarray = field(repr=False)
+    # Height and width of the normalised photograph the crops were cut from.
+    shape: tuple[int, int] = (0, 0)
+
+    def windows(self) -> list[tuple[int, int]]:
+        """The (left, top) corner of each used cell's crop in the normalised photograph."""
+        return windows(self.shape, [c.centre for c in self.used])
 
     @property
     def used(self) -> list[FoundCell]:
@@ -95,24 +101,38 @@ def read_field(image: Image.Image, rbc_px: float) -> FieldCells:
         found=found,
         crops=cut(stained, centres),
         pictures=(cut(rgb, centres) * 255 + 0.5).astype(np.uint8),
+        shape=(rgb.shape[0], rgb.shape[1]),
     )
 
 
+def windows(
+    shape: tuple[int, int], centres: list[tuple[float, float]], side: int = CROP_PX
+) -> list[tuple[int, int]]:
+    """The (left, top) corner of a ``side`` square around each centre, slid inside an image
+    of ``shape`` (height, width); negative where the image is narrower than the square."""
+    height, width = shape
+    out = []
+    for x, y in centres:
+        left = int(np.clip(round(x - side / 2), 0, max(0, width - side)))
+        top = int(np.clip(round(y - side / 2), 0, max(0, height - side)))
+        out.append((left - max(0, side - width) // 2, top - max(0, side - height) // 2))
+    return out
+
+
 def cut(rgb: np.ndarray, centres: list[tuple[float, float]], side: int = CROP_PX) -> np.ndarray:
-    """``side`` squares of ``rgb`` around each centre, slid inside the image."""
+    """``side`` squares of ``rgb`` around each centre (``windows``); an image smaller than a
+    square is mirrored at its edges first."""
     height, width = rgb.shape[:2]
-    if height < side or width < side:
-        pad_y, pad_x = max(0, side - height), max(0, side - width)
+    corners = windows((height, width), centres, side)
+    pad_y, pad_x = max(0, side - height), max(0, side - width)
+    if pad_y or pad_x:
         rgb = np.pad(
             rgb,
             ((pad_y // 2, pad_y - pad_y // 2), (pad_x // 2, pad_x - pad_x // 2), (0, 0)),
             mode="symmetric",
         )
-        centres = [(x + pad_x // 2, y + pad_y // 2) for x, y in centres]
-        height, width = rgb.shape[:2]
     out = np.empty((len(centres), side, side, 3), rgb.dtype)
-    for i, (x, y) in enumerate(centres):
-        left = int(np.clip(round(x - side / 2), 0, width - side))
-        top = int(np.clip(round(y - side / 2), 0, height - side))
+    for i, (left, top) in enumerate(corners):
+        left, top = left + pad_x // 2, top + pad_y // 2
         out[i] = rgb[top : top + side, left : left + side]
     return out

@@ -42,6 +42,8 @@ def target_layer(model: Any) -> str:
     candidates: list[Any] = []
     min_side = int(model.input_shape[1] * MIN_MAP_FRACTION)
     for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
         if len(layer.output.shape) != 4:
             break  # flatten (or global pooling): the spatial part of the model ends here
         if isinstance(layer, _SKIPPED + _POOLING):
@@ -55,12 +57,19 @@ def target_layer(model: Any) -> str:
 
 
 def _layers_up_to(model: Any, last: str) -> list[Any]:
-    layers: list[Any] = []
-    for layer in model.layers:
-        layers.append(layer)
-        if layer.name == last:
-            return layers
-    raise ValueError(f"model {model.name!r} has no layer {last!r}")
+    """The chain of layers from the input to ``last``, in order."""
+    if isinstance(model, keras.Sequential):
+        names = [layer.name for layer in model.layers]
+        if last not in names:
+            raise ValueError(f"model {model.name!r} has no layer {last!r}")
+        return list(model.layers[: names.index(last) + 1])
+    # A functional model (a cell model) branches after its features: walk back from ``last``.
+    chain = [model.get_layer(last)]
+    while True:
+        parents = chain[-1]._inbound_nodes[0].parent_nodes
+        if not parents or isinstance(parents[0].operation, keras.layers.InputLayer):
+            return chain[::-1]
+        chain.append(parents[0].operation)
 
 
 class GradCam:

@@ -43,6 +43,7 @@ import tensorflow as tf
 from PIL import Image
 
 from app.core.guards.image_stats import field_statistics
+from app.core.model_card import ModelCard
 from app.core.model_files import model_files
 from app.core.model_store import LOGITS_LAYER, LoadedModel
 from app.core.orientations import averaged_over_views
@@ -124,22 +125,28 @@ class OodGuard:
     @classmethod
     def load(cls, models_dir: str | Path, loaded: LoadedModel) -> OodGuard:
         """Read ``<name>.ood.npz`` and the card's ``ood`` section; compile the forward pass once."""
-        path = model_files(models_dir, loaded.name).ood
-        section = loaded.card.ood
+        guard = cls.read(models_dir, loaded.card)
+        guard._forward = build_forward(loaded.keras_model, loaded.input_size, loaded.views)
+        return guard
+
+    @classmethod
+    def read(cls, models_dir: str | Path, card: ModelCard) -> OodGuard:
+        """The fitted statistics alone, for a model that supplies its own features."""
+        path = model_files(models_dir, card.name).ood
+        section = card.ood
         if not path.is_file() or section is None:
-            raise OodNotFittedError(f"no OOD statistics for model {loaded.name!r} in {path.parent}")
+            raise OodNotFittedError(f"no OOD statistics for model {card.name!r} in {path.parent}")
         with np.load(path) as arrays:
             data = {k: arrays[k].astype(np.float64) for k in arrays.files}
         return cls(
-            model_name=loaded.name,
+            model_name=card.name,
             feature_means=data["feature_means"],
             feature_precision=data["feature_precision"],
             image_mean=data["image_mean"][None, :],
             image_precision=data["image_precision"],
             scales=dict(section.component_scales),
             threshold=section.threshold,
-            input_size=loaded.input_size,
-            _forward=build_forward(loaded.keras_model, loaded.input_size, loaded.views),
+            input_size=card.input_size,
         )
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,214 @@
+"""Serving a cell model: decode, read the cells, classify them in batches, pool per field.
+
+``ServedCellModel`` is the cell counterpart of ``app.core.service.ServedModel``: the
+inference service holds one per cell model and calls ``decode`` on the image
+threads and ``classify`` once per batch of decoded photographs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from app.core.cells.crops import CROP_PX, FieldCells, read_photograph
+from app.core.cells.detect import NORMAL_RBC_PX, RBC_UM
+from app.core.cells.explain import cell_heat, outline_cells_png
+from app.core.cells.model import CellOutputs, LoadedCellModel, load_cell_model
+from app.core.errors import ClassifierError
+from app.core.explanation.gradcam import GradCam, heat_layer_png, overlay_png
+from app.core.explanation.heat_share import heat_share, min_density
+from app.core.explanation.segmentation import segment
+from app.core.guards.image_stats import field_statistics
+from app.core.guards.ood import OodGuard, OodNotFittedError, OodResult
+from app.core.imaging import DISPLAY_SIDE, downscale
+from app.core.model_card import ModelCard
+from app.core.parallel import start as start_work
+from app.core.prediction import CellAnswer, CellReading, Explanation, Prediction, Timings
+from app.core.preprocessing import load_image, photograph_size, sniff_format
+
+log = logging.getLogger(__name__)
+
+# A cell whose most likely class has less than this is shown as uncertain.
+CELL_CONFIDENT = 0.6
+
+
+class NoCellsError(ClassifierError):
+    """The photograph holds no whole leukocyte for a cell model to read."""
+
+    status = 422
+    code = "no_cells"
+
+    @property
+    def message(self) -> str:
+        return (
+            "No whole white cell was found in this photograph, so the cell model has nothing "
+            f"to read ({self}). Photograph a field with at least one leukocyte away from the edge."
+        )
+
+
+@dataclass(frozen=True)
+class DecodedCells:
+    """One photograph decoded and its leukocytes read, with the time each step took."""
+
+    image_format: str
+    image: Image.Image
+    cells: FieldCells
+    decode_ms: float
+    preprocess_ms: float
+
+
+def decode(data: bytes) -> DecodedCells:
+    """Decode an upload and read its cells; CaptureError or NoCellsError when it cannot be."""
+    start = time.perf_counter()
+    image_format = sniff_format(data)
+    image = load_image(data)
+    decoded = time.perf_counter()
+    cells = read_photograph(image)
+    if not cells.used:
+        left_out = sum(cells.excluded.values())
+        raise NoCellsError(f"{left_out} objects were left out" if left_out else "none found")
+    done = time.perf_counter()
+    return DecodedCells(
+        image_format, image, cells, (decoded - start) * 1000, (done - decoded) * 1000
+    )
+
+
+@dataclass(frozen=True)
+class ServedCellModel:
+    """A loaded cell model and its out-of-distribution guard (None when not fitted)."""
+
+    model: LoadedCellModel
+    guard: OodGuard | None
+    gradcam: GradCam
+
+    @property
+    def card(self) -> ModelCard:
+        return self.model.card
+
+    @classmethod
+    def build(cls, models_dir: Path, name: str) -> ServedCellModel:
+        model = load_cell_model(models_dir, name)
+        try:
+            guard: OodGuard | None = OodGuard.read(models_dir, model.card)
+        except OodNotFittedError as exc:
+            log.warning("serving cell model %r without an out-of-distribution check: %s", name, exc)
+            guard = None
+        # GradCam traces its graph here, not on the first request.
+        served = cls(model=model, guard=guard, gradcam=GradCam(model.keras_model))
+        served.model.run(np.zeros((1, CROP_PX, CROP_PX, 3), np.float32))
+        return served
+
+    def classify(self, decoded: Sequence[DecodedCells]) -> list[Prediction]:
+        """One model pass over every cell of the photographs; the guard's image statistics
+        are worked out on the image threads meanwhile."""
+        measuring = (
+            None if self.guard is None else start_work(field_statistics, [d.image for d in decoded])
+        )
+        crops = np.concatenate([d.cells.crops for d in decoded])
+        start = time.perf_counter()
+        outputs = self.model.run(crops)
+        run_ms = (time.perf_counter() - start) * 1000
+        stats = None if measuring is None else np.stack(measuring.results())
+        predictions, offset = [], 0
+        for j, d in enumerate(decoded):
+            n = len(d.cells.crops)
+            own = outputs.part(offset, offset + n)
+            offset += n
+            row = None if stats is None else stats[j : j + 1]
+            predictions.append(self._prediction(d, own, row, run_ms * n / max(1, len(crops))))
+        return predictions
+
+    def _prediction(
+        self, d: DecodedCells, own: CellOutputs, stats: np.ndarray | None, model_ms: float
+    ) -> Prediction:
+        answer = self.model.answer(own)
+        class_ids = self.model.class_ids
+        ood: OodResult | None = None
+        if self.guard is not None and stats is not None:
+            ood = self.guard.score_statistics(answer.features[None], stats)[0]
+        return Prediction(
+            class_id=class_ids[int(np.argmax(answer.probabilities))],
+            probabilities={
+                c: float(p) for c, p in zip(class_ids, answer.probabilities, strict=True)
+            },
+            model=self.card,
+            timings=Timings(
+                decode_ms=d.decode_ms,
+                preprocess_ms=d.preprocess_ms,
+                model_ms=model_ms,
+                total_ms=d.decode_ms + d.preprocess_ms + model_ms,
+            ),
+            image_format=d.image_format,
+            image=d.image,
+            field_image=d.image,
+            model_input=d.cells.crops,
+            ood=ood,
+            uncertain_below=self.card.calibration.uncertain_below,
+            min_heat_density=min_density(self.card),
+            cells=self._reading(d, own, answer.weights),
+        )
+
+    def _reading(self, d: DecodedCells, own: CellOutputs, weights: np.ndarray) -> CellReading:
+        # Boxes in the uploaded photograph's pixels: a big JPEG is decoded smaller.
+        to_upload = photograph_size(d.image)[0] / d.image.width
+        probabilities = self.model.cell_probabilities(own)
+        class_ids = self.model.class_ids
+        cells = []
+        for cell, p, w in zip(d.cells.used, probabilities, weights, strict=True):
+            x, y, bw, bh = (round(v * to_upload) for v in d.cells.photo_box(cell))
+            top = int(np.argmax(p))
+            cells.append(
+                CellAnswer(
+                    box=(x, y, bw, bh),
+                    class_id=class_ids[top],
+                    probabilities={c: float(v) for c, v in zip(class_ids, p, strict=True)},
+                    attention=float(w),
+                    status="classified" if p[top] >= CELL_CONFIDENT else "uncertain",
+                )
+            )
+        um_per_normal_px = RBC_UM / NORMAL_RBC_PX
+        return CellReading(
+            cells=cells,
+            excluded=d.cells.excluded,
+            um_per_px=um_per_normal_px * d.cells.factor / to_upload,
+            upload_scale=to_upload,
+            source=d.cells,
+        )
+
+    def explain(self, prediction: Prediction) -> Prediction:
+        """The prediction with its cells outlined by class and a Grad-CAM of each cell."""
+        reading = prediction.cells
+        if reading is None or reading.source is None:
+            raise ValueError("a cell model's prediction carries its cells")
+        start = time.perf_counter()
+        segmentation = segment(prediction.field_image)
+        segmented = time.perf_counter()
+        class_ids = self.model.class_ids
+        indices = [class_ids.index(c.class_id) for c in reading.cells]
+        weights = np.array([c.attention for c in reading.cells])
+        heat = cell_heat(self.gradcam, reading.source, indices, weights)
+        shown = downscale(prediction.field_image, DISPLAY_SIDE)
+        gradcam_png = overlay_png(shown, heat)
+        heat_png = heat_layer_png(heat, shown.size)
+        drawn = time.perf_counter()
+        cells_png = outline_cells_png(prediction.field_image, reading)
+        outlined = time.perf_counter()
+        return prediction.with_explanation(
+            Explanation(
+                gradcam_class=prediction.class_id,
+                gradcam_png=gradcam_png,
+                cells=segmentation,
+                cells_png=cells_png,
+                heat_png=heat_png,
+                heat_share=heat_share(heat, segmentation),
+                segmentation_ms=(segmented - start) * 1000,
+                gradcam_ms=(drawn - segmented) * 1000,
+                outline_ms=(outlined - drawn) * 1000,
+            )
+        )

@@ -1,0 +1,359 @@
+"""Trains a cell model on the project's image split and writes it with its card.
+
+The same train, validation and test photographs as the whole-field models
+(``models/split.csv``): the cell model trains on the train fields, stops early and
+is calibrated on the validation fields, and is scored on the test fields. Its
+out-of-distribution guard is fitted like a field model's, on the field's pooled cell
+features and the photograph's image statistics; its "uncertain" threshold on the
+validation photographs and their capture variants. The held-out-patient figures
+come from ``python -m training cell-blocks`` (``models/blocks/<name>.json``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from app.core.cells.crops import CROP_PX, CROP_UM, read_photograph
+from app.core.cells.model import LoadedCellModel, load_cell_model
+from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
+from app.core.errors import ClassifierError
+from app.core.guards.image_stats import field_statistics
+from app.core.guards.ood import COMPONENTS, OodGuard
+from app.core.model_card import (
+    Calibration,
+    ModelCard,
+    OodSection,
+    PatientBlocks,
+    SplitManifestRef,
+    TestMetrics,
+)
+from app.core.model_files import model_files
+from app.core.preprocessing import load_image
+from training.architectures import architecture
+from training.calibration import fit_temperature
+from training.cell_bags import Bags, load_bags
+from training.cell_cv import RESULTS_DIR
+from training.cell_mil import CellTrainConfig, fit_cell_model
+from training.data import Sample, discover
+from training.evaluate import select_split
+from training.foreign import foreign_set
+from training.metrics import classification_report, expected_calibration_error
+from training.ood import MIN_SCALE, VAL_QUANTILE, fit_class_gaussians, fit_gaussian
+from training.perturbations import PERTURBATIONS
+from training.split import MANIFEST_NAME
+from training.uncertain import UNCERTAIN_TARGET_ACCURACY, UNCERTAIN_WINDOW, choose_uncertain_below
+
+MODEL_VERSION = "2.0.0"
+log = logging.getLogger(__name__)
+
+CELL_PREPROCESSING = {
+    "decode": "Pillow, first frame, EXIF transpose, RGB",
+    "scale": "red cells measured (app.core.scale.measure_cells) and the photograph resampled "
+    "so they span 21.3 px; refused when they cannot be measured",
+    "cells": "violet objects (app.core.cells.detect), split by watershed; excluded: cut by "
+    "the border, in the scale-bar corner, too small, too large or ragged",
+    "stain": "optical density over the background's white point, each channel scaled so the "
+    "field's leukocytes have one reference mean (app.core.cells.stain)",
+    "crops": f"{CROP_PX} px squares, about {CROP_UM:.0f} micrometres, slid inside the "
+    "photograph (never padded); float32 in [0, 1]",
+}
+
+
+def _indices(samples: list[Sample], chosen: list[Sample]) -> np.ndarray:
+    position = {s.sha256 + str(s.path): i for i, s in enumerate(samples)}
+    return np.array([position[s.sha256 + str(s.path)] for s in chosen], np.int64)
+
+
+def pooled(loaded: LoadedCellModel, bags: Bags, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """Per field with cells: raw pooled logits, pooled features and the field's index."""
+    keep = np.array([i for i in indices if bags.count(int(i)) > 0], np.int64)
+    outputs = loaded.run(
+        np.concatenate([bags.cells(int(i)) for i in keep]).astype(np.float32) / 255
+    )
+    logits, features, start = [], [], 0
+    for i in keep:
+        n = bags.count(int(i))
+        answer = loaded.answer(outputs.part(start, start + n), calibrated=False)
+        logits.append(np.log(np.maximum(answer.probabilities, 1e-12)))
+        features.append(answer.features)
+        start += n
+    return {"logits": np.stack(logits), "features": np.stack(features), "index": keep}
+
+
+def _statistics(samples: list[Sample], indices: np.ndarray) -> np.ndarray:
+    return np.stack([field_statistics(load_image(samples[int(i)].path)) for i in indices])
+
+
+def _photograph_probabilities(loaded: LoadedCellModel, image: Image.Image) -> np.ndarray | None:
+    """Calibrated probabilities of one photograph through the cell path; None when refused."""
+    try:
+        cells = read_photograph(image)
+    except ClassifierError:
+        return None
+    if not cells.used:
+        return None
+    return loaded.answer(loaded.run(cells.crops)).probabilities
+
+
+def _features_and_stats(
+    loaded: LoadedCellModel, image: Image.Image
+) -> tuple[np.ndarray, np.ndarray] | None:
+    try:
+        cells = read_photograph(image)
+    except ClassifierError:
+        return None
+    if not cells.used:
+        return None
+    return loaded.answer(loaded.run(cells.crops)).features, field_statistics(image)
+
+
+def fit_cell_guard(
+    out: Path, loaded: LoadedCellModel, samples: list[Sample], data: dict[str, Any]
+) -> OodSection:
+    """The out-of-distribution guard on pooled cell features and image statistics."""
+    train, val, test = data["train"], data["val"], data["test"]
+    y_train = np.array([samples[int(i)].label for i in train["index"]])
+    f_means, f_prec, f_shrink = fit_class_gaussians(train["features"], y_train, len(CLASS_IDS))
+    i_mean, i_prec, i_shrink = fit_gaussian(train["stats"])
+    guard = OodGuard(
+        loaded.name,
+        f_means,
+        f_prec,
+        i_mean[None, :],
+        i_prec,
+        {k: 1.0 for k in COMPONENTS},
+        1.0,
+        CROP_PX,
+    )
+    raw_val = guard.components(val["features"], val["stats"])
+    guard.scales = {
+        k: max(float(np.quantile(raw_val[k], VAL_QUANTILE)), MIN_SCALE) for k in COMPONENTS
+    }
+
+    def combined(part: dict[str, Any]) -> np.ndarray:
+        parts = guard.components(part["features"], part["stats"])
+        return np.asarray(np.max(np.stack([parts[k] for k in COMPONENTS]), axis=0))
+
+    guard.threshold = float(np.quantile(combined(val), VAL_QUANTILE))
+    smears = sorted((samples[int(i)] for i in test["index"]), key=lambda s: s.sha256)[:12]
+    foreign = foreign_set([s.path for s in smears])
+    flags: list[bool] = []
+    kinds: dict[str, list[bool]] = {}
+    for image in foreign:
+        read = _features_and_stats(loaded, image.image)
+        flagged = read is None or bool(
+            max(v[0] for v in guard.components(read[0][None], read[1][None]).values())
+            > guard.threshold
+        )
+        flags.append(flagged)
+        kinds.setdefault(image.kind, []).append(flagged)
+    path = model_files(out, loaded.name).ood
+    with path.open("wb") as fh:
+        np.savez_compressed(
+            fh,
+            feature_means=f_means.astype(np.float32),
+            feature_precision=f_prec.astype(np.float32),
+            image_mean=i_mean.astype(np.float32),
+            image_precision=i_prec.astype(np.float32),
+        )
+    test_scaled = guard.components(test["features"], test["stats"])
+    return OodSection(
+        method=(
+            "max of two Mahalanobis distances, each divided by its validation "
+            f"{VAL_QUANTILE:.1%} quantile: (1) the field's attention-pooled cell features to "
+            "the nearest class-conditional Gaussian (shared Ledoit-Wolf covariance), (2) the "
+            "photograph's colour and texture statistics to one Gaussian; fitted on the train "
+            "split; a photograph the cell path refuses counts as flagged in the foreign set"
+        ),
+        feature_layer="embedding (attention-pooled over the field's cells)",
+        file=path.name,
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        threshold=round(guard.threshold, 6),
+        component_scales={k: round(v, 6) for k, v in guard.scales.items()},
+        shrinkage={"features": round(f_shrink, 4), "image": round(i_shrink, 4)},
+        val_quantile=VAL_QUANTILE,
+        n_train=len(train["index"]),
+        val_flag_rate=round(float((combined(val) > guard.threshold).mean()), 4),
+        test_flag_rate=round(float((combined(test) > guard.threshold).mean()), 4),
+        test_flag_rate_by_component={
+            k: round(float((test_scaled[k] > guard.threshold).mean()), 4) for k in COMPONENTS
+        },
+        n_val=len(val["index"]),
+        n_test=len(test["index"]),
+        foreign_flag_rate=round(float(np.mean(flags)), 4),
+        n_foreign=len(foreign),
+        foreign_flag_rate_by_kind={k: round(float(np.mean(v)), 4) for k, v in kinds.items()},
+        foreign_count_by_kind={k: len(v) for k, v in kinds.items()},
+    )
+
+
+def fit_cell_uncertain(loaded: LoadedCellModel, samples: list[Sample], val: np.ndarray) -> float:
+    """``uncertain_below`` on the validation photographs and their capture variants."""
+    confidence, correct = [], []
+    for i in val:
+        sample = samples[int(i)]
+        image = load_image(sample.path)
+        x = np.asarray(image, np.float32) / 255
+        variants = [image] + [
+            Image.fromarray((np.clip(fn(x), 0, 1) * 255 + 0.5).astype(np.uint8))
+            for fn in PERTURBATIONS.values()
+        ]
+        for variant in variants:
+            p = _photograph_probabilities(loaded, variant)
+            if p is not None:
+                confidence.append(float(p.max()))
+                correct.append(int(np.argmax(p)) == sample.label)
+    return choose_uncertain_below(np.array(confidence), np.array(correct))
+
+
+def patient_blocks_of(models_dir: Path, name: str) -> PatientBlocks | None:
+    """The held-out figures of ``models/blocks/<name>.json``, when it has been run."""
+    path = models_dir / RESULTS_DIR / f"{name}.json"
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    held = data["held_out"]
+    return PatientBlocks(
+        folds=int(data["k"]),
+        accuracy=held["accuracy"],
+        benign_recall=held["benign_recall"],
+        malignant_recall=held["malignant_recall"],
+        macro_f1=held["macro_f1"],
+        ci95=held["ci95"]["accuracy"],
+        intervals=held["ci95"],
+        n_fields=held["n_fields"],
+        method=(
+            f"{data['k']}-fold cross-validation over contiguous blocks of file numbers per "
+            f"class (python -m training cell-blocks); 95% intervals from a bootstrap over blocks "
+            f"of {held['block_files']} neighbouring files"
+        ),
+    )
+
+
+def train_cells(
+    config: CellTrainConfig,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    cache_dir: Path | None = None,
+) -> ModelCard:
+    """Train ``config.model`` on the committed split and write the model, card and guard."""
+    out = Path(out_dir)
+    manifest = out / MANIFEST_NAME
+    if not manifest.exists():
+        raise FileNotFoundError(f"{manifest} is missing: train a whole-field model first")
+    arch = architecture(config.model)
+    samples = discover(data_dir)
+    bags = load_bags(samples, cache_dir)
+    index = {
+        s: _indices(samples, select_split(samples, manifest, s)) for s in ("train", "val", "test")
+    }
+    network, history, seconds = fit_cell_model(config, bags, index["train"], index["val"])
+    files = model_files(out, config.model)
+    served = arch.build()
+    served.set_weights(network.get_weights())
+    served.save(files.weights)
+    card = ModelCard(
+        name=config.model,
+        architecture=arch.display_name,
+        description=arch.describe(),
+        version=MODEL_VERSION,
+        trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        class_ids=list(CLASS_IDS),
+        display_names={c: DISPLAY_NAMES[c] for c in CLASS_IDS},
+        malignant={c: MALIGNANT[c] for c in CLASS_IDS},
+        input_size=arch.input_size,
+        preprocessing=dict(CELL_PREPROCESSING),
+        unit="cell",
+        training={
+            **config.describe(),
+            "epochs_run": len(history["loss"]),
+            "best_epoch": int(np.argmin(history["val_loss"])) + 1,
+            "seconds": round(seconds, 1),
+            "n_train": int(len(index["train"])),
+            "n_val": int(len(index["val"])),
+            "cells_train": int(sum(bags.count(int(i)) for i in index["train"])),
+        },
+        split_manifest=SplitManifestRef(
+            file=MANIFEST_NAME, sha256=hashlib.sha256(manifest.read_bytes()).hexdigest()
+        ),
+        parameters=int(served.count_params()),
+        file_size_bytes=files.weights.stat().st_size,
+        versions={
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "python": platform.python_version(),
+        },
+        history=history,
+        patient_blocks=patient_blocks_of(out, config.model),
+    )
+    card.save(files.card)
+    loaded = load_cell_model(out, config.model)
+    data = {s: pooled(loaded, bags, index[s]) for s in index}
+    y = {s: np.array([samples[int(i)].label for i in data[s]["index"]]) for s in data}
+    temperature = fit_temperature(data["val"]["logits"], y["val"])
+    raw = np.exp(data["test"]["logits"])
+    scaled = np.exp(data["test"]["logits"] / temperature)
+    calibrated = scaled / scaled.sum(axis=1, keepdims=True)
+    card.calibration = Calibration(
+        method="temperature scaling of the pooled field logits, fitted on the validation "
+        "split (NLL)",
+        temperature=round(temperature, 4),
+        test_ece_before=round(
+            expected_calibration_error(raw / raw.sum(axis=1, keepdims=True), y["test"]), 4
+        ),
+        test_ece_after=round(expected_calibration_error(calibrated, y["test"]), 4),
+    )
+    report = classification_report(y["test"], calibrated)
+    card.test_metrics = TestMetrics(**report)
+    card.save(files.card)
+    loaded = load_cell_model(out, config.model)
+    for s in data:
+        data[s]["stats"] = _statistics(samples, data[s]["index"])
+    card.ood = fit_cell_guard(out, loaded, samples, data)
+    uncertain_below = fit_cell_uncertain(loaded, samples, index["val"])
+    val_scaled = np.exp(data["val"]["logits"] / temperature)
+    val_conf = (val_scaled / val_scaled.sum(axis=1, keepdims=True)).max(axis=1)
+    test_conf = calibrated.max(axis=1)
+    unsure = test_conf < uncertain_below
+    right = calibrated.argmax(axis=1) == y["test"]
+    card.calibration = replace(
+        card.calibration,
+        uncertain_below=round(uncertain_below, 4),
+        uncertain_rule=(
+            "a field is 'uncertain' when its calibrated top-class probability is below "
+            f"uncertain_below: just above the most confident run of {UNCERTAIN_WINDOW} "
+            f"neighbouring predictions right less than {UNCERTAIN_TARGET_ACCURACY:.0%} of the "
+            "time, among the validation photographs and their capture variants ("
+            + ", ".join(PERTURBATIONS)
+            + ")"
+        ),
+        uncertain_val_rate=round(float((val_conf < uncertain_below).mean()), 4),
+        uncertain_test_rate=round(float(unsure.mean()), 4),
+        test_accuracy_when_confident=round(float(right[~unsure].mean()), 4)
+        if (~unsure).any()
+        else None,
+        test_accuracy_when_uncertain=round(float(right[unsure].mean()), 4)
+        if unsure.any()
+        else None,
+    )
+    card.save(files.card)
+    log.info(
+        "[%s] test accuracy %.4f, macro-F1 %.4f, T=%.3f",
+        config.model,
+        report["accuracy"],
+        report["macro_f1"],
+        temperature,
+    )
+    return ModelCard.load(files.card)
