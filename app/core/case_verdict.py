@@ -15,6 +15,11 @@ A screen must escalate on confident malignant evidence, never vote it away. The 
 4. Otherwise the case is *benign* when at least ``CaseRuleSpec.min_used_share`` of its
    fields were answered (all of them benign), and *uncertain* when fewer were.
 
+A cell model's fields also carry their leukocytes' counts by class; the verdict sums them
+over the answered fields (``cell_counts``), so it can say how many leukocytes, and what
+share, look blast-like. Escalation stays on the field's pooled probability, which the cells
+already decide; the counts are the differential a reviewer checks, not a second vote.
+
 The subtype of an escalated case is a morphological pattern: the subtype most of its
 escalating fields show (ties go to the higher summed probability). When those fields
 show more than one subtype, the verdict says so with the counts.
@@ -43,6 +48,8 @@ class FieldOutcome:
     state: FieldState
     probabilities: Mapping[str, float] | None = None
     position: int | None = None
+    # A cell model's leukocytes by class (reviewed classes where a reviewer changed them).
+    cells: Mapping[str, int] | None = None
 
     def probability(self, class_id: str) -> float:
         return float(self.probabilities[class_id]) if self.probabilities else 0.0
@@ -86,6 +93,21 @@ class CaseVerdict:
     # The subtypes the escalating fields show, by count.
     subtype_votes: dict[str, int] = field(default_factory=dict)
     reason: str | None = None
+    # Leukocytes of the answered fields by class; empty for a model that reads whole fields.
+    cell_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_cells(self) -> int:
+        return sum(self.cell_counts.values())
+
+    @property
+    def blast_cells(self) -> int:
+        """Leukocytes of the answered fields whose most likely class is a malignant one."""
+        return sum(n for c, n in self.cell_counts.items() if MALIGNANT[c])
+
+    @property
+    def blast_share(self) -> float:
+        return self.blast_cells / self.n_cells if self.n_cells else 0.0
 
     @property
     def uncertain(self) -> bool:
@@ -198,11 +220,19 @@ def case_verdict(fields: Sequence[FieldOutcome], rule: CaseRuleSpec) -> CaseVerd
         uncertain_malignant_fields=uncertain_malignant,
         subtype_votes={c: subtype_votes[c] for c in CLASS_IDS if subtype_votes[c]},
         reason=reason,
+        cell_counts=_cell_counts(used),
     )
 
 
+def _cell_counts(fields: Sequence[FieldOutcome]) -> dict[str, int]:
+    """The answered fields' leukocytes by class; empty when no field has cells."""
+    if not any(f.cells for f in fields):
+        return {}
+    return {c: sum(int((f.cells or {}).get(c, 0)) for f in fields) for c in CLASS_IDS}
+
+
 def _numbered(f: FieldOutcome, position: int) -> FieldOutcome:
-    return FieldOutcome(f.state, f.probabilities, position)
+    return FieldOutcome(f.state, f.probabilities, position, f.cells)
 
 
 def _position(f: FieldOutcome) -> int:

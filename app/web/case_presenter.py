@@ -113,6 +113,8 @@ def case_findings(v: CaseVerdict) -> list[str]:
             f"{_positions(v.uncertain_malignant_fields)}. Open them."
         )
     lines.append(field_counts(v))
+    if v.n_cells:
+        lines.append(cell_differential(v))
     if v.mostly_uncertain:
         lines.append(
             f"Most fields ({v.n_uncertain} of {v.n_fields}) were uncertain: the verdict rests on "
@@ -223,6 +225,15 @@ def review_json(r: Review) -> dict[str, Any]:
     }
 
 
+def cell_differential(v: CaseVerdict) -> str:
+    """A cell model's leukocytes over the answered fields: how many look blast-like, by class."""
+    parts = ", ".join(f"{n} {DISPLAY_NAMES[c]}" for c, n in v.cell_counts.items() if n)
+    return (
+        f"{v.blast_cells} of {v.n_cells} leukocytes in the answered fields "
+        f"({v.blast_share:.0%}) look blast-like; by pattern: {parts}."
+    )
+
+
 def verdict_json(v: CaseVerdict) -> dict[str, Any]:
     return {
         "probabilities": v.probabilities,
@@ -241,6 +252,10 @@ def verdict_json(v: CaseVerdict) -> dict[str, Any]:
         "subtype_votes": v.subtype_votes,
         "subtype_disagreement": v.subtype_disagreement,
         "mostly_uncertain": v.mostly_uncertain,
+        # A cell model's differential of the answered fields (empty for a field model).
+        "cell_counts": v.cell_counts,
+        "blast_cells": v.blast_cells,
+        "blast_share": round(v.blast_share, 4),
         "findings": case_findings(v),
     }
 

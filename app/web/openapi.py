@@ -322,6 +322,15 @@ _CASE = {
                 "subtype_votes": {"type": "object"},
                 "subtype_disagreement": {"type": "boolean"},
                 "mostly_uncertain": {"type": "boolean"},
+                "cell_counts": {
+                    "type": "object",
+                    "description": "A cell model's leukocytes of the answered fields by "
+                    "class (reviewed classes where a reviewer changed them); empty for a "
+                    "model that reads whole fields.",
+                    "additionalProperties": {"type": "integer"},
+                },
+                "blast_cells": {"type": "integer"},
+                "blast_share": {"type": "number"},
                 "findings": {"type": "array", "items": {"type": "string"}},
             },
         },

@@ -109,3 +109,35 @@ def test_positions_given_by_the_case_are_kept() -> None:
 def test_a_stored_rule_of_an_older_version_reads_with_safe_defaults() -> None:
     rule = CaseRuleSpec.from_record({"min_used_share": 0.5, "min_agreement": 0.7})
     assert rule.min_used_share == 0.5 and rule.escalate_at == 0.0
+
+
+def test_a_cell_models_fields_sum_their_leukocytes_into_the_cases_differential() -> None:
+    rule = CaseRuleSpec(escalate_at=0.5)
+    blasts = {"benign": 1, "early_pre_b": 0, "pre_b": 6, "pro_b": 0}
+    normal = {"benign": 4, "early_pre_b": 1, "pre_b": 0, "pro_b": 0}
+    fields = [
+        FieldOutcome(
+            "answered",
+            {"benign": 0.05, "early_pre_b": 0.05, "pre_b": 0.85, "pro_b": 0.05},
+            cells=blasts,
+        ),
+        FieldOutcome(
+            "answered",
+            {"benign": 0.9, "early_pre_b": 0.05, "pre_b": 0.03, "pro_b": 0.02},
+            cells=normal,
+        ),
+        FieldOutcome("refused"),
+    ]
+    verdict = case_verdict(fields, rule)
+    assert verdict.status == "malignant"
+    assert verdict.cell_counts == {"benign": 5, "early_pre_b": 1, "pre_b": 6, "pro_b": 0}
+    assert (verdict.n_cells, verdict.blast_cells) == (12, 7)
+    assert verdict.blast_share == 7 / 12
+
+
+def test_a_whole_field_models_case_has_no_differential() -> None:
+    verdict = case_verdict(
+        [FieldOutcome("answered", {"benign": 1.0, "early_pre_b": 0.0, "pre_b": 0.0, "pro_b": 0.0})],
+        CaseRuleSpec(),
+    )
+    assert verdict.cell_counts == {} and verdict.n_cells == 0 and verdict.blast_share == 0.0

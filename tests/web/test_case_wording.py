@@ -43,3 +43,20 @@ def test_uncertain_fields_leaning_malignant_are_named() -> None:
     v = case_verdict(fields, RULE)
     assert v.status == "uncertain" and case_headline(v) == "Uncertain: no case verdict"
     assert "field 6. Open them." in " ".join(case_findings(v))
+
+
+def test_a_cell_models_case_says_how_many_leukocytes_look_blast_like() -> None:
+    blasts = {"benign": 2, "early_pre_b": 0, "pre_b": 9, "pro_b": 1}
+    normal = {"benign": 8, "early_pre_b": 0, "pre_b": 0, "pro_b": 0}
+    fields = [
+        FieldOutcome("answered", _field("pre_b").probabilities, cells=blasts),
+        FieldOutcome("answered", _field("benign").probabilities, cells=normal),
+    ]
+    text = " ".join(case_findings(case_verdict(fields, RULE)))
+    assert "10 of 20 leukocytes in the answered fields (50%) look blast-like" in text
+    assert "9 Pre-B ALL, 1 Pro-B ALL" in text
+
+
+def test_a_field_models_case_says_nothing_of_leukocyte_counts() -> None:
+    v = case_verdict([_field("benign")] * 3, RULE)
+    assert "leukocytes" not in " ".join(case_findings(v))
