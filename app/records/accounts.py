@@ -3,7 +3,8 @@
 Passwords are hashed with Werkzeug's scrypt. A browser sign-in is a ``LoginSession`` row
 whose random key sits in the cookie; an API token is ``ball_<public id>_<secret>``, and
 only the secret's sha256 is stored. Changes are added to the caller's session; the
-caller commits, together with the audit event that records them.
+caller commits, together with the audit event that records them. Sign-in attempts are the
+exception: each is counted at once, in its own transaction, before the password is looked at.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Delete, Engine, and_, case, delete, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.core.errors import ClassifierError
-from app.records.schema import ApiToken, LoginSession, User, utcnow
+from app.records.schema import ApiToken, LoginSession, SignInAttempt, User, UtcDateTime, utcnow
 
 ROLES = ("admin", "clinician", "viewer")
 # What each role may do; every route names the one permission it needs.
@@ -31,8 +33,14 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 MIN_PASSWORD = 12
 MAX_PASSWORD = 256
+# Attempts in a row, each within LOCK_FOR of the last, that lock a name at one address.
 LOCK_AFTER = 5
 LOCK_FOR = timedelta(minutes=15)
+# Every refused sign-in reads the same, so nobody learns which names exist or are locked.
+REFUSED = (
+    "Wrong username or password, or too many failed attempts from this address: "
+    "try again in 15 minutes or ask an administrator."
+)
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 TOKEN = re.compile(r"^ball_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 # Compared against when the username is unknown, so both cases take as long.
@@ -56,14 +64,23 @@ class UnknownUserError(AccountError):
 
 
 class LoginError(ClassifierError):
-    """Wrong username or password, or a disabled account: the same words for all three."""
+    """A refused sign-in (unknown name, wrong password, disabled account): the words are
+    the same for every reason; ``code`` tells the audit trail which."""
 
     status = 401
     code = "login_failed"
 
 
-class AccountLockedError(LoginError):
-    code = "account_locked"
+class TooManyAttemptsError(LoginError):
+    code = "too_many_attempts"
+
+
+@dataclass(frozen=True)
+class SignInLock:
+    """A name locked at one client address until a time (or until an admin unlocks it)."""
+
+    address: str
+    until: datetime
 
 
 @dataclass(frozen=True)
@@ -146,27 +163,91 @@ def set_display_name(user: User, raw: str | None) -> None:
     user.display_name = clean_display_name(raw)
 
 
-def authenticate(session: Session, username: str, password: str) -> User:
-    """The active user with this password; counts failures and locks after LOCK_AFTER."""
-    user = find_user(session, username)
-    if user is None:
-        check_password_hash(_DUMMY_HASH, password)
-        raise LoginError("Wrong username or password.")
-    now = utcnow()
-    if user.locked_until is not None and user.locked_until > now:
-        raise AccountLockedError(
-            "This account is locked after repeated failed sign-ins; "
-            f"try again after {user.locked_until:%H:%M} UTC or ask an administrator."
-        )
-    if not check_password_hash(user.password_hash, password) or not user.active:
-        user.failed_logins += 1
-        if user.failed_logins >= LOCK_AFTER:
-            user.locked_until = now + LOCK_FOR
-            user.failed_logins = 0
-        raise LoginError("Wrong username or password.")
-    user.failed_logins = 0
-    user.locked_until = None
+def authenticate(
+    session: Session, username: str, password: str, address: str | None = None
+) -> User:
+    """The active user with this password, asked from ``address``.
+
+    The attempt is counted first, and committed at once, per name and address; beyond
+    LOCK_AFTER in a row the name is locked at that address for LOCK_FOR, whatever the
+    password. The password is hashed in every case, so an unknown, a wrong and a locked
+    name take as long and raise the same words. Call it before writing in ``session``."""
+    name, where = _key(username), _key(address or "")
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)  # sessions here are made on an engine
+    attempts = _count_attempt(engine, name, where)
+    user = find_user(session, name)
+    right = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
+    if attempts > LOCK_AFTER:
+        raise TooManyAttemptsError(REFUSED)
+    if user is None or not user.active or not right:
+        raise LoginError(REFUSED)
+    with engine.begin() as connection:
+        connection.execute(_attempts_of(name).where(SignInAttempt.address == where))
     return user
+
+
+def _key(text: str) -> str:
+    """A name or an address as the attempts are counted under (the columns hold 64)."""
+    return text.strip().lower()[:64]
+
+
+def _count_attempt(engine: Engine, username: str, address: str) -> int:
+    """This attempt's number in the current run, counted by one atomic upsert: a run older
+    than LOCK_FOR starts again at 1, and a locked run keeps the time it was locked."""
+    now = utcnow()
+    table = SignInAttempt.__table__
+    fresh = table.c.last_at >= now - LOCK_FOR
+    statement = (
+        _insert(engine)
+        .values(username=username, address=address, attempts=1, last_at=now)
+        .on_conflict_do_update(
+            index_elements=[table.c.username, table.c.address],
+            set_={
+                "attempts": case((fresh, table.c.attempts + 1), else_=1),
+                "last_at": case(
+                    (and_(fresh, table.c.attempts >= LOCK_AFTER), table.c.last_at),
+                    else_=literal(now, UtcDateTime()),
+                ),
+            },
+        )
+        .returning(table.c.attempts)
+    )
+    with engine.begin() as connection:
+        return int(connection.execute(statement).scalar_one())
+
+
+def _insert(engine: Engine) -> postgresql.Insert | sqlite.Insert:
+    """INSERT ... ON CONFLICT in the engine's dialect (both have it, spelt apart)."""
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(SignInAttempt)
+    return sqlite.insert(SignInAttempt)
+
+
+def _attempts_of(username: str) -> Delete:
+    return delete(SignInAttempt).where(SignInAttempt.username == username)
+
+
+def locks(session: Session, username: str | None = None) -> dict[str, list[SignInLock]]:
+    """The names locked now, by name (only ``username``'s when given), with where and until
+    when."""
+    now = utcnow()
+    query = select(SignInAttempt).where(
+        SignInAttempt.attempts >= LOCK_AFTER, SignInAttempt.last_at >= now - LOCK_FOR
+    )
+    if username is not None:
+        query = query.where(SignInAttempt.username == _key(username))
+    found: dict[str, list[SignInLock]] = {}
+    for row in session.scalars(query.order_by(SignInAttempt.address)):
+        found.setdefault(row.username, []).append(SignInLock(row.address, row.last_at + LOCK_FOR))
+    return found
+
+
+def unlock(session: Session, user: User) -> int:
+    """Forget the user's attempts everywhere; how many addresses were locked."""
+    locked = len(locks(session, user.username).get(user.username, []))
+    session.execute(_attempts_of(user.username))
+    return locked
 
 
 def check_password_hash_of(user: User, password: str) -> bool:
@@ -179,17 +260,15 @@ def set_password(session: Session, user: User, password: str) -> None:
     user.password_hash = generate_password_hash(password)
     user.password_changed_at = utcnow()
     user.must_change_password = False
-    user.failed_logins = 0
-    user.locked_until = None
+    unlock(session, user)
     end_sessions(session, user)
 
 
 def set_active(session: Session, user: User, active: bool) -> None:
-    """Disabling ends the user's sign-ins; enabling also lifts a lock after failed ones."""
+    """Disabling ends the user's sign-ins; enabling also lifts its locks after failed ones."""
     user.active = active
     if active:
-        user.locked_until = None
-        user.failed_logins = 0
+        unlock(session, user)
     else:
         end_sessions(session, user)
 
@@ -290,10 +369,6 @@ def all_users(session: Session) -> list[User]:
 
 def any_user(session: Session) -> bool:
     return session.scalar(select(User.id).limit(1)) is not None
-
-
-def locked(user: User, now: datetime | None = None) -> bool:
-    return user.locked_until is not None and user.locked_until > (now or utcnow())
 
 
 def _sha256(text: str) -> str:

@@ -37,6 +37,7 @@ ACTIONS = (
     "user_created",
     "user_disabled",
     "user_enabled",
+    "user_unlocked",
     "user_renamed",
     "token_created",
     "token_revoked",

@@ -214,10 +214,26 @@ class User(Base):
     active: Mapped[bool] = mapped_column(default=True)
     # Set for a password someone else chose (the development admin's): change it first.
     must_change_password: Mapped[bool] = mapped_column(default=False)
-    failed_logins: Mapped[int] = mapped_column(default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     password_changed_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class SignInAttempt(Base):
+    """Sign-in attempts in a row for one name, as typed, from one client address: enough of
+    them lock that name at that address only (``accounts.LOCK_AFTER``), so an attacker is
+    held back without locking the owner out elsewhere. Counted by one atomic upsert."""
+
+    __tablename__ = "sign_in_attempts"
+    __table_args__ = (
+        Index("uq_sign_in_attempts_username_address", "username", "address", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int]
+    # The latest attempt counted; once locked, the attempt that locked it.
+    last_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class LoginSession(Base):

@@ -96,6 +96,18 @@ def _set_active(username: str, active: bool) -> None:
     click.echo(f"{'enabled' if active else 'disabled'} {user.username}")
 
 
+@users.command("unlock")
+@click.argument("username")
+def unlock_user(username: str) -> None:
+    """Let USERNAME sign in again from every address locked after failed attempts."""
+    with _refusals_said():
+        user = accounts.get_user(db(), username)
+    lifted = accounts.unlock(db(), user)
+    record(db(), "user_unlocked", _actor(), None, "user", user.username, addresses=lifted)
+    commit()
+    click.echo(f"unlocked {user.username} (locked at {lifted} address(es))")
+
+
 @users.command("set-password")
 @click.argument("username")
 def set_password(username: str) -> None:
@@ -124,9 +136,10 @@ def set_name(username: str, full_name: str) -> None:
 @users.command("list")
 def list_users() -> None:
     """Every user with role and state."""
+    locked = accounts.locks(db())
     for user in accounts.all_users(db()):
         state = "active" if user.active else "disabled"
-        if accounts.locked(user):
+        if user.username in locked:
             state = "locked"
         click.echo(f"{user.username}\t{user.role}\t{state}\t{user.display_name or ''}")
 

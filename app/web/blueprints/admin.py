@@ -105,6 +105,18 @@ def set_active(username: str) -> Any:
     return redirect(url_for("admin.users"), code=303)
 
 
+@bp.post("/users/<username>/unlock")
+@requires("users")
+def unlock(username: str) -> Any:
+    """Let the user sign in again from the addresses locked after failed attempts."""
+    user = accounts.get_user(db(), username)
+    lifted = accounts.unlock(db(), user)
+    audit("user_unlocked", "user", user.username, addresses=lifted)
+    commit()
+    flash(f"{user.username} can sign in again from every address.", "info")
+    return redirect(url_for("admin.users"), code=303)
+
+
 @bp.post("/users/<username>/tokens")
 @requires("users")
 def create_token(username: str) -> Any:
@@ -152,7 +164,7 @@ def _users_page(error: str | None = None, secret: tuple[str, str, str] | None = 
         people=people,
         tokens=tokens,
         roles=accounts.ROLES,
-        locked=accounts.locked,
+        locks=accounts.locks(db()),
         error=error,
         secret=secret,
     )

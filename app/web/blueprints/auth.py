@@ -27,6 +27,7 @@ from app.records import accounts
 from app.web.auth import (
     Identity,
     actor,
+    address,
     audit,
     identity,
     is_local_path,
@@ -52,7 +53,9 @@ def _per_account() -> str:
 
 
 def _account_key() -> str:
-    return "account:" + request.form.get("username", "").strip().lower()
+    """One account from one address: an attacker's flood must not throttle the owner."""
+    typed = request.form.get("username", "").strip().lower()
+    return f"account:{typed}@{address()}"
 
 
 @bp.get("/login")
@@ -73,7 +76,7 @@ def login_post() -> Any:
     username = request.form.get("username", "").strip().lower()
     password = request.form.get("password", "")
     try:
-        user = accounts.authenticate(db(), username, password)
+        user = accounts.authenticate(db(), username, password, address())
     except accounts.LoginError as exc:
         audit("login_failed", "user", username[:64], reason=exc.code)
         commit()  # the failure count and the event are kept although the sign-in is refused
