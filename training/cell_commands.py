@@ -32,7 +32,10 @@ def add_commands(
     blocks.add_argument(
         "--cache-dir", type=Path, help="keep the cells' crops here between runs (a .npz file)"
     )
-    return {"cell-blocks": _cell_blocks}
+    from training import cell_detection
+
+    detection = cell_detection.add_parser(sub, data_help, models_dir)
+    return {"cell-blocks": _cell_blocks, **detection}
 
 
 def _cell_blocks(args: argparse.Namespace) -> int:
