@@ -8,8 +8,9 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from training.architectures import CELL_ARCHITECTURES
+from training.architectures import CELL_ARCHITECTURES, FIELD_ARCHITECTURES
 from training.cell_mil import CellTrainConfig
+from training.data import data_dir_from
 
 log = logging.getLogger(__name__)
 Handler = Callable[[argparse.Namespace], int]
@@ -32,20 +33,64 @@ def add_commands(
     blocks.add_argument(
         "--cache-dir", type=Path, help="keep the cells' crops here between runs (a .npz file)"
     )
+    field = sub.add_parser(
+        "field-blocks",
+        help="cross-validate a whole-field model over the same blocks, for comparison",
+    )
+    field.add_argument("--model", choices=(*FIELD_ARCHITECTURES, "all"), default="all")
+    field.add_argument("--data-dir", help=data_help)
+    field.add_argument("--models-dir", type=Path, default=models_dir)
+    field.add_argument("--folds", type=int, default=5)
+    field.add_argument("--epochs", type=int, default=10)
+    field.add_argument("--seed", type=int, default=42)
+    report = sub.add_parser(
+        "blocks-report",
+        help="write the held-out-patient section of REPORT.md and the cards' patient_blocks",
+    )
+    report.add_argument("--models-dir", type=Path, default=models_dir)
+    report.add_argument(
+        "--data-dir", help="also check that neighbouring files look alike (a data set folder)"
+    )
+    stains = sub.add_parser(
+        "stain-robustness",
+        help="accuracy of the served models on greyscale and stain-swapped test photographs",
+    )
+    stains.add_argument("--data-dir", help=data_help)
+    stains.add_argument("--models-dir", type=Path, default=models_dir)
+    stains.add_argument(
+        "--update-report", action="store_true", help="replace the section in REPORT.md"
+    )
+    train = sub.add_parser(
+        "train-cells", help="train a cell model on the committed split and write its card"
+    )
+    train.add_argument("--model", choices=tuple(CELL_ARCHITECTURES), required=True)
+    train.add_argument("--data-dir", help=data_help)
+    train.add_argument("--out", type=Path, default=models_dir)
+    train.add_argument("--epochs", type=int, default=CellTrainConfig.epochs)
+    train.add_argument("--seed", type=int, default=CellTrainConfig.seed)
+    train.add_argument(
+        "--cache-dir", type=Path, help="keep the cells' crops here between runs (a .npz file)"
+    )
     from training import cell_detection
 
     detection = cell_detection.add_parser(sub, data_help, models_dir)
-    return {"cell-blocks": _cell_blocks, **detection}
+    return {
+        "cell-blocks": _cell_blocks,
+        "field-blocks": _field_blocks,
+        "blocks-report": _blocks_report,
+        "stain-robustness": _stain_robustness,
+        "train-cells": _train_cells,
+        **detection,
+    }
 
 
 def _cell_blocks(args: argparse.Namespace) -> int:
     from training.architectures import architecture
     from training.cell_bags import load_bags
     from training.cell_cv import cross_validate_cells
-    from training.cli import _data_dir
     from training.data import discover
 
-    samples = discover(_data_dir(args.data_dir))
+    samples = discover(data_dir_from(args.data_dir))
     bags = load_bags(samples, args.cache_dir)
     names = list(CELL_ARCHITECTURES) if args.model == "all" else [args.model]
     for name in names:
@@ -68,4 +113,86 @@ def _cell_blocks(args: argparse.Namespace) -> int:
             ),
             flush=True,
         )
+    return 0
+
+
+def _train_cells(args: argparse.Namespace) -> int:
+    from training.architectures import architecture
+    from training.cell_train import train_cells
+
+    config = CellTrainConfig(
+        model=args.model,
+        epochs=args.epochs,
+        seed=args.seed,
+        learning_rate=architecture(args.model).learning_rate,
+    )
+    card = train_cells(config, data_dir_from(args.data_dir), args.out, args.cache_dir)
+    metrics = card.test_metrics
+    print(
+        json.dumps(
+            {
+                "model": card.name,
+                "test_accuracy": None if metrics is None else metrics.accuracy,
+                "temperature": card.calibration.temperature,
+                "uncertain_below": card.calibration.uncertain_below,
+            }
+        ),
+        flush=True,
+    )
+    return 0
+
+
+def _field_blocks(args: argparse.Namespace) -> int:
+    from training.data import discover
+    from training.field_blocks import cross_validate_field
+    from training.train import TrainConfig
+
+    samples = discover(data_dir_from(args.data_dir))
+    names = list(FIELD_ARCHITECTURES) if args.model == "all" else [args.model]
+    for name in names:
+        arch = FIELD_ARCHITECTURES[name]
+        config = TrainConfig(
+            model=name,
+            epochs=args.epochs,
+            seed=args.seed,
+            learning_rate=arch.learning_rate,
+            dropout=arch.dropout,
+        )
+        result = cross_validate_field(samples, config, arch.input_size, args.folds)
+        path = result.save(args.models_dir, samples)
+        summary = json.loads(path.read_text())
+        print(json.dumps({"model": name, "held_out": summary["held_out"]}), flush=True)
+    return 0
+
+
+def _blocks_report(args: argparse.Namespace) -> int:
+    from training.blocks_report import blocks_markdown, write_blocks_report, write_neighbours
+    from training.data import discover
+
+    if args.data_dir:
+        write_neighbours(discover(args.data_dir), args.models_dir)
+    updated = write_blocks_report(args.models_dir)
+    print(blocks_markdown(args.models_dir), flush=True)
+    log.info("cards updated: %s", ", ".join(updated) or "none")
+    return 0
+
+
+def _stain_robustness(args: argparse.Namespace) -> int:
+    from app.core.service import InferenceService
+    from training import stain_robustness
+    from training.data import discover
+    from training.evaluate import select_split
+    from training.split import MANIFEST_NAME
+
+    samples = discover(data_dir_from(args.data_dir))
+    manifest = args.models_dir / MANIFEST_NAME
+    test = select_split(samples, manifest, "test")
+    train = select_split(samples, manifest, "train")
+    service = InferenceService(args.models_dir).load()
+    result = stain_robustness.measure(service, test, train)
+    display = {card.name: card.display_name for card in service.models()}
+    section = stain_robustness.markdown(result, display)
+    if args.update_report:
+        stain_robustness.write(args.models_dir / "REPORT.md", section)
+    print(section, flush=True)
     return 0

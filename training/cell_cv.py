@@ -55,19 +55,19 @@ class CrossValidation:
         return out
 
 
-def _record(
-    sample: Sample, fold: int, role: str, logits: np.ndarray | None, cells: int
+def record(
+    sample: Sample, fold: int, role: str, probabilities: np.ndarray | None, cells: int | None
 ) -> dict[str, Any]:
-    probabilities = (
-        None if logits is None else [round(float(p), 5) for p in softmax(logits[None])[0]]
-    )
+    """One field's outcome in one fold: None probabilities when it had nothing to answer."""
     return {
         "file": relative_file(sample),
         "class_id": sample.class_id,
         "fold": fold,
         "role": role,
         "cells": cells,
-        "probabilities": probabilities,
+        "probabilities": None
+        if probabilities is None
+        else [round(float(p), 5) for p in probabilities],
     }
 
 
@@ -90,7 +90,10 @@ def cross_validate_cells(
         for role, indices in (("val", plan.val), ("test", plan.test)):
             outputs = field_outputs(model, bags, indices)
             for i, out in zip(indices, outputs, strict=True):
-                records.append(_record(samples[i], plan.fold, role, out.logits, bags.count(int(i))))
+                probabilities = None if out.logits is None else softmax(out.logits[None])[0]
+                records.append(
+                    record(samples[i], plan.fold, role, probabilities, bags.count(int(i)))
+                )
         held = [r for r in records if r["fold"] == plan.fold and r["role"] == "test"]
         accuracy = np.mean(
             [

@@ -42,6 +42,7 @@ from app.core.model_card import (
 from app.core.model_files import model_files
 from app.core.preprocessing import load_image
 from training.architectures import architecture
+from training.blocks_report import patient_blocks
 from training.calibration import fit_temperature
 from training.cell_bags import Bags, load_bags
 from training.cell_cv import RESULTS_DIR
@@ -221,25 +222,7 @@ def fit_cell_uncertain(loaded: LoadedCellModel, samples: list[Sample], val: np.n
 def patient_blocks_of(models_dir: Path, name: str) -> PatientBlocks | None:
     """The held-out figures of ``models/blocks/<name>.json``, when it has been run."""
     path = models_dir / RESULTS_DIR / f"{name}.json"
-    if not path.exists():
-        return None
-    data = json.loads(path.read_text())
-    held = data["held_out"]
-    return PatientBlocks(
-        folds=int(data["k"]),
-        accuracy=held["accuracy"],
-        benign_recall=held["benign_recall"],
-        malignant_recall=held["malignant_recall"],
-        macro_f1=held["macro_f1"],
-        ci95=held["ci95"]["accuracy"],
-        intervals=held["ci95"],
-        n_fields=held["n_fields"],
-        method=(
-            f"{data['k']}-fold cross-validation over contiguous blocks of file numbers per "
-            f"class (python -m training cell-blocks); 95% intervals from a bootstrap over blocks "
-            f"of {held['block_files']} neighbouring files"
-        ),
-    )
+    return patient_blocks(json.loads(path.read_text())) if path.exists() else None
 
 
 def train_cells(

@@ -1,0 +1,73 @@
+"""The report's lead section and the cards' patient_blocks, from saved cross-validations."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from app.core.model_card import ModelCard
+from training.blocks_report import BLOCKS_HEADING, blocks_markdown, write_blocks_report
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def figures(accuracy: float) -> dict:
+    keys = ("accuracy", "macro_f1", "benign_recall", "malignant_recall")
+    return {
+        "n_fields": 100,
+        "answered": 0.99,
+        **{k: accuracy for k in keys},
+        "ci95": {k: [accuracy - 0.05, accuracy + 0.03] for k in keys},
+        "block_files": 20,
+        "bootstrap": 2000,
+    }
+
+
+def saved(folder: Path, name: str, unit: str, held: float, val: float) -> None:
+    (folder / "blocks").mkdir(parents=True, exist_ok=True)
+    payload = {
+        "model": name,
+        "unit": unit,
+        "k": 5,
+        "held_out": figures(held),
+        "validation": figures(val),
+    }
+    (folder / "blocks" / f"{name}.json").write_text(json.dumps(payload))
+
+
+def test_the_section_puts_field_and_cell_models_side_by_side_and_marks_the_targets(
+    tmp_path: Path,
+) -> None:
+    saved(tmp_path, "lenet", "field", 0.85, 0.86)
+    saved(tmp_path, "cell_lenet", "cell", 0.93, 0.92)
+    saved(tmp_path, "cellnet", "cell", 0.96, 0.90)
+    text = blocks_markdown(tmp_path)
+    assert text.startswith(BLOCKS_HEADING)
+    assert "| LeNet-5 | field | 85.0% (80.0-88.0)" in text
+    assert "| Cell LeNet-5 | cell | 93.0% (88.0-96.0)" in text
+    # The best cell model is chosen on validation blocks (Cell LeNet-5), not on held-out ones.
+    assert "Best cell model on the validation blocks: Cell LeNet-5" in text
+    assert "accuracy 93.0% (target 95%) ✗" in text
+
+
+def test_the_section_leads_the_report_and_the_cards_get_the_figures(tmp_path: Path) -> None:
+    for suffix in (".json", ".keras"):
+        shutil.copy(ROOT / "models" / f"lenet{suffix}", tmp_path / f"lenet{suffix}")
+    (tmp_path / "REPORT.md").write_text(
+        "# Model report\n\nIntro.\n\n## The paper's comparison\n\nx\n"
+    )
+    saved(tmp_path, "lenet", "field", 0.85, 0.86)
+    assert write_blocks_report(tmp_path) == ["lenet"]
+    text = (tmp_path / "REPORT.md").read_text()
+    assert text.index(BLOCKS_HEADING) < text.index("## The paper's comparison")
+    assert text.count(BLOCKS_HEADING) == 1
+    write_blocks_report(tmp_path)
+    assert (tmp_path / "REPORT.md").read_text().count(BLOCKS_HEADING) == 1
+    card = ModelCard.load(tmp_path / "lenet.json")
+    assert card.patient_blocks is not None
+    assert card.patient_blocks.accuracy == 0.85
+    assert card.patient_blocks.ci95 == pytest.approx([0.8, 0.88])
+    assert card.patient_blocks.folds == 5
