@@ -13,10 +13,10 @@ import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
 from pillow_heif import register_heif_opener
 
 from app.core.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
@@ -27,6 +27,15 @@ from app.core.scale import ScaleCheck, check_scale
 # Pixels above this are refused before decoding (decompression bombs, and memory: a 24 MP
 # microscope camera's photograph is the largest a worker takes).
 MAX_PIXELS = 24_000_000
+# Bytes a worker holds at the peak of decoding and preparing one pixel, as measured
+# (docs/decisions.md): Pillow's WebP decoder keeps two RGBA canvases and a copy of the frame
+# besides the picture, and 32-bit grey is scaled through a float copy.
+PEAK_BYTES_PER_PIXEL = 8
+COSTLY_IMAGES = {"WEBP": "WebP images", "I": "32-bit grey images", "F": "32-bit grey images"}
+COSTLY_PEAK_BYTES_PER_PIXEL = 16
+# What decoding one photograph at the pixel limit holds: no accepted photograph costs more,
+# and a request decodes its photographs in groups that cost no more together.
+DECODE_BUDGET = MAX_PIXELS * PEAK_BYTES_PER_PIXEL
 PHOTOGRAPH_SIZE = "photograph_size"
 # A JPEG whose short side is at least twice this is decoded at a reduced size (draft mode).
 DRAFT_MIN_SIDE = 1536
@@ -83,15 +92,37 @@ def sniff_format(data: bytes) -> str:
         raise ImageDecodeError(f"cannot read the image header: {exc}") from exc
 
 
-def declared_pixels(data: bytes) -> int:
-    """Width times height as the image's header declares them; 0 when unreadable."""
+def decoding_cost(source: bytes | IO[bytes]) -> int:
+    """Bytes that decoding ``source`` holds at its peak, from its header (a JPEG's reduced
+    decoding counted); DECODE_BUDGET when the header cannot be read. A stream is read from
+    its start and left there."""
+    stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
+        stream.seek(0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
-                return int(image.width * image.height)
+            with Image.open(stream, formats=ALLOWED_FORMATS) as image:
+                _reduce_while_decoding(image)
+                return int(image.width * image.height * _peak_bytes_per_pixel(image))
     except Exception:  # noqa: BLE001 - decoding reports the error properly later
-        return 0
+        return DECODE_BUDGET
+    finally:
+        stream.seek(0)
+
+
+def pixel_limit(image: Image.Image) -> int:
+    """The most pixels accepted in the image's format and mode: the ones that cost
+    DECODE_BUDGET to decode (MAX_PIXELS for most; 12 MP for WebP)."""
+    return min(MAX_PIXELS, DECODE_BUDGET // _peak_bytes_per_pixel(image))
+
+
+def _peak_bytes_per_pixel(image: Image.Image) -> int:
+    return COSTLY_PEAK_BYTES_PER_PIXEL if _costly(image) else PEAK_BYTES_PER_PIXEL
+
+
+def _costly(image: Image.Image) -> str | None:
+    """What makes the image cost more to decode than most (its format or mode), in words."""
+    return COSTLY_IMAGES.get(str(image.format)) or COSTLY_IMAGES.get(image.mode)
 
 
 def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -106,15 +137,16 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(source)
+            image: Image.Image = Image.open(source)
             width, height = image.size
-            if width * height > max_pixels:
-                raise ImageTooLargeError(
-                    f"image is {width}x{height} pixels; the limit is {max_pixels:,} pixels"
-                )
+            _check_pixels(image, max_pixels)
             image.seek(0)
             _reduce_while_decoding(image)
             image.load()
+            if image.format == "WEBP":
+                # Pillow's WebP file holds its decoder's canvases and frame (3x the picture)
+                # for as long as it lives: the picture is kept without them.
+                image = image.copy()
     except ImageTooLargeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -131,6 +163,21 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image
         round(upright.height * reduced_by),
     )
     return upright
+
+
+def _check_pixels(image: Image.Image, max_pixels: int) -> None:
+    """ImageTooLargeError when the header declares more pixels than the image may have."""
+    width, height = image.size
+    limit = min(max_pixels, pixel_limit(image))
+    if width * height <= limit:
+        return
+    kind = _costly(image)
+    if kind and limit < max_pixels:
+        raise ImageTooLargeError(
+            f"image is {width}x{height} pixels; the limit for {kind} is {limit:,} pixels "
+            "(they take twice the memory of others to decode)"
+        )
+    raise ImageTooLargeError(f"image is {width}x{height} pixels; the limit is {limit:,} pixels")
 
 
 def photograph_size(image: Image.Image) -> tuple[int, int]:
@@ -153,9 +200,11 @@ def _upright(image: Image.Image) -> Image.Image:
     """The image turned as its EXIF orientation says; as stored when the EXIF is unreadable
     (Pillow raises SyntaxError, ValueError, struct.error... on a damaged block)."""
     try:
-        return ImageOps.exif_transpose(image)
+        # In place: otherwise Pillow returns a copy even of an upright image (72 MB at 24 MP).
+        ImageOps.exif_transpose(image, in_place=True)
     except Exception:  # noqa: BLE001 - the pixels are fine, only the orientation is lost
         return image
+    return image
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -176,10 +225,17 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in _ALPHA_MODES:
-        image = image.convert("RGBA")
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, image).convert("RGB")
+        return _on_white(image)
     return image.convert("RGB")
+
+
+def _on_white(image: Image.Image) -> Image.Image:
+    """An image with an alpha band composited on white, in one RGB copy: white is pasted
+    through the inverted alpha (a composite on a white RGBA canvas held three copies)."""
+    transparency = ImageChops.invert(image.getchannel(image.getbands()[-1]))
+    rgb = image.convert("RGB")
+    rgb.paste((255, 255, 255), (0, 0, *rgb.size), transparency)
+    return rgb
 
 
 def to_model_input(image: Image.Image, input_size: int) -> np.ndarray:

@@ -13,7 +13,6 @@ from app.core.errors import ClassifierError
 from app.core.explanation.gallery import FieldPictures, field_pictures
 from app.core.parallel import start as start_work
 from app.core.prediction import Prediction
-from app.core.preprocessing import declared_pixels
 from app.records.cases import (
     MAX_FIELDS,
     MAX_PAGE,
@@ -33,15 +32,12 @@ from app.web.auth import actor, audit
 from app.web.extensions import inference
 from app.web.records import ConcurrentChangeError, commit, db, image_store
 from app.web.search_args import dates_and_page
+from app.web.uploads import decoding_groups
 
 if TYPE_CHECKING:
-    from app.core.service import DecodedImage  # its module loads TensorFlow
+    from app.core.service import DecodedImage, InferenceService  # its module loads TensorFlow
 
 FIELD_NAME = "images"
-# Photographs decoded and classified together, at most this many and this many pixels:
-# a case of small photographs is one model pass, one of big ones bounds the memory held.
-CHUNK_FILES = 64
-CHUNK_PIXELS = 64_000_000
 
 
 class FileTooLargeError(ClassifierError):
@@ -81,59 +77,44 @@ def analyse_into(case: Case, files: list[FileStorage]) -> list[CaseField]:
             f"This case was analysed with {served.display_name} version {case.model_version}; "
             f"the server now has version {served.version}. Start a new case for more photographs."
         )
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
     added = []
-    for chunk in _chunks(files):
-        payloads = [f.read() for f in chunk]
-        sized = [i for i, d in enumerate(payloads) if len(d) <= limit]
-        outcomes: list[Prediction | ClassifierError] = [
-            FileTooLargeError(
-                f"The file is too large; the limit per photograph is {limit / 1024 / 1024:g} MB."
-            )
-        ] * len(chunk)
-        decoded = service.decode_many([payloads[i] for i in sized], case.model_name)
-        # Thumbnails and cell crops are made on the image threads during the model pass.
-        drawing = start_work(_pictures_of, decoded)
-        for i, outcome in zip(
-            sized, service.classify_decoded(decoded, case.model_name), strict=True
-        ):
-            outcomes[i] = outcome
-        pictures: list[FieldPictures | None] = [None] * len(chunk)
-        for i, made in zip(sized, drawing.results(), strict=True):
-            pictures[i] = made
-        for upload, data, outcome, drawn in zip(chunk, payloads, outcomes, pictures, strict=True):
-            added.append(
-                add_field(db(), case, upload.filename or "", data, outcome, image_store(), drawn)
-            )
+    for group in decoding_groups(files):
+        added.extend(_analyse_group(service, case, group))
     refresh(case)
     return added
+
+
+def _analyse_group(
+    service: InferenceService, case: Case, group: list[FileStorage]
+) -> list[CaseField]:
+    """The group's photographs classified and added to the case; their pixels are let go on
+    return, before the next group is decoded."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    payloads = [f.read() for f in group]
+    sized = [i for i, d in enumerate(payloads) if len(d) <= limit]
+    outcomes: list[Prediction | ClassifierError] = [
+        FileTooLargeError(
+            f"The file is too large; the limit per photograph is {limit / 1024 / 1024:g} MB."
+        )
+    ] * len(group)
+    decoded = service.decode_many([payloads[i] for i in sized], case.model_name)
+    # Thumbnails and cell crops are made on the image threads during the model pass.
+    drawing = start_work(_pictures_of, decoded)
+    for i, outcome in zip(sized, service.classify_decoded(decoded, case.model_name), strict=True):
+        outcomes[i] = outcome
+    pictures: list[FieldPictures | None] = [None] * len(group)
+    for i, made in zip(sized, drawing.results(), strict=True):
+        pictures[i] = made
+    return [
+        add_field(db(), case, upload.filename or "", data, outcome, image_store(), drawn)
+        for upload, data, outcome, drawn in zip(group, payloads, outcomes, pictures, strict=True)
+    ]
 
 
 def _pictures_of(decoded: DecodedImage | ClassifierError) -> FieldPictures | None:
     if isinstance(decoded, ClassifierError):
         return None
     return field_pictures(decoded.image, decoded.seen.field)
-
-
-def _chunks(files: list[FileStorage]) -> list[list[FileStorage]]:
-    """The files in upload order, grouped within CHUNK_FILES and CHUNK_PIXELS."""
-    chunks: list[list[FileStorage]] = [[]]
-    pixels = 0
-    for upload in files:
-        size = declared_pixels(_peek(upload))
-        if chunks[-1] and (len(chunks[-1]) >= CHUNK_FILES or pixels + size > CHUNK_PIXELS):
-            chunks.append([])
-            pixels = 0
-        chunks[-1].append(upload)
-        pixels += size
-    return [c for c in chunks if c]
-
-
-def _peek(upload: FileStorage, length: int = 65536) -> bytes:
-    """The file's first bytes (enough for any header we accept), leaving it unread."""
-    head = upload.stream.read(length)
-    upload.stream.seek(0)
-    return head
 
 
 def add_to_case(public_id: str, when_empty: str) -> tuple[Case, list[CaseField]]:

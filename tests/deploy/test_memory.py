@@ -1,12 +1,15 @@
-"""A worker's memory: what one upload within the limits costs at its peak, what an upload
-over them costs (nothing: 413 from the header), and that 1,000 mixed requests leave the
+"""A worker's memory: what one upload within the limits costs at its peak, what a request
+with many photographs costs (no more: they are decoded in groups), what an upload over the
+limits costs (nothing: 413 from the header), and that 1,000 mixed requests leave the
 worker's memory where warm-up left it."""
 
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -62,7 +65,16 @@ def camera_files() -> dict[str, bytes]:
         "24 MP JPEG": encoded(colour, "JPEG", quality=92),
         "12 MP uncompressed TIFF": encoded(colour[:3000, :4000], "TIFF"),
         "24 MP 16-bit PNG": encoded(grey16.astype(np.uint16), "PNG", compress_level=1),
+        "24 MP PNG with transparency": encoded(smooth_smear((6000, 4000), "RGBA"), "PNG"),
+        "12 MP WebP": encoded(smooth_smear((4000, 3000)), "WEBP", quality=5),
     }
+
+
+def smooth_smear(size: tuple[int, int], mode: str = "RGB") -> np.ndarray:
+    """A synthetic smear enlarged to ``size``: it passes the scale check, so its pixels are
+    held through the model pass, and it compresses to a small file (a 12 MP WebP: 70 KB)."""
+    small = ImageFactory.smear((size[0] // 10, size[1] // 10), seed=1)
+    return np.asarray(small.resize(size, Image.Resampling.BILINEAR).convert(mode))
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +96,53 @@ def post(server: GunicornServer, data: bytes, name: str) -> int:
     with server.client(timeout=120) as client:
         status, _ = client.request("POST", "/api/v1/predict?explain=1", body, content_type)
     return status
+
+
+def raised_by(
+    server: GunicornServer, pid: int, path: str, body: bytes, ctype: str
+) -> tuple[float, int, Any]:
+    """MB by which one request raises the worker's peak memory, its status and its answer."""
+    reset_peak(pid)
+    before = rss_mb(pid)
+    with server.client(timeout=300) as client:
+        status, answer = client.request("POST", path, body, ctype)
+    assert status < 500, (path, status, answer[:300])
+    return peak_rss_mb(pid) - before, status, json.loads(answer)
+
+
+def parts(field: str, data: bytes, n: int) -> list[tuple[str, tuple[str, bytes]]]:
+    return [(field, (f"{i}.webp", data)) for i in range(n)]
+
+
+def test_many_photographs_in_one_request_cost_what_one_does(worker) -> None:
+    # First in the module: the worker has seen only warm-up, so no freed memory it keeps
+    # from a bigger request hides what this one costs.
+    server, pid = worker
+    warm = ImageFactory().make("PNG", size=(224, 224))
+    for _ in range(3):
+        assert post(server, warm, "warm.png") == 200
+    # The issue's request: 16 WebP parts of 24 MP each; WebP decodes at twice the memory of
+    # other formats, so over 12 MP it is refused from its header.
+    huge = encoded(smooth_smear((6000, 4000)), "WEBP", quality=5)
+    body, ctype = multipart({"model": "lenet"}, parts("image", huge, 16))
+    raised, status, answer = raised_by(server, pid, "/api/v1/predict", body, ctype)
+    print(f"predict, 16 x 24 MP WebP: peak +{raised:.0f} MB")
+    assert raised < PEAK_LIMIT_MB
+    assert status == 200 and len(answer) == 16
+    assert all(a["error"]["code"] == "image_too_large" for a in answer), answer[0]
+    # The largest WebP accepted, 16 times: each is decoded, held through the model pass and
+    # answered, one group after another.
+    big = encoded(smooth_smear((4000, 3000)), "WEBP", quality=5)
+    body, ctype = multipart({"model": "lenet"}, parts("image", big, 16))
+    raised, status, answer = raised_by(server, pid, "/api/v1/predict", body, ctype)
+    print(f"predict, 16 x 12 MP WebP: peak +{raised:.0f} MB")
+    assert raised < PEAK_LIMIT_MB
+    assert status == 200 and all("probabilities" in a for a in answer), answer[0]
+    body, ctype = multipart({"reference": "MEM-1", "model": "lenet"}, parts("images", big, 16))
+    raised, status, answer = raised_by(server, pid, "/api/v1/cases", body, ctype)
+    print(f"a case of 16 x 12 MP WebP: peak +{raised:.0f} MB")
+    assert raised < PEAK_LIMIT_MB
+    assert status == 201 and len(answer["images"]) == 16
 
 
 def test_one_upload_within_the_limits_costs_under_300_mb(worker) -> None:

@@ -9,7 +9,14 @@ import pytest
 from PIL import Image
 
 from app.core.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
-from app.core.preprocessing import load_image, preprocess, sniff_format, to_model_input
+from app.core.preprocessing import (
+    decoding_cost,
+    load_image,
+    preprocess,
+    sniff_format,
+    to_model_input,
+    to_rgb,
+)
 from tests.support.images import ImageFactory
 
 
@@ -180,3 +187,38 @@ def test_16_bit_grey_is_scaled_by_its_range_without_a_float_copy() -> None:
     rgb = np.asarray(to_rgb(Image.fromarray(values)))
     assert rgb[0, :, 0].tolist() == [0, 1, 128, 255]
     assert (rgb[..., 0] == rgb[..., 2]).all()
+
+
+def test_a_webp_costs_twice_to_decode_and_is_refused_over_12_megapixels() -> None:
+    from app.core.preprocessing import DECODE_BUDGET
+
+    over = _encode(Image.new("RGB", (4001, 3000)), "WEBP")
+    with pytest.raises(ImageTooLargeError) as refused:
+        load_image(over)
+    assert "the limit for WebP images is 12,000,000 pixels" in refused.value.message
+    assert load_image(_encode(Image.new("RGB", (4000, 3000)), "WEBP")).size == (4000, 3000)
+    assert decoding_cost(_encode(Image.new("RGB", (4000, 3000)), "WEBP")) == DECODE_BUDGET
+
+
+def test_the_decoding_cost_is_read_from_the_header_and_leaves_a_stream_at_its_start() -> None:
+    from app.core.preprocessing import DECODE_BUDGET, PEAK_BYTES_PER_PIXEL
+
+    png = io.BytesIO(_encode(Image.new("RGB", (300, 200)), "PNG"))
+    png.seek(10)
+    assert decoding_cost(png) == 300 * 200 * PEAK_BYTES_PER_PIXEL and png.tell() == 0
+    # A 24 MP JPEG is decoded at half its size, as load_image decodes it.
+    jpeg = _encode(Image.new("RGB", (6000, 4000)), "JPEG")
+    assert decoding_cost(jpeg) == 3000 * 2000 * PEAK_BYTES_PER_PIXEL
+    assert decoding_cost(b"not an image") == DECODE_BUDGET
+
+
+def test_transparency_is_composited_on_white_exactly_as_on_a_white_canvas() -> None:
+    rgba = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 60, 4), np.uint8))
+    for image in (rgba, rgba.convert("LA"), rgba.convert("RGBa"), rgba.convert("PA")):
+        expected = _on_white_canvas(image)
+        assert np.array_equal(np.asarray(to_rgb(image)), np.asarray(expected)), image.mode
+
+
+def _on_white_canvas(image: Image.Image) -> Image.Image:
+    white = Image.new("RGBA", image.size, "white")
+    return Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from PIL import Image
 from sqlalchemy import func, select
 
 from app.records.schema import AuditEvent, Case, CaseField, FieldView, Review
@@ -593,22 +594,29 @@ def test_an_upload_that_stops_part_way_is_marked_incomplete(
     assert bad.status_code == 422
 
 
-def test_a_case_of_small_photographs_is_one_chunk_and_big_ones_are_split(
-    images, monkeypatch: pytest.MonkeyPatch
+def test_photographs_are_decoded_in_groups_that_cost_no_more_than_one_at_the_limit(
+    images,
 ) -> None:
     from werkzeug.datastructures import FileStorage
 
-    from app.web import case_uploads
+    from app.web.uploads import decoding_groups
 
-    def upload(size: tuple[int, int]) -> FileStorage:
-        return FileStorage(io.BytesIO(images.make(size=size, fmt="PNG")), filename="f.png")
+    def upload(data: bytes) -> FileStorage:
+        return FileStorage(io.BytesIO(data), filename="f")
 
-    small = [upload((224, 224)) for _ in range(50)]
-    assert [len(c) for c in case_uploads._chunks(small)] == [50]
+    def blank(size: tuple[int, int], fmt: str) -> FileStorage:
+        return upload(ImageFactory.encode(Image.new("RGB", size), fmt))
+
+    small = [upload(images.make(size=(224, 224), fmt="PNG")) for _ in range(70)]
+    assert [len(g) for g in decoding_groups(small)] == [64, 6]  # one model pass each
     assert all(f.stream.tell() == 0 for f in small)  # the headers were read, the files not
-    monkeypatch.setattr(case_uploads, "CHUNK_PIXELS", 100_000)
-    big = [upload((200, 200)) for _ in range(5)]
-    assert [len(c) for c in case_uploads._chunks(big)] == [2, 2, 1]
+    twelve_mp = [blank((4000, 3000), "PNG") for _ in range(5)]
+    assert [len(g) for g in decoding_groups(twelve_mp)] == [2, 2, 1]
+    # A WebP costs twice as much to decode; a big JPEG is decoded at half its size.
+    assert [len(g) for g in decoding_groups([blank((4000, 3000), "WEBP")] * 3)] == [1, 1, 1]
+    assert [len(g) for g in decoding_groups([blank((6000, 4000), "JPEG")] * 9)] == [4, 4, 1]
+    # A header that cannot be read is counted as a photograph at the limit.
+    assert [len(g) for g in decoding_groups([upload(b"not an image")] * 2)] == [1, 1]
 
 
 def test_sign_off_waits_until_this_reviewer_has_opened_the_flagged_fields(

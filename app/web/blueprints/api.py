@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, g, jsonify, request
+from werkzeug.datastructures import FileStorage
 
 from app.core.errors import ClassifierError
 from app.records.cases import MAX_FIELDS, TooManyFieldsError
@@ -12,7 +13,10 @@ from app.web.auth import requires
 from app.web.extensions import csrf, inference
 from app.web.openapi import openapi_document
 from app.web.presenter import model_json, prediction_json
-from app.web.uploads import read_upload, requested_model, wants_explanation
+from app.web.uploads import decoding_groups, read_upload, requested_model, wants_explanation
+
+if TYPE_CHECKING:
+    from app.core.service import InferenceService  # its module loads TensorFlow
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # API clients send no session cookie, so there is no form to forge
@@ -33,18 +37,26 @@ def predict() -> Any:
     if len(uploads) > 1:
         if len(uploads) > MAX_FIELDS:
             raise TooManyFieldsError(f"At most {MAX_FIELDS} images in one request.")
-        outcomes = service.classify_many([f.read() for f in uploads], model)
         explain = wants_explanation()
-        return jsonify(
-            [
-                {"error": {"code": o.code, "message": o.message}}
-                if isinstance(o, ClassifierError)
-                else prediction_json(service.explain(o) if explain else o)
-                for o in outcomes
-            ]
-        )
+        answers = []
+        for group in decoding_groups(uploads):
+            answers.extend(_answers(service, group, model, explain))
+        return jsonify(answers)
     prediction = service.predict(read_upload("image"), model, explain=wants_explanation())
     return jsonify(prediction_json(prediction))
+
+
+def _answers(
+    service: InferenceService, group: list[FileStorage], model: str, explain: bool
+) -> list[dict[str, Any]]:
+    """The group's images classified, as JSON, in order; their pixels are let go on return,
+    before the next group is decoded (as a case's are)."""
+    return [
+        {"error": {"code": o.code, "message": o.message}}
+        if isinstance(o, ClassifierError)
+        else prediction_json(service.explain(o) if explain else o)
+        for o in service.classify_many([f.read() for f in group], model)
+    ]
 
 
 @bp.get("/openapi.json")
