@@ -244,13 +244,20 @@ def _capture_options(parser: argparse.ArgumentParser, split: str) -> None:
     )
 
 
-def _model_names(models_dir: Path, choice: str) -> list[str]:
-    """The models of ``models_dir`` that ``choice`` names ("all" for every one)."""
+def _model_names(models_dir: Path, choice: str, unit: str | None = "field") -> list[str]:
+    """The models of ``models_dir`` that ``choice`` names ("all": every one that reads
+    ``unit``, or every one when ``unit`` is None)."""
     available = model_names(models_dir)
+    if unit is not None:
+        available = [n for n in available if _card(models_dir, n).unit == unit]
     names = available if choice == "all" else [choice]
     if not names or any(n not in available for n in names):
         raise FileNotFoundError(f"no model {choice!r} in {models_dir}")
     return names
+
+
+def _card(models_dir: Path, name: str) -> ModelCard:
+    return ModelCard.load(model_files(models_dir, name).card)
 
 
 def _split_of(args: argparse.Namespace, split: str) -> list[Sample]:
@@ -486,7 +493,7 @@ def _fit_case(args: argparse.Namespace) -> int:
     from training.case_eval import fit_case_rule, save_case_rule
     from training.patient_proxy import file_number
 
-    names = _model_names(args.models_dir, args.model)
+    names = _model_names(args.models_dir, args.model, unit=None)
     samples = _split_of(args, "val")[:: args.every]
     numbers = np.array([file_number(s) for s in samples])
     service = InferenceService(args.models_dir, default_model=names[0]).load()
@@ -544,7 +551,7 @@ def _resplit(args: argparse.Namespace) -> int:
     for sha, (old_split, new_split) in sorted(changed.items()):
         print(f"{by_sha[sha].path.relative_to(root)}: {old_split} -> {new_split}", flush=True)
     digest = write_manifest(samples, new, root, manifest)
-    for name in _model_names(args.models_dir, "all"):
+    for name in _model_names(args.models_dir, "all", unit=None):
         path = model_files(args.models_dir, name).card
         card = ModelCard.load(path)
         if card.split_manifest.sha256 != digest:
@@ -555,7 +562,7 @@ def _resplit(args: argparse.Namespace) -> int:
 
 
 def _upgrade_cards(args: argparse.Namespace) -> int:
-    for name in _model_names(args.models_dir, "all"):
+    for name in _model_names(args.models_dir, "all", unit=None):
         path = model_files(args.models_dir, name).card
         before = path.read_text()
         card = ModelCard.load(path)

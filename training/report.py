@@ -13,7 +13,7 @@ import numpy as np
 
 from app.core.classes import CLASS_IDS
 from app.core.model_card import CaseRuleSpec, ModelCard, TestMetrics
-from app.core.model_files import model_names
+from app.core.model_files import model_files, model_names
 from app.core.model_store import LoadedModel, load_model
 from app.core.service import InferenceService
 from training.architectures import ARCHITECTURES
@@ -94,8 +94,12 @@ def paper_accuracy(name: str) -> str:
 
 
 def measure(models_dir: Path, samples: list[Sample]) -> list[ModelRow]:
+    """The whole-field models' rows; cell models are compared in the held-out-patient and
+    capture sections, through the served path."""
     rows = []
     for name in model_names(models_dir):
+        if ModelCard.load(model_files(models_dir, name).card).unit != "field":
+            continue
         model = load_model(models_dir, name)
         x, y = load_arrays(samples, model.input_size, model.card.scale)
         row = ModelRow(
