@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from app.core.service import DecodedImage, InferenceService  # its module loads TensorFlow
 
 FIELD_NAME = "images"
+# A case's photographs come in one request: its size limit is this setting, not one photograph's.
+CASE_UPLOAD_LIMIT = "MAX_CASE_UPLOAD_BYTES"
 
 
 class FileTooLargeError(ClassifierError):
@@ -48,11 +50,6 @@ class FileTooLargeError(ClassifierError):
 class ModelChangedError(ClassifierError):
     status = 409
     code = "model_changed"
-
-
-def allow_case_upload() -> None:
-    """A case's photographs come in one request: raise the request's size limit for it."""
-    request.max_content_length = current_app.config["MAX_CASE_UPLOAD_BYTES"]
 
 
 def uploaded_files() -> list[FileStorage]:
@@ -120,7 +117,6 @@ def _pictures_of(decoded: DecodedImage | ClassifierError) -> FieldPictures | Non
 def add_to_case(public_id: str, when_empty: str) -> tuple[Case, list[CaseField]]:
     """Analyse the request's photographs into an open case and commit them, with their
     audit event."""
-    allow_case_upload()
     case = get_case(db(), public_id)
     files = uploaded_files()
     if not files:

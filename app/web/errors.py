@@ -39,6 +39,11 @@ HTTP_CODES = {
 }
 
 
+class UploadLimitError(RequestEntityTooLarge):
+    """A request over one of its limits (its size, its form's parts, a text field's size); the
+    description names the limit it passed."""
+
+
 def describe(exc: BaseException) -> tuple[int, str, str]:
     """(status, code, message) for an exception raised while handling a request."""
     if isinstance(exc, ClassifierError):
@@ -49,8 +54,10 @@ def describe(exc: BaseException) -> tuple[int, str, str]:
             "csrf_failed",
             ("The form expired or was not sent from this site. Reload the page and try again."),
         )
+    if isinstance(exc, UploadLimitError):
+        return 413, "payload_too_large", str(exc.description)
     if isinstance(exc, RequestEntityTooLarge):
-        max_bytes = current_app.config.get("MAX_CONTENT_LENGTH")
+        max_bytes = request.max_content_length or current_app.config.get("MAX_CONTENT_LENGTH")
         limit = f"{max_bytes / 1024 / 1024:g} MB" if max_bytes else "the upload limit"
         return 413, "payload_too_large", f"The file is too large; the limit is {limit}."
     if isinstance(exc, HTTPException):

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import io
-from typing import IO
+from collections.abc import Callable
+from typing import IO, Any, TypeVar, cast
 
-from flask import Flask, Request, Response
+from flask import Flask, Request, Response, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
+from app.web.errors import UploadLimitError
 from app.web.extensions import csrf
+
+F = TypeVar("F", bound=Callable[..., Any])
+MB = 1024 * 1024
 
 # No inline script or style: JS and CSS come from /static; pictures are data: URIs.
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -35,12 +41,90 @@ SECURITY_HEADERS = {
 }
 
 
+def upload_limit(setting: str) -> Callable[[F], F]:
+    """Mark a view whose requests may be as large as the config's ``setting`` says (a case's
+    photographs in one request), instead of MAX_CONTENT_LENGTH."""
+
+    def mark(view: F) -> F:
+        view.upload_limit = setting  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def _apply_upload_limit() -> None:
+    """The view's own size limit, set before anything reads the body (the CSRF check does)."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    setting = getattr(view, "upload_limit", None)
+    if setting is not None:
+        request.max_content_length = current_app.config[setting]
+
+
+class _CountingStream(io.RawIOBase):
+    """The body as the form parser reads it, counting its bytes and multipart delimiters."""
+
+    def __init__(self, stream: IO[bytes], boundary: bytes) -> None:
+        super().__init__()
+        self._stream = stream
+        self._delimiter = b"--" + boundary
+        self._tail = b""
+        self.delimiters = 0
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self._stream.read(-1 if size is None else size)
+        self.size += len(data)
+        # A delimiter may straddle two reads: the last bytes of the previous one come along.
+        window = self._tail + data
+        self.delimiters += window.count(self._delimiter)
+        self._tail = window[-(len(self._delimiter) - 1) :]
+        return data
+
+
 class InMemoryRequest(Request):
-    """A request whose uploaded files are always kept in memory.
+    """A request whose uploaded files are always kept in memory, and whose 413 names the limit
+    that was passed.
 
     Werkzeug spools uploads over 500 KB to a temporary file; patient images
     must never touch the disk, and MAX_CONTENT_LENGTH bounds the memory used.
     """
+
+    _counted: _CountingStream | None = None
+
+    def _get_stream_for_parsing(self) -> IO[bytes]:
+        stream = super()._get_stream_for_parsing()
+        boundary = self.mimetype_params.get("boundary", "")
+        if self.mimetype == "multipart/form-data" and boundary:
+            self._counted = _CountingStream(stream, boundary.encode("latin-1"))
+            return cast(IO[bytes], self._counted)
+        return stream
+
+    def _load_form_data(self) -> None:
+        try:
+            super()._load_form_data()
+        except RequestEntityTooLarge:
+            # Read again, the form is empty rather than refused a second time (error pages).
+            self.__dict__["form"] = self.parameter_storage_class()
+            self.__dict__["files"] = self.parameter_storage_class()
+            raise UploadLimitError(self._limit_passed()) from None
+
+    def _limit_passed(self) -> str:
+        """Which of the request's limits it went over, in words."""
+        limit = self.max_content_length or 0
+        size = max(self.content_length or 0, self._counted.size if self._counted else 0)
+        if limit and size > limit:
+            return _size_refusal(size, limit)
+        parts = (self._counted.delimiters - 1) if self._counted else 0
+        if self.max_form_parts is not None and parts > self.max_form_parts:
+            return (
+                f"The form has more than {self.max_form_parts:,} parts, its limit; "
+                "send fewer files or fields in one request."
+            )
+        text = (self.max_form_memory_size or 0) / 1000
+        return f"A text field of the form is over {text:g} KB, its limit."
 
     def _get_file_stream(
         self,
@@ -52,9 +136,19 @@ class InMemoryRequest(Request):
         return io.BytesIO()
 
 
+def _size_refusal(size: int, limit: int) -> str:
+    if limit == current_app.config.get("MAX_CASE_UPLOAD_BYTES"):
+        return (
+            f"The request is {size / MB:.0f} MB; a case's photographs in one request may "
+            f"total {limit / MB:g} MB. Send the rest as more photographs for the case."
+        )
+    return f"The file is too large; the limit is {limit / MB:g} MB."
+
+
 def init_app(app: Flask) -> None:
     """Install CSRF protection, in-memory uploads and the security headers."""
     app.request_class = InMemoryRequest
+    app.before_request(_apply_upload_limit)  # before CSRF's own hook reads the form
     csrf.init_app(app)
 
     @app.after_request

@@ -17,8 +17,8 @@ from app.web.auth import actor, audit, requires
 from app.web.case_pdf import exported_pdf
 from app.web.case_presenter import case_json, case_summary_json
 from app.web.case_uploads import (
+    CASE_UPLOAD_LIMIT,
     add_to_case,
-    allow_case_upload,
     analyse_into,
     case_query,
     remove_case,
@@ -27,6 +27,7 @@ from app.web.case_uploads import (
 from app.web.extensions import csrf, inference
 from app.web.records import commit, db
 from app.web.reviews import api_review, save_review
+from app.web.security import upload_limit
 from app.web.uploads import requested_model
 
 bp = Blueprint("case_api", __name__, url_prefix="/api/v1/cases")
@@ -35,9 +36,9 @@ csrf.exempt(bp)  # API clients send no session cookie, so there is no form to fo
 
 @bp.post("")
 @requires("analyse")
+@upload_limit(CASE_UPLOAD_LIMIT)
 def create() -> Any:
     """Multipart ``reference``, ``images`` (1-200 files), optional ``note`` and ``model``."""
-    allow_case_upload()
     model = inference().served(requested_model()).card
     files = uploaded_files()
     if not files:
@@ -110,6 +111,7 @@ def review(public_id: str) -> Any:
 
 @bp.post("/<public_id>/fields")
 @requires("analyse")
+@upload_limit(CASE_UPLOAD_LIMIT)
 def add_fields(public_id: str) -> Any:
     case, _ = add_to_case(public_id, "Send the photographs in the form field 'images'.")
     return jsonify(case_json(case)), 201

@@ -65,8 +65,8 @@ from app.web.case_presenter import (
     rule_text,
 )
 from app.web.case_uploads import (
+    CASE_UPLOAD_LIMIT,
     add_to_case,
-    allow_case_upload,
     analyse_into,
     case_query,
     remove_case,
@@ -77,6 +77,7 @@ from app.web.extensions import inference
 from app.web.presenter import result_page
 from app.web.records import commit, db, image_store
 from app.web.reviews import FORM_FIELDS, form_review, save_review
+from app.web.security import upload_limit
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
 
@@ -155,11 +156,11 @@ def new() -> tuple[str, int]:
 
 @bp.post("/")
 @requires("analyse")
+@upload_limit(CASE_UPLOAD_LIMIT)
 def create() -> Any:
     """Create a case from the form; its photographs come with it, or one by one after it
     (``files_follow=N``: the page's script sends N, one at a time, and shows the progress;
     the case then says if fewer arrived)."""
-    allow_case_upload()
     service = inference()
     model = service.served(request.form.get("model")).card
     files = uploaded_files()
@@ -191,6 +192,7 @@ def _announced(raw: str | None) -> int | None:
 
 @bp.post("/<public_id>/fields")
 @requires("analyse")
+@upload_limit(CASE_UPLOAD_LIMIT)
 def add_fields(public_id: str) -> Any:
     """More photographs for an open case (the page's script sends them one at a time)."""
     _, added = add_to_case(public_id, "Choose one or more photographs to add.")
