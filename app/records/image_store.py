@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 from pathlib import Path
+
+from app.core.errors import ClassifierError
+
+log = logging.getLogger(__name__)
+# Files the store writes before a photograph is in place (a write stopped part-way leaves one).
+PARTIAL_PREFIX = ".partial-"
+PROBE_PREFIX = ".probe-"
+
+
+class StoreUnavailableError(ClassifierError):
+    """The photographs cannot be written (a read-only or full disk): a server fault, not the
+    request's, so 503 rather than 500."""
+
+    status = 503
+    code = "image_store_unavailable"
 
 
 class ImageStore:
@@ -20,13 +36,25 @@ class ImageStore:
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
     def put(self, data: bytes) -> str:
-        """Store ``data`` (atomically: never a half-written file); returns its sha256."""
+        """Store ``data`` (atomically: never a half-written file); returns its sha256.
+        StoreUnavailableError when the store cannot be written."""
         sha256 = hashlib.sha256(data).hexdigest()
-        target = self.path(sha256)
+        try:
+            self._write(self.path(sha256), data)
+        except OSError as exc:
+            raise StoreUnavailableError(
+                "The photographs cannot be stored: the server's image store cannot be written "
+                f"({exc.strerror or exc}). Nothing was saved; tell the administrator."
+            ) from exc
+        return sha256
+
+    def _write(self, target: Path, data: bytes) -> None:
         if target.exists():
-            return sha256
+            # A photograph stored again is as new: the sweep of unused files must wait for it.
+            os.utime(target)
+            return
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, partial = tempfile.mkstemp(dir=target.parent, prefix=".partial-")
+        fd, partial = tempfile.mkstemp(dir=target.parent, prefix=PARTIAL_PREFIX)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -34,7 +62,17 @@ class ImageStore:
         except BaseException:
             Path(partial).unlink(missing_ok=True)
             raise
-        return sha256
+
+    def problem(self) -> str | None:
+        """Why photographs cannot be stored now, or None: a file is written and removed."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=self.root, prefix=PROBE_PREFIX)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            return f"the image store cannot be written ({exc.strerror or exc})"
+        return None
 
     def get(self, sha256: str) -> bytes | None:
         try:
@@ -43,9 +81,14 @@ class ImageStore:
             return None
 
     def delete(self, sha256: str) -> None:
-        """Remove the file, and its two folders once they are empty."""
+        """Remove the file, and its two folders once they are empty; a file that cannot be
+        removed stays, for ``flask images gc`` to remove later."""
         path = self.path(sha256)
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("photograph %s stays in the image store: %s", sha256, exc.strerror)
+            return
         for folder in (path.parent, path.parent.parent):
             try:
                 folder.rmdir()

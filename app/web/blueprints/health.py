@@ -1,4 +1,5 @@
-"""Health probes: /healthz (the process is up) and /readyz (the models are loaded)."""
+"""Health probes: /healthz (the process is up) and /readyz (the models are loaded and the
+photographs can be stored)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from flask import Blueprint, jsonify
 from app.web.auth import public
 from app.web.errors import error_json
 from app.web.extensions import inference
+from app.web.records import image_store
 
 bp = Blueprint("health", __name__)
 
@@ -23,8 +25,12 @@ def healthz() -> Any:
 @bp.get("/readyz")
 @public
 def readyz() -> Any:
-    """Ready once every model is loaded and warmed up."""
+    """Ready once every model is loaded and warmed up, while the image store can be written."""
     service = inference()
     if not service.ready:
         return error_json(503, "not_ready", "the models are still loading")
+    store = image_store()
+    problem = store.problem() if store is not None else None
+    if problem is not None:
+        return error_json(503, "image_store_unavailable", problem)
     return jsonify(status="ready", models=[card.name for card in service.models()])
