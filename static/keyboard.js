@@ -56,6 +56,8 @@
     group.addEventListener("keydown", function (event) {
       if (event.altKey || event.ctrlKey || event.metaKey) { return; }
       var fresh = links(group);
+      // A form control inside the group (a cell's class) keeps its own keys.
+      if (fresh.indexOf(document.activeElement) < 0) { return; }
       var next = target(fresh, document.activeElement, event.key);
       if (next === undefined) { return; }
       event.preventDefault();  // the arrows move focus here, not the page

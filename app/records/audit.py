@@ -33,6 +33,7 @@ ACTIONS = (
     "report_exported",
     "case_reviewed",
     "case_signed_off",
+    "cell_reclassified",
     "case_deleted",
     "user_created",
     "user_disabled",
@@ -42,8 +43,10 @@ ACTIONS = (
     "token_created",
     "token_revoked",
     "audit_exported",
+    "images_collected",
     "backup_created",
     "backup_restored",
+    "labels_exported",
 )
 PAGE_SIZE = 50
 CSV_COLUMNS = (

@@ -1,5 +1,5 @@
 """What can be done to a case: create it, add analysed fields, note who opened which
-field, review, sign off, delete.
+field, reclassify a cell a cell model read, review, sign off, delete.
 
 Each function changes the session only; the caller commits once per request, so a
 failure part-way leaves nothing half-written.
@@ -16,12 +16,12 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, defer, selectinload
 
 from app.core.case_verdict import CaseVerdict, FieldOutcome, FieldState, case_verdict
 from app.core.classes import CLASS_IDS
 from app.core.errors import ClassifierError
-from app.core.explanation.gallery import FieldPictures, field_pictures
+from app.core.explanation.gallery import FieldPictures, prediction_pictures
 from app.core.model_card import CaseRuleSpec, ModelCard
 from app.core.prediction import Prediction
 from app.records.image_store import ImageStore
@@ -79,6 +79,11 @@ class CaseLockedError(ClassifierError):
 class TooManyFieldsError(ClassifierError):
     status = 413
     code = "too_many_fields"
+
+
+class CellNotFoundError(ClassifierError):
+    status = 404
+    code = "cell_not_found"
 
 
 def clean_reference(raw: str | None) -> str:
@@ -154,6 +159,96 @@ def cell_image(session: Session, case: Case, crop_id: int) -> bytes | None:
     )
 
 
+def classified_cells(session: Session, case: Case) -> list[tuple[int, CellCrop]]:
+    """(field position, cell) of every cell a cell model read in the case, in order; the
+    crops' images are left unloaded."""
+    rows = session.execute(
+        select(CaseField.position, CellCrop)
+        .join(CaseField, CellCrop.field_id == CaseField.id)
+        .where(CaseField.case_id == case.id, CellCrop.class_id.is_not(None))
+        .order_by(CaseField.position, CellCrop.index)
+        .options(defer(CellCrop.image))
+    )
+    return [(int(position), cell) for position, cell in rows]
+
+
+@dataclass(frozen=True)
+class CellCounts:
+    """A differential of leukocytes: per class, the model's count and the count once the
+    reviewer's classes replace the model's, and how many cells a reviewer classified."""
+
+    model: dict[str, int]
+    reviewed: dict[str, int]
+    total: int
+    n_reviewed: int
+
+
+def cell_counts(cells: list[CellCrop]) -> CellCounts:
+    """The differential of ``cells`` (those a cell model classified)."""
+    model = dict.fromkeys(CLASS_IDS, 0)
+    reviewed = dict.fromkeys(CLASS_IDS, 0)
+    n_reviewed = 0
+    for cell in cells:
+        if cell.class_id is None:
+            continue
+        model[cell.class_id] += 1
+        reviewed[cell.shown_class or cell.class_id] += 1
+        n_reviewed += cell.reviewed_class is not None
+    return CellCounts(model, reviewed, sum(model.values()), n_reviewed)
+
+
+@dataclass(frozen=True)
+class Reclassified:
+    """A cell's class changed by a reviewer: where it is, and its class before and after."""
+
+    cell: CellCrop
+    position: int
+    before: str
+    after: str
+
+
+def reclassify_cell(
+    session: Session, case: Case, cell_id: int, class_id: str | None, reviewer: str | None
+) -> Reclassified | None:
+    """Give a cell a cell model read the reviewer's class (the model's own confirms it);
+    None when the reviewer had already given it that class. Refused on a signed-off case."""
+    require_open(case)
+    if class_id not in CLASS_IDS:
+        raise CaseInputError(f"Choose the cell's class: one of {', '.join(CLASS_IDS)}.")
+    found = session.execute(
+        select(CellCrop, CaseField.position)
+        .join(CaseField, CellCrop.field_id == CaseField.id)
+        .where(CaseField.case_id == case.id, CellCrop.id == cell_id)
+        .options(defer(CellCrop.image))
+    ).one_or_none()
+    if found is None or found[0].class_id is None:
+        raise CellNotFoundError("There is no such classified cell in this case.")
+    cell, position = found
+    if cell.reviewed_class == class_id:
+        return None
+    before = str(cell.shown_class)
+    cell.reviewed_class, cell.reviewed_by, cell.reviewed_at = class_id, reviewer, utcnow()
+    case.updated_at = utcnow()
+    session.flush()
+    _recount(session, next(f for f in case.fields if f.id == cell.field_id))
+    return Reclassified(cell, int(position), before, class_id)
+
+
+def _recount(session: Session, item: CaseField) -> None:
+    """Keep the field's differential current: the case verdict reads it from ``checks``
+    (``field_outcome``), so listing cases never loads their cells."""
+    cells = session.scalars(
+        select(CellCrop).where(CellCrop.field_id == item.id).options(defer(CellCrop.image))
+    )
+    counts = cell_counts(list(cells))
+    kept = dict(item.checks.get("cells") or {})
+    # A new dict: an in-place change of a JSON column is not seen by the session.
+    item.checks = {
+        **item.checks,
+        "cells": {**kept, "model": counts.model, "reviewed": counts.reviewed},
+    }
+
+
 def require_open(case: Case) -> None:
     if case.signed_off is not None:
         raise CaseLockedError(
@@ -194,7 +289,7 @@ def add_field(
             "fix": getattr(outcome, "fix", None),
         }
     else:
-        drawn = pictures or field_pictures(outcome.image, outcome.field_image)
+        drawn = pictures or prediction_pictures(outcome)
         _record_prediction(item, outcome, drawn)
     if store is not None and not isinstance(outcome, ClassifierError):
         store.put(data)
@@ -230,7 +325,29 @@ def _record_prediction(item: CaseField, p: Prediction, pictures: FieldPictures) 
     }
     item.timings = dataclasses.asdict(p.timings)
     item.thumbnail = pictures.thumbnail
-    item.cells = [CellCrop(index=c.index, box=c.box, image=c.jpeg) for c in pictures.cells]
+    if p.cells is None:
+        item.cells = [CellCrop(index=c.index, box=c.box, image=c.jpeg) for c in pictures.cells]
+        return
+    # A cell model's pictures are its own cells, in the order of its answers.
+    counts = dict(p.cells.counts)
+    item.checks["cells"] = {
+        "model": counts,
+        "reviewed": counts,
+        "excluded": dict(p.cells.excluded),
+        "um_per_px": p.cells.um_per_px,
+    }
+    item.cells = [
+        CellCrop(
+            index=picture.index,
+            box=list(cell.box),
+            image=picture.jpeg,
+            class_id=cell.class_id,
+            probabilities={c: float(v) for c, v in cell.probabilities.items()},
+            attention=float(cell.attention),
+            status=cell.status,
+        )
+        for cell, picture in zip(p.cells.cells, pictures.cells, strict=True)
+    ]
 
 
 def _state(p: Prediction) -> FieldState:
@@ -307,7 +424,10 @@ def _escape_like(text: str) -> str:
 
 
 def field_outcome(item: CaseField) -> FieldOutcome:
-    return FieldOutcome(item.state, item.probabilities, item.position)  # type: ignore[arg-type]
+    """A field as the case rule takes it; a cell model's with its reviewed differential."""
+    cells = (item.checks or {}).get("cells")
+    reviewed = cells.get("reviewed") if isinstance(cells, dict) else None
+    return FieldOutcome(item.state, item.probabilities, item.position, reviewed)  # type: ignore[arg-type]
 
 
 def verdict(case: Case) -> CaseVerdict:

@@ -122,7 +122,9 @@ class CaseField(Base):
 
 
 class CellCrop(Base):
-    """One segmented leukocyte of a field, cut out for the case's cell gallery."""
+    """One leukocyte of a field, cut out for the case's cell gallery: segmented for a model
+    of the whole field (no class), or read and classified by a cell model (``class_id``
+    set), which a reviewer may reclassify (``reviewed_class``)."""
 
     __tablename__ = "cell_crops"
 
@@ -131,11 +133,27 @@ class CellCrop(Base):
         ForeignKey("case_fields.id", ondelete="CASCADE"), index=True
     )
     index: Mapped[int]
-    # x0, y0, x1, y1 in the pixels of the field the model saw.
+    # A segmented cell: x0, y0, x1, y1 in the pixels of the field the model saw; a cell
+    # model's: x, y, width, height in the uploaded photograph's pixels (as its API gives).
     box: Mapped[list[int]] = mapped_column(JSON)
     image: Mapped[bytes] = mapped_column(LargeBinary)
+    # A cell model's reading of the cell: its most likely class, the probabilities, its
+    # weight in the field's answer and ``classified`` or ``uncertain``.
+    class_id: Mapped[str | None] = mapped_column(String(32))
+    probabilities: Mapped[dict[str, float] | None] = mapped_column(JSON)
+    attention: Mapped[float | None]
+    status: Mapped[str | None] = mapped_column(String(16))
+    # The class a reviewer gave the cell (the model's own when they confirmed it).
+    reviewed_class: Mapped[str | None] = mapped_column(String(32))
+    reviewed_by: Mapped[str | None] = mapped_column(String(64))
+    reviewed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     field: Mapped[CaseField] = relationship(back_populates="cells")
+
+    @property
+    def shown_class(self) -> str | None:
+        """The reviewer's class when there is one, else the model's (None: unclassified)."""
+        return self.reviewed_class or self.class_id
 
 
 class Review(Base):

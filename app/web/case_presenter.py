@@ -13,6 +13,7 @@ from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
 from app.core.model_card import CaseRuleSpec
 from app.records.cases import FINDINGS, verdict
 from app.records.schema import Case, CaseField, Review, User
+from app.web.cell_gallery import cells_json
 from app.web.extensions import inference
 from app.web.presenter import BLASTS_SUSPECTED, SUBTYPE_NOTE, class_verdict, percent, subtype_json
 from app.web.records import db
@@ -180,7 +181,8 @@ def review_label(r: Review) -> str:
     return f"{action}: {class_verdict(r.class_id)}"
 
 
-def field_json(case: Case, item: CaseField) -> dict[str, Any]:
+def field_json(case: Case, item: CaseField, cells: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A field of a case; a cell model's also has its ``cells`` and ``cell_counts``."""
     return {
         "position": item.position,
         "class": item.class_id,
@@ -203,6 +205,7 @@ def field_json(case: Case, item: CaseField) -> dict[str, Any]:
         )
         if item.thumbnail
         else None,
+        **(cells or {}),
     }
 
 
@@ -263,6 +266,7 @@ def verdict_json(v: CaseVerdict) -> dict[str, Any]:
 def case_json(case: Case) -> dict[str, Any]:
     signed = case.signed_off
     v = verdict(case)
+    field_cells, counts = cells_json(case)
     return {
         "id": case.public_id,
         "reference": case.reference,
@@ -290,7 +294,9 @@ def case_json(case: Case) -> dict[str, Any]:
         "signed_off": signed is not None,
         "review": None if signed is None else review_json(signed),
         "reviews": [review_json(r) for r in case.reviews],
-        "images": [field_json(case, f) for f in case.fields],
+        "images": [field_json(case, f, field_cells.get(f.position)) for f in case.fields],
+        # A cell model's differential of every field, before and after review (else null).
+        "cell_counts": counts,
     }
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.datastructures import FileStorage
 
 from app.core.errors import ClassifierError
-from app.core.explanation.gallery import FieldPictures, field_pictures
+from app.core.explanation.gallery import FieldPictures, cell_model_pictures, field_pictures
 from app.core.parallel import start as start_work
 from app.core.prediction import Prediction
 from app.records.cases import (
@@ -35,6 +35,7 @@ from app.web.search_args import dates_and_page
 from app.web.uploads import decoding_groups
 
 if TYPE_CHECKING:
+    from app.core.cells.serving import DecodedCells
     from app.core.service import DecodedImage, InferenceService  # its module loads TensorFlow
 
 FIELD_NAME = "images"
@@ -108,9 +109,15 @@ def _analyse_group(
     ]
 
 
-def _pictures_of(decoded: DecodedImage | ClassifierError) -> FieldPictures | None:
+def _pictures_of(
+    decoded: DecodedImage | DecodedCells | ClassifierError,
+) -> FieldPictures | None:
+    from app.core.cells.serving import DecodedCells  # loaded with the service already
+
     if isinstance(decoded, ClassifierError):
         return None
+    if isinstance(decoded, DecodedCells):
+        return cell_model_pictures(decoded.image, decoded.cells)
     return field_pictures(decoded.image, decoded.seen.field)
 
 

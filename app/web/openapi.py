@@ -99,6 +99,51 @@ _PREDICTION = {
     },
     "required": ["class", "status", "probabilities", "model", "unit"],
 }
+_CASE_CELL_COUNTS = {
+    "type": "object",
+    "description": "A cell model's differential: per class, the model's count (`model`) and "
+    "the count once the reviewer's classes replace the model's (`reviewed`); `cells` in all "
+    "and `reviewed_cells` a reviewer classified.",
+    "properties": {
+        "model": _CELL_COUNTS,
+        "reviewed": _CELL_COUNTS,
+        "cells": {"type": "integer", "minimum": 0},
+        "reviewed_cells": {"type": "integer", "minimum": 0},
+    },
+    "required": ["model", "reviewed", "cells", "reviewed_cells"],
+}
+# [x, y, width, height] in the uploaded photograph's pixels.
+_BOX = {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4}
+_CASE_CELL = {
+    "type": "object",
+    "description": "A leukocyte of a case's photograph, as the cell model read it (`class` "
+    "is the model's, as in a single prediction's cells), and the class a reviewer gave it "
+    "(`reviewed_class`, null until one did; the model's own class when confirmed). `id` is "
+    "the cell to reclassify.",
+    "properties": {
+        "id": {"type": "integer"},
+        "index": {"type": "integer", "minimum": 1},
+        "box": _BOX,
+        "class": _CLASS,
+        "label": {"type": "string"},
+        "probabilities": _PROBABILITIES,
+        "attention": {"type": "number", "minimum": 0, "maximum": 1},
+        "status": {"type": "string", "enum": ["classified", "uncertain"]},
+        "reviewed_class": {"anyOf": [_CLASS, {"type": "null"}]},
+        "reviewed_by": {"type": ["string", "null"]},
+        "reviewed_at": {"type": ["string", "null"], "format": "date-time"},
+        "image_url": {"type": "string", "description": "The crop, as the gallery shows it"},
+    },
+    "required": ["id", "box", "class", "probabilities", "status", "reviewed_class"],
+}
+_RECLASSIFY_BODY = {
+    "type": "object",
+    "properties": {
+        "cell": {"type": "integer", "description": "The cell's `id` in `images[].cells`"},
+        "class": _CLASS,
+    },
+    "required": ["cell", "class"],
+}
 _IMAGE = {
     "type": "object",
     "description": "One photograph of a case: its result, or the reason it was not analysed.",
@@ -114,6 +159,12 @@ _IMAGE = {
         "filename": {"type": "string"},
         "sha256": {"type": "string"},
         "stored": {"type": "boolean"},
+        "cells": {
+            "type": "array",
+            "items": _CASE_CELL,
+            "description": "A cell model's photograph only: each leukocyte it read.",
+        },
+        "cell_counts": _CASE_CELL_COUNTS,
     },
     "required": ["position", "class", "status", "probabilities", "error", "sha256"],
 }
@@ -335,6 +386,11 @@ _CASE = {
             },
         },
         "images": {"type": "array", "items": {"$ref": "#/components/schemas/CaseImage"}},
+        "cell_counts": {
+            "anyOf": [_CASE_CELL_COUNTS, {"type": "null"}],
+            "description": "A cell model's differential of every photograph's leukocytes, "
+            "before and after review; null for a model that reads whole fields.",
+        },
         "reviews": {"type": "array", "items": {"$ref": "#/components/schemas/Review"}},
         "signed_off": {"type": "boolean"},
         "upload": {"type": "object"},
@@ -518,6 +574,28 @@ def openapi_document() -> dict[str, Any]:
                     },
                     "responses": {
                         "201": {"description": "The case", "content": _json("Case")},
+                        **_errors(404, 409, 422),
+                    },
+                },
+            },
+            "/api/v1/cases/{id}/cells": {
+                "parameters": [_CASE_ID],
+                "post": {
+                    "summary": "Reclassify a cell a cell model read, in a case not signed off",
+                    "description": "Each reclassification is written to the audit trail with "
+                    "the cell and its class before and after; the case's `cell_counts` and "
+                    "its photographs' follow.",
+                    "operationId": "reclassify_cell",
+                    "tags": ["cases"],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": _RECLASSIFY_BODY},
+                            "application/x-www-form-urlencoded": {"schema": _RECLASSIFY_BODY},
+                        },
+                    },
+                    "responses": {
+                        "200": {"description": "The case", "content": _json("Case")},
                         **_errors(404, 409, 422),
                     },
                 },

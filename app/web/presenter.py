@@ -8,6 +8,7 @@ from typing import Any
 
 from PIL import Image
 
+from app.core.cells.detect import EXCLUSION_REASONS
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
 from app.core.imaging import jpeg_bytes
 from app.core.model_card import ModelCard
@@ -266,6 +267,32 @@ def probability_bars(p: Prediction) -> list[Bar]:
 
 
 @dataclass(frozen=True)
+class CellClassCount:
+    """A line of a cell model's legend: a class, its outline's colour (a CSS class) and how
+    many of the photograph's leukocytes the model gave it."""
+
+    class_id: str
+    label: str
+    count: int
+    share: str
+
+
+def cell_legend(reading: CellReading) -> list[CellClassCount]:
+    """The classes' counts in the fixed class order, and the uncertain cells (outlined grey)
+    when there are any; each cell counts once, under its most likely class."""
+    total = len(reading.cells)
+    rows = [
+        CellClassCount(c, DISPLAY_NAMES[c], n, f"{100 * n / total:.0f}%" if total else "n/a")
+        for c, n in reading.counts.items()
+    ]
+    unsure = sum(1 for cell in reading.cells if cell.status == "uncertain")
+    if unsure:
+        share = f"{100 * unsure / total:.0f}%"
+        rows.append(CellClassCount("uncertain", "Of these, uncertain (grey)", unsure, share))
+    return rows
+
+
+@dataclass(frozen=True)
 class ResultPage:
     """Everything the result page shows, worded and encoded."""
 
@@ -285,6 +312,16 @@ class ResultPage:
     heat_on_cells: str | None
     cells_area: str | None
     heat_warning: str | None
+    # A cell model's leukocytes by class, in the colours of their outlines (else None).
+    cell_classes: list[CellClassCount] | None = None
+    # What a cell model left out, by reason, in words (None when nothing was).
+    cells_excluded: str | None = None
+
+
+def excluded_text(excluded: dict[str, int]) -> str | None:
+    """The objects a cell model left out, e.g. "2 cut by the edge of the photograph"."""
+    parts = [f"{n} {EXCLUSION_REASONS.get(reason, reason)}" for reason, n in excluded.items() if n]
+    return "; ".join(parts) or None
 
 
 def result_page(p: Prediction) -> ResultPage:
@@ -303,13 +340,15 @@ def result_page(p: Prediction) -> ResultPage:
         cells=png_data_uri(e.cells_png),
         heat=png_data_uri(e.heat_png),
         gradcam_label=DISPLAY_NAMES[e.gradcam_class],
-        cell_count=e.cells.count,
+        cell_count=e.cells.count if p.cells is None else len(p.cells.cells),
         confidence=percent(p.confidence),
         scale=scale_text(p),
         ood_fixes=ood_fixes(p),
         heat_on_cells=None if share is None else f"{share.on_cells * 100:.0f}%",
         cells_area=None if share is None else f"{share.cells_area * 100:.0f}%",
         heat_warning=heat_warning(p),
+        cell_classes=None if p.cells is None else cell_legend(p.cells),
+        cells_excluded=None if p.cells is None else excluded_text(p.cells.excluded),
     )
 
 

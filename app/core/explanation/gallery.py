@@ -1,7 +1,8 @@
 """What a case shows of each field besides its verdict: a thumbnail and its cell crops.
 
-A case's pictures are made on the image threads while the model pass runs
-(``app.core.parallel.start``).
+A model of the whole field gets the leukocytes a colour segmentation finds; a cell model
+gets the very crops it classifies. A case's pictures are made on the image threads while
+the model pass runs (``app.core.parallel.start``).
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from app.core.cells.crops import FieldCells
 from app.core.explanation.segmentation import segment
 from app.core.imaging import jpeg_bytes
+from app.core.prediction import Prediction
+from app.core.preprocessing import photograph_size
 
 THUMBNAIL_SIDE = 192
 # The cell gallery: at most this many leukocytes per field, cut out this size.
@@ -24,8 +28,9 @@ CELL_WORK_SIDE = 128
 
 @dataclass(frozen=True)
 class CellPicture:
-    """One leukocyte cut out square: its rank by size (from 1), its box in the field's
-    pixels (x0, y0, x1, y1) and the crop as a JPEG file."""
+    """One leukocyte cut out square: its rank (from 1), its box and the crop as a JPEG file.
+    A segmented cell's box is x0, y0, x1, y1 in the pixels of the field the model saw; a
+    cell model's is x, y, width, height in the uploaded photograph's, as its answer gives."""
 
     index: int
     box: list[int]
@@ -43,6 +48,26 @@ class FieldPictures:
 def field_pictures(image: Image.Image, field_image: Image.Image) -> FieldPictures:
     """The photograph's thumbnail and the cell crops of the field the model saw."""
     return FieldPictures(thumbnail=thumbnail_jpeg(image), cells=cell_crops(field_image))
+
+
+def cell_model_pictures(image: Image.Image, cells: FieldCells) -> FieldPictures:
+    """A cell model's field: the photograph's thumbnail and each leukocyte the model reads,
+    as it reads it (one physical size, the photograph's own colours), enlarged for the
+    gallery; in the order of the model's cells."""
+    to_upload = photograph_size(image)[0] / image.width
+    crops = []
+    for index, (found, picture) in enumerate(zip(cells.used, cells.pictures, strict=True), 1):
+        enlarged = Image.fromarray(picture).resize((CELL_SIDE, CELL_SIDE), Image.Resampling.LANCZOS)
+        box = [round(v * to_upload) for v in cells.photo_box(found)]
+        crops.append(CellPicture(index=index, box=box, jpeg=jpeg_bytes(enlarged)))
+    return FieldPictures(thumbnail=thumbnail_jpeg(image), cells=crops)
+
+
+def prediction_pictures(p: Prediction) -> FieldPictures:
+    """The pictures of a prediction's field: a cell model's own cells, else the segmented."""
+    if p.cells is not None and p.cells.source is not None:
+        return cell_model_pictures(p.image, p.cells.source)
+    return field_pictures(p.image, p.field_image)
 
 
 def thumbnail_jpeg(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:

@@ -9,6 +9,7 @@ from flask import Blueprint, jsonify, request, url_for
 from app.records.cases import (
     MAX_FIELDS,
     CaseInputError,
+    CellNotFoundError,
     get_case,
     new_case,
     search_cases,
@@ -24,11 +25,15 @@ from app.web.case_uploads import (
     remove_case,
     uploaded_files,
 )
+from app.web.cell_gallery import save_reclassification
 from app.web.extensions import csrf, inference
 from app.web.records import commit, db
 from app.web.reviews import api_review, save_review
 from app.web.security import upload_limit
 from app.web.uploads import requested_model
+
+# The largest id a database integer column holds.
+MAX_ROW_ID = 2**63 - 1
 
 bp = Blueprint("case_api", __name__, url_prefix="/api/v1/cases")
 csrf.exempt(bp)  # API clients send no session cookie, so there is no form to forge
@@ -107,6 +112,30 @@ def review(public_id: str) -> Any:
     case = get_case(db(), public_id)
     save_review(case, api_review(data))
     return jsonify(case_json(case)), 201
+
+
+@bp.post("/<public_id>/cells")
+@requires("review")
+def reclassify(public_id: str) -> Any:
+    """JSON or form: ``cell``, the id of a cell a cell model read (``images[].cells[].id``),
+    and ``class``, the reviewer's class for it; the model's own class confirms it."""
+    body = request.get_json(silent=True) if request.is_json else None
+    data = body if isinstance(body, dict) else request.form
+    case = get_case(db(), public_id)
+    chosen = data.get("class")
+    save_reclassification(
+        case, _cell_id(data.get("cell")), chosen if isinstance(chosen, str) else None
+    )
+    return jsonify(case_json(case))
+
+
+def _cell_id(raw: object) -> int:
+    """A cell's id as JSON or a form sends it; a number no database row can have is none."""
+    if isinstance(raw, str) and raw.isdigit():
+        raw = int(raw)
+    if not isinstance(raw, int) or isinstance(raw, bool) or not 0 < raw <= MAX_ROW_ID:
+        raise CellNotFoundError("There is no such classified cell in this case.")
+    return raw
 
 
 @bp.post("/<public_id>/fields")

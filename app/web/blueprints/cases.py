@@ -72,6 +72,15 @@ from app.web.case_uploads import (
     remove_case,
     uploaded_files,
 )
+from app.web.cell_gallery import (
+    SHORT_NAMES,
+    case_cells,
+    class_groups,
+    differential,
+    next_in_group,
+    reclassified_message,
+    save_reclassification,
+)
 from app.web.errors import describe
 from app.web.extensions import inference
 from app.web.presenter import result_page
@@ -84,8 +93,13 @@ bp = Blueprint("cases", __name__, url_prefix="/cases")
 # The session key of a refused case form waiting for its page's next GET.
 REFUSED_FORM = "refused_case_form"
 # Which form of the case page a refused POST came from, and where its page shows it.
-FORM_OF_ENDPOINT = {"cases.review": "review", "cases.add_fields": "add", "cases.delete": "delete"}
-FORM_ANCHORS = {"review": "#review-error", "add": "#add-error"}
+FORM_OF_ENDPOINT = {
+    "cases.review": "review",
+    "cases.add_fields": "add",
+    "cases.delete": "delete",
+    "cases.reclassify": "cells",
+}
+FORM_ANCHORS = {"review": "#review-error", "add": "#add-error", "cells": "#cells-error"}
 MAX_CARRIED = 2000
 # The largest id a database integer column holds (SQLite and PostgreSQL BIGINT).
 MAX_ROW_ID = 2**63 - 1
@@ -229,9 +243,13 @@ def render_case(case: Case) -> tuple[str, int]:
     counts["all"] = len(fields)
     refused = refused_form(case.public_id, ("review", "add"))
     opened = opened_positions(db(), case, actor())
+    cells, cell_counts = case_cells(case)
     page = render_template(
         "case.html",
-        gallery=cell_gallery(case, {f.position: g for f, g, _ in fields}),
+        # A cell model's cells have classes: their differential, and a gallery of their own.
+        gallery=None if cells else cell_gallery(case, {f.position: g for f, g, _ in fields}),
+        differential=differential(cell_counts) if cells else None,
+        cell_counts=cell_counts,
         case=case,
         v=v,
         headline=case_headline(v),
@@ -273,11 +291,51 @@ def refused_form(public_id: str, forms: tuple[str, ...]) -> dict[str, Any]:
 def cell_gallery(
     case: Case, groups: dict[int, str]
 ) -> list[tuple[str, list[tuple[int, int, int]]]]:
-    """The case's cell crops grouped by their field's verdict, groups in FILTERS order."""
+    """A model of the whole field's segmented cells, which have no class of their own,
+    grouped by their field's verdict, groups in FILTERS order."""
     by_group: dict[str, list[tuple[int, int, int]]] = {}
     for crop_id, position, index in cell_index(db(), case):
         by_group.setdefault(groups[position], []).append((crop_id, position, index))
     return [(FILTERS[g], by_group[g]) for g in FILTERS if g in by_group]
+
+
+@bp.get("/<public_id>/cells")
+@requires("read")
+def cells(public_id: str) -> tuple[str, int]:
+    """A cell model's cells by class with the differential; a reviewer reclassifies here."""
+    case = get_case(db(), public_id)
+    found, counts = case_cells(case)
+    refused = refused_form(case.public_id, ("cells",))
+    page = render_template(
+        "case_cells.html",
+        case=case,
+        groups=class_groups(found),
+        differential=differential(counts),
+        cell_counts=counts,
+        class_ids=CLASS_IDS,
+        short_names=SHORT_NAMES,
+        signed=case.signed_off,
+        model_name=model_display_name(case.model_name),
+        cells_error=refused.get("message"),
+    )
+    return page, 200
+
+
+@bp.post("/<public_id>/cells/<int:cell_id>/class")
+@requires("review")
+def reclassify(public_id: str, cell_id: int) -> Any:
+    """A reviewer's class for one cell; back to the gallery at the next cell of its old
+    class, where the review goes on."""
+    if cell_id > MAX_ROW_ID:
+        abort(404)
+    case = get_case(db(), public_id)
+    before, _ = case_cells(case)
+    done = save_reclassification(case, cell_id, request.form.get("class_id"))
+    after, _ = case_cells(case)
+    flash(reclassified_message(done, after))
+    at = next_in_group(before, cell_id) if done is not None else cell_id
+    anchor = f"#cell-{at}" if at is not None else "#differential"
+    return redirect(url_for("cases.cells", public_id=public_id) + anchor, code=303)
 
 
 @bp.get("/<public_id>/cells/<int:crop_id>.jpg")
@@ -364,7 +422,13 @@ def field_image(public_id: str, position: int) -> Response:
     if original is None:
         abort(404)
     card = inference().served(case.model_name).card
-    seen = prepare(load_image(original), card.input_size, card.scale).field
+    photograph = load_image(original)
+    # A cell model reads the whole photograph; a field model its square field.
+    seen = (
+        photograph
+        if card.unit == "cell"
+        else prepare(photograph, card.input_size, card.scale).field
+    )
     response = Response(jpeg_bytes(seen, quality=92), mimetype="image/jpeg")
     response.headers["Cache-Control"] = "private, max-age=86400"
     return response
@@ -440,7 +504,8 @@ def _back_to_form(case: Case, form: str, message: str) -> Any:
     }
     if form == "delete":
         return redirect(url_for("cases.confirm_delete", public_id=case.public_id), code=303)
-    url = url_for("cases.show", public_id=case.public_id) + FORM_ANCHORS[form]
+    page = "cases.cells" if form == "cells" else "cases.show"
+    url = url_for(page, public_id=case.public_id) + FORM_ANCHORS[form]
     return redirect(url, code=303)
 
 
