@@ -71,6 +71,17 @@ def add_commands(
     train.add_argument(
         "--cache-dir", type=Path, help="keep the cells' crops here between runs (a .npz file)"
     )
+    train.add_argument(
+        "--extra-labels", type=Path, help="an export-labels folder: reviewed cells to train on"
+    )
+    export = sub.add_parser(
+        "export-labels", help="write the cells reviewers classified in the app's cases"
+    )
+    export.add_argument("--out", type=Path, required=True, help="a new or empty folder")
+    export.add_argument(
+        "--database-url",
+        help="the app's database (default: DATABASE_URL, else instance/cases.sqlite3)",
+    )
     from training import cell_detection
 
     detection = cell_detection.add_parser(sub, data_help, models_dir)
@@ -80,6 +91,7 @@ def add_commands(
         "blocks-report": _blocks_report,
         "stain-robustness": _stain_robustness,
         "train-cells": _train_cells,
+        "export-labels": _export_labels,
         **detection,
     }
 
@@ -126,7 +138,9 @@ def _train_cells(args: argparse.Namespace) -> int:
         seed=args.seed,
         learning_rate=architecture(args.model).learning_rate,
     )
-    card = train_cells(config, data_dir_from(args.data_dir), args.out, args.cache_dir)
+    card = train_cells(
+        config, data_dir_from(args.data_dir), args.out, args.cache_dir, args.extra_labels
+    )
     metrics = card.test_metrics
     print(
         json.dumps(
@@ -139,6 +153,19 @@ def _train_cells(args: argparse.Namespace) -> int:
         ),
         flush=True,
     )
+    return 0
+
+
+def _export_labels(args: argparse.Namespace) -> int:
+    from app.records.database import DatabaseError
+    from training.reviewed_cells import ExportError, database_url, export_labels
+
+    try:
+        count = export_labels(database_url(args.database_url), args.out)
+    except (ExportError, DatabaseError) as exc:
+        log.error("error: %s", exc)
+        return 2
+    print(json.dumps({"cells": count, "out": str(args.out)}), flush=True)
     return 0
 
 

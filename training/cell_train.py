@@ -53,6 +53,7 @@ from training.foreign import foreign_set
 from training.metrics import classification_report, expected_calibration_error
 from training.ood import MIN_SCALE, VAL_QUANTILE, fit_class_gaussians, fit_gaussian
 from training.perturbations import PERTURBATIONS
+from training.reviewed_cells import read_labels, with_single_cells
 from training.split import MANIFEST_NAME
 from training.uncertain import UNCERTAIN_TARGET_ACCURACY, UNCERTAIN_WINDOW, choose_uncertain_below
 
@@ -230,8 +231,11 @@ def train_cells(
     data_dir: str | Path,
     out_dir: str | Path,
     cache_dir: Path | None = None,
+    extra_labels: Path | None = None,
 ) -> ModelCard:
-    """Train ``config.model`` on the committed split and write the model, card and guard."""
+    """Train ``config.model`` on the committed split and write the model, card and guard;
+    ``extra_labels``, an export of reviewed cells, adds each as a bag of one to the train
+    split, labelled with the reviewer's class."""
     out = Path(out_dir)
     manifest = out / MANIFEST_NAME
     if not manifest.exists():
@@ -242,7 +246,11 @@ def train_cells(
     index = {
         s: _indices(samples, select_split(samples, manifest, s)) for s in ("train", "val", "test")
     }
-    network, history, seconds = fit_cell_model(config, bags, index["train"], index["val"])
+    fitted, train = bags, index["train"]
+    if extra_labels is not None:
+        fitted, extra = with_single_cells(bags, read_labels(extra_labels))
+        train = np.concatenate([train, extra])
+    network, history, seconds = fit_cell_model(config, fitted, train, index["val"])
     files = model_files(out, config.model)
     served = arch.build()
     served.set_weights(network.get_weights())
@@ -265,6 +273,7 @@ def train_cells(
             "best_epoch": int(np.argmin(history["val_loss"])) + 1,
             "seconds": round(seconds, 1),
             "n_train": int(len(index["train"])),
+            "reviewed_cells": int(len(train) - len(index["train"])),
             "n_val": int(len(index["val"])),
             "cells_train": int(sum(bags.count(int(i)) for i in index["train"])),
         },
