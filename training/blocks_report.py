@@ -173,6 +173,19 @@ def _neighbours(models_dir: Path) -> list[str]:
         "",
         table(["class", "files", "neighbours", "random order", "ratio", "p"], rows),
         "",
+        *_unsupported(data["classes"]),
+    ]
+
+
+def _unsupported(classes: dict[str, dict[str, float]]) -> list[str]:
+    weak = [c for c, r in classes.items() if r["p"] >= 0.05]
+    if not weak:
+        return []
+    return [
+        f"For {', '.join(weak)}, neighbouring files are no closer than files in random order on "
+        "these features: the blocks may mix patients there, and the held-out figures of "
+        "that class are nearer an image-level estimate (optimistic).",
+        "",
     ]
 
 

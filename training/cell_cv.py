@@ -41,7 +41,7 @@ class CrossValidation:
         """``models/blocks/<model>.json`` with both roles' figures and every record."""
         out = models_dir / RESULTS_DIR / f"{self.model}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
+        summary = {
             "model": self.model,
             "unit": self.unit,
             "k": self.k,
@@ -49,9 +49,11 @@ class CrossValidation:
             "validation": summarise(self.records, samples, "val"),
             "config": self.config,
             "folds": self.folds,
-            "records": self.records,
         }
-        out.write_text(json.dumps(payload, indent=1) + "\n")
+        # One record a line: the file stays small enough to read and to diff.
+        lines = ",\n".join(json.dumps(r, separators=(",", ":")) for r in self.records)
+        head = json.dumps(summary, indent=1)[:-2]
+        out.write_text(f'{head},\n "records": [\n{lines}\n ]\n}}\n')
         return out
 
 

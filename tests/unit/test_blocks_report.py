@@ -71,3 +71,32 @@ def test_the_section_leads_the_report_and_the_cards_get_the_figures(tmp_path: Pa
     assert card.patient_blocks.accuracy == 0.85
     assert card.patient_blocks.ci95 == pytest.approx([0.8, 0.88])
     assert card.patient_blocks.folds == 5
+
+
+def test_a_class_whose_neighbours_are_not_alike_is_said_to_be_weakly_blocked(
+    tmp_path: Path,
+) -> None:
+    saved(tmp_path, "cell_lenet", "cell", 0.9, 0.9)
+    classes = {
+        "benign": {
+            "n": 10,
+            "neighbour_distance": 4.2,
+            "random_distance": 4.2,
+            "ratio": 0.99,
+            "p": 0.34,
+        },
+        "pro_b": {
+            "n": 10,
+            "neighbour_distance": 0.7,
+            "random_distance": 1.0,
+            "ratio": 0.7,
+            "p": 0.0,
+        },
+    }
+    (tmp_path / "blocks" / "neighbours.json").write_text(
+        json.dumps({"features": "f", "classes": classes})
+    )
+    text = blocks_markdown(tmp_path)
+    assert "| pro_b | 10 | 0.70 | 1.00 | 0.70 | 0.0000 |" in text
+    assert "For benign, neighbouring files are no closer" in text
+    assert "For benign, pro_b" not in text
