@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from app.core.errors import ClassifierError
@@ -83,14 +84,34 @@ class ImageStore:
     def delete(self, sha256: str) -> None:
         """Remove the file, and its two folders once they are empty; a file that cannot be
         removed stays, for ``flask images gc`` to remove later."""
-        path = self.path(sha256)
         try:
-            path.unlink(missing_ok=True)
+            self.remove(self.path(sha256))
         except OSError as exc:
             log.warning("photograph %s stays in the image store: %s", sha256, exc.strerror)
-            return
-        for folder in (path.parent, path.parent.parent):
+
+    def remove(self, path: Path) -> None:
+        """Remove a file of the store, and the folders above it that it leaves empty."""
+        path.unlink(missing_ok=True)
+        for folder in path.parents:
+            if folder == self.root or self.root not in folder.parents:
+                break
             try:
                 folder.rmdir()
             except OSError:  # not empty, or already gone
                 break
+
+    def files(self) -> Iterator[Path]:
+        """Every file under the root: photographs, and whatever else is there."""
+        if self.root.is_dir():
+            yield from (path for path in self.root.rglob("*") if path.is_file())
+
+    def is_photograph(self, path: Path) -> bool:
+        """Whether ``path`` is where the store keeps the photograph it is named after."""
+        try:
+            return self.path(path.name) == path
+        except ValueError:
+            return False
+
+    def is_leftover(self, path: Path) -> bool:
+        """Whether ``path`` is a file the store writes on the way to a photograph or a probe."""
+        return path.name.startswith((PARTIAL_PREFIX, PROBE_PREFIX))

@@ -1,4 +1,5 @@
-"""``flask users ...``, ``flask tokens ...`` and ``flask backup ...`` from the shell.
+"""``flask users ...``, ``flask tokens ...``, ``flask backup ...`` and ``flask images gc``
+from the shell.
 
 The interface is fixed, so scripts can rely on it: passwords are read from stdin when it
 is not a terminal (one line), else prompted for twice; ``tokens create`` prints the token
@@ -11,6 +12,7 @@ import getpass
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -18,15 +20,16 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from app.core.errors import ClassifierError
-from app.records import accounts, audit_chain, backup
+from app.records import accounts, audit_chain, backup, photographs
 from app.records.audit import record
 from app.records.database import upgrade
-from app.web.records import commit, db
+from app.web.records import commit, db, image_store
 
 users = AppGroup("users", help="Create, disable and re-password user accounts.")
 tokens = AppGroup("tokens", help="Create and revoke API tokens.")
 backups = AppGroup("backup", help="Back up and restore the database and the photographs.")
 audits = AppGroup("audit", help="Check the audit trail's hash chain.")
+images = AppGroup("images", help="Look after the image store.")
 
 
 def init_app(app: Flask) -> None:
@@ -34,6 +37,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(tokens)
     app.cli.add_command(backups)
     app.cli.add_command(audits)
+    app.cli.add_command(images)
 
 
 def _actor() -> str:
@@ -200,6 +204,23 @@ def create_backup(folder: Path) -> None:
     click.echo(str(folder))
 
 
+@backups.command("verify")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def verify_backup(folder: Path) -> None:
+    """Check the backup in FOLDER against its manifest, without restoring it."""
+    with _refusals_said():
+        made, problems = backup.verify(folder)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise click.ClickException(f"the backup in {folder} is not sound: {len(problems)} problems")
+    click.echo(
+        f"the backup in {folder} is sound: its {made.database} database and "
+        f"{made.photographs} photographs match the manifest, and it holds every photograph "
+        "its database names"
+    )
+
+
 @backups.command("restore")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--yes", is_flag=True, help="Replace the records without asking.")
@@ -215,6 +236,43 @@ def restore_backup(folder: Path, yes: bool) -> None:
     record(db(), "backup_restored", _actor(), None, None, None, folder=str(folder))
     commit()
     click.echo(f"restored the backup made at {made.made_at} ({made.photographs} photographs)")
+
+
+@images.command("gc")
+@click.option(
+    "--older-than",
+    "minutes",
+    type=click.IntRange(min=0),
+    default=int(photographs.DEFAULT_AGE.total_seconds() // 60),
+    show_default=True,
+    help="Minutes since a file was written: younger ones may belong to an upload under way.",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
+def collect_images(minutes: int, dry_run: bool) -> None:
+    """Remove the photographs no case names (left by uploads that failed or were cut off)."""
+    store = image_store()
+    if store is None:
+        raise click.ClickException("this server keeps no photographs (STORE_IMAGES=0)")
+    swept = photographs.sweep(store, db(), timedelta(minutes=minutes), dry=dry_run)
+    if not dry_run:
+        record(
+            db(),
+            "images_collected",
+            _actor(),
+            None,
+            None,
+            None,
+            removed=swept.removed,
+            freed_bytes=swept.freed_bytes,
+            older_than_minutes=minutes,
+        )
+        commit()
+    verb = "would remove" if dry_run else "removed"
+    click.echo(
+        f"{verb} {swept.removed} files no case names, older than {minutes} minutes "
+        f"({swept.freed_bytes / 1e6:.1f} MB); kept {swept.too_recent} younger ones; "
+        f"left {swept.not_ours} files the store did not write"
+    )
 
 
 @audits.command("verify")

@@ -3,13 +3,21 @@ SQLite and on a real PostgreSQL (``flask backup create`` and ``flask backup rest
 
 from __future__ import annotations
 
+import json
 import shutil
+import sqlite3
+import threading
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import text
 
 from app import create_app
+from app.core.model_card import ModelCard
+from app.records.cases import new_case, refresh
+from app.records.schema import CaseField
 from tests.support.accounts import admin_client
 from tests.support.server import multipart
 
@@ -55,6 +63,8 @@ def test_back_up_wipe_restore(
     made = app.test_cli_runner().invoke(args=["backup", "create", str(folder)])
     assert made.exit_code == 0, made.output
     assert "2 photographs" in made.output
+    verified = app.test_cli_runner().invoke(args=["backup", "verify", str(folder)])
+    assert verified.exit_code == 0 and "is sound" in verified.output, verified.output
     wipe(app, config)
 
     restored_app = make_app(config, inference_service)  # an empty, new database
@@ -88,3 +98,129 @@ def test_a_damaged_backup_is_refused(app, tmp_path: Path) -> None:
     assert done.exit_code != 0 and "checksum" in done.output
     again = app.test_cli_runner().invoke(args=["backup", "create", str(folder)])
     assert again.exit_code != 0 and "exists" in again.output
+
+
+def stored_cases(app, n: int, photographs: int = 2, size: int = 300_000) -> list[str]:
+    """``n`` cases written straight to the records, each with its own stored photographs
+    (random bytes: the store keeps any file by its sha256); their ids."""
+    rng = np.random.default_rng(0)
+    ids = []
+    with app.extensions["records"].sessions() as session:
+        store = app.extensions["records"].store
+        card = ModelCard(name="lenet", version="1.0.0", input_size=224)
+        for i in range(n):
+            case = new_case(session, f"KEEP-{i}", "", card, created_by="admin")
+            for position in range(1, photographs + 1):
+                data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+                case.fields.append(
+                    CaseField(
+                        position=position,
+                        filename=f"{position}.jpg",
+                        sha256=store.put(data),
+                        size_bytes=size,
+                        state="refused",
+                        stored=True,
+                    )
+                )
+            refresh(case)
+            ids.append(case.public_id)
+        session.commit()
+    return ids
+
+
+def named_but_absent(folder: Path) -> set[str]:
+    """Photographs the backup's SQLite copy names that the backup does not hold."""
+    with sqlite3.connect(folder / "cases.sqlite3") as connection:
+        rows = connection.execute("SELECT DISTINCT sha256 FROM case_fields WHERE stored")
+        named = {row[0] for row in rows}
+    held = {p.name for p in (folder / "images").rglob("*") if p.is_file()}
+    return named - held
+
+
+def cli(app, *args: str):
+    return app.test_cli_runner().invoke(args=list(args))
+
+
+def test_a_photograph_missing_from_the_store_fails_the_backup_and_keeps_nothing(
+    app, tmp_path: Path
+) -> None:
+    stored_cases(app, 2)
+    lost = sorted(p for p in Path(app.config["IMAGE_STORE"]).rglob("*") if p.is_file())[0]
+    lost.unlink()
+    folder = tmp_path / "backup"
+    made = cli(app, "backup", "create", str(folder))
+    assert made.exit_code != 0, made.output
+    assert "Of the 4 photographs the database names, 1 could not be copied" in made.output
+    assert lost.name in made.output and not folder.exists()
+
+
+def test_every_file_is_in_the_manifest_and_verify_finds_what_was_changed(
+    app, tmp_path: Path
+) -> None:
+    stored_cases(app, 2)
+    folder = tmp_path / "backup"
+    assert cli(app, "backup", "create", str(folder)).exit_code == 0
+    manifest = json.loads((folder / "manifest.json").read_text())
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert set(manifest["files"]) == files - {"manifest.json"} and len(files) == 6
+    sound = cli(app, "backup", "verify", str(folder))
+    assert sound.exit_code == 0 and "is sound" in sound.output, sound.output
+
+    photographs = sorted(p for p in (folder / "images").rglob("*") if p.is_file())
+    photographs[0].write_bytes(photographs[0].read_bytes()[:-1] + b"!")  # tampered
+    photographs[1].unlink()  # missing
+    photographs[2].unlink()  # missing, and struck from the manifest too
+    name = lambda p: p.relative_to(folder).as_posix()  # noqa: E731
+    del manifest["files"][name(photographs[2])]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (folder / "images" / "stray.jpg").write_bytes(b"not listed")
+    found = cli(app, "backup", "verify", str(folder))
+    assert found.exit_code != 0
+    assert f"{name(photographs[0])} does not match its checksum" in found.output
+    assert f"{name(photographs[1])} is missing" in found.output
+    assert f"the database names photograph {photographs[2].name}, which the backup lacks" in (
+        found.output
+    )
+    assert "images/stray.jpg is not in the manifest" in found.output
+    refused = cli(app, "backup", "restore", str(folder), "--yes")
+    assert refused.exit_code != 0 and "is not sound" in refused.output
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_backup_taken_while_cases_are_deleted_holds_every_photograph_it_names(
+    database: str, request, app_config, inference_service, tmp_path: Path
+) -> None:
+    config = dict(app_config)
+    if database == "postgresql":
+        config["DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    app = make_app(config, inference_service)
+    doomed, deleted = stored_cases(app, 150)[-10:], []
+    folder = tmp_path / "backup"
+    started = threading.Event()
+    client = admin_client(app)
+    assert client.get("/api/v1/cases").status_code == 200  # signed in and warm
+
+    def delete_while_backing_up() -> None:
+        # The backup has taken its database copy once it copies photographs.
+        deadline = time.monotonic() + 60
+        while not (folder / "images").exists() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        started.set()
+        for case_id in doomed:
+            assert client.delete(f"/api/v1/cases/{case_id}").status_code == 204
+            deleted.append(case_id)
+
+    deleter = threading.Thread(target=delete_while_backing_up)
+    deleter.start()
+    made = cli(app, "backup", "create", str(folder))
+    deleter.join(timeout=120)
+    assert started.is_set() and len(deleted) == len(doomed)
+    print(f"{database}: backup exit {made.exit_code}: {made.output.strip()[:200]}")
+    if made.exit_code != 0:  # every attempt met a deletion: it says so, and keeps nothing
+        assert "deleted while the backup ran" in made.output and not folder.exists()
+        return
+    if database == "sqlite":
+        assert named_but_absent(folder) == set()
+    verified = cli(app, "backup", "verify", str(folder))
+    assert verified.exit_code == 0, verified.output
+    app.extensions["records"].engine.dispose()
