@@ -138,6 +138,7 @@ def test_build_context_of_the_project_holds_what_serving_needs():
     ]
     assert not stray, stray
     assert "models/split.csv" not in sent
+    assert not [p for p in sent if p.startswith("models/blocks/")]
     assert not [p for p in sent if "__pycache__" in p or p.endswith(".pyc")]
 
 
