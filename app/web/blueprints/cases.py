@@ -321,19 +321,19 @@ def cells(public_id: str) -> tuple[str, int]:
     return page, 200
 
 
-@bp.post("/<public_id>/cells/<int:cell_id>/class")
+@bp.post("/<public_id>/cells/<int:crop_id>/class")
 @requires("review")
-def reclassify(public_id: str, cell_id: int) -> Any:
+def reclassify(public_id: str, crop_id: int) -> Any:
     """A reviewer's class for one cell; back to the gallery at the next cell of its old
     class, where the review goes on."""
-    if cell_id > MAX_ROW_ID:
+    if crop_id > MAX_ROW_ID:
         abort(404)
     case = get_case(db(), public_id)
     before, _ = case_cells(case)
-    done = save_reclassification(case, cell_id, request.form.get("class_id"))
+    done = save_reclassification(case, crop_id, request.form.get("class_id"))
     after, _ = case_cells(case)
     flash(reclassified_message(done, after))
-    at = next_in_group(before, cell_id) if done is not None else cell_id
+    at = next_in_group(before, crop_id) if done is not None else crop_id
     anchor = f"#cell-{at}" if at is not None else "#differential"
     return redirect(url_for("cases.cells", public_id=public_id) + anchor, code=303)
 
