@@ -83,5 +83,12 @@ def test_the_model_schema_describes_the_intended_use(document: dict) -> None:
     failure = use["properties"]["known_failures"]["items"]
     assert {"true_class", "called", "count", "of"} <= set(failure["properties"])
     # A card that does not state it yet is answered with null, not refused.
-    bare = {"name": "m", "display_name": "M", "version": "1", "input_size": 64, "views": 1}
+    bare = {
+        "name": "m",
+        "display_name": "M",
+        "version": "1",
+        "input_size": 64,
+        "unit": "cell",
+        "views": 1,
+    }
     _check(document, "Model", {**bare, "intended_use": None})

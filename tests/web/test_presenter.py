@@ -37,6 +37,7 @@ JSON_KEYS = [
     "timings_ms",
     "image",
     "scale",
+    "unit",
 ]
 
 
@@ -69,7 +70,7 @@ def test_explained_prediction_json_adds_cells_and_base64_pngs(
 ) -> None:
     p = inference_service.explain(inference_service.classify(images.make(size=(120, 80))))
     out = json.loads(json.dumps(prediction_json(p)))
-    assert list(out) == [*JSON_KEYS, "cells", "explanation"]
+    assert list(out) == [*JSON_KEYS, "segmentation", "explanation"]
     assert out["segmentation"]["count"] == p.explanation.cells.count
     assert base64.b64decode(out["explanation"]["gradcam_png"]) == p.explanation.gradcam_png
     assert base64.b64decode(out["explanation"]["cells_png"]) == p.explanation.cells_png
