@@ -177,6 +177,17 @@ def test_the_proxy_is_given_every_variable_its_template_uses(filled) -> None:
     assert wanted <= given, wanted - given
 
 
+def test_the_proxy_writes_bodies_and_responses_to_memory_and_redirects_to_the_https_port(
+    filled,
+) -> None:
+    proxy = bundle({**filled, "HTTPS_PORT": "8443"})["services"]["proxy"]
+    mounts = {entry.split(":", 1)[0] for entry in proxy["tmpfs"]}
+    # nginx's image keeps its request-body and response temporary files here.
+    assert {"/var/cache/nginx/client_temp", "/var/cache/nginx/proxy_temp"} <= mounts
+    assert proxy["environment"]["PUBLIC_HTTPS_PORT"] == "8443"
+    assert "8443:443" in proxy["ports"]
+
+
 def test_the_first_start_makes_a_self_signed_certificate_once(tmp_path: Path) -> None:
     script = ROOT / "deploy" / "nginx" / "self-signed.sh"
     env = {

@@ -81,6 +81,7 @@ def configure(folder: Path, upstream_port: int) -> tuple[Path, Proxy]:
             "APP_UPSTREAM": f"127.0.0.1:{upstream_port}",
             "HTTP_PORT": f"127.0.0.1:{proxy.http_port}",
             "HTTPS_PORT": f"127.0.0.1:{proxy.https_port}",
+            "PUBLIC_HTTPS_PORT": str(proxy.https_port),
             "TLS_CERT": str(cert),
             "TLS_KEY": str(key),
             "PROXY_ERROR_ROOT": str(ERROR_PAGES),
@@ -92,8 +93,11 @@ def configure(folder: Path, upstream_port: int) -> tuple[Path, Proxy]:
         path.mkdir(exist_ok=True)
         os.chmod(path, 0o777)
     conf = folder / "nginx.conf"
+    # As root, the workers would run as nobody, who cannot reach a folder under the tests'
+    # own temporary folders (a body written to client_body_temp_path failed with a 500).
+    user = "user root;\n" if os.geteuid() == 0 else ""
     conf.write_text(
-        f"""worker_processes 1;
+        f"""{user}worker_processes 1;
 pid {folder}/nginx.pid;
 error_log {folder}/error.log warn;
 events {{ worker_connections 1024; }}
