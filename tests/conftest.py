@@ -69,6 +69,9 @@ def app_config(models_dir: Path, tmp_path: Path) -> dict[str, object]:
     return {
         "APP_ENV": "testing",
         "MODELS_DIR": str(models_dir),
+        # The session's service serves LeNet-5 by default; the cell default is tested
+        # on its own app (tests/web/test_cell_default.py).
+        "DEFAULT_MODEL": "lenet",
         "SECRET_KEY": "test-secret",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'records' / 'cases.sqlite3'}",
         "IMAGE_STORE": str(tmp_path / "records" / "images"),

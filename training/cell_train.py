@@ -50,6 +50,7 @@ from training.cell_mil import CellTrainConfig, fit_cell_model
 from training.data import Sample, discover
 from training.evaluate import select_split
 from training.foreign import foreign_set
+from training.intended_use import for_card
 from training.metrics import classification_report, expected_calibration_error
 from training.ood import MIN_SCALE, VAL_QUANTILE, fit_class_gaussians, fit_gaussian
 from training.perturbations import PERTURBATIONS
@@ -340,6 +341,7 @@ def train_cells(
         if unsure.any()
         else None,
     )
+    card.intended_use = for_card(card, out)
     card.save(files.card)
     log.info(
         "[%s] test accuracy %.4f, macro-F1 %.4f, T=%.3f",

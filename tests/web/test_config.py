@@ -43,7 +43,7 @@ def test_defaults_read_from_environment(monkeypatch: pytest.MonkeyPatch) -> None
     settings = DevelopmentConfig.settings()
     assert settings["MAX_CONTENT_LENGTH"] == 50 * 1024 * 1024
     assert settings["MODELS_DIR"] == str(DEFAULT_MODELS_DIR)
-    assert settings["DEFAULT_MODEL"] == "lenet"
+    assert settings["DEFAULT_MODEL"] == "cell_lenet"
     assert settings["DEBUG"] is True
     monkeypatch.setenv("MAX_UPLOAD_MB", "2.5")
     monkeypatch.setenv("MODELS_DIR", "/somewhere/models")
