@@ -10,12 +10,14 @@ import numpy as np
 from app.core.model_card import ModelCard
 from app.core.model_files import model_files, model_names
 from app.core.model_store import load_model
-from training.architectures import FIELD_ARCHITECTURES
+from tests.support.models import field_model_names
+from training.architectures import ARCHITECTURES, FIELD_ARCHITECTURES
 from training.split import MANIFEST_NAME
 
 
 def test_every_registered_architecture_has_a_committed_model(models_dir: Path) -> None:
-    assert model_names(models_dir) == sorted(FIELD_ARCHITECTURES)
+    assert field_model_names(models_dir) == sorted(FIELD_ARCHITECTURES)
+    assert set(model_names(models_dir)) <= set(ARCHITECTURES)
 
 
 def test_committed_cards_are_written_exactly_as_the_card_type_writes_them(models_dir: Path) -> None:
@@ -39,7 +41,7 @@ def test_checksums_in_the_cards_match_the_files(models_dir: Path) -> None:
 
 def test_calibrated_probabilities_sum_to_one_and_keep_the_ranking(models_dir: Path) -> None:
     x = np.random.default_rng(3).random((8, 256, 256, 3)).astype(np.float32)
-    for name in model_names(models_dir):
+    for name in field_model_names(models_dir):
         model = load_model(models_dir, name)
         s = model.input_size
         batch = x[:, :s, :s]

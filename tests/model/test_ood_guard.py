@@ -9,9 +9,10 @@ import pytest
 from PIL import Image
 
 from app.core.guards.ood import OodGuard, OodNotFittedError
-from app.core.model_files import model_files, model_names
+from app.core.model_files import model_files
 from app.core.model_store import load_model
 from app.core.preprocessing import load_image, to_model_input
+from tests.support.models import field_model_names
 from training.data import discover
 from training.evaluate import select_split
 from training.foreign import KINDS, foreign_set
@@ -19,7 +20,7 @@ from training.foreign import KINDS, foreign_set
 
 @pytest.fixture(scope="module")
 def fitted(models_dir: Path) -> list[str]:
-    names = [n for n in model_names(models_dir) if model_files(models_dir, n).ood.is_file()]
+    names = [n for n in field_model_names(models_dir) if model_files(models_dir, n).ood.is_file()]
     if not names:
         pytest.skip(f"no fitted OOD guard in {models_dir}: run python -m training fit-ood")
     return names

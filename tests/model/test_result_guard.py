@@ -25,6 +25,7 @@ from app.web.presenter import (
     verdict,
     verdict_detail,
 )
+from tests.support.models import field_cards
 
 
 def png(image: Image.Image) -> bytes:
@@ -47,7 +48,7 @@ def guarded(inference_service: InferenceService) -> list[str]:
     """Names of the served models that have a fitted OOD guard."""
     names = [
         card.name
-        for card in inference_service.models()
+        for card in field_cards(inference_service)
         if inference_service.served(card.name).guard is not None
     ]
     if not names:
@@ -74,7 +75,7 @@ def unguarded_service(
 
 
 def test_solid_colours_are_refused_before_any_model_runs(inference_service) -> None:
-    for card in inference_service.models():
+    for card in field_cards(inference_service):
         for colour in ((255, 255, 255), (0, 0, 0), (128, 128, 128), (200, 40, 160)):
             with pytest.raises(CaptureError) as raised:
                 inference_service.classify(solid(colour), card.name)
@@ -158,7 +159,7 @@ def test_one_forward_pass_when_the_guard_exists(
 def test_calibrated_probabilities_sum_to_one_and_keep_the_ranking(
     inference_service, images
 ) -> None:
-    for card in inference_service.models():
+    for card in field_cards(inference_service):
         loaded = inference_service.served(card.name).model
         for seed in range(3):
             p = inference_service.classify(images.make(size=(120, 90), seed=seed), card.name)
@@ -193,7 +194,7 @@ def test_out_of_distribution_outranks_uncertain(inference_service, images) -> No
 
 
 def test_served_uncertain_flag_matches_metadata(inference_service, images) -> None:
-    for card in inference_service.models():
+    for card in field_cards(inference_service):
         threshold = card.calibration.uncertain_below
         p = inference_service.classify(images.make(seed=5), card.name)
         assert p.uncertain_below == threshold

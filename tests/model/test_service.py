@@ -16,14 +16,15 @@ from app.core.model_files import model_names
 from app.core.prediction import Prediction
 from app.core.preprocessing import load_image, prepare
 from app.core.service import InferenceService
+from tests.support.models import field_cards
 
 
 def test_every_model_is_loaded_and_ready(inference_service: InferenceService, models_dir) -> None:
     assert inference_service.ready
-    names = [card.name for card in inference_service.models()]
+    names = [card.name for card in field_cards(inference_service)]
     assert names == model_names(models_dir)
     assert "lenet" in names
-    for card in inference_service.models():
+    for card in field_cards(inference_service):
         assert card.version and card.display_name and card.input_size > 0
         assert card.test_accuracy is not None and 0.0 <= card.test_accuracy <= 1.0
         served = inference_service.served(card.name)
@@ -33,7 +34,7 @@ def test_every_model_is_loaded_and_ready(inference_service: InferenceService, mo
 def test_classification_is_complete_and_calibrated(
     inference_service: InferenceService, images
 ) -> None:
-    for card in inference_service.models():
+    for card in field_cards(inference_service):
         p = inference_service.classify(images.make("JPEG"), card.name)
         assert list(p.probabilities) == list(CLASS_IDS)
         assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
@@ -56,7 +57,7 @@ def test_classification_is_complete_and_calibrated(
 
 
 def test_explanation_is_a_separate_step(inference_service: InferenceService, images) -> None:
-    for card in inference_service.models():
+    for card in field_cards(inference_service):
         plain = inference_service.classify(images.make("JPEG", size=(300, 200)), card.name)
         p = inference_service.explain(plain)
         assert plain.explanation is None  # the classification itself is left as it was
@@ -86,7 +87,7 @@ def test_served_probabilities_equal_the_model_store(
 ) -> None:
     """The service adds nothing of its own: same preprocessing, same calibrated softmax."""
     data = images.make("PNG", size=(200, 120))
-    for card in inference_service.models():
+    for card in field_cards(inference_service):
         loaded = inference_service.served(card.name).model
         seen = prepare(load_image(data), loaded.input_size, card.scale)
         expected = loaded.predict(seen.x)[0]
@@ -129,7 +130,7 @@ def test_concurrent_predictions_match_sequential(
     inference_service: InferenceService, images
 ) -> None:
     uploads = [images.make("PNG", size=(90, 90), seed=i) for i in range(8)]
-    models = [card.name for card in inference_service.models()]
+    models = [card.name for card in field_cards(inference_service)]
     jobs = [(img, models[i % len(models)]) for i, img in enumerate(uploads)]
     sequential = [inference_service.classify(d, m).probabilities for d, m in jobs]
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -142,7 +143,7 @@ def test_concurrent_predictions_match_sequential(
 def test_real_smears_match_model_store(inference_service: InferenceService, smear_images) -> None:
     for paths in smear_images.values():
         for path in paths[:1]:
-            for card in inference_service.models():
+            for card in field_cards(inference_service):
                 loaded = inference_service.served(card.name).model
                 seen = prepare(load_image(path), loaded.input_size, card.scale)
                 expected = loaded.predict(seen.x)[0]
@@ -161,7 +162,7 @@ def test_a_batch_answers_as_one_image_at_a_time(
     monkeypatch.setenv("IMAGE_THREADS", "2")
     uploads = [p.read_bytes() for paths in smear_images.values() for p in paths[:2]]
     uploads.insert(2, b"not an image")
-    for card in inference_service.models():
+    for card in field_cards(inference_service):
         batch = inference_service.classify_many(uploads, card.name)
         assert len(batch) == len(uploads)
         assert isinstance(batch[2], ClassifierError) and batch[2].code == "unsupported_media_type"

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.core.model_files import model_names
+
+if TYPE_CHECKING:
+    from app.core.model_card import ModelCard
+    from app.core.service import InferenceService
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA_ENV = "ALL_DATA_DIR"
@@ -31,3 +36,20 @@ def data_root() -> Path | None:
         return None
     root = Path(raw)
     return root / "original" if (root / "original").is_dir() else root
+
+
+def field_cards(service: InferenceService) -> list[ModelCard]:
+    """The served models that read whole fields (the cell models have tests of their own)."""
+    return [card for card in service.models() if card.unit == "field"]
+
+
+def field_model_names(models_dir: Path) -> list[str]:
+    """The committed models that read whole fields."""
+    from app.core.model_card import ModelCard
+    from app.core.model_files import model_files
+
+    return [
+        n
+        for n in model_names(models_dir)
+        if ModelCard.load(model_files(models_dir, n).card).unit == "field"
+    ]
