@@ -1,0 +1,77 @@
+"""The cell commands on a small synthetic data set: cross-validation over blocks, and a
+one-epoch training run that writes a cell model the app serves."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+
+from app.core.model_card import ModelCard
+from app.core.service import InferenceService
+from tests.support.images import ImageFactory
+from training.cli import main
+from training.data import discover
+from training.split import MANIFEST_NAME, assign_splits, write_manifest
+
+# Leukocyte diameter (in red cells) per class folder: the classes differ in their cells.
+DIAMETERS = {"Benign": 1.1, "Early": 1.4, "Pre": 1.7, "Pro": 2.0}
+
+
+def cli(line: str) -> int:
+    return main(shlex.split(line))
+
+
+@pytest.fixture(scope="module")
+def tiny_cells(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tiny-cells")
+    for k, (folder, diameter) in enumerate(DIAMETERS.items()):
+        (root / folder).mkdir()
+        for i in range(8):
+            x = 0.25 + 0.05 * (i % 4)  # fields differ beyond their noise (no near duplicates)
+            cells = [(x, 0.3, diameter), (0.7, 0.5 + 0.04 * k, diameter)]
+            field = ImageFactory.cell_field(cells, seed=1000 * k + i)
+            field.save(root / folder / f"WBC-{folder}-{i + 1:03d}.png")
+    return root
+
+
+def test_cell_blocks_records_every_field_once_with_its_figures(
+    tiny_cells: Path, tmp_path: Path
+) -> None:
+    line = f"cell-blocks --model cell_lenet --data-dir {tiny_cells} --models-dir {tmp_path}"
+    assert cli(f"{line} --folds 3 --epochs 1") == 0
+    result = json.loads((tmp_path / "blocks" / "cell_lenet.json").read_text())
+    held = [r for r in result["records"] if r["role"] == "test"]
+    assert sorted(r["file"] for r in held) == sorted(
+        f"{p.parent.name}/{p.name}" for p in tiny_cells.rglob("*.png")
+    )
+    assert result["unit"] == "cell" and result["k"] == 3
+    assert set(result["held_out"]["ci95"]) == {
+        "accuracy",
+        "macro_f1",
+        "benign_recall",
+        "malignant_recall",
+    }
+    assert all(r["cells"] == 2 for r in held)
+
+
+def test_train_cells_writes_a_cell_model_the_app_serves(tiny_cells: Path, tmp_path: Path) -> None:
+    samples = discover(tiny_cells)
+    write_manifest(samples, assign_splits(samples), tiny_cells, tmp_path / MANIFEST_NAME)
+    assert (
+        cli(f"train-cells --model cell_lenet --epochs 1 --data-dir {tiny_cells} --out {tmp_path}")
+        == 0
+    )
+    card = ModelCard.load(tmp_path / "cell_lenet.json")
+    assert card.unit == "cell" and card.input_size == 64
+    assert card.test_metrics is not None and card.calibration.temperature > 0
+    assert card.calibration.uncertain_below is not None
+    assert card.ood is not None and (tmp_path / "cell_lenet.ood.npz").is_file()
+    assert card.intended_use is not None
+    service = InferenceService(tmp_path, default_model="cell_lenet").load()
+    field = ImageFactory.encode(ImageFactory.cell_field([(0.4, 0.4, 1.7)]))
+    prediction = service.classify(field)
+    assert prediction.cells is not None and len(prediction.cells.cells) == 1
+    assert prediction.ood is not None
