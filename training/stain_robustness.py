@@ -131,8 +131,36 @@ def markdown(result: dict[str, dict[str, Outcome]], display: dict[str, str]) -> 
             "",
             table(["model", *kinds], rows),
             "",
+            *_findings(result, display),
         ]
     )
+
+
+SILENT_TARGET = 0.005
+
+
+def _findings(result: dict[str, dict[str, Outcome]], display: dict[str, str]) -> list[str]:
+    """The sentences under the table: silent errors over the target, sets nobody answers."""
+    over = [
+        f"{display.get(name, name)} on {kind} ({100 * o.silently_wrong / o.n:.1f}%)"
+        for name, by_kind in result.items()
+        for kind, o in by_kind.items()
+        if o.n and o.silently_wrong / o.n > SILENT_TARGET
+    ]
+    unanswered = [
+        kind
+        for kind in next(iter(result.values()))
+        if all(by_kind[kind].answered == 0 for by_kind in result.values())
+    ]
+    lines = []
+    if over:
+        lines.append(f"Silent errors above the {SILENT_TARGET:.1%} target: {'; '.join(over)}. ✗")
+    if unanswered:
+        lines.append(
+            f"No model answers any {', '.join(unanswered)} photograph: each is refused or "
+            "flagged (a cell model finds no violet leukocyte in grey), never answered wrongly."
+        )
+    return [*(f"{line}\n" for line in lines)]
 
 
 def write(path: Path, section: str) -> None:
