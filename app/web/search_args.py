@@ -10,7 +10,10 @@ from app.records.cases import CaseInputError
 
 
 def dates_and_page(args: MultiDict[str, str]) -> tuple[date | None, date | None, int]:
-    """``from`` and ``to`` (YYYY-MM-DD, optional) and ``page`` (from 1); CaseInputError else."""
+    """``from`` and ``to`` (YYYY-MM-DD, optional) and ``page`` (from 1); CaseInputError else,
+    and for a NUL character in any term (PostgreSQL cannot compare text holding one)."""
+    if any("\x00" in text for item in args.items(multi=True) for text in item):
+        raise CaseInputError("A search term holds a NUL character; search for what you can type.")
     try:
         since = date.fromisoformat(args["from"]) if args.get("from") else None
         until = date.fromisoformat(args["to"]) if args.get("to") else None

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any, TypeVar, cast
 
 from flask import Flask, Request, Response, current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from app.web.errors import UploadLimitError
 from app.web.extensions import csrf
@@ -58,6 +58,33 @@ def _apply_upload_limit() -> None:
     setting = getattr(view, "upload_limit", None)
     if setting is not None:
         request.max_content_length = current_app.config[setting]
+
+
+def _refuse_nul() -> None:
+    """A NUL character in the path or a form or JSON field is refused before any view runs:
+    PostgreSQL cannot hold one in text, and no field has a use for it (a search's query is
+    checked with its other terms)."""
+    form = request.form if request.method in ("POST", "PUT", "PATCH", "DELETE") else {}
+    body = request.get_json(silent=True) if request.is_json else None
+    texts = [request.path, *_strings(form), *_strings(body)]
+    if any("\x00" in text for text in texts):
+        raise BadRequest(
+            "The request holds a NUL character (in its address or a field), which no field "
+            "may hold."
+        )
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every key and text in a form or a decoded JSON value."""
+    if isinstance(value, str):
+        yield value
+    elif hasattr(value, "items"):
+        for key, item in value.items(multi=True) if hasattr(value, "getlist") else value.items():
+            yield str(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
 class _CountingStream(io.RawIOBase):
@@ -149,6 +176,7 @@ def init_app(app: Flask) -> None:
     """Install CSRF protection, in-memory uploads and the security headers."""
     app.request_class = InMemoryRequest
     app.before_request(_apply_upload_limit)  # before CSRF's own hook reads the form
+    app.before_request(_refuse_nul)
     csrf.init_app(app)
 
     @app.after_request

@@ -32,8 +32,8 @@ from app.web.reviews import api_review, save_review
 from app.web.security import upload_limit
 from app.web.uploads import requested_model
 
-# The largest id a database integer column holds.
-MAX_ROW_ID = 2**63 - 1
+# PostgreSQL's INTEGER ids end here, and it refuses to compare a bigger number with one.
+MAX_ROW_ID = 2**31 - 1
 
 bp = Blueprint("case_api", __name__, url_prefix="/api/v1/cases")
 csrf.exempt(bp)  # API clients send no session cookie, so there is no form to forge

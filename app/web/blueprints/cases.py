@@ -101,8 +101,8 @@ FORM_OF_ENDPOINT = {
 }
 FORM_ANCHORS = {"review": "#review-error", "add": "#add-error", "cells": "#cells-error"}
 MAX_CARRIED = 2000
-# The largest id a database integer column holds (SQLite and PostgreSQL BIGINT).
-MAX_ROW_ID = 2**63 - 1
+# PostgreSQL's INTEGER ids end here, and it refuses to compare a bigger number with one.
+MAX_ROW_ID = 2**31 - 1
 # The query keys the page links carry on (never url_for's own, such as _method).
 CASE_FILTERS = ("reference", "from", "to", "status", "review")
 
