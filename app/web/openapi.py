@@ -524,7 +524,7 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {"required": True, "content": _UPLOAD},
                     "responses": {
                         "201": {"description": "The case", "content": _json("Case")},
-                        **_errors(400, 413, 422),
+                        **_errors(400, 413, 422, 503),
                     },
                 },
             },
@@ -555,7 +555,7 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {"required": True, "content": _UPLOAD},
                     "responses": {
                         "201": {"description": "The case", "content": _json("Case")},
-                        **_errors(404, 409, 413, 422),
+                        **_errors(404, 409, 413, 422, 503),
                     },
                 },
             },
