@@ -120,13 +120,20 @@ def blocks_markdown(models_dir: Path) -> str:
         "",
         "*Malignant recall* counts a malignant field called any malignant subtype. A field a "
         "cell model could not answer (no whole leukocyte) counts as wrong. Whole-field models: "
-        "the architecture's recipe for 10 epochs, one view (`python -m training field-blocks "
-        "--epochs 10`); cell models: `python -m training cell-blocks` (16 epochs).",
+        "the architecture's recipe, one view (`python -m training field-blocks`); cell models: "
+        f"`python -m training cell-blocks`. Epochs: {_epochs(data)}.",
         "",
         *_targets(data),
         *_neighbours(models_dir),
     ]
     return "\n".join(lines)
+
+
+def _epochs(data: dict[str, dict[str, Any]]) -> str:
+    return ", ".join(
+        f"{ARCHITECTURES[n].display_name} {d.get('config', {}).get('epochs', '?')}"
+        for n, d in data.items()
+    )
 
 
 def _targets(data: dict[str, dict[str, Any]]) -> list[str]:
