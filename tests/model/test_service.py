@@ -21,10 +21,10 @@ from tests.support.models import field_cards
 
 def test_every_model_is_loaded_and_ready(inference_service: InferenceService, models_dir) -> None:
     assert inference_service.ready
-    names = [card.name for card in field_cards(inference_service)]
+    names = [card.name for card in inference_service.models()]
     assert names == model_names(models_dir)
     assert "lenet" in names
-    for card in field_cards(inference_service):
+    for card in inference_service.models():
         assert card.version and card.display_name and card.input_size > 0
         assert card.test_accuracy is not None and 0.0 <= card.test_accuracy <= 1.0
         served = inference_service.served(card.name)

@@ -62,7 +62,9 @@ def test_the_committed_cards_state_their_intended_use(name: str) -> None:
     scope = " ".join(use.out_of_scope)
     assert "stain" in scope and "Bone marrow" in scope and "other laboratories" in scope
     first = use.known_failures[0]
-    assert (first.true_class, first.called, first.of) == ("benign", "early_pre_b", 67)
+    benign = card.test_metrics.per_class["benign"]["support"]  # 66 answered by a cell model
+    assert (first.true_class, first.called, first.of) == ("benign", "early_pre_b", benign)
+    assert benign in (66, 67)
     assert first.count == card.test_metrics.confusion_matrix[0][1]
     data = use.data
     assert "Taleqani Hospital, Tehran" in data.source and data.doi == "10.34740/KAGGLE/DSV/2175623"

@@ -221,7 +221,14 @@ def test_model_without_guard_says_the_check_is_unavailable(models_dir, tmp_path,
     meta = json.loads((models_dir / "lenet.json").read_text())
     meta.pop("ood", None)
     (folder / "lenet.json").write_text(json.dumps(meta))
-    app = create_app({"APP_ENV": "testing", "MODELS_DIR": str(folder), "SECRET_KEY": "t"})
+    app = create_app(
+        {
+            "APP_ENV": "testing",
+            "MODELS_DIR": str(folder),
+            "SECRET_KEY": "t",
+            "DEFAULT_MODEL": "lenet",
+        }
+    )
     client = admin_client(app)
     token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").get_data(as_text=True))
     page = analyze(client, token.group(1), images.make(size=(64, 64))).get_data(as_text=True)
