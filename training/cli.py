@@ -111,6 +111,12 @@ def _parser() -> argparse.ArgumentParser:
     capture.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     capture.add_argument("--split", choices=("train", "val", "test"), default="val")
     capture.add_argument("--every", type=int, default=1, help="take every N-th image (default 1)")
+    capture.add_argument(
+        "--update-report",
+        action="store_true",
+        help="also replace the capture section of REPORT.md in the models folder "
+        "(with --split test; every other section is left as it was)",
+    )
 
     proxy = sub.add_parser(
         "patient-proxy",
@@ -461,10 +467,21 @@ def _fit_scale(args: argparse.Namespace) -> int:
 
 
 def _capture(args: argparse.Namespace) -> int:
-    from training.report import capture_section
+    from training.report import capture_sections, write_capture_section
 
-    samples = _split_of(args, args.split)
-    print(capture_section(args.models_dir, samples[:: args.every], args.split), flush=True)
+    if args.update_report and args.split != "test":
+        raise SystemExit("--update-report writes the report's test-split section: use --split test")
+    samples = _split_of(args, args.split)[:: args.every]
+    every = f" --every {args.every}" if args.every != 1 else ""
+    update = " --update-report" if args.update_report else ""
+    command = f"python -m training capture --data-dir DIR --split {args.split}{every}{update}"
+    if not args.update_report:
+        captures, cases = capture_sections(args.models_dir, samples, args.split, command)
+        print(captures, cases, sep="\n", flush=True)
+        return 0
+    path, captures, cases = write_capture_section(args.models_dir, samples, command)
+    print(captures, cases, sep="\n", flush=True)
+    print(f"replaced the capture section of {path} (not the case section)", flush=True)
     return 0
 
 

@@ -17,7 +17,7 @@ from app.core.model_files import model_files, model_names
 from app.core.model_store import LoadedModel, load_model
 from app.core.service import InferenceService
 from training.architectures import ARCHITECTURES
-from training.capture import CAPTURES, Outcomes, SetScore, capture_markdown
+from training.capture import CAPTURE_HEADING, CAPTURES, Outcomes, SetScore, capture_markdown
 from training.capture import run as run_captures
 from training.case_eval import CASE_HEADING, case_markdown, case_results
 from training.data import Sample, discover
@@ -215,9 +215,11 @@ def render(rows: list[ModelRow], n_test: int, extra_sections: list[str]) -> str:
     return "\n".join(out)
 
 
-def capture_section(models_dir: Path, samples: list[Sample], split: str = "test") -> str:
-    """The capture-robustness table of every served model on ``samples``, and the
-    simulated cases built from the same outcomes."""
+def capture_sections(
+    models_dir: Path, samples: list[Sample], split: str = "test", command: str = REPORT_COMMAND
+) -> tuple[str, str]:
+    """The capture-robustness section of every served model on ``samples``, and the
+    simulated-case section built from the same outcomes."""
     service = _service(models_dir)
     cards = {card.name: card for card in service.models()}
     thresholds = {name: card.calibration.uncertain_below for name, card in cards.items()}
@@ -227,8 +229,27 @@ def capture_section(models_dir: Path, samples: list[Sample], split: str = "test"
         for name, sets in outcomes.items()
     }
     display = {name: card.display_name for name, card in cards.items()}
-    cases = case_section(cards, outcomes, samples, split, REPORT_COMMAND)
-    return "\n".join([capture_markdown(scores, display, split), cases])
+    captures = capture_markdown(scores, display, split, command, len(samples))
+    return captures, case_section(cards, outcomes, samples, split, REPORT_COMMAND)
+
+
+def capture_section(models_dir: Path, samples: list[Sample], split: str = "test") -> str:
+    """The capture-robustness table of every served model on ``samples``, and the
+    simulated cases built from the same outcomes."""
+    return "\n".join(capture_sections(models_dir, samples, split))
+
+
+def write_capture_section(
+    models_dir: Path, samples: list[Sample], command: str
+) -> tuple[Path, str, str]:
+    """Recompute the capture section on ``samples`` (the test split) and replace it in
+    ``models_dir/REPORT.md``, leaving every other section (the cases too) as it was; the
+    case section's text is returned, not written."""
+    captures, cases = capture_sections(models_dir, samples, "test", command)
+    path = models_dir / "REPORT.md"
+    # Read just before writing: other sections change while the suite runs for an hour.
+    path.write_text(replace_section(path.read_text(), CAPTURE_HEADING, captures))
+    return path, captures, cases
 
 
 def _service(models_dir: Path) -> InferenceService:
