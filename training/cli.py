@@ -15,7 +15,7 @@ from typing import TextIO
 from app.core.model_card import VIEW_DESCRIPTIONS, ModelCard, ModelCardError
 from app.core.model_files import model_files, model_names
 from training import cell_commands
-from training.architectures import FIELD_ARCHITECTURES
+from training.architectures import ARCHITECTURES, FIELD_ARCHITECTURES
 from training.data import DATA_ENV, DataSetError, Sample, data_dir_from
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -195,7 +195,7 @@ def _parser() -> argparse.ArgumentParser:
         "fit-case",
         help="fit the case rule's escalation threshold on simulated validation cases",
     )
-    _every_model_options(case)
+    _every_model_options(case, cells=True)
     _capture_options(case, "validation")
 
     cases = sub.add_parser(
@@ -224,10 +224,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _every_model_options(parser: argparse.ArgumentParser) -> None:
-    """--data-dir, --model (every model unless named) and --models-dir."""
+def _every_model_options(parser: argparse.ArgumentParser, cells: bool = False) -> None:
+    """--data-dir, --model (every model unless named; cell models too when ``cells``, for
+    commands that go through the served path) and --models-dir."""
     parser.add_argument("--data-dir", help=DATA_HELP)
-    parser.add_argument("--model", choices=MODEL_CHOICES, default="all")
+    choices = (*ARCHITECTURES, "all") if cells else MODEL_CHOICES
+    parser.add_argument("--model", choices=choices, default="all")
     parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
 
 
