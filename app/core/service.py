@@ -23,18 +23,18 @@ from app.core.cells.serving import DecodedCells, ServedCellModel
 from app.core.cells.serving import decode as decode_cells
 from app.core.classes import CLASS_IDS
 from app.core.errors import ClassifierError, NoModelsError, NotReadyError, UnknownModelError
-from app.core.explanation.gradcam import GradCam, heat_layer_png, overlay_png
-from app.core.explanation.heat_share import heat_share, min_density
-from app.core.explanation.segmentation import outline_png, segment
+from app.core.explanation.assemble import explain_with
+from app.core.explanation.gradcam import GradCam
+from app.core.explanation.heat_share import min_density
+from app.core.explanation.segmentation import outline_png
 from app.core.guards.image_stats import field_statistics
 from app.core.guards.ood import OodGuard, OodNotFittedError, OodResult
-from app.core.imaging import DISPLAY_SIDE, downscale
 from app.core.model_card import ModelCard
 from app.core.model_files import model_files, model_names
 from app.core.model_store import BATCH, LoadedModel, load_model
 from app.core.parallel import parallel_map
 from app.core.parallel import start as start_work
-from app.core.prediction import Explanation, Prediction, Timings
+from app.core.prediction import Prediction, Timings
 from app.core.preprocessing import PreparedImage, load_image, prepare, sniff_format
 
 log = logging.getLogger(__name__)
@@ -231,30 +231,11 @@ class InferenceService:
         served = self.served(prediction.model.name)
         if isinstance(served, ServedCellModel):
             return served.explain(prediction)
-        start = time.perf_counter()
-        cells = segment(prediction.field_image)
-        segmented = time.perf_counter()
         class_index = served.model.class_ids.index(prediction.class_id)
-        heat = served.gradcam.heatmap(prediction.model_input, class_index)
-        # Downscale a big photograph once for both pictures.
-        shown = downscale(prediction.field_image, DISPLAY_SIDE)
-        gradcam_png = overlay_png(shown, heat)
-        heat_png = heat_layer_png(heat, shown.size)
-        drawn = time.perf_counter()
-        cells_png = outline_png(shown, cells)
-        outlined = time.perf_counter()
-        return prediction.with_explanation(
-            Explanation(
-                gradcam_class=prediction.class_id,
-                gradcam_png=gradcam_png,
-                cells=cells,
-                cells_png=cells_png,
-                heat_png=heat_png,
-                heat_share=heat_share(heat, cells),
-                segmentation_ms=_ms(start, segmented),
-                gradcam_ms=_ms(segmented, drawn),
-                outline_ms=_ms(drawn, outlined),
-            )
+        return explain_with(
+            prediction,
+            lambda: served.gradcam.heatmap(prediction.model_input, class_index),
+            outline_png,
         )
 
     def predict(self, data: bytes, model: str | None = None, explain: bool = False) -> Prediction:

@@ -21,15 +21,14 @@ from app.core.cells.detect import NORMAL_RBC_PX, RBC_UM
 from app.core.cells.explain import cell_heat, outline_cells_png
 from app.core.cells.model import CellOutputs, LoadedCellModel, load_cell_model
 from app.core.errors import ClassifierError
-from app.core.explanation.gradcam import GradCam, heat_layer_png, overlay_png
-from app.core.explanation.heat_share import heat_share, min_density
-from app.core.explanation.segmentation import segment
+from app.core.explanation.assemble import explain_with
+from app.core.explanation.gradcam import GradCam
+from app.core.explanation.heat_share import min_density
 from app.core.guards.image_stats import field_statistics
 from app.core.guards.ood import OodGuard, OodNotFittedError, OodResult
-from app.core.imaging import DISPLAY_SIDE, downscale
 from app.core.model_card import ModelCard
 from app.core.parallel import start as start_work
-from app.core.prediction import CellAnswer, CellReading, Explanation, Prediction, Timings
+from app.core.prediction import CellAnswer, CellReading, Prediction, Timings
 from app.core.preprocessing import load_image, photograph_size, sniff_format
 
 log = logging.getLogger(__name__)
@@ -186,29 +185,12 @@ class ServedCellModel:
         reading = prediction.cells
         if reading is None or reading.source is None:
             raise ValueError("a cell model's prediction carries its cells")
-        start = time.perf_counter()
-        segmentation = segment(prediction.field_image)
-        segmented = time.perf_counter()
         class_ids = self.model.class_ids
         indices = [class_ids.index(c.class_id) for c in reading.cells]
         weights = np.array([c.attention for c in reading.cells])
-        heat = cell_heat(self.gradcam, reading.source, indices, weights)
-        shown = downscale(prediction.field_image, DISPLAY_SIDE)
-        gradcam_png = overlay_png(shown, heat)
-        heat_png = heat_layer_png(heat, shown.size)
-        drawn = time.perf_counter()
-        cells_png = outline_cells_png(prediction.field_image, reading)
-        outlined = time.perf_counter()
-        return prediction.with_explanation(
-            Explanation(
-                gradcam_class=prediction.class_id,
-                gradcam_png=gradcam_png,
-                cells=segmentation,
-                cells_png=cells_png,
-                heat_png=heat_png,
-                heat_share=heat_share(heat, segmentation),
-                segmentation_ms=(segmented - start) * 1000,
-                gradcam_ms=(drawn - segmented) * 1000,
-                outline_ms=(outlined - drawn) * 1000,
-            )
+        source = reading.source
+        return explain_with(
+            prediction,
+            lambda: cell_heat(self.gradcam, source, indices, weights),
+            lambda _shown, _cells: outline_cells_png(prediction.field_image, reading),
         )
