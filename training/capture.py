@@ -29,7 +29,7 @@ from pillow_heif import register_heif_opener
 from scipy import ndimage
 
 from app.core.classes import CLASS_IDS
-from app.core.errors import ClassifierError
+from app.core.errors import AnalysisRefusedError
 from app.core.preprocessing import load_image
 from app.core.service import InferenceService
 from training.data import Sample
@@ -622,7 +622,7 @@ _Row = tuple[bool, bool, int, float, tuple[float, ...]]
 def _outcome(service: InferenceService, data: bytes, model: str) -> _Row:
     try:
         p = service.classify(data, model)
-    except ClassifierError:
+    except AnalysisRefusedError:
         return True, False, -1, 0.0, (0.0,) * len(CLASS_IDS)
     index = list(p.probabilities).index(p.class_id)
     probs = tuple(p.probabilities[c] for c in CLASS_IDS)

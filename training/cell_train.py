@@ -28,7 +28,7 @@ from PIL import Image
 from app.core.cells.crops import CROP_PX, CROP_UM, read_photograph
 from app.core.cells.model import LoadedCellModel, load_cell_model
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
-from app.core.errors import ClassifierError
+from app.core.errors import AnalysisRefusedError
 from app.core.guards.image_stats import field_statistics
 from app.core.guards.ood import COMPONENTS, OodGuard
 from app.core.model_card import (
@@ -103,7 +103,7 @@ def _photograph_probabilities(loaded: LoadedCellModel, image: Image.Image) -> np
     """Calibrated probabilities of one photograph through the cell path; None when refused."""
     try:
         cells = read_photograph(image)
-    except ClassifierError:
+    except AnalysisRefusedError:
         return None
     if not cells.used:
         return None
@@ -115,7 +115,7 @@ def _features_and_stats(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     try:
         cells = read_photograph(image)
-    except ClassifierError:
+    except AnalysisRefusedError:
         return None
     if not cells.used:
         return None

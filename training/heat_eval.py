@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES
-from app.core.errors import ClassifierError
+from app.core.errors import AnalysisRefusedError
 from app.core.explanation.gradcam import GradCam
 from app.core.explanation.heat_share import HeatShare, heat_share
 from app.core.explanation.segmentation import Segmentation, segment
@@ -189,7 +189,7 @@ def served_answers(service: InferenceService, name: str, samples: Sequence[Sampl
     for sample in track(samples, f"heat of {name}'s answers"):
         try:
             prediction = service.classify(sample.path.read_bytes(), name)
-        except ClassifierError:
+        except AnalysisRefusedError:
             continue
         if prediction.status == "out_of_distribution":
             continue

@@ -1,8 +1,11 @@
-"""Errors the core raises for bad input or an unready service.
+"""Errors a request can cause: the base every layer refuses a request with, and the
+classifier's own.
 
 Each carries the HTTP status and the stable error code the web layer answers
 with (the "API errors as JSON" pattern of the Flask documentation), so the
-mapping lives with the error and not in a table elsewhere.
+mapping lives with the error and not in a table elsewhere. ``RequestRefusedError``
+is the base of every such error (the classifier's, and those of accounts, cases and
+uploads); ``AnalysisRefusedError`` is the base of the classifier's alone.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from app.core.formats import FORMAT_NAMES
 
 
-class ClassifierError(Exception):
+class RequestRefusedError(Exception):
     """Base of every error a request can cause; ``message`` is safe to show to the user."""
 
     status: int = 400
@@ -21,14 +24,19 @@ class ClassifierError(Exception):
         return str(self)
 
 
-class UnsupportedImageError(ClassifierError):
+class AnalysisRefusedError(RequestRefusedError):
+    """The classifier cannot answer: the image cannot be read or prepared, or the model
+    asked for is unknown or not ready."""
+
+
+class UnsupportedImageError(AnalysisRefusedError):
     """The upload is not one of the accepted image formats (decided from its content)."""
 
     status = 415
     code = "unsupported_media_type"
 
 
-class ImageDecodeError(ClassifierError):
+class ImageDecodeError(AnalysisRefusedError):
     """The bytes are not a complete image Pillow can decode."""
 
     status = 422
@@ -39,7 +47,7 @@ class ImageDecodeError(ClassifierError):
         return f"The image could not be decoded ({self}). Upload a complete {FORMAT_NAMES} file."
 
 
-class ImageTooLargeError(ClassifierError):
+class ImageTooLargeError(AnalysisRefusedError):
     """The image has more pixels than the decoder accepts."""
 
     status = 413
@@ -50,7 +58,7 @@ class ImageTooLargeError(ClassifierError):
         return f"The image has too many pixels: {str(self).rstrip('.')}."
 
 
-class CaptureError(ClassifierError):
+class CaptureError(AnalysisRefusedError):
     """The photograph cannot be analysed as it was taken; ``fix`` says how to take it again."""
 
     status = 422
@@ -69,14 +77,14 @@ class CaptureError(ClassifierError):
         return f"{text[0].upper()}{text[1:]}."
 
 
-class UnknownModelError(ClassifierError):
+class UnknownModelError(AnalysisRefusedError):
     """The requested model is not served by this process."""
 
     status = 400
     code = "unknown_model"
 
 
-class NotReadyError(ClassifierError):
+class NotReadyError(AnalysisRefusedError):
     """Models are not loaded and warmed up yet."""
 
     status = 503

@@ -22,7 +22,7 @@ from PIL import Image
 from app.core.cells.serving import DecodedCells, ServedCellModel
 from app.core.cells.serving import decode as decode_cells
 from app.core.classes import CLASS_IDS
-from app.core.errors import ClassifierError, NoModelsError, NotReadyError, UnknownModelError
+from app.core.errors import AnalysisRefusedError, NoModelsError, NotReadyError, UnknownModelError
 from app.core.explanation.assemble import explain_with
 from app.core.explanation.gradcam import GradCam
 from app.core.explanation.heat_share import min_density
@@ -179,13 +179,13 @@ class InferenceService:
         model cannot be given) or NotReadyError.
         """
         outcome = self.classify_many([data], model)[0]
-        if isinstance(outcome, ClassifierError):
+        if isinstance(outcome, AnalysisRefusedError):
             raise outcome
         return outcome
 
     def classify_many(
         self, items: Sequence[bytes], model: str | None = None
-    ) -> list[Prediction | ClassifierError]:
+    ) -> list[Prediction | AnalysisRefusedError]:
         """``classify`` for several images at once: ``decode_many``, then ``classify_decoded``.
 
         An image that cannot be classified gets its error in its place in the list;
@@ -195,7 +195,7 @@ class InferenceService:
 
     def decode_many(
         self, items: Sequence[bytes], model: str | None = None
-    ) -> list[Decoded | ClassifierError]:
+    ) -> list[Decoded | AnalysisRefusedError]:
         """Each image decoded and prepared for ``model`` (its scale checked, or its cells
         read), on the image threads; an image that cannot be gets its error in its place."""
         served = self.served(model)
@@ -205,15 +205,15 @@ class InferenceService:
         return parallel_map(lambda data: _decode_or_refuse(data, loaded), items)
 
     def classify_decoded(
-        self, decoded: Sequence[Decoded | ClassifierError], model: str | None = None
-    ) -> list[Prediction | ClassifierError]:
+        self, decoded: Sequence[Decoded | AnalysisRefusedError], model: str | None = None
+    ) -> list[Prediction | AnalysisRefusedError]:
         """Classify what ``decode_many`` gave, in one model pass per BATCH; the guard's image
         statistics are worked out on the image threads during the pass. Errors stay in place."""
         served = self.served(model)
-        outcomes: list[Prediction | ClassifierError | None] = [
-            item if isinstance(item, ClassifierError) else None for item in decoded
+        outcomes: list[Prediction | AnalysisRefusedError | None] = [
+            item if isinstance(item, AnalysisRefusedError) else None for item in decoded
         ]
-        pending = [(i, d) for i, d in enumerate(decoded) if not isinstance(d, ClassifierError)]
+        pending = [(i, d) for i, d in enumerate(decoded) if not isinstance(d, AnalysisRefusedError)]
         for start in range(0, len(pending), BATCH):
             chunk = pending[start : start + BATCH]
             if isinstance(served, ServedCellModel):
@@ -272,17 +272,17 @@ def _decode(data: bytes, loaded: LoadedModel) -> DecodedImage:
 Decoded = DecodedImage | DecodedCells
 
 
-def _decode_or_refuse(data: bytes, loaded: LoadedModel) -> DecodedImage | ClassifierError:
+def _decode_or_refuse(data: bytes, loaded: LoadedModel) -> DecodedImage | AnalysisRefusedError:
     try:
         return _decode(data, loaded)
-    except ClassifierError as exc:
+    except AnalysisRefusedError as exc:
         return exc
 
 
-def _cells_or_refuse(data: bytes) -> DecodedCells | ClassifierError:
+def _cells_or_refuse(data: bytes) -> DecodedCells | AnalysisRefusedError:
     try:
         return decode_cells(data)
-    except ClassifierError as exc:
+    except AnalysisRefusedError as exc:
         return exc
 
 

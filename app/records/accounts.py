@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app.core.errors import ClassifierError
+from app.core.errors import RequestRefusedError
 from app.records.schema import ApiToken, LoginSession, SignInAttempt, User, UtcDateTime, utcnow
 
 ROLES = ("admin", "clinician", "viewer")
@@ -49,7 +49,7 @@ _DUMMY_HASH = generate_password_hash("not a password of anyone")
 _TOUCH_EVERY = timedelta(seconds=60)
 
 
-class AccountError(ClassifierError):
+class AccountError(RequestRefusedError):
     status = 422
     code = "invalid_account"
 
@@ -63,7 +63,7 @@ class UnknownUserError(AccountError):
     code = "unknown_user"
 
 
-class LoginError(ClassifierError):
+class LoginError(RequestRefusedError):
     """A refused sign-in (unknown name, wrong password, disabled account): the words are
     the same for every reason; ``code`` tells the audit trail which."""
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, defer, selectinload
 
 from app.core.case_verdict import CaseVerdict, FieldOutcome, FieldState, case_verdict
 from app.core.classes import CLASS_IDS
-from app.core.errors import ClassifierError
+from app.core.errors import RequestRefusedError
 from app.core.explanation.gallery import FieldPictures, prediction_pictures
 from app.core.model_card import CaseRuleSpec, ModelCard
 from app.core.prediction import Prediction
@@ -45,14 +45,14 @@ FINDINGS = {
 OTHER_FINDING = "other_finding"
 
 
-class CaseInputError(ClassifierError):
+class CaseInputError(RequestRefusedError):
     """A case form or request that cannot be accepted as it is."""
 
     status = 422
     code = "invalid_case"
 
 
-class CaseNotFoundError(ClassifierError):
+class CaseNotFoundError(RequestRefusedError):
     status = 404
     code = "case_not_found"
 
@@ -69,19 +69,19 @@ class IncompleteCaseError(CaseInputError):
     code = "case_incomplete"
 
 
-class CaseLockedError(ClassifierError):
+class CaseLockedError(RequestRefusedError):
     """The case is signed off: it can only be corrected by a new, linked review."""
 
     status = 409
     code = "case_signed_off"
 
 
-class TooManyFieldsError(ClassifierError):
+class TooManyFieldsError(RequestRefusedError):
     status = 413
     code = "too_many_fields"
 
 
-class CellNotFoundError(ClassifierError):
+class CellNotFoundError(RequestRefusedError):
     status = 404
     code = "cell_not_found"
 
@@ -261,7 +261,7 @@ def add_field(
     case: Case,
     filename: str,
     data: bytes,
-    outcome: Prediction | ClassifierError,
+    outcome: Prediction | RequestRefusedError,
     store: ImageStore | None,
     pictures: FieldPictures | None = None,
 ) -> CaseField:
@@ -280,7 +280,7 @@ def add_field(
         sha256=hashlib.sha256(data).hexdigest(),
         size_bytes=len(data),
     )
-    if isinstance(outcome, ClassifierError):
+    if isinstance(outcome, RequestRefusedError):
         item.state = "refused"
         item.error_code = outcome.code
         item.error_message = outcome.message
@@ -291,7 +291,7 @@ def add_field(
     else:
         drawn = pictures or prediction_pictures(outcome)
         _record_prediction(item, outcome, drawn)
-    if store is not None and not isinstance(outcome, ClassifierError):
+    if store is not None and not isinstance(outcome, RequestRefusedError):
         store.put(data)
         item.stored = True
     case.fields.append(item)

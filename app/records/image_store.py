@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from app.core.errors import ClassifierError
+from app.core.errors import RequestRefusedError
 
 log = logging.getLogger(__name__)
 # Files the store writes before a photograph is in place (a write stopped part-way leaves one).
@@ -17,7 +17,7 @@ PARTIAL_PREFIX = ".partial-"
 PROBE_PREFIX = ".probe-"
 
 
-class StoreUnavailableError(ClassifierError):
+class StoreUnavailableError(RequestRefusedError):
     """The photographs cannot be written (a read-only or full disk): a server fault, not the
     request's, so 503 rather than 500."""
 

@@ -39,7 +39,7 @@ login_manager = LoginManager()
 limiter = Limiter(key_func=get_remote_address, storage_uri="memory://")
 
 
-# HTTP errors, not ClassifierErrors: a blueprint's form handlers must not catch them.
+# HTTP errors, not RequestRefusedErrors: a blueprint's form handlers must not catch them.
 class UnauthenticatedError(Unauthorized):
     pass
 

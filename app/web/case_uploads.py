@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.datastructures import FileStorage
 
-from app.core.errors import ClassifierError
+from app.core.errors import AnalysisRefusedError, RequestRefusedError
 from app.core.explanation.gallery import FieldPictures, cell_model_pictures, field_pictures
 from app.core.parallel import start as start_work
 from app.core.prediction import Prediction
@@ -43,12 +43,12 @@ FIELD_NAME = "images"
 CASE_UPLOAD_LIMIT = "MAX_CASE_UPLOAD_BYTES"
 
 
-class FileTooLargeError(ClassifierError):
+class FileTooLargeError(RequestRefusedError):
     status = 413
     code = "payload_too_large"
 
 
-class ModelChangedError(ClassifierError):
+class ModelChangedError(RequestRefusedError):
     status = 409
     code = "model_changed"
 
@@ -90,7 +90,7 @@ def _analyse_group(
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     payloads = [f.read() for f in group]
     sized = [i for i, d in enumerate(payloads) if len(d) <= limit]
-    outcomes: list[Prediction | ClassifierError] = [
+    outcomes: list[Prediction | RequestRefusedError] = [
         FileTooLargeError(
             f"The file is too large; the limit per photograph is {limit / 1024 / 1024:g} MB."
         )
@@ -110,11 +110,11 @@ def _analyse_group(
 
 
 def _pictures_of(
-    decoded: DecodedImage | DecodedCells | ClassifierError,
+    decoded: DecodedImage | DecodedCells | AnalysisRefusedError,
 ) -> FieldPictures | None:
     from app.core.cells.serving import DecodedCells  # loaded with the service already
 
-    if isinstance(decoded, ClassifierError):
+    if isinstance(decoded, AnalysisRefusedError):
         return None
     if isinstance(decoded, DecodedCells):
         return cell_model_pictures(decoded.image, decoded.cells)

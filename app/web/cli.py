@@ -19,7 +19,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from app.core.errors import ClassifierError
+from app.core.errors import RequestRefusedError
 from app.records import accounts, audit_chain, backup, photographs
 from app.records.audit import record
 from app.records.database import upgrade
@@ -55,7 +55,7 @@ def _refusals_said() -> Iterator[None]:
     """An account or backup that cannot be used: its reason on stderr, exit status 1."""
     try:
         yield
-    except ClassifierError as exc:
+    except RequestRefusedError as exc:
         raise click.ClickException(exc.message) from None
     except backup.BackupError as exc:
         raise click.ClickException(str(exc)) from None

@@ -17,7 +17,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from app.core.errors import CaptureError, ClassifierError
+from app.core.errors import CaptureError, RequestRefusedError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class UploadLimitError(RequestEntityTooLarge):
 
 def describe(exc: BaseException) -> tuple[int, str, str]:
     """(status, code, message) for an exception raised while handling a request."""
-    if isinstance(exc, ClassifierError):
+    if isinstance(exc, RequestRefusedError):
         return exc.status, exc.code, exc.message
     if isinstance(exc, CSRFError):
         return (
@@ -115,7 +115,7 @@ def _clash(_exc: IntegrityError) -> Any:
 def init_app(app: Flask) -> None:
     """Install the app-wide error handlers."""
     app.register_error_handler(HTTPException, respond)
-    app.register_error_handler(ClassifierError, respond)
+    app.register_error_handler(RequestRefusedError, respond)
     app.register_error_handler(IntegrityError, _clash)
 
     @app.errorhandler(Exception)

@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.core.errors import ClassifierError
+from app.core.errors import RequestRefusedError
 from app.records.database import (
     make_engine,
     require_current,
@@ -68,7 +68,7 @@ def db() -> Session:
     return session
 
 
-class ConcurrentChangeError(ClassifierError):
+class ConcurrentChangeError(RequestRefusedError):
     """Another request changed the same records first (e.g. two uploads to one case)."""
 
     status = 409

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import request
 from werkzeug.datastructures import FileStorage
 
-from app.core.errors import ClassifierError
+from app.core.errors import RequestRefusedError
 from app.core.preprocessing import DECODE_BUDGET, decoding_cost
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
@@ -14,7 +14,7 @@ TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 GROUP_FILES = 64
 
 
-class MissingFileError(ClassifierError):
+class MissingFileError(RequestRefusedError):
     """The request carries no file in the expected form field."""
 
     status = 400

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
-from app.core.errors import ClassifierError, NoModelsError, NotReadyError, UnknownModelError
+from app.core.errors import AnalysisRefusedError, NoModelsError, NotReadyError, UnknownModelError
 from app.core.model_files import model_names
 from app.core.prediction import Prediction
 from app.core.preprocessing import load_image, prepare
@@ -165,7 +165,8 @@ def test_a_batch_answers_as_one_image_at_a_time(
     for card in field_cards(inference_service):
         batch = inference_service.classify_many(uploads, card.name)
         assert len(batch) == len(uploads)
-        assert isinstance(batch[2], ClassifierError) and batch[2].code == "unsupported_media_type"
+        assert isinstance(batch[2], AnalysisRefusedError)
+        assert batch[2].code == "unsupported_media_type"
         for data, got in zip(uploads[:2] + uploads[3:], batch[:2] + batch[3:], strict=True):
             alone = inference_service.classify(data, card.name)
             assert isinstance(got, Prediction)

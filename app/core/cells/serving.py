@@ -20,7 +20,7 @@ from app.core.cells.crops import CROP_PX, FieldCells, read_photograph
 from app.core.cells.detect import NORMAL_RBC_PX, RBC_UM
 from app.core.cells.explain import cell_heat, outline_cells_png
 from app.core.cells.model import CellOutputs, LoadedCellModel, load_cell_model
-from app.core.errors import ClassifierError
+from app.core.errors import AnalysisRefusedError
 from app.core.explanation.assemble import explain_with
 from app.core.explanation.gradcam import GradCam
 from app.core.explanation.heat_share import min_density
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 CELL_CONFIDENT = 0.6
 
 
-class NoCellsError(ClassifierError):
+class NoCellsError(AnalysisRefusedError):
     """The photograph holds no whole leukocyte for a cell model to read."""
 
     status = 422

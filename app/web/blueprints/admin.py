@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 
-from app.core.errors import ClassifierError
+from app.core.errors import RequestRefusedError
 from app.records import accounts, held
 from app.records.audit import (
     ACTIONS,
@@ -137,7 +137,7 @@ def revoke_token(public_id: str) -> Any:
     return redirect(url_for("admin.users"), code=303)
 
 
-@bp.errorhandler(ClassifierError)
+@bp.errorhandler(RequestRefusedError)
 @bp.errorhandler(CSRFError)
 def form_error(exc: Exception) -> Any:
     """A refused users form: back to the users page with the message (a page's own

@@ -18,7 +18,7 @@ from flask import Blueprint, current_app, flash, g, redirect, render_template, r
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.core.errors import CaptureError, ClassifierError
+from app.core.errors import CaptureError, RequestRefusedError
 from app.core.formats import FORMAT_NAMES
 from app.records import held
 from app.web.auth import identity, requires, sign_in_key
@@ -118,7 +118,7 @@ def _rendered_blocks(template_name: str, blocks: tuple[str, ...], **context: Any
     return {name: "".join(template.blocks[name](rendered)) for name in blocks}
 
 
-@bp.errorhandler(ClassifierError)
+@bp.errorhandler(RequestRefusedError)
 @bp.errorhandler(CSRFError)
 @bp.errorhandler(RequestEntityTooLarge)
 def form_error(exc: Exception) -> Any:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, g, jsonify, request
 from werkzeug.datastructures import FileStorage
 
-from app.core.errors import ClassifierError
+from app.core.errors import AnalysisRefusedError
 from app.records.cases import MAX_FIELDS, TooManyFieldsError
 from app.web.auth import requires
 from app.web.extensions import csrf, inference
@@ -53,7 +53,7 @@ def _answers(
     before the next group is decoded (as a case's are)."""
     return [
         {"error": {"code": o.code, "message": o.message}}
-        if isinstance(o, ClassifierError)
+        if isinstance(o, AnalysisRefusedError)
         else prediction_json(service.explain(o) if explain else o)
         for o in service.classify_many([f.read() for f in group], model)
     ]

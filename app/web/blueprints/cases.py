@@ -27,7 +27,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES
-from app.core.errors import ClassifierError
+from app.core.errors import RequestRefusedError
 from app.core.formats import FORMAT_NAMES
 from app.core.imaging import jpeg_bytes
 from app.core.preprocessing import load_image, prepare
@@ -473,7 +473,7 @@ def delete(public_id: str) -> Any:
     return redirect(url_for("cases.index"), code=303)
 
 
-@bp.errorhandler(ClassifierError)
+@bp.errorhandler(RequestRefusedError)
 @bp.errorhandler(CSRFError)
 @bp.errorhandler(RequestEntityTooLarge)
 def case_error(exc: Exception) -> Any:
