@@ -32,12 +32,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from app.core.case_words import CaseStatus
 from app.core.classes import CLASS_IDS, MALIGNANT
 from app.core.model_card import CaseRuleSpec
 
 BENIGN = "benign"
 FieldState = Literal["answered", "uncertain", "out_of_distribution", "refused"]
-CaseStatus = Literal["malignant", "benign", "uncertain"]
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, defer, selectinload
 
 from app.core.case_verdict import CaseVerdict, FieldOutcome, FieldState, case_verdict
+from app.core.case_words import REVIEW_DECISIONS
 from app.core.classes import CLASS_IDS
 from app.core.errors import RequestRefusedError
 from app.core.explanation.gallery import FieldPictures, prediction_pictures
@@ -34,7 +35,6 @@ MAX_COMMENT = 2000
 MAX_FINDING = 500
 MAX_CONFIRMATION = 500
 MIN_CONFIRMATION = 10
-DECISIONS = ("agree", "override")
 # A reviewer's verdicts beyond the four classes; ``Review.class_id`` holds the id.
 FINDINGS = {
     "blasts_unassessable": "Blasts present, subtype not assessable",
@@ -371,10 +371,6 @@ def refresh(case: Case) -> None:
     case.review_state = "signed_off" if signed else ("reviewed" if case.reviews else "none")
 
 
-REVIEW_STATES = ("none", "reviewed", "signed_off")
-STATUSES = ("malignant", "benign", "uncertain")
-
-
 # The last page a search goes to; beyond it an offset would overflow the database's integer.
 MAX_PAGE = 1_000_000
 
@@ -489,7 +485,7 @@ def add_review(
 
 def _verdict_chosen(case: Case, decision: str | None, class_id: str | None) -> tuple[str, str]:
     """(decision, class or finding id); an override naming the model's verdict agrees."""
-    if decision not in DECISIONS:
+    if decision not in REVIEW_DECISIONS:
         raise CaseInputError("Choose whether you agree with the case verdict or override it.")
     model = verdict(case)
     answered = not model.uncertain and model.class_id is not None

@@ -9,6 +9,7 @@ from flask import url_for
 from sqlalchemy import select
 
 from app.core.case_verdict import CaseVerdict
+from app.core.case_words import CASE_STATUSES, ReviewState
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
 from app.core.model_card import CaseRuleSpec
 from app.records.cases import FINDINGS, verdict
@@ -35,8 +36,8 @@ FILTERS = {
 }
 
 
-STATUS_LABELS = {"malignant": "Malignant", "benign": "Benign", "uncertain": "Uncertain"}
-REVIEW_LABELS = {
+STATUS_LABELS = {status: status.capitalize() for status in CASE_STATUSES}
+REVIEW_LABELS: dict[ReviewState, str] = {
     "none": "Not reviewed",
     "reviewed": "Reviewed, not signed off",
     "signed_off": "Signed off",

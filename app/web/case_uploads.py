@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.datastructures import FileStorage
 
+from app.core.case_words import CASE_STATUSES, REVIEW_STATES
 from app.core.errors import AnalysisRefusedError, RequestRefusedError
 from app.core.explanation.gallery import FieldPictures, cell_model_pictures, field_pictures
 from app.core.parallel import start as start_work
@@ -16,8 +17,6 @@ from app.core.prediction import Prediction
 from app.records.cases import (
     MAX_FIELDS,
     MAX_PAGE,
-    REVIEW_STATES,
-    STATUSES,
     CaseInputError,
     CaseQuery,
     TooManyFieldsError,
@@ -192,8 +191,8 @@ def case_query() -> CaseQuery:
     args = request.args
     since, until, page = dates_and_page(args)
     status, review = args.get("status", ""), args.get("review", "")
-    if status and status not in STATUSES:
-        raise CaseInputError(f"The verdict to search for is one of: {', '.join(STATUSES)}.")
+    if status and status not in CASE_STATUSES:
+        raise CaseInputError(f"The verdict to search for is one of: {', '.join(CASE_STATUSES)}.")
     if review and review not in REVIEW_STATES:
         raise CaseInputError(f"The review state is one of: {', '.join(REVIEW_STATES)}.")
     return CaseQuery(

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
+from app.core.case_words import CASE_STATUSES, REVIEW_DECISIONS, REVIEW_STATES
 from app.core.classes import CLASS_IDS
+from app.core.prediction import CellStatus, Status
 from app.records.cases import FINDINGS
 
 _CLASS = {"type": "string", "enum": list(CLASS_IDS)}
+# The status and review words, from their one list in the core.
+_CASE_STATUS = {"type": "string", "enum": list(CASE_STATUSES)}
+_REVIEW_STATE = {"type": "string", "enum": list(REVIEW_STATES)}
+_DECISION = {"type": "string", "enum": list(REVIEW_DECISIONS)}
+_CELL_STATUS = {"type": "string", "enum": list(get_args(CellStatus))}
+# A case's photograph: a single prediction's status, or refused (``field_group``).
+_IMAGE_STATUS = {"type": "string", "enum": [*get_args(Status), "refused"]}
 _PROBABILITIES = {
     "type": "object",
     "properties": {c: {"type": "number", "minimum": 0, "maximum": 1} for c in CLASS_IDS},
@@ -53,7 +62,7 @@ _CELL = {
         "label": {"type": "string"},
         "probabilities": _PROBABILITIES,
         "attention": {"type": "number", "minimum": 0, "maximum": 1},
-        "status": {"type": "string", "enum": ["classified", "uncertain"]},
+        "status": _CELL_STATUS,
     },
     "required": ["box", "class", "probabilities", "status"],
 }
@@ -70,10 +79,7 @@ _PREDICTION = {
     "whose `unit` is cell also gives `cells`, `cell_counts` and `excluded_cells`.",
     "properties": {
         "class": _CLASS,
-        "status": {
-            "type": "string",
-            "enum": ["benign", "malignant", "uncertain", "out_of_distribution"],
-        },
+        "status": {"type": "string", "enum": list(get_args(Status))},
         "verdict": {"type": "string"},
         "subtype": _SUBTYPE,
         "confidence": {"type": "number"},
@@ -128,7 +134,7 @@ _CASE_CELL = {
         "label": {"type": "string"},
         "probabilities": _PROBABILITIES,
         "attention": {"type": "number", "minimum": 0, "maximum": 1},
-        "status": {"type": "string", "enum": ["classified", "uncertain"]},
+        "status": _CELL_STATUS,
         "reviewed_class": {"anyOf": [_CLASS, {"type": "null"}]},
         "reviewed_by": {"type": ["string", "null"]},
         "reviewed_at": {"type": ["string", "null"], "format": "date-time"},
@@ -150,10 +156,7 @@ _IMAGE = {
     "properties": {
         "position": {"type": "integer"},
         "class": {"anyOf": [_CLASS, {"type": "null"}]},
-        "status": {
-            "type": "string",
-            "enum": ["benign", "malignant", "uncertain", "out_of_distribution", "refused"],
-        },
+        "status": _IMAGE_STATUS,
         "probabilities": {"anyOf": [_PROBABILITIES, {"type": "null"}]},
         "error": {"type": ["object", "null"]},
         "filename": {"type": "string"},
@@ -192,8 +195,7 @@ _REVIEW = {
         "id": {"type": "integer"},
         "reviewer": {"type": ["string", "null"]},
         "decision": {
-            "type": "string",
-            "enum": ["agree", "override"],
+            **_DECISION,
             "description": "An override that names the model's own verdict is recorded as agree.",
         },
         "class_id": _REVIEW_VERDICT,
@@ -220,8 +222,8 @@ _CASE_SUMMARY = {
         "id": {"type": "string"},
         "reference": {"type": "string"},
         "class": {"type": ["string", "null"]},
-        "status": {"type": "string", "enum": ["benign", "malignant", "uncertain"]},
-        "review_state": {"type": "string", "enum": ["none", "reviewed", "signed_off"]},
+        "status": _CASE_STATUS,
+        "review_state": _REVIEW_STATE,
         "images": {"type": "integer"},
         "upload": _UPLOAD_STATE,
         "created_at": {"type": "string", "format": "date-time"},
@@ -328,7 +330,7 @@ _REVIEW_BODY = {
     "`microscope_confirmation` says what was seen at the microscope; and with 422 "
     "`case_incomplete` when the upload stopped part-way, unless `acknowledge_incomplete`.",
     "properties": {
-        "decision": {"type": "string", "enum": ["agree", "override"]},
+        "decision": _DECISION,
         "class": _REVIEW_VERDICT,
         "finding": {
             "type": "string",
@@ -356,7 +358,7 @@ _CASE = {
         "id": {"type": "string"},
         "reference": {"type": "string"},
         "class": {"anyOf": [_CLASS, {"type": "null"}]},
-        "status": {"type": "string", "enum": ["benign", "malignant", "uncertain"]},
+        "status": _CASE_STATUS,
         "headline": {"type": "string"},
         "subtype": _SUBTYPE,
         "reason": {"type": ["string", "null"]},
@@ -438,8 +440,8 @@ def openapi_document() -> dict[str, Any]:
             ("reference", {"type": "string"}),
             ("from", {"type": "string", "format": "date"}),
             ("to", {"type": "string", "format": "date"}),
-            ("status", {"type": "string", "enum": ["malignant", "benign", "uncertain"]}),
-            ("review", {"type": "string", "enum": ["none", "reviewed", "signed_off"]}),
+            ("status", _CASE_STATUS),
+            ("review", _REVIEW_STATE),
             ("page", {"type": "integer", "minimum": 1}),
         )
     ]

@@ -4,8 +4,15 @@ uncertain fields never hidden behind an agreement figure."""
 from __future__ import annotations
 
 from app.core.case_verdict import FieldOutcome, case_verdict
+from app.core.case_words import CASE_STATUSES, REVIEW_STATES
 from app.core.model_card import CaseRuleSpec
-from app.web.case_presenter import case_findings, case_headline, field_counts
+from app.web.case_presenter import (
+    REVIEW_LABELS,
+    STATUS_LABELS,
+    case_findings,
+    case_headline,
+    field_counts,
+)
 
 RULE = CaseRuleSpec(escalate_at=0.99)
 
@@ -60,3 +67,8 @@ def test_a_cell_models_case_says_how_many_leukocytes_look_blast_like() -> None:
 def test_a_field_models_case_says_nothing_of_leukocyte_counts() -> None:
     v = case_verdict([_field("benign")] * 3, RULE)
     assert "leukocytes" not in " ".join(case_findings(v))
+
+
+def test_the_search_forms_labels_name_every_status_and_review_state() -> None:
+    assert list(STATUS_LABELS) == list(CASE_STATUSES)
+    assert list(REVIEW_LABELS) == list(REVIEW_STATES)

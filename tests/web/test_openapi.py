@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 from flask.testing import FlaskClient
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
+from app.core.case_words import CASE_STATUSES, REVIEW_DECISIONS, REVIEW_STATES
+from app.core.prediction import CellStatus, Status
 from tests.support.images import ImageFactory
 from tests.support.server import multipart
 
@@ -92,3 +96,26 @@ def test_the_model_schema_describes_the_intended_use(document: dict) -> None:
         "views": 1,
     }
     _check(document, "Model", {**bare, "intended_use": None})
+
+
+def test_the_status_and_review_enums_are_the_cores_words(document: dict) -> None:
+    schemas = document["components"]["schemas"]
+    case_statuses = [
+        schemas["Case"]["properties"]["status"]["enum"],
+        schemas["CaseSummary"]["properties"]["status"]["enum"],
+    ]
+    assert case_statuses == [list(CASE_STATUSES)] * 2
+    assert schemas["CaseSummary"]["properties"]["review_state"]["enum"] == list(REVIEW_STATES)
+    search = {
+        p["name"]: p["schema"].get("enum")
+        for p in document["paths"]["/api/v1/cases"]["get"]["parameters"]
+    }
+    assert search["status"] == list(CASE_STATUSES) and search["review"] == list(REVIEW_STATES)
+    body = document["paths"]["/api/v1/cases/{id}/review"]["post"]["requestBody"]["content"]
+    decisions = [c["schema"]["properties"]["decision"]["enum"] for c in body.values()]
+    assert decisions == [list(REVIEW_DECISIONS)] * len(body) and body
+    assert schemas["Review"]["properties"]["decision"]["enum"] == list(REVIEW_DECISIONS)
+    assert schemas["Prediction"]["properties"]["status"]["enum"] == list(get_args(Status))
+    assert schemas["CaseImage"]["properties"]["status"]["enum"] == [*get_args(Status), "refused"]
+    cell = schemas["CaseImage"]["properties"]["cells"]["items"]["properties"]["status"]
+    assert cell["enum"] == list(get_args(CellStatus))
