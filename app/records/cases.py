@@ -547,7 +547,7 @@ def _check_looked(
     """A sign-off rests on the reviewer's own look at the flagged fields or the slide."""
     if confirmation is not None:
         return
-    missing = fields_to_open(session, case, reviewer)
+    missing = flagged_fields(session, case, reviewer).to_open
     if missing:
         which = ", ".join(str(p) for p in missing)
         raise FieldsNotOpenedError(
@@ -579,23 +579,31 @@ def record_field_view(session: Session, case: Case, position: int, username: str
     )
 
 
-def opened_positions(session: Session, case: Case, username: str | None) -> set[int]:
-    """The positions of the case's fields ``username`` has opened."""
+@dataclass(frozen=True)
+class FlaggedFields:
+    """The fields a sign-off asks a reviewer to open (those the verdict rests on as malignant
+    or uncertain), in order, and those of them the reviewer has opened."""
+
+    positions: tuple[int, ...]
+    opened: frozenset[int]
+
+    @property
+    def to_open(self) -> tuple[int, ...]:
+        return tuple(p for p in self.positions if p not in self.opened)
+
+
+def flagged_fields(session: Session, case: Case, username: str | None) -> FlaggedFields:
+    """The case's flagged fields and which of them ``username`` has opened: what the case
+    page shows and what a sign-off is checked against."""
+    positions = verdict(case).review_positions
     if username is None:
-        return set()
+        return FlaggedFields(positions, frozenset())
     rows = session.scalars(
         select(FieldView.position).where(
             FieldView.case_id == case.id, FieldView.username == username
         )
     )
-    return {int(p) for p in rows}
-
-
-def fields_to_open(session: Session, case: Case, username: str | None) -> tuple[int, ...]:
-    """The fields the verdict rests on as malignant or uncertain that ``username`` has not
-    opened yet, in order."""
-    opened = opened_positions(session, case, username)
-    return tuple(p for p in verdict(case).review_positions if p not in opened)
+    return FlaggedFields(positions, frozenset(int(p) for p in rows))
 
 
 def delete_case(session: Session, case: Case, store: ImageStore | None) -> list[str]:

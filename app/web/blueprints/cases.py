@@ -39,9 +39,9 @@ from app.records.cases import (
     cell_image,
     cell_index,
     find_case,
+    flagged_fields,
     get_case,
     new_case,
-    opened_positions,
     record_field_view,
     search_cases,
     verdict,
@@ -242,7 +242,6 @@ def render_case(case: Case) -> tuple[str, int]:
     counts = {k: sum(1 for _, g, _ in fields if g == k) for k in FILTERS}
     counts["all"] = len(fields)
     refused = refused_form(case.public_id, ("review", "add"))
-    opened = opened_positions(db(), case, actor())
     cells, cell_counts = case_cells(case)
     page = render_template(
         "case.html",
@@ -264,7 +263,7 @@ def render_case(case: Case) -> tuple[str, int]:
         display_names=DISPLAY_NAMES,
         review_findings=FINDINGS,
         other_finding=OTHER_FINDING,
-        flagged=[(p, p in opened) for p in v.review_positions],
+        flagged=flagged_fields(db(), case, actor()),
         signed=case.signed_off,
         review_numbers={r.id: i for i, r in enumerate(case.reviews, start=1)},
         model_name=model_display_name(case.model_name),
