@@ -296,7 +296,7 @@ def cell_legend(reading: CellReading) -> list[CellClassCount]:
 class ResultPage:
     """Everything the result page shows, worded and encoded."""
 
-    p: Prediction
+    prediction: Prediction
     verdict: str
     verdict_detail: str | None
     bars: list[Bar]
@@ -331,7 +331,7 @@ def result_page(p: Prediction) -> ResultPage:
     e = p.explanation
     share = e.heat_share
     return ResultPage(
-        p=p,
+        prediction=p,
         verdict=verdict(p),
         verdict_detail=verdict_detail(p),
         bars=probability_bars(p),

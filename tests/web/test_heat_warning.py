@@ -84,7 +84,7 @@ def test_the_line_beside_the_verdict_is_shown_for_sparse_heat_only(
 ) -> None:
     def page(p: Prediction) -> str:
         with app.test_request_context("/"):
-            return render_template("result.html", p=p, r=result_page(p))
+            return render_template("result.html", result=result_page(p))
 
     answered = replace(explained, ood=None)  # the synthetic field is not what is tested here
     sparse = _with(answered, HeatShare(on_cells=0.06, cells_area=0.2), FITTED, 0.5)

@@ -93,7 +93,7 @@ def analyze() -> Any:
     model = service.resolve(request.form.get("model"))
     g.model_name = model
     prediction = service.predict(read_upload("image"), model, explain=True)
-    shown = _rendered_blocks("result.html", ("title", "content"), r=result_page(prediction))
+    shown = _rendered_blocks("result.html", ("title", "content"), result=result_page(prediction))
     key = held.hold(db(), sign_in_key(), "result", shown)
     commit()
     return redirect(url_for("analysis.result", key=key), code=303)

@@ -250,7 +250,7 @@ def render_case(case: Case) -> tuple[str, int]:
         differential=differential(cell_counts) if cells else None,
         cell_counts=cell_counts,
         case=case,
-        v=v,
+        verdict=v,
         headline=case_headline(v),
         findings=case_findings(v),
         evidence=evidence(v),
@@ -361,7 +361,7 @@ def report(public_id: str) -> str:
     return render_template(
         "case_report.html",
         case=case,
-        v=v,
+        verdict=v,
         headline=case_headline(v),
         findings=case_findings(v),
         evidence=evidence(v),
@@ -402,11 +402,11 @@ def _field_page(case: Case, item: CaseField) -> str:
     service = inference()
     card = service.served(case.model_name).card
     if original is None or item.state == "refused":
-        return render_template("case_field.html", **context, r=None, same_model=True)
+        return render_template("case_field.html", **context, result=None, same_model=True)
     prediction = service.predict(original, case.model_name, explain=True)
     same_model = card.version == case.model_version
     return render_template(
-        "case_field.html", **context, r=result_page(prediction), same_model=same_model
+        "case_field.html", **context, result=result_page(prediction), same_model=same_model
     )
 
 
