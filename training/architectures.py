@@ -6,23 +6,26 @@ here and add one ``Architecture`` to the registry. A ``"field"`` architecture re
 the whole photograph; a ``"cell"`` one reads one leukocyte crop
 (``app.core.cells.crops``) and gives class logits and an attention score, which
 ``app.core.cells.pooling`` pools into the field's answer.
+
+Keras is imported inside the builders, so reading the registry (the command line's
+choices) loads no TensorFlow.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-import keras
-from keras import layers
+from typing import TYPE_CHECKING, Any, Literal
 
 from app.core.classes import CLASS_IDS
-from app.core.layers import StainNormalization
+
+if TYPE_CHECKING:
+    import keras
+    from keras import layers
 
 N_CLASSES = len(CLASS_IDS)
 
-Builder = Callable[[int, float], keras.Model]
+Builder = Callable[[int, float], "keras.Model"]
 Unit = Literal["field", "cell"]
 
 
@@ -54,12 +57,16 @@ class Architecture:
 
 
 def _stain_normalisation() -> layers.Layer:
+    from app.core.layers import StainNormalization
+
     # Removes global tint, stain strength, brightness and contrast, which differ
     # between classes in this data set and between labs.
     return StainNormalization(name="stain_norm")
 
 
 def _conv_bn(filters: int, kernel: int, name: str, momentum: float = 0.99) -> list[layers.Layer]:
+    from keras import layers
+
     # Bias is redundant before batch norm.
     return [
         layers.Conv2D(
@@ -75,6 +82,8 @@ def _conv_bn(filters: int, kernel: int, name: str, momentum: float = 0.99) -> li
 
 
 def _classifier_head() -> list[layers.Layer]:
+    from keras import layers
+
     return [
         layers.Dense(N_CLASSES, name="logits"),
         layers.Activation("softmax", dtype="float32", name="probabilities"),
@@ -83,6 +92,9 @@ def _classifier_head() -> list[layers.Layer]:
 
 def build_lenet(input_size: int, dropout: float) -> keras.Sequential:
     """LeNet-5 layout: conv6 5x5, pool, conv16 5x5, pool, dense 120, dense 84, softmax."""
+    import keras
+    from keras import layers
+
     return keras.Sequential(
         [
             keras.Input((input_size, input_size, 3), name="image"),
@@ -104,6 +116,9 @@ def build_lenet(input_size: int, dropout: float) -> keras.Sequential:
 
 def build_sequential(input_size: int, dropout: float) -> keras.Sequential:
     """The paper's one-convolution model: conv 3x3, max-pool 2x2, flatten, dense layers."""
+    import keras
+    from keras import layers
+
     return keras.Sequential(
         [
             keras.Input((input_size, input_size, 3), name="image"),
@@ -129,6 +144,9 @@ VGG_WIDTHS = (8, 16, 32, 64, 64)
 
 def build_vggnet(input_size: int, dropout: float) -> keras.Sequential:
     """VGG-16 layout (2-2-3-3-3 convs 3x3, 5 pools, 3 dense) at 1/8 of VGG-16's widths."""
+    import keras
+    from keras import layers
+
     stack: list[Any] = [
         keras.Input((input_size, input_size, 3), name="image"),
         _stain_normalisation(),
@@ -156,6 +174,8 @@ CELL_BN_MOMENTUM = 0.9
 
 def _cell_outputs(features: Any, dropout: float) -> tuple[Any, Any]:
     """Class logits and a gated attention score (Ilse et al. 2018) from a cell's features."""
+    from keras import layers
+
     h = layers.Dropout(dropout, name="drop_embedding")(features)
     logits = layers.Dense(N_CLASSES, name="logits")(h)
     hidden = layers.Dense(ATTENTION_WIDTH, activation="tanh", name="attention_v")(h)
@@ -172,6 +192,9 @@ def _stack(x: Any, stack: list[layers.Layer]) -> Any:
 
 def build_cell_lenet(input_size: int, dropout: float) -> keras.Model:
     """LeNet-5 on one leukocyte crop: conv6 5x5, pool, conv16 5x5, pool, dense 120, 84."""
+    import keras
+    from keras import layers
+
     crop = keras.Input((input_size, input_size, 3), name="cell")
     features = _stack(
         crop,
@@ -194,6 +217,9 @@ CELLNET_WIDTHS = (16, 32, 64, 128)
 
 def build_cellnet(input_size: int, dropout: float) -> keras.Model:
     """Five 3x3 convolutions (a strided first one), three pools, global average pooling."""
+    import keras
+    from keras import layers
+
     crop = keras.Input((input_size, input_size, 3), name="cell")
     w1, w2, w3, w4 = CELLNET_WIDTHS
     features = _stack(

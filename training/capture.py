@@ -22,6 +22,7 @@ import io
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
@@ -31,11 +32,14 @@ from scipy import ndimage
 from app.core.classes import CLASS_IDS
 from app.core.errors import AnalysisRefusedError
 from app.core.preprocessing import load_image
-from app.core.service import InferenceService
 from training.data import Sample
 from training.foreign import cell_box
 from training.markdown import table
 from training.progress import track
+
+if TYPE_CHECKING:
+    # Only for annotations: the command line reads the capture sets without TensorFlow.
+    from app.core.service import InferenceService
 
 Capture = Callable[[Image.Image], bytes]
 Transform = Callable[[Image.Image], Image.Image]

@@ -21,7 +21,8 @@ from app.core.model_store import softmax
 from training.architectures import architecture
 from training.blocks import fold_plans, relative_file, summarise
 from training.cell_bags import Bags
-from training.cell_mil import CellTrainConfig, field_outputs, fit_cell_model
+from training.cell_config import CellTrainConfig
+from training.cell_mil import field_outputs, fit_cell_model
 from training.data import Sample
 
 log = logging.getLogger(__name__)

@@ -35,11 +35,9 @@ and precision is also given without the fields whose reference holds no object a
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -57,18 +55,15 @@ from app.core.scale import measure_cells
 from training.data import (
     DataSetError,
     class_id_for_folder,
-    data_dir_from,
     discover,
     resolve_image_root,
 )
 from training.markdown import table
 from training.metrics import wilson
+from training.paths import LABELS_PATH
 from training.progress import track
 from training.segmentation_eval import REFERENCE_BLACK, SEGMENTED_FOLDER
 
-log = logging.getLogger(__name__)
-
-LABELS_PATH = Path(__file__).resolve().parent / "labels" / "hand_cells.json"
 # Widening of a reference object, in red-cell diameters: the two masks' edges differ by pixels.
 REGION_MARGIN_RBC = 0.25
 # A hand-labelled cell is a disc of this radius (red-cell diameters), inside the smallest leukocyte.
@@ -623,32 +618,3 @@ def markdown(result: dict[str, Any]) -> str:
 
 def _interval(bounds: Sequence[float]) -> str:
     return f"{100 * bounds[0]:.0f}-{100 * bounds[1]:.0f}%"
-
-
-Handler = Callable[[argparse.Namespace], int]
-
-
-def add_parser(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], data_help: str, models_dir: Path
-) -> dict[str, Handler]:
-    """Register ``cell-detection`` on ``sub``; its handler by name."""
-    parser = sub.add_parser(
-        "cell-detection",
-        help="recall and precision of the leukocyte finder against segmented/ and hand labels",
-    )
-    parser.add_argument("--data-dir", help=data_help)
-    parser.add_argument(
-        "--every", type=int, default=1, help="every N-th photograph of each class (default: all)"
-    )
-    parser.add_argument("--labels", type=Path, default=LABELS_PATH, help="hand labels (JSON)")
-    parser.add_argument("--out", type=Path, default=models_dir / "cell_detection.json")
-    return {"cell-detection": run}
-
-
-def run(args: argparse.Namespace) -> int:
-    result = evaluate(data_dir_from(args.data_dir), args.every, args.labels)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    log.info("wrote %s", args.out)
-    print(markdown(result), flush=True)
-    return 0

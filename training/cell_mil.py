@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -27,38 +27,11 @@ from app.core.cells.pooling import pool
 from app.core.classes import CLASS_IDS
 from training.architectures import architecture
 from training.cell_bags import Bags
+from training.cell_config import CellTrainConfig
 from training.dataset import class_weights
 
 log = logging.getLogger(__name__)
 N_CLASSES = len(CLASS_IDS)
-
-
-@dataclass(frozen=True)
-class CellTrainConfig:
-    model: str
-    epochs: int = 16
-    bag: int = 8
-    batch_size: int = 16
-    seed: int = 42
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    # Stain jitter per field in HED space: gains 1 +- hed_gain, offsets +- hed_offset.
-    hed_gain: float = 0.15
-    hed_offset: float = 0.03
-    # Per-cell jitter on top of the field's.
-    cell_gain: float = 0.05
-    brightness: float = 0.05
-    early_stopping_patience: int = 4
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            **asdict(self),
-            "pooling": "gated attention over the field's cells (app.core.cells.pooling)",
-            "augmentation": "HED gain/offset per field and per cell, brightness, flips, "
-            "90-degree rotations",
-            "lr_schedule": "cosine decay over all epochs",
-            "class_weighting": "inverse frequency",
-        }
 
 
 @keras.saving.register_keras_serializable(package="all_screen_training")

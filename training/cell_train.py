@@ -45,8 +45,9 @@ from training.architectures import architecture
 from training.blocks_report import patient_blocks
 from training.calibration import fit_temperature
 from training.cell_bags import Bags, load_bags
+from training.cell_config import CellTrainConfig
 from training.cell_cv import RESULTS_DIR
-from training.cell_mil import CellTrainConfig, fit_cell_model
+from training.cell_mil import fit_cell_model
 from training.data import Sample, discover
 from training.evaluate import select_split
 from training.foreign import foreign_set

@@ -16,6 +16,7 @@ from app.core.classes import CLASS_IDS
 from app.core.errors import CaptureError, ImageDecodeError, ImageTooLargeError
 from app.core.model_card import ScaleSpec
 from app.core.preprocessing import PreparedImage, load_image, prepare, to_model_input
+from training.paths import DATA_ENV
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,6 @@ _FOLDER_ALIASES: dict[str, str] = {
     "[malignant] pro-b": "pro_b",
 }
 _FOLDER_ALIASES.update({class_id: class_id for class_id in CLASS_IDS})
-
-
-DATA_ENV = "ALL_DATA_DIR"
 
 
 class DataSetError(ValueError):

@@ -8,9 +8,9 @@ import tensorflow as tf
 from app.core.cells.crops import CROP_PX
 from app.core.cells.pooling import pool
 from training.cell_bags import Bags
+from training.cell_config import CellTrainConfig
 from training.cell_mil import (
     AttentionPool,
-    CellTrainConfig,
     field_outputs,
     fit_cell_model,
     hed_jitter,

@@ -7,7 +7,8 @@ import numpy as np
 
 from tests.model.test_cell_mil import cell
 from training.cell_bags import Bags
-from training.cell_mil import CellTrainConfig, field_outputs, fit_cell_model
+from training.cell_config import CellTrainConfig
+from training.cell_mil import field_outputs, fit_cell_model
 from training.reviewed_cells import ReviewedCells, with_single_cells
 
 BENIGN, EARLY_PRE_B = 0, 1

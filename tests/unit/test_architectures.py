@@ -13,7 +13,7 @@ from training.architectures import (
     Architecture,
     architecture,
 )
-from training.cli import MODEL_CHOICES
+from training.commands.options import MODEL_CHOICES
 
 
 @pytest.mark.parametrize("arch", FIELD_ARCHITECTURES.values(), ids=list(FIELD_ARCHITECTURES))

@@ -1,0 +1,93 @@
+"""``python -m training``: one module per command, listed once, each with its --help,
+and the list the README documents."""
+
+from __future__ import annotations
+
+import pkgutil
+import re
+import shlex
+
+import pytest
+
+from tests.support.models import ROOT
+from tests.unit.test_layering import _imports_of, run_python
+from training import commands
+from training.cli import BY_NAME, COMMANDS, build_parser, main
+
+# Modules of training/commands that hold what the commands share, not a command.
+SHARED = {"options", "common"}
+README = (ROOT / "README.md").read_text()
+
+
+def test_every_command_module_is_registered_once_with_the_protocol() -> None:
+    names = [command.NAME for command in COMMANDS]
+    assert len(names) == len(set(names)) == len(BY_NAME)
+    on_disk = {m.name for m in pkgutil.iter_modules(commands.__path__)} - SHARED
+    assert on_disk == {command.__name__.rpartition(".")[2] for command in COMMANDS}
+    for command in COMMANDS:
+        assert command.__name__ == "training.commands." + command.NAME.replace("-", "_")
+        assert isinstance(command.HELP, str) and command.HELP
+        assert callable(command.add_arguments) and callable(command.run)
+
+
+def test_only_the_command_line_imports_the_commands() -> None:
+    # The commands are training's top layer: no library module may depend on them.
+    top = ("training.cli", "training.commands")
+    users = {
+        name
+        for name, names in _imports_of("training").items()
+        if not name.startswith(top)
+        and name != "training.__main__"
+        and any(i.startswith(top) for i in names)
+    }
+    assert not users, users
+
+
+@pytest.mark.parametrize("name", list(BY_NAME))
+def test_every_command_has_help(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([name, "--help"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: python -m training {name} ")
+
+
+def test_the_readme_documents_exactly_the_registered_commands() -> None:
+    assert set(re.findall(r"python -m training ([a-z][a-z-]*)", README)) == set(BY_NAME)
+
+
+def test_the_readme_command_lines_parse() -> None:
+    lines = re.findall(r"^\.venv/bin/python -m training ([^#\n]+)", README, re.MULTILINE)
+    assert len(lines) >= len(BY_NAME)
+    for line in lines:
+        argv = shlex.split(line)
+        args = build_parser(argv[0]).parse_args(argv)
+        assert args.command == argv[0]
+
+
+def test_help_loads_no_tensorflow() -> None:
+    # A fresh interpreter: the list of commands, then every command's --help.
+    loaded = run_python(
+        "import contextlib, io, json, sys\n"
+        "from training.cli import COMMANDS, main\n"
+        "def helped(argv):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        try:\n"
+        "            main(argv)\n"
+        "        except SystemExit as exc:\n"
+        "            assert exc.code == 0, argv\n"
+        "heavy = ('tensorflow', 'keras', 'numpy')\n"
+        "helped(['--help'])\n"
+        "listed = [m for m in heavy if m in sys.modules]\n"
+        "for command in COMMANDS:\n"
+        "    helped([command.NAME, '--help'])\n"
+        "helps = [m for m in heavy[:2] if m in sys.modules]\n"
+        "print(json.dumps({'list': listed, 'commands': helps}))"
+    )
+    assert loaded == {"list": [], "commands": []}
+
+
+def test_an_unknown_command_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit-everything"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'fit-everything'" in capsys.readouterr().err

@@ -1,0 +1,55 @@
+"""``python -m training cell-blocks``: cross-validate cell models over patient blocks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from training.architectures import CELL_ARCHITECTURES
+from training.cell_config import CellTrainConfig
+from training.commands import options
+
+NAME = "cell-blocks"
+HELP = "cross-validate a cell model over blocks of neighbouring files (held-out patients)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", choices=(*CELL_ARCHITECTURES, "all"), default="all")
+    options.data_dir(parser)
+    options.models_dir(parser)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=CellTrainConfig.epochs)
+    parser.add_argument("--seed", type=int, default=CellTrainConfig.seed)
+    options.cache_dir(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.architectures import architecture
+    from training.cell_bags import load_bags
+    from training.cell_cv import cross_validate_cells
+    from training.data import data_dir_from, discover
+
+    samples = discover(data_dir_from(args.data_dir))
+    bags = load_bags(samples, args.cache_dir)
+    names = list(CELL_ARCHITECTURES) if args.model == "all" else [args.model]
+    for name in names:
+        config = CellTrainConfig(
+            model=name,
+            epochs=args.epochs,
+            seed=args.seed,
+            learning_rate=architecture(name).learning_rate,
+        )
+        result = cross_validate_cells(samples, bags, config, args.folds)
+        path = result.save(args.models_dir, samples)
+        summary = json.loads(path.read_text())
+        print(
+            json.dumps(
+                {
+                    "model": name,
+                    "held_out": summary["held_out"],
+                    "validation": summary["validation"],
+                }
+            ),
+            flush=True,
+        )
+    return 0
