@@ -22,7 +22,7 @@ from app.core.case_verdict import CaseVerdict, FieldOutcome, FieldState, case_ve
 from app.core.case_words import REVIEW_DECISIONS
 from app.core.classes import CLASS_IDS
 from app.core.errors import RequestRefusedError
-from app.core.explanation.gallery import FieldPictures, prediction_pictures
+from app.core.explanation.gallery import FieldPictures
 from app.core.model_card import CaseRuleSpec, ModelCard
 from app.core.prediction import Prediction
 from app.records.image_store import ImageStore
@@ -263,12 +263,15 @@ def add_field(
     data: bytes,
     outcome: Prediction | RequestRefusedError,
     store: ImageStore | None,
-    pictures: FieldPictures | None = None,
+    pictures: FieldPictures | None,
 ) -> CaseField:
-    """Record one uploaded photograph and what came of it (its prediction or its refusal);
-    ``pictures`` are made here unless they were made beforehand.
+    """Record one uploaded photograph and what came of it (its prediction or its refusal).
+    A prediction comes with its ``pictures``, the thumbnail and cell crops the caller made
+    (``app.core.explanation.gallery``); a refusal with None.
 
     The caller calls ``refresh`` once its photographs are all added."""
+    if pictures is None and not isinstance(outcome, RequestRefusedError):
+        raise ValueError("a prediction is recorded with its pictures")
     require_open(case)
     if len(case.fields) >= MAX_FIELDS:
         raise TooManyFieldsError(f"A case holds at most {MAX_FIELDS} photographs.")
@@ -288,9 +291,8 @@ def add_field(
             "reason": getattr(outcome, "reason", None),
             "fix": getattr(outcome, "fix", None),
         }
-    else:
-        drawn = pictures or prediction_pictures(outcome)
-        _record_prediction(item, outcome, drawn)
+    elif pictures is not None:
+        _record_prediction(item, outcome, pictures)
     if store is not None and not isinstance(outcome, RequestRefusedError):
         store.put(data)
         item.stored = True

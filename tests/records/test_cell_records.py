@@ -14,6 +14,7 @@ from alembic import command
 from PIL import Image
 from sqlalchemy import Engine, select
 
+from app.core.explanation.gallery import prediction_pictures
 from app.core.model_card import ModelCard
 from app.core.service import InferenceService
 from app.records.cases import (
@@ -182,7 +183,7 @@ def test_a_cell_models_cells_are_stored_with_their_classes_and_reviewed(
     sessions = session_factory(engine)
     with sessions() as session:
         case = new_case(session, "CELL-1", "", card)
-        add_field(session, case, "1.png", data, prediction, None)
+        add_field(session, case, "1.png", data, prediction, None, prediction_pictures(prediction))
         refresh(case)
         session.commit()
         public_id = case.public_id

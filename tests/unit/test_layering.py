@@ -126,6 +126,17 @@ def test_the_core_imports_no_web_code() -> None:
     assert not _offending(_imports_of("app.core"), (*WEB_STACK, "app.web", "training"))
 
 
+def test_the_core_imports_nothing_of_the_records() -> None:
+    assert not _offending(_imports_of("app.core"), ("app.records",))
+
+
+def test_the_records_import_no_flask_and_no_web_code() -> None:
+    # werkzeug.security (password hashes) is allowed: it is a library, not the web stack.
+    assert _imports_of("app.records"), "no records modules found"
+    web = ("flask", "flask_wtf", "flask_login", "jinja2", "app.web")
+    assert not _offending(_imports_of("app.records"), web)
+
+
 def test_training_builds_on_the_core_only() -> None:
     imports = _imports_of("training")
     assert not _offending(imports, (*WEB_STACK, "app.web"))
