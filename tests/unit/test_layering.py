@@ -2,8 +2,9 @@
 
 The ML core (``app.core``) imports no Flask and nothing of the web layer;
 ``training`` builds on the core only; the app never imports ``training``;
-there is no import cycle; ``import app`` and the core's class definitions are
-cheap; only ``app.core.model_files`` knows how a model's files are named.
+only ``python -m training`` imports training's commands; there is no import
+cycle; ``import app`` and the core's class definitions are cheap; only
+``app.core.model_files`` knows how a model's files are named.
 """
 
 from __future__ import annotations
@@ -146,6 +147,19 @@ def test_training_builds_on_the_core_only() -> None:
 
 def test_the_app_never_imports_training() -> None:
     assert not _offending(_imports_of("app"), ("training",))
+
+
+def test_only_the_training_command_line_imports_its_commands() -> None:
+    # The commands are training's top layer: no library module may depend on them.
+    top = ("training.cli", "training.commands")
+    users = {
+        name
+        for name, names in _imports_of("training").items()
+        if not name.startswith(top)
+        and name != "training.__main__"
+        and any(i.startswith(top) for i in names)
+    }
+    assert not users, users
 
 
 def test_only_model_files_knows_the_file_names() -> None:

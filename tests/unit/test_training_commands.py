@@ -10,7 +10,7 @@ import shlex
 import pytest
 
 from tests.support.models import ROOT
-from tests.unit.test_layering import _imports_of, run_python
+from tests.unit.test_layering import run_python
 from training import commands
 from training.cli import BY_NAME, COMMANDS, build_parser, main
 
@@ -28,19 +28,6 @@ def test_every_command_module_is_registered_once_with_the_protocol() -> None:
         assert command.__name__ == "training.commands." + command.NAME.replace("-", "_")
         assert isinstance(command.HELP, str) and command.HELP
         assert callable(command.add_arguments) and callable(command.run)
-
-
-def test_only_the_command_line_imports_the_commands() -> None:
-    # The commands are training's top layer: no library module may depend on them.
-    top = ("training.cli", "training.commands")
-    users = {
-        name
-        for name, names in _imports_of("training").items()
-        if not name.startswith(top)
-        and name != "training.__main__"
-        and any(i.startswith(top) for i in names)
-    }
-    assert not users, users
 
 
 @pytest.mark.parametrize("name", list(BY_NAME))
