@@ -49,7 +49,7 @@ workers = _env_int("WEB_CONCURRENCY", min(CPUS, 4))
 worker_class = "gthread"
 threads = _env_int("GUNICORN_THREADS", 4)
 
-# TensorFlow and fork() do not mix: load the app (and the models) in each worker after fork.
+# TensorFlow and fork() do not mix: load the app and its models in each worker after fork.
 preload_app = False
 
 timeout = _env_int("GUNICORN_TIMEOUT", 120)
@@ -162,14 +162,19 @@ def post_fork(server, worker) -> None:
 
 
 def post_worker_init(worker) -> None:
-    # create_app has loaded and warmed every model; this worker now takes requests.
+    # create_app loads no model: load and warm them here, before this worker takes requests.
     import time
 
+    from app.web.warmup import warm_up
+
+    try:
+        warm_up(worker.wsgi)
+    finally:
+        if getattr(worker, "boot_slot", None) is not None:
+            os.close(worker.boot_slot)
+            worker.boot_slot = None
     elapsed = time.monotonic() - getattr(worker, "forked_at", time.monotonic())
     worker.log.info("Worker ready (pid: %s): models loaded in %.1f s", worker.pid, elapsed)
-    if getattr(worker, "boot_slot", None) is not None:
-        os.close(worker.boot_slot)
-        worker.boot_slot = None
 
 
 def child_exit(server, worker) -> None:

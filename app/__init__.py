@@ -22,8 +22,9 @@ def create_app(
 ) -> Flask:
     """Build the app for ``APP_ENV`` (development unless set; tests pass APP_ENV="testing").
 
-    Every model in MODELS_DIR is loaded and warmed up here, once per process,
-    unless a ready-made ``inference`` service is passed (tests share one).
+    No model is loaded here (``flask`` commands need none): the models of MODELS_DIR load
+    once per process when serving begins (``app.web.warmup``), unless a ready-made
+    ``inference`` service is passed (tests share one).
     """
     from flask import Flask
 
@@ -39,16 +40,11 @@ def create_app(
     app.debug = bool(app.config["DEBUG"])
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep class ids in their order
 
-    if inference is None:
-        from app.core.service import InferenceService
-
-        inference = InferenceService(app.config["MODELS_DIR"], app.config["DEFAULT_MODEL"])
-        inference.load()
-    from app.web import auth, cli, errors, extensions, observability, records, security
+    from app.web import auth, cli, errors, observability, records, security, warmup
     from app.web.blueprints import admin, analysis, api, case_api, cases, docs, health
     from app.web.blueprints import auth as auth_pages
 
-    extensions.init_inference(app, inference)
+    warmup.init_app(app, inference)
     records.init_app(app)
     auth.init_app(app)  # before security: who is asking is checked before the CSRF token
     security.init_app(app)

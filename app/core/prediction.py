@@ -7,7 +7,7 @@ Wording for people (verdict sentences, percentages) is the web layer's job
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from PIL import Image
@@ -16,11 +16,14 @@ from app.core.cells.crops import FieldCells
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
 from app.core.explanation.heat_share import DEFAULT_MIN_DENSITY, HeatCheck, HeatShare
 from app.core.explanation.segmentation import Segmentation
-from app.core.guards.ood import OodResult
 from app.core.guards.uncertainty import is_uncertain
 from app.core.model_card import ModelCard
 from app.core.preprocessing import photograph_size
 from app.core.scale import ScaleCheck
+
+if TYPE_CHECKING:
+    # The guard module loads TensorFlow; cases and the CLI read predictions without it.
+    from app.core.guards.ood import OodResult
 
 Status = Literal["out_of_distribution", "uncertain", "malignant", "benign"]
 CellStatus = Literal["classified", "uncertain"]

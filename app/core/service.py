@@ -30,7 +30,7 @@ from app.core.explanation.segmentation import outline_png
 from app.core.guards.image_stats import field_statistics
 from app.core.guards.ood import OodGuard, OodNotFittedError, OodResult
 from app.core.model_card import ModelCard
-from app.core.model_files import model_files, model_names
+from app.core.model_files import model_files, served_names
 from app.core.model_store import BATCH, LoadedModel, load_model
 from app.core.parallel import parallel_map
 from app.core.parallel import start as start_work
@@ -128,17 +128,7 @@ class InferenceService:
         with self._lock:
             if self._ready.is_set():
                 return self
-            names = model_names(self.models_dir)
-            if not names:
-                raise NoModelsError(
-                    f"no models in {self.models_dir} (need <name>.keras with <name>.json); "
-                    "set MODELS_DIR to a folder of trained models"
-                )
-            if self._default not in names:
-                raise NoModelsError(
-                    f"default model {self._default!r} is not in {self.models_dir} "
-                    f"(found: {', '.join(names)}); set DEFAULT_MODEL"
-                )
+            names = served_names(self.models_dir, self._default)
             self._served = {name: build_served(self.models_dir, name) for name in names}
             self._ready.set()
         return self

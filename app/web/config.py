@@ -56,6 +56,9 @@ class Config:
     LOGIN_RATE_PER_ACCOUNT = "10 per minute"
     # Development only: make an admin with a one-time password when there is no user.
     CREATE_FIRST_ADMIN = False
+    # A server without gunicorn's hook (flask run) starts loading the models on its first
+    # request, so they warm while the user signs in (app.web.warmup).
+    WARM_UP_ON_FIRST_REQUEST = True
 
     @classmethod
     def settings(cls, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -105,6 +108,8 @@ class DevelopmentConfig(Config):
 class TestingConfig(Config):
     ENV_NAME = "testing"
     TESTING = True
+    # Most test apps never predict: they load models only when a request needs one.
+    WARM_UP_ON_FIRST_REQUEST = False
 
 
 class ProductionConfig(Config):

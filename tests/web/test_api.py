@@ -10,9 +10,7 @@ import pytest
 from flask import g
 from PIL import Image
 
-from app import create_app
 from app.core.classes import CLASS_IDS
-from app.core.service import InferenceService
 from app.web.auth import requires
 from tests.support.accounts import admin_client
 from tests.support.uploads import post_upload
@@ -149,16 +147,6 @@ def test_health_probes(client) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.get_json()["status"] == "ready"
-
-
-def test_not_ready_before_models_are_loaded(models_dir, images) -> None:
-    loading = InferenceService(models_dir)  # never loaded: the state before warm-up ends
-    app = create_app({"APP_ENV": "testing", "SECRET_KEY": "t"}, inference=loading)
-    client = admin_client(app)
-    assert client.get("/healthz").status_code == 200
-    assert_error(client.get("/readyz"), 503, "not_ready")
-    assert_error(post_image(client, images.make()), 503, "not_ready")
-    assert_error(client.get("/api/v1/models"), 503, "not_ready")
 
 
 def test_unknown_url_and_wrong_method_are_json(client) -> None:

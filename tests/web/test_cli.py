@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from app import create_app
 from app.records import accounts
 from app.records.schema import AuditEvent
 from tests.support.models import ROOT
+
+
+@pytest.fixture()
+def app(app_config: dict[str, object]) -> Iterator[Flask]:
+    """The app as a ``flask`` command makes it: its models never load (nothing here predicts)."""
+    app = create_app(app_config)
+    yield app
+    assert app.extensions["model_warmup"].state == "cold"
+    app.extensions["records"].engine.dispose()
 
 
 def run(app: Flask, *args: str, stdin: str | None = None):
@@ -143,12 +155,13 @@ def test_the_real_flask_command_creates_a_user_and_prints_the_token_last(
 
 
 def test_development_makes_a_first_admin_once_and_production_never(
-    app_config, inference_service, capsys: pytest.CaptureFixture[str]
+    app_config, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from app import create_app
     from tests.support.accounts import form_token
 
-    dev = create_app({**app_config, "APP_ENV": "development"}, inference=inference_service)
+    # Signing in would start the models' warm-up, which this test has no use for.
+    development = {**app_config, "APP_ENV": "development", "WARM_UP_ON_FIRST_REQUEST": False}
+    dev = create_app(development)
     printed = capsys.readouterr().err
     password = printed.split("password: ")[1].split()[0]
     client = dev.test_client()
@@ -157,23 +170,21 @@ def test_development_makes_a_first_admin_once_and_production_never(
         "/login", data={"username": "admin", "password": password, "csrf_token": form_token(page)}
     )
     assert signed.headers["Location"] == "/account/password"  # the password works once
-    create_app({**app_config, "APP_ENV": "development"}, inference=inference_service)
+    create_app(development)
     assert "password:" not in capsys.readouterr().err
     dev.extensions["records"].engine.dispose()
 
 
 def test_production_starts_with_no_account(
-    app_config, inference_service, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    app_config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from app import create_app
-
     config = {
         **app_config,
         "APP_ENV": "production",
         "SECRET_KEY": "x" * 40,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.sqlite3'}",
     }
-    prod = create_app(config, inference=inference_service)
+    prod = create_app(config)
     with prod.extensions["records"].sessions() as session:
         assert not accounts.any_user(session)
     assert "password:" not in capsys.readouterr().err
@@ -201,3 +212,26 @@ def test_a_users_full_name_is_given_at_creation_or_later_and_listed(app: Flask) 
     assert action == "user_renamed" and target == "sara" and actor.startswith("cli:")
     refused = run(app, "users", "set-name", "sara", "x" * 200)
     assert refused.exit_code != 0 and "at most 128" in refused.output
+
+
+@pytest.mark.parametrize("command", [("users", "list"), ("audit", "verify"), ("backup", "--help")])
+def test_a_flask_command_loads_no_model(tmp_path: Path, command: tuple[str, ...]) -> None:
+    # The real ``flask --app wsgi ...``; what it imported is read when the interpreter exits.
+    code = (
+        "import atexit, json, sys; from flask.cli import main; "
+        "atexit.register(lambda: print(json.dumps("
+        "[m for m in ('tensorflow', 'keras') if m in sys.modules]))); "
+        f"sys.argv = ['flask', '--app', 'wsgi', *{list(command)!r}]; main()"
+    )
+    env = {
+        **os.environ,
+        "APP_ENV": "production",
+        "SECRET_KEY": "x" * 40,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'cases.sqlite3'}",
+        "IMAGE_STORE": str(tmp_path / "images"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == []
