@@ -100,3 +100,21 @@ def test_a_class_whose_neighbours_are_not_alike_is_said_to_be_weakly_blocked(
     assert "| pro_b | 10 | 0.70 | 1.00 | 0.70 | 0.0000 |" in text
     assert "For benign, neighbouring files are no closer" in text
     assert "For benign, pro_b" not in text
+
+
+def test_the_section_shows_each_served_models_image_level_figures_beside_its_target(
+    tmp_path: Path,
+) -> None:
+    for name in ("lenet", "cellnet"):
+        shutil.copy(ROOT / "models" / f"{name}.json", tmp_path / f"{name}.json")
+        shutil.copy(ROOT / "models" / f"{name}.keras", tmp_path / f"{name}.keras")
+    saved(tmp_path, "cellnet", "cell", 0.9, 0.9)
+    cellnet = ModelCard.load(tmp_path / "cellnet.json")
+    assert cellnet.test_metrics is not None
+    text = blocks_markdown(tmp_path)
+    accuracy = f"{100 * cellnet.test_metrics.accuracy:.1f}%"
+    mark = "✓" if cellnet.test_metrics.accuracy >= 0.99 else "✗"
+    assert f"| CellNet | cell | {accuracy} {mark} |" in text
+    # The target is the cell models'; a whole-field model's row carries no mark.
+    lenet_row = next(line for line in text.splitlines() if line.startswith("| LeNet-5 | field | 9"))
+    assert "✓" not in lenet_row and "✗" not in lenet_row
