@@ -6,7 +6,7 @@ from __future__ import annotations
 from app.core.case_verdict import FieldOutcome, case_verdict
 from app.core.case_words import CASE_STATUSES, REVIEW_STATES
 from app.core.model_card import CaseRuleSpec
-from app.web.case_presenter import (
+from app.web.cases.presenter import (
     REVIEW_LABELS,
     STATUS_LABELS,
     case_findings,

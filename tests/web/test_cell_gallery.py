@@ -21,7 +21,7 @@ from app.core.cells.explain import CLASS_COLOURS, UNCERTAIN_COLOUR
 from app.core.classes import DISPLAY_NAMES
 from app.core.service import InferenceService
 from app.records.schema import AuditEvent, CellCrop
-from app.web.openapi import openapi_document
+from app.web.docs.openapi import openapi_document
 from tests.support.accounts import signed_in, token_for, with_token
 from tests.support.cell_cases import CELL_MODEL, cell_models_folder, write_cell_case
 from tests.support.images import ImageFactory

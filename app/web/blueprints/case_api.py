@@ -15,9 +15,11 @@ from app.records.cases import (
     search_cases,
 )
 from app.web.auth import actor, audit, requires
-from app.web.case_pdf import exported_pdf
-from app.web.case_presenter import case_json, case_summary_json
-from app.web.case_uploads import (
+from app.web.cases.cell_gallery import save_reclassification
+from app.web.cases.pdf import exported_pdf
+from app.web.cases.presenter import case_json, case_summary_json
+from app.web.cases.reviews import api_review, save_review
+from app.web.cases.uploads import (
     CASE_UPLOAD_LIMIT,
     add_to_case,
     analyse_into,
@@ -25,10 +27,8 @@ from app.web.case_uploads import (
     remove_case,
     uploaded_files,
 )
-from app.web.cell_gallery import save_reclassification
 from app.web.extensions import csrf, inference
 from app.web.records import commit, db
-from app.web.reviews import api_review, save_review
 from app.web.security import upload_limit
 from app.web.uploads import requested_model
 

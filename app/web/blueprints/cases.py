@@ -48,8 +48,17 @@ from app.records.cases import (
 )
 from app.records.schema import Case, CaseField
 from app.web.auth import actor, audit, requires
-from app.web.case_pdf import exported_pdf
-from app.web.case_presenter import (
+from app.web.cases.cell_gallery import (
+    SHORT_NAMES,
+    case_cells,
+    class_groups,
+    differential,
+    next_in_group,
+    reclassified_message,
+    save_reclassification,
+)
+from app.web.cases.pdf import exported_pdf
+from app.web.cases.presenter import (
     FILTERS,
     REVIEW_LABELS,
     STATUS_LABELS,
@@ -64,7 +73,8 @@ from app.web.case_presenter import (
     review_label,
     rule_text,
 )
-from app.web.case_uploads import (
+from app.web.cases.reviews import FORM_FIELDS, form_review, save_review
+from app.web.cases.uploads import (
     CASE_UPLOAD_LIMIT,
     add_to_case,
     analyse_into,
@@ -72,20 +82,10 @@ from app.web.case_uploads import (
     remove_case,
     uploaded_files,
 )
-from app.web.cell_gallery import (
-    SHORT_NAMES,
-    case_cells,
-    class_groups,
-    differential,
-    next_in_group,
-    reclassified_message,
-    save_reclassification,
-)
 from app.web.errors import describe
 from app.web.extensions import inference
 from app.web.presenter import result_page
 from app.web.records import commit, db, image_store
-from app.web.reviews import FORM_FIELDS, form_review, save_review
 from app.web.security import upload_limit
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")

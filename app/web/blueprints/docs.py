@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, render_template
 
 from app.web.auth import requires
-from app.web.openapi import openapi_document
+from app.web.docs.openapi import openapi_document
 
 bp = Blueprint("docs", __name__)
 

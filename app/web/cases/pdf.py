@@ -12,7 +12,7 @@ from app.core.case_verdict import CaseVerdict
 from app.records.cases import verdict
 from app.records.schema import Case, CaseField
 from app.web.auth import audit
-from app.web.case_presenter import (
+from app.web.cases.presenter import (
     case_findings,
     case_headline,
     evidence,

@@ -1,0 +1,1 @@
+"""The API's documentation: the OpenAPI document (``openapi``) and the pages that show it."""
