@@ -41,8 +41,14 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep class ids in their order
 
     from app.web import auth, cli, errors, observability, records, security, warmup
-    from app.web.blueprints import admin, analysis, api, case_api, cases, docs, health
-    from app.web.blueprints import auth as auth_pages
+    from app.web.accounts import admin
+    from app.web.accounts import routes as auth_pages
+    from app.web.analysis import routes as analysis
+    from app.web.api import cases as case_api
+    from app.web.api import routes as api
+    from app.web.cases import routes as cases
+    from app.web.docs import routes as docs
+    from app.web.health import routes as health
 
     warmup.init_app(app, inference)
     records.init_app(app)
@@ -60,7 +66,7 @@ def create_app(
     app.register_blueprint(health.bp)
     observability.init_app(app)
     from app.web import lab_time
-    from app.web.presenter import SUBTYPE_NOTE
+    from app.web.analysis.presenter import SUBTYPE_NOTE
 
     lab_time.init_app(app)
     app.jinja_env.globals["subtype_note"] = SUBTYPE_NOTE  # every page words the subtype alike
@@ -71,7 +77,7 @@ def create_app(
         n = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     if app.config["CREATE_FIRST_ADMIN"]:
-        from app.web.first_admin import ensure_first_admin
+        from app.web.accounts.first_admin import ensure_first_admin
 
         ensure_first_admin(app)
     return app

@@ -1,7 +1,7 @@
 """What the inference service returns: a typed prediction and, on request, its explanation.
 
 Wording for people (verdict sentences, percentages) is the web layer's job
-(``app.web.presenter``); these types carry the facts and the machine-readable status.
+(``app.web.analysis.presenter``); these types carry the facts and the machine-readable status.
 """
 
 from __future__ import annotations

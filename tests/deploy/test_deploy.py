@@ -125,7 +125,7 @@ SERVING_FOLDERS = ("app/", "models/", "static/", "templates/")
 def test_build_context_of_the_project_holds_what_serving_needs():
     sent = build_context(ROOT)
     assert SERVING_FILES | {"Dockerfile", ".dockerignore"} <= set(sent)
-    assert "app/core/service.py" in sent and "app/web/blueprints/api.py" in sent
+    assert "app/core/service.py" in sent and "app/web/api/routes.py" in sent
     assert "templates/result.html" in sent and "static/style.css" in sent
     for name in model_names(ROOT / "models"):
         files = {f"models/{name}{suffix}" for suffix in (".keras", ".json", ".ood.npz")}
@@ -145,7 +145,7 @@ def test_build_context_of_the_project_holds_what_serving_needs():
 @pytest.mark.parametrize(
     "path, sent",
     [
-        ("app/web/blueprints/api.py", True),
+        ("app/web/api/routes.py", True),
         ("models/lenet.keras", True),
         ("models/lenet.json", True),
         ("models/lenet.ood.npz", True),

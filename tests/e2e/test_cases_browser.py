@@ -10,7 +10,7 @@ import pytest
 
 from app.core.classes import CLASS_IDS, MALIGNANT
 from app.core.model_card import CaseRuleSpec
-from app.web.presenter import class_verdict
+from app.web.analysis.presenter import class_verdict
 from tests.e2e.test_browser import (  # the same server, browser and checks
     assert_accessible,
     base_url,  # noqa: F401 - a fixture

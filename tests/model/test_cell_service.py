@@ -8,8 +8,8 @@ from openapi_schema_validator import OAS31Validator
 
 from app.core.cells.serving import NoCellsError
 from app.core.service import InferenceService
+from app.web.analysis.presenter import prediction_json
 from app.web.docs.openapi import openapi_document
-from app.web.presenter import prediction_json
 from tests.support.cell_models import write_cell_model
 from tests.support.images import ImageFactory
 

@@ -17,7 +17,7 @@ from app.core.classes import CLASS_IDS
 from app.core.errors import CaptureError
 from app.core.guards.ood import OodResult
 from app.core.service import InferenceService
-from app.web.presenter import (
+from app.web.analysis.presenter import (
     OOD_VERDICT,
     UNCERTAIN_VERDICT,
     class_verdict,

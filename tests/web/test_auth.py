@@ -426,7 +426,7 @@ def test_login_never_sends_a_signed_in_user_off_site(client: FlaskClient, asked:
 
 @pytest.mark.parametrize("asked", ["/%09/evil.example", "/%0a/evil.example", "/%5C/x", "//x"])
 def test_next_is_never_a_path_a_browser_reads_as_another_site(app: Flask, asked: str) -> None:
-    from app.web.blueprints.auth import _asked_page
+    from app.web.accounts.routes import _asked_page
 
     with app.test_request_context(f"/login?next={asked}"):
         assert _asked_page() is None

@@ -14,7 +14,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from app.records.schema import AuditEvent, Case, CaseField, FieldView, Review
-from app.web.presenter import class_verdict
+from app.web.analysis.presenter import class_verdict
 from app.web.records import db
 from tests.support.accounts import admin_client
 from tests.support.cases import write_case

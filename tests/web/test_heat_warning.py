@@ -11,7 +11,7 @@ from app.core.explanation.heat_share import DEFAULT_MIN_DENSITY, HeatShare
 from app.core.model_card import HeatRuleSpec
 from app.core.prediction import Prediction
 from app.core.service import InferenceService
-from app.web.presenter import HEAT_NO_CELLS, HEAT_UNFITTED, heat_warning, result_page
+from app.web.analysis.presenter import HEAT_NO_CELLS, HEAT_UNFITTED, heat_warning, result_page
 from tests.support.models import field_cards
 
 

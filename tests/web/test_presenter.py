@@ -9,7 +9,7 @@ import pytest
 
 from app.core.model_card import ModelCard
 from app.core.service import InferenceService
-from app.web.presenter import (
+from app.web.analysis.presenter import (
     class_verdict,
     model_json,
     prediction_json,
@@ -113,6 +113,6 @@ def test_model_json_is_the_card_without_history(inference_service: InferenceServ
     ],
 )
 def test_probabilities_never_read_as_certainties(p: float, text: str) -> None:
-    from app.web.presenter import percent
+    from app.web.analysis.presenter import percent
 
     assert percent(p) == text

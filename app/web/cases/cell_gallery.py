@@ -17,8 +17,8 @@ from app.records.cases import (
     reclassify_cell,
 )
 from app.records.schema import Case, CaseField, CellCrop
+from app.web.analysis.presenter import percent
 from app.web.auth import actor, audit
-from app.web.presenter import percent
 from app.web.records import db
 
 # The classes as a cell's class control names them, short enough for a phone's column.

@@ -14,9 +14,15 @@ from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
 from app.core.model_card import CaseRuleSpec
 from app.records.cases import FINDINGS, verdict
 from app.records.schema import Case, CaseField, Review, User
+from app.web.analysis.presenter import (
+    BLASTS_SUSPECTED,
+    SUBTYPE_NOTE,
+    class_verdict,
+    percent,
+    subtype_json,
+)
 from app.web.cases.cell_gallery import cells_json
 from app.web.extensions import inference
-from app.web.presenter import BLASTS_SUSPECTED, SUBTYPE_NOTE, class_verdict, percent, subtype_json
 from app.web.records import db
 
 STATE_LABELS = {

@@ -21,10 +21,10 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from app.core.errors import CaptureError, RequestRefusedError
 from app.core.formats import FORMAT_NAMES
 from app.records import held
+from app.web.analysis.presenter import result_page
 from app.web.auth import identity, requires, sign_in_key
 from app.web.errors import describe, flash_form_error, flashed_form_error
 from app.web.extensions import inference
-from app.web.presenter import result_page
 from app.web.records import commit, db
 from app.web.uploads import read_upload
 

@@ -9,10 +9,10 @@ from werkzeug.datastructures import FileStorage
 
 from app.core.errors import AnalysisRefusedError
 from app.records.cases import MAX_FIELDS, TooManyFieldsError
+from app.web.analysis.presenter import model_json, prediction_json
 from app.web.auth import requires
 from app.web.docs.openapi import openapi_document
 from app.web.extensions import csrf, inference
-from app.web.presenter import model_json, prediction_json
 from app.web.uploads import decoding_groups, read_upload, requested_model, wants_explanation
 
 if TYPE_CHECKING:

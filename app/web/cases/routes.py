@@ -47,6 +47,7 @@ from app.records.cases import (
     verdict,
 )
 from app.records.schema import Case, CaseField
+from app.web.analysis.presenter import result_page
 from app.web.auth import actor, audit, requires
 from app.web.cases.cell_gallery import (
     SHORT_NAMES,
@@ -84,7 +85,6 @@ from app.web.cases.uploads import (
 )
 from app.web.errors import describe
 from app.web.extensions import inference
-from app.web.presenter import result_page
 from app.web.records import commit, db, image_store
 from app.web.security import upload_limit
 

@@ -1,0 +1,1 @@
+"""Health probes for the container and the load balancer: /healthz and /readyz."""
