@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import cv2
+import numpy as np
 from PIL import Image
 
 # Long side of the explanation pictures (Grad-CAM overlay, cell outlines).
@@ -30,6 +32,26 @@ def jpeg_bytes(image: Image.Image, quality: int = 88) -> bytes:
     buf = io.BytesIO()
     image.convert("RGB").save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
+
+
+def jpeg_of(rgb: np.ndarray, quality: int = 88) -> bytes:
+    """An 8-bit RGB array as a JPEG file (OpenCV's encoder: the pictures made per field)."""
+    ok, data = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    if not ok:
+        raise ValueError(f"cannot encode a {rgb.shape} array as JPEG")
+    return data.tobytes()
+
+
+def resized(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An 8-bit RGB array at ``size`` (width, height): averaged when shrunk, bicubic when
+    enlarged."""
+    if (rgb.shape[1], rgb.shape[0]) == size:
+        return rgb
+    shrink = size[0] < rgb.shape[1] or size[1] < rgb.shape[0]
+    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
+    return cv2.resize(rgb, size, interpolation=interpolation)
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image
-from scipy import ndimage as ndi
 
+from app.core import masks
 from app.core.errors import CaptureError
 from app.core.model_card import ScaleSpec
 
@@ -70,6 +71,7 @@ def _design(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 _BLOCK_XY = (np.mgrid[:BLOCKS, :BLOCKS] + 0.5) / BLOCKS - 0.5
 _BLOCK_DESIGN = _design(_BLOCK_XY[1], _BLOCK_XY[0]).reshape(-1, len(_TERMS))
+_BLOCK_FIT = np.linalg.pinv(_BLOCK_DESIGN)
 _GRID_XY = (np.mgrid[:_SURFACE_GRID, :_SURFACE_GRID] + 0.5) / _SURFACE_GRID - 0.5
 _GRID_DESIGN = _design(_GRID_XY[1], _GRID_XY[0])
 
@@ -85,15 +87,15 @@ def illumination(lum: np.ndarray) -> np.ndarray:
     pixels = blocks.transpose(0, 2, 1, 3).reshape(BLOCKS * BLOCKS, -1)
     k = int(0.9 * (pixels.shape[1] - 1))
     tops = np.partition(pixels, k, axis=1)[:, k]
-    keep = np.ones(tops.size, bool)
-    for _ in range(2):
+    coef = _BLOCK_FIT @ tops  # least squares over every block
+    keep = tops >= (_BLOCK_DESIGN @ coef) * 0.93
+    if keep.sum() >= 2 * len(_TERMS):
+        # Again without the blocks covered by cells.
         coef = np.linalg.lstsq(_BLOCK_DESIGN[keep], tops[keep], rcond=None)[0]
-        keep = tops >= (_BLOCK_DESIGN @ coef) * 0.93
-        if keep.sum() < 2 * len(_TERMS):
-            break
     grid = np.asarray(_GRID_DESIGN @ coef, dtype=np.float32)
-    surface = Image.fromarray(grid).resize((w, h), Image.Resampling.BILINEAR)
-    return np.asarray(np.maximum(np.asarray(surface), 1e-3))
+    # Bilinear between pixel centres, the edges held, as Pillow's enlargement gives.
+    surface = cv2.resize(grid, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.maximum(surface, np.float32(1e-3))
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 64) -> float:
@@ -127,13 +129,8 @@ def cell_mask(rgb: np.ndarray) -> np.ndarray:
     # |chromaticity - background's|^2 = 9 * sum(rel^2) / total^2 - 3, plus a brightness term.
     chroma = np.maximum(9 * (r * r + g * g + b * b) / (total * total) - 3, 0)
     dev = np.sqrt(chroma + (LUMINANCE_WEIGHT * (1 - total / 3)) ** 2)
-    mask = ndi.binary_opening(dev > otsu_threshold(dev))
-    # The red cells' pale centres: background pixels that do not reach the border.
-    labels, n = ndi.label(~mask)
-    inside = np.ones(n + 1, bool)
-    inside[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = False
-    inside[0] = False
-    return np.asarray(mask | inside[labels])
+    # The red cells' pale centres are background pixels that do not reach the border.
+    return masks.fill_holes(masks.opening(dev > otsu_threshold(dev)))
 
 
 @dataclass(frozen=True)
@@ -150,9 +147,7 @@ def size_measure(rgb: np.ndarray) -> _Measure:
     if not MIN_CELL_FRACTION <= fraction <= MAX_CELL_FRACTION:
         return _Measure(None, fraction)
     # The mean of the taxicab and chessboard distances is within 1% of the Euclidean one.
-    distance = ndi.distance_transform_cdt(mask, metric="taxicab").astype(np.float32)
-    distance += ndi.distance_transform_cdt(mask, metric="chessboard")
-    distance *= 0.5
+    distance = masks.taxicab_chessboard_mean(mask)
     mean = float(distance[mask].mean())
     return _Measure(6.0 * mean - 1.0, fraction, _relative_error(distance, mask, mean))
 

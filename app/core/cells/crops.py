@@ -25,7 +25,7 @@ from app.core.cells.detect import (
     normalise_scale,
     normalising_factor,
 )
-from app.core.cells.stain import normalise_stain
+from app.core.cells.stain import stain_scale, stained, white_point
 from app.core.errors import CaptureError
 from app.core.scale import MIN_SIDE, UNMEASURABLE_FIX, measure_cells
 
@@ -89,18 +89,22 @@ def read_photograph(image: Image.Image) -> FieldCells:
 
 def read_field(image: Image.Image, rbc_px: float) -> FieldCells:
     """The leukocytes of an RGB photograph whose red cells measure ``rbc_px`` pixels."""
-    normal = normalise_scale(image, rbc_px)
-    rgb = np.asarray(normal, np.float32) / 255.0
-    mask = leukocyte_mask(rgb)
+    pixels = np.asarray(normalise_scale(image, rbc_px))
+    mask = leukocyte_mask(pixels)
     found = sorted(find_cells(mask), key=lambda c: -c.area_rbc)
     used = [c for c in found if c.used][:MAX_CELLS]
-    stained = normalise_stain(rgb, mask)
-    centres = [c.centre for c in used]
+    rgb = pixels.astype(np.float32) / np.float32(255)
+    white = white_point(rgb, mask)
+    pictures = cut(pixels, [c.centre for c in used])
+    # The stain's factors come from the whole field; only the crops are normalised.
+    crops = stained(
+        pictures.astype(np.float32) / np.float32(255), white, stain_scale(rgb, mask, white)
+    )
     return FieldCells(
         factor=normalising_factor(rbc_px),
         found=found,
-        crops=cut(stained, centres),
-        pictures=(cut(rgb, centres) * 255 + 0.5).astype(np.uint8),
+        crops=crops,
+        pictures=pictures,
         shape=(rgb.shape[0], rgb.shape[1]),
     )
 

@@ -16,9 +16,8 @@ from typing import Literal
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage as ndi
 
-from app.core.explanation.segmentation import foreground_mask, split_cells
+from app.core.explanation.segmentation import cell_regions, foreground_mask, split_cells
 
 # The scale measure is about a red cell's diameter, nominally 7.5 micrometres.
 RBC_UM = 7.5
@@ -80,7 +79,7 @@ def normalise_scale(image: Image.Image, rbc_px: float) -> Image.Image:
 
 
 def leukocyte_mask(rgb: np.ndarray) -> np.ndarray:
-    """The violet objects of a normalised RGB float image in [0, 1]."""
+    """The violet objects of a normalised RGB image, 8-bit or floats in [0, 1]."""
     return foreground_mask(rgb, min_object_px=MIN_AREA_RBC / 2 * DISC_PX)
 
 
@@ -90,18 +89,19 @@ def find_cells(mask: np.ndarray) -> list[FoundCell]:
     labels = split_cells(mask, seed_distance_px=SEED_DISTANCE_RBC * NORMAL_RBC_PX)
     height, width = mask.shape
     found = []
-    for i, where in enumerate(ndi.find_objects(labels), start=1):
-        if where is None:
-            continue
-        ys, xs = np.nonzero(labels[where] == i)
+    for _, where, pixels, centre in cell_regions(labels):
         y0, x0 = where[0].start, where[1].start
         y1, x1 = where[0].stop, where[1].stop
-        area = len(ys) / disc
+        area = pixels / disc
         box = (int(x0), int(y0), int(x1 - x0), int(y1 - y0))
-        centre = (float(xs.mean() + x0 + 0.5), float(ys.mean() + y0 + 0.5))
-        fill = len(ys) / ((x1 - x0) * (y1 - y0))
+        fill = pixels / ((x1 - x0) * (y1 - y0))
         found.append(
-            FoundCell(box, centre, round(area, 3), _exclusion(box, area, fill, width, height))
+            FoundCell(
+                box,
+                (float(centre[0]), float(centre[1])),
+                round(area, 3),
+                _exclusion(box, area, fill, width, height),
+            )
         )
     return found
 

@@ -7,13 +7,16 @@ the model pass runs (``app.core.parallel.start``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 from PIL import Image
 
 from app.core.cells.crops import FieldCells
 from app.core.explanation.segmentation import segment
-from app.core.imaging import jpeg_bytes
+from app.core.imaging import jpeg_of, resized
 from app.core.prediction import Prediction
 from app.core.preprocessing import photograph_size
 
@@ -57,9 +60,9 @@ def cell_model_pictures(image: Image.Image, cells: FieldCells) -> FieldPictures:
     to_upload = photograph_size(image)[0] / image.width
     crops = []
     for index, (found, picture) in enumerate(zip(cells.used, cells.pictures, strict=True), 1):
-        enlarged = Image.fromarray(picture).resize((CELL_SIDE, CELL_SIDE), Image.Resampling.LANCZOS)
+        enlarged = resized(picture, (CELL_SIDE, CELL_SIDE))
         box = [round(v * to_upload) for v in cells.photo_box(found)]
-        crops.append(CellPicture(index=index, box=box, jpeg=jpeg_bytes(enlarged)))
+        crops.append(CellPicture(index=index, box=box, jpeg=jpeg_of(enlarged)))
     return FieldPictures(thumbnail=thumbnail_jpeg(image), cells=crops)
 
 
@@ -71,25 +74,51 @@ def prediction_pictures(p: Prediction) -> FieldPictures:
 
 
 def thumbnail_jpeg(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
-    small = image.convert("RGB")
-    small.thumbnail((side, side), Image.Resampling.LANCZOS)
-    return jpeg_bytes(small)
+    """The photograph within a ``side`` square, its aspect kept, as a JPEG file."""
+    return jpeg_of(resized(_rgb(image), thumbnail_size(image.size, side)))
+
+
+def thumbnail_size(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """The size Pillow's ``Image.thumbnail`` gives an image of ``size`` in a ``side`` square."""
+    width, height = size
+    if width <= side and height <= side:
+        return size
+    aspect = width / height
+    if aspect >= 1:
+        candidates = (math.floor(side / aspect), math.ceil(side / aspect))
+        return side, max(min(candidates, key=lambda n: abs(aspect - side / n) if n else 0), 1)
+    candidates = (math.floor(side * aspect), math.ceil(side * aspect))
+    return max(min(candidates, key=lambda n: abs(aspect - n / side)), 1), side
 
 
 def cell_crops(field_image: Image.Image, limit: int = MAX_CELLS) -> list[CellPicture]:
     """The largest segmented leukocytes of the field, each cut out square with a margin."""
     found = segment(field_image, work_side=CELL_WORK_SIDE).cells
     cells = sorted(found, key=lambda c: c.area, reverse=True)[:limit]
-    rgb = field_image.convert("RGB")
+    rgb = _rgb(field_image)
     crops = []
     for index, cell in enumerate(cells, start=1):
         x0, y0, x1, y1 = cell.bbox
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         half = max(x1 - x0, y1 - y0) * 0.5 * CELL_MARGIN
         left, top, right, bottom = (round(v) for v in (cx - half, cy - half, cx + half, cy + half))
-        crop = rgb.crop((left, top, right, bottom))
-        crop = crop.resize((CELL_SIDE, CELL_SIDE), Image.Resampling.LANCZOS)
-        crops.append(
-            CellPicture(index=index, box=[left, top, right, bottom], jpeg=jpeg_bytes(crop))
-        )
+        crop = resized(_window(rgb, left, top, right, bottom), (CELL_SIDE, CELL_SIDE))
+        crops.append(CellPicture(index=index, box=[left, top, right, bottom], jpeg=jpeg_of(crop)))
     return crops
+
+
+def _rgb(image: Image.Image) -> np.ndarray:
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+
+
+def _window(rgb: np.ndarray, left: int, top: int, right: int, bottom: int) -> np.ndarray:
+    """``rgb[top:bottom, left:right]``, black where the window leaves the image (as Pillow's
+    ``crop``)."""
+    height, width = rgb.shape[:2]
+    inner = rgb[max(top, 0) : min(bottom, height), max(left, 0) : min(right, width)]
+    pads = (max(0, -top), max(0, bottom - height), max(0, -left), max(0, right - width))
+    if not any(pads):
+        return inner
+    if inner.size == 0:
+        return np.zeros((bottom - top, right - left, 3), np.uint8)
+    return cv2.copyMakeBorder(inner, *pads, cv2.BORDER_CONSTANT, value=0)

@@ -7,6 +7,10 @@ Steps: downscale to a bounded working size, threshold a* with Otsu (adaptive to
 the stain) above a fixed floor, keep bluish pixels only, open, fill holes, drop
 small objects (platelets, debris, scale-bar text), split touching cells with a
 distance-transform watershed, and label the connected components.
+
+The pixel work is OpenCV's (``app.core.masks``); the seeds and the watershed give what
+scikit-image's ``peak_local_max`` and ``watershed`` gave on the whole mask, object by
+object (``tests/unit/test_image_ops_equivalence.py``).
 """
 
 from __future__ import annotations
@@ -15,14 +19,13 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
-from skimage.color import rgb2lab
-from skimage.feature import peak_local_max
-from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
+from app.core import masks
 from app.core.imaging import DISPLAY_SIDE, downscale, png_bytes
 
 # Long side of the working image; keeps huge uploads to a few milliseconds.
@@ -36,6 +39,18 @@ MIN_OBJECT_FRACTION = 0.002
 # Watershed seeds closer than this fraction of the long side belong to one cell.
 SEED_DISTANCE_FRACTION = 0.05
 OUTLINE_COLOR = (255, 235, 0)
+
+# CIE-LAB of sRGB as scikit-image's rgb2lab computes it (D65, 2 degree observer):
+# the sRGB curve of each 8-bit value, then XYZ over the white point.
+_CODES = np.arange(256) / 255.0
+_LINEAR = np.where(_CODES > 0.04045, ((_CODES + 0.055) / 1.055) ** 2.4, _CODES / 12.92)
+_LINEAR_LUT = np.ascontiguousarray(np.repeat(_LINEAR.astype(np.float32)[None, :, None], 3, 2))
+_XYZ_FROM_RGB = np.array(
+    [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]
+)
+_WHITE = np.array([0.95047, 1.0, 1.08883])
+_XYZN = (_XYZ_FROM_RGB / _WHITE[:, None]).astype(np.float32)
+_LAB_EPSILON = np.float32(0.008856)
 
 
 @dataclass(frozen=True)
@@ -77,11 +92,6 @@ class Segmentation:
         }
 
 
-def _disk(radius: int) -> np.ndarray:
-    r = np.arange(-radius, radius + 1)
-    return np.add.outer(r**2, r**2) <= radius**2
-
-
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour resize of a boolean mask to ``size`` (width, height)."""
     h, w = mask.shape
@@ -93,44 +103,142 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(mask[rows[:, None], cols[None, :]])
 
 
+def lab_ab(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CIE-LAB a* and b* (float32) of an RGB image, 8-bit or floats in [0, 1] (read as 8-bit)."""
+    if rgb.dtype != np.uint8:
+        rgb = (np.clip(rgb, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+    xyz = cv2.transform(cv2.LUT(np.ascontiguousarray(rgb), _LINEAR_LUT), _XYZN)
+    f = cv2.pow(xyz, 1 / 3)
+    dark = xyz <= _LAB_EPSILON
+    if dark.any():
+        f[dark] = xyz[dark] * np.float32(7.787) + np.float32(16 / 116)
+    fx, fy, fz = cv2.split(f)
+    return (fx - fy) * np.float32(500), (fy - fz) * np.float32(200)
+
+
+def otsu(values: np.ndarray, bins: int = 256) -> float:
+    """scikit-image's ``threshold_otsu``: the bin centre splitting a ``bins`` histogram over
+    the values' range with the largest between-class variance."""
+    low, high = cv2.minMaxLoc(values)[:2]
+    width = (high - low) / bins
+    index = ((values - np.float32(low)) * np.float32(1 / width)).astype(np.int32)
+    counts = np.bincount(np.minimum(index, bins - 1).ravel(), minlength=bins).astype(np.float64)
+    centres = low + width * (np.arange(bins) + 0.5)
+    weight1 = np.cumsum(counts)
+    weight2 = np.cumsum(counts[::-1])[::-1]
+    # The first and last bins hold the extremes, so no class is ever empty.
+    mean1 = np.cumsum(counts * centres) / weight1
+    mean2 = (np.cumsum((counts * centres)[::-1]) / weight2[::-1])[::-1]
+    variance = weight1[:-1] * weight2[1:] * (mean1[:-1] - mean2[1:]) ** 2
+    return float(centres[int(np.argmax(variance))])
+
+
 def foreground_mask(rgb: np.ndarray, min_object_px: float | None = None) -> np.ndarray:
-    """Boolean leukocyte mask of an RGB float array in [0, 1] (no resizing); objects under
-    ``min_object_px`` pixels are dropped (default: a share of the image)."""
-    lab = rgb2lab(rgb)
-    a, b = lab[..., 1], lab[..., 2]
+    """Boolean leukocyte mask of an RGB image, 8-bit or floats in [0, 1] (no resizing);
+    objects under ``min_object_px`` pixels are dropped (default: a share of the image)."""
+    a, b = lab_ab(rgb)
     threshold = A_FLOOR
-    if a.max() > a.min():
-        threshold = max(threshold, float(threshold_otsu(a)))
+    low, high = cv2.minMaxLoc(a)[:2]
+    if high > low:
+        threshold = max(threshold, otsu(a))
     mask = (a > threshold) & (b < B_CEILING)
     if min(mask.shape) >= 3:
-        mask = ndi.binary_opening(mask, _disk(1))
-    mask = ndi.binary_fill_holes(mask)
-    labels, n = ndi.label(mask)
-    if n:
-        sizes = np.bincount(labels.ravel())
-        smallest = MIN_OBJECT_FRACTION * mask.size if min_object_px is None else min_object_px
-        keep = sizes >= max(1.0, smallest)
-        keep[0] = False
-        mask = keep[labels]
-    return mask
+        mask = masks.opening(mask)
+    mask = masks.fill_holes(mask)
+    smallest = MIN_OBJECT_FRACTION * mask.size if min_object_px is None else min_object_px
+    return masks.without_small(mask, max(1.0, smallest))
 
 
 def split_cells(mask: np.ndarray, seed_distance_px: float | None = None) -> np.ndarray:
     """Label image where touching round cells get separate labels; watershed seeds closer
-    than ``seed_distance_px`` (default: a share of the long side) belong to one cell."""
+    than ``seed_distance_px`` (default: a share of the long side) belong to one cell.
+
+    Seeds are the maxima of the distance to the background, at most one within
+    ``seed_distance_px`` (the highest first), sought object by object; an object with one
+    seed is one cell, and the watershed runs only when some object has several."""
     if not mask.any():
         return np.zeros(mask.shape, np.int32)
-    distance = ndi.distance_transform_edt(mask)
+    distance = masks.euclidean_distance(mask)
     if seed_distance_px is None:
         seed_distance_px = SEED_DISTANCE_FRACTION * max(mask.shape)
     min_distance = max(2, round(seed_distance_px))
-    components, _ = ndi.label(mask)
-    peaks = peak_local_max(
-        distance, min_distance=min_distance, labels=components, exclude_border=False
-    )
+    floor = float(distance.min())
+    footprint = np.ones((2 * min_distance + 1,) * 2, np.uint8)
+    components, n = masks.label(mask)
+    seeds: list[np.ndarray] = []
+    first = np.zeros(n + 1, np.int32)  # each object's first seed's label (0: none)
+    count = 0
+    for i, box in enumerate(ndi.find_objects(components), start=1):
+        if box is None:
+            continue
+        found = _seeds(distance[box], components[box] == i, footprint, min_distance, floor)
+        first[i] = count + 1 if len(found) else 0
+        count += len(found)
+        seeds.append(found + [box[0].start, box[1].start])
+    peaks = np.concatenate(seeds) if seeds else np.zeros((0, 2), np.intp)
+    if count == np.count_nonzero(first):
+        return np.asarray(first[components])  # one seed an object: each object is one cell
     markers = np.zeros(mask.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    # The whole image, as before: the flooding order of equal distances depends on every seed.
     return np.asarray(watershed(-distance, markers, mask=mask), dtype=np.int32)
+
+
+def _seeds(
+    distance: np.ndarray, inside: np.ndarray, footprint: np.ndarray, spacing: int, floor: float
+) -> np.ndarray:
+    """One object's watershed seeds (row, column), highest first: ``peak_local_max`` of its
+    distance map with ``min_distance=spacing``, as scikit-image finds them."""
+    values = distance.copy()
+    values[~inside] = np.finfo(np.float32).min
+    if values.size == 1:
+        peaks = values > floor
+    else:
+        peaks = values == cv2.dilate(values, footprint, borderType=cv2.BORDER_REPLICATE)
+        if peaks[inside].all():
+            # A flat object: its pixels that an opening removes are its peaks.
+            peaks = inside & ~masks.opening(inside)
+        peaks &= values > floor
+    rows, cols = np.nonzero(peaks)
+    if len(rows) < 2:
+        return np.stack([rows, cols], 1)
+    order = np.argsort(-values[rows, cols], kind="stable")
+    candidates = np.stack([rows[order], cols[order]], 1)
+    if spacing <= 1:
+        return candidates
+    kept = [0]
+    for j in range(1, len(candidates)):
+        gaps = np.abs(candidates[kept] - candidates[j]).max(axis=1)
+        if gaps.min() >= spacing:
+            kept.append(j)
+    return candidates[kept]
+
+
+Region = tuple[int, tuple[slice, ...], int, tuple[float, float]]
+
+
+def cell_regions(labels: np.ndarray) -> list[Region]:
+    """Each label's number, box (row and column slices), pixel count and centre (x, y), in
+    label order."""
+    flat = labels.ravel()
+    labelled = np.flatnonzero(flat)
+    if not len(labelled):
+        return []
+    own = flat[labelled]
+    rows, cols = np.divmod(labelled, labels.shape[1])
+    counts = np.bincount(own)
+    xs = np.bincount(own, cols.astype(np.float64), len(counts))
+    ys = np.bincount(own, rows.astype(np.float64), len(counts))
+    regions: list[Region] = []
+    for i, where in enumerate(ndi.find_objects(labels), start=1):
+        if where is not None:
+            n = int(counts[i])
+            x0, y0 = where[1].start, where[0].start
+            # The mean within the box, then the box's corner: the very sums NumPy's mean makes.
+            x = (xs[i] - n * x0) / n + x0 + 0.5
+            y = (ys[i] - n * y0) / n + y0 + 0.5
+            regions.append((i, where, n, (float(x), float(y))))
+    return regions
 
 
 def segment(image: Image.Image, work_side: int = WORK_SIDE) -> Segmentation:
@@ -139,32 +247,25 @@ def segment(image: Image.Image, work_side: int = WORK_SIDE) -> Segmentation:
     Returns the mask at the image's own size and one ``Cell`` per leukocyte
     (bounding box, area and centroid in the image's pixel coordinates).
     """
-    small = foreground_mask(np.asarray(downscale(image, work_side), dtype=np.float32) / 255.0)
+    small = foreground_mask(np.asarray(downscale(image, work_side)))
     labels = split_cells(small)
     width, height = image.size
     sx, sy = width / small.shape[1], height / small.shape[0]
     cells: list[Cell] = []
     min_area = max(1.0, MIN_OBJECT_FRACTION * small.size)
-    for i, found in enumerate(ndi.find_objects(labels), start=1):
-        if found is None:
-            continue
-        ys, xs = np.nonzero(labels[found] == i)
-        if len(ys) < min_area:
+    for _, found, area, (cx, cy) in cell_regions(labels):
+        if area < min_area:
             continue  # a sliver the watershed cut off a cell
-        y0, x0 = found[0].start, found[1].start
         cells.append(
             Cell(
                 bbox=(
-                    int(x0 * sx),
-                    int(y0 * sy),
+                    int(found[1].start * sx),
+                    int(found[0].start * sy),
                     min(width, int(np.ceil(found[1].stop * sx))),
                     min(height, int(np.ceil(found[0].stop * sy))),
                 ),
-                area=int(round(len(ys) * sx * sy)),
-                centroid=(
-                    round(float((xs.mean() + x0 + 0.5) * sx), 1),
-                    round(float((ys.mean() + y0 + 0.5) * sy), 1),
-                ),
+                area=int(round(area * sx * sy)),
+                centroid=(round(float(cx * sx), 1), round(float(cy * sy), 1)),
             )
         )
     return Segmentation(work_mask=small, size=(width, height), cells=cells)
@@ -179,7 +280,7 @@ def outline_png(
     grey = Image.fromarray(segmentation.work_mask.astype(np.uint8) * 255)
     mask = np.asarray(grey.resize(shown.size, Image.Resampling.BILINEAR)) > 127
     # A 2-pixel outline stays visible on a 512-pixel display.
-    edge = mask & ~ndi.binary_erosion(mask, _disk(1), iterations=2, border_value=0)
+    edge = mask & ~masks.erosion(mask, iterations=2)
     pixels = np.array(shown, dtype=np.uint8)
     pixels[edge] = OUTLINE_COLOR
     return png_bytes(Image.fromarray(pixels))
