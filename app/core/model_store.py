@@ -3,7 +3,9 @@
 Serving, evaluation and training's calibration all call ``LoadedModel.logits``
 and ``LoadedModel.predict``, so every one of them computes probabilities the
 same way: softmax of the logits (averaged over the model's views) divided by
-the card's temperature.
+the card's temperature. Loaded for serving (``served=True``), the network runs on LiteRT
+(``app.core.runtime``), within 1e-4 of TensorFlow's probabilities; training keeps
+TensorFlow.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import app.core.layers  # noqa: F401  (registers the custom layers before loadin
 from app.core.model_card import ModelCard
 from app.core.model_files import model_files
 from app.core.orientations import averaged_over_views
+from app.core.runtime import LiteNetwork
 
 LOGITS_LAYER = "logits"
 BATCH = 64
@@ -39,6 +42,8 @@ class LoadedModel:
     keras_model: Any
     logits_model: Any = field(repr=False)
     _logits_fn: Any = field(repr=False)
+    # The served network (features and logits) on LiteRT; None: TensorFlow.
+    network: LiteNetwork | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -70,9 +75,13 @@ class LoadedModel:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == 3:
             x = x[None]
-        out = [
-            self._logits_fn(tf.constant(x[i : i + BATCH])).numpy() for i in range(0, len(x), BATCH)
-        ]
+        if self.network is not None:
+            out = [self.network.run(x[i : i + BATCH])[1] for i in range(0, len(x), BATCH)]
+        else:
+            out = [
+                self._logits_fn(tf.constant(x[i : i + BATCH])).numpy()
+                for i in range(0, len(x), BATCH)
+            ]
         if not out:
             return np.zeros((0, len(self.class_ids)), np.float32)
         return np.concatenate(out)
@@ -87,8 +96,9 @@ class LoadedModel:
         return self.probabilities(self.logits(x), calibrated)
 
 
-def load_model(models_dir: str | Path, name: str) -> LoadedModel:
-    """Load ``name`` from ``models_dir`` and compile its logits function."""
+def load_model(models_dir: str | Path, name: str, served: bool = False) -> LoadedModel:
+    """Load ``name`` from ``models_dir`` and compile its logits function; ``served``: its
+    network converted for LiteRT too, which then computes its logits and features."""
     files = model_files(models_dir, name)
     card = ModelCard.load(files.card)
     model = keras.saving.load_model(files.weights, compile=False)
@@ -98,4 +108,7 @@ def load_model(models_dir: str | Path, name: str) -> LoadedModel:
         averaged_over_views(lambda x: logits_model(x, training=False), card.views),
         input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)],
     )
-    return LoadedModel(card=card, keras_model=model, logits_model=logits_model, _logits_fn=fn)
+    network = LiteNetwork.convert(model, size, card.views) if served else None
+    return LoadedModel(
+        card=card, keras_model=model, logits_model=logits_model, _logits_fn=fn, network=network
+    )

@@ -58,7 +58,7 @@ class ServedModel:
 
     @classmethod
     def build(cls, models_dir: Path, name: str) -> ServedModel:
-        model = load_model(models_dir, name)
+        model = load_model(models_dir, name, served=True)
         if tuple(model.class_ids) != CLASS_IDS:
             raise NoModelsError(
                 f"model {name!r} predicts {model.class_ids}, the app expects {list(CLASS_IDS)}"

@@ -48,6 +48,7 @@ from app.core.model_files import model_files
 from app.core.model_store import LOGITS_LAYER, LoadedModel
 from app.core.orientations import averaged_over_views
 from app.core.parallel import parallel_map
+from app.core.runtime import LiteNetwork, penultimate_layer
 
 COMPONENTS = ("features", "image")
 REASONS = {
@@ -68,16 +69,6 @@ class OodResult:
     reasons: list[str] = field(default_factory=list)
     # The parts of the score over the threshold (keys of REASONS).
     components: list[str] = field(default_factory=list)
-
-
-def penultimate_layer(model: Any) -> Any:
-    """The last Dense layer before the ``logits`` layer (dropout in between is a no-op)."""
-    layers = model.layers
-    index = [layer.name for layer in layers].index(LOGITS_LAYER)
-    for layer in reversed(layers[:index]):
-        if isinstance(layer, keras.layers.Dense):
-            return layer
-    raise ValueError(f"model {model.name!r} has no Dense layer before 'logits'")
 
 
 def build_forward(model: Any, input_size: int, views: int = 1) -> Any:
@@ -126,7 +117,9 @@ class OodGuard:
     def load(cls, models_dir: str | Path, loaded: LoadedModel) -> OodGuard:
         """Read ``<name>.ood.npz`` and the card's ``ood`` section; compile the forward pass once."""
         guard = cls.read(models_dir, loaded.card)
-        guard._forward = build_forward(loaded.keras_model, loaded.input_size, loaded.views)
+        guard._forward = loaded.network or build_forward(
+            loaded.keras_model, loaded.input_size, loaded.views
+        )
         return guard
 
     @classmethod
@@ -154,6 +147,9 @@ class OodGuard:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == 3:
             x = x[None]
+        if isinstance(self._forward, LiteNetwork):
+            features, logits = self._forward.run(x)
+            return features, logits
         features, logits = self._forward(tf.constant(x))
         return features.numpy(), logits.numpy()
 

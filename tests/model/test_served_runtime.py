@@ -1,0 +1,68 @@
+"""The field models as served (LiteRT) give TensorFlow's probabilities within 1e-4."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from app.core.orientations import all_orientations as tf_orientations
+from app.core.preprocessing import load_image, prepare
+from app.core.runtime import all_orientations
+from app.core.service import InferenceService
+from tests.support.images import smear_images, synth_images
+from tests.support.models import data_root, field_cards
+
+TOLERANCE = 1e-4
+
+
+def model_inputs(files: list[bytes], card: object) -> np.ndarray:
+    size, scale = card.input_size, card.scale  # type: ignore[attr-defined]
+    return np.stack([prepare(load_image(d), size, scale).x for d in files])
+
+
+def tensorflow_probabilities(loaded: object, x: np.ndarray) -> np.ndarray:
+    logits = loaded._logits_fn(tf.constant(x)).numpy()  # type: ignore[attr-defined]
+    return np.asarray(loaded.probabilities(logits))  # type: ignore[attr-defined]
+
+
+def test_orientations_are_tensorflows() -> None:
+    x = np.random.default_rng(0).random((2, 5, 5, 3), np.float32)
+    assert np.array_equal(all_orientations(x), tf_orientations(tf.constant(x)).numpy())
+
+
+def check_probabilities(service: InferenceService, files: list[bytes]) -> None:
+    for card in field_cards(service):
+        loaded = service.field_model(card.name).model
+        assert loaded.network is not None, f"{card.name} is not served on LiteRT"
+        x = model_inputs(files, card)
+        served = loaded.predict(x)
+        difference = float(np.abs(served - tensorflow_probabilities(loaded, x)).max())
+        assert difference <= TOLERANCE, f"{card.name}: {difference:.1e}"
+
+
+def test_served_probabilities_are_tensorflows_on_synthetic_smears(
+    inference_service: InferenceService,
+) -> None:
+    check_probabilities(inference_service, synth_images(6))
+
+
+@pytest.mark.data
+def test_served_probabilities_are_tensorflows_on_the_data_set(
+    inference_service: InferenceService,
+) -> None:
+    root = data_root()
+    assert root is not None
+    check_probabilities(inference_service, smear_images(root, 24))
+
+
+def test_the_served_network_answers_threads_at_once(inference_service: InferenceService) -> None:
+    card = field_cards(inference_service)[0]
+    loaded = inference_service.field_model(card.name).model
+    x = model_inputs(synth_images(4), card)
+    alone = loaded.logits(x)
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda _: loaded.logits(x), range(8)))
+    assert all(np.array_equal(alone, t) for t in together)
