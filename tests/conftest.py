@@ -11,6 +11,7 @@ marked ``data`` skip without it); other images are synthesised in memory.
 from __future__ import annotations
 
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,13 +31,35 @@ CLASS_IDS_BY_FOLDER = dict(
 )
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.pluginmanager.hasplugin("xdist"):
+        for item in items:
+            group = shared_group(item)
+            if group:
+                item.add_marker(pytest.mark.xdist_group(group))
     if data_root() is not None:
         return
     skip = pytest.mark.skip(reason=f"{DATA_ENV} is not set: export it to the data set folder")
     for item in items:
         if "data" in item.keywords:
             item.add_marker(skip)
+
+
+def shared_group(item: pytest.Item) -> str | None:
+    """The xdist group of tests that must share a worker: the browser tests (one Chromium),
+    and the tests of a module whose fixtures are made once a module (a server, a model)."""
+    module = item.nodeid.split("::", 1)[0]
+    if module.startswith("tests/e2e/"):
+        return "e2e"
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    shared = ("module", "package", "class")
+    for name in info.names_closure:
+        if any(d.scope in shared for d in info.name2fixturedefs.get(name, ())):
+            return module
+    return None
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +79,18 @@ def inference_service(models_dir: Path) -> InferenceService:
     return InferenceService(models_dir).load()
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file at the newest schema, migrated once a session (or xdist worker)."""
+    from app.records.database import make_engine, sqlite_url, upgrade
+
+    path = tmp_path_factory.mktemp("template") / "cases.sqlite3"
+    engine = make_engine(sqlite_url(path))
+    upgrade(engine)
+    engine.dispose()  # the last connection checkpoints the write-ahead log into the file
+    return path
+
+
 @pytest.fixture(autouse=True)
 def isolated_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every app a test builds keeps its cases under tmp_path, never in the project."""
@@ -64,8 +99,12 @@ def isolated_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture()
-def app_config(models_dir: Path, tmp_path: Path) -> dict[str, object]:
-    """The test app's settings: its own SQLite database and image store under tmp_path."""
+def app_config(models_dir: Path, tmp_path: Path, migrated_sqlite: Path) -> dict[str, object]:
+    """The test app's settings: its own SQLite database and image store under tmp_path. The
+    database is a copy of one migrated once, so the app's start-up migration has nothing to do."""
+    records = tmp_path / "records"
+    records.mkdir(exist_ok=True)
+    shutil.copyfile(migrated_sqlite, records / "cases.sqlite3")
     return {
         "APP_ENV": "testing",
         "MODELS_DIR": str(models_dir),
@@ -73,8 +112,8 @@ def app_config(models_dir: Path, tmp_path: Path) -> dict[str, object]:
         # on its own app (tests/web/test_cell_default.py).
         "DEFAULT_MODEL": "lenet",
         "SECRET_KEY": "test-secret",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'records' / 'cases.sqlite3'}",
-        "IMAGE_STORE": str(tmp_path / "records" / "images"),
+        "DATABASE_URL": f"sqlite:///{records / 'cases.sqlite3'}",
+        "IMAGE_STORE": str(records / "images"),
     }
 
 
