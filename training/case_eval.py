@@ -12,6 +12,7 @@ suite saw them (``training.capture.Outcomes``), judged by the served rule.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -287,6 +288,12 @@ def _method(grid: int, n_fit: int, n_sets: int, met: bool, per_composition: int)
     )
 
 
+def _fitted_sets(method: str) -> str:
+    """How many capture sets a rule was fitted on, as its method records it."""
+    found = re.search(r"pooled over (\d+) capture set", method)
+    return found.group(1) if found else "?"
+
+
 def save_case_rule(models_dir: Path, name: str, rule: CaseRuleSpec) -> ModelCard:
     return ModelCard.update(model_files(models_dir, name).card, case_rule=rule)
 
@@ -411,6 +418,7 @@ def case_markdown(
             _pct_or_na(rule.val_false_escalation_rate),
             _pct_or_na(rule.val_miss_rate),
             _pct_or_na(rule.val_uncertain_rate),
+            _fitted_sets(rule.method),
         ]
         for name, rule in rules.items()
         if name in results
@@ -447,7 +455,8 @@ def case_markdown(
             "",
             "`python -m training fit-case --data-dir DIR` chooses `escalate_at`, the lowest "
             "value on a grid (0.5-0.99999 and the card's `uncertain_below`) whose "
-            "all-benign 20-field validation cases, pooled over the capture sets, are "
+            "all-benign 20-field validation cases, pooled over the capture sets it was "
+            "fitted on (*sets*; `--captures`), are "
             f"escalated at most {FALSE_ESCALATION_TARGET:.0%} of the time; nothing is "
             f"chosen on the {split} split.",
             "",
@@ -459,6 +468,7 @@ def case_markdown(
                     "val false escalation",
                     "val miss",
                     "val uncertain",
+                    "sets",
                 ],
                 fitted,
             ),
