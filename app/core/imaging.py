@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import threading
+import weakref
 
 import cv2
 import numpy as np
@@ -23,8 +25,29 @@ def downscale(image: Image.Image, max_side: int) -> Image.Image:
     factor = int(1 / scale)
     if factor >= 2:
         # Box-reduce first: resizing a 12-megapixel photograph directly is slow.
-        image = image.reduce(factor)
-    return image.resize(size, Image.Resampling.BILINEAR)
+        return image.reduce(factor).resize(size, Image.Resampling.BILINEAR)
+    return bilinear(image, size)
+
+
+_lock = threading.Lock()
+_resized: dict[int, dict[tuple[int, int], Image.Image]] = {}
+
+
+def bilinear(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """``image.resize(size, BILINEAR)``, made once per image and size while the image lives:
+    the scale check and the gallery's segmentation both look at a field at 128 px."""
+    key = id(image)
+    with _lock:
+        made = _resized.get(key, {}).get(size)
+    if made is not None:
+        return made
+    made = image.resize(size, Image.Resampling.BILINEAR)
+    with _lock:
+        if key not in _resized:
+            _resized[key] = {}
+            weakref.finalize(image, _resized.pop, key, None)
+        _resized[key][size] = made
+    return made
 
 
 def jpeg_bytes(image: Image.Image, quality: int = 88) -> bytes:

@@ -24,6 +24,7 @@ from PIL import Image
 
 from app.core import masks
 from app.core.errors import CaptureError
+from app.core.imaging import bilinear
 from app.core.model_card import ScaleSpec
 
 # Cells' size measure in the working image; the training photographs measure about twice this.
@@ -174,7 +175,7 @@ def _resized(image: Image.Image, scale: float) -> tuple[np.ndarray, float]:
         factor = int(1 / scale)
         small = image.reduce(factor) if factor >= 2 else image
         size = (max(16, round(image.width * scale)), max(16, round(image.height * scale)))
-        image_at = small.resize(size, Image.Resampling.BILINEAR) if small.size != size else small
+        image_at = small if small.size == size else bilinear(small, size)
     elif scale > 1.0:
         size = (round(image.width * scale), round(image.height * scale))
         image_at = image.resize(size, Image.Resampling.BILINEAR)

@@ -82,8 +82,10 @@ def _statistics(planes: Planes) -> np.ndarray:
     )
 
 
-def _balanced_planes(x: np.ndarray) -> Planes:
-    planes = cv2.split(np.ascontiguousarray(x, dtype=np.float32))
+def _balanced_planes(x: np.ndarray | Planes) -> Planes:
+    planes = (
+        cv2.split(np.ascontiguousarray(x, dtype=np.float32)) if isinstance(x, np.ndarray) else x
+    )
     lum = (planes[0] + planes[1] + planes[2]) / np.float32(3)
     flatten = 1 / illumination(lum)
     ratio = lum * flatten
@@ -109,4 +111,8 @@ def balanced(x: np.ndarray) -> np.ndarray:
 
 def field_statistics(image: Image.Image) -> np.ndarray:
     """``image_statistics`` of a PIL image at the fixed STATS_SIZE, balanced first."""
+    if image.mode == "RGB" and image.size == (STATS_SIZE, STATS_SIZE):
+        # Already at the size: the 8-bit planes scaled as to_model_input scales them.
+        planes = [p.astype(np.float32) / np.float32(255) for p in cv2.split(np.asarray(image))]
+        return _statistics(_balanced_planes((planes[0], planes[1], planes[2])))
     return _statistics(_balanced_planes(to_model_input(image, STATS_SIZE)))
