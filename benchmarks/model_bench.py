@@ -19,6 +19,7 @@ import platform
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,7 @@ def _function(network: Any, size: int) -> tuple[Any, list[Any]]:
 def _lite_batched(network: Any, size: int) -> Run:
     """A cell model on LiteRT, an interpreter per batch size (resizing is not timed)."""
     import tensorflow as tf
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter  # type: ignore[import-untyped]
 
     fn, _ = _function(network, size)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
@@ -153,8 +154,8 @@ def _lite_batched(network: Any, size: int) -> Run:
 
 def _onnx(network: Any, size: int) -> Run:
     """The network converted by tf2onnx, on ONNX Runtime with one thread."""
-    import onnxruntime as ort
-    import tf2onnx
+    import onnxruntime as ort  # type: ignore[import-untyped]
+    import tf2onnx  # type: ignore[import-untyped]
 
     fn, spec = _function(network, size)
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=17)
@@ -205,8 +206,8 @@ def main() -> int:
         one = x[: per_field[0]]
         reference = probabilities(card, runs[RUNTIMES[1]](x), per_field)
         for runtime, run in runs.items():
-            single = best_ms(lambda run=run, one=one: run(one), args.rounds)
-            batched = best_ms(lambda run=run, x=x: run(x), args.rounds) / len(per_field)
+            single = best_ms(partial(run, one), args.rounds)
+            batched = best_ms(partial(run, x), args.rounds) / len(per_field)
             diff = float(np.abs(probabilities(card, run(x), per_field) - reference).max())
             rows.append((name, runtime, single, batched, diff))
             print(
