@@ -108,7 +108,7 @@ def load_model(models_dir: str | Path, name: str, served: bool = False) -> Loade
         averaged_over_views(lambda x: logits_model(x, training=False), card.views),
         input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)],
     )
-    network = LiteNetwork.convert(model, size, card.views) if served else None
+    network = LiteNetwork.convert(model, size, card.views, files.weights) if served else None
     return LoadedModel(
         card=card, keras_model=model, logits_model=logits_model, _logits_fn=fn, network=network
     )

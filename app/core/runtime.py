@@ -1,16 +1,19 @@
 """A field model's network as served: LiteRT (TensorFlow Lite's interpreter), not TensorFlow.
 
 At load, the Keras network's penultimate features and logits are converted by TensorFlow's
-own converter (weights frozen in), checked against TensorFlow on two inputs, and run one
-photograph at a time, the model's test-time views taken here in NumPy. Training, the
-cell models and Grad-CAM keep TensorFlow. Why LiteRT: ``benchmarks/MODEL_CALL.md`` and
-docs/decisions.md ("The model call").
+own converter (weights frozen in; kept between processes under the .keras file's SHA-256),
+checked against TensorFlow on two inputs, and run one photograph at a time, the model's
+test-time views taken here in NumPy. Training, the cell models and Grad-CAM keep TensorFlow.
+Why LiteRT: ``benchmarks/MODEL_CALL.md`` and docs/decisions.md ("The model call").
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -49,6 +52,48 @@ def all_orientations(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(out))
 
 
+def cache_dir() -> Path | None:
+    """Where converted networks are kept between processes: ``LITERT_CACHE_DIR``, else a
+    folder of this user's in the temporary directory; None when it cannot be made."""
+    configured = os.environ.get("LITERT_CACHE_DIR", "").strip()
+    folder = Path(configured or tempfile.gettempdir()) / (
+        "" if configured else f"ball-classifier-litert-{os.getuid()}"
+    )
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if folder.stat().st_uid != os.getuid():
+            return None  # someone else's folder: its files are not to be trusted
+    except OSError:
+        return None
+    return folder
+
+
+def _cached_path(source: Path | None, input_size: int) -> Path | None:
+    folder = cache_dir() if source is not None else None
+    if folder is None or source is None:
+        return None
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    return folder / f"{digest}-{input_size}-tf{tf.__version__}.tflite"
+
+
+def _read(path: Path | None) -> bytes | None:
+    try:
+        return path.read_bytes() if path is not None else None
+    except OSError:
+        return None
+
+
+def _write(path: Path | None, flat: bytes) -> None:
+    if path is None:
+        return
+    try:
+        partial = path.with_suffix(f".{os.getpid()}.part")
+        partial.write_bytes(flat)
+        partial.replace(path)  # whole or not at all, whichever worker wrote it
+    except OSError:
+        return
+
+
 def threads() -> int:
     """Threads per network call: TensorFlow's setting (gunicorn sets it per worker), else 1
     (a photograph's network is too small to share)."""
@@ -74,16 +119,25 @@ class LiteNetwork:
         self.views = views
 
     @classmethod
-    def convert(cls, model: Any, input_size: int, views: int = 1) -> LiteNetwork:
-        """The served network of a Keras field model, checked against TensorFlow."""
+    def convert(
+        cls, model: Any, input_size: int, views: int = 1, source: Path | None = None
+    ) -> LiteNetwork:
+        """The served network of a Keras field model, checked against TensorFlow. With the
+        model's ``source`` file, the conversion is kept in ``cache_dir()`` under that file's
+        SHA-256 for the next process to load (it is checked all the same)."""
         network = served_network(model)
         spec = [tf.TensorSpec((None, input_size, input_size, 3), tf.float32)]
         fn = tf.function(lambda x: network(x, training=False), input_signature=spec)
-        # The function as the trackable object: its variables are frozen into the file.
-        converter = tf.lite.TFLiteConverter.from_concrete_functions(
-            [fn.get_concrete_function()], fn
-        )
-        lite = cls(converter.convert(), views)
+        cached = _cached_path(source, input_size)
+        flat = _read(cached)
+        if flat is None:
+            # The function as the trackable object: its variables are frozen into the file.
+            converter = tf.lite.TFLiteConverter.from_concrete_functions(
+                [fn.get_concrete_function()], fn
+            )
+            flat = converter.convert()
+            _write(cached, flat)
+        lite = cls(flat, views)
         lite.check(fn, input_size)
         return lite
 

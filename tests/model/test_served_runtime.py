@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from app.core.model_store import load_model
 from app.core.orientations import all_orientations as tf_orientations
 from app.core.preprocessing import load_image, prepare
 from app.core.runtime import all_orientations
@@ -66,3 +68,19 @@ def test_the_served_network_answers_threads_at_once(inference_service: Inference
     with ThreadPoolExecutor(4) as pool:
         together = list(pool.map(lambda _: loaded.logits(x), range(8)))
     assert all(np.array_equal(alone, t) for t in together)
+
+
+def test_a_conversion_is_kept_for_the_next_process(
+    models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LITERT_CACHE_DIR", str(tmp_path))
+    first = load_model(models_dir, "lenet", served=True)
+    assert len(list(tmp_path.glob("*.tflite"))) == 1
+
+    def refuse(*_args: object) -> None:
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(tf.lite.TFLiteConverter, "from_concrete_functions", refuse)
+    again = load_model(models_dir, "lenet", served=True)
+    x = model_inputs(synth_images(2), first.card)
+    assert np.array_equal(first.logits(x), again.logits(x))
