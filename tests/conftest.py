@@ -98,7 +98,7 @@ def isolated_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IMAGE_STORE", str(tmp_path / "records" / "images"))
 
 
-@pytest.fixture()
+@pytest.fixture
 def app_config(models_dir: Path, tmp_path: Path, migrated_sqlite: Path) -> dict[str, object]:
     """The test app's settings: its own SQLite database and image store under tmp_path. The
     database is a copy of one migrated once, so the app's start-up migration has nothing to do."""
@@ -117,7 +117,7 @@ def app_config(models_dir: Path, tmp_path: Path, migrated_sqlite: Path) -> dict[
     }
 
 
-@pytest.fixture()
+@pytest.fixture
 def app(app_config: dict[str, object], inference_service: InferenceService) -> Iterator[Flask]:
     app = create_app(app_config, inference=inference_service)
     yield app
@@ -135,7 +135,7 @@ def postgres_server() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture()
+@pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A fresh, empty database on the test server, dropped after the test."""
     from tests.support.postgres import fresh_database
@@ -144,7 +144,7 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture()
+@pytest.fixture
 def client(app: Flask) -> FlaskClient:
     """Signed in as the test admin (every permission), with an admin API token for /api.
     Tests of who may do what use ``anonymous`` and ``as_role``."""
@@ -152,12 +152,12 @@ def client(app: Flask) -> FlaskClient:
     return with_token(client, token_for(app, "admin"))
 
 
-@pytest.fixture()
+@pytest.fixture
 def anonymous(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-@pytest.fixture()
+@pytest.fixture
 def as_role(app: Flask) -> Callable[[str], FlaskClient]:
     """A client signed in as the role's test user, with that user's API token."""
 
@@ -167,7 +167,7 @@ def as_role(app: Flask) -> Callable[[str], FlaskClient]:
     return make
 
 
-@pytest.fixture()
+@pytest.fixture
 def csrf_token(client: FlaskClient) -> str:
     """The CSRF token of a fresh upload page (its session cookie stays in ``client``)."""
     page = client.get("/").get_data(as_text=True)
@@ -203,7 +203,7 @@ def images() -> ImageFactory:
     return ImageFactory()
 
 
-@pytest.fixture()
+@pytest.fixture
 def no_new_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Fails the test if anything is written to the working directory or the temp dir.
 

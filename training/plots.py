@@ -7,11 +7,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from app.core.classes import CLASS_IDS, DISPLAY_NAMES  # noqa: E402
-from training.metrics import roc_curve  # noqa: E402
+from app.core.classes import CLASS_IDS, DISPLAY_NAMES
+from training.metrics import roc_curve
 
 
 def training_curves(history: dict[str, list[float]], title: str, out: Path) -> None:

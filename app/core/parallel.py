@@ -76,7 +76,7 @@ def _done(fn: Callable[..., R], args: tuple[Any, ...]) -> Future[tuple[R, float]
     future: Future[tuple[R, float]] = Future()
     try:
         future.set_result(_timed(fn, *args))
-    except Exception as exc:  # noqa: BLE001 - raised by results(), as from the pool
+    except Exception as exc:  # raised by results(), as from the pool
         future.set_exception(exc)
     return future
 

@@ -104,7 +104,7 @@ def decoding_cost(source: bytes | IO[bytes]) -> int:
             with Image.open(stream, formats=ALLOWED_FORMATS) as image:
                 _reduce_while_decoding(image)
                 return int(image.width * image.height * _peak_bytes_per_pixel(image))
-    except Exception:  # noqa: BLE001 - decoding reports the error properly later
+    except Exception:  # decoding reports the error properly later
         return DECODE_BUDGET
     finally:
         stream.seek(0)
@@ -202,7 +202,7 @@ def _upright(image: Image.Image) -> Image.Image:
     try:
         # In place: otherwise Pillow returns a copy even of an upright image (72 MB at 24 MP).
         ImageOps.exif_transpose(image, in_place=True)
-    except Exception:  # noqa: BLE001 - the pixels are fine, only the orientation is lost
+    except Exception:  # the pixels are fine, only the orientation is lost
         return image
     return image
 

@@ -212,7 +212,7 @@ def _copy_photographs(image_root: Path | None, names: set[str], target: Path) ->
             continue
         try:
             copy.put(data)
-        except Exception as exc:  # noqa: BLE001 - the store says why it cannot write
+        except Exception as exc:  # the store says why it cannot write
             raise BackupError(f"cannot write the backup into {target}: {exc}") from None
     return lacking
 

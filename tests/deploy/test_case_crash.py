@@ -67,13 +67,15 @@ def test_a_worker_killed_mid_case_leaves_no_half_written_case(tmp_path: Path) ->
             time.sleep(0.005)
         os.kill(worker, signal.SIGKILL)
         thread.join(timeout=120)
-        assert answer and not (isinstance(answer[0], tuple) and answer[0][0] == 201), answer
+        assert answer
+        assert not (isinstance(answer[0], tuple) and answer[0][0] == 201), answer
 
         # A new worker takes over; the database holds no trace of the killed case.
         server.wait_all_workers_ready(1, timeout=240)
         with server.client(timeout=60) as client:
             status, listed = client.request("GET", "/api/v1/cases")
-        assert status == 200 and b'"total":0' in listed.replace(b" ", b"")
+        assert status == 200
+        assert b'"total":0' in listed.replace(b" ", b"")
         with sqlite3.connect(database) as db:
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
             assert db.execute("SELECT count(*) FROM cases").fetchone()[0] == 0
@@ -88,7 +90,8 @@ def test_a_worker_killed_mid_case_leaves_no_half_written_case(tmp_path: Path) ->
         with sqlite3.connect(database) as db:
             named = {row[0] for row in db.execute("SELECT sha256 FROM case_fields")}
         left = {p.name for p in stored(images)}
-        assert len(named) == 3 and left > named, (named, left)
+        assert len(named) == 3, (named, left)
+        assert left > named, (named, left)
         swept = subprocess.run(
             [sys.executable, "-m", "flask", "--app", "wsgi", "images", "gc", "--older-than", "0"],
             cwd=ROOT,

@@ -56,7 +56,7 @@ def bundle(env: dict[str, str]) -> dict[str, Any]:
     return yaml.safe_load(interpolate(COMPOSE.read_text(), env))
 
 
-@pytest.fixture()
+@pytest.fixture
 def filled() -> dict[str, str]:
     return {
         **env_example(),
@@ -104,14 +104,16 @@ def test_only_the_proxy_is_reachable_and_the_data_lives_in_named_volumes(filled)
     services, networks = data["services"], data["networks"]
     assert networks["internal"]["internal"] is True
     for name in ("migrate", "app", "db"):
-        assert "ports" not in services[name] and services[name]["networks"] == ["internal"]
+        assert "ports" not in services[name]
+        assert services[name]["networks"] == ["internal"]
     assert sorted(services["proxy"]["networks"]) == ["internal", "public"]
     assert "db:/var/lib/postgresql/data" in services["db"]["volumes"]
     assert "images:/data" in services["app"]["volumes"]
     assert {"db", "images", "tls"} <= set(data["volumes"])
     app_env = services["app"]["environment"]
     assert app_env["DATABASE_URL"].startswith("postgresql+psycopg://ball_app:")
-    assert app_env["APP_ENV"] == "production" and app_env["TRUSTED_PROXIES"] == "1"
+    assert app_env["APP_ENV"] == "production"
+    assert app_env["TRUSTED_PROXIES"] == "1"
     # Metrics stay on the internal network: the proxy answers 404 for them.
     assert re.search(r"location = /metrics \{\s*return 404;", TEMPLATE.read_text())
 

@@ -128,7 +128,8 @@ def test_many_photographs_in_one_request_cost_what_one_does(worker) -> None:
     raised, status, answer = raised_by(server, pid, "/api/v1/predict", body, ctype)
     print(f"predict, 16 x 24 MP WebP: peak +{raised:.0f} MB")
     assert raised < PEAK_LIMIT_MB
-    assert status == 200 and len(answer) == 16
+    assert status == 200
+    assert len(answer) == 16
     assert all(a["error"]["code"] == "image_too_large" for a in answer), answer[0]
     # The largest WebP accepted, 16 times: each is decoded, held through the model pass and
     # answered, one group after another.
@@ -137,12 +138,14 @@ def test_many_photographs_in_one_request_cost_what_one_does(worker) -> None:
     raised, status, answer = raised_by(server, pid, "/api/v1/predict", body, ctype)
     print(f"predict, 16 x 12 MP WebP: peak +{raised:.0f} MB")
     assert raised < PEAK_LIMIT_MB
-    assert status == 200 and all("probabilities" in a for a in answer), answer[0]
+    assert status == 200
+    assert all("probabilities" in a for a in answer), answer[0]
     body, ctype = multipart({"reference": "MEM-1", "model": "lenet"}, parts("images", big, 16))
     raised, status, answer = raised_by(server, pid, "/api/v1/cases", body, ctype)
     print(f"a case of 16 x 12 MP WebP: peak +{raised:.0f} MB")
     assert raised < PEAK_LIMIT_MB
-    assert status == 201 and len(answer["images"]) == 16
+    assert status == 201
+    assert len(answer["images"]) == 16
 
 
 def test_one_upload_within_the_limits_costs_under_300_mb(worker) -> None:

@@ -48,7 +48,8 @@ def test_the_proxy_configuration_passes_nginx_t(tmp_path: Path) -> None:
     conf, _ = configure(tmp_path / "nginx", upstream_port=8000)
     done = check(conf)
     assert done.returncode == 0, done.stderr
-    assert "syntax is ok" in done.stderr and "test is successful" in done.stderr
+    assert "syntax is ok" in done.stderr
+    assert "test is successful" in done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def server() -> Iterator[GunicornServer]:
         srv.stop()
 
 
-@pytest.fixture()
+@pytest.fixture
 def proxy(server: GunicornServer, tmp_path: Path) -> Iterator[Proxy]:
     with running_nginx(tmp_path / "nginx", server.port) as running:
         yield running
@@ -229,12 +230,14 @@ def test_forms_redirects_and_urls_keep_a_port_other_than_443(
         referer=f"{origin}/login",
     )
     # A refused CSRF check sends the form back to /login; a sign-in goes on.
-    assert signed_in.status == 303 and signed_in.location == "/", signed_in
+    assert signed_in.status == 303, signed_in
+    assert signed_in.location == "/", signed_in
     upload = browser.get("/")
     images = [("image", ("smear.png", ImageFactory().make("PNG", size=(160, 160))))]
     body, content_type = multipart({"csrf_token": form_token(upload)}, images)
     checked = browser.post("/analyze", body, content_type, referer=f"{origin}/")
-    assert checked.status == 303 and checked.location.startswith("/result/"), checked
+    assert checked.status == 303, checked
+    assert checked.location.startswith("/result/"), checked
 
     # The API's URLs name the port.
     cases = [("images", ("smear.png", ImageFactory().make("PNG", size=(160, 160))))]

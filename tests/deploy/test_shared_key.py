@@ -25,7 +25,8 @@ def sign_in_once(port: int) -> tuple[int, str]:
     cookie = page.getheader("Set-Cookie", "").split(";")[0]
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.read().decode())
     first.close()
-    assert token and cookie
+    assert token
+    assert cookie
     body = f"username=clinician&password={PASSWORDS['clinician'].replace(' ', '+')}"
     body += f"&csrf_token={token.group(1)}"
     second = http.client.HTTPConnection("127.0.0.1", port, timeout=60)

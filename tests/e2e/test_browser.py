@@ -372,7 +372,8 @@ def test_the_accessibility_check_finds_what_it_should(browser, base_url: str) ->
     )
     with pytest.raises(AssertionError) as found:
         assert_accessible(page, "a page broken on purpose")
-    assert "color-contrast" in str(found.value) and "select-name" in str(found.value)
+    assert "color-contrast" in str(found.value)
+    assert "select-name" in str(found.value)
     page.close()
 
 

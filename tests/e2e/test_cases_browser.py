@@ -85,7 +85,8 @@ def test_a_case_from_many_photographs_with_progress_review_and_sign_off(
     page.click("#review-submit")
     page.wait_for_selector("#signed-note")
     reviews = page.locator("#reviews").inner_text()
-    assert class_verdict("pro_b") in reviews and "Reviewed at the microscope" in reviews
+    assert class_verdict("pro_b") in reviews
+    assert "Reviewed at the microscope" in reviews
     assert page.locator("#add-form").count() == 0
     assert_accessible(page, "signed-off case")
 
@@ -97,13 +98,12 @@ def test_a_case_from_many_photographs_with_progress_review_and_sign_off(
         page.click("#pdf-link")
     saved = tmp_path / "report.pdf"
     download.value.save_as(saved)
-    assert (
-        saved.read_bytes()[:4] == b"%PDF"
-        and download.value.suggested_filename == "case-E2E-0001.pdf"
-    )
+    assert saved.read_bytes()[:4] == b"%PDF"
+    assert download.value.suggested_filename == "case-E2E-0001.pdf"
 
     page.emulate_media(media="print")
-    assert page.locator("#review-form").is_hidden() and page.locator("#case-verdict").is_visible()
+    assert page.locator("#review-form").is_hidden()
+    assert page.locator("#case-verdict").is_visible()
     page.emulate_media(media="screen")
 
     page.click("#print-link")
@@ -127,7 +127,8 @@ def test_a_case_without_javascript_posts_then_redirects(
     page.set_input_files("#images", [str(p) for p in smear_images["benign"][:2]])
     page.click("#submit")
     page.wait_for_selector("#case-verdict")
-    assert "/cases/" in page.url and page.locator(".field-card").count() == 2
+    assert "/cases/" in page.url
+    assert page.locator(".field-card").count() == 2
     context.close()
 
 
@@ -246,7 +247,8 @@ def test_a_mixed_case_is_escalated_and_signed_off_only_after_its_flagged_field_i
     assert page.locator("#sign-off").is_checked()
     assert_accessible(page, "refused sign-off")
     page.reload()
-    assert page.locator("#review-error").count() == 0 and page.locator("#reviews").count() == 0
+    assert page.locator("#review-error").count() == 0
+    assert page.locator("#reviews").count() == 0
 
     page.click("#flagged-4 a")
     page.wait_for_selector("#back-to-case")

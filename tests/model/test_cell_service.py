@@ -28,7 +28,8 @@ def test_every_whole_leukocyte_is_answered_in_the_uploaded_photographs_pixels(
 ) -> None:
     image = ImageFactory.cell_field(CELLS, zoom=1.5)
     p = service.classify(ImageFactory.encode(image))
-    assert p.cells is not None and len(p.cells.cells) == 2
+    assert p.cells is not None
+    assert len(p.cells.cells) == 2
     for cell, (fx, fy, diameter) in zip(
         sorted(p.cells.cells, key=lambda c: c.box[0]), sorted(CELLS), strict=True
     ):
@@ -50,7 +51,8 @@ def test_a_photograph_without_a_whole_leukocyte_is_refused_with_its_reason(
     only_red_cells = ImageFactory.cell_field([(0.5, 0.0, 1.5)])
     with pytest.raises(NoCellsError) as caught:
         service.classify(ImageFactory.encode(only_red_cells))
-    assert caught.value.status == 422 and caught.value.code == "no_cells"
+    assert caught.value.status == 422
+    assert caught.value.code == "no_cells"
     assert "1 objects were left out" in caught.value.message
 
 
@@ -58,8 +60,10 @@ def test_a_batch_keeps_each_photographs_cells_apart(service: InferenceService) -
     one = ImageFactory.encode(ImageFactory.cell_field(CELLS[:1], seed=1))
     two = ImageFactory.encode(ImageFactory.cell_field(CELLS, seed=2))
     first, second = service.classify_many([one, two])
-    assert not isinstance(first, Exception) and not isinstance(second, Exception)
-    assert first.cells is not None and second.cells is not None
+    assert not isinstance(first, Exception)
+    assert not isinstance(second, Exception)
+    assert first.cells is not None
+    assert second.cells is not None
     assert (len(first.cells.cells), len(second.cells.cells)) == (1, 2)
     alone = service.classify(one)
     np.testing.assert_allclose(

@@ -47,7 +47,8 @@ def test_cell_blocks_records_every_field_once_with_its_figures(
     assert sorted(r["file"] for r in held) == sorted(
         f"{p.parent.name}/{p.name}" for p in tiny_cells.rglob("*.png")
     )
-    assert result["unit"] == "cell" and result["k"] == 3
+    assert result["unit"] == "cell"
+    assert result["k"] == 3
     assert set(result["held_out"]["ci95"]) == {
         "accuracy",
         "macro_f1",
@@ -65,13 +66,17 @@ def test_train_cells_writes_a_cell_model_the_app_serves(tiny_cells: Path, tmp_pa
         == 0
     )
     card = ModelCard.load(tmp_path / "cell_lenet.json")
-    assert card.unit == "cell" and card.input_size == 64
-    assert card.test_metrics is not None and card.calibration.temperature > 0
+    assert card.unit == "cell"
+    assert card.input_size == 64
+    assert card.test_metrics is not None
+    assert card.calibration.temperature > 0
     assert card.calibration.uncertain_below is not None
-    assert card.ood is not None and (tmp_path / "cell_lenet.ood.npz").is_file()
+    assert card.ood is not None
+    assert (tmp_path / "cell_lenet.ood.npz").is_file()
     assert card.intended_use is not None
     service = InferenceService(tmp_path, default_model="cell_lenet").load()
     field = ImageFactory.encode(ImageFactory.cell_field([(0.4, 0.4, 1.7)]))
     prediction = service.classify(field)
-    assert prediction.cells is not None and len(prediction.cells.cells) == 1
+    assert prediction.cells is not None
+    assert len(prediction.cells.cells) == 1
     assert prediction.ood is not None

@@ -53,7 +53,8 @@ def test_heatmap_shape_and_range_on_real_images(
         x = to_model_input(load_image(path), cam.input_size)
         heat, top, logits = cam.heatmap_top(x)
         assert heat.shape == (cam.input_size, cam.input_size)
-        assert heat.min() >= 0.0 and heat.max() <= 1.0
+        assert heat.min() >= 0.0
+        assert heat.max() <= 1.0
         assert top == int(np.argmax(logits))
         np.testing.assert_allclose(cam.heatmap(x, top), heat, atol=1e-5)
         # The Grad-CAM pass computes the same logits as the serving model.

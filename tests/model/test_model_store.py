@@ -35,7 +35,8 @@ def test_checksums_in_the_cards_match_the_files(models_dir: Path) -> None:
         manifest = models_dir / card.split_manifest.file
         assert card.split_manifest.file == MANIFEST_NAME
         assert hashlib.sha256(manifest.read_bytes()).hexdigest() == card.split_manifest.sha256
-        assert card.ood is not None and card.ood.file == files.ood.name
+        assert card.ood is not None
+        assert card.ood.file == files.ood.name
         assert hashlib.sha256(files.ood.read_bytes()).hexdigest() == card.ood.sha256
 
 

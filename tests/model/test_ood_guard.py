@@ -75,7 +75,8 @@ def test_guard_flags_constructed_foreign_images_of_every_kind(
         result = guard.score(to_model_input(f.image, model.input_size), f.image)
         by_kind.setdefault(f.kind, []).append(result.out_of_distribution)
         if result.out_of_distribution:
-            assert result.reasons and result.score > result.threshold
+            assert result.reasons
+            assert result.score > result.threshold
     overall = np.mean([v for flags in by_kind.values() for v in flags])
     assert overall >= 0.9, {k: np.mean(v) for k, v in by_kind.items()}
     for kind in ("noise", "solid", "text", "checkerboard", "recoloured"):

@@ -62,15 +62,24 @@ def test_one_epoch_writes_every_artifact(tiny_data, tmp_path, name: str) -> None
     assert (tmp_path / "split.csv").is_file()
     assert card == ModelCard.load(tmp_path / f"{name}.json")
     arch = FIELD_ARCHITECTURES[name]
-    assert card.name == name and card.architecture == arch.display_name
+    assert card.name == name
+    assert card.architecture == arch.display_name
     assert card.class_ids == ["benign", "early_pre_b", "pre_b", "pro_b"]
-    assert card.input_size == arch.input_size and card.preprocessing["decode"]
-    assert card.training["epochs_run"] == 1 and card.training["dropout"] == arch.dropout
-    assert card.split_manifest.sha256 and card.parameters > 0 and card.file_size_bytes > 0
-    assert card.test_metrics is not None and card.test_metrics.n_images > 0
-    assert card.calibration.temperature > 0 and card.calibration.uncertain_below is not None
-    assert card.ood is not None and card.ood.threshold > 0
-    assert card.intended_use is not None and card.intended_use.data.images == 32
+    assert card.input_size == arch.input_size
+    assert card.preprocessing["decode"]
+    assert card.training["epochs_run"] == 1
+    assert card.training["dropout"] == arch.dropout
+    assert card.split_manifest.sha256
+    assert card.parameters > 0
+    assert card.file_size_bytes > 0
+    assert card.test_metrics is not None
+    assert card.test_metrics.n_images > 0
+    assert card.calibration.temperature > 0
+    assert card.calibration.uncertain_below is not None
+    assert card.ood is not None
+    assert card.ood.threshold > 0
+    assert card.intended_use is not None
+    assert card.intended_use.data.images == 32
     assert card.intended_use.known_failures[0].of == sum(card.test_metrics.confusion_matrix[0])
     views = arch.views
     assert card.views == views
@@ -96,7 +105,8 @@ def test_cli_train_and_evaluate_round_trip(tiny_data, tmp_path, capsys) -> None:
     assert recorded["dropout"] == FIELD_ARCHITECTURES["lenet"].dropout
     assert cli("evaluate --json", data_dir=tiny_data, models_dir=tmp_path) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["model"] == "lenet" and result["n_images"] == len(discover(tiny_data))
+    assert result["model"] == "lenet"
+    assert result["n_images"] == len(discover(tiny_data))
     assert set(result["per_class"]) == {"benign", "early_pre_b", "pre_b", "pro_b"}
     assert np.array(result["confusion_matrix"]).sum() == result["n_images"]
 
@@ -118,9 +128,11 @@ def test_cli_set_views_rescores_the_same_weights(tiny_data, tmp_path, capsys) ->
     assert f"[sequential] {target} view(s)" in capsys.readouterr().out
     after = json.loads((tmp_path / "sequential.json").read_text())
     assert after["inference"]["views"] == target
-    assert after["training"] == before["training"] and after["trained_at"] == before["trained_at"]
+    assert after["training"] == before["training"]
+    assert after["trained_at"] == before["trained_at"]
     assert after["test_metrics"]["n_images"] > 0
-    assert "temperature" in after["calibration"] and "threshold" in after["ood"]
+    assert "temperature" in after["calibration"]
+    assert "threshold" in after["ood"]
     reloaded = load_model(tmp_path, "sequential")
     assert reloaded.views == target
     for a, b in zip(reloaded.keras_model.get_weights(), weights, strict=True):
@@ -146,7 +158,7 @@ def test_cli_set_views_rescores_the_same_weights(tiny_data, tmp_path, capsys) ->
 
 
 @pytest.mark.parametrize(
-    "layout,message",
+    ("layout", "message"),
     [
         ({}, "no class folders"),
         ({"Lymphocytes": 1}, "unknown class folder"),
@@ -198,7 +210,8 @@ def test_report_sections_on_a_trained_model(tiny_data, tmp_path, capsys) -> None
     assert heat["lenet"]["layer"] == "c3_relu"
     assert sum(c["n"] for c in heat["lenet"]["per_class"].values()) == heat["lenet"]["overall"]["n"]
     text = render(rows, len(samples), extra_sections=[heat_markdown(heat)])
-    assert "| LeNet-5 | 95.75% |" in text and "## Where the models look (Grad-CAM)" in text
+    assert "| LeNet-5 | 95.75% |" in text
+    assert "## Where the models look (Grad-CAM)" in text
     capsys.readouterr()
     assert (
         cli(
@@ -209,4 +222,5 @@ def test_report_sections_on_a_trained_model(tiny_data, tmp_path, capsys) -> None
         == 0
     )
     printed = capsys.readouterr().out
-    assert "on 1 test images per class" in printed and "| LeNet-5 | `c1_relu` |" in printed
+    assert "on 1 test images per class" in printed
+    assert "| LeNet-5 | `c1_relu` |" in printed

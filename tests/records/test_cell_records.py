@@ -208,7 +208,8 @@ def test_a_cell_models_cells_are_stored_with_their_classes_and_reviewed(
         model_class = stored[0].class_id
         other = next(c for c in ("benign", "pro_b") if c != model_class)
         done = reclassify_cell(session, case, stored[0].id, other, "dr-a")
-        assert done is not None and (done.before, done.after, done.position) == (
+        assert done is not None
+        assert (done.before, done.after, done.position) == (
             model_class,
             other,
             1,
@@ -226,7 +227,8 @@ def test_a_cell_models_cells_are_stored_with_their_classes_and_reviewed(
         counts = cell_counts(cells)
         assert counts.model == prediction.cells.counts
         assert counts.reviewed[other] == prediction.cells.counts[other] + 1
-        assert counts.n_reviewed == 1 and counts.total == 2
+        assert counts.n_reviewed == 1
+        assert counts.total == 2
         assert (cells[0].reviewed_by, cells[0].reviewed_at is not None) == ("dr-a", True)
         # The field's differential, which the case rule reads, follows the review.
         assert field_outcome(case.fields[0]).cells == counts.reviewed

@@ -41,7 +41,7 @@ def test_processes_starting_together_migrate_once(tmp_path: Path) -> None:
     def start() -> None:
         try:
             results.append(upgrade(make_engine(url)))
-        except Exception as exc:  # noqa: BLE001 - the test reports it
+        except Exception as exc:  # the test reports it
             results.append(exc)
 
     threads = [threading.Thread(target=start) for _ in range(4)]
@@ -59,8 +59,8 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
     with sessions() as session:
         new_case(session, "S-1", "", CARD)
         session.flush()
+        case = session.scalars(select(Case)).one()
         with pytest.raises(CaseInputError):
-            case = session.scalars(select(Case)).one()
             add_review(session, case, ReviewInput("agree", None, "", sign_off=True))
         session.rollback()
     with sessions() as session:
@@ -76,8 +76,9 @@ def test_the_image_store_keeps_one_file_per_content_and_removes_empty_folders(
     assert store.get(sha) == b"photograph"
     assert [p.name for p in (tmp_path / "store").rglob("*") if p.is_file()] == [sha]
     store.delete(sha)
-    assert store.get(sha) is None and list((tmp_path / "store").iterdir()) == []
-    with pytest.raises(ValueError):
+    assert store.get(sha) is None
+    assert list((tmp_path / "store").iterdir()) == []
+    with pytest.raises(ValueError, match="not a sha256"):
         store.path("../../etc/passwd")
 
 
@@ -92,7 +93,8 @@ def test_postgresql_migrates_and_keeps_cases(postgres_url: str, tmp_path: Path) 
         public_id = case.public_id
     with sessions() as session:
         case = session.scalars(select(Case).where(Case.public_id == public_id)).one()
-        assert case.reference == "PG-1" and case.created_at.tzinfo is not None
+        assert case.reference == "PG-1"
+        assert case.created_at.tzinfo is not None
         assert case.rule["min_used_share"] == pytest.approx(1 / 3)  # JSON kept as written
         delete_case(session, case, ImageStore(tmp_path))
         session.commit()
@@ -114,7 +116,8 @@ def test_the_app_runs_its_cases_on_postgresql(
     created = client.post("/api/v1/cases", data=body, content_type=content_type)
     assert created.status_code == 201
     read = client.get(created.headers["Location"]).get_json()
-    assert read["reference"] == "PG-API" and len(read["images"]) == 2
+    assert read["reference"] == "PG-API"
+    assert len(read["images"]) == 2
     engine = app.extensions["records"].engine
     assert engine.dialect.name == "postgresql"
     engine.dispose()

@@ -46,7 +46,7 @@ def migrated(owner_url: str) -> int:
     return migrate.main(env)
 
 
-@pytest.fixture()
+@pytest.fixture
 def app_engine(postgres_url: str) -> Iterator[Engine]:
     assert migrated(postgres_url) == 0
     engine = make_engine(as_role(postgres_url, APP_ROLE))
@@ -75,7 +75,8 @@ def test_the_app_role_keeps_the_records_and_only_appends_to_the_audit_trail(
             {"r": APP_ROLE},
         ).one()
     owner.dispose()
-    assert owned == 0 and tuple(powers) == (False, False, False)
+    assert owned == 0
+    assert tuple(powers) == (False, False, False)
     with session_factory(app_engine)() as session:
         assert audit_chain.verify(session).events == 1
 
@@ -117,5 +118,6 @@ def test_an_app_that_does_not_migrate_needs_a_current_schema(
     assert client.get("/api/v1/cases").status_code == 200
     assert client.get("/admin/audit.csv").status_code == 200  # read, and the export audited
     verified = app.test_cli_runner().invoke(args=["audit", "verify"])
-    assert verified.exit_code == 0 and "OK: 1 events" in verified.output
+    assert verified.exit_code == 0
+    assert "OK: 1 events" in verified.output
     app.extensions["records"].engine.dispose()

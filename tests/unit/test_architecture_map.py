@@ -32,7 +32,8 @@ def map_entries(block: str) -> dict[str, str]:
         if not found:
             continue
         depth, odd = divmod(len(found["indent"]), 2)
-        assert not odd and depth <= len(folders), f"the map's indentation is off at {line!r}"
+        assert not odd, f"the map's indentation is off at {line!r}"
+        assert depth <= len(folders), f"the map's indentation is off at {line!r}"
         name = found["name"]
         path = "/".join([*folders[:depth], name.rstrip("/")])
         assert path not in entries, f"the map names {path} twice"

@@ -25,10 +25,14 @@ def _smear(
 def test_cell_masks_cover_the_leukocyte_and_not_the_background() -> None:
     x = np.stack([_smear(), _smear(cell_at=(44, 40))])
     m = cell_masks(x)
-    assert m.shape == (2, 64, 64, 1) and m.dtype == np.float32
-    assert m.min() >= 0.0 and m.max() <= 1.0
-    assert m[0, 20, 20, 0] == 1.0 and m[1, 44, 40, 0] == 1.0
-    assert m[0, 55, 55, 0] == 0.0 and m[1, 5, 5, 0] == 0.0
+    assert m.shape == (2, 64, 64, 1)
+    assert m.dtype == np.float32
+    assert m.min() >= 0.0
+    assert m.max() <= 1.0
+    assert m[0, 20, 20, 0] == 1.0
+    assert m[1, 44, 40, 0] == 1.0
+    assert m[0, 55, 55, 0] == 0.0
+    assert m[1, 5, 5, 0] == 0.0
     # Dilated beyond the cell's edge (radius 7): the rim goes with the cell.
     assert m[0, 20, 28, 0] > 0.5
 
@@ -63,13 +67,17 @@ def test_training_dataset_with_swapping_yields_augmented_batches() -> None:
     assert [b[0].shape[0] for b in batches] == [4, 2]
     images = np.concatenate([b[0].numpy() for b in batches])
     labels = np.concatenate([b[1].numpy() for b in batches])
-    assert images.shape == x.shape and 0.0 <= images.min() and images.max() <= 1.0
+    assert images.shape == x.shape
+    assert 0.0 <= images.min()
+    assert images.max() <= 1.0
     assert sorted(labels.argmax(1).tolist()) == sorted(y.tolist())
 
 
 def test_augment_image_keeps_shape_and_range() -> None:
     out = augment_image(tf.constant(_smear())).numpy()
-    assert out.shape == (64, 64, 3) and 0.0 <= out.min() and out.max() <= 1.0
+    assert out.shape == (64, 64, 3)
+    assert 0.0 <= out.min()
+    assert out.max() <= 1.0
 
 
 def _disc(size: int = 64) -> np.ndarray:

@@ -38,7 +38,9 @@ def test_every_field_is_held_out_once_and_never_trains_on_its_own_fold() -> None
     assert sorted(held) == list(range(len(data)))
     for plan in plans:
         parts = [set(plan.train), set(plan.val), set(plan.test)]
-        assert not parts[0] & parts[1] and not parts[0] & parts[2] and not parts[1] & parts[2]
+        assert not parts[0] & parts[1]
+        assert not parts[0] & parts[2]
+        assert not parts[1] & parts[2]
         assert len(plan.train) + len(plan.val) + len(plan.test) == len(data)
         numbers = sorted(file_number(data[i]) for i in plan.test if data[i].class_id == "benign")
         assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))

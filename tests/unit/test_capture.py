@@ -104,7 +104,8 @@ def test_only_the_unperturbed_set_leaves_the_image_as_it_is(
 def test_every_set_says_in_one_line_why_training_lacks_it() -> None:
     assert list(CAPTURE_NOTES) == list(CAPTURES)
     assert all(note and "\n" not in note for note in CAPTURE_NOTES.values())
-    assert "unperturbed" in CAPTURES and "phone_like" in CAPTURES
+    assert "unperturbed" in CAPTURES
+    assert "phone_like" in CAPTURES
     assert any(name.startswith("foreign_") for name in CAPTURES)
 
 
@@ -207,7 +208,8 @@ def test_webp_and_heic_sets_are_lossy_files_of_their_format(
     smear: Image.Image, outputs: dict[str, bytes]
 ) -> None:
     webp, heic = outputs["webp_q50"], outputs["heic_q50"]
-    assert webp[:4] == b"RIFF" and webp[8:16] == b"WEBPVP8 "  # "VP8 " is lossy, "VP8L" not
+    assert webp[:4] == b"RIFF"
+    assert webp[8:16] == b"WEBPVP8 "  # "VP8 " is lossy, "VP8L" not
     assert heic[4:12] == b"ftypheic"
     for data in (webp, heic):
         difference = np.abs(
@@ -235,7 +237,8 @@ def test_the_motion_kernel_is_a_streak_not_a_gaussian() -> None:
     along, across = _axes_spread(kernel, 30)
     # A uniform streak of length 9 spreads sqrt((9^2 - 1) / 12) = 2.6 px along it.
     assert along == pytest.approx(np.sqrt(80 / 12), rel=0.1)
-    assert across < 0.5 and along / across > 5
+    assert across < 0.5
+    assert along / across > 5
 
 
 def test_the_defocus_kernel_is_a_flat_disc_with_a_hard_edge() -> None:
@@ -262,7 +265,8 @@ def test_shot_noise_variance_grows_with_brightness() -> None:
         variances.append(values.var() * electrons**2)
         # Poisson: variance in electrons is the signal; plus the read noise's.
         assert variances[-1] == pytest.approx(level * electrons + read**2, rel=0.08)
-    assert variances == sorted(variances) and variances[-1] > 10 * variances[0]
+    assert variances == sorted(variances)
+    assert variances[-1] > 10 * variances[0]
 
 
 def test_demosaicing_shares_the_noise_between_channels_and_neighbours() -> None:
@@ -271,7 +275,8 @@ def test_demosaicing_shares_the_noise_between_channels_and_neighbours() -> None:
     residual = noisy - noisy.mean(axis=(0, 1))
     r, g, b = (residual[..., c].ravel() for c in range(3))
     # Independent noise per channel and pixel (training's) correlates about 0.
-    assert np.corrcoef(r, g)[0, 1] > 0.2 and np.corrcoef(g, b)[0, 1] > 0.2
+    assert np.corrcoef(r, g)[0, 1] > 0.2
+    assert np.corrcoef(g, b)[0, 1] > 0.2
     green = residual[..., 1]
     assert np.corrcoef(green[:, :-1].ravel(), green[:, 1:].ravel())[0, 1] > 0.2
     assert residual.std() > 1.0
@@ -321,9 +326,13 @@ def test_colour_matrices_work_in_linear_light() -> None:
 def test_the_tone_curve_is_s_shaped_and_monotonic() -> None:
     x = np.linspace(0, 1, 256)
     y = tone_curve(x)
-    assert y[0] == 0 and y[-1] == pytest.approx(1) and (np.diff(y) > 0).all()
+    assert y[0] == 0
+    assert y[-1] == pytest.approx(1)
+    assert (np.diff(y) > 0).all()
     slopes = np.gradient(y, x)
-    assert slopes[128] > 1.1 and slopes[5] < 0.7 and slopes[-5] < 0.7
+    assert slopes[128] > 1.1
+    assert slopes[5] < 0.7
+    assert slopes[-5] < 0.7
 
 
 # --- Resampling and zoom ------------------------------------------------------------------
@@ -343,7 +352,8 @@ def test_resampling_keeps_the_field(outputs: dict[str, bytes], name: str) -> Non
     before = measure_cells(decoded(outputs["unperturbed"]))
     image = decoded(outputs[name])
     after = measure_cells(image)
-    assert before.size_px and after.size_px
+    assert before.size_px
+    assert after.size_px
     factor = image.width / SAME_SIZE
     assert after.size_px / before.size_px == pytest.approx(factor, rel=0.1)
 
@@ -352,7 +362,8 @@ def test_resampling_keeps_the_field(outputs: dict[str, bytes], name: str) -> Non
 def test_zoom_changes_the_cells_size_by_its_factor(smear: Image.Image, factor: float) -> None:
     before = measure_cells(smear).size_px
     after = measure_cells(zoom(factor)(smear)).size_px
-    assert before and after
+    assert before
+    assert after
     assert after / before == pytest.approx(factor, rel=0.12)
 
 
@@ -370,10 +381,12 @@ def test_zooming_out_tiles_the_margins_rather_than_mirroring(smear: Image.Image)
 
 def test_the_phone_fills_a_12_mp_frame_with_the_field(outputs: dict[str, bytes]) -> None:
     phone = decoded(outputs["phone_like"])
-    assert phone.size == PHONE_FRAME and phone.width * phone.height > 12_000_000
+    assert phone.size == PHONE_FRAME
+    assert phone.width * phone.height > 12_000_000
     before = measure_cells(decoded(outputs["unperturbed"])).size_px
     after = measure_cells(phone).size_px
-    assert before and after
+    assert before
+    assert after
     assert after / before == pytest.approx(PHONE_FRAME[0] / SAME_SIZE, rel=0.12)
 
 
@@ -405,14 +418,17 @@ def test_scores_count_refusals_flags_and_silent_errors() -> None:
     assert s.coverage == pytest.approx(2 / 5)  # images 2 and 3 are answered
     assert s.accuracy == pytest.approx(0.5)
     assert s.silent_errors == pytest.approx(1 / 5)  # image 3: Pro-B called Benign
-    assert s.refused == pytest.approx(1 / 5) and s.ood == pytest.approx(1 / 5)
+    assert s.refused == pytest.approx(1 / 5)
+    assert s.ood == pytest.approx(1 / 5)
     assert SetScore.of(o, None).coverage == pytest.approx(3 / 5)
 
 
 def test_targets_hold_on_every_set_and_foreign_sets_are_reversed() -> None:
-    assert coverage_target("zoom_1.5") == 0.9 and coverage_target("unperturbed") == 0.9
+    assert coverage_target("zoom_1.5") == 0.9
+    assert coverage_target("unperturbed") == 0.9
     assert coverage_target("phone_like") == 0.75
-    assert coverage_target("foreign_bgr") is None and coverage_limit("foreign_bgr") == 0.05
+    assert coverage_target("foreign_bgr") is None
+    assert coverage_limit("foreign_bgr") == 0.05
     assert coverage_limit("sensor_noise") is None
 
 
@@ -452,7 +468,8 @@ def test_update_report_replaces_only_the_capture_section(
 
     monkeypatch.setattr(report, "capture_sections", sections)
     path, captures, cases = report.write_capture_section(tmp_path, [], "the command")
-    assert calls == ["the command"] and cases.startswith("## Cases")
+    assert calls == ["the command"]
+    assert cases.startswith("## Cases")
     assert path.read_text() == (
         "# Report\n\n## Real captures: new\n\nnew table\n\n## Cases: kept\n\ncases\n"
     )

@@ -79,11 +79,13 @@ def _rank(order: list[int], numbers: np.ndarray, labels: np.ndarray, label: int)
 def test_a_case_is_a_benign_run_and_a_run_of_one_subtype_in_file_number_order() -> None:
     labels, numbers = _arrays(_samples(30))
     cases = draw_cases(labels, numbers, n=10, m=3, per_composition=50, seed=1)
-    assert len(cases) == 50 and len(set(cases)) == 50
+    assert len(cases) == 50
+    assert len(set(cases)) == 50
     for case in cases:
         benign, malignant = list(case.fields[:7]), list(case.malignant_part)
         assert (labels[benign] == BENIGN).all()
-        assert case.subtype in (EARLY, PRE, PRO) and (labels[malignant] == case.subtype).all()
+        assert case.subtype in (EARLY, PRE, PRO)
+        assert (labels[malignant] == case.subtype).all()
         ranks = _rank(benign, numbers, labels, BENIGN)
         assert ranks == list(range(ranks[0], ranks[0] + 7))
         ranks = _rank(malignant, numbers, labels, case.subtype)
@@ -97,10 +99,12 @@ def test_a_case_is_a_benign_run_and_a_run_of_one_subtype_in_file_number_order() 
 def test_every_distinct_case_is_taken_when_there_are_few() -> None:
     labels, numbers = _arrays(_samples(12))
     benign = draw_cases(labels, numbers, n=10, m=0, per_composition=200)
-    assert len(benign) == 3 and len(set(benign)) == 3  # 12 files hold 3 runs of 10
+    assert len(benign) == 3  # 12 files hold 3 runs of 10
+    assert len(set(benign)) == 3
     assert all(c.subtype is None and c.malignant_part == () for c in benign)
     all_malignant = draw_cases(labels, numbers, n=12, m=12, per_composition=200)
-    assert len(all_malignant) == 3 and {c.subtype for c in all_malignant} == {EARLY, PRE, PRO}
+    assert len(all_malignant) == 3
+    assert {c.subtype for c in all_malignant} == {EARLY, PRE, PRO}
     assert draw_cases(labels, numbers, n=13, m=0) == []  # no run of 13 benign files
 
 
@@ -207,15 +211,19 @@ def test_the_fit_takes_the_lowest_threshold_meeting_the_false_escalation_target(
     sets, numbers = _validation({5: 0.985, 10: 0.96, 30: 0.96, 50: 0.96})
     rule = fit_case_rule(sets, numbers, uncertain_below=0.9)
     assert rule.escalate_at == 0.99
-    assert rule.val_false_escalation_rate == 0.0 and rule.val_miss_rate == 0.0
-    assert rule.val_cases > 0 and rule.val_uncertain_rate is not None
-    assert "lowest escalate_at" in rule.method and "no value met" not in rule.method
+    assert rule.val_false_escalation_rate == 0.0
+    assert rule.val_miss_rate == 0.0
+    assert rule.val_cases > 0
+    assert rule.val_uncertain_rate is not None
+    assert "lowest escalate_at" in rule.method
+    assert "no value met" not in rule.method
     # The grid's value below it misses the target.
     labels = sets["unperturbed"].labels
     fields = {"unperturbed": field_outcomes(sets["unperturbed"], 0.9)}
     benign = {(20, 0): draw_cases(labels, numbers, 20, 0)}
     below = tally_sets(fields, benign, CaseRuleSpec(escalate_at=0.98))["unperturbed"][(20, 0)]
-    assert below.n_cases == 41 and below.malignant == 6
+    assert below.n_cases == 41
+    assert below.malignant == 6
 
 
 def test_uncertain_fields_cannot_push_the_fitted_threshold_up() -> None:
@@ -229,7 +237,8 @@ def test_uncertain_fields_cannot_push_the_fitted_threshold_up() -> None:
 def test_the_fit_says_so_when_no_threshold_meets_the_target() -> None:
     sets, numbers = _validation({r: 0.999999 for r in range(0, 60, 5)})
     rule = fit_case_rule(sets, numbers, uncertain_below=0.9)
-    assert rule.escalate_at == 0.99999 and "no value met the target" in rule.method
+    assert rule.escalate_at == 0.99999
+    assert "no value met the target" in rule.method
     assert rule.val_false_escalation_rate == 1.0
 
 

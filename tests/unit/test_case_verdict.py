@@ -19,12 +19,15 @@ def _field(class_id: str, p: float = 0.995, state: str = "answered") -> FieldOut
 def test_one_confident_malignant_field_among_twenty_escalates_and_is_named() -> None:
     fields = [_field("benign")] * 19 + [_field("pre_b")]
     verdict = case_verdict(fields, RULE)
-    assert verdict.status == "malignant" and verdict.class_id == "pre_b"
-    assert verdict.malignant_fields == (20,) and verdict.escalated
+    assert verdict.status == "malignant"
+    assert verdict.class_id == "pre_b"
+    assert verdict.malignant_fields == (20,)
+    assert verdict.escalated
     assert verdict.malignant_share == pytest.approx(0.05)
     assert verdict.votes == {"benign": 19, "pre_b": 1}
     assert verdict.probabilities["benign"] > 0.9  # the mean leans benign; the screen does not
-    assert not verdict.subtype_disagreement and verdict.review_positions == (20,)
+    assert not verdict.subtype_disagreement
+    assert verdict.review_positions == (20,)
 
 
 def test_agreeing_fields_give_the_class_and_excluded_fields_are_counted() -> None:
@@ -34,12 +37,16 @@ def test_agreeing_fields_give_the_class_and_excluded_fields_are_counted() -> Non
         FieldOutcome("refused"),
     ]
     verdict = case_verdict(fields, RULE)
-    assert verdict.status == "malignant" and verdict.class_id == "pre_b"
-    assert verdict.n_fields == 7 and verdict.n_used == 4
+    assert verdict.status == "malignant"
+    assert verdict.class_id == "pre_b"
+    assert verdict.n_fields == 7
+    assert verdict.n_used == 4
     assert verdict.excluded == {"uncertain": 1, "out_of_distribution": 1, "refused": 1}
     # The uncertain field leans benign, yet the verdict rests on it as uncertain.
-    assert verdict.uncertain_fields == (5,) and verdict.review_positions == (1, 2, 3, 4, 5)
-    assert verdict.malignant_fields == (1, 2, 3, 4) and verdict.votes == {"pre_b": 4}
+    assert verdict.uncertain_fields == (5,)
+    assert verdict.review_positions == (1, 2, 3, 4, 5)
+    assert verdict.malignant_fields == (1, 2, 3, 4)
+    assert verdict.votes == {"pre_b": 4}
     assert verdict.probabilities["pre_b"] == pytest.approx(0.995)
 
 
@@ -49,8 +56,10 @@ def test_uncertain_and_out_of_distribution_malignant_fields_do_not_escalate() ->
         _field("pre_b", 0.999, "out_of_distribution"),
     ]
     verdict = case_verdict(fields, RULE)
-    assert not verdict.escalated and verdict.status == "uncertain"  # never benign either
-    assert verdict.class_id == "pro_b" and verdict.reason is not None
+    assert not verdict.escalated
+    assert verdict.status == "uncertain"  # never benign either
+    assert verdict.class_id == "pro_b"
+    assert verdict.reason is not None
     assert "field 9" in verdict.reason
     assert verdict.uncertain_malignant_fields == (9,)
     assert verdict.review_positions == (9,)  # the reviewer must still look at it
@@ -61,9 +70,12 @@ def test_uncertain_and_out_of_distribution_malignant_fields_do_not_escalate() ->
 def test_an_answered_malignant_field_below_the_threshold_makes_the_case_uncertain() -> None:
     fields = [_field("benign")] * 9 + [_field("early_pre_b", 0.95)]
     verdict = case_verdict(fields, RULE)
-    assert verdict.status == "uncertain" and verdict.class_id == "early_pre_b"
-    assert verdict.weak_malignant_fields == (10,) and not verdict.malignant_fields
-    assert verdict.reason is not None and "field 10" in verdict.reason
+    assert verdict.status == "uncertain"
+    assert verdict.class_id == "early_pre_b"
+    assert verdict.weak_malignant_fields == (10,)
+    assert not verdict.malignant_fields
+    assert verdict.reason is not None
+    assert "field 10" in verdict.reason
     # With the unfitted default every answered malignant field escalates.
     assert case_verdict(fields, CaseRuleSpec()).status == "malignant"
 
@@ -71,7 +83,8 @@ def test_an_answered_malignant_field_below_the_threshold_makes_the_case_uncertai
 def test_subtype_disagreement_is_reported_with_the_counts() -> None:
     fields = [_field("pre_b")] * 14 + [_field("pro_b")] * 5 + [_field("benign")]
     verdict = case_verdict(fields, RULE)
-    assert verdict.status == "malignant" and verdict.class_id == "pre_b"
+    assert verdict.status == "malignant"
+    assert verdict.class_id == "pre_b"
     assert verdict.subtype_disagreement
     assert verdict.subtype_votes == {"pre_b": 14, "pro_b": 5}
 
@@ -84,16 +97,21 @@ def test_a_subtype_tie_goes_to_the_higher_summed_probability() -> None:
 def test_mostly_uncertain_fields_are_said_to_be_so() -> None:
     fields = [_field("benign")] * 4 + [_field("benign", 0.6, "uncertain")] * 6
     verdict = case_verdict(fields, RULE)
-    assert verdict.status == "benign" and verdict.mostly_uncertain and verdict.n_uncertain == 6
+    assert verdict.status == "benign"
+    assert verdict.mostly_uncertain
+    assert verdict.n_uncertain == 6
 
 
 def test_too_few_usable_fields_make_the_case_uncertain() -> None:
     fields = [_field("benign")] + [FieldOutcome("refused")] * 3
     verdict = case_verdict(fields, RULE)
-    assert verdict.status == "uncertain" and verdict.reason is not None
+    assert verdict.status == "uncertain"
+    assert verdict.reason is not None
     assert "only 1 of 4 fields" in verdict.reason
     empty = case_verdict([], RULE)
-    assert empty.status == "uncertain" and empty.class_id is None and empty.n_used == 0
+    assert empty.status == "uncertain"
+    assert empty.class_id is None
+    assert empty.n_used == 0
 
 
 def test_escalation_needs_no_majority_of_usable_fields() -> None:
@@ -108,7 +126,8 @@ def test_positions_given_by_the_case_are_kept() -> None:
 
 def test_a_stored_rule_of_an_older_version_reads_with_safe_defaults() -> None:
     rule = CaseRuleSpec.from_record({"min_used_share": 0.5, "min_agreement": 0.7})
-    assert rule.min_used_share == 0.5 and rule.escalate_at == 0.0
+    assert rule.min_used_share == 0.5
+    assert rule.escalate_at == 0.0
 
 
 def test_a_cell_models_fields_sum_their_leukocytes_into_the_cases_differential() -> None:
@@ -140,4 +159,6 @@ def test_a_whole_field_models_case_has_no_differential() -> None:
         [FieldOutcome("answered", {"benign": 1.0, "early_pre_b": 0.0, "pre_b": 0.0, "pro_b": 0.0})],
         CaseRuleSpec(),
     )
-    assert verdict.cell_counts == {} and verdict.n_cells == 0 and verdict.blast_share == 0.0
+    assert verdict.cell_counts == {}
+    assert verdict.n_cells == 0
+    assert verdict.blast_share == 0.0

@@ -71,9 +71,11 @@ def test_reference_objects_drop_speckle_and_outlines_and_mark_cut_cells() -> Non
     ref = reference_objects(pixels, rbc_px=RBC)
     assert ref.labels.max() == 3
     assert len(ref.whole) == 2
-    assert ref.labels[60, 60] in ref.whole and ref.labels[150, 150] in ref.whole
+    assert ref.labels[60, 60] in ref.whole
+    assert ref.labels[150, 150] in ref.whole
     assert ref.cut[ref.labels[120, 3]]
-    assert ref.labels[20, 145] == 0 and ref.labels[200, 30] == 0
+    assert ref.labels[20, 145] == 0
+    assert ref.labels[200, 30] == 0
 
 
 def test_reference_objects_below_the_detectors_floor_are_dropped() -> None:
@@ -184,7 +186,7 @@ def _write_field(root: Path, folder: str, name: str, cells: list[Disc], kept: li
         image.save(root / part / folder / name)
 
 
-@pytest.fixture()
+@pytest.fixture
 def synthetic_set(tmp_path: Path) -> Path:
     """One synthetic field per class, each with its own failure of the reference."""
     root = tmp_path / "set"
@@ -258,7 +260,7 @@ def test_evaluate_takes_every_nth_file_of_each_class(synthetic_set: Path) -> Non
     assert every_other["segmented"]["per_class"]["benign"]["fields"] == 2  # b-001 and b-003
     assert every_other["segmented"]["per_class"]["pro_b"]["fields"] == 1
     assert "hand" not in every_other
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="every must be 1 or more"):
         evaluate(synthetic_set, every=0)
 
 

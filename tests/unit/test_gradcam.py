@@ -36,7 +36,8 @@ def test_heatmap_shape_and_range_untrained(name: str) -> None:
         assert heat.shape == (cam.input_size, cam.input_size)
         assert heat.dtype == np.float32
         assert np.isfinite(heat).all()
-        assert heat.min() >= 0.0 and heat.max() <= 1.0
+        assert heat.min() >= 0.0
+        assert heat.max() <= 1.0
         assert heat.max() == 0.0 or heat.max() == pytest.approx(1.0)
 
 
@@ -55,7 +56,8 @@ def test_overlay_png_blends_heat_at_display_size() -> None:
     photo = Image.new("RGB", (1000, 600), (200, 180, 190))
     heat = np.zeros((128, 128), np.float32)
     png = Image.open(io.BytesIO(overlay_png(photo, heat)))
-    assert png.format == "PNG" and png.size == (512, 307)
+    assert png.format == "PNG"
+    assert png.size == (512, 307)
     # No heat: the photograph is shown unchanged.
     assert (np.asarray(png.convert("RGB")) == (200, 180, 190)).all()
 
@@ -67,5 +69,5 @@ def test_overlay_png_blends_heat_at_display_size() -> None:
 
     small = Image.new("RGB", (31, 17), (0, 0, 0))
     assert Image.open(io.BytesIO(overlay_png(small, heat))).size == (31, 17)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="heatmap must be 2-D"):
         overlay_png(photo, np.zeros((4, 4, 3), np.float32))

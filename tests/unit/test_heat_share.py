@@ -25,7 +25,8 @@ def test_heat_on_the_cells_counts_as_on_them() -> None:
     heat = np.zeros((56, 56), np.float32)
     heat[24:32, 24:32] = 1.0  # the middle of the cell, at the heatmap's own size
     share = heat_share(heat, cells(mask))
-    assert share is not None and share.on_cells == pytest.approx(1.0)
+    assert share is not None
+    assert share.on_cells == pytest.approx(1.0)
     assert share.cells_area == pytest.approx(((60 + 8) ** 2) / 224**2, rel=0.05)
     assert share.density == pytest.approx(1 / share.cells_area)
     assert share.check(DEFAULT_MIN_DENSITY) == "on_cells"
@@ -37,7 +38,8 @@ def test_heat_on_the_background_is_elsewhere() -> None:
     heat = np.zeros((224, 224), np.float32)
     heat[150:, 150:] = 1.0
     share = heat_share(heat, cells(mask))
-    assert share is not None and share.on_cells == pytest.approx(0.0)
+    assert share is not None
+    assert share.on_cells == pytest.approx(0.0)
     assert share.density == pytest.approx(0.0)
     assert share.check(DEFAULT_MIN_DENSITY) == "elsewhere"
 
@@ -46,7 +48,8 @@ def test_uniform_heat_is_as_dense_on_the_cells_as_anywhere() -> None:
     mask = np.zeros((224, 224), bool)
     mask[60:160, 60:160] = True
     share = heat_share(np.ones((14, 14), np.float32), cells(mask))
-    assert share is not None and share.density == pytest.approx(1.0)
+    assert share is not None
+    assert share.density == pytest.approx(1.0)
 
 
 def test_density_is_the_share_of_heat_over_the_share_of_area() -> None:
@@ -64,9 +67,11 @@ def test_the_threshold_itself_is_not_a_warning() -> None:
 
 def test_no_cells_found_cannot_be_judged() -> None:
     share = heat_share(np.ones((14, 14), np.float32), cells(np.zeros((224, 224), bool)))
-    assert share is not None and share.cells_area == 0.0
+    assert share is not None
+    assert share.cells_area == 0.0
     assert share.density is None
-    assert share.check(0.0) == "no_cells" and share.check(10.0) == "no_cells"
+    assert share.check(0.0) == "no_cells"
+    assert share.check(10.0) == "no_cells"
 
 
 def test_an_empty_heatmap_has_no_share() -> None:

@@ -71,7 +71,8 @@ def test_class_gaussians_give_small_distance_to_own_class_and_large_far_away() -
     assert np.allclose(means, centres, atol=0.2)
     d_in = min_mahalanobis(np.array([[10.2, 0.1], [0.3, -0.2]]), means, precision)
     d_out = min_mahalanobis(np.array([[5.0, 8.0]]), means, precision)
-    assert d_in.max() < 1.0 and d_out[0] > 50
+    assert d_in.max() < 1.0
+    assert d_out[0] > 50
 
 
 def test_image_statistics_are_finite_for_blank_and_noisy_images() -> None:

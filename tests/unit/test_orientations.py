@@ -54,7 +54,8 @@ def test_mean_over_views_groups_each_images_views() -> None:
 
 
 def test_only_supported_view_counts() -> None:
-    assert check_views(1) == 1 and check_views(ORIENTATIONS) == ORIENTATIONS
+    assert check_views(1) == 1
+    assert check_views(ORIENTATIONS) == ORIENTATIONS
     with pytest.raises(ValueError, match="views"):
         check_views(4)
     with pytest.raises(ValueError, match="views"):
@@ -69,7 +70,8 @@ def test_averaged_function_is_invariant_and_keeps_tuples() -> None:
     averaged = averaged_over_views(fn, ORIENTATIONS)
     x = _images(1, seed=2)[0]
     outs = [averaged(tf.constant(o[None].copy())) for o in _orientations(x)]
-    assert isinstance(outs[0], tuple) and outs[0][0].shape == (1, 3)
+    assert isinstance(outs[0], tuple)
+    assert outs[0][0].shape == (1, 3)
     for out in outs[1:]:
         for a, b in zip(out, outs[0], strict=True):
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)

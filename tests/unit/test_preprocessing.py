@@ -33,7 +33,7 @@ def _gradient(w: int = 64, h: int = 48) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    "image,fmt",
+    ("image", "fmt"),
     [
         (Image.fromarray(_gradient()).convert("L"), "PNG"),
         (Image.fromarray(_gradient()).convert("RGBA"), "PNG"),
@@ -59,7 +59,8 @@ def test_16_bit_grey_uses_full_range() -> None:
     image = load_image(_encode(Image.fromarray(ramp), "PNG"))
     arr = np.asarray(image)
     assert image.mode == "RGB"
-    assert arr.min() == 0 and arr.max() == 255  # scaled, not clipped to white
+    assert arr.min() == 0  # scaled, not clipped to white
+    assert arr.max() == 255
 
 
 def test_transparent_pixels_become_white() -> None:
@@ -81,7 +82,8 @@ def test_animated_gif_uses_first_frame() -> None:
     buf = io.BytesIO()
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=50)
     arr = np.asarray(load_image(buf.getvalue()))
-    assert arr[..., 0].mean() > 200 and arr[..., 2].mean() < 50
+    assert arr[..., 0].mean() > 200
+    assert arr[..., 2].mean() < 50
 
 
 def test_resize_is_deterministic_and_exact_size() -> None:
@@ -170,7 +172,8 @@ def test_a_big_jpeg_is_decoded_smaller_and_keeps_its_own_size() -> None:
     buf = io.BytesIO()
     Image.new("RGB", (6000, 4000), (200, 120, 160)).save(buf, "JPEG")
     image = load_image(buf.getvalue())
-    assert min(image.size) >= DRAFT_MIN_SIDE and image.size == (3000, 2000)
+    assert min(image.size) >= DRAFT_MIN_SIDE
+    assert image.size == (3000, 2000)
     assert photograph_size(image) == (6000, 4000)
     small = io.BytesIO()
     Image.new("RGB", (224, 224)).save(small, "JPEG")
@@ -205,7 +208,8 @@ def test_the_decoding_cost_is_read_from_the_header_and_leaves_a_stream_at_its_st
 
     png = io.BytesIO(_encode(Image.new("RGB", (300, 200)), "PNG"))
     png.seek(10)
-    assert decoding_cost(png) == 300 * 200 * PEAK_BYTES_PER_PIXEL and png.tell() == 0
+    assert decoding_cost(png) == 300 * 200 * PEAK_BYTES_PER_PIXEL
+    assert png.tell() == 0
     # A 24 MP JPEG is decoded at half its size, as load_image decodes it.
     jpeg = _encode(Image.new("RGB", (6000, 4000)), "JPEG")
     assert decoding_cost(jpeg) == 3000 * 2000 * PEAK_BYTES_PER_PIXEL

@@ -45,19 +45,22 @@ def test_the_measure_ignores_uneven_illumination_and_white_balance() -> None:
 
 def test_an_image_without_cells_is_not_measured_and_says_why() -> None:
     blank = measure_cells(Image.new("RGB", (224, 224), (240, 230, 235)))
-    assert blank.size_px is None and not blank.measured
+    assert blank.size_px is None
+    assert not blank.measured
     assert blank.reason == "almost no cells were found to measure"
 
 
 def test_the_uncertainty_is_a_small_relative_error_on_an_even_field() -> None:
     found = measure_cells(ImageFactory.smear((448, 448)))
-    assert found.uncertainty is not None and 0 < found.uncertainty < 0.1
+    assert found.uncertainty is not None
+    assert 0 < found.uncertainty < 0.1
 
 
 def test_cells_within_the_training_range_are_used_as_they_are() -> None:
     image = ImageFactory.smear((224, 224))
     check = check_scale(image, SPEC)
-    assert check.in_training_range and check.resampled_by == 1.0
+    assert check.in_training_range
+    assert check.resampled_by == 1.0
     assert check.ratio == pytest.approx(check.field_size_px / SPEC.reference_px)
     prepared = prepare(image, 150, SPEC)
     assert prepared.field is image
@@ -103,9 +106,11 @@ def test_cells_far_outside_the_range_are_refused_with_the_fix(
     spec = ScaleSpec(method="test", reference_px=(low + high) / 2, low_px=low, high_px=high)
     with pytest.raises(CaptureError) as raised:
         check_scale(ImageFactory.smear((224, 224)), spec)
-    assert raised.value.code == code and raised.value.status == 422
+    assert raised.value.code == code
+    assert raised.value.status == 422
     assert words in raised.value.message
-    assert raised.value.message.startswith("Cells look ") and raised.value.message.endswith(".")
+    assert raised.value.message.startswith("Cells look ")
+    assert raised.value.message.endswith(".")
 
 
 def test_an_unmeasurable_image_is_refused_with_the_fix() -> None:
@@ -119,7 +124,8 @@ def test_an_unmeasurable_image_is_refused_with_the_fix() -> None:
 def test_a_model_without_a_scale_spec_takes_the_whole_photograph() -> None:
     image = Image.new("RGB", (300, 200), "white")
     prepared = prepare(image, 64, None)
-    assert prepared.scale is None and prepared.field is image
+    assert prepared.scale is None
+    assert prepared.field is image
     assert np.array_equal(prepared.x, to_model_input(image, 64))
 
 

@@ -26,7 +26,8 @@ def assert_error(response, status: int, code: str) -> None:
     body = response.get_json()
     assert set(body) == {"error"}
     assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert isinstance(body["error"]["message"], str)
+    assert body["error"]["message"]
 
 
 def test_predict_returns_full_result(client, images, inference_service) -> None:
@@ -34,12 +35,14 @@ def test_predict_returns_full_result(client, images, inference_service) -> None:
     assert response.status_code == 200
     body = response.get_json()
     assert body["class"] in CLASS_IDS
-    assert body["label"] and isinstance(body["malignant"], bool)
+    assert body["label"]
+    assert isinstance(body["malignant"], bool)
     assert list(body["probabilities"]) == list(CLASS_IDS)
     assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
     assert body["class"] == max(body["probabilities"], key=body["probabilities"].get)
     lenet = inference_service.served("lenet").card
-    assert body["model"]["name"] == "lenet" and body["model"]["version"] == lenet.version
+    assert body["model"]["name"] == "lenet"
+    assert body["model"]["version"] == lenet.version
     assert body["elapsed_ms"] > 0
 
 
@@ -81,10 +84,12 @@ def test_explain_returns_pngs_of_the_right_size(client, images, size, shown) -> 
         assert explanation["gradcam_class"] == body["class"]
         gradcam = decode_png(explanation["gradcam_png"])
         cells = decode_png(explanation["cells_png"])
-        assert gradcam.size == cells.size == shown and gradcam.mode == "RGB"
+        assert gradcam.size == cells.size == shown
+        assert gradcam.mode == "RGB"
         # The overlay is the photo with heat blended in, not a copy of the outline picture.
         assert not np.array_equal(np.asarray(gradcam), np.asarray(cells))
-        assert body["timings_ms"]["gradcam"] > 0 and body["timings_ms"]["outline"] > 0
+        assert body["timings_ms"]["gradcam"] > 0
+        assert body["timings_ms"]["outline"] > 0
 
 
 def test_explain_zero_means_no(client, images) -> None:
@@ -106,7 +111,8 @@ def test_synthetic_smear_is_flagged_out_of_distribution(client, images, inferenc
     if inference_service.served("lenet").guard is None:
         pytest.skip("lenet has no fitted OOD guard in this models folder")
     body = post_image(client, images.make(size=(224, 224))).get_json()
-    assert body["out_of_distribution"] is True and body["status"] == "out_of_distribution"
+    assert body["out_of_distribution"] is True
+    assert body["status"] == "out_of_distribution"
     assert body["verdict"].startswith("Outside what the model was trained on")
     assert body["ood"]["reasons"]
 
@@ -138,7 +144,9 @@ def test_models_lists_metadata_without_history(client, inference_service) -> Non
     for model in body["models"]:
         assert "history" not in model
         assert 0.0 <= model["test_metrics"]["accuracy"] <= 1.0
-        assert model["version"] and model["display_name"] and model["input_size"] > 0
+        assert model["version"]
+        assert model["display_name"]
+        assert model["input_size"] > 0
         assert model["views"] == inference_service.served(model["name"]).card.views
         assert model["views"] in (1, 8)
 
@@ -146,7 +154,8 @@ def test_models_lists_metadata_without_history(client, inference_service) -> Non
 def test_health_probes(client) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.get_json()["status"] == "ready"
+    assert ready.status_code == 200
+    assert ready.get_json()["status"] == "ready"
 
 
 def test_unknown_url_and_wrong_method_are_json(client) -> None:
@@ -173,8 +182,10 @@ def test_security_headers_everywhere(client) -> None:
     for url in ("/", "/api/v1/models", "/healthz", "/nope"):
         headers = client.get(url).headers
         csp = headers["Content-Security-Policy"]
-        assert "default-src 'self'" in csp and "img-src 'self' data:" in csp
-        assert "frame-ancestors 'none'" in csp and "'unsafe-inline'" not in csp
+        assert "default-src 'self'" in csp
+        assert "img-src 'self' data:" in csp
+        assert "frame-ancestors 'none'" in csp
+        assert "'unsafe-inline'" not in csp
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["X-Frame-Options"] == "DENY"
         assert headers["Referrer-Policy"] == "same-origin"
@@ -202,16 +213,19 @@ def test_unexpected_errors_hide_the_stack_trace(app) -> None:
     client = admin_client(app)
     assert_error(client.get("/api/v1/boom"), 500, "internal_error")
     page = client.get("/boom")
-    assert page.status_code == 500 and page.mimetype == "text/html"
+    assert page.status_code == 500
+    assert page.mimetype == "text/html"
     for response in (client.get("/api/v1/boom"), page):
         text = response.get_data(as_text=True)
-        assert "secret internal detail" not in text and "Traceback" not in text
+        assert "secret internal detail" not in text
+        assert "Traceback" not in text
 
 
 def test_the_answer_carries_the_scale_check(client, images) -> None:
     body = post_image(client, images.make(size=(448, 448))).get_json()
     scale = body["scale"]
-    assert scale["in_training_range"] is True and scale["resampled_by"] == 1.0
+    assert scale["in_training_range"] is True
+    assert scale["resampled_by"] == 1.0
     # The synthetic smear's cells are drawn at the training scale at any image size.
     assert 0.8 < scale["ratio_to_training"] < 1.35
     assert scale["cell_size_px"] == pytest.approx(2 * scale["field_cell_size_px"], rel=0.01)
@@ -225,10 +239,8 @@ def test_a_zoomed_in_capture_is_refused_with_reason_and_fix(client, images) -> N
     response = post_image(client, images.encode(zoomed))
     assert_error(response, 422, "cells_too_large")
     error = response.get_json()["error"]
-    assert (
-        error["reason"].startswith("cells look ")
-        and "larger than in the training" in error["reason"]
-    )
+    assert error["reason"].startswith("cells look ")
+    assert "larger than in the training" in error["reason"]
     assert (
         error["fix"]
         == "use the 100x objective (not a higher magnification) and do not crop or zoom in"
@@ -246,4 +258,5 @@ def test_models_state_their_intended_use_and_limits(client, inference_service) -
         failure = use["known_failures"][0]
         assert (failure["true_class"], failure["called"]) == ("benign", "early_pre_b")
         assert failure["count"] == card.test_metrics.confusion_matrix[0][1]
-        assert use["data"]["patients"] == 89 and "Taleqani" in use["data"]["source"]
+        assert use["data"]["patients"] == 89
+        assert "Taleqani" in use["data"]["source"]

@@ -27,8 +27,10 @@ def test_a_case_of_17_benign_and_3_pre_b_fields_is_headlined_as_blasts() -> None
     v = case_verdict([_field("benign")] * 17 + [_field("pre_b")] * 3, RULE)
     assert case_headline(v) == "Blasts suspected in 3 of 20 fields: pattern most like Pre-B ALL"
     text = " ".join(case_findings(v))
-    assert "3 fields of 20 (15%) show blasts" in text and "fields 18, 19, 20" in text
-    assert "flow cytometry" in text and "Benign" not in case_headline(v)
+    assert "3 fields of 20 (15%) show blasts" in text
+    assert "fields 18, 19, 20" in text
+    assert "flow cytometry" in text
+    assert "Benign" not in case_headline(v)
 
 
 def test_subtype_disagreement_is_said_with_counts() -> None:
@@ -48,7 +50,8 @@ def test_a_majority_of_uncertain_fields_is_said_beside_the_counts() -> None:
 def test_uncertain_fields_leaning_malignant_are_named() -> None:
     fields = [_field("benign")] * 5 + [_field("early_pre_b", 0.6, "uncertain")]
     v = case_verdict(fields, RULE)
-    assert v.status == "uncertain" and case_headline(v) == "Uncertain: no case verdict"
+    assert v.status == "uncertain"
+    assert case_headline(v) == "Uncertain: no case verdict"
     assert "field 6. Open them." in " ".join(case_findings(v))
 
 

@@ -27,7 +27,7 @@ def default_service(models_dir: Path) -> InferenceService:
     return InferenceService(models_dir, Config.DEFAULT_MODEL).load()
 
 
-@pytest.fixture()
+@pytest.fixture
 def default_app(
     app_config: dict[str, object], default_service: InferenceService
 ) -> Iterator[Flask]:
@@ -37,7 +37,7 @@ def default_app(
     app.extensions["records"].engine.dispose()
 
 
-@pytest.fixture()
+@pytest.fixture
 def default_client(default_app: Flask) -> FlaskClient:
     client = signed_in(default_app.test_client(), "admin")
     return with_token(client, token_for(default_app, "admin"))
@@ -57,7 +57,8 @@ def test_an_answer_without_a_model_named_reads_each_leukocyte(default_client: Fl
     answer = default_client.post("/api/v1/predict", data=body, content_type=content_type)
     assert answer.status_code == 200, answer.get_data(as_text=True)
     data = answer.get_json()
-    assert data["unit"] == "cell" and data["model"]["name"] == "cell_lenet"
+    assert data["unit"] == "cell"
+    assert data["model"]["name"] == "cell_lenet"
     assert len(data["cells"]) == 2
     assert sum(data["cell_counts"].values()) == 2
 

@@ -111,7 +111,9 @@ def test_production_uses_secret_key_and_secure_cookies(
     assert prod.config["SECRET_KEY"] == "s3cret-from-env-and-long-enough-for-production"
     response = prod.test_client().get("/login", base_url="https://localhost")
     cookie = response.headers["Set-Cookie"]
-    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Secure" in cookie
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
     assert "max-age=" in response.headers["Strict-Transport-Security"]
 
 

@@ -37,7 +37,8 @@ FITTED = HeatRuleSpec(min_density=0.5, val_fires_on_correct=0.1)
 
 def test_heat_dense_enough_on_the_cells_is_not_warned(explained: Prediction) -> None:
     p = _with(explained, HeatShare(on_cells=0.3, cells_area=0.5), FITTED, 0.5)
-    assert p.heat_check == "on_cells" and heat_warning(p) is None
+    assert p.heat_check == "on_cells"
+    assert heat_warning(p) is None
     assert result_page(p).heat_warning is None
 
 
@@ -46,7 +47,8 @@ def test_sparse_heat_is_warned_with_its_figures_and_what_they_are_measured_again
 ) -> None:
     p = _with(explained, HeatShare(on_cells=0.06, cells_area=0.2), FITTED, 0.5)
     text = heat_warning(p)
-    assert text is not None and result_page(p).heat_warning == text
+    assert text is not None
+    assert result_page(p).heat_warning == text
     assert text.startswith("6% of the heat lies on white cells that cover 20% of the field")
     assert "than in 90% of this model's correct answers on validation images" in text
     assert "not that the answer is wrong" in text
@@ -55,17 +57,21 @@ def test_sparse_heat_is_warned_with_its_figures_and_what_they_are_measured_again
 def test_without_a_fitted_rule_the_default_is_named_plainly(explained: Prediction) -> None:
     p = _with(explained, HeatShare(on_cells=0.1, cells_area=0.2), None, DEFAULT_MIN_DENSITY)
     text = heat_warning(p)
-    assert text is not None and HEAT_UNFITTED in text and "validation" not in text
+    assert text is not None
+    assert HEAT_UNFITTED in text
+    assert "validation" not in text
 
 
 def test_no_cells_found_says_the_heat_cannot_be_judged(explained: Prediction) -> None:
     p = _with(explained, HeatShare(on_cells=0.0, cells_area=0.0), FITTED, 0.5)
-    assert p.heat_check == "no_cells" and heat_warning(p) == HEAT_NO_CELLS
+    assert p.heat_check == "no_cells"
+    assert heat_warning(p) == HEAT_NO_CELLS
 
 
 def test_an_empty_heatmap_says_nothing(explained: Prediction) -> None:
     p = _with(explained, None, FITTED, 0.5)
-    assert p.heat_check is None and heat_warning(p) is None
+    assert p.heat_check is None
+    assert heat_warning(p) is None
 
 
 def test_each_served_model_carries_its_cards_threshold(
@@ -92,4 +98,5 @@ def test_the_line_beside_the_verdict_is_shown_for_sparse_heat_only(
     assert sparse.status != "out_of_distribution"
     assert 'id="verdict-heat-warning"' in page(sparse)
     shown = page(no_cells)
-    assert 'id="verdict-heat-warning"' not in shown and HEAT_NO_CELLS in shown
+    assert 'id="verdict-heat-warning"' not in shown
+    assert HEAT_NO_CELLS in shown

@@ -32,7 +32,7 @@ def files(store: ImageStore) -> set[Path]:
     return set(store.files())
 
 
-@pytest.fixture()
+@pytest.fixture
 def store(app: Flask) -> ImageStore:
     found = app.extensions["records"].store
     assert found is not None
@@ -63,11 +63,14 @@ def test_unnamed_photographs_an_hour_old_are_removed_and_the_rest_kept(
     aged(foreign, 2 * HOUR)
 
     dry = gc(app, "--dry-run")
-    assert dry.exit_code == 0 and "would remove 2 files" in dry.output, dry.output
-    assert orphan.exists() and partial.exists()
+    assert dry.exit_code == 0, dry.output
+    assert "would remove 2 files" in dry.output, dry.output
+    assert orphan.exists()
+    assert partial.exists()
     done = gc(app)
     assert done.exit_code == 0, done.output
-    assert "removed 2 files" in done.output and "kept 1 younger" in done.output
+    assert "removed 2 files" in done.output
+    assert "kept 1 younger" in done.output
     assert "left 1 files the store did not write" in done.output
     assert files(store) == named | {young, foreign}
     assert not orphan.parent.exists()  # its folders went with it
@@ -75,7 +78,8 @@ def test_unnamed_photographs_an_hour_old_are_removed_and_the_rest_kept(
         events = session.scalars(
             select(AuditEvent).where(AuditEvent.action == "images_collected")
         ).all()
-    assert len(events) == 1 and events[0].detail["removed"] == 2
+    assert len(events) == 1
+    assert events[0].detail["removed"] == 2
     assert events[0].actor.startswith("cli:")
     case = client.get("/api/v1/cases").get_json()["cases"][0]["id"]
     assert client.get(f"/cases/{case}/fields/1/field.jpg").status_code == 200

@@ -23,14 +23,14 @@ from tests.support.server import multipart
 ReadOnly = Callable[[], AbstractContextManager[None]]
 
 
-@pytest.fixture()
+@pytest.fixture
 def store(tmp_path: Path) -> Path:
     folder = tmp_path / "images"
     folder.mkdir()
     return folder
 
 
-@pytest.fixture()
+@pytest.fixture
 def read_only(store: Path) -> ReadOnly:
     """Makes the store read-only while inside: a read-only bind mount for root (whom a mode
     does not stop), a mode of 555 for anyone else."""
@@ -56,7 +56,7 @@ def read_only(store: Path) -> ReadOnly:
     return made
 
 
-@pytest.fixture()
+@pytest.fixture
 def store_app(
     app_config: dict[str, object], inference_service: InferenceService, store: Path
 ) -> Iterator[Flask]:
@@ -65,7 +65,7 @@ def store_app(
     app.extensions["records"].engine.dispose()
 
 
-@pytest.fixture()
+@pytest.fixture
 def admin(store_app: Flask) -> FlaskClient:
     return with_token(signed_in(store_app.test_client(), "admin"), token_for(store_app, "admin"))
 
@@ -95,7 +95,8 @@ def test_a_case_upload_gets_a_503_that_says_why_and_saves_nothing(
         assert answer.status_code == 503, answer.get_data(as_text=True)[:300]
         error = answer.get_json()["error"]
         assert error["code"] == "image_store_unavailable"
-        assert "cannot be stored" in error["message"] and "Nothing was saved" in error["message"]
+        assert "cannot be stored" in error["message"]
+        assert "Nothing was saved" in error["message"]
         page = admin.get("/cases/new").get_data(as_text=True)
         token = re.search(r'name="csrf_token" value="([^"]+)"', page)
         assert token

@@ -64,7 +64,8 @@ def attempt(client: FlaskClient, username: str, password: str):
 
 def said(client: FlaskClient, response) -> str:
     """The words of a refused sign-in, as the form shows them after the redirect."""
-    assert response.status_code == 303 and response.headers["Location"].startswith("/login")
+    assert response.status_code == 303
+    assert response.headers["Location"].startswith("/login")
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     match = re.search(r'<p class="reason">([^<]*)</p>', page)
     assert match, "the refusal says nothing"
@@ -145,7 +146,8 @@ def test_an_admin_unlocks_from_the_users_page_and_it_is_audited(app: Flask) -> N
     assert not signed_in(attempt(attacker, "viewer", PASSWORDS["viewer"]))
     admin = admin_client(app)
     page = admin.get("/admin/users").get_data(as_text=True)
-    assert "sign-in locked from 1 address until" in page and "Unlock viewer" in page
+    assert "sign-in locked from 1 address until" in page
+    assert "Unlock viewer" in page
     unlocked = admin.post("/admin/users/viewer/unlock", data={"csrf_token": form_token(page)})
     assert unlocked.status_code == 303
     assert "Unlock viewer" not in admin.get("/admin/users").get_data(as_text=True)
@@ -165,16 +167,19 @@ def test_flask_users_unlock_lifts_the_lock_and_is_audited(app: Flask) -> None:
     runner = app.test_cli_runner()
     assert "viewer\tviewer\tlocked" in runner.invoke(args=["users", "list"]).output
     done = runner.invoke(args=["users", "unlock", "viewer"])
-    assert done.exit_code == 0 and "unlocked viewer (locked at 1 address(es))" in done.output
+    assert done.exit_code == 0
+    assert "unlocked viewer (locked at 1 address(es))" in done.output
     assert "viewer\tviewer\tactive" in runner.invoke(args=["users", "list"]).output
     with app.extensions["records"].sessions() as session:
         event = session.scalars(
             select(AuditEvent).where(AuditEvent.action == "user_unlocked")
         ).one()
-    assert event.actor.startswith("cli:") and event.detail == {"addresses": 1}
+    assert event.actor.startswith("cli:")
+    assert event.detail == {"addresses": 1}
     assert signed_in(attempt(attacker, "viewer", PASSWORDS["viewer"]))
     unknown = runner.invoke(args=["users", "unlock", "nobody"])
-    assert unknown.exit_code != 0 and "no user" in unknown.output
+    assert unknown.exit_code != 0
+    assert "no user" in unknown.output
 
 
 def test_a_forged_long_forwarded_address_is_kept_to_its_column(
