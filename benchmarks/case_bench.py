@@ -20,6 +20,7 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,12 +29,11 @@ import numpy as np
 from app import create_app
 from app.core.explanation.gallery import cell_crops, thumbnail_jpeg
 from app.core.guards.image_stats import field_statistics
-from app.core.model_files import model_names
 from app.core.preprocessing import load_image, prepare
 from app.core.service import InferenceService
 from tests.support.accounts import admin_client
 from tests.support.images import smear_images
-from tests.support.models import ROOT, data_root, served_models_dir
+from tests.support.models import ROOT, data_root, field_model_names, served_models_dir
 from tests.support.server import multipart
 
 TARGET_SECONDS = 1.5
@@ -61,7 +61,7 @@ def case_seconds(client: object, files: list[bytes], model: str) -> tuple[float,
 
 def bare_seconds(service: InferenceService, files: list[bytes], model: str) -> float:
     """Seconds of the model alone on the case's images, preprocessed, in one batch."""
-    loaded = service.served(model).model
+    loaded = service.field_model(model).model
     x = np.stack([prepare(load_image(d), loaded.input_size, loaded.card.scale).x for d in files])
     loaded.logits(x)  # traced for this batch size
     start = time.perf_counter()
@@ -75,7 +75,7 @@ def step_ms(files: list[bytes], service: InferenceService, rounds: int) -> dict[
     loaded = service.served(service.default_model).model
     images = [load_image(d) for d in files]
     fields = [prepare(i, loaded.input_size, loaded.card.scale).field for i in images]
-    steps = {
+    steps: dict[str, Callable[[], object]] = {
         "decode": lambda: [load_image(d) for d in files],
         "scale check and model input": lambda: [
             prepare(i, loaded.input_size, loaded.card.scale) for i in images
@@ -120,7 +120,7 @@ def main() -> int:
             inference=service,
         )
         client = admin_client(app)
-        for name in model_names(args.models_dir):
+        for name in field_model_names(args.models_dir):  # bare_seconds times a field model
             case_seconds(client, files[:4], name)  # warm: traces the batch shapes
             runs = [case_seconds(client, files, name) for _ in range(args.rounds)]
             bare = statistics.median(bare_seconds(service, files, name) for _ in range(args.rounds))

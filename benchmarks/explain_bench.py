@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from app.core.explanation.gradcam import GradCam, overlay_png
@@ -76,17 +77,18 @@ def main() -> int:
     for name in names:
         cam = GradCam(load_model(args.models_dir, name))
 
-        def heat(im: Image.Image, cam: GradCam = cam) -> object:
+        def heat(im: Image.Image, cam: GradCam = cam) -> tuple[np.ndarray, int, np.ndarray]:
             return cam.heatmap_top(to_model_input(im, cam.input_size))
 
         heat_ms = _median_ms(heat, images)
         heatmap = heat(images[0])[0]
-        overlay = _median_ms(lambda im, h=heatmap: overlay_png(im, h), images)
+
+        def overlaid(im: Image.Image, heatmap: np.ndarray = heatmap) -> bytes:
+            return overlay_png(im, heatmap)
+
+        overlay = _median_ms(overlaid, images)
         large_total = (
-            _median_ms(heat, large)
-            + _median_ms(lambda im, h=heatmap: overlay_png(im, h), large)
-            + seg_large
-            + outline_large
+            _median_ms(heat, large) + _median_ms(overlaid, large) + seg_large + outline_large
         )
         total = seg + outline + heat_ms + overlay
         print(f"{name:<11}{heat_ms:9.1f}{overlay:9.1f}{total:15.1f}{large_total:13.1f}")

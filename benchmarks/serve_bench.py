@@ -28,13 +28,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from app.core.model_files import model_names
+import numpy as np
+
 from tests.support.images import smear_images, synth_images
-from tests.support.models import ROOT, data_root, served_models_dir
+from tests.support.models import ROOT, data_root, field_model_names, served_models_dir
 from tests.support.server import GUNICORN_CMD, Client, GunicornServer, predict_body, rss_bytes
 from training.markdown import table
+
+if TYPE_CHECKING:
+    from app.core.model_store import LoadedModel
 
 
 def benchmark_images(n: int) -> tuple[list[bytes], str]:
@@ -109,7 +113,7 @@ def run_load(
 # ---------------------------------------------------------------- benchmark
 
 
-def load_gunicorn_conf(env: dict[str, str]) -> dict[str, object]:
+def load_gunicorn_conf(env: dict[str, str]) -> dict[str, Any]:
     """The effective gunicorn settings for ``env`` (workers, threads, TF threads)."""
     code = (
         "import json, runpy; c = runpy.run_path('gunicorn.conf.py'); "
@@ -125,7 +129,8 @@ def load_gunicorn_conf(env: dict[str, str]) -> dict[str, object]:
         text=True,
         check=True,
     )
-    return json.loads(out.stdout)
+    conf: dict[str, Any] = json.loads(out.stdout)
+    return conf
 
 
 def _median_ms(fn: Callable[[int], object], repeats: int) -> float:
@@ -169,15 +174,18 @@ def in_process_ms(
     client = admin_client(flask_app)
     out = {}
     for name in names:
-        model = service.served(name).model
+        model = service.field_model(name).model
         x = preprocess(images[0], model.input_size)[None]
 
         def request(i: int, name: str = name) -> None:
             body, ctype = predict_body(images[i % len(images)], name)
             assert client.post("/api/v1/predict", data=body, content_type=ctype).status_code == 200
 
+        def bare(_i: int, model: LoadedModel = model, x: np.ndarray = x) -> np.ndarray:
+            return model.logits(x)
+
         out[name] = {
-            "bare": _median_ms(lambda _i, m=model, x=x: m.logits(x), repeats),
+            "bare": _median_ms(bare, repeats),
             "flask": _median_ms(request, repeats),
         }
     return out
@@ -250,7 +258,7 @@ def measure_server(
             n = max(args.min_requests, min(args.requests, int(budget / max(per_req, 1e-3))))
             stages: list[dict[str, float]] = []
 
-            def record(status: int, body: bytes, stages: list = stages) -> bool:
+            def record(status: int, body: bytes, stages: list[dict[str, float]] = stages) -> bool:
                 # The app reports its own decode/preprocess/model times in each response.
                 if status != 200:
                     return False
@@ -311,9 +319,9 @@ def main(argv: list[str] | None = None) -> int:
         env["GUNICORN_THREADS"] = str(args.threads)
     conf = load_gunicorn_conf(env)
     models_dir = served_models_dir()
-    names = model_names(models_dir)
+    names = field_model_names(models_dir)  # the bare figure is a field model's logits call
     if not names:
-        print(f"no models in {models_dir}", file=sys.stderr)
+        print(f"no field models in {models_dir}", file=sys.stderr)
         return 2
     images, image_source = benchmark_images(args.images)
     load_before = os.getloadavg()
@@ -423,7 +431,13 @@ def _git_head(root: Path) -> str:
     return f"`{head}`" + (", with uncommitted changes" if dirty else "")
 
 
-def target_rows(results, server_ms, bare, ready_s, rss) -> list[str]:
+def target_rows(
+    results: dict[str, dict[str, RunResult]],
+    server_ms: dict[str, dict[str, float]],
+    bare: dict[str, float],
+    ready_s: float,
+    rss: dict[int, int],
+) -> list[str]:
     """One Markdown row per target: what was asked, what was measured, met or not."""
     mb = 1024 * 1024
     rows = []

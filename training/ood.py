@@ -22,12 +22,12 @@ from app.core.guards.ood import (
     OodGuard,
     build_forward,
     image_statistics_of,
-    penultimate_layer,
 )
 from app.core.model_card import OodSection
 from app.core.model_files import model_files
 from app.core.model_store import LoadedModel, load_model
 from app.core.preprocessing import load_image
+from app.core.runtime import penultimate_layer
 from training.data import Sample, discover, prepared_or_whole
 from training.evaluate import select_split
 from training.foreign import KINDS, ForeignImage, foreign_set

@@ -14,7 +14,9 @@ import shlex
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from docker.utils.build import tar
@@ -71,8 +73,10 @@ def build_context(root: Path) -> list[str]:
         for line in (root / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    with tar(str(root), exclude=patterns) as archive, tarfile.open(fileobj=archive) as packed:
-        return sorted(m.name for m in packed.getmembers() if m.isfile())
+    with tempfile.TemporaryFile() as archive:
+        tar(root, exclude=patterns, fileobj=archive)  # rewinds the file when done
+        with tarfile.open(fileobj=archive) as packed:
+            return sorted(m.name for m in packed.getmembers() if m.isfile())
 
 
 def test_hadolint_finds_nothing():
@@ -83,7 +87,8 @@ def test_hadolint_finds_nothing():
         text=True,
         timeout=60,
     )
-    assert done.returncode == 0 and not done.stdout.strip(), done.stdout + done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not done.stdout.strip(), done.stdout + done.stderr
 
 
 def test_image_layout():
@@ -107,7 +112,8 @@ def test_image_layout():
         "gunicorn.conf.py",
     }
     user = [a for k, a in steps if k == "USER"]
-    assert user and user[-1].split(":")[0] not in ("root", "0")
+    assert user
+    assert user[-1].split(":")[0] not in ("root", "0")
     assert keywords.index("USER") < keywords.index("CMD")
     assert dockerfile_env()["APP_ENV"] == "production"
     # The records live in the /data volume, which the unprivileged user owns.
@@ -125,8 +131,10 @@ SERVING_FOLDERS = ("app/", "models/", "static/", "templates/")
 def test_build_context_of_the_project_holds_what_serving_needs():
     sent = build_context(ROOT)
     assert SERVING_FILES | {"Dockerfile", ".dockerignore"} <= set(sent)
-    assert "app/core/service.py" in sent and "app/web/api/routes.py" in sent
-    assert "templates/result.html" in sent and "static/style.css" in sent
+    assert "app/core/service.py" in sent
+    assert "app/web/api/routes.py" in sent
+    assert "templates/result.html" in sent
+    assert "static/style.css" in sent
     for name in model_names(ROOT / "models"):
         files = {f"models/{name}{suffix}" for suffix in (".keras", ".json", ".ood.npz")}
         assert files <= set(sent)
@@ -143,7 +151,7 @@ def test_build_context_of_the_project_holds_what_serving_needs():
 
 
 @pytest.mark.parametrize(
-    "path, sent",
+    ("path", "sent"),
     [
         ("app/web/api/routes.py", True),
         ("models/lenet.keras", True),
@@ -173,7 +181,7 @@ def test_build_context_leaves_out_what_serving_does_not_need(tmp_path: Path, pat
     assert (path in build_context(tmp_path)) is sent
 
 
-def gunicorn_settings(cpus: int | None = None, **env: str) -> dict:
+def gunicorn_settings(cpus: int | None = None, **env: str) -> dict[str, Any]:
     """gunicorn.conf.py evaluated in a clean subprocess with ``env`` (it sets os.environ),
     allowed to run on the first ``cpus`` CPUs of this machine only, when given."""
     code = (
@@ -225,12 +233,16 @@ def gunicorn_settings(cpus: int | None = None, **env: str) -> dict:
 def test_gunicorn_defaults():
     conf = gunicorn_settings()
     assert conf["bind"] == ["0.0.0.0:8000"]
-    assert conf["worker_class"] == "gthread" and conf["preload_app"] is False
+    assert conf["worker_class"] == "gthread"
+    assert conf["preload_app"] is False
     assert conf["accesslog"] is None  # the app's JSON request line is the access log
     assert conf["threads"] == 4
-    assert conf["max_requests"] == 5000 and conf["max_requests_jitter"] == 500
-    assert conf["graceful_timeout"] == 30 and conf["timeout"] == 120
-    assert conf["metrics_dir_exists"] and conf["removed_on_exit"]
+    assert conf["max_requests"] == 5000
+    assert conf["max_requests_jitter"] == 500
+    assert conf["graceful_timeout"] == 30
+    assert conf["timeout"] == 120
+    assert conf["metrics_dir_exists"]
+    assert conf["removed_on_exit"]
 
 
 # CPUs the process may use -> (workers, TensorFlow threads per worker, workers loading at once)
@@ -283,7 +295,7 @@ def served(tmp_path_factory):
     assert code == 0, server.log()[-3000:]
 
 
-def check_prediction(server: GunicornServer, image: bytes) -> dict:
+def check_prediction(server: GunicornServer, image: bytes) -> dict[str, Any]:
     with server.client() as client:
         status, body = client.predict(image)
     assert status == 200, body[:500]
@@ -292,7 +304,8 @@ def check_prediction(server: GunicornServer, image: bytes) -> dict:
     assert set(result["probabilities"]) == set(CLASS_IDS)
     assert abs(sum(result["probabilities"].values()) - 1.0) < 1e-4
     assert result["class"] == max(result["probabilities"], key=result["probabilities"].get)
-    assert result["model"]["name"] and result["model"]["version"]
+    assert result["model"]["name"]
+    assert result["model"]["version"]
     return result
 
 
@@ -321,12 +334,15 @@ def test_every_log_line_is_json_without_query_strings_or_addresses(served):
     assert status == 200
     lines = [line for line in served.log().splitlines() if line.strip()]
     records = [json.loads(line) for line in lines if not NATIVE_TF_LINE.match(line)]
-    assert len(records) > 5 and all(isinstance(r, dict) for r in records)
+    assert len(records) > 5
+    assert all(isinstance(r, dict) for r in records)
     assert len(lines) - len(records) <= 4 * int(served_workers(served))
     requests = [r for r in records if r.get("event") == "request"]
     assert any(r["path"] == "/api/v1/cases" for r in requests)
     text = served.log()
-    assert "jane-doe" not in text and "127.0.0.1 " not in text and '"127.0.0.1"' not in text
+    assert "jane-doe" not in text
+    assert "127.0.0.1 " not in text
+    assert '"127.0.0.1"' not in text
 
 
 def served_workers(server: GunicornServer) -> int:
@@ -351,7 +367,7 @@ def test_production_refuses_to_start_without_secret_key():
     env = {**dockerfile_env(), "WEB_CONCURRENCY": "1", "SECRET_KEY": ""}
     server = GunicornServer(env=env, cmd=exec_form("CMD")).start()
     try:
-        code = server.proc.wait(timeout=240)
+        code = server.running().wait(timeout=240)
     finally:
         server.stop()
     assert code != 0

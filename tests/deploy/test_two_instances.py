@@ -8,6 +8,7 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from tests.support.server import GunicornServer, multipart
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture()
+@pytest.fixture
 def pair(postgres_url: str, tmp_path: Path) -> Iterator[tuple[GunicornServer, GunicornServer]]:
     if not model_names(served_models_dir()):
         pytest.skip("no trained models")
@@ -42,7 +43,7 @@ def pair(postgres_url: str, tmp_path: Path) -> Iterator[tuple[GunicornServer, Gu
             server.stop()
 
 
-def create_case(server: GunicornServer, reference: str) -> dict:
+def create_case(server: GunicornServer, reference: str) -> dict[str, Any]:
     factory = ImageFactory()
     files = [("images", (f"{i}.png", factory.make(size=(160, 160), seed=i))) for i in range(3)]
     body, content_type = multipart({"reference": reference}, files)
@@ -52,7 +53,9 @@ def create_case(server: GunicornServer, reference: str) -> dict:
     return json.loads(answer)
 
 
-def sign_off(server: GunicornServer, case_id: str, gate: threading.Barrier) -> tuple[int, dict]:
+def sign_off(
+    server: GunicornServer, case_id: str, gate: threading.Barrier
+) -> tuple[int, dict[str, Any]]:
     body = json.dumps({"decision": "override", "class": "benign", "sign_off": True}).encode()
     with server.client() as client:
         client.request("GET", "/healthz")  # connected before the gate opens
@@ -76,12 +79,14 @@ def test_a_case_made_on_one_instance_is_read_reviewed_and_exported_on_the_other(
         )
         assert status == 201
         status, pdf_second = client.request("GET", f"/api/v1/cases/{case['id']}/report.pdf")
-        assert status == 200 and pdf_second.startswith(b"%PDF")
+        assert status == 200
+        assert pdf_second.startswith(b"%PDF")
     with first.client() as client:
         status, answer = client.request("GET", f"/api/v1/cases/{case['id']}")
         assert json.loads(answer)["review"]["class_id"] == "pre_b"
         status, pdf_first = client.request("GET", f"/api/v1/cases/{case['id']}/report.pdf")
-        assert status == 200 and len(pdf_first) > 1000
+        assert status == 200
+        assert len(pdf_first) > 1000
 
 
 def test_two_sign_offs_at_once_end_with_exactly_one_accepted(pair) -> None:
@@ -89,7 +94,7 @@ def test_two_sign_offs_at_once_end_with_exactly_one_accepted(pair) -> None:
     for attempt in range(4):
         case = create_case(first, f"TWO-RACE-{attempt}")
         gate = threading.Barrier(2)
-        results: list[tuple[int, dict]] = []
+        results: list[tuple[int, dict[str, Any]]] = []
 
         def send(
             server: GunicornServer, case_id: str = case["id"], gate=gate, results=results
@@ -108,4 +113,5 @@ def test_two_sign_offs_at_once_end_with_exactly_one_accepted(pair) -> None:
         with first.client() as client:
             _, answer = client.request("GET", f"/api/v1/cases/{case['id']}")
         reviews = json.loads(answer)["reviews"]
-        assert len(reviews) == 1 and reviews[0]["signed_off"]
+        assert len(reviews) == 1
+        assert reviews[0]["signed_off"]

@@ -58,7 +58,12 @@ def sign_in(page, role: str, password: str | None = None) -> None:
 def new_page(browser, role, **options):  # noqa: F811 - the fixture, passed on
     page = browser.new_page(role, **options)
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def dismissed(dialog):
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismissed)
     page.dialogs = dialogs
     return page
 
@@ -173,7 +178,8 @@ def test_a_viewer_signing_in_from_the_site_root_lands_on_the_case_list(
     page.wait_for_url(re.compile(r"/login\?next=/$"))
     sign_in(page, "viewer")
     page.wait_for_url(base_url + "/cases/")
-    assert "Forbidden" not in page.content() and "Error 403" not in page.content()
+    assert "Forbidden" not in page.content()
+    assert "Error 403" not in page.content()
     page.context.close()
 
 
@@ -189,7 +195,9 @@ def test_the_skip_link_is_the_first_tab_stop_and_shown_on_focus(
         page.keyboard.press("Tab")
         sync_api.expect(skip).to_be_focused()
         box = skip.bounding_box()
-        assert box["y"] >= 0 and box["height"] > 10, box  # in sight now
+        assert box is not None
+        assert box["y"] >= 0, box  # in sight now
+        assert box["height"] > 10, box
         assert skip.inner_text() == "Skip to the content"
         if url == "/":
             assert_accessible(page, "skip link focused")

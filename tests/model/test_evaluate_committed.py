@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ pytestmark = [
 ]
 
 
-def _evaluate(*args: str) -> list[dict]:
+def _evaluate(*args: str) -> list[dict[str, Any]]:
     out = subprocess.run(
         [sys.executable, "-m", "training", "evaluate", "--json", *args],
         cwd=ROOT,

@@ -16,6 +16,7 @@ from PIL import Image
 from app.core.classes import CLASS_IDS
 from app.core.errors import CaptureError
 from app.core.guards.ood import OodResult
+from app.core.prediction import Prediction
 from app.core.service import InferenceService
 from app.web.analysis.presenter import (
     OOD_VERDICT,
@@ -82,17 +83,27 @@ def test_solid_colours_are_refused_before_any_model_runs(inference_service) -> N
             assert raised.value.code == "scale_unmeasurable", (card.name, colour)
 
 
+def classified_or_refused(
+    service: InferenceService, data: bytes, name: str
+) -> Prediction | CaptureError:
+    try:
+        return service.classify(data, name)
+    except CaptureError as refused:
+        return refused
+
+
 def test_random_noise_is_refused_or_out_of_distribution(inference_service, guarded) -> None:
     for name in guarded:
         for seed in range(3):
-            try:
-                p = inference_service.classify(noise(seed), name)
-            except CaptureError as refused:
-                assert refused.status == 422 and refused.fix
+            p = classified_or_refused(inference_service, noise(seed), name)
+            if isinstance(p, CaptureError):
+                assert p.status == 422
+                assert p.fix
                 continue
             assert p.out_of_distribution is True, (name, seed, p.ood)
             out = prediction_json(p)
-            assert out["out_of_distribution"] is True and out["verdict"] == OOD_VERDICT
+            assert out["out_of_distribution"] is True
+            assert out["verdict"] == OOD_VERDICT
             assert out["ood"]["available"] is True
             assert out["ood"]["score"] > out["ood"]["threshold"]
 
@@ -109,7 +120,8 @@ def test_the_guard_flags_solid_colours_where_the_scale_check_is_absent(guarded, 
             image = Image.new("RGB", (224, 224), colour)
             result = guard.score(to_model_input(image, loaded.input_size), image)
             assert result.out_of_distribution is True, (name, colour, result)
-            assert result.score > result.threshold and result.reasons
+            assert result.score > result.threshold
+            assert result.reasons
 
 
 @pytest.mark.data
@@ -173,14 +185,20 @@ def test_uncertain_rule_follows_the_models_threshold(inference_service, images) 
     p = inference_service.classify(images.make())
     top = p.confidence
     clear = dataclasses.replace(p, ood=None, uncertain_below=top - 1e-6)
-    assert not clear.uncertain and verdict(clear) == class_verdict(p.class_id)
-    assert clear.status in ("malignant", "benign") and verdict_detail(clear) is None
+    assert not clear.uncertain
+    assert verdict(clear) == class_verdict(p.class_id)
+    assert clear.status in ("malignant", "benign")
+    assert verdict_detail(clear) is None
     unsure = dataclasses.replace(p, ood=None, uncertain_below=top + 1e-6)
-    assert unsure.uncertain and verdict(unsure) == UNCERTAIN_VERDICT
+    assert unsure.uncertain
+    assert verdict(unsure) == UNCERTAIN_VERDICT
     assert unsure.status == "uncertain"
-    assert verdict_detail(unsure).startswith(f"Most likely {p.label} (")
+    detail = verdict_detail(unsure)
+    assert detail is not None
+    assert detail.startswith(f"Most likely {p.label} (")
     out = prediction_json(unsure)
-    assert out["uncertain"] is True and out["uncertain_below"] == pytest.approx(top + 1e-6)
+    assert out["uncertain"] is True
+    assert out["uncertain_below"] == pytest.approx(top + 1e-6)
     assert out["label"] == p.label  # the leading class is still named
 
 
@@ -188,7 +206,8 @@ def test_out_of_distribution_outranks_uncertain(inference_service, images) -> No
     p = inference_service.classify(images.make())
     flagged = OodResult(score=3.0, threshold=1.0, out_of_distribution=True, reasons=["x"])
     both = dataclasses.replace(p, ood=flagged, uncertain_below=1.01)
-    assert both.uncertain and verdict(both) == OOD_VERDICT
+    assert both.uncertain
+    assert verdict(both) == OOD_VERDICT
     passed = OodResult(score=0.5, threshold=1.0, out_of_distribution=False)
     assert verdict(dataclasses.replace(p, ood=passed, uncertain_below=1.01)) == UNCERTAIN_VERDICT
 
@@ -199,7 +218,8 @@ def test_served_uncertain_flag_matches_metadata(inference_service, images) -> No
         p = inference_service.classify(images.make(seed=5), card.name)
         assert p.uncertain_below == threshold
         expected = threshold is not None and p.confidence < threshold
-        assert p.uncertain is expected and prediction_json(p)["uncertain"] is expected
+        assert p.uncertain is expected
+        assert prediction_json(p)["uncertain"] is expected
 
 
 def test_model_without_guard_is_served_and_says_so(unguarded_service, images, caplog) -> None:
@@ -209,12 +229,15 @@ def test_model_without_guard_is_served_and_says_so(unguarded_service, images, ca
     assert unguarded_service.served("lenet").guard is None
     for data in (images.make(size=(224, 224)), images.make()):
         p = unguarded_service.classify(data)
-        assert p.out_of_distribution is None and p.ood is None
+        assert p.out_of_distribution is None
+        assert p.ood is None
         out = prediction_json(p)
         assert out["out_of_distribution"] is None
-        assert out["ood"]["available"] is False and out["ood"]["score"] is None
+        assert out["ood"]["available"] is False
+        assert out["ood"]["score"] is None
         assert "not run" in out["ood"]["message"]
         # No threshold in the metadata: nothing is called uncertain, and the JSON says so.
-        assert out["uncertain"] is False and out["uncertain_below"] is None
+        assert out["uncertain"] is False
+        assert out["uncertain_below"] is None
         assert out["verdict"] == class_verdict(p.class_id)
         assert "ood" not in out["timings_ms"]

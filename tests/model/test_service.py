@@ -25,10 +25,14 @@ def test_every_model_is_loaded_and_ready(inference_service: InferenceService, mo
     assert names == model_names(models_dir)
     assert "lenet" in names
     for card in inference_service.models():
-        assert card.version and card.display_name and card.input_size > 0
-        assert card.test_accuracy is not None and 0.0 <= card.test_accuracy <= 1.0
+        assert card.version
+        assert card.display_name
+        assert card.input_size > 0
+        assert card.test_accuracy is not None
+        assert 0.0 <= card.test_accuracy <= 1.0
         served = inference_service.served(card.name)
-        assert served.card is card and served.model.name == card.name
+        assert served.card is card
+        assert served.model.name == card.name
 
 
 def test_classification_is_complete_and_calibrated(
@@ -39,7 +43,7 @@ def test_classification_is_complete_and_calibrated(
         assert list(p.probabilities) == list(CLASS_IDS)
         assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
         assert all(0.0 <= v <= 1.0 for v in p.probabilities.values())
-        assert p.class_id == max(p.probabilities, key=p.probabilities.get)
+        assert p.class_id == max(p.probabilities, key=p.probabilities.__getitem__)
         assert p.label == DISPLAY_NAMES[p.class_id]
         assert p.malignant is MALIGNANT[p.class_id]
         assert p.model is card
@@ -48,6 +52,7 @@ def test_classification_is_complete_and_calibrated(
         t = p.timings
         steps = [t.decode_ms, t.preprocess_ms, t.model_ms]
         if inference_service.served(card.name).guard is not None:
+            assert t.ood_ms is not None
             steps.append(t.ood_ms)
         else:
             assert t.ood_ms is None
@@ -63,16 +68,21 @@ def test_explanation_is_a_separate_step(inference_service: InferenceService, ima
         assert plain.explanation is None  # the classification itself is left as it was
         assert dataclasses.replace(p, explanation=None) == plain
         e = p.explanation
-        assert e is not None and e.gradcam_class == p.class_id
+        assert e is not None
+        assert e.gradcam_class == p.class_id
         for png in (e.gradcam_png, e.cells_png):
             shown = Image.open(io.BytesIO(png))
             # Drawn on the field the model saw: the centre square.
-            assert shown.format == "PNG" and shown.size == (200, 200)
+            assert shown.format == "PNG"
+            assert shown.size == (200, 200)
         # The synthetic smear has one violet leukocyte in its middle.
         assert e.cells.count == 1
         x0, y0, x1, y1 = e.cells.cells[0].bbox
-        assert x0 < 100 < x1 and y0 < 100 < y1
-        assert e.segmentation_ms > 0 and e.gradcam_ms > 0 and e.outline_ms > 0
+        assert x0 < 100 < x1
+        assert y0 < 100 < y1
+        assert e.segmentation_ms > 0
+        assert e.gradcam_ms > 0
+        assert e.outline_ms > 0
         assert p.total_ms == pytest.approx(p.timings.total_ms + e.total_ms)
         assert (
             inference_service.predict(
@@ -88,7 +98,7 @@ def test_served_probabilities_equal_the_model_store(
     """The service adds nothing of its own: same preprocessing, same calibrated softmax."""
     data = images.make("PNG", size=(200, 120))
     for card in field_cards(inference_service):
-        loaded = inference_service.served(card.name).model
+        loaded = inference_service.field_model(card.name).model
         seen = prepare(load_image(data), loaded.input_size, card.scale)
         expected = loaded.predict(seen.x)[0]
         got = inference_service.classify(data, card.name).probabilities
@@ -144,13 +154,14 @@ def test_real_smears_match_model_store(inference_service: InferenceService, smea
     for paths in smear_images.values():
         for path in paths[:1]:
             for card in field_cards(inference_service):
-                loaded = inference_service.served(card.name).model
+                loaded = inference_service.field_model(card.name).model
                 seen = prepare(load_image(path), loaded.input_size, card.scale)
                 expected = loaded.predict(seen.x)[0]
                 p = inference_service.classify(path.read_bytes(), card.name)
                 got = [p.probabilities[c] for c in loaded.class_ids]
                 np.testing.assert_allclose(got, expected, atol=1e-6)
-                assert p.image.size == (224, 224) and p.image_format == "JPEG"
+                assert p.image.size == (224, 224)
+                assert p.image_format == "JPEG"
 
 
 @pytest.mark.data
@@ -171,7 +182,9 @@ def test_a_batch_answers_as_one_image_at_a_time(
             alone = inference_service.classify(data, card.name)
             assert isinstance(got, Prediction)
             assert got.probabilities == pytest.approx(alone.probabilities, abs=1e-5)
-            assert got.ood is not None and alone.ood is not None
+            assert got.ood is not None
+            assert alone.ood is not None
             # A batched forward pass rounds the features a little differently.
             assert got.ood.score == pytest.approx(alone.ood.score, rel=1e-4)
-            assert got.timings.ood_ms is not None and got.timings.ood_ms > 0
+            assert got.timings.ood_ms is not None
+            assert got.timings.ood_ms > 0

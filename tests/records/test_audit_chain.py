@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -61,7 +62,7 @@ def write_events(engine: Engine, count: int, actor: str = "admin") -> None:
         session.commit()
 
 
-def stored(engine: Engine) -> list[tuple]:
+def stored(engine: Engine) -> list[tuple[Any, ...]]:
     with engine.connect() as connection:
         return [
             tuple(row)
@@ -92,7 +93,9 @@ def test_each_event_is_chained_and_the_first_tampered_one_is_found(engine: Engin
     upgrade(engine)
     write_events(engine, 5)
     found = check(engine)
-    assert found.ok and found.events == 5 and found.head == stored(engine)[-1][2]
+    assert found.ok
+    assert found.events == 5
+    assert found.head == stored(engine)[-1][2]
     tamper(engine, "UPDATE audit_events SET actor = 'mallory' WHERE id = 3")
     assert check(engine).broken_at == 3
     tamper(engine, "UPDATE audit_events SET actor = 'admin' WHERE id = 3")
@@ -123,7 +126,7 @@ def test_concurrent_writers_append_to_one_chain(engine: Engine) -> None:
             start.wait()
             for _ in range(each):
                 write_events(engine, 1, actor=f"writer{n}")
-        except BaseException as exc:  # noqa: BLE001 - the test reports it
+        except BaseException as exc:  # the test reports it
             failures.append(exc)
 
     threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
@@ -159,9 +162,11 @@ def test_0009_chains_the_events_already_stored(engine: Engine) -> None:
             )
     upgrade(engine)
     found = check(engine)
-    assert found.ok and found.events == 3
+    assert found.ok
+    assert found.events == 3
     write_events(engine, 1)  # new events carry on the old ones' chain
-    assert check(engine).ok and check(engine).events == 4
+    assert check(engine).ok
+    assert check(engine).events == 4
     with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
         connection.execute(text("UPDATE audit_events SET actor = 'mallory'"))
     command.downgrade(alembic_config(engine), "0008")

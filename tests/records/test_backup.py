@@ -9,6 +9,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,11 +23,11 @@ from tests.support.accounts import admin_client
 from tests.support.server import multipart
 
 
-def make_app(config: dict, inference_service):
+def make_app(config: dict[str, Any], inference_service):
     return create_app(config, inference=inference_service)
 
 
-def wipe(app, config: dict) -> None:
+def wipe(app, config: dict[str, Any]) -> None:
     """Everything gone: the database's tables (or file) and the photographs."""
     engine = app.extensions["records"].engine
     if config["DATABASE_URL"].startswith("sqlite"):
@@ -64,7 +65,8 @@ def test_back_up_wipe_restore(
     assert made.exit_code == 0, made.output
     assert "2 photographs" in made.output
     verified = app.test_cli_runner().invoke(args=["backup", "verify", str(folder)])
-    assert verified.exit_code == 0 and "is sound" in verified.output, verified.output
+    assert verified.exit_code == 0, verified.output
+    assert "is sound" in verified.output, verified.output
     wipe(app, config)
 
     restored_app = make_app(config, inference_service)  # an empty, new database
@@ -95,9 +97,11 @@ def test_a_damaged_backup_is_refused(app, tmp_path: Path) -> None:
     with (folder / "cases.sqlite3").open("ab") as f:
         f.write(b"damage")
     done = app.test_cli_runner().invoke(args=["backup", "restore", str(folder), "--yes"])
-    assert done.exit_code != 0 and "checksum" in done.output
+    assert done.exit_code != 0
+    assert "checksum" in done.output
     again = app.test_cli_runner().invoke(args=["backup", "create", str(folder)])
-    assert again.exit_code != 0 and "exists" in again.output
+    assert again.exit_code != 0
+    assert "exists" in again.output
 
 
 def stored_cases(app, n: int, photographs: int = 2, size: int = 300_000) -> list[str]:
@@ -151,7 +155,8 @@ def test_a_photograph_missing_from_the_store_fails_the_backup_and_keeps_nothing(
     made = cli(app, "backup", "create", str(folder))
     assert made.exit_code != 0, made.output
     assert "Of the 4 photographs the database names, 1 could not be copied" in made.output
-    assert lost.name in made.output and not folder.exists()
+    assert lost.name in made.output
+    assert not folder.exists()
 
 
 def test_every_file_is_in_the_manifest_and_verify_finds_what_was_changed(
@@ -162,9 +167,11 @@ def test_every_file_is_in_the_manifest_and_verify_finds_what_was_changed(
     assert cli(app, "backup", "create", str(folder)).exit_code == 0
     manifest = json.loads((folder / "manifest.json").read_text())
     files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-    assert set(manifest["files"]) == files - {"manifest.json"} and len(files) == 6
+    assert set(manifest["files"]) == files - {"manifest.json"}
+    assert len(files) == 6
     sound = cli(app, "backup", "verify", str(folder))
-    assert sound.exit_code == 0 and "is sound" in sound.output, sound.output
+    assert sound.exit_code == 0, sound.output
+    assert "is sound" in sound.output, sound.output
 
     photographs = sorted(p for p in (folder / "images").rglob("*") if p.is_file())
     photographs[0].write_bytes(photographs[0].read_bytes()[:-1] + b"!")  # tampered
@@ -183,7 +190,8 @@ def test_every_file_is_in_the_manifest_and_verify_finds_what_was_changed(
     )
     assert "images/stray.jpg is not in the manifest" in found.output
     refused = cli(app, "backup", "restore", str(folder), "--yes")
-    assert refused.exit_code != 0 and "is not sound" in refused.output
+    assert refused.exit_code != 0
+    assert "is not sound" in refused.output
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
@@ -214,10 +222,12 @@ def test_a_backup_taken_while_cases_are_deleted_holds_every_photograph_it_names(
     deleter.start()
     made = cli(app, "backup", "create", str(folder))
     deleter.join(timeout=120)
-    assert started.is_set() and len(deleted) == len(doomed)
+    assert started.is_set()
+    assert len(deleted) == len(doomed)
     print(f"{database}: backup exit {made.exit_code}: {made.output.strip()[:200]}")
     if made.exit_code != 0:  # every attempt met a deletion: it says so, and keeps nothing
-        assert "deleted while the backup ran" in made.output and not folder.exists()
+        assert "deleted while the backup ran" in made.output
+        assert not folder.exists()
         return
     if database == "sqlite":
         assert named_but_absent(folder) == set()

@@ -105,20 +105,25 @@ def test_the_reviewed_cells_are_exported_for_retraining(database: Any, tmp_path:
         ("pre_b", "pre_b"),  # a confirmation is a label too
     ]
     for row, cell in zip(rows, cells, strict=False):
-        assert row["sha256"] == sha256 and row["model"] == "cell_lenet"
+        assert row["sha256"] == sha256
+        assert row["model"] == "cell_lenet"
         assert [int(row[k]) for k in ("x", "y", "width", "height")] == cell.box
         assert (out / row["crop"]).read_bytes() == cell.image
-        assert row["signed_off"] == "False" and row["reviewed_at"]
+        assert row["signed_off"] == "False"
+        assert row["reviewed_at"]
     with session_factory(engine)() as session:
         event = session.scalars(
             select(AuditEvent).where(AuditEvent.action == "labels_exported")
         ).one()
-        assert event.detail["cells"] == 2 and event.actor.startswith("cli:")
+        assert event.detail["cells"] == 2
+        assert event.actor is not None
+        assert event.actor.startswith("cli:")
         assert session.scalars(select(Case)).all()  # nothing else changed
 
     # Back as the model's inputs: a 64 px square whose stain is normalised like the field's.
     reviewed = read_labels(out)
-    assert reviewed.crops.shape == (2, CROP_PX, CROP_PX, 3) and reviewed.crops.dtype == np.uint8
+    assert reviewed.crops.shape == (2, CROP_PX, CROP_PX, 3)
+    assert reviewed.crops.dtype == np.uint8
     assert reviewed.labels.tolist() == [CLASS_IDS.index("benign"), CLASS_IDS.index("pre_b")]
     as_read = read_photograph(FIELD).crops[0].reshape(-1)
     again = training_crop(cells[0].image).astype(np.float32).reshape(-1) / 255
@@ -150,7 +155,8 @@ def test_reviewed_cells_join_the_bags_as_bags_of_one() -> None:
     )
     extra = ReviewedCells(crops=crops[:2], labels=np.array([3, 1]))
     grown, added = with_single_cells(bags, extra)
-    assert added.tolist() == [2, 3] and len(grown) == 4
+    assert added.tolist() == [2, 3]
+    assert len(grown) == 4
     assert [grown.count(i) for i in range(4)] == [2, 3, 1, 1]
     assert grown.labels.tolist() == [0, 2, 3, 1]
     np.testing.assert_array_equal(grown.cells(3)[0], crops[1])

@@ -77,7 +77,11 @@ def _old_case(connection: sa.Connection, tables: dict[str, sa.Table], reference:
 
 
 def _field(
-    connection: sa.Connection, tables: dict[str, sa.Table], case_id: int, position: int, p: dict
+    connection: sa.Connection,
+    tables: dict[str, sa.Table],
+    case_id: int,
+    position: int,
+    p: dict[str, Any],
 ) -> None:
     connection.execute(
         tables["case_fields"]

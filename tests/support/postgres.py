@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def binaries() -> Path | None:
@@ -80,11 +81,17 @@ def fresh_database(server_url: str) -> Iterator[str]:
 
     name = f"test_{uuid.uuid4().hex[:12]}"
     admin = make_url(server_url.format(database="postgres"))
-    params = {"host": admin.query["host"], "port": admin.query["port"], "user": "postgres"}
-    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
+    host, port = admin.normalized_query["host"][0], admin.normalized_query["port"][0]
+
+    def connect() -> psycopg.Connection[tuple[Any, ...]]:
+        return psycopg.connect(
+            dbname="postgres", autocommit=True, host=host, port=port, user="postgres"
+        )
+
+    with connect() as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
         yield server_url.format(database=name)
     finally:
-        with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
+        with connect() as conn:
             conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

@@ -201,12 +201,18 @@ class GunicornServer:
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return get(self.port, path, timeout=timeout, token=self.token)
 
+    def running(self) -> subprocess.Popen[bytes]:
+        """The gunicorn process; raises if the server was never started."""
+        if self.proc is None:
+            raise RuntimeError("the server was not started")
+        return self.proc
+
     def wait_ready(self, timeout: float = 180.0) -> float:
         """Seconds from start until /readyz answered 200; raises on timeout or exit."""
-        deadline = self.started_at + timeout
+        proc, deadline = self.running(), self.started_at + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited ({self.proc.returncode}):\n{self.log()}")
+            if proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited ({proc.returncode}):\n{self.log()}")
             try:
                 if get(self.port, "/readyz", timeout=2.0)[0] == 200:
                     return time.monotonic() - self.started_at
@@ -216,7 +222,7 @@ class GunicornServer:
         raise TimeoutError(f"/readyz not 200 after {timeout:.0f} s:\n{self.log()[-4000:]}")
 
     def workers(self) -> list[int]:
-        return proc_children(self.proc.pid)
+        return proc_children(self.running().pid)
 
     def ready_workers(self) -> set[int]:
         """Worker pids that logged "Worker ready" (gunicorn.conf.py's post_worker_init)."""
@@ -224,13 +230,13 @@ class GunicornServer:
 
     def wait_all_workers_ready(self, n: int, timeout: float = 180.0) -> list[int]:
         """Wait until ``n`` live workers have loaded their models; returns their pids."""
-        deadline = time.monotonic() + timeout
+        proc, deadline = self.running(), time.monotonic() + timeout
         while time.monotonic() < deadline:
             live = [pid for pid in self.workers() if pid in self.ready_workers()]
             if len(live) >= n:
                 return live
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited ({self.proc.returncode}):\n{self.log()}")
+            if proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited ({proc.returncode}):\n{self.log()}")
             time.sleep(0.1)
         raise TimeoutError(f"{n} ready workers not seen in {timeout:.0f} s:\n{self.log()[-4000:]}")
 

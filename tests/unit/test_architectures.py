@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from keras import layers
@@ -26,7 +28,8 @@ def test_output_is_a_probability_per_class(arch: Architecture) -> None:
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
     assert model.get_layer("logits").output.shape[-1] == 4
     assert model.name == arch.name
-    assert arch.views in (1, 8) and arch.learning_rate > 0
+    assert arch.views in (1, 8)
+    assert arch.learning_rate > 0
 
 
 @pytest.mark.parametrize("arch", CELL_ARCHITECTURES.values(), ids=list(CELL_ARCHITECTURES))
@@ -37,7 +40,8 @@ def test_a_cell_model_gives_class_logits_and_an_attention_score_per_crop(
     size = arch.input_size
     assert model.input_shape == (None, size, size, 3)
     logits, scores = model(np.random.default_rng(0).random((3, size, size, 3), dtype=np.float32))
-    assert logits.shape == (3, 4) and scores.shape == (3, 1)
+    assert logits.shape == (3, 4)
+    assert scores.shape == (3, 1)
     assert model.get_layer("embedding").output.shape[-1] > 0
     assert model.name == arch.name
 
@@ -49,7 +53,7 @@ def test_the_command_line_offers_exactly_the_registry() -> None:
         architecture("resnet")
 
 
-def _convs(model) -> list:
+def _convs(model) -> list[Any]:
     return [layer for layer in model.layers if isinstance(layer, layers.Conv2D)]
 
 
@@ -81,14 +85,16 @@ def test_lenet_is_lenet5() -> None:
 
 def test_sequential_has_one_convolution() -> None:
     model = architecture("sequential").build()
-    assert len(_convs(model)) == 1 and _convs(model)[0].kernel_size == (3, 3)
+    assert len(_convs(model)) == 1
+    assert _convs(model)[0].kernel_size == (3, 3)
     assert sum(isinstance(layer, layers.MaxPooling2D) for layer in model.layers) == 1
 
 
 def test_vggnet_keeps_the_vgg16_layout_small_enough() -> None:
     model = architecture("vggnet").build()
     convs = _convs(model)
-    assert len(convs) == 13 and all(c.kernel_size == (3, 3) for c in convs)
+    assert len(convs) == 13
+    assert all(c.kernel_size == (3, 3) for c in convs)
     assert sum(isinstance(layer, layers.MaxPooling2D) for layer in model.layers) == 5
     widths = [c.filters for c in convs]
     assert widths == sorted(widths)  # filters grow block by block

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from training.blocks_report import BLOCKS_HEADING, blocks_markdown, write_blocks
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def figures(accuracy: float) -> dict:
+def figures(accuracy: float) -> dict[str, Any]:
     keys = ("accuracy", "macro_f1", "benign_recall", "malignant_recall")
     return {
         "n_fields": 100,
@@ -117,4 +118,5 @@ def test_the_section_shows_each_served_models_image_level_figures_beside_its_tar
     assert f"| CellNet | cell | {accuracy} {mark} |" in text
     # The target is the cell models'; a whole-field model's row carries no mark.
     lenet_row = next(line for line in text.splitlines() if line.startswith("| LeNet-5 | field | 9"))
-    assert "✓" not in lenet_row and "✗" not in lenet_row
+    assert "✓" not in lenet_row
+    assert "✗" not in lenet_row

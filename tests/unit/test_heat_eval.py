@@ -42,14 +42,16 @@ def test_spread_takes_evenly_spaced_files_of_every_class() -> None:
 
 def test_spread_with_fewer_files_than_asked_takes_them_all_once() -> None:
     picked = spread(_samples(2), 5)
-    assert len(picked) == 8 and len({s.path for s in picked}) == 8
+    assert len(picked) == 8
+    assert len({s.path for s in picked}) == 8
 
 
 def test_summary_means_and_majority_share() -> None:
     found = [(0, (0.6, 0.01, 0.2)), (0, (0.2, 0.03, 0.1)), (1, None), (2, (0.9, 0.0, 0.3))]
     out = summarise(found)
     assert out["overall"]["n"] == 3
-    assert out["empty_maps"] == 1 and out["n_images"] == 4
+    assert out["empty_maps"] == 1
+    assert out["n_images"] == 4
     assert out["overall"]["on_cells"] == pytest.approx((0.6 + 0.2 + 0.9) / 3)
     assert out["overall"]["majority_on_cells"] == pytest.approx(2 / 3)
     assert out["per_class"]["benign"]["corner"] == pytest.approx(0.02)
@@ -99,10 +101,12 @@ def test_answers_without_a_density_count_but_never_fire() -> None:
 
 def test_wilson_interval_matches_known_values() -> None:
     low, high = Rate(5, 10).wilson() or (0.0, 0.0)
-    assert (low, high) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
+    assert (low, high) == pytest.approx((0.2366, 0.7634), abs=1e-4)
     low, high = Rate(0, 10).wilson() or (1.0, 1.0)
-    assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-4)
-    assert Rate(0, 0).wilson() is None and Rate(0, 0).share is None
+    assert low == 0.0
+    assert high == pytest.approx(0.2775, abs=1e-4)
+    assert Rate(0, 0).wilson() is None
+    assert Rate(0, 0).share is None
     assert Rate(3, 4).text() == "3 of 4 (75%; 30%-95%)"
 
 
@@ -131,13 +135,16 @@ def test_the_warning_report_sets_the_new_rule_beside_the_old() -> None:
     card.heat_rule = HeatRuleSpec(min_density=0.3)
     result = warning_result(card, _answers())
     assert result.new["correct"] == Rate(2, 11)
-    assert result.new["wrong"] == Rate(1, 2) and result.new["wrong_any"] == Rate(2, 3)
+    assert result.new["wrong"] == Rate(1, 2)
+    assert result.new["wrong_any"] == Rate(2, 3)
     # The old rule: under half the heat on the cells (all of these shares, and no cells).
     assert result.old["correct"] == Rate(11, 11)
-    assert not fires_old(_share(3.0, area=0.2)) and fires_old(_share(2.0, area=0.2))
+    assert not fires_old(_share(3.0, area=0.2))
+    assert fires_old(_share(2.0, area=0.2))
     assert result.no_cells == 1
     text = warning_markdown({"m": result})
     assert "| M | density < 0.3 (fitted on validation) | 2 of 11 (18%;" in text
     assert "| M | old: heat on cells < 50% | 11 of 11 (100%;" in text
     unfitted = warning_result(ModelCard(name="m", version="1", input_size=64), _answers())
-    assert unfitted.min_density == 1.0 and not unfitted.fitted
+    assert unfitted.min_density == 1.0
+    assert not unfitted.fitted

@@ -147,7 +147,8 @@ def test_segmented_cells_match_by_count_and_box(fields: Fields, side: int) -> No
         new = segment(field, work_side=side).cells
         counts.append(abs(len(new) - len(old)))
         ious += matched_boxes([c[0] for c in old], [c.bbox for c in new])
-    assert max(counts) <= 1 and sum(counts) <= 0.05 * len(counts), counts
+    assert max(counts) <= 1, counts
+    assert sum(counts) <= 0.05 * len(counts), counts
     assert np.mean(np.array(ious) >= BOX_IOU) >= 0.97, f"box IoUs {sorted(ious)[:5]}"
 
 
@@ -162,7 +163,8 @@ def test_found_cells_match_by_count_box_and_exclusion(fields: Fields) -> None:
             best = max(new, key=lambda n: box_iou(corners(o.box), corners(n.box)), default=None)
             ious.append(0.0 if best is None else box_iou(corners(o.box), corners(best.box)))
             same_reason.append(best is not None and best.excluded == o.excluded)
-    assert max(counts) <= 1 and sum(counts) <= 0.05 * len(counts), counts
+    assert max(counts) <= 1, counts
+    assert sum(counts) <= 0.05 * len(counts), counts
     assert np.mean(np.array(ious) >= BOX_IOU) >= 0.97, f"box IoUs {sorted(ious)[:5]}"
     assert np.mean(same_reason) >= 0.97
 
@@ -176,7 +178,8 @@ def test_scale_matches_by_relative_error(fields: Fields) -> None:
         assert abs(new.cell_fraction - old_fraction) <= UNCERTAINTY_ABSOLUTE
         if old_size is not None and new.size_px is not None:
             assert abs(new.size_px / old_size - 1) <= SCALE_RELATIVE, (new.size_px, old_size)
-            assert new.uncertainty is not None and old_uncertainty is not None
+            assert new.uncertainty is not None
+            assert old_uncertainty is not None
             assert abs(new.uncertainty - old_uncertainty) <= UNCERTAINTY_ABSOLUTE
 
 
@@ -228,10 +231,15 @@ def test_gallery_crops_match_by_count_box_and_pixels(fields: Fields) -> None:
         for (box, jpeg), picture in zip(old, new, strict=False):
             if list(box) != picture.box:
                 continue
-            crop = field.crop(tuple(box)).resize((CELL_SIDE, CELL_SIDE), Image.Resampling.LANCZOS)
+            x0, y0, x1, y1 = box
+            crop = field.crop((x0, y0, x1, y1)).resize(
+                (CELL_SIDE, CELL_SIDE), Image.Resampling.LANCZOS
+            )
             shown = np.asarray(crop, np.float32)
             old_error = np.abs(decoded(jpeg) - shown).mean()
             worse.append(np.abs(decoded(picture.jpeg) - shown).mean() - old_error)
-    assert np.mean(worse) <= PICTURE_MEAN_ABSOLUTE and max(worse) <= CROP_WORST_ABSOLUTE, worse
-    assert max(counts, default=0) <= 1 and sum(counts) <= 0.05 * len(counts), counts
+    assert np.mean(worse) <= PICTURE_MEAN_ABSOLUTE, worse
+    assert max(worse) <= CROP_WORST_ABSOLUTE, worse
+    assert max(counts, default=0) <= 1, counts
+    assert sum(counts) <= 0.05 * len(counts), counts
     assert np.mean(np.array(ious) >= BOX_IOU) >= 0.97, f"box IoUs {sorted(ious)[:5]}"

@@ -28,7 +28,8 @@ def test_benign_called_early_pre_b_comes_first_then_every_screening_error_by_cou
         ("pre_b", "benign", 1, 129),
     ]  # Pre-B called Early Pre-B (6) leaves the screening answer as it is
     assert failures[0].summary.startswith("5 of 67 (7.5%) Benign (hematogones) test images")
-    assert "look alike" in failures[0].summary and "missed malignancy" in failures[1].summary
+    assert "look alike" in failures[0].summary
+    assert "missed malignancy" in failures[1].summary
     assert all(f.split == "test" for f in failures)
 
 
@@ -36,7 +37,8 @@ def test_benign_called_early_pre_b_is_listed_even_uncounted() -> None:
     clean = known_failures(TestMetrics(confusion_matrix=[[5, 0, 0, 0]] + [[0, 5, 0, 0]] * 3))
     assert [(f.called, f.count, f.of) for f in clean] == [("early_pre_b", 0, 5)]
     (unscored,) = known_failures(None)
-    assert unscored.called == "early_pre_b" and "Not counted" in unscored.summary
+    assert unscored.called == "early_pre_b"
+    assert "Not counted" in unscored.summary
 
 
 def test_fill_writes_the_section_and_changes_nothing_else(tmp_path: Path) -> None:
@@ -47,7 +49,8 @@ def test_fill_writes_the_section_and_changes_nothing_else(tmp_path: Path) -> Non
     card.save(tmp_path / "m.json")
     assert fill(tmp_path) == ["m"]
     again = ModelCard.load(tmp_path / "m.json")
-    assert again.intended_use is not None and again.intended_use.data.images == 2
+    assert again.intended_use is not None
+    assert again.intended_use.data.images == 2
     again.intended_use = None
     assert again == card
 
@@ -58,15 +61,22 @@ def test_the_committed_cards_state_their_intended_use(name: str) -> None:
     use = card.intended_use
     assert isinstance(use, IntendedUse)
     assert use == for_card(card, COMMITTED)  # in step with the one source of its text
-    assert use.purpose == PURPOSE and use.out_of_scope == OUT_OF_SCOPE
+    assert use.purpose == PURPOSE
+    assert use.out_of_scope == OUT_OF_SCOPE
     scope = " ".join(use.out_of_scope)
-    assert "stain" in scope and "Bone marrow" in scope and "other laboratories" in scope
-    first = use.known_failures[0]
-    benign = card.test_metrics.per_class["benign"]["support"]  # 66 answered by a cell model
+    assert "stain" in scope
+    assert "Bone marrow" in scope
+    assert "other laboratories" in scope
+    first, metrics = use.known_failures[0], card.test_metrics
+    assert metrics is not None
+    benign = metrics.per_class["benign"]["support"]  # 66 answered by a cell model
     assert (first.true_class, first.called, first.of) == ("benign", "early_pre_b", benign)
     assert benign in (66, 67)
-    assert first.count == card.test_metrics.confusion_matrix[0][1]
+    assert first.count == metrics.confusion_matrix[0][1]
     data = use.data
-    assert "Taleqani Hospital, Tehran" in data.source and data.doi == "10.34740/KAGGLE/DSV/2175623"
-    assert data.patients == 89 and "flow cytometry" in data.labels and "10%" in data.held_back
+    assert "Taleqani Hospital, Tehran" in data.source
+    assert data.doi == "10.34740/KAGGLE/DSV/2175623"
+    assert data.patients == 89
+    assert "flow cytometry" in data.labels
+    assert "10%" in data.held_back
     assert json.loads((COMMITTED / f"{name}.json").read_text())["intended_use"]["purpose"]

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from tests.support.models import ROOT
 
@@ -173,7 +174,7 @@ def test_only_model_files_knows_the_file_names() -> None:
     assert not spelled, spelled
 
 
-def run_python(code: str) -> dict:
+def run_python(code: str) -> Any:
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,

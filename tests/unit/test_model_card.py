@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,10 +55,13 @@ def test_save_then_load_gives_the_same_card(tmp_path: Path) -> None:
 def test_missing_fields_get_their_one_default() -> None:
     card = ModelCard.from_dict({"name": "m", "version": "1", "input_size": 64})
     assert card.class_ids == list(CLASS_IDS)
-    assert card.views == 1 and card.inference == InferenceSpec()
+    assert card.views == 1
+    assert card.inference == InferenceSpec()
     assert card.calibration.temperature == 1.0
     assert card.calibration.uncertain_below is None  # no threshold: nothing is uncertain
-    assert card.ood is None and card.test_metrics is None and card.test_accuracy is None
+    assert card.ood is None
+    assert card.test_metrics is None
+    assert card.test_accuracy is None
     assert card.display_name == "m"
 
 
@@ -95,7 +99,7 @@ def test_derived_properties() -> None:
         ),
     ],
 )
-def test_bad_cards_are_refused_with_the_reason(data: dict, message: str) -> None:
+def test_bad_cards_are_refused_with_the_reason(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ModelCardError, match=message):
         ModelCard.from_dict(data)
 
@@ -138,7 +142,8 @@ def test_the_heat_rule_round_trips_and_is_strict(tmp_path: Path) -> None:
     )
     card.save(tmp_path / "lenet.json")
     again = ModelCard.load(tmp_path / "lenet.json")
-    assert isinstance(again.heat_rule, HeatRuleSpec) and again.heat_rule == card.heat_rule
+    assert isinstance(again.heat_rule, HeatRuleSpec)
+    assert again.heat_rule == card.heat_rule
     assert json.loads((tmp_path / "lenet.json").read_text())["heat_rule"]["min_density"] == 0.31
     minimal = {"name": "m", "version": "1", "input_size": 64}
     assert ModelCard.from_dict(minimal).heat_rule is None  # not fitted
@@ -171,7 +176,8 @@ def test_the_intended_use_round_trips_and_is_strict(tmp_path: Path) -> None:
     )
     card.save(tmp_path / "lenet.json")
     again = ModelCard.load(tmp_path / "lenet.json")
-    assert again == card and isinstance(again.intended_use, IntendedUse)
+    assert again == card
+    assert isinstance(again.intended_use, IntendedUse)
     assert isinstance(again.intended_use.known_failures[0], KnownFailure)
     assert isinstance(again.intended_use.data, DataProvenance)
     saved = json.loads((tmp_path / "lenet.json").read_text())["intended_use"]

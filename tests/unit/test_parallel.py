@@ -3,6 +3,7 @@ and started work going on beside the caller."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -44,7 +45,7 @@ def test_a_forked_process_makes_its_own_pool(monkeypatch) -> None:
     monkeypatch.setenv("IMAGE_THREADS", "2")
     parallel.parallel_map(abs, [-1, -2])
     before = parallel._executor()
-    monkeypatch.setattr(parallel.os, "getpid", lambda: -1)  # as in a child after fork
+    monkeypatch.setattr(os, "getpid", lambda: -1)  # as in a child after fork
     assert parallel._executor() is not before
     assert parallel.parallel_map(abs, [-1, -2]) == [1, 2]
 
@@ -61,7 +62,8 @@ def test_started_work_runs_beside_the_caller_and_keeps_order(monkeypatch) -> Non
     pending = parallel.start(wait_then_square, range(5))
     release.set()  # the caller gets here only because start() returned at once
     assert pending.results() == [0, 1, 4, 9, 16]
-    assert len(pending.seconds()) == 5 and all(s >= 0 for s in pending.seconds())
+    assert len(pending.seconds()) == 5
+    assert all(s >= 0 for s in pending.seconds())
 
 
 def test_started_work_takes_zipped_arguments_and_raises_errors(monkeypatch) -> None:
@@ -69,7 +71,7 @@ def test_started_work_takes_zipped_arguments_and_raises_errors(monkeypatch) -> N
     assert parallel.start(divmod, [7, 9], [2, 4]).results() == [(3, 1), (2, 1)]
     with pytest.raises(ZeroDivisionError):
         parallel.start(divmod, [1, 2], [1, 0]).results()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="shorter"):
         parallel.start(divmod, [1, 2], [1])  # unequal lengths are a caller's mistake
 
 

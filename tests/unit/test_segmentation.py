@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +29,8 @@ SAMPLE_PER_CLASS = 12
 
 def smear(
     size: tuple[int, int],
-    cells: list[tuple[float, float, float]],
-    red_cells: list[tuple[float, float, float]] = (),
+    cells: Sequence[tuple[float, float, float]],
+    red_cells: Sequence[tuple[float, float, float]] = (),
 ) -> Image.Image:
     """A synthetic smear: (x, y, radius) violet leukocytes and pale red cells on a light field."""
     image = Image.new("RGB", size, BACKGROUND)
@@ -115,7 +116,8 @@ def test_large_image_reports_original_coordinates() -> None:
     assert result.count == 2
     for x, y, r in cells:
         nearest = min(result.cells, key=lambda c: abs(c.centroid[0] - x) + abs(c.centroid[1] - y))
-        assert abs(nearest.centroid[0] - x) < 10 and abs(nearest.centroid[1] - y) < 10
+        assert abs(nearest.centroid[0] - x) < 10
+        assert abs(nearest.centroid[1] - y) < 10
         assert abs(nearest.area - np.pi * r * r) < 0.1 * np.pi * r * r
 
 
@@ -129,7 +131,8 @@ def test_outline_png_marks_cells_at_display_size() -> None:
     assert (pixels == OUTLINE_COLOR).all(axis=2).sum() > 100
     blank = Image.new("RGB", (50, 40), (255, 255, 255))
     plain = np.asarray(Image.open(io.BytesIO(outline_png(blank, segment(blank)))).convert("RGB"))
-    assert plain.shape == (40, 50, 3) and (plain == 255).all()
+    assert plain.shape == (40, 50, 3)
+    assert (plain == 255).all()
 
 
 def test_to_dict_is_json_ready() -> None:

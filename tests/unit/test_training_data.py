@@ -21,7 +21,7 @@ from training.split import (
 
 
 @pytest.mark.parametrize(
-    "folder,class_id",
+    ("folder", "class_id"),
     [
         ("Benign", "benign"),
         ("Early", "early_pre_b"),
@@ -70,7 +70,7 @@ def test_discover_accepts_a_root_with_original_subfolder(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    "setup,message",
+    ("setup", "message"),
     [
         (lambda p: None, "does not exist"),
         (lambda p: p.mkdir(), "no class folders"),
@@ -98,10 +98,12 @@ def test_split_is_deterministic_stratified_and_keeps_duplicates_together(tmp_pat
     for i in range(5):
         a = next(s for s in samples if s.path.name == f"Pro-{i:03d}.png")
         b = next(s for s in samples if s.path.name == f"Pro-dup-{i:03d}.png")
-        assert a.sha256 == b.sha256 and first[a.sha256] == first[b.sha256]
+        assert a.sha256 == b.sha256
+        assert first[a.sha256] == first[b.sha256]
     for class_id in ("benign", "early_pre_b", "pre_b"):
         splits = [first[s.sha256] for s in samples if s.class_id == class_id]
-        assert splits.count("test") == 3 and splits.count("val") == 3
+        assert splits.count("test") == 3
+        assert splits.count("val") == 3
     assert assign_splits(samples, seed=8) != first
 
 
@@ -166,10 +168,11 @@ def test_near_duplicates_join_the_earlier_split_and_held_out_splits_only_lose(tm
     pairs = [(by_name[f"Pre-{i:03d}.png"], by_name[f"Pre-near-{i:03d}.png"]) for i in near]
     split_apart = [p for p in pairs if exact_only[p[0].sha256] != exact_only[p[1].sha256]]
     assert split_apart  # the exact rule alone separates some of them
-    for a, b in pairs:
-        assert grouped[a.sha256] == grouped[b.sha256]
+    for original, copy in pairs:
+        assert grouped[original.sha256] == grouped[copy.sha256]
     changed = moves(exact_only, grouped)
-    assert changed and all(SPLITS.index(new) < SPLITS.index(old) for old, new in changed.values())
+    assert changed
+    assert all(SPLITS.index(new) < SPLITS.index(old) for old, new in changed.values())
 
 
 def test_a_resplit_that_would_move_an_image_out_of_train_is_refused() -> None:

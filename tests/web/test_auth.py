@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -17,7 +18,12 @@ from app.web.auth import PUBLIC, TOKEN_BLUEPRINTS, permission_of
 from tests.support.accounts import PASSWORDS, ROLES, app_users, form_token, token_for
 
 # Values for the URL map's variables: the routes need not find anything, only answer.
-URL_VALUES = {"public_id": "nocase", "position": 1, "crop_id": 1, "username": "viewer"}
+URL_VALUES: dict[str, Any] = {
+    "public_id": "nocase",
+    "position": 1,
+    "crop_id": 1,
+    "username": "viewer",
+}
 PUBLIC_ENDPOINTS = {"health.healthz", "health.readyz", "auth.login", "auth.login_post", "static"}
 
 
@@ -78,6 +84,7 @@ def test_each_role_reaches_exactly_what_it_is_allowed(app: Flask, as_role, role:
         permission = permission_of(app, endpoint)
         if permission == PUBLIC or endpoint == "auth.logout":
             continue
+        assert permission is not None, endpoint  # every route names who may use it
         status = call(client, method, url).status_code
         assert status < 500, (role, endpoint, method, status)
         if accounts.can(role, permission):
@@ -102,7 +109,8 @@ def test_every_api_route_takes_a_valid_token_and_refuses_revoked_and_malformed_o
             client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
             status = call(client, method, url).status_code
             if expected is None:
-                assert status not in (401, 403) and status < 500, (endpoint, method, status)
+                assert status not in (401, 403), (endpoint, method, status)
+                assert status < 500, (endpoint, method, status)
             else:
                 assert status == expected, (endpoint, method, token[:12], status)
 
@@ -192,7 +200,8 @@ def test_tokens_are_stored_hashed(app: Flask) -> None:
     with app.extensions["records"].engine.connect() as connection:
         dump = "".join(str(row) for row in connection.exec_driver_sql("SELECT * FROM api_tokens"))
     secret = token.split("_", 2)[2]
-    assert secret not in dump and token.split("_")[1] in dump
+    assert secret not in dump
+    assert token.split("_")[1] in dump
 
 
 def sign_in(client: FlaskClient, username: str, password: str, next_page: str = ""):
@@ -214,9 +223,12 @@ def test_signing_in_rotates_the_session_and_signing_out_ends_it(app: Flask, anon
     anonymous.get("/login")
     before = anonymous.get_cookie("session")
     response = sign_in(anonymous, "clinician", PASSWORDS["clinician"], next_page="/cases/")
-    assert response.status_code == 303 and response.headers["Location"] == "/cases/"
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/cases/"
     after = anonymous.get_cookie("session")
-    assert after is not None and before is not None and after.value != before.value
+    assert after is not None
+    assert before is not None
+    assert after.value != before.value
     with app.extensions["records"].sessions() as session:
         live = session.scalars(select(LoginSession).where(LoginSession.ended_at.is_(None))).all()
         assert len(live) == 1
@@ -259,7 +271,8 @@ def test_sign_in_lands_only_on_a_page_the_role_may_open(
     login = anonymous.get(f"/login?next={asked}" if asked else "/login").get_data(as_text=True)
     assert f'name="next" value="{asked}"' in login
     response = sign_in(anonymous, role, PASSWORDS[role], next_page=asked)
-    assert response.status_code == 303 and response.headers["Location"] == lands
+    assert response.status_code == 303
+    assert response.headers["Location"] == lands
     landed = anonymous.get(lands, follow_redirects=True)
     assert landed.status_code == 200
     assert role != "viewer" or landed.request.path in ("/cases/", "/api/docs")
@@ -273,9 +286,12 @@ def test_an_anonymous_viewer_sent_to_sign_in_from_the_root_lands_on_the_case_lis
     assert sent.headers["Location"] == "/login?next=/"
     html = anonymous.get(sent.headers["Location"]).get_data(as_text=True)
     data = {"username": "viewer", "password": PASSWORDS["viewer"], "csrf_token": form_token(html)}
-    data["next"] = re.search(r'name="next" value="([^"]*)"', html).group(1)
+    kept = re.search(r'name="next" value="([^"]*)"', html)
+    assert kept is not None
+    data["next"] = kept.group(1)
     landed = anonymous.post("/login", data=data, follow_redirects=True)
-    assert landed.status_code == 200 and landed.request.path == "/cases/"
+    assert landed.status_code == 200
+    assert landed.request.path == "/cases/"
 
 
 def test_wrong_passwords_lock_the_account_at_that_address_for_a_while(
@@ -294,7 +310,8 @@ def test_wrong_passwords_lock_the_account_at_that_address_for_a_while(
         session.execute(update(SignInAttempt).values(last_at=long_ago))
         session.commit()
     signed = sign_in(anonymous, "viewer", PASSWORDS["viewer"])
-    assert signed.status_code == 303 and signed.headers["Location"] == "/cases/"
+    assert signed.status_code == 303
+    assert signed.headers["Location"] == "/cases/"
 
 
 def test_a_refused_sign_in_keeps_the_page_asked_for(app: Flask, anonymous) -> None:
@@ -314,7 +331,8 @@ def test_sign_in_attempts_are_throttled_per_account_and_address(app: Flask) -> N
     said = [refusal(attacker, sign_in(attacker, "ghost", "a wrong password")) for _ in range(limit)]
     assert all(accounts.REFUSED in page for page in said)
     throttled = refusal(attacker, sign_in(attacker, "ghost", "a wrong password"))
-    assert "Too many sign-in attempts" in throttled and accounts.REFUSED not in throttled
+    assert "Too many sign-in attempts" in throttled
+    assert accounts.REFUSED not in throttled
     # The same account from another address is not throttled by the attacker's attempts.
     elsewhere = refusal(owner, sign_in(owner, "ghost", "a wrong password"))
     assert accounts.REFUSED in elsewhere
@@ -336,7 +354,8 @@ def test_a_sign_in_expires_after_being_idle(app: Flask, as_role) -> None:
         session.execute(update(LoginSession).values(last_seen=utcnow() - idle))
         session.commit()
     response = client.get("/cases/")
-    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login")
 
 
 def test_a_sign_in_ends_after_its_lifetime_however_busy(app: Flask, as_role) -> None:
@@ -379,7 +398,8 @@ def test_a_one_time_password_must_be_changed_first(app: Flask, anonymous) -> Non
             "csrf_token": form_token(page),
         },
     )
-    assert done.status_code == 303 and done.headers["Location"] == "/"
+    assert done.status_code == 303
+    assert done.headers["Location"] == "/"
     assert anonymous.get("/cases/").status_code == 200
     fresh = app.test_client()
     assert sign_in(fresh, "newcomer", chosen).status_code == 303

@@ -19,7 +19,7 @@ from app.records.schema import AuditEvent
 from tests.support.models import ROOT
 
 
-@pytest.fixture()
+@pytest.fixture
 def app(app_config: dict[str, object]) -> Iterator[Flask]:
     """The app as a ``flask`` command makes it: its models never load (nothing here predicts)."""
     app = create_app(app_config)
@@ -50,12 +50,17 @@ def test_users_create_reads_the_password_from_stdin(app: Flask) -> None:
     result = run(app, "users", "create", "Alice", "--role", "clinician", stdin="a long password\n")
     assert result.exit_code == 0, result.output
     made = user(app, "alice")
-    assert made is not None and made.role == "clinician" and made.active
+    assert made is not None
+    assert made.role == "clinician"
+    assert made.active
     assert not made.must_change_password
     with app.extensions["records"].sessions() as session:
         assert accounts.authenticate(session, "alice", "a long password").username == "alice"
     [(action, actor, target)] = audit_actions(app)
-    assert action == "user_created" and target == "alice" and actor.startswith("cli:")
+    assert action == "user_created"
+    assert target == "alice"
+    assert actor is not None
+    assert actor.startswith("cli:")
 
 
 @pytest.mark.parametrize(
@@ -80,7 +85,8 @@ def test_mistakes_exit_non_zero_and_say_why(app: Flask, args, stdin, says: str) 
 def test_a_second_user_of_the_same_name_is_refused(app: Flask) -> None:
     run(app, "users", "create", "carol", "--role", "viewer", stdin="a long password\n")
     again = run(app, "users", "create", "Carol", "--role", "admin", stdin="a long password\n")
-    assert again.exit_code != 0 and "already exists" in again.output
+    assert again.exit_code != 0
+    assert "already exists" in again.output
 
 
 def test_disable_set_password_and_tokens(app: Flask) -> None:
@@ -94,7 +100,8 @@ def test_disable_set_password_and_tokens(app: Flask) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     assert client.get("/api/v1/cases", headers=headers).status_code == 200
     listed = run(app, "tokens", "list", "dave").output
-    assert public_id in listed and token.split("_", 2)[2] not in listed
+    assert public_id in listed
+    assert token.split("_", 2)[2] not in listed
 
     assert run(app, "users", "set-password", "dave", stdin="second password!\n").exit_code == 0
     with app.extensions["records"].sessions() as session:
@@ -206,12 +213,17 @@ def test_a_users_full_name_is_given_at_creation_or_later_and_listed(app: Flask) 
     assert made.exit_code == 0, made.output
     assert user(app, "sara").display_name == "Dr Sara Ahmadi"
     renamed = run(app, "users", "set-name", "sara", "Sara Ahmadi, MD")
-    assert renamed.exit_code == 0 and user(app, "sara").display_name == "Sara Ahmadi, MD"
+    assert renamed.exit_code == 0
+    assert user(app, "sara").display_name == "Sara Ahmadi, MD"
     assert "sara\tclinician\tactive\tSara Ahmadi, MD" in run(app, "users", "list").output
     action, actor, target = audit_actions(app)[-1]
-    assert action == "user_renamed" and target == "sara" and actor.startswith("cli:")
+    assert action == "user_renamed"
+    assert target == "sara"
+    assert actor is not None
+    assert actor.startswith("cli:")
     refused = run(app, "users", "set-name", "sara", "x" * 200)
-    assert refused.exit_code != 0 and "at most 128" in refused.output
+    assert refused.exit_code != 0
+    assert "at most 128" in refused.output
 
 
 @pytest.mark.parametrize("command", [("users", "list"), ("audit", "verify"), ("backup", "--help")])

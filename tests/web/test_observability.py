@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from flask import Flask, g, jsonify, request
@@ -36,7 +37,7 @@ def make_app() -> Flask:
     return flask_app
 
 
-@pytest.fixture()
+@pytest.fixture
 def log_stream():
     stream = io.StringIO()
     handler = observability._JsonLineHandler(stream)
@@ -45,7 +46,7 @@ def log_stream():
     observability.request_log.removeHandler(handler)
 
 
-def log_lines(stream: io.StringIO) -> list[dict]:
+def log_lines(stream: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stream.getvalue().splitlines() if line]
 
 
@@ -71,14 +72,19 @@ def test_one_json_line_per_request_without_upload_details(log_stream):
     lines = log_lines(log_stream)
     assert len(lines) == 2
     first, second = lines
-    assert first["method"] == "POST" and first["path"] == "/api/v1/predict"
-    assert first["status"] == 200 and first["model"] == "vggnet"
-    assert first["latency_ms"] > 0 and len(first["request_id"]) == 32
+    assert first["method"] == "POST"
+    assert first["path"] == "/api/v1/predict"
+    assert first["status"] == 200
+    assert first["model"] == "vggnet"
+    assert first["latency_ms"] > 0
+    assert len(first["request_id"]) == 32
     assert first["request_id"] == response.headers["X-Request-ID"]
-    assert second["status"] == 404 and second["model"] is None
+    assert second["status"] == 404
+    assert second["model"] is None
     assert second["path"] == "/missing"
     raw = log_stream.getvalue()
-    assert "jane-doe" not in raw and "SECRET" not in raw
+    assert "jane-doe" not in raw
+    assert "SECRET" not in raw
 
 
 def test_request_id_is_echoed_only_when_plain(log_stream):
@@ -127,9 +133,11 @@ def test_metrics_count_routes_and_prediction_latency():
     assert sample("prediction_latency_seconds_count", model="sequential") == hist_before + 3
 
     text = client.get("/metrics")
-    assert text.status_code == 200 and text.mimetype == "text/plain"
+    assert text.status_code == 200
+    assert text.mimetype == "text/plain"
     families = {f.name: f for f in text_string_to_metric_families(text.get_data(as_text=True))}
-    assert "http_requests" in families and "prediction_latency_seconds" in families
+    assert "http_requests" in families
+    assert "prediction_latency_seconds" in families
     buckets = {
         s.labels["le"]
         for s in families["prediction_latency_seconds"].samples
@@ -207,6 +215,7 @@ def test_invented_methods_share_one_label(log_stream):
     for i in range(200):
         client.open("/api/v1/predict", method=f"INVENTED{i}")
     text = client.get("/metrics").get_data(as_text=True)
-    assert "INVENTED" not in text and "INVENTED" not in log_stream.getvalue()
+    assert "INVENTED" not in text
+    assert "INVENTED" not in log_stream.getvalue()
     other = {"method": "<other>", "route": observability.UNMATCHED_ROUTE, "status": "405"}
     assert sample("http_requests_total", **other) >= 200

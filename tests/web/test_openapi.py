@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import get_args
+from typing import Any, get_args
 
 import pytest
 from flask.testing import FlaskClient
@@ -15,14 +15,15 @@ from tests.support.images import ImageFactory
 from tests.support.server import multipart
 
 
-@pytest.fixture()
-def document(client: FlaskClient) -> dict:
+@pytest.fixture
+def document(client: FlaskClient) -> dict[str, Any]:
     response = client.get("/api/v1/openapi.json")
-    assert response.status_code == 200 and response.is_json
+    assert response.status_code == 200
+    assert response.is_json
     return response.get_json()
 
 
-def _check(document: dict, schema_name: str, instance: object) -> None:
+def _check(document: dict[str, Any], schema_name: str, instance: object) -> None:
     schema = {
         "$ref": f"#/components/schemas/{schema_name}",
         **{"components": document["components"]},
@@ -30,7 +31,7 @@ def _check(document: dict, schema_name: str, instance: object) -> None:
     OAS31Validator(schema).validate(instance)
 
 
-def test_the_description_is_valid_openapi(document: dict) -> None:
+def test_the_description_is_valid_openapi(document: dict[str, Any]) -> None:
     validate(document)
     assert document["openapi"].startswith("3.1")
     assert {"/api/v1/predict", "/api/v1/cases", "/api/v1/cases/{id}/report.pdf"} <= set(
@@ -38,7 +39,7 @@ def test_the_description_is_valid_openapi(document: dict) -> None:
     )
 
 
-def test_every_api_route_is_described(app, document: dict) -> None:
+def test_every_api_route_is_described(app, document: dict[str, Any]) -> None:
     described = {
         (path.replace("{id}", "<public_id>"), method.upper())
         for path, item in document["paths"].items()
@@ -53,7 +54,7 @@ def test_every_api_route_is_described(app, document: dict) -> None:
 
 
 def test_real_answers_match_the_description(
-    client: FlaskClient, document: dict, images: ImageFactory
+    client: FlaskClient, document: dict[str, Any], images: ImageFactory
 ) -> None:
     files = [("images", (f"{i}.png", images.make(size=(160, 160), seed=i))) for i in range(2)]
     body, content_type = multipart({"reference": "DOC-1"}, [*files, ("images", ("x.txt", b"no"))])
@@ -73,13 +74,13 @@ def test_real_answers_match_the_description(
     _check(document, "ModelList", client.get("/api/v1/models").get_json())
 
 
-def test_the_docs_page_lists_every_operation(client: FlaskClient, document: dict) -> None:
+def test_the_docs_page_lists_every_operation(client: FlaskClient, document: dict[str, Any]) -> None:
     html = client.get("/api/docs").get_data(as_text=True)
     for path in document["paths"]:
         assert f"<code>{path}</code>" in html
 
 
-def test_the_model_schema_describes_the_intended_use(document: dict) -> None:
+def test_the_model_schema_describes_the_intended_use(document: dict[str, Any]) -> None:
     model = document["components"]["schemas"]["Model"]
     use = model["properties"]["intended_use"]
     assert "intended_use" in model["required"]
@@ -98,7 +99,7 @@ def test_the_model_schema_describes_the_intended_use(document: dict) -> None:
     _check(document, "Model", {**bare, "intended_use": None})
 
 
-def test_the_status_and_review_enums_are_the_cores_words(document: dict) -> None:
+def test_the_status_and_review_enums_are_the_cores_words(document: dict[str, Any]) -> None:
     schemas = document["components"]["schemas"]
     case_statuses = [
         schemas["Case"]["properties"]["status"]["enum"],
@@ -110,10 +111,12 @@ def test_the_status_and_review_enums_are_the_cores_words(document: dict) -> None
         p["name"]: p["schema"].get("enum")
         for p in document["paths"]["/api/v1/cases"]["get"]["parameters"]
     }
-    assert search["status"] == list(CASE_STATUSES) and search["review"] == list(REVIEW_STATES)
+    assert search["status"] == list(CASE_STATUSES)
+    assert search["review"] == list(REVIEW_STATES)
     body = document["paths"]["/api/v1/cases/{id}/review"]["post"]["requestBody"]["content"]
     decisions = [c["schema"]["properties"]["decision"]["enum"] for c in body.values()]
-    assert decisions == [list(REVIEW_DECISIONS)] * len(body) and body
+    assert decisions == [list(REVIEW_DECISIONS)] * len(body)
+    assert body
     assert schemas["Review"]["properties"]["decision"]["enum"] == list(REVIEW_DECISIONS)
     assert schemas["Prediction"]["properties"]["status"]["enum"] == list(get_args(Status))
     assert schemas["CaseImage"]["properties"]["status"]["enum"] == [*get_args(Status), "refused"]

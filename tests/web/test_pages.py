@@ -8,12 +8,13 @@ import io
 import json
 import re
 import shutil
+from typing import Any
 
 import pytest
 
 from app import create_app
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES
-from tests.support.accounts import admin_client
+from tests.support.accounts import admin_client, form_token
 from tests.support.uploads import post_upload
 
 
@@ -34,9 +35,11 @@ def test_upload_page(client, inference_service) -> None:
     response = client.get("/")
     assert response.status_code == 200
     page = response.get_data(as_text=True)
-    assert 'enctype="multipart/form-data"' in page and 'name="csrf_token"' in page
+    assert 'enctype="multipart/form-data"' in page
+    assert 'name="csrf_token"' in page
     assert re.search(r'<input type="file" id="image" name="image" required\s+accept="image/', page)
-    assert 'id="dropzone"' in page and 'id="preview"' in page
+    assert 'id="dropzone"' in page
+    assert 'id="preview"' in page
     assert page.count('type="submit"') == 2  # the upload and the header's sign-out
     for info in inference_service.models():
         accuracy = f"{info.test_accuracy * 100:.1f}%"
@@ -46,7 +49,8 @@ def test_upload_page(client, inference_service) -> None:
             page,
         )
     assert re.search(r'<option value="lenet" selected>', page)
-    assert "Maximum file size: 50 MB" in page and "JPEG, PNG" in page
+    assert "Maximum file size: 50 MB" in page
+    assert "JPEG, PNG" in page
     assert "not a diagnosis" in page
     assert 'name="viewport"' in page
 
@@ -63,7 +67,8 @@ def test_pages_have_no_inline_script_or_style(client, csrf_token, images) -> Non
     ]
     for page in pages:
         assert not re.search(r"<script(?![^>]*\bsrc=)", page), "inline <script> breaks the CSP"
-        assert " style=" not in page and "<style" not in page
+        assert " style=" not in page
+        assert "<style" not in page
         assert re.search(r'<script src="/static/upload.js"', pages[0])
 
 
@@ -78,7 +83,8 @@ def test_result_page(client, csrf_token, images, inference_service) -> None:
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     verdict = re.search(r'<h1 class="verdict (\w+)" id="verdict" tabindex="-1">([^<]+)</h1>', page)
-    assert verdict and verdict.group(1) in (
+    assert verdict
+    assert verdict.group(1) in (
         "malignant",
         "benign",
         "uncertain",
@@ -118,7 +124,8 @@ def test_result_says_when_the_model_averages_orientations(
     for info in inference_service.models():
         page = analyze(client, csrf_token, images.make(), model=info.name).get_data(as_text=True)
         used = re.search(r'<dd id="model-used">(.*?)</dd>', page, re.S)
-        assert used and info.display_name in used.group(1)
+        assert used
+        assert info.display_name in used.group(1)
         averaged = f"mean of the image's {info.views} flips and quarter turns" in used.group(1)
         assert averaged == (info.views > 1)
 
@@ -142,9 +149,11 @@ def test_errors_send_back_to_the_upload_page_with_the_message(
     assert response.status_code == 303  # not the error's status: reload must not resend
     assert response.headers["Location"].startswith("/")
     page = client.get(response.headers["Location"])
-    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert page.status_code == 200
+    assert page.mimetype == "text/html"
     html = page.get_data(as_text=True)
-    assert 'role="alert"' in html and message in html
+    assert 'role="alert"' in html
+    assert message in html
     assert 'id="upload-form"' in html  # the form is back, ready for another try
     # The message is shown once: a reload of the form is a clean form.
     assert message not in client.get(response.headers["Location"]).get_data(as_text=True)
@@ -153,7 +162,8 @@ def test_errors_send_back_to_the_upload_page_with_the_message(
 def test_too_large_upload_sends_back_to_the_upload_page(client, csrf_token) -> None:
     big = b"\xff\xd8\xff" + b"\0" * (50 * 1024 * 1024)
     page = analyze(client, csrf_token, big, filename="big.jpg").get_data(as_text=True)
-    assert "too large; the limit is 50 MB" in page and 'id="upload-form"' in page
+    assert "too large; the limit is 50 MB" in page
+    assert 'id="upload-form"' in page
 
 
 def test_selected_model_is_kept_after_an_error(client, csrf_token, inference_service) -> None:
@@ -164,10 +174,12 @@ def test_selected_model_is_kept_after_an_error(client, csrf_token, inference_ser
 
 def test_friendly_html_error_pages(client) -> None:
     missing = client.get("/no/such/page")
-    assert missing.status_code == 404 and missing.mimetype == "text/html"
+    assert missing.status_code == 404
+    assert missing.mimetype == "text/html"
     assert "Page not found" in missing.get_data(as_text=True)
     wrong = client.get("/analyze")
-    assert wrong.status_code == 405 and "Back to the upload page" in wrong.get_data(as_text=True)
+    assert wrong.status_code == 405
+    assert "Back to the upload page" in wrong.get_data(as_text=True)
 
 
 def assert_view_toggle(page: str) -> None:
@@ -181,7 +193,8 @@ def assert_view_toggle(page: str) -> None:
     assert re.search(
         r'<img src="data:image/png;base64,[A-Za-z0-9+/=]{100,}" alt="The smear with', page
     )
-    assert 'id="heatmap-note">' in page and "Heatmap (Grad-CAM): the parts of the picture" in page
+    assert 'id="heatmap-note">' in page
+    assert "Heatmap (Grad-CAM): the parts of the picture" in page
     assert "not what the model recognised" in page
     assert '<input type="range" id="heat-opacity"' in page
     assert '<legend class="visually-hidden">Picture to show</legend>' in page
@@ -203,11 +216,13 @@ def test_foreign_image_shows_the_ood_warning(client, csrf_token, images, inferen
         page,
     )
     assert re.search(r'<dd id="ood-status">Failed', page)
-    assert '<ul class="fixes" id="ood-fixes">' in page and "What to do" in page
+    assert '<ul class="fixes" id="ood-fixes">' in page
+    assert "What to do" in page
     assert_view_toggle(page)  # the explanation views are still there
     # The class is only behind the disclosure, never in the page's normal text.
     withheld = re.search(r'<details class="withheld" id="withheld">.*?</details>', page, re.S)
-    assert withheld and 'id="probabilities"' in withheld.group(0)
+    assert withheld
+    assert 'id="probabilities"' in withheld.group(0)
     outside = page.replace(withheld.group(0), "")
     for label in DISPLAY_NAMES.values():
         assert label not in outside, label
@@ -230,8 +245,8 @@ def test_model_without_guard_says_the_check_is_unavailable(models_dir, tmp_path,
         }
     )
     client = admin_client(app)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").get_data(as_text=True))
-    page = analyze(client, token.group(1), images.make(size=(64, 64))).get_data(as_text=True)
+    token = form_token(client.get("/").get_data(as_text=True))
+    page = analyze(client, token, images.make(size=(64, 64))).get_data(as_text=True)
     assert 'id="ood-warning"' not in page
     assert re.search(r'<dd id="ood-status">Not available for this model', page)
     assert_view_toggle(page)
@@ -243,7 +258,9 @@ def test_real_smear_shows_the_overlay_toggle(client, csrf_token, smear_images) -
     page = analyze(client, csrf_token, path.read_bytes(), filename=path.name).get_data(as_text=True)
     assert_view_toggle(page)
     # (Whether one given smear passes the OOD check is tested on a sample in test_result_guard.)
-    assert int(re.search(r'<dd id="cell-count">(\d+)</dd>', page).group(1)) >= 1
+    counted = re.search(r'<dd id="cell-count">(\d+)</dd>', page)
+    assert counted is not None
+    assert int(counted.group(1)) >= 1
 
 
 @pytest.mark.data
@@ -320,7 +337,7 @@ def test_the_upload_page_gives_capture_guidance(client) -> None:
     assert re.search(r'says "uncertain" on \d+% of test images', page)
 
 
-def held_pages(app) -> list:
+def held_pages(app) -> list[Any]:
     from sqlalchemy import select
 
     from app.records.held import HeldPage
@@ -338,16 +355,19 @@ def test_the_quick_check_redirects_to_its_result_held_for_this_sign_in(
     first = client.get(location)
     assert first.status_code == 200
     page = first.get_data(as_text=True)
-    assert 'id="verdict"' in page and "300×200 px, JPEG" in page
+    assert 'id="verdict"' in page
+    assert "300×200 px, JPEG" in page
     assert re.search(r"<title>[^<]+ · B-ALL smear classifier</title>", page)
     assert '<script src="/static/result.js" defer>' in page
     # Reload, Back and Forward ask for the same page: the same result, nothing sent again.
     assert client.get(location).get_data(as_text=True) == page
     [kept] = held_pages(app)
-    assert kept.kind == "result" and set(kept.payload) == {"title", "content"}
+    assert kept.kind == "result"
+    assert set(kept.payload) == {"title", "content"}
     # Another sign-in, even of the same role, never sees it.
     other = as_role("admin").get(location)
-    assert other.status_code == 303 and other.headers["Location"] == "/"
+    assert other.status_code == 303
+    assert other.headers["Location"] == "/"
 
 
 def test_a_held_result_expires_and_goes_at_sign_out(app, client, csrf_token, images) -> None:
@@ -364,15 +384,15 @@ def test_a_held_result_expires_and_goes_at_sign_out(app, client, csrf_token, ima
         session.execute(update(HeldPage).values(created_at=old))
         session.commit()
     gone = client.get(location)
-    assert gone.status_code == 303 and gone.headers["Location"] == "/"
+    assert gone.status_code == 303
+    assert gone.headers["Location"] == "/"
     assert "no longer kept" in client.get("/").get_data(as_text=True)
 
     # The next hold sweeps the expired one away; signing out removes this sign-in's.
     post_analyze(client, csrf_token, images.make())
     assert len(held_pages(app)) == 1
     page = client.get("/").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    assert client.post("/logout", data={"csrf_token": token}).status_code == 303
+    assert client.post("/logout", data={"csrf_token": form_token(page)}).status_code == 303
     assert held_pages(app) == []
 
 
@@ -394,7 +414,8 @@ def test_the_403_page_links_only_to_pages_the_role_may_open(as_role) -> None:
 
 def test_a_viewer_opening_the_site_root_lands_on_the_case_list(as_role) -> None:
     response = as_role("viewer").get("/")
-    assert response.status_code == 302 and response.headers["Location"] == "/cases/"
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/cases/"
     assert as_role("clinician").get("/").status_code == 200
 
 
@@ -403,7 +424,8 @@ def test_every_page_starts_with_a_skip_link_to_its_content(client, anonymous) ->
         html = page.get_data(as_text=True)
         body = html.split("<body>", 1)[1]
         first = re.search(r"<a [^>]*>", body)
-        assert first and 'href="#content"' in first.group(0), first
+        assert first is not None
+        assert 'href="#content"' in first.group(0), first
         assert 'id="content" tabindex="-1"' in html
         assert '<script src="/static/keyboard.js" defer></script>' in html
 
@@ -413,10 +435,13 @@ def test_the_models_page_states_each_models_intended_use(client, as_role, infere
     for card in inference_service.models():
         assert card.intended_use is not None
         section = page.split(f'id="model-{card.name}"', 1)[1].split("</section>", 1)[0]
-        assert card.display_name in section and "Intended use" in section
-        assert "Bone marrow aspirates" in section and "other laboratories" in section
+        assert card.display_name in section
+        assert "Intended use" in section
+        assert "Bone marrow aspirates" in section
+        assert "other laboratories" in section
         assert card.intended_use.known_failures[0].summary in section
-        assert "Taleqani Hospital, Tehran" in section and "flow cytometry" in section
+        assert "Taleqani Hospital, Tehran" in section
+        assert "flow cytometry" in section
         assert 'href="https://doi.org/10.34740/KAGGLE/DSV/2175623"' in section
     assert 'href="/models" aria-current="page">Models</a>' in page
     assert 'href="/models"' in client.get("/").get_data(as_text=True)

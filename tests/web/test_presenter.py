@@ -52,15 +52,18 @@ def test_the_subtype_field_says_it_is_a_morphological_pattern() -> None:
     assert subtype_json("benign", malignant=False) is None
     assert subtype_json(None, malignant=True) is None
     subtype = subtype_json("pro_b", malignant=True)
-    assert subtype is not None and subtype["basis"] == "morphological_pattern"
-    assert subtype["label"] == "Pro-B ALL" and "flow cytometry" in subtype["note"]
+    assert subtype is not None
+    assert subtype["basis"] == "morphological_pattern"
+    assert subtype["label"] == "Pro-B ALL"
+    assert "flow cytometry" in subtype["note"]
 
 
 def test_plain_prediction_json(inference_service: InferenceService, images) -> None:
     p = inference_service.classify(images.make())
     out = json.loads(json.dumps(prediction_json(p)))
     assert list(out) == JSON_KEYS  # the API's field order is part of its contract
-    assert out["class"] == p.class_id and out["status"] == p.status
+    assert out["class"] == p.class_id
+    assert out["status"] == p.status
     assert out["elapsed_ms"] == out["timings_ms"]["total"] == round(p.timings.total_ms, 2)
     assert set(out["timings_ms"]) <= {"decode", "preprocess", "model", "ood", "total"}
 
@@ -70,14 +73,16 @@ def test_explained_prediction_json_adds_cells_and_base64_pngs(
 ) -> None:
     p = inference_service.explain(inference_service.classify(images.make(size=(120, 80))))
     out = json.loads(json.dumps(prediction_json(p)))
+    explanation = p.explanation
+    assert explanation is not None
     assert list(out) == [*JSON_KEYS, "segmentation", "explanation"]
-    assert out["segmentation"]["count"] == p.explanation.cells.count
-    assert base64.b64decode(out["explanation"]["gradcam_png"]) == p.explanation.gradcam_png
-    assert base64.b64decode(out["explanation"]["cells_png"]) == p.explanation.cells_png
+    assert out["segmentation"]["count"] == explanation.cells.count
+    assert base64.b64decode(out["explanation"]["gradcam_png"]) == explanation.gradcam_png
+    assert base64.b64decode(out["explanation"]["cells_png"]) == explanation.cells_png
     assert out["explanation"]["gradcam_class"] == p.class_id
     steps = out["timings_ms"]
     assert {"segmentation", "gradcam", "outline"} <= set(steps)
-    assert steps["total"] == round(p.timings.total_ms + p.explanation.total_ms, 2)
+    assert steps["total"] == round(p.timings.total_ms + explanation.total_ms, 2)
 
 
 def test_result_page_needs_an_explanation(inference_service: InferenceService, images) -> None:
@@ -95,7 +100,8 @@ def test_model_json_is_the_card_without_history(inference_service: InferenceServ
     card: ModelCard = inference_service.models()[0]
     out = model_json(card)
     assert "history" not in out
-    assert out["display_name"] == card.display_name and out["views"] == card.views
+    assert out["display_name"] == card.display_name
+    assert out["views"] == card.views
     expected = {k: v for k, v in card.to_dict().items() if k != "history"}
     assert {k: out[k] for k in expected} == expected
 

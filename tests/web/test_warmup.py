@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from flask import Flask
 
@@ -48,7 +49,7 @@ class HeldBack:
         return getattr(self._service, name)
 
 
-def make_app(app_config: dict, service: HeldBack, **config: object) -> Flask:
+def make_app(app_config: dict[str, Any], service: HeldBack, **config: object) -> Flask:
     return create_app({**app_config, **config}, inference=service)  # type: ignore[arg-type]
 
 
@@ -97,7 +98,8 @@ def test_a_request_that_needs_a_model_waits_for_them(app_config, inference_servi
     waiting = threading.Thread(target=lambda: answers.append(predict(client, images)))
     waiting.start()
     waiting.join(timeout=0.5)
-    assert waiting.is_alive() and not answers  # held while the models load
+    assert waiting.is_alive()
+    assert not answers  # held while the models load
     held.release.set()
     waiting.join(timeout=60)
     assert answers[0].status_code == 200, answers[0].get_data(as_text=True)
@@ -129,7 +131,8 @@ def test_the_first_request_starts_the_warm_up_under_flask_run(
     assert warmup.state == "warming"
     held.release.set()
     warmup.load()
-    assert warmup.state == "ready" and held.loads == 1
+    assert warmup.state == "ready"
+    assert held.loads == 1
 
 
 def test_a_fresh_apps_first_prediction_works(app_config, models_dir: Path, tmp_path, images):
