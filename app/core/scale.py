@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -94,8 +93,9 @@ def illumination(lum: np.ndarray) -> np.ndarray:
         # Again without the blocks covered by cells.
         coef = np.linalg.lstsq(_BLOCK_DESIGN[keep], tops[keep], rcond=None)[0]
     grid = np.asarray(_GRID_DESIGN @ coef, dtype=np.float32)
-    # Bilinear between pixel centres, the edges held, as Pillow's enlargement gives.
-    surface = cv2.resize(grid, (w, h), interpolation=cv2.INTER_LINEAR)
+    # Pillow's enlargement, as before: OpenCV's differs in the last bit, which moves a pixel
+    # across the guard's white and black thresholds.
+    surface = np.asarray(Image.fromarray(grid).resize((w, h), Image.Resampling.BILINEAR))
     return np.maximum(surface, np.float32(1e-3))
 
 

@@ -41,7 +41,7 @@ MASK_IOU = 0.99
 BOX_IOU = 0.9
 SCALE_RELATIVE = 0.005
 UNCERTAINTY_ABSOLUTE = 0.005
-STATISTICS_ABSOLUTE = 2e-4
+STATISTICS_ABSOLUTE = 1e-6
 CROP_ABSOLUTE = 1 / 255
 # Mean grey levels a picture may stray further from the unencoded picture than before.
 PICTURE_MEAN_ABSOLUTE = 0.5

@@ -94,7 +94,9 @@ def _balanced_planes(x: np.ndarray | Planes) -> Planes:
     out = []
     for plane in planes:
         background = max(median(plane[bright] * lit), 1e-3)
-        flat = cv2.multiply(plane, flatten, scale=BACKGROUND_LEVEL / background)
+        # Two float32 roundings, as before: a pixel at a threshold stays on its side.
+        flat = plane * flatten
+        flat *= np.float32(BACKGROUND_LEVEL) / np.float32(background)
         # Nothing is negative: only the top needs clipping.
         out.append(cv2.threshold(flat, 1.0, 1.0, cv2.THRESH_TRUNC)[1])
     return out[0], out[1], out[2]
