@@ -96,7 +96,7 @@ def illumination(lum: np.ndarray) -> np.ndarray:
     # Pillow's enlargement, as before: OpenCV's differs in the last bit, which moves a pixel
     # across the guard's white and black thresholds.
     surface = np.asarray(Image.fromarray(grid).resize((w, h), Image.Resampling.BILINEAR))
-    return np.maximum(surface, np.float32(1e-3))
+    return np.asarray(np.maximum(surface, np.float32(1e-3)))
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 64) -> float:
