@@ -93,8 +93,7 @@ def illumination(lum: np.ndarray) -> np.ndarray:
         # Again without the blocks covered by cells.
         coef = np.linalg.lstsq(_BLOCK_DESIGN[keep], tops[keep], rcond=None)[0]
     grid = np.asarray(_GRID_DESIGN @ coef, dtype=np.float32)
-    # Pillow's enlargement, as before: OpenCV's differs in the last bit, which moves a pixel
-    # across the guard's white and black thresholds.
+    # Pillow's enlargement, as the guards were fitted on: a last-bit change can move a pixel.
     surface = np.asarray(Image.fromarray(grid).resize((w, h), Image.Resampling.BILINEAR))
     return np.asarray(np.maximum(surface, np.float32(1e-3)))
 
