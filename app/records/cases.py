@@ -105,6 +105,14 @@ def clean_text(raw: str | None, limit: int, what: str) -> str:
     return text
 
 
+def new_public_id() -> str:
+    """A case's URL id; never led by "-" or "_", which spreadsheets and command lines misread."""
+    while True:
+        candidate = secrets.token_urlsafe(12)
+        if candidate[0].isalnum():
+            return candidate
+
+
 def new_case(
     session: Session,
     reference: str | None,
@@ -113,7 +121,7 @@ def new_case(
     created_by: str | None = None,
 ) -> Case:
     case = Case(
-        public_id=secrets.token_urlsafe(12),
+        public_id=new_public_id(),
         reference=clean_reference(reference),
         note=clean_text(note, MAX_NOTE, "note"),
         created_by=created_by,
