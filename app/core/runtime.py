@@ -10,6 +10,7 @@ Why LiteRT: ``benchmarks/MODEL_CALL.md`` and docs/decisions.md ("The model call"
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import threading
@@ -21,7 +22,10 @@ import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter  # type: ignore[import-untyped]
 
+from app.core.native_log import native_stderr_logged
+
 LOGITS_LAYER = "logits"
+LOG = logging.getLogger(__name__)
 # Largest difference from TensorFlow's outputs the load-time check accepts, relative to the
 # largest output (served probabilities are within 1e-4: benchmarks/MODEL_CALL.md).
 TOLERANCE = 1e-3
@@ -106,8 +110,9 @@ class LiteNetwork:
     (one interpreter, taken in turn: a photograph's call is a few milliseconds)."""
 
     def __init__(self, flat: bytes, views: int = 1) -> None:
-        self._interpreter = Interpreter(model_content=flat, num_threads=threads())
-        self._interpreter.allocate_tensors()
+        with native_stderr_logged(LOG):
+            self._interpreter = Interpreter(model_content=flat, num_threads=threads())
+            self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
         # The converter names a function's outputs Identity, Identity_1... in their order.
         outputs = sorted(
