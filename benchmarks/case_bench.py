@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from flask import Flask
 
 from app import create_app
 from app.core.explanation.gallery import cell_crops, thumbnail_jpeg
@@ -95,6 +96,20 @@ def step_ms(files: list[bytes], service: InferenceService, rounds: int) -> dict[
     return timed
 
 
+def bench_app(service: InferenceService, scratch: Path) -> Flask:
+    """The app as the benchmarks drive it: the loaded service, a scratch database and store."""
+    return create_app(
+        {
+            "APP_ENV": "testing",
+            "MODELS_DIR": str(service.models_dir),
+            "SECRET_KEY": "bench",
+            "DATABASE_URL": f"sqlite:///{scratch / 'cases.sqlite3'}",
+            "IMAGE_STORE": str(scratch / "images"),
+        },
+        inference=service,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models-dir", type=Path, default=served_models_dir())
@@ -109,16 +124,7 @@ def main() -> int:
     service = InferenceService(args.models_dir).load()
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        app = create_app(
-            {
-                "APP_ENV": "testing",
-                "MODELS_DIR": str(args.models_dir),
-                "SECRET_KEY": "bench",
-                "DATABASE_URL": f"sqlite:///{Path(scratch) / 'cases.sqlite3'}",
-                "IMAGE_STORE": str(Path(scratch) / "images"),
-            },
-            inference=service,
-        )
+        app = bench_app(service, Path(scratch))
         client = admin_client(app)
         for name in field_model_names(args.models_dir):  # bare_seconds times a field model
             case_seconds(client, files[:4], name)  # warm: traces the batch shapes

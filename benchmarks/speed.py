@@ -177,22 +177,13 @@ def case_runs(
     service: Any, files: list[bytes], names: list[str], rounds: int
 ) -> dict[str, tuple[float, float]]:
     """Per model: the median seconds of a case request, and the MB it added to peak memory."""
-    from app import create_app
+    from benchmarks.case_bench import bench_app
     from tests.support.accounts import admin_client
     from tests.support.server import multipart
 
     out = {}
     with tempfile.TemporaryDirectory() as scratch:
-        app = create_app(
-            {
-                "APP_ENV": "testing",
-                "MODELS_DIR": str(service.models_dir),
-                "SECRET_KEY": "bench",
-                "DATABASE_URL": f"sqlite:///{Path(scratch) / 'cases.sqlite3'}",
-                "IMAGE_STORE": str(Path(scratch) / "images"),
-            },
-            inference=service,
-        )
+        app = bench_app(service, Path(scratch))
         client = admin_client(app)
         logging.disable(logging.INFO)  # the app's log line per request
 
