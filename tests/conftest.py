@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -31,13 +32,7 @@ CLASS_IDS_BY_FOLDER = dict(
 )
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.pluginmanager.hasplugin("xdist"):
-        for item in items:
-            group = shared_group(item)
-            if group:
-                item.add_marker(pytest.mark.xdist_group(group))
     if data_root() is not None:
         return
     skip = pytest.mark.skip(reason=f"{DATA_ENV} is not set: export it to the data set folder")
@@ -46,20 +41,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-def shared_group(item: pytest.Item) -> str | None:
-    """The xdist group of tests that must share a worker: the browser tests (one Chromium),
-    and the tests of a module whose fixtures are made once a module (a server, a model)."""
-    module = item.nodeid.split("::", 1)[0]
-    if module.startswith("tests/e2e/"):
-        return "e2e"
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With ``--dist loadgroup``, tests that share a module's fixtures, and the browser
+    tests, each keep to one worker (tests/support/xdist_groups.py)."""
+    if config.getvalue("dist") != "loadgroup":
         return None
-    shared = ("module", "package", "class")
-    for name in info.names_closure:
-        if any(d.scope in shared for d in info.name2fixturedefs.get(name, ())):
-            return module
-    return None
+    from tests.support.xdist_groups import SharedFixtureScheduling
+
+    return SharedFixtureScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -141,6 +131,24 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     from tests.support.postgres import fresh_database
 
     with fresh_database(postgres_server) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: str) -> str:
+    """A database at the newest schema, migrated once a session (or xdist worker)."""
+    from tests.support.postgres import migrated_template
+
+    return migrated_template(postgres_server)
+
+
+@pytest.fixture
+def migrated_postgres_url(postgres_server: str, postgres_template: str) -> Iterator[str]:
+    """A fresh database at the newest schema (a copy of the template), dropped after the test:
+    for an app, whose start-up migration then has nothing to do."""
+    from tests.support.postgres import fresh_database
+
+    with fresh_database(postgres_server, template=postgres_template) as url:
         yield url
 
 

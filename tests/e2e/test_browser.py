@@ -21,20 +21,11 @@ from werkzeug.serving import make_server
 
 from app.core.classes import CLASS_IDS
 from tests.support.accounts import PASSWORDS, app_users, form_token
+from tests.support.browser import CHROMIUM
 
 pytestmark = [pytest.mark.e2e, pytest.mark.data]
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
 # The README's copies change only when asked, so a test run leaves the tree clean.
 SCREENSHOT_DIRS = [ARTIFACTS] + (
@@ -95,9 +86,11 @@ class SignedInBrowser:
 
     def __init__(self, browser: Any, base_url: str) -> None:
         self.browser, self.base_url = browser, base_url
+        self.contexts: list[Any] = []  # closed with the module, the browser goes on
 
     def new_context(self, role: str | None = "clinician", **options: Any) -> Any:
         context = self.browser.new_context(**options)
+        self.contexts.append(context)
         if role is not None:
             login = context.request.get(self.base_url + "/login")
             signed = context.request.post(
@@ -117,11 +110,12 @@ class SignedInBrowser:
 
 
 @pytest.fixture(scope="module")
-def browser(base_url: str) -> Iterator[SignedInBrowser]:
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield SignedInBrowser(chromium, base_url)
-        chromium.close()
+def browser(chromium: Any, base_url: str) -> Iterator[SignedInBrowser]:
+    """The run's Chromium (tests/e2e/conftest.py), signing in to this module's server."""
+    signed_in = SignedInBrowser(chromium, base_url)
+    yield signed_in
+    for context in signed_in.contexts:
+        context.close()
 
 
 def assert_accessible(page, state: str, exclude: str | None = None) -> None:

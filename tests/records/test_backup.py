@@ -47,7 +47,7 @@ def test_back_up_wipe_restore(
 ) -> None:
     config = dict(app_config)
     if database == "postgresql":
-        config["DATABASE_URL"] = request.getfixturevalue("postgres_url")
+        config["DATABASE_URL"] = request.getfixturevalue("migrated_postgres_url")
     app = make_app(config, inference_service)
     client = admin_client(app)
     files = [("images", (f"{i}.png", images.make(size=(160, 160), seed=i))) for i in range(2)]
@@ -200,7 +200,7 @@ def test_a_backup_taken_while_cases_are_deleted_holds_every_photograph_it_names(
 ) -> None:
     config = dict(app_config)
     if database == "postgresql":
-        config["DATABASE_URL"] = request.getfixturevalue("postgres_url")
+        config["DATABASE_URL"] = request.getfixturevalue("migrated_postgres_url")
     app = make_app(config, inference_service)
     doomed, deleted = stored_cases(app, 150)[-10:], []
     folder = tmp_path / "backup"

@@ -104,12 +104,14 @@ def test_postgresql_migrates_and_keeps_cases(postgres_url: str, tmp_path: Path) 
 
 
 def test_the_app_runs_its_cases_on_postgresql(
-    postgres_url: str, app_config, inference_service, images
+    migrated_postgres_url: str, app_config, inference_service, images
 ) -> None:
     from app import create_app
     from tests.support.server import multipart
 
-    app = create_app({**app_config, "DATABASE_URL": postgres_url}, inference=inference_service)
+    app = create_app(
+        {**app_config, "DATABASE_URL": migrated_postgres_url}, inference=inference_service
+    )
     client = admin_client(app)
     files = [("images", (f"{i}.png", images.make(size=(160, 160), seed=i))) for i in range(2)]
     body, content_type = multipart({"reference": "PG-API"}, files)

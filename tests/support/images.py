@@ -5,6 +5,7 @@ Nothing here writes an image anywhere; data-set images are only ever read.
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 
@@ -24,23 +25,9 @@ class ImageFactory:
         The cells span the training photographs' scale whatever ``size`` is (24 px
         across per 224 px of the short side), so the scale check accepts it.
         """
-        rng = np.random.default_rng(seed)
-        w, h = size
-        d = 24 * min(w, h) / 224
-        yy, xx = np.mgrid[0:h, 0:w]
-        img = np.empty((h, w, 3), np.float32)
-        img[:] = (236, 222, 226)
-        step = 1.25 * d
-        for cy in np.arange(d / 2, h, step):
-            for cx in np.arange(d / 2, w, step):
-                y, x = cy + rng.uniform(-0.1, 0.1) * d, cx + rng.uniform(-0.1, 0.1) * d
-                r2 = (yy - y) ** 2 + (xx - x) ** 2
-                img[r2 < (d / 2) ** 2] = (205, 130, 140)
-                img[r2 < (d / 5) ** 2] = (222, 170, 178)
-        r2 = (yy - h / 2) ** 2 + (xx - w / 2) ** 2
-        img[r2 < d**2] = (120, 70, 150)
-        noisy = img + rng.normal(0, 4, img.shape)
-        return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+        if size[0] * size[1] <= CACHED_PIXELS:
+            return Image.fromarray(_cached_smear(size, seed).copy())
+        return Image.fromarray(_draw_smear(size, seed))
 
     @staticmethod
     def cell_field(
@@ -84,6 +71,35 @@ class ImageFactory:
         **save_args: object,
     ) -> bytes:
         return self.encode(self.smear(size, seed).convert(mode), fmt, **save_args)
+
+
+# Fields up to a megapixel are drawn once a process: many tests ask for the same ones.
+CACHED_PIXELS = 1024 * 1024
+
+
+def _draw_smear(size: tuple[int, int], seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    w, h = size
+    d = 24 * min(w, h) / 224
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.empty((h, w, 3), np.float32)
+    img[:] = (236, 222, 226)
+    step = 1.25 * d
+    for cy in np.arange(d / 2, h, step):
+        for cx in np.arange(d / 2, w, step):
+            y, x = cy + rng.uniform(-0.1, 0.1) * d, cx + rng.uniform(-0.1, 0.1) * d
+            r2 = (yy - y) ** 2 + (xx - x) ** 2
+            img[r2 < (d / 2) ** 2] = (205, 130, 140)
+            img[r2 < (d / 5) ** 2] = (222, 170, 178)
+    r2 = (yy - h / 2) ** 2 + (xx - w / 2) ** 2
+    img[r2 < d**2] = (120, 70, 150)
+    noisy = img + rng.normal(0, 4, img.shape)
+    return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_smear(size: tuple[int, int], seed: int) -> np.ndarray:
+    return _draw_smear(size, seed)
 
 
 def smear_images(data_dir: str | Path, n: int) -> list[bytes]:

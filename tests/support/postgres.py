@@ -16,7 +16,10 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 def binaries() -> Path | None:
@@ -73,25 +76,43 @@ def running_postgres() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    """Create an empty database on the server, yield its URL, then drop it."""
+def _admin(server_url: str) -> psycopg.Connection[tuple[Any, ...]]:
+    """An autocommit connection to the server's ``postgres`` database as the superuser."""
     import psycopg
     from sqlalchemy.engine import make_url
 
-    name = f"test_{uuid.uuid4().hex[:12]}"
     admin = make_url(server_url.format(database="postgres"))
     host, port = admin.normalized_query["host"][0], admin.normalized_query["port"][0]
+    return psycopg.connect(
+        dbname="postgres", autocommit=True, host=host, port=port, user="postgres"
+    )
 
-    def connect() -> psycopg.Connection[tuple[Any, ...]]:
-        return psycopg.connect(
-            dbname="postgres", autocommit=True, host=host, port=port, user="postgres"
-        )
 
-    with connect() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+@contextmanager
+def fresh_database(server_url: str, template: str | None = None) -> Iterator[str]:
+    """Create a database on the server, empty or a copy of ``template``, yield its URL, then
+    drop it."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
+    with _admin(server_url) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
     try:
         yield server_url.format(database=name)
     finally:
-        with connect() as conn:
+        with _admin(server_url) as conn:
             conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def migrated_template(server_url: str) -> str:
+    """The name of a database at the newest schema, made once for ``fresh_database`` to copy."""
+    from app.records.database import make_engine, upgrade
+
+    name = "template_migrated"
+    with _admin(server_url) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    engine = make_engine(server_url.format(database=name))
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()  # PostgreSQL copies a database only while nobody is connected to it
+    return name

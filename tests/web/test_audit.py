@@ -210,7 +210,7 @@ def test_the_database_refuses_to_change_or_remove_an_event(
 
     config = dict(app_config)
     if database == "postgresql":
-        config["DATABASE_URL"] = request.getfixturevalue("postgres_url")
+        config["DATABASE_URL"] = request.getfixturevalue("migrated_postgres_url")
     target = create_app(config, inference=inference_service)
     app_users(target)
     engine = target.extensions["records"].engine

@@ -83,7 +83,7 @@ def app_config(request: pytest.FixtureRequest, app_config: dict[str, object]) ->
     """Every case test runs on a SQLite file and on a real PostgreSQL database."""
     if request.param == "sqlite":
         return app_config
-    return {**app_config, "DATABASE_URL": request.getfixturevalue("postgres_url")}
+    return {**app_config, "DATABASE_URL": request.getfixturevalue("migrated_postgres_url")}
 
 
 @pytest.fixture

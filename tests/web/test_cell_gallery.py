@@ -52,7 +52,7 @@ def any_database(
 ) -> dict[str, object]:
     if request.param == "sqlite":
         return app_config
-    return {**app_config, "DATABASE_URL": request.getfixturevalue("postgres_url")}
+    return {**app_config, "DATABASE_URL": request.getfixturevalue("migrated_postgres_url")}
 
 
 def _check(schema_name: str, instance: object) -> None:

@@ -59,6 +59,7 @@ HOSTILE_QUERIES = (
 # Path values that name real objects, so a hostile query reaches the view behind them.
 OBJECTS = {"position": "1", "crop_id": "1", "username": "viewer", "filename": "style.css"}
 SAFE = {"GET"}
+ANONYMOUS = "anonymous"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -67,7 +68,7 @@ def fuzzed(
 ) -> Iterator[Flask]:
     config = dict(app_config)
     if request.param == "postgresql":
-        config["DATABASE_URL"] = request.getfixturevalue("postgres_url")
+        config["DATABASE_URL"] = request.getfixturevalue("migrated_postgres_url")
     app = create_app(config, inference=inference_service)
     yield app
     app.extensions["records"].engine.dispose()
@@ -95,32 +96,35 @@ def _filled(path: str, hostile: dict[str, str], public_id: str) -> str:
     return re.sub(r"<([^>]+)>", value, path)
 
 
-def clients(app: Flask) -> Iterator[tuple[str, FlaskClient]]:
-    yield "anonymous", app.test_client()
-    for role in ROLES:
-        yield role, with_token(signed_in(app.test_client(), role), token_for(app, role))
+def client_as(app: Flask, role: str) -> FlaskClient:
+    """A new client: anonymous, or signed in as the role's user with its token."""
+    if role == ANONYMOUS:
+        return app.test_client()
+    return with_token(signed_in(app.test_client(), role), token_for(app, role))
 
 
-def test_no_route_answers_5xx_to_hostile_paths_and_queries(fuzzed: Flask) -> None:
+# One test per role, so a parallel run spreads the requests over its workers.
+@pytest.mark.parametrize("role", [ANONYMOUS, *ROLES])
+def test_no_route_answers_5xx_to_hostile_paths_and_queries(fuzzed: Flask, role: str) -> None:
     public_id = write_case(fuzzed, "FUZZ-1", ["benign", "pre_b"])
     failures = []
     sent = 0
     for rule in sorted(fuzzed.url_map.iter_rules(), key=lambda r: r.rule):
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             # A fresh sign-in per route: a sign-out or a refused form must not end the others.
-            for role, client in clients(fuzzed):
-                token = _form_token(client) if method not in SAFE else ""
-                for url in urls(rule, method, public_id):
-                    sent += 1
-                    data = {"csrf_token": token} if token else None
-                    try:
-                        with client.open(url, method=method, data=data) as response:
-                            status = response.status_code
-                    except Exception as exc:  # every one is reported below
-                        failures.append(f"{role} {method} {url[:120]}: {exc!r}"[:300])
-                        continue
-                    if status >= 500:
-                        failures.append(f"{role} {method} {url[:120]}: {status}")
+            client = client_as(fuzzed, role)
+            token = _form_token(client) if method not in SAFE else ""
+            for url in urls(rule, method, public_id):
+                sent += 1
+                data = {"csrf_token": token} if token else None
+                try:
+                    with client.open(url, method=method, data=data) as response:
+                        status = response.status_code
+                except Exception as exc:  # every one is reported below
+                    failures.append(f"{role} {method} {url[:120]}: {exc!r}"[:300])
+                    continue
+                if status >= 500:
+                    failures.append(f"{role} {method} {url[:120]}: {status}")
     print(f"{sent} requests")
     assert not failures, "\n".join(failures[:40])
 

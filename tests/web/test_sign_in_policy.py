@@ -40,7 +40,7 @@ def site(request: pytest.FixtureRequest, app_config, inference_service) -> Itera
         "LOGIN_RATE_PER_ACCOUNT": "1000 per minute",
     }
     if request.param == "postgresql":
-        config["DATABASE_URL"] = request.getfixturevalue("postgres_url")
+        config["DATABASE_URL"] = request.getfixturevalue("migrated_postgres_url")
     app = create_app(config, inference=inference_service)
     app_users(app)
     yield app
@@ -183,13 +183,13 @@ def test_flask_users_unlock_lifts_the_lock_and_is_audited(app: Flask) -> None:
 
 
 def test_a_forged_long_forwarded_address_is_kept_to_its_column(
-    app_config, inference_service, postgres_url: str
+    app_config, inference_service, migrated_postgres_url: str
 ) -> None:
     """Behind a trusted proxy the address is whatever X-Forwarded-For says; PostgreSQL
     refuses more than a column holds, which must not turn a sign-in into a 500."""
     from app import create_app
 
-    config = {**app_config, "DATABASE_URL": postgres_url, "TRUSTED_PROXIES": 1}
+    config = {**app_config, "DATABASE_URL": migrated_postgres_url, "TRUSTED_PROXIES": 1}
     app = create_app(config, inference=inference_service)
     client = app.test_client()
     forged = {"X-Forwarded-For": "203.0.113." + "9" * 200}
