@@ -1,8 +1,8 @@
 """Load and fault tests against a real gunicorn (2 workers) on a loopback port.
 
-2,000 requests from 16 clients mixing valid images, bad inputs and all models, with
-one worker SIGKILLed halfway; then a client that uploads byte by byte. Bounded: the
-whole file takes about 1-3 minutes on 2 cores. Run with ``pytest -m slow``.
+Requests from 16 clients mixing valid images, bad inputs and all models, with one worker
+SIGKILLed halfway (2,000 at full size, ``make soak``; a share of them, SOAK_SCALE, in
+``make test``); then a client that uploads byte by byte. Run with ``pytest -m slow``.
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ from app.core.model_files import model_names
 from tests.support.images import ImageFactory, smear_images, synth_images
 from tests.support.models import served_models_dir
 from tests.support.server import Client, GunicornServer, multipart, rss_bytes
+from tests.support.soak import scaled
 
 pytestmark = pytest.mark.slow
 
-N_REQUESTS = 2000
+N_REQUESTS = scaled(2000, least=200)
 CONCURRENCY = 16
-KILL_AFTER = 1000
+KILL_AFTER = N_REQUESTS // 2
 N_IMAGES = 6
 WORKERS = 2
 RSS_GROWTH_LIMIT = 0.15
@@ -66,6 +67,7 @@ class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+@pytest.mark.soak
 def test_mixed_load_with_a_worker_killed(server, images):
     models = model_names(served_models_dir())
     client = server.client()
@@ -211,12 +213,14 @@ def test_slow_upload_does_not_block_other_users(server, images):
     per_byte = 4.0 / len(body)  # the upload trickles in over about 4 s
     finished_sending: list[float] = []
     response: list[bytes] = []
+    trickling = threading.Event()
 
     def slow_client() -> None:
         with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
             sock.sendall(head)
             for byte in body:
                 sock.sendall(bytes([byte]))
+                trickling.set()
                 time.sleep(per_byte)
             finished_sending.append(time.monotonic())
             with sock.makefile("rb") as reply:
@@ -224,7 +228,7 @@ def test_slow_upload_does_not_block_other_users(server, images):
 
     slow = threading.Thread(target=slow_client)
     slow.start()
-    time.sleep(0.3)
+    assert trickling.wait(10), "the slow upload never started"
     timings: list[float] = []
     with server.client(timeout=10) as client:
         while slow.is_alive() and not finished_sending and len(timings) < 1000:

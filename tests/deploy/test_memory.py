@@ -1,10 +1,12 @@
 """A worker's memory: what one upload within the limits costs at its peak, what a request
 with many photographs costs (no more: they are decoded in groups), what an upload over the
-limits costs (nothing: 413 from the header), and that 1,000 mixed requests leave the
+limits costs (nothing: 413 from the header), and that mixed requests (1,000 after 100 of
+warm-up at full size, ``make soak``; a share of them, SOAK_SCALE, in ``make test``) leave the
 worker's memory where warm-up left it."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from app.core.model_files import model_names
 from tests.support.images import ImageFactory, smear_images
 from tests.support.models import data_root, served_models_dir
 from tests.support.server import GunicornServer, multipart, rss_bytes
+from tests.support.soak import scaled
 
 pytestmark = pytest.mark.slow
 
@@ -48,6 +51,7 @@ def encoded(array: np.ndarray, fmt: str, **options: object) -> bytes:
     return buf.getvalue()
 
 
+@functools.cache  # made once: several tests send them
 def camera_files() -> dict[str, bytes]:
     """What microscope cameras write, at the limits (24 MP, up to 50 MB): a real smear
     enlarged to that size when the data set is at hand (so it is analysed through to the
@@ -176,7 +180,8 @@ def test_an_upload_over_the_limits_is_refused_from_its_header(worker) -> None:
         assert peak_rss_mb(pid) - before < 50, name
 
 
-def test_memory_after_1000_mixed_requests_is_where_warm_up_left_it(worker) -> None:
+@pytest.mark.soak
+def test_memory_after_many_mixed_requests_is_where_warm_up_left_it(worker) -> None:
     server, pid = worker
     factory = ImageFactory()
     small = [factory.make(fmt, size=(224, 224), seed=i) for i, fmt in enumerate(("PNG", "JPEG"))]
@@ -190,11 +195,11 @@ def test_memory_after_1000_mixed_requests_is_where_warm_up_left_it(worker) -> No
             return bad, "bad.png"
         return small[i % 2], "small.png"
 
-    for i in range(100):
+    for i in range(scaled(100, least=50)):
         post(server, *mixed(i))
     warm = rss_mb(pid)
-    statuses = [post(server, *mixed(i)) for i in range(1000)]
+    statuses = [post(server, *mixed(i)) for i in range(scaled(1000, least=100))]
     after = rss_mb(pid)
-    print(f"RSS after warm-up {warm:.0f} MB, after 1,000 more requests {after:.0f} MB")
+    print(f"RSS after warm-up {warm:.0f} MB, after {len(statuses)} more requests {after:.0f} MB")
     assert all(s < 500 for s in statuses)
     assert after <= warm * (1 + GROWTH_LIMIT), (warm, after)
