@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,27 +19,34 @@ from tests.support.server import GunicornServer, multipart
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def pair(postgres_url: str, tmp_path: Path) -> Iterator[tuple[GunicornServer, GunicornServer]]:
+@pytest.fixture(scope="module")
+def pair(
+    postgres_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[GunicornServer, GunicornServer]]:
+    """Both instances, started at once on an empty database (so they migrate it in turn),
+    for the whole module: each test works on cases of its own."""
+    from tests.support.postgres import fresh_database
+
     if not model_names(served_models_dir()):
         pytest.skip("no trained models")
-    env = {
-        "APP_ENV": "production",
-        "WEB_CONCURRENCY": "1",
-        "GUNICORN_THREADS": "4",
-        "DATABASE_URL": postgres_url,
-        "IMAGE_STORE": str(tmp_path / "images"),
-        "SECRET_KEY": "s" * 64,
-    }
-    servers = (GunicornServer(env=env).start(), GunicornServer(env=env).start())
-    try:
-        for server in servers:
-            server.wait_ready(timeout=300)
-            server.wait_all_workers_ready(1, timeout=300)
-        yield servers
-    finally:
-        for server in servers:
-            server.stop()
+    with fresh_database(postgres_server) as url:
+        env = {
+            "APP_ENV": "production",
+            "WEB_CONCURRENCY": "1",
+            "GUNICORN_THREADS": "4",
+            "DATABASE_URL": url,
+            "IMAGE_STORE": str(tmp_path_factory.mktemp("two-instances") / "images"),
+            "SECRET_KEY": "s" * 64,
+        }
+        servers = (GunicornServer(env=env).start(), GunicornServer(env=env).start())
+        try:
+            for server in servers:
+                server.wait_ready(timeout=300)
+                server.wait_all_workers_ready(1, timeout=300)
+            yield servers
+        finally:
+            for server in servers:
+                server.stop()
 
 
 def create_case(server: GunicornServer, reference: str) -> dict[str, Any]:

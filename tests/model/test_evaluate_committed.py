@@ -1,4 +1,6 @@
-"""The committed models, scored by the evaluate command on the shared data set."""
+"""The committed models, scored by the evaluate command on the shared data set: its test
+split once for every test that reads it, and a small folder of its photographs for the
+default of scoring every image of a folder."""
 
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ from typing import Any
 import pytest
 
 from app.core.classes import CLASS_IDS
-from tests.support.models import ROOT
+from tests.support.models import ROOT, data_root
 from training.architectures import FIELD_ARCHITECTURES
 
 MODELS = ROOT / "models"
+PER_CLASS = 8
 
 pytestmark = [
     pytest.mark.data,
@@ -36,8 +39,16 @@ def _evaluate(*args: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
-def test_every_committed_model_is_far_above_chance_on_the_test_split() -> None:
-    results = _evaluate("--split", "test")
+@pytest.fixture(scope="module")
+def on_test_split() -> list[dict[str, Any]]:
+    """Every field model scored on the test split, by one run of the command."""
+    return _evaluate("--split", "test")
+
+
+def test_every_committed_model_is_far_above_chance_on_the_test_split(
+    on_test_split: list[dict[str, Any]],
+) -> None:
+    results = on_test_split
     assert [r["model"] for r in results] == sorted(FIELD_ARCHITECTURES)
     for r in results:
         assert r["n_images"] > 400
@@ -48,15 +59,24 @@ def test_every_committed_model_is_far_above_chance_on_the_test_split() -> None:
         assert sum(map(sum, r["confusion_matrix"])) == r["n_images"]
 
 
-def test_metadata_test_metrics_match_a_fresh_evaluation() -> None:
-    (result,) = _evaluate("--split", "test", "--model", "lenet")
+def test_metadata_test_metrics_match_a_fresh_evaluation(
+    on_test_split: list[dict[str, Any]],
+) -> None:
+    (result,) = [r for r in on_test_split if r["model"] == "lenet"]
     meta = json.loads((MODELS / "lenet.json").read_text())
     assert result["accuracy"] == pytest.approx(meta["test_metrics"]["accuracy"], abs=1e-6)
     assert result["confusion_matrix"] == meta["test_metrics"]["confusion_matrix"]
 
 
-def test_default_evaluates_every_image_of_the_folder() -> None:
-    (result,) = _evaluate("--model", "lenet")
-    n_files = sum(1 for p in Path(os.environ["ALL_DATA_DIR"]).glob("original/*/*") if p.is_file())
+def test_default_evaluates_every_image_of_the_folder(tmp_path: Path) -> None:
+    # A folder laid out as the data set, of the first photographs of each class.
+    root = data_root()
+    assert root is not None
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        (tmp_path / folder.name).mkdir()
+        for photograph in sorted(folder.glob("*.jpg"))[:PER_CLASS]:
+            (tmp_path / folder.name / photograph.name).symlink_to(photograph)
+    (result,) = _evaluate("--model", "lenet", "--data-dir", str(tmp_path))
+    n_files = sum(1 for p in tmp_path.glob("*/*") if p.is_file())
     assert result["n_images"] == n_files
     assert result["accuracy"] > 0.85

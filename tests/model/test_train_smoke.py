@@ -1,9 +1,15 @@
-"""A one-epoch training run on a few synthetic images writes every artifact."""
+"""A one-epoch training run on a few synthetic images writes every artifact.
+
+Each architecture is trained once for the module (``trained``); the tests that read a
+trained model share that run, and the one that changes it works on a copy.
+"""
 
 from __future__ import annotations
 
 import json
 import shlex
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +52,26 @@ def tiny_data(tmp_path_factory):
     return root
 
 
+Trained = Callable[[str], tuple[Path, ModelCard]]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """The folder and card of a one-epoch run of an architecture, trained on first use."""
+    runs: dict[str, tuple[Path, ModelCard]] = {}
+
+    def run(name: str) -> tuple[Path, ModelCard]:
+        if name not in runs:
+            out = tmp_path_factory.mktemp(f"trained-{name}")
+            runs[name] = out, train(TrainConfig(model=name, epochs=1, batch_size=8), tiny_data, out)
+        return runs[name]
+
+    return run
+
+
 @pytest.mark.parametrize("name", FIELD_ARCHITECTURES)
-def test_one_epoch_writes_every_artifact(tiny_data, tmp_path, name: str) -> None:
-    card = train(TrainConfig(model=name, epochs=1, batch_size=8), tiny_data, tmp_path)
+def test_one_epoch_writes_every_artifact(trained: Trained, name: str) -> None:
+    folder, card = trained(name)
     for suffix in (
         ".keras",
         ".json",
@@ -58,9 +81,9 @@ def test_one_epoch_writes_every_artifact(tiny_data, tmp_path, name: str) -> None
         ".roc.png",
         ".reliability.png",
     ):
-        assert (tmp_path / f"{name}{suffix}").stat().st_size > 0
-    assert (tmp_path / "split.csv").is_file()
-    assert card == ModelCard.load(tmp_path / f"{name}.json")
+        assert (folder / f"{name}{suffix}").stat().st_size > 0
+    assert (folder / "split.csv").is_file()
+    assert card == ModelCard.load(folder / f"{name}.json")
     arch = FIELD_ARCHITECTURES[name]
     assert card.name == name
     assert card.architecture == arch.display_name
@@ -83,7 +106,7 @@ def test_one_epoch_writes_every_artifact(tiny_data, tmp_path, name: str) -> None
     assert card.intended_use.known_failures[0].of == sum(card.test_metrics.confusion_matrix[0])
     views = arch.views
     assert card.views == views
-    loaded = load_model(tmp_path, name)
+    loaded = load_model(folder, name)
     assert loaded.views == views
     probs = loaded.predict(np.zeros((1, loaded.input_size, loaded.input_size, 3), np.float32))
     np.testing.assert_allclose(probs.sum(), 1.0, rtol=1e-6)
@@ -111,8 +134,10 @@ def test_cli_train_and_evaluate_round_trip(tiny_data, tmp_path, capsys) -> None:
     assert np.array(result["confusion_matrix"]).sum() == result["n_images"]
 
 
-def test_cli_set_views_rescores_the_same_weights(tiny_data, tmp_path, capsys) -> None:
-    assert cli("train --model sequential --epochs 1", data_dir=tiny_data, out=tmp_path) == 0
+def test_cli_set_views_rescores_the_same_weights(
+    trained: Trained, tiny_data, tmp_path, capsys
+) -> None:
+    shutil.copytree(trained("sequential")[0], tmp_path, dirs_exist_ok=True)  # changed below
     before = json.loads((tmp_path / "sequential.json").read_text())
     weights = load_model(tmp_path, "sequential").keras_model.get_weights()
     target = 1 if before["inference"]["views"] == 8 else 8
@@ -196,14 +221,14 @@ def test_cli_needs_a_data_dir(monkeypatch, capsys) -> None:
     assert "ALL_DATA_DIR" in capsys.readouterr().err
 
 
-def test_report_sections_on_a_trained_model(tiny_data, tmp_path, capsys) -> None:
+def test_report_sections_on_a_trained_model(trained: Trained, tiny_data, capsys) -> None:
     from training.heat_eval import heat_markdown
     from training.heat_eval import measure as measure_heat
     from training.report import measure, render
 
-    train(TrainConfig(model="lenet", epochs=1, batch_size=8), tiny_data, tmp_path)
+    folder = trained("lenet")[0]  # read only
     samples = discover(tiny_data)
-    rows = measure(tmp_path, samples)
+    rows = measure(folder, samples)
     assert [r.name for r in rows] == ["lenet"]
     assert rows[0].base.n_images == len(samples)
     heat = measure_heat([r.model for r in rows], samples, per_class=2)
@@ -216,7 +241,7 @@ def test_report_sections_on_a_trained_model(tiny_data, tmp_path, capsys) -> None
     assert (
         cli(
             "heat --split test --per-class 1 --layer c1_relu",
-            models_dir=tmp_path,
+            models_dir=folder,
             data_dir=tiny_data,
         )
         == 0
