@@ -37,6 +37,9 @@ def create_app(
         static_folder=str(config.PROJECT_ROOT / "static"),
     )
     app.config.from_mapping(settings)
+    from app.web.template_code import TEMPLATE_CODE
+
+    app.jinja_options = {**app.jinja_options, "bytecode_cache": TEMPLATE_CODE}
     app.debug = bool(app.config["DEBUG"])
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep class ids in their order
 
