@@ -1,5 +1,8 @@
-"""Test users: one per role, with passwords hashed once per test session (scrypt is slow
-on purpose), written straight into a test database; sign-ins and tokens made the app's way."""
+"""Test users: one per role, written straight into a test database; sign-ins and tokens made
+the app's way. Their passwords are hashed once a session at a low scrypt cost (the cost is
+stored in the hash, so checking one is as cheap): scrypt is slow on purpose, and the tests
+sign in and check passwords hundreds of times. ``full_cost`` gives them the app's own cost,
+for tests that time a sign-in against the hash the app checks for an unknown name."""
 
 from __future__ import annotations
 
@@ -20,25 +23,32 @@ ROLES = accounts.ROLES
 PASSWORDS = {role: f"{role} password for the tests" for role in ROLES}
 
 
+# Werkzeug's default is scrypt with n = 2**15; 2**10 is 32 times cheaper to check.
+TEST_HASH_METHOD = "scrypt:1024:8:1"
+
+
 @functools.cache
-def password_hash(role: str) -> str:
-    return generate_password_hash(PASSWORDS[role])
+def password_hash(role: str, full_cost: bool = False) -> str:
+    if full_cost:
+        return generate_password_hash(PASSWORDS[role])
+    return generate_password_hash(PASSWORDS[role], method=TEST_HASH_METHOD)
 
 
-def add_users(session: Session) -> dict[str, User]:
+def add_users(session: Session, full_cost: bool = False) -> dict[str, User]:
     """A user per role, named after it (admin, clinician, viewer); made once per database."""
     found = {u.username: u for u in session.scalars(select(User))}
     for role in ROLES:
         if role not in found:
-            found[role] = User(username=role, role=role, password_hash=password_hash(role))
+            hashed = password_hash(role, full_cost)
+            found[role] = User(username=role, role=role, password_hash=hashed)
             session.add(found[role])
     session.flush()
     return {role: found[role] for role in ROLES}
 
 
-def app_users(app: Flask) -> None:
+def app_users(app: Flask, full_cost: bool = False) -> None:
     with app.extensions["records"].sessions() as session:
-        add_users(session)
+        add_users(session, full_cost)
         session.commit()
 
 
