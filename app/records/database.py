@@ -8,6 +8,7 @@ newest schema with Alembic; several processes starting at once take turns.
 from __future__ import annotations
 
 import fcntl
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,7 +62,10 @@ def alembic_config(engine: Engine | None = None) -> Config:
     return config
 
 
+@functools.cache
 def head_revision() -> str | None:
+    """The newest revision of the migrations shipped with this code: read once a process
+    (Alembic parses every migration script to find it)."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
