@@ -25,6 +25,7 @@ from app.core import masks
 from app.core.errors import CaptureError
 from app.core.imaging import bilinear
 from app.core.model_card import ScaleSpec
+from app.core.ranks import median
 
 # Cells' size measure in the working image; the training photographs measure about twice this.
 WORK_SIZE = 13.0
@@ -120,10 +121,9 @@ def cell_mask(rgb: np.ndarray) -> np.ndarray:
     sample = ratio[::2, ::2].ravel()
     k = int(0.75 * (sample.size - 1))
     bright = ratio >= np.partition(sample, k)[k]
-    colour = (
-        np.stack([red[bright], green[bright], blue[bright]], 1)[::3] * flatten[bright][::3, None]
-    )
-    background = np.maximum(np.median(colour, axis=0), 1e-3)
+    lit = flatten[bright][::3]
+    colour = [plane[bright][::3] * lit for plane in (red, green, blue)]
+    background = np.maximum(np.array([median(c) for c in colour], np.float32), 1e-3)
     r, g, b = (plane * flatten / c for plane, c in zip((red, green, blue), background, strict=True))
     total = np.maximum(r + g + b, 1e-3)
     # |chromaticity - background's|^2 = 9 * sum(rel^2) / total^2 - 3, plus a brightness term.

@@ -1,4 +1,4 @@
-"""Exact order statistics by histogram give NumPy's own values, ties and all."""
+"""Exact order statistics by a sampled bracket give NumPy's own values, ties and all."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ def samples() -> list[np.ndarray]:
         np.full((7, 9), 0.25, np.float32),
         np.array([0.3], np.float32),
         np.array([1.0, 0.0], np.float32),
+        # The sample (every 16th value) is all zeros: the bracket misses and all are sorted.
+        np.where(np.arange(20_000) % 16, np.float32(1), np.float32(0)).astype(np.float32),
+        np.linspace(1, 0, 50_000, dtype=np.float32).reshape(250, 200),
     ]
 
 
