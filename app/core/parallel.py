@@ -45,6 +45,13 @@ class Pending(Generic[R]):
     def __init__(self, futures: list[Future[tuple[R, float]]]) -> None:
         self._futures = futures
 
+    def __len__(self) -> int:
+        return len(self._futures)
+
+    def result(self, index: int) -> R:
+        """Item ``index``'s result, as soon as it is ready (the others may still be running)."""
+        return self._futures[index].result()[0]
+
     def results(self) -> list[R]:
         """The results in the items' order; an item's exception is raised here."""
         return [f.result()[0] for f in self._futures]
@@ -64,6 +71,12 @@ def start(fn: Callable[..., R], *iterables: Iterable[Any]) -> Pending[R]:
         return Pending([_done(fn, args) for args in calls])
     pool = _executor()
     return Pending([pool.submit(_timed, fn, *args) for args in calls])
+
+
+def later(fn: Callable[..., R], *args: Any) -> Pending[R]:
+    """``fn(*args)`` on the pool, beside the caller, even as a single call: work that
+    follows other work a request has already queued there."""
+    return Pending([_executor().submit(_timed, fn, *args)])
 
 
 def _timed(fn: Callable[..., R], *args: Any) -> tuple[R, float]:

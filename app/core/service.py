@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -27,17 +28,17 @@ from app.core.explanation.assemble import explain_with
 from app.core.explanation.gradcam import GradCam
 from app.core.explanation.heat_share import min_density
 from app.core.explanation.segmentation import outline_png
-from app.core.guards.image_stats import field_statistics
 from app.core.guards.ood import OodGuard, OodNotFittedError, OodResult
 from app.core.model_card import ModelCard
 from app.core.model_files import model_files, served_names
 from app.core.model_store import BATCH, LoadedModel, load_model
-from app.core.parallel import parallel_map
-from app.core.parallel import start as start_work
+from app.core.pipeline import Measured, analyse
 from app.core.prediction import Prediction, Timings
 from app.core.preprocessing import PreparedImage, load_image, prepare, sniff_format
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def _ms(start: float, end: float) -> float:
@@ -176,45 +177,42 @@ class InferenceService:
     def classify_many(
         self, items: Sequence[bytes], model: str | None = None
     ) -> list[Prediction | AnalysisRefusedError]:
-        """``classify`` for several images at once: ``decode_many``, then ``classify_decoded``.
+        """``classify`` for several images at once (``analyse_many``).
 
         An image that cannot be classified gets its error in its place in the list;
         the others are classified. UnknownModelError and NotReadyError are raised.
         """
-        return self.classify_decoded(self.decode_many(items, model), model)
+        return [outcome for outcome, _ in self.analyse_many(items, model)]
 
-    def decode_many(
-        self, items: Sequence[bytes], model: str | None = None
-    ) -> list[Decoded | AnalysisRefusedError]:
-        """Each image decoded and prepared for ``model`` (its scale checked, or its cells
-        read), on the image threads; an image that cannot be gets its error in its place."""
+    def analyse_many(
+        self,
+        items: Sequence[bytes],
+        model: str | None = None,
+        follow: Callable[[int, Decoded], T] | None = None,
+    ) -> list[tuple[Prediction | AnalysisRefusedError, T | None]]:
+        """Each image's prediction or refusal, with what ``follow(index, decoded)`` gave for
+        it (pictures, say), made on the image threads while the model runs
+        (``app.core.pipeline``); the model pass and the guard score batches of BATCH."""
         served = self.served(model)
         if isinstance(served, ServedCellModel):
-            return parallel_map(_cells_or_refuse, items)
-        loaded = served.model
-        return parallel_map(lambda data: _decode_or_refuse(data, loaded), items)
-
-    def classify_decoded(
-        self, decoded: Sequence[Decoded | AnalysisRefusedError], model: str | None = None
-    ) -> list[Prediction | AnalysisRefusedError]:
-        """Classify what ``decode_many`` gave, in one model pass per BATCH; the guard's image
-        statistics are worked out on the image threads during the pass. Errors stay in place."""
-        served = self.served(model)
-        outcomes: list[Prediction | AnalysisRefusedError | None] = [
-            item if isinstance(item, AnalysisRefusedError) else None for item in decoded
-        ]
-        pending = [(i, d) for i, d in enumerate(decoded) if not isinstance(d, AnalysisRefusedError)]
-        for start in range(0, len(pending), BATCH):
-            chunk = pending[start : start + BATCH]
-            if isinstance(served, ServedCellModel):
-                done = served.classify([d for _, d in chunk if isinstance(d, DecodedCells)])
-            else:
-                done = _classify_batch(
-                    served, [(i, d) for i, d in chunk if isinstance(d, DecodedImage)]
-                )
-            for (i, _), prediction in zip(chunk, done, strict=True):
-                outcomes[i] = prediction
-        return [o for o in outcomes if o is not None]
+            cells = served
+            return analyse(
+                items,
+                _cells_or_refuse,
+                cells.new_run,
+                BATCH,
+                None if cells.guard is None else _photograph,
+                follow,
+            )
+        field = served
+        return analyse(
+            items,
+            lambda data: _decode_or_refuse(data, field.model),
+            lambda: _FieldRun(field),
+            BATCH,
+            None if field.guard is None else _field_of,
+            follow,
+        )
 
     def explain(self, prediction: Prediction) -> Prediction:
         """The prediction with its segmented cells and its Grad-CAM and outline PNGs."""
@@ -276,56 +274,81 @@ def _cells_or_refuse(data: bytes) -> DecodedCells | AnalysisRefusedError:
         return exc
 
 
-def _classify_batch(served: ServedModel, chunk: list[tuple[int, DecodedImage]]) -> list[Prediction]:
-    """One model pass for the chunk, with the guard's image statistics worked out beside it.
-    Each image's steps are its own work: its share of the pass, its own statistics."""
-    loaded, guard = served.model, served.guard
-    measuring = (
-        None if guard is None else start_work(field_statistics, [d.seen.field for _, d in chunk])
-    )
-    x = np.stack([d.seen.x for _, d in chunk])
-    start = time.perf_counter()
-    if guard is not None:
-        # One pass gives both the guard's features and the logits.
-        features, logits = guard.forward(x)
-    else:
-        features, logits = None, loaded.logits(x)
-    probs = loaded.probabilities(logits)
-    model_ms = _ms(start, time.perf_counter()) / len(chunk)
-    oods: list[OodResult | None] = [None] * len(chunk)
-    ood_ms = [0.0] * len(chunk)
-    if guard is not None and features is not None and measuring is not None:
-        stats = np.stack(measuring.results())
-        scoring = time.perf_counter()
-        oods = list(guard.score_statistics(features, stats))
-        scored_ms = _ms(scoring, time.perf_counter()) / len(chunk)
-        ood_ms = [seconds * 1000 + scored_ms for seconds in measuring.seconds()]
-    predictions = []
-    for j, (_, d) in enumerate(chunk):
-        ood = oods[j]
-        class_index = int(np.argmax(probs[j]))
-        predictions.append(
-            Prediction(
-                class_id=loaded.class_ids[class_index],
-                probabilities={
-                    c: float(p) for c, p in zip(loaded.class_ids, probs[j], strict=True)
-                },
-                model=loaded.card,
-                timings=Timings(
-                    decode_ms=d.decode_ms,
-                    preprocess_ms=d.preprocess_ms,
-                    model_ms=model_ms,
-                    ood_ms=ood_ms[j] if guard is not None else None,
-                    total_ms=d.decode_ms + d.preprocess_ms + model_ms + ood_ms[j],
-                ),
-                image_format=d.image_format,
-                image=d.image,
-                field_image=d.seen.field,
-                scale=d.seen.scale,
-                model_input=d.seen.x,
-                ood=ood,
-                uncertain_below=loaded.card.calibration.uncertain_below,
-                min_heat_density=min_density(loaded.card),
+def _photograph(decoded: DecodedCells) -> Image.Image:
+    return decoded.image
+
+
+def _field_of(decoded: DecodedImage) -> Image.Image:
+    return decoded.seen.field
+
+
+class _FieldRun:
+    """A field model on one batch: each photograph through the network as it comes (the
+    served network takes one image a call, so this is the batch's pass), then the batch's
+    probabilities and guard scores at once. Each image's steps are its own work: its own
+    network call, its own statistics."""
+
+    def __init__(self, served: ServedModel) -> None:
+        self._served = served
+        self._decoded: list[DecodedImage] = []
+        self._features: list[np.ndarray] = []
+        self._logits: list[np.ndarray] = []
+        self._model_ms: list[float] = []
+
+    def add(self, decoded: DecodedImage) -> None:
+        x = decoded.seen.x[None]
+        start = time.perf_counter()
+        guard = self._served.guard
+        if guard is not None:
+            # One pass gives both the guard's features and the logits.
+            features, logits = guard.forward(x)
+            self._features.append(features)
+        else:
+            logits = self._served.model.logits(x)
+        self._logits.append(logits)
+        self._model_ms.append(_ms(start, time.perf_counter()))
+        self._decoded.append(decoded)
+
+    def finish(self, measured: Sequence[Measured[Any]]) -> list[Prediction]:
+        if not self._decoded:
+            return []
+        loaded, guard = self._served.model, self._served.guard
+        probs = loaded.probabilities(np.concatenate(self._logits))
+        n = len(self._decoded)
+        oods: list[OodResult | None] = [None] * n
+        ood_ms = [0.0] * n
+        if guard is not None:
+            stats = np.stack([m.stats for m in measured if m.stats is not None])
+            scoring = time.perf_counter()
+            oods = list(guard.score_statistics(np.concatenate(self._features), stats))
+            scored_ms = _ms(scoring, time.perf_counter()) / n
+            ood_ms = [m.stats_ms + scored_ms for m in measured]
+        predictions = []
+        for j, d in enumerate(self._decoded):
+            class_index = int(np.argmax(probs[j]))
+            model_ms = self._model_ms[j]
+            predictions.append(
+                Prediction(
+                    class_id=loaded.class_ids[class_index],
+                    probabilities={
+                        c: float(p) for c, p in zip(loaded.class_ids, probs[j], strict=True)
+                    },
+                    model=loaded.card,
+                    timings=Timings(
+                        decode_ms=d.decode_ms,
+                        preprocess_ms=d.preprocess_ms,
+                        model_ms=model_ms,
+                        ood_ms=ood_ms[j] if guard is not None else None,
+                        total_ms=d.decode_ms + d.preprocess_ms + model_ms + ood_ms[j],
+                    ),
+                    image_format=d.image_format,
+                    image=d.image,
+                    field_image=d.seen.field,
+                    scale=d.seen.scale,
+                    model_input=d.seen.x,
+                    ood=oods[j],
+                    uncertain_below=loaded.card.calibration.uncertain_below,
+                    min_heat_density=min_density(loaded.card),
+                )
             )
-        )
-    return predictions
+        return predictions

@@ -272,10 +272,12 @@ def add_field(
     outcome: Prediction | RequestRefusedError,
     store: ImageStore | None,
     pictures: FieldPictures | None,
+    stored_as: str | None = None,
 ) -> CaseField:
     """Record one uploaded photograph and what came of it (its prediction or its refusal).
     A prediction comes with its ``pictures``, the thumbnail and cell crops the caller made
-    (``app.core.explanation.gallery``); a refusal with None.
+    (``app.core.explanation.gallery``); a refusal with None. ``stored_as``: the sha256 under
+    which the caller has already put the photograph in ``store`` (beside the model pass).
 
     The caller calls ``refresh`` once its photographs are all added."""
     if pictures is None and not isinstance(outcome, RequestRefusedError):
@@ -288,7 +290,7 @@ def add_field(
     item = CaseField(
         position=position,
         filename=_safe_name(filename),
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=stored_as or hashlib.sha256(data).hexdigest(),
         size_bytes=len(data),
     )
     if isinstance(outcome, RequestRefusedError):
@@ -302,7 +304,8 @@ def add_field(
     elif pictures is not None:
         _record_prediction(item, outcome, pictures)
     if store is not None and not isinstance(outcome, RequestRefusedError):
-        store.put(data)
+        if stored_as is None:
+            store.put(data)
         item.stored = True
     case.fields.append(item)
     return item

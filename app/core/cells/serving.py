@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -24,10 +25,9 @@ from app.core.errors import AnalysisRefusedError
 from app.core.explanation.assemble import explain_with
 from app.core.explanation.gradcam import GradCam
 from app.core.explanation.heat_share import min_density
-from app.core.guards.image_stats import field_statistics
 from app.core.guards.ood import OodGuard, OodNotFittedError, OodResult
 from app.core.model_card import ModelCard
-from app.core.parallel import start as start_work
+from app.core.pipeline import Measured
 from app.core.prediction import CellAnswer, CellReading, Prediction, Timings
 from app.core.preprocessing import load_image, photograph_size, sniff_format
 
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 # A cell whose most likely class has less than this is shown as uncertain.
 CELL_CONFIDENT = 0.6
+# Cells a case gathers before a network call: the network runs while later fields are read.
+RUN_CROPS = 64
 
 
 class NoCellsError(AnalysisRefusedError):
@@ -103,29 +105,15 @@ class ServedCellModel:
         served.model.run(np.zeros((1, CROP_PX, CROP_PX, 3), np.float32))
         return served
 
-    def classify(self, decoded: Sequence[DecodedCells]) -> list[Prediction]:
-        """One model pass over every cell of the photographs; the guard's image statistics
-        are worked out on the image threads meanwhile."""
-        measuring = (
-            None if self.guard is None else start_work(field_statistics, [d.image for d in decoded])
-        )
-        crops = np.concatenate([d.cells.crops for d in decoded])
-        start = time.perf_counter()
-        outputs = self.model.run(crops)
-        run_ms = (time.perf_counter() - start) * 1000
-        stats = None if measuring is None else np.stack(measuring.results())
-        predictions, offset = [], 0
-        for j, d in enumerate(decoded):
-            n = len(d.cells.crops)
-            own = outputs.part(offset, offset + n)
-            offset += n
-            row = None if stats is None else stats[j : j + 1]
-            predictions.append(self._prediction(d, own, row, run_ms * n / max(1, len(crops))))
-        return predictions
+    def new_run(self) -> CellRun:
+        """A batch of photographs for ``app.core.pipeline``: their cells through the network
+        in calls of about RUN_CROPS, while the image threads read later photographs."""
+        return CellRun(self)
 
-    def _prediction(
+    def prediction(
         self, d: DecodedCells, own: CellOutputs, stats: np.ndarray | None, model_ms: float
     ) -> Prediction:
+        """A photograph's answer from its cells' network outputs and its guard statistics."""
         answer = self.model.answer(own)
         class_ids = self.model.class_ids
         ood: OodResult | None = None
@@ -194,3 +182,40 @@ class ServedCellModel:
             lambda: cell_heat(self.gradcam, source, indices, weights),
             lambda _shown, _cells: outline_cells_png(prediction.field_image, reading),
         )
+
+
+class CellRun:
+    """A cell model on one batch of photographs (``app.core.pipeline.Run``): their cells go
+    through the network in calls of at least RUN_CROPS as the photographs come, and each
+    photograph is answered at the end with its guard statistics."""
+
+    def __init__(self, served: ServedCellModel) -> None:
+        self._served = served
+        self._waiting: list[DecodedCells] = []
+        self._done: list[tuple[DecodedCells, CellOutputs, float]] = []
+
+    def add(self, decoded: DecodedCells) -> None:
+        self._waiting.append(decoded)
+        if sum(len(d.cells.crops) for d in self._waiting) >= RUN_CROPS:
+            self._run()
+
+    def finish(self, measured: Sequence[Measured[Any]]) -> list[Prediction]:
+        self._run()
+        return [
+            self._served.prediction(d, own, m.stats if m.stats is None else m.stats[None], ms)
+            for (d, own, ms), m in zip(self._done, measured, strict=True)
+        ]
+
+    def _run(self) -> None:
+        if not self._waiting:
+            return
+        crops = np.concatenate([d.cells.crops for d in self._waiting])
+        start = time.perf_counter()
+        outputs = self._served.model.run(crops)
+        run_ms = (time.perf_counter() - start) * 1000
+        offset = 0
+        for d in self._waiting:
+            n = len(d.cells.crops)
+            self._done.append((d, outputs.part(offset, offset + n), run_ms * n / len(crops)))
+            offset += n
+        self._waiting = []

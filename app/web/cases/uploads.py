@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from flask import current_app, request
@@ -10,9 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.datastructures import FileStorage
 
 from app.core.case_words import CASE_STATUSES, REVIEW_STATES
-from app.core.errors import AnalysisRefusedError, RequestRefusedError
+from app.core.errors import RequestRefusedError
 from app.core.explanation.gallery import FieldPictures, cell_model_pictures, field_pictures
-from app.core.parallel import start as start_work
 from app.core.prediction import Prediction
 from app.records.cases import (
     MAX_FIELDS,
@@ -26,6 +27,7 @@ from app.records.cases import (
     refresh,
     require_open,
 )
+from app.records.image_store import ImageStore
 from app.records.schema import Case, CaseField
 from app.web.auth import actor, audit
 from app.web.extensions import inference
@@ -94,30 +96,51 @@ def _analyse_group(
             f"The file is too large; the limit per photograph is {limit / 1024 / 1024:g} MB."
         )
     ] * len(group)
-    decoded = service.decode_many([payloads[i] for i in sized], case.model_name)
-    # Thumbnails and cell crops are made on the image threads during the model pass.
-    drawing = start_work(_pictures_of, decoded)
-    for i, outcome in zip(sized, service.classify_decoded(decoded, case.model_name), strict=True):
-        outcomes[i] = outcome
-    pictures: list[FieldPictures | None] = [None] * len(group)
-    for i, made in zip(sized, drawing.results(), strict=True):
-        pictures[i] = made
+    store = image_store()
+    accepted = [payloads[i] for i in sized]
+    # Thumbnails, cell crops and storing run on the image threads beside the model.
+    kept: list[Kept | None] = [None] * len(group)
+    follow = partial(_keep, accepted, store)
+    for i, (outcome, made) in zip(
+        sized, service.analyse_many(accepted, case.model_name, follow), strict=True
+    ):
+        outcomes[i], kept[i] = outcome, made
     return [
-        add_field(db(), case, upload.filename or "", data, outcome, image_store(), drawn)
-        for upload, data, outcome, drawn in zip(group, payloads, outcomes, pictures, strict=True)
+        add_field(
+            db(),
+            case,
+            upload.filename or "",
+            data,
+            outcome,
+            store,
+            None if made is None else made.pictures,
+            None if made is None else made.sha256,
+        )
+        for upload, data, outcome, made in zip(group, payloads, outcomes, kept, strict=True)
     ]
 
 
-def _pictures_of(
-    decoded: DecodedImage | DecodedCells | AnalysisRefusedError,
-) -> FieldPictures | None:
+@dataclass(frozen=True)
+class Kept:
+    """A classified photograph's pictures, and its sha256 once stored (None: no store)."""
+
+    pictures: FieldPictures
+    sha256: str | None
+
+
+def _keep(
+    payloads: list[bytes],
+    store: ImageStore | None,
+    index: int,
+    decoded: DecodedImage | DecodedCells,
+) -> Kept:
     from app.core.cells.serving import DecodedCells  # loaded with the service already
 
-    if isinstance(decoded, AnalysisRefusedError):
-        return None
     if isinstance(decoded, DecodedCells):
-        return cell_model_pictures(decoded.image, decoded.cells)
-    return field_pictures(decoded.image, decoded.seen.field)
+        pictures = cell_model_pictures(decoded.image, decoded.cells)
+    else:
+        pictures = field_pictures(decoded.image, decoded.seen.field)
+    return Kept(pictures, None if store is None else store.put(payloads[index]))
 
 
 def add_to_case(public_id: str, when_empty: str) -> tuple[Case, list[CaseField]]:

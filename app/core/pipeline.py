@@ -1,0 +1,99 @@
+"""Many photographs through one model as a pipeline, so the cores are never idle.
+
+The image threads decode and prepare every photograph (queued first, in order). The caller
+takes them in order as each is ready, queues its follow-up work on the image threads (the
+guard's statistics, and whatever the caller asks for: pictures, storing the photograph) and
+hands it to the model (``Run.add``); so the model runs while later photographs are still
+being decoded, and the statistics and pictures are made while it runs. ``Run.finish`` then
+scores each batch of up to ``batch`` photographs at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+import numpy as np
+from PIL import Image
+
+from app.core.errors import AnalysisRefusedError
+from app.core.guards.image_stats import field_statistics
+from app.core.parallel import Pending, later, start
+from app.core.prediction import Prediction
+
+D = TypeVar("D")
+D_contra = TypeVar("D_contra", contravariant=True)
+T = TypeVar("T")
+
+Outcome = Prediction | AnalysisRefusedError
+
+
+@dataclass(frozen=True)
+class Measured(Generic[T]):
+    """A photograph's follow-up work: its guard statistics (None without a guard), how long
+    they took, and what the caller's own follow-up gave (None without one)."""
+
+    stats: np.ndarray | None
+    stats_ms: float
+    extra: T | None
+
+
+class Run(Protocol[D_contra]):
+    """A model's work on one batch of decoded photographs, given them one at a time."""
+
+    def add(self, decoded: D_contra) -> None:
+        """Take the next photograph (the model may run on it now, or on several later)."""
+
+    def finish(self, measured: Sequence[Measured[Any]]) -> list[Prediction]:
+        """The predictions of the photographs added, in order, from their follow-up work."""
+
+
+def analyse(
+    items: Sequence[bytes],
+    decode: Callable[[bytes], D | AnalysisRefusedError],
+    new_run: Callable[[], Run[D]],
+    batch: int,
+    statistics_of: Callable[[D], Image.Image] | None,
+    follow: Callable[[int, D], T] | None = None,
+) -> list[tuple[Outcome, T | None]]:
+    """Each item's prediction or refusal, with what ``follow(index, decoded)`` gave for it.
+
+    ``statistics_of`` picks the image the guard's statistics are taken of (None: the model
+    has no guard). One item is worked on by the caller alone, as a single request is."""
+    decoding = start(decode, items)
+    single = len(items) < 2
+    results: list[tuple[Outcome, T | None] | None] = [None] * len(items)
+    for begin in range(0, len(items), batch):
+        run = new_run()
+        placed: list[int] = []
+        following: list[Pending[Measured[T]] | Measured[T]] = []
+        for i in range(begin, min(len(items), begin + batch)):
+            decoded = decoding.result(i)
+            if isinstance(decoded, AnalysisRefusedError):
+                results[i] = (decoded, None)
+                continue
+            if single:
+                following.append(_follow_up(statistics_of, follow, i, decoded))
+            else:
+                following.append(later(_follow_up, statistics_of, follow, i, decoded))
+            run.add(decoded)
+            placed.append(i)
+        measured = [m if isinstance(m, Measured) else m.result(0) for m in following]
+        predictions = run.finish(measured)
+        for i, prediction, m in zip(placed, predictions, measured, strict=True):
+            results[i] = (prediction, m.extra)
+    return [r for r in results if r is not None]
+
+
+def _follow_up(
+    statistics_of: Callable[[D], Image.Image] | None,
+    follow: Callable[[int, D], T] | None,
+    index: int,
+    decoded: D,
+) -> Measured[T]:
+    begin = time.perf_counter()
+    stats = None if statistics_of is None else field_statistics(statistics_of(decoded))
+    stats_ms = (time.perf_counter() - begin) * 1000
+    return Measured(stats, stats_ms, None if follow is None else follow(index, decoded))
