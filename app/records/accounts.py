@@ -16,7 +16,18 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Delete, Engine, and_, case, delete, literal, select, update
+from sqlalchemy import (
+    Connection,
+    Delete,
+    Engine,
+    and_,
+    bindparam,
+    case,
+    delete,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -324,23 +335,66 @@ def create_token(session: Session, user: User) -> tuple[ApiToken, str]:
     return token, f"ball_{public_id}_{secret}"
 
 
-def token_user(session: Session, text: str) -> User | None:
-    """The active user a well-formed, unrevoked token belongs to, else None.
+@dataclass(frozen=True)
+class TokenHolder:
+    """The user a valid token speaks for, and whether the token's last use is due to be
+    written (at most every minute, like a sign-in's)."""
+
+    public_id: str
+    # A copy of the user's row in no session: a request reads it, nothing writes through it.
+    user: User
+    touch_due: bool
+
+
+# One indexed read of the token with its user: an API request's only query.
+_TOKEN_HOLDER = (
+    select(
+        ApiToken.secret_hash,
+        ApiToken.revoked_at,
+        ApiToken.last_used,
+        User.id,
+        User.username,
+        User.display_name,
+        User.role,
+        User.active,
+        User.must_change_password,
+    )
+    .join(User, ApiToken.user_id == User.id)
+    .where(ApiToken.public_id == bindparam("public_id"))
+)
+
+
+def token_holder(connection: Connection, text: str) -> TokenHolder | None:
+    """Who a well-formed, unrevoked token of an active user belongs to, else None; read
+    afresh on every call, so a revocation or a disabled user counts at the next request.
 
     Raises LoginError for text that is not a token at all."""
     match = TOKEN.match(text)
     if match is None:
         raise LoginError("The bearer token is malformed: expected ball_<id>_<secret>.")
     public_id, secret = match.groups()
-    token = session.scalar(select(ApiToken).where(ApiToken.public_id == public_id))
-    if token is None or not hmac.compare_digest(token.secret_hash, _sha256(secret)):
+    row = connection.execute(_TOKEN_HOLDER, {"public_id": public_id}).one_or_none()
+    if row is None or not hmac.compare_digest(row.secret_hash, _sha256(secret)):
         return None
-    if token.revoked_at is not None or not token.user.active:
+    if row.revoked_at is not None or not row.active:
         return None
-    now = utcnow()
-    if token.last_used is None or now - token.last_used > _TOUCH_EVERY:
-        token.last_used = now
-    return token.user
+    user = User(
+        id=row.id,
+        username=row.username,
+        display_name=row.display_name,
+        role=row.role,
+        active=row.active,
+        must_change_password=row.must_change_password,
+    )
+    due = row.last_used is None or utcnow() - row.last_used > _TOUCH_EVERY
+    return TokenHolder(public_id, user, due)
+
+
+def touch_token(session: Session, public_id: str) -> None:
+    """Record the token's use now, in ``session``'s transaction."""
+    session.execute(
+        update(ApiToken).where(ApiToken.public_id == public_id).values(last_used=utcnow())
+    )
 
 
 def get_token(session: Session, public_id: str) -> ApiToken:

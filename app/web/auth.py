@@ -23,7 +23,7 @@ from werkzeug.exceptions import Forbidden, Unauthorized
 from app.records import accounts, held
 from app.records.audit import record
 from app.records.schema import User
-from app.web.records import db
+from app.web.records import db, on_commit, reading
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -186,14 +186,18 @@ def _from_token(_request: Any) -> Identity | None:
         g.token_problem = "The Authorization header must be 'Bearer <token>'."
         return None
     try:
-        user = accounts.token_user(db(), text.strip())
+        with reading() as connection:
+            holder = accounts.token_holder(connection, text.strip())
     except accounts.LoginError as exc:
         g.token_problem = exc.message
         return None
-    if user is None:
+    if holder is None:
         g.token_problem = "The token is not valid: it was revoked, or its user is disabled."
         return None
-    return Identity(user)
+    if holder.touch_due:
+        public_id = holder.public_id
+        on_commit(lambda session: accounts.touch_token(session, public_id))
+    return Identity(holder.user)
 
 
 def _token_only() -> bool:

@@ -8,13 +8,13 @@ be current.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask import Flask, current_app, g
-from sqlalchemy import Engine
+from flask import Flask, current_app, g, has_app_context
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -55,7 +55,9 @@ def init_app(app: Flask) -> None:
         root = app.config.get("IMAGE_STORE") or instance / "images"
         app.config["IMAGE_STORE"] = str(root)
         store = ImageStore(root)
-    app.extensions[_RECORDS] = Records(engine, session_factory(engine), store)
+    sessions = session_factory(engine)
+    event.listen(sessions, "before_commit", _run_commit_actions)
+    app.extensions[_RECORDS] = Records(engine, sessions, store)
     app.teardown_appcontext(_close_session)
 
 
@@ -66,6 +68,28 @@ def db() -> Session:
         g.db_session = records.sessions()
     session: Session = g.db_session
     return session
+
+
+@contextmanager
+def reading() -> Iterator[Connection]:
+    """A connection for a read outside this request's session: a request that only reads
+    opens no session, so it has no transaction to roll back."""
+    records: Records = current_app.extensions[_RECORDS]
+    with records.engine.connect() as connection:
+        yield connection
+
+
+def on_commit(action: Callable[[Session], None]) -> None:
+    """Run ``action`` in this request's session just before it commits, if it ever does
+    (a bookkeeping write a read-only request should not make)."""
+    g.setdefault("commit_actions", []).append(action)
+
+
+def _run_commit_actions(session: Session) -> None:
+    # Sessions are made outside requests too (commands, tests): only the request's counts.
+    if has_app_context() and session is g.get("db_session"):
+        for action in g.pop("commit_actions", []):
+            action(session)
 
 
 class ConcurrentChangeError(RequestRefusedError):
