@@ -21,7 +21,7 @@ import pytest
 
 from app.core.model_files import model_names
 from tests.support.images import smear_images, synth_images
-from tests.support.models import ROOT, served_models_dir
+from tests.support.models import DEFAULT_AND_LENET, ROOT, served_models_dir
 from tests.support.server import GunicornServer, multipart
 
 pytestmark = pytest.mark.slow
@@ -42,7 +42,7 @@ def test_a_worker_killed_mid_case_leaves_no_half_written_case(tmp_path: Path) ->
         "DATABASE_URL": f"sqlite:///{database}",
         "IMAGE_STORE": str(images),
     }
-    server = GunicornServer(env=env).start()
+    server = GunicornServer(env=env, models=DEFAULT_AND_LENET).start()
     try:
         server.wait_ready(timeout=240)
         [worker] = server.wait_all_workers_ready(1, timeout=240)

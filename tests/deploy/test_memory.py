@@ -19,7 +19,7 @@ from PIL import Image
 
 from app.core.model_files import model_names
 from tests.support.images import ImageFactory, smear_images
-from tests.support.models import data_root, served_models_dir
+from tests.support.models import DEFAULT_AND_LENET, data_root, served_models_dir
 from tests.support.server import GunicornServer, multipart, rss_bytes
 from tests.support.soak import scaled
 
@@ -86,7 +86,7 @@ def worker() -> Iterator[tuple[GunicornServer, int]]:
     if not model_names(served_models_dir()):
         pytest.skip("no trained models")
     env = {"APP_ENV": "production", "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "2"}
-    server = GunicornServer(env=env).start()
+    server = GunicornServer(env=env, models=DEFAULT_AND_LENET).start()
     try:
         server.wait_ready(timeout=300)
         [pid] = server.wait_all_workers_ready(1, timeout=300)

@@ -23,7 +23,7 @@ import pytest
 from app.core.model_files import model_names
 from tests.support.accounts import PASSWORDS, form_token
 from tests.support.images import ImageFactory
-from tests.support.models import served_models_dir
+from tests.support.models import DEFAULT_AND_LENET, served_models_dir
 from tests.support.nginx import TEMPLATE, Proxy, check, configure, nginx_binary, running_nginx
 from tests.support.server import GunicornServer, multipart, predict_body
 
@@ -63,7 +63,7 @@ def server() -> Iterator[GunicornServer]:
         "GUNICORN_THREADS": "4",
         "TRUSTED_PROXIES": "1",
     }
-    srv = GunicornServer(env=env).start()
+    srv = GunicornServer(env=env, models=DEFAULT_AND_LENET).start()
     try:
         srv.wait_ready(timeout=300)
         srv.wait_all_workers_ready(1, timeout=300)

@@ -10,7 +10,7 @@ import pytest
 
 from app.core.model_files import model_names
 from tests.support.accounts import PASSWORDS
-from tests.support.models import served_models_dir
+from tests.support.models import DEFAULT_AND_LENET, served_models_dir
 from tests.support.server import GunicornServer
 
 pytestmark = pytest.mark.slow
@@ -45,7 +45,7 @@ def test_workers_share_one_key_outside_production() -> None:
     if not model_names(served_models_dir()):
         pytest.skip("no trained models")
     env = {"APP_ENV": "testing", "WEB_CONCURRENCY": "3", "GUNICORN_THREADS": "1", "SECRET_KEY": ""}
-    server = GunicornServer(env=env).start()
+    server = GunicornServer(env=env, models=DEFAULT_AND_LENET).start()
     try:
         server.wait_ready(timeout=300)
         server.wait_all_workers_ready(3, timeout=300)

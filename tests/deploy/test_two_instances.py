@@ -13,7 +13,7 @@ import pytest
 
 from app.core.model_files import model_names
 from tests.support.images import ImageFactory
-from tests.support.models import served_models_dir
+from tests.support.models import DEFAULT_AND_LENET, served_models_dir
 from tests.support.server import GunicornServer, multipart
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,8 @@ def pair(
             "IMAGE_STORE": str(tmp_path_factory.mktemp("two-instances") / "images"),
             "SECRET_KEY": "s" * 64,
         }
-        servers = (GunicornServer(env=env).start(), GunicornServer(env=env).start())
+        first = GunicornServer(env=env, models=DEFAULT_AND_LENET).start()
+        servers = (first, GunicornServer(env=env, models=DEFAULT_AND_LENET).start())
         try:
             for server in servers:
                 server.wait_ready(timeout=300)

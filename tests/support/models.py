@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +29,24 @@ def find_models_dir() -> Path | None:
 def served_models_dir() -> Path:
     """The folder a server started for a test or benchmark serves (<root>/models by default)."""
     return find_models_dir() or ROOT / "models"
+
+
+# The default model and the paper's LeNet: enough for a server whose tests are not about
+# which models it serves, and each of its workers loads two models instead of five.
+DEFAULT_AND_LENET = ("cell_lenet", "lenet")
+
+
+@functools.cache
+def models_subset(names: tuple[str, ...]) -> Path:
+    """A folder that serves only ``names`` of served_models_dir(): links to their files and to
+    every file no model owns (the cell finder's settings); made once a process."""
+    source = served_models_dir()
+    others = set(model_names(source)) - set(names)
+    folder = Path(tempfile.mkdtemp(prefix="models-"))
+    for path in source.iterdir():
+        if path.is_file() and path.name.split(".")[0] not in others:
+            (folder / path.name).symlink_to(path.resolve())
+    return folder
 
 
 def data_root() -> Path | None:

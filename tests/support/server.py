@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.models import ROOT, served_models_dir
+from tests.support.models import ROOT, models_subset, served_models_dir
 
 GUNICORN_CMD = ("gunicorn", "--config", "gunicorn.conf.py", "wsgi:app")
 
@@ -153,6 +153,8 @@ class GunicornServer:
     _final_log: str = ""
     database_url: str = ""
     _token: str = ""
+    # Serve only these models (None: every model of the models folder).
+    models: tuple[str, ...] | None = None
 
     def start(self) -> GunicornServer:
         self.port = self.port or free_port()
@@ -162,7 +164,8 @@ class GunicornServer:
         env.pop("BIND", None)
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env.setdefault("SECRET_KEY", secrets.token_hex(32))
-        env["MODELS_DIR"] = str(served_models_dir())
+        folder = served_models_dir() if self.models is None else models_subset(self.models)
+        env["MODELS_DIR"] = str(folder)
         env.update(self.env)
         env.update(HOST="127.0.0.1", PORT=str(self.port))
         if "DATABASE_URL" not in self.env:
