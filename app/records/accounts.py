@@ -29,7 +29,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.core.errors import RequestRefusedError
@@ -294,7 +294,9 @@ def start_session(session: Session, user: User) -> str:
 
 def session_user(session: Session, key: str, limits: SessionLimits) -> User | None:
     """The user of a live sign-in, or None when it ended, expired or its user was disabled."""
-    sign_in = session.scalar(select(LoginSession).where(LoginSession.key_hash == _sha256(key)))
+    # The user in the same query: every signed-in page asks.
+    query = select(LoginSession).options(joinedload(LoginSession.user))
+    sign_in = session.scalar(query.where(LoginSession.key_hash == _sha256(key)))
     now = utcnow()
     if (
         sign_in is None
