@@ -1,4 +1,4 @@
-"""Small image helpers shared by the explanation pictures."""
+"""Small image helpers shared by the preprocessing, the scale check and the explanation pictures."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from PIL import Image
 
 # Long side of the explanation pictures (Grad-CAM overlay, cell outlines).
 DISPLAY_SIDE = 512
+# Each 8-bit value as float32 in [0, 1], divided exactly as ``float32(v) / 255`` divides it.
+_UNIT = (np.arange(256, dtype=np.float32) / np.float32(255)).reshape(1, 256)
 
 
 def downscale(image: Image.Image, max_side: int) -> Image.Image:
@@ -27,6 +29,16 @@ def downscale(image: Image.Image, max_side: int) -> Image.Image:
         # Box-reduce first: resizing a 12-megapixel photograph directly is slow.
         return image.reduce(factor).resize(size, Image.Resampling.BILINEAR)
     return bilinear(image, size)
+
+
+def unit_floats(pixels: np.ndarray) -> np.ndarray:
+    """8-bit pixels as float32 in [0, 1], the very values ``pixels / 255`` gives: one table
+    lookup, one array made (division needs a float copy first)."""
+    u8 = np.ascontiguousarray(pixels, dtype=np.uint8)
+    if u8.size == 0:
+        return np.zeros(u8.shape, np.float32)
+    # One column: any shape (a stack of crops too) is one run of values to OpenCV.
+    return np.asarray(cv2.LUT(u8.reshape(-1, 1), _UNIT)).reshape(u8.shape)
 
 
 _lock = threading.Lock()

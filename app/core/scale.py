@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image
 
 from app.core import masks
 from app.core.errors import CaptureError
-from app.core.imaging import bilinear
+from app.core.imaging import bilinear, unit_floats
 from app.core.model_card import ScaleSpec
 from app.core.ranks import median
 
@@ -99,6 +100,13 @@ def illumination(lum: np.ndarray) -> np.ndarray:
     return np.asarray(np.maximum(surface, np.float32(1e-3)))
 
 
+def flattening(lum: np.ndarray) -> np.ndarray:
+    """``1 / illumination(lum)``: what evens out the image's illumination (a new array)."""
+    surface = illumination(lum)
+    np.divide(1, surface, out=surface)
+    return surface
+
+
 def otsu_threshold(values: np.ndarray, bins: int = 64) -> float:
     """Otsu's threshold over the values' range up to their 99th percentile."""
     sample = values[::2, ::2].ravel()
@@ -114,15 +122,16 @@ def otsu_threshold(values: np.ndarray, bins: int = 64) -> float:
 
 def cell_mask(rgb: np.ndarray) -> np.ndarray:
     """Boolean mask of the cells (red and white) of an RGB float image in [0, 1]."""
-    red, green, blue = np.moveaxis(rgb, -1, 0).copy()  # planes: per-pixel maths is faster
+    red, green, blue = cv2.split(rgb)  # planes: per-pixel maths is faster
     lum = (red + green + blue) * np.float32(1 / 3)
-    flatten = 1 / illumination(lum)
+    flatten = flattening(lum)
     ratio = lum * flatten
     sample = ratio[::2, ::2].ravel()
     k = int(0.75 * (sample.size - 1))
-    bright = ratio >= np.partition(sample, k)[k]
-    lit = flatten[bright][::3]
-    colour = [plane[bright][::3] * lit for plane in (red, green, blue)]
+    # Indices, not a mask: the same pixels, taken four times far faster.
+    bright = np.flatnonzero(ratio >= np.partition(sample, k)[k])[::3]
+    lit = flatten.take(bright)
+    colour = [plane.take(bright) * lit for plane in (red, green, blue)]
     background = np.maximum(np.array([median(c) for c in colour], np.float32), 1e-3)
     r, g, b = (plane * flatten / c for plane, c in zip((red, green, blue), background, strict=True))
     total = np.maximum(r + g + b, 1e-3)
@@ -180,7 +189,7 @@ def _resized(image: Image.Image, scale: float) -> tuple[np.ndarray, float]:
         image_at = image.resize(size, Image.Resampling.BILINEAR)
     else:
         image_at = image
-    return np.asarray(image_at, dtype=np.float32) / 255.0, image_at.width / image.width
+    return unit_floats(np.asarray(image_at)), image_at.width / image.width
 
 
 def measure_cells(image: Image.Image) -> CellScale:

@@ -16,6 +16,7 @@ from functools import cache
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage as ndi
 
 from app.core.cells.crops import read_field
 from app.core.cells.detect import find_cells, leukocyte_mask, normalise_scale
@@ -27,10 +28,18 @@ from app.core.explanation.gallery import (
     cell_crops,
     thumbnail_jpeg,
 )
-from app.core.explanation.segmentation import WORK_SIDE, foreground_mask, segment
+from app.core.explanation.segmentation import (
+    A_FLOOR,
+    WORK_SIDE,
+    foreground_mask,
+    lab_ab,
+    segment,
+    split_cells,
+)
 from app.core.guards.image_stats import field_statistics
-from app.core.imaging import downscale
-from app.core.preprocessing import load_image
+from app.core.imaging import downscale, unit_floats
+from app.core.masks import without_small
+from app.core.preprocessing import load_image, to_model_input
 from app.core.scale import measure_cells
 from tests.support.images import ImageFactory, smear_images
 from tests.support.models import data_root
@@ -243,3 +252,43 @@ def test_gallery_crops_match_by_count_box_and_pixels(fields: Fields) -> None:
     assert max(counts, default=0) <= 1, counts
     assert sum(counts) <= 0.05 * len(counts), counts
     assert np.mean(np.array(ious) >= BOX_IOU) >= 0.97, f"box IoUs {sorted(ious)[:5]}"
+
+
+def test_unit_floats_are_the_division_by_255_to_the_bit() -> None:
+    codes = np.arange(256, dtype=np.uint8)
+    expected = codes.astype(np.float32) / np.float32(255)
+    assert unit_floats(codes).tobytes() == expected.tobytes()
+    pixels = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
+    strided = pixels[:, ::2]
+    assert unit_floats(strided).tobytes() == (strided / np.float32(255)).tobytes()
+
+
+@pytest.mark.parametrize("fields", SETS)
+def test_model_inputs_are_unchanged_to_the_bit(fields: Fields) -> None:
+    # The networks were trained on Pillow's bilinear resize and float32 division by 255.
+    for field in fields():
+        for side in (64, 128, 150, 224):
+            same = field.size == (side, side)
+            resized = field if same else field.resize((side, side), Image.Resampling.BILINEAR)
+            expected = np.asarray(resized, dtype=np.float32) / 255.0
+            assert to_model_input(field, side).tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("fields", SETS)
+def test_small_objects_are_dropped_as_scipy_drops_them(fields: Fields) -> None:
+    for field in fields():
+        mask = lab_ab(np.asarray(downscale(field, WORK_SIDE)))[0] > A_FLOOR
+        labels, n = ndi.label(mask)
+        areas = np.bincount(labels.ravel(), minlength=n + 1)
+        for smallest in (1.0, 5.0, 30.0):
+            kept = np.isin(labels, np.flatnonzero(areas >= smallest)) & mask
+            assert np.array_equal(without_small(mask, smallest), kept)
+
+
+@pytest.mark.parametrize("fields", SETS)
+@pytest.mark.parametrize("side", [WORK_SIDE, CELL_WORK_SIDE])
+def test_touching_cells_are_split_as_scikit_image_splits_them(fields: Fields, side: int) -> None:
+    # The seeds and the watershed give peak_local_max's and watershed's labels exactly.
+    for field in fields():
+        mask = foreground_mask(np.asarray(downscale(field, side)))
+        assert np.array_equal(split_cells(mask), before.split_cells(mask))

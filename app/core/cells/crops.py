@@ -27,6 +27,7 @@ from app.core.cells.detect import (
 )
 from app.core.cells.stain import stain_scale, stained, white_point
 from app.core.errors import CaptureError
+from app.core.imaging import unit_floats
 from app.core.scale import MIN_SIDE, UNMEASURABLE_FIX, measure_cells
 
 CROP_PX = 64
@@ -93,13 +94,11 @@ def read_field(image: Image.Image, rbc_px: float) -> FieldCells:
     mask = leukocyte_mask(pixels)
     found = sorted(find_cells(mask), key=lambda c: -c.area_rbc)
     used = [c for c in found if c.used][:MAX_CELLS]
-    rgb = pixels.astype(np.float32) / np.float32(255)
+    rgb = unit_floats(pixels)
     white = white_point(rgb, mask)
     pictures = cut(pixels, [c.centre for c in used])
     # The stain's factors come from the whole field; only the crops are normalised.
-    crops = stained(
-        pictures.astype(np.float32) / np.float32(255), white, stain_scale(rgb, mask, white)
-    )
+    crops = stained(unit_floats(pictures), white, stain_scale(rgb, mask, white))
     return FieldCells(
         factor=normalising_factor(rbc_px),
         found=found,

@@ -12,9 +12,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from app.core.imaging import unit_floats
 from app.core.preprocessing import to_model_input
 from app.core.ranks import median, quantile
-from app.core.scale import illumination
+from app.core.scale import flattening
 
 # One size for every model (the data set's own): a smaller one blurs away the magnification.
 STATS_SIZE = 224
@@ -87,18 +88,19 @@ def _balanced_planes(x: np.ndarray | Planes) -> Planes:
         cv2.split(np.ascontiguousarray(x, dtype=np.float32)) if isinstance(x, np.ndarray) else x
     )
     lum = (planes[0] + planes[1] + planes[2]) / np.float32(3)
-    flatten = 1 / illumination(lum)
+    flatten = flattening(lum)
     ratio = lum * flatten
-    bright = ratio >= quantile(ratio, 0.75)
-    lit = flatten[bright]
+    # Indices, not a mask: a quarter of the pixels taken four times by a mask cost 4x more.
+    bright = np.flatnonzero(ratio >= quantile(ratio, 0.75))
+    lit = flatten.take(bright)
     out = []
     for plane in planes:
-        background = max(median(plane[bright] * lit), 1e-3)
+        background = max(median(plane.take(bright) * lit), 1e-3)
         # Two float32 roundings, as before: a pixel at a threshold stays on its side.
         flat = plane * flatten
         flat *= np.float32(BACKGROUND_LEVEL) / np.float32(background)
         # Nothing is negative: only the top needs clipping.
-        out.append(cv2.threshold(flat, 1.0, 1.0, cv2.THRESH_TRUNC)[1])
+        out.append(cv2.threshold(flat, 1.0, 1.0, cv2.THRESH_TRUNC, dst=flat)[1])
     return out[0], out[1], out[2]
 
 
@@ -115,6 +117,6 @@ def field_statistics(image: Image.Image) -> np.ndarray:
     """``image_statistics`` of a PIL image at the fixed STATS_SIZE, balanced first."""
     if image.mode == "RGB" and image.size == (STATS_SIZE, STATS_SIZE):
         # Already at the size: the 8-bit planes scaled as to_model_input scales them.
-        planes = [p.astype(np.float32) / np.float32(255) for p in cv2.split(np.asarray(image))]
+        planes = [unit_floats(p) for p in cv2.split(np.asarray(image))]
         return _statistics(_balanced_planes((planes[0], planes[1], planes[2])))
     return _statistics(_balanced_planes(to_model_input(image, STATS_SIZE)))
