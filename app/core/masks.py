@@ -53,23 +53,15 @@ def label(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return labels, n - 1
 
 
-def objects(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``label``, with each object's box and area: stats rows [x, y, w, h, area], row 0 the
-    background's."""
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(
-        as_u8(mask), connectivity=4, ltype=cv2.CV_32S
-    )
-    return labels, stats
-
-
 def without_small(mask: np.ndarray, min_px: float) -> np.ndarray:
     """The mask less its 4-connected objects of fewer than ``min_px`` pixels."""
-    labels, stats = objects(mask)
-    if len(stats) < 2:
+    # Areas by counting labels: OpenCV's statistics of every object cost four times more.
+    labels, n = label(mask)
+    if n < 1:
         return mask
-    keep = stats[:, cv2.CC_STAT_AREA] >= min_px
+    keep = np.bincount(labels.ravel(), minlength=n + 1) >= min_px
     keep[0] = False
-    return np.asarray(keep[labels])
+    return np.asarray(keep.take(labels))
 
 
 def euclidean_distance(mask: np.ndarray) -> np.ndarray:

@@ -51,6 +51,8 @@ _XYZ_FROM_RGB = np.array(
 _WHITE = np.array([0.95047, 1.0, 1.08883])
 _XYZN = (_XYZ_FROM_RGB / _WHITE[:, None]).astype(np.float32)
 _LAB_EPSILON = np.float32(0.008856)
+# What a seed search sees outside its object.
+_OUTSIDE = np.finfo(np.float32).min
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def lab_ab(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     dark = xyz <= _LAB_EPSILON
     if dark.any():
         f[dark] = xyz[dark] * np.float32(7.787) + np.float32(16 / 116)
-    fx, fy, fz = cv2.split(f)
+    fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]  # views: splitting copies cost more
     return (fx - fy) * np.float32(500), (fy - fz) * np.float32(200)
 
 
@@ -189,27 +191,28 @@ def _seeds(
 ) -> np.ndarray:
     """One object's watershed seeds (row, column), highest first: ``peak_local_max`` of its
     distance map with ``min_distance=spacing``, as scikit-image finds them."""
-    values = distance.copy()
-    values[~inside] = np.finfo(np.float32).min
+    values = np.where(inside, distance, _OUTSIDE)
     if values.size == 1:
         peaks = values > floor
     else:
         peaks = values == cv2.dilate(values, footprint, borderType=cv2.BORDER_REPLICATE)
-        if peaks[inside].all():
+        if np.count_nonzero(peaks & inside) == np.count_nonzero(inside):
             # A flat object: its pixels that an opening removes are its peaks.
             peaks = inside & ~masks.opening(inside)
         peaks &= values > floor
-    rows, cols = np.nonzero(peaks)
-    if len(rows) < 2:
-        return np.stack([rows, cols], 1)
-    order = np.argsort(-values[rows, cols], kind="stable")
-    candidates = np.stack([rows[order], cols[order]], 1)
+    found = np.argwhere(peaks)  # raster order, as np.nonzero
+    if len(found) < 2:
+        return found
+    order = np.argsort(-values[peaks], kind="stable")
+    candidates = found[order]
     if spacing <= 1:
         return candidates
+    # A handful of candidates: plain Python beats NumPy's per-call cost here.
+    points = candidates.tolist()
     kept = [0]
-    for j in range(1, len(candidates)):
-        gaps = np.abs(candidates[kept] - candidates[j]).max(axis=1)
-        if gaps.min() >= spacing:
+    for j in range(1, len(points)):
+        row, col = points[j]
+        if all(max(abs(points[k][0] - row), abs(points[k][1] - col)) >= spacing for k in kept):
             kept.append(j)
     return candidates[kept]
 
