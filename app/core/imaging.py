@@ -12,6 +12,9 @@ from PIL import Image
 
 # Long side of the explanation pictures (Grad-CAM overlay, cell outlines).
 DISPLAY_SIDE = 512
+# Shrunk by at most this, bilinear is as faithful as area averaging (224 px to a 192 px
+# thumbnail) at a fifth of its time; beyond, it drops pixels.
+LINEAR_SHRINK = 1.25
 # Each 8-bit value as float32 in [0, 1], divided exactly as ``float32(v) / 255`` divides it.
 _UNIT = (np.arange(256, dtype=np.float32) / np.float32(255)).reshape(1, 256)
 
@@ -80,12 +83,17 @@ def jpeg_of(rgb: np.ndarray, quality: int = 88) -> bytes:
 
 
 def resized(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """An 8-bit RGB array at ``size`` (width, height): averaged when shrunk, bicubic when
-    enlarged."""
+    """An 8-bit RGB array at ``size`` (width, height): bilinear when shrunk by at most
+    LINEAR_SHRINK, averaged when shrunk more, bicubic when enlarged."""
     if (rgb.shape[1], rgb.shape[0]) == size:
         return rgb
-    shrink = size[0] < rgb.shape[1] or size[1] < rgb.shape[0]
-    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
+    shrink = max(rgb.shape[1] / size[0], rgb.shape[0] / size[1])
+    if shrink <= 1:
+        interpolation = cv2.INTER_CUBIC
+    elif shrink <= LINEAR_SHRINK:
+        interpolation = cv2.INTER_LINEAR
+    else:
+        interpolation = cv2.INTER_AREA
     return cv2.resize(rgb, size, interpolation=interpolation)
 
 
