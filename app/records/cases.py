@@ -13,6 +13,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -25,6 +26,7 @@ from app.core.errors import RequestRefusedError
 from app.core.explanation.gallery import FieldPictures
 from app.core.model_card import CaseRuleSpec, ModelCard
 from app.core.prediction import Prediction
+from app.records.cell_writes import hold_cells
 from app.records.image_store import ImageStore
 from app.records.schema import Case, CaseField, CellCrop, FieldView, Review, utcnow
 
@@ -279,7 +281,9 @@ def add_field(
     (``app.core.explanation.gallery``); a refusal with None. ``stored_as``: the sha256 under
     which the caller has already put the photograph in ``store`` (beside the model pass).
 
-    The caller calls ``refresh`` once its photographs are all added."""
+    Its cell crops are inserted with it, in one statement for the flush
+    (``app.records.cell_writes``). The caller calls ``refresh`` once its photographs are
+    all added."""
     if pictures is None and not isinstance(outcome, RequestRefusedError):
         raise ValueError("a prediction is recorded with its pictures")
     require_open(case)
@@ -302,7 +306,7 @@ def add_field(
             "fix": getattr(outcome, "fix", None),
         }
     elif pictures is not None:
-        _record_prediction(item, outcome, pictures)
+        hold_cells(session, item, _record_prediction(item, outcome, pictures))
     if store is not None and not isinstance(outcome, RequestRefusedError):
         if stored_as is None:
             store.put(data)
@@ -311,7 +315,10 @@ def add_field(
     return item
 
 
-def _record_prediction(item: CaseField, p: Prediction, pictures: FieldPictures) -> None:
+def _record_prediction(
+    item: CaseField, p: Prediction, pictures: FieldPictures
+) -> list[dict[str, Any]]:
+    """Fill in the field's prediction; returns its cell crops as rows to insert with it."""
     item.image_format = p.image_format
     item.width, item.height = p.photograph_size
     item.state = _state(p)
@@ -339,8 +346,7 @@ def _record_prediction(item: CaseField, p: Prediction, pictures: FieldPictures) 
     item.timings = dataclasses.asdict(p.timings)
     item.thumbnail = pictures.thumbnail
     if p.cells is None:
-        item.cells = [CellCrop(index=c.index, box=c.box, image=c.jpeg) for c in pictures.cells]
-        return
+        return [{"index": c.index, "box": c.box, "image": c.jpeg} for c in pictures.cells]
     # A cell model's pictures are its own cells, in the order of its answers.
     counts = dict(p.cells.counts)
     item.checks["cells"] = {
@@ -349,16 +355,16 @@ def _record_prediction(item: CaseField, p: Prediction, pictures: FieldPictures) 
         "excluded": dict(p.cells.excluded),
         "um_per_px": p.cells.um_per_px,
     }
-    item.cells = [
-        CellCrop(
-            index=picture.index,
-            box=list(cell.box),
-            image=picture.jpeg,
-            class_id=cell.class_id,
-            probabilities={c: float(v) for c, v in cell.probabilities.items()},
-            attention=float(cell.attention),
-            status=cell.status,
-        )
+    return [
+        {
+            "index": picture.index,
+            "box": list(cell.box),
+            "image": picture.jpeg,
+            "class_id": cell.class_id,
+            "probabilities": {c: float(v) for c, v in cell.probabilities.items()},
+            "attention": float(cell.attention),
+            "status": cell.status,
+        }
         for cell, picture in zip(p.cells.cells, pictures.cells, strict=True)
     ]
 

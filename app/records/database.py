@@ -22,6 +22,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.records.cell_writes import write_cells_on_flush
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any fixed number: the PostgreSQL advisory lock that serialises migrations.
 _MIGRATION_LOCK = 74_213_901
@@ -126,4 +128,6 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    write_cells_on_flush(sessions)
+    return sessions
