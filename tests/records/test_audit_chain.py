@@ -6,8 +6,6 @@ writers append to one chain, and migration 0009 chains the events already stored
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 from app.records import audit_chain
 from app.records.audit import record
-from app.records.database import alembic_config, make_engine, session_factory, upgrade
+from app.records.database import alembic_config, session_factory, upgrade
 from tests.support.audit import tamper
 
 # The rewrites the attack used (finding 7), and the other ways SQL can overwrite a row.
@@ -42,17 +40,6 @@ POSTGRESQL_REWRITES = (
     "ON CONFLICT (id) DO UPDATE SET actor = 'mallory'",
 )
 EVERYWHERE = ("UPDATE audit_events SET actor = 'mallory'", "DELETE FROM audit_events")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'cases.sqlite3'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
 
 
 def write_events(engine: Engine, count: int, actor: str = "admin") -> None:

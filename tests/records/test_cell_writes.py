@@ -4,8 +4,6 @@ retry, and no crop in the session's identity map."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,22 +14,10 @@ from sqlalchemy.orm import Session
 from app.core.model_card import ModelCard
 from app.records.cases import new_case
 from app.records.cell_writes import hold_cells
-from app.records.database import make_engine, session_factory, upgrade
+from app.records.database import session_factory
 from app.records.schema import Case, CaseField, CellCrop
 
 CARD = ModelCard(name="lenet", version="1", input_size=224)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'cases.sqlite3'}"
-    else:
-        url = request.getfixturevalue("migrated_postgres_url")
-    engine = make_engine(url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def _field(session: Session, case: Case, position: int, n_cells: int) -> CaseField:
@@ -68,9 +54,9 @@ def _inserts(engine: Engine, table: str) -> list[str]:
     return sent
 
 
-def test_a_cases_crops_go_in_one_insert_at_the_commit(engine: Engine) -> None:
-    sent = _inserts(engine, "cell_crops")
-    with session_factory(engine)() as session:
+def test_a_cases_crops_go_in_one_insert_at_the_commit(migrated_engine: Engine) -> None:
+    sent = _inserts(migrated_engine, "cell_crops")
+    with session_factory(migrated_engine)() as session:
         case = new_case(session, "W-1", "", CARD)
         for position in range(1, 6):
             _field(session, case, position, n_cells=position % 3)  # some fields have none
@@ -78,13 +64,13 @@ def test_a_cases_crops_go_in_one_insert_at_the_commit(engine: Engine) -> None:
         session.commit()
         assert not any(isinstance(o, CellCrop) for o in session.identity_map.values())
     assert len(sent) == 1
-    crops = _crops(engine)
+    crops = _crops(migrated_engine)
     assert [(p, i) for p, i, _, _ in crops] == [(1, 1), (2, 1), (2, 2), (4, 1), (5, 1), (5, 2)]
     assert crops[2][2:] == ([0, 0, 2, 2], b"\x02" * 10)
 
 
-def test_a_clash_leaves_no_crop_and_the_retry_writes_them(engine: Engine) -> None:
-    sessions = session_factory(engine)
+def test_a_clash_leaves_no_crop_and_the_retry_writes_them(migrated_engine: Engine) -> None:
+    sessions = session_factory(migrated_engine)
     with sessions() as session:
         public_id = new_case(session, "W-2", "", CARD).public_id
         session.commit()
@@ -100,22 +86,22 @@ def test_a_clash_leaves_no_crop_and_the_retry_writes_them(engine: Engine) -> Non
         with pytest.raises(IntegrityError):
             session.commit()
         session.rollback()
-        assert _crops(engine) == []
+        assert _crops(migrated_engine) == []
         # As ``save_added`` retries: the same field objects, renumbered, added again.
         case = session.scalars(select(Case).where(Case.public_id == public_id)).one()
         for item, position in zip(fields, (2, 3), strict=True):
             item.position = position
         case.fields.extend(fields)
         session.commit()
-    assert [(p, i) for p, i, _, _ in _crops(engine)] == [(2, 1), (2, 2), (3, 1), (3, 2)]
+    assert [(p, i) for p, i, _, _ in _crops(migrated_engine)] == [(2, 1), (2, 2), (3, 1), (3, 2)]
 
 
-def test_a_later_flush_does_not_write_the_crops_twice(engine: Engine) -> None:
-    with session_factory(engine)() as session:
+def test_a_later_flush_does_not_write_the_crops_twice(migrated_engine: Engine) -> None:
+    with session_factory(migrated_engine)() as session:
         case = new_case(session, "W-4", "", CARD)
         _field(session, case, 1, n_cells=3)
         session.flush()
         case.note = "changed"
         _field(session, case, 2, n_cells=1)
         session.commit()
-    assert [(p, i) for p, i, _, _ in _crops(engine)] == [(1, 1), (1, 2), (1, 3), (2, 1)]
+    assert [(p, i) for p, i, _, _ in _crops(migrated_engine)] == [(1, 1), (1, 2), (1, 3), (2, 1)]

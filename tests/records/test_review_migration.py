@@ -5,7 +5,6 @@ restated under the screening rule."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +17,6 @@ from app.records.database import (
     alembic_config,
     current_revision,
     head_revision,
-    make_engine,
     upgrade,
 )
 
@@ -34,17 +32,6 @@ OLD_RULE = {
 }
 BENIGN = {"benign": 0.9, "early_pre_b": 0.04, "pre_b": 0.03, "pro_b": 0.03}
 PRE_B = {"benign": 0.1, "early_pre_b": 0.05, "pre_b": 0.8, "pro_b": 0.05}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'cases.sqlite3'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
 
 
 def _tables(engine: Engine) -> dict[str, sa.Table]:

@@ -3,35 +3,18 @@ request commits one (then the token's last use goes with it, at most once a minu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 
 from app.records import accounts
 from app.records.schema import ApiToken, utcnow
 from tests.support.accounts import token_for
 from tests.support.server import multipart
-
-
-@contextmanager
-def statements(app: Flask) -> Iterator[list[str]]:
-    """The SQL the app sends while inside."""
-    sent: list[str] = []
-    engine = app.extensions["records"].engine
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        sent.append(" ".join(statement.split()))
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+from tests.support.statements import statements
 
 
 def public_id(token: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from tests.support.accounts import signed_in
-from tests.web.test_api_token_reads import statements
+from tests.support.statements import statements
 
 
 def test_a_signed_in_page_reads_its_sign_in_with_its_user_in_one_select(app: Flask) -> None:
