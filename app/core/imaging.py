@@ -5,10 +5,14 @@ from __future__ import annotations
 import io
 import threading
 import weakref
+from collections.abc import Callable
+from typing import TypeVar, cast
 
 import cv2
 import numpy as np
 from PIL import Image
+
+T = TypeVar("T")
 
 # Long side of the explanation pictures (Grad-CAM overlay, cell outlines).
 DISPLAY_SIDE = 512
@@ -44,25 +48,52 @@ def unit_floats(pixels: np.ndarray) -> np.ndarray:
     return np.asarray(cv2.LUT(u8.reshape(-1, 1), _UNIT)).reshape(u8.shape)
 
 
+# Pictures up to this many pixels keep their made arrays and resizes while they live (a
+# field's steps share them); a photograph's full-size copy would cost its own size again.
+MEMO_MAX_PIXELS = 1_000_000
+
 _lock = threading.Lock()
-_resized: dict[int, dict[tuple[int, int], Image.Image]] = {}
+_memos: dict[int, dict[object, object]] = {}
+
+
+def _memo(image: Image.Image, key: object, make: Callable[[], T]) -> T:
+    """``make()``, made once per image and key while the image lives (small images only);
+    for images nobody changes once decoded."""
+    if image.width * image.height > MEMO_MAX_PIXELS:
+        return make()
+    ident = id(image)
+    with _lock:
+        made = _memos.get(ident, {}).get(key)
+    if made is not None:
+        return cast(T, made)
+    made = make()
+    with _lock:
+        if ident not in _memos:
+            _memos[ident] = {}
+            weakref.finalize(image, _memos.pop, ident, None)
+        _memos[ident][key] = made
+    return made
 
 
 def bilinear(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     """``image.resize(size, BILINEAR)``, made once per image and size while the image lives:
     the scale check and the gallery's segmentation both look at a field at 128 px."""
-    key = id(image)
-    with _lock:
-        made = _resized.get(key, {}).get(size)
-    if made is not None:
-        return made
-    made = image.resize(size, Image.Resampling.BILINEAR)
-    with _lock:
-        if key not in _resized:
-            _resized[key] = {}
-            weakref.finalize(image, _resized.pop, key, None)
-        _resized[key][size] = made
-    return made
+    return _memo(image, size, lambda: image.resize(size, Image.Resampling.BILINEAR))
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    """``np.asarray(image)``, read-only, made once per image while it lives: the guard's
+    statistics, the thumbnail and the cell crops all read a field's pixels (Pillow's own
+    array export copies them each time, a third slower than its byte string)."""
+    return _memo(image, "pixels", lambda: _array(image))
+
+
+def _array(image: Image.Image) -> np.ndarray:
+    if image.mode not in ("RGB", "L"):
+        return np.asarray(image)
+    bands = len(image.getbands())
+    flat = np.frombuffer(image.tobytes(), np.uint8)
+    return flat.reshape((image.height, image.width, bands) if bands > 1 else image.size[::-1])
 
 
 def jpeg_bytes(image: Image.Image, quality: int = 88) -> bytes:

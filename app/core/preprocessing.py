@@ -21,7 +21,7 @@ from pillow_heif import register_heif_opener
 
 from app.core.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
 from app.core.formats import ALLOWED_FORMATS, FORMAT_NAMES, claimed_format
-from app.core.imaging import unit_floats
+from app.core.imaging import pixels, unit_floats
 from app.core.model_card import ScaleSpec
 from app.core.scale import ScaleCheck, check_scale
 
@@ -245,7 +245,7 @@ def to_model_input(image: Image.Image, input_size: int) -> np.ndarray:
         image = to_rgb(image)
     if image.size != (input_size, input_size):
         image = image.resize((input_size, input_size), RESAMPLE)
-    return unit_floats(np.asarray(image))
+    return unit_floats(pixels(image))
 
 
 def preprocess(source: ImageSource, input_size: int) -> np.ndarray:

@@ -36,11 +36,11 @@ from app.core.explanation.segmentation import (
     segment,
     split_cells,
 )
-from app.core.guards.image_stats import field_statistics
+from app.core.guards.image_stats import STATS_SIZE, field_statistics
 from app.core.imaging import downscale, unit_floats
 from app.core.masks import without_small
 from app.core.preprocessing import load_image, to_model_input
-from app.core.scale import measure_cells
+from app.core.scale import illumination, least_squares, measure_cells
 from tests.support.images import ImageFactory, smear_images
 from tests.support.models import data_root
 from tests.unit import image_ops_before as before
@@ -252,6 +252,27 @@ def test_gallery_crops_match_by_count_box_and_pixels(fields: Fields) -> None:
     assert max(counts, default=0) <= 1, counts
     assert sum(counts) <= 0.05 * len(counts), counts
     assert np.mean(np.array(ious) >= BOX_IOU) >= 0.97, f"box IoUs {sorted(ious)[:5]}"
+
+
+@pytest.mark.parametrize("fields", SETS)
+def test_the_illumination_surface_is_pillows_but_for_a_last_bit(fields: Fields) -> None:
+    # OpenCV's solver and enlargement in place of LAPACK's and Pillow's, at both sizes
+    # the scale check and the guard take.
+    for image in fields():
+        for side in (128, STATS_SIZE):
+            rgb = unit_floats(np.asarray(image.convert("RGB").resize((side, side))))
+            lum = (rgb[..., 0] + rgb[..., 1] + rgb[..., 2]) / np.float32(3)
+            new, old = illumination(lum), before.illumination(lum)
+            assert np.abs(new / old - 1).max() <= 2.5e-7  # two float32 steps at most
+            assert np.count_nonzero(new != old) <= 0.005 * new.size
+
+
+def test_least_squares_are_numpys() -> None:
+    rng = np.random.default_rng(3)
+    design = rng.normal(size=(144, 15))
+    values = rng.normal(size=144).astype(np.float32)
+    expected = np.linalg.lstsq(design, values, rcond=None)[0]
+    assert np.allclose(least_squares(design, values), expected, rtol=1e-9, atol=1e-12)
 
 
 def test_unit_floats_are_the_division_by_255_to_the_bit() -> None:

@@ -27,7 +27,7 @@ from app.core.cells.detect import (
 )
 from app.core.cells.stain import stain_scale, stained, white_point
 from app.core.errors import CaptureError
-from app.core.imaging import unit_floats
+from app.core.imaging import pixels, unit_floats
 from app.core.scale import MIN_SIDE, UNMEASURABLE_FIX, measure_cells
 
 CROP_PX = 64
@@ -90,13 +90,13 @@ def read_photograph(image: Image.Image) -> FieldCells:
 
 def read_field(image: Image.Image, rbc_px: float) -> FieldCells:
     """The leukocytes of an RGB photograph whose red cells measure ``rbc_px`` pixels."""
-    pixels = np.asarray(normalise_scale(image, rbc_px))
-    mask = leukocyte_mask(pixels)
+    rgb8 = pixels(normalise_scale(image, rbc_px))
+    mask = leukocyte_mask(rgb8)
     found = sorted(find_cells(mask), key=lambda c: -c.area_rbc)
     used = [c for c in found if c.used][:MAX_CELLS]
-    rgb = unit_floats(pixels)
+    rgb = unit_floats(rgb8)
     white = white_point(rgb, mask)
-    pictures = cut(pixels, [c.centre for c in used])
+    pictures = cut(rgb8, [c.centre for c in used])
     # The stain's factors come from the whole field; only the crops are normalised.
     crops = stained(unit_floats(pictures), white, stain_scale(rgb, mask, white))
     return FieldCells(

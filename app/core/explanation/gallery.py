@@ -16,7 +16,7 @@ from PIL import Image
 
 from app.core.cells.crops import FieldCells
 from app.core.explanation.segmentation import segment
-from app.core.imaging import jpeg_of, resized
+from app.core.imaging import jpeg_of, pixels, resized
 from app.core.prediction import Prediction
 from app.core.preprocessing import photograph_size
 
@@ -108,7 +108,7 @@ def cell_crops(field_image: Image.Image, limit: int = MAX_CELLS) -> list[CellPic
 
 
 def _rgb(image: Image.Image) -> np.ndarray:
-    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+    return pixels(image) if image.mode == "RGB" else np.asarray(image.convert("RGB"))
 
 
 def _window(rgb: np.ndarray, left: int, top: int, right: int, bottom: int) -> np.ndarray:

@@ -26,7 +26,7 @@ from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
 from app.core import masks
-from app.core.imaging import DISPLAY_SIDE, downscale, png_bytes
+from app.core.imaging import DISPLAY_SIDE, downscale, pixels, png_bytes
 
 # Long side of the working image; keeps huge uploads to a few milliseconds.
 WORK_SIDE = 256
@@ -250,7 +250,7 @@ def segment(image: Image.Image, work_side: int = WORK_SIDE) -> Segmentation:
     Returns the mask at the image's own size and one ``Cell`` per leukocyte
     (bounding box, area and centroid in the image's pixel coordinates).
     """
-    small = foreground_mask(np.asarray(downscale(image, work_side)))
+    small = foreground_mask(pixels(downscale(image, work_side)))
     labels = split_cells(small)
     width, height = image.size
     sx, sy = width / small.shape[1], height / small.shape[0]

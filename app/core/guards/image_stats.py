@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from app.core.imaging import unit_floats
+from app.core.imaging import pixels, unit_floats
 from app.core.preprocessing import to_model_input
 from app.core.ranks import median, quantile
 from app.core.scale import flattening
@@ -117,6 +117,6 @@ def field_statistics(image: Image.Image) -> np.ndarray:
     """``image_statistics`` of a PIL image at the fixed STATS_SIZE, balanced first."""
     if image.mode == "RGB" and image.size == (STATS_SIZE, STATS_SIZE):
         # Already at the size: the 8-bit planes scaled as to_model_input scales them.
-        planes = [unit_floats(p) for p in cv2.split(np.asarray(image))]
+        planes = [unit_floats(p) for p in cv2.split(pixels(image))]
         return _statistics(_balanced_planes((planes[0], planes[1], planes[2])))
     return _statistics(_balanced_planes(to_model_input(image, STATS_SIZE)))
