@@ -48,9 +48,9 @@ def unit_floats(pixels: np.ndarray) -> np.ndarray:
     return np.asarray(cv2.LUT(u8.reshape(-1, 1), _UNIT)).reshape(u8.shape)
 
 
-# Pictures up to this many pixels keep their made arrays and resizes while they live (a
-# field's steps share them); a photograph's full-size copy would cost its own size again.
-MEMO_MAX_PIXELS = 1_000_000
+# Pictures up to this many pixels (a 500 px square) keep their made arrays and resizes while
+# they live, for a field's steps to share; a large photograph's copy would cost its size again.
+MEMO_MAX_PIXELS = 250_000
 
 _lock = threading.Lock()
 _memos: dict[int, dict[object, object]] = {}
