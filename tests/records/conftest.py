@@ -19,9 +19,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         url = f"sqlite:///{tmp_path / 'cases.sqlite3'}"
     else:
         url = request.getfixturevalue("postgres_url")
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
+    yield from _engine_for(url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -35,6 +33,10 @@ def migrated_engine(
         url = f"sqlite:///{path}"
     else:
         url = request.getfixturevalue("migrated_postgres_url")
+    yield from _engine_for(url)
+
+
+def _engine_for(url: str) -> Iterator[Engine]:
     engine = make_engine(url)
     yield engine
     engine.dispose()
