@@ -1,16 +1,17 @@
 """One process-wide pool of threads for per-image work (decoding, statistics, crops).
 
-NumPy, Pillow and scikit-image release the GIL in their heavy loops, so a case's
-photographs are worked on by as many threads as the machine has cores
-(``parallel_map``). TensorFlow releases it for a whole model pass, so work that
-``start`` hands to the threads before a pass goes on while the pass runs.
+OpenCV, Pillow and most of NumPy release the GIL in their heavy loops, so a case's
+photographs are worked on by as many threads as the machine has cores (``parallel_map``);
+NumPy's LAPACK calls keep it, so the per-field work makes none. Their Python glue still
+holds it, so two threads run a field's steps well short of twice as fast as one.
+TensorFlow releases it for a whole model pass, so work that ``start`` hands to the threads
+before a pass goes on while the pass runs.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
@@ -40,25 +41,18 @@ def parallel_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
 
 
 class Pending(Generic[R]):
-    """Results being worked out on the pool; ``results`` waits for them, in order."""
+    """Results being worked out on the pool, taken one at a time as each is ready."""
 
-    def __init__(self, futures: list[Future[tuple[R, float]]]) -> None:
+    def __init__(self, futures: list[Future[R]]) -> None:
         self._futures = futures
 
     def __len__(self) -> int:
         return len(self._futures)
 
     def result(self, index: int) -> R:
-        """Item ``index``'s result, as soon as it is ready (the others may still be running)."""
-        return self._futures[index].result()[0]
-
-    def results(self) -> list[R]:
-        """The results in the items' order; an item's exception is raised here."""
-        return [f.result()[0] for f in self._futures]
-
-    def seconds(self) -> list[float]:
-        """How long each item's own work took (waits for it)."""
-        return [f.result()[1] for f in self._futures]
+        """Item ``index``'s result, as soon as it is ready (the others may still be running);
+        its exception is raised here."""
+        return self._futures[index].result()
 
 
 def start(fn: Callable[..., R], *iterables: Iterable[Any]) -> Pending[R]:
@@ -70,26 +64,20 @@ def start(fn: Callable[..., R], *iterables: Iterable[Any]) -> Pending[R]:
     if len(calls) < 2:
         return Pending([_done(fn, args) for args in calls])
     pool = _executor()
-    return Pending([pool.submit(_timed, fn, *args) for args in calls])
+    return Pending([pool.submit(fn, *args) for args in calls])
 
 
 def later(fn: Callable[..., R], *args: Any) -> Pending[R]:
     """``fn(*args)`` on the pool, beside the caller, even as a single call: work that
     follows other work a request has already queued there."""
-    return Pending([_executor().submit(_timed, fn, *args)])
+    return Pending([_executor().submit(fn, *args)])
 
 
-def _timed(fn: Callable[..., R], *args: Any) -> tuple[R, float]:
-    begin = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - begin
-
-
-def _done(fn: Callable[..., R], args: tuple[Any, ...]) -> Future[tuple[R, float]]:
-    future: Future[tuple[R, float]] = Future()
+def _done(fn: Callable[..., R], args: tuple[Any, ...]) -> Future[R]:
+    future: Future[R] = Future()
     try:
-        future.set_result(_timed(fn, *args))
-    except Exception as exc:  # raised by results(), as from the pool
+        future.set_result(fn(*args))
+    except Exception as exc:  # raised by result(), as from the pool
         future.set_exception(exc)
     return future
 
