@@ -19,9 +19,13 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
+IMAGES = "images"
+# A single request's follow-up work gets threads of its own: on the image threads it could
+# wait behind a case's queued photographs.
+BESIDE = "beside"
+
 _lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-_pool_pid = 0
+_pools: dict[str, tuple[int, ThreadPoolExecutor]] = {}
 
 
 def workers() -> int:
@@ -73,6 +77,12 @@ def later(fn: Callable[..., R], *args: Any) -> Pending[R]:
     return Pending([_executor().submit(fn, *args)])
 
 
+def beside(fn: Callable[..., R], *args: Any) -> Pending[R]:
+    """``fn(*args)`` on a thread while the caller goes on (a single photograph's statistics
+    while its model call runs), on threads no case's queued work ever fills."""
+    return Pending([_executor(BESIDE).submit(fn, *args)])
+
+
 def _done(fn: Callable[..., R], args: tuple[Any, ...]) -> Future[R]:
     future: Future[R] = Future()
     try:
@@ -82,11 +92,11 @@ def _done(fn: Callable[..., R], args: tuple[Any, ...]) -> Future[R]:
     return future
 
 
-def _executor() -> ThreadPoolExecutor:
-    global _pool, _pool_pid
+def _executor(name: str = IMAGES) -> ThreadPoolExecutor:
     with _lock:
+        pid, pool = _pools.get(name, (0, None))
         # A pool made before a fork (gunicorn's preloading) has no threads in the child.
-        if _pool is None or _pool_pid != os.getpid():
-            _pool = ThreadPoolExecutor(max_workers=workers(), thread_name_prefix="images")
-            _pool_pid = os.getpid()
-        return _pool
+        if pool is None or pid != os.getpid():
+            pool = ThreadPoolExecutor(max_workers=workers(), thread_name_prefix=name)
+            _pools[name] = (os.getpid(), pool)
+        return pool

@@ -20,7 +20,7 @@ from PIL import Image
 
 from app.core.errors import AnalysisRefusedError
 from app.core.guards.image_stats import field_statistics
-from app.core.parallel import Pending, later, start
+from app.core.parallel import Pending, beside, later, start
 from app.core.prediction import Prediction
 
 D = TypeVar("D")
@@ -61,26 +61,27 @@ def analyse(
     """Each item's prediction or refusal, with what ``follow(index, decoded)`` gave for it.
 
     ``statistics_of`` picks the image the guard's statistics are taken of (None: the model
-    has no guard). One item is worked on by the caller alone, as a single request is."""
+    has no guard). One item is decoded by the caller, and its follow-up work runs beside
+    its model call on threads of their own (``parallel.beside``), not behind a case's."""
     decoding = start(decode, items)
     single = len(items) < 2
     results: list[tuple[Outcome, T | None] | None] = [None] * len(items)
     for begin in range(0, len(items), batch):
         run = new_run()
         placed: list[int] = []
-        following: list[Pending[Measured[T]] | Measured[T]] = []
+        following: list[Pending[Measured[T]]] = []
         for i in range(begin, min(len(items), begin + batch)):
             decoded = decoding.result(i)
             if isinstance(decoded, AnalysisRefusedError):
                 results[i] = (decoded, None)
                 continue
             if single:
-                following.append(_follow_up(statistics_of, follow, i, decoded))
+                following.append(beside(_follow_up, statistics_of, follow, i, decoded))
             else:
                 following.append(later(_follow_up, statistics_of, follow, i, decoded))
             run.add(decoded)
             placed.append(i)
-        measured = [m if isinstance(m, Measured) else m.result(0) for m in following]
+        measured = [m.result(0) for m in following]
         predictions = run.finish(measured)
         for i, prediction, m in zip(placed, predictions, measured, strict=True):
             results[i] = (prediction, m.extra)

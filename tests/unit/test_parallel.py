@@ -59,7 +59,7 @@ def test_a_forked_process_makes_its_own_pool(monkeypatch) -> None:
 
 def test_started_work_runs_beside_the_caller_and_keeps_order(monkeypatch) -> None:
     monkeypatch.setenv("IMAGE_THREADS", "1")
-    monkeypatch.setattr(parallel, "_pool", None)  # one thread, as in a busy server's worker
+    monkeypatch.setattr(parallel, "_pools", {})  # one thread, as in a busy server's worker
     release = threading.Event()
 
     def wait_then_square(n: int) -> int:

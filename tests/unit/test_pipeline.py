@@ -93,7 +93,7 @@ def test_the_model_gets_the_first_photograph_while_later_ones_are_decoded() -> N
     assert [o[0] for o in out] == [(d, None) for d in ("first", "x", "y", "last")]
 
 
-def test_follow_up_work_runs_on_the_image_threads_and_a_single_item_on_the_caller() -> None:
+def test_follow_up_work_runs_on_the_image_threads_and_the_model_on_the_caller() -> None:
     names: set[str] = set()
 
     def follow(index: int, decoded: str) -> str:
@@ -102,8 +102,42 @@ def test_follow_up_work_runs_on_the_image_threads_and_a_single_item_on_the_calle
     out = analyse([b"a", b"b", b"c"], decode, lambda: FakeRun([], names), 64, None, follow)
     assert all(extra is not None and extra.startswith("images") for _, extra in out)
     assert names == {threading.current_thread().name}  # the model runs on the caller
-    (alone,) = analyse([b"a"], decode, lambda: FakeRun([], set()), 64, None, follow)
-    assert alone[1] == threading.current_thread().name
+
+
+def test_a_single_photographs_follow_up_runs_beside_its_model_call() -> None:
+    # Each side waits for the other to have begun: done one after the other, neither would.
+    following, modelling = threading.Event(), threading.Event()
+
+    class WaitingRun(FakeRun):
+        def add(self, decoded: Any) -> None:
+            modelling.set()
+            assert following.wait(WAIT), "the follow-up waited for the model call"
+            super().add(decoded)
+
+    def follow(index: int, decoded: str) -> str:
+        following.set()
+        assert modelling.wait(WAIT), "the model call waited for the follow-up"
+        return threading.current_thread().name
+
+    out: list[Any] = analyse([b"a"], decode, lambda: WaitingRun([], set()), 64, None, follow)
+    ((outcome, thread),) = out
+    assert outcome == ("a", thread)
+    assert thread.startswith("beside")
+
+
+def test_a_single_photograph_never_waits_behind_a_cases_queued_work(monkeypatch) -> None:
+    monkeypatch.setenv("IMAGE_THREADS", "1")
+    monkeypatch.setattr(parallel, "_pools", {})
+    release = threading.Event()
+    case = parallel.start(lambda _: release.wait(WAIT), range(3))  # the image thread is busy
+    try:
+        ((_, extra),) = analyse(
+            [b"a"], decode, lambda: FakeRun([], set()), 64, None, lambda i, d: d.upper()
+        )
+        assert extra == "A"
+    finally:
+        release.set()
+    assert case.result(2)
 
 
 def test_the_guard_statistics_are_the_images_own() -> None:
@@ -125,6 +159,6 @@ def test_an_error_in_follow_up_work_is_raised(monkeypatch) -> None:
     def fail(index: int, decoded: str) -> str:
         raise OSError("disk full")
 
-    monkeypatch.setattr(parallel, "_pool", None)
+    monkeypatch.setattr(parallel, "_pools", {})
     with pytest.raises(OSError, match="disk full"):
         analyse([b"a", b"b"], decode, lambda: FakeRun([], set()), 64, None, fail)
