@@ -46,8 +46,9 @@ class Run(Protocol[D_contra]):
     def add(self, decoded: D_contra) -> None:
         """Take the next photograph (the model may run on it now, or on several later)."""
 
-    def finish(self, measured: Sequence[Measured[Any]]) -> list[Prediction]:
-        """The predictions of the photographs added, in order, from their follow-up work."""
+    def finish(self, measured: Callable[[], Sequence[Measured[Any]]]) -> list[Prediction]:
+        """The predictions of the photographs added, in order, from their follow-up work;
+        ``measured()`` waits for that work, so a run's last model work goes first."""
 
 
 def analyse(
@@ -81,11 +82,24 @@ def analyse(
                 following.append(later(_follow_up, statistics_of, follow, i, decoded))
             run.add(decoded)
             placed.append(i)
-        measured = [m.result(0) for m in following]
+        measured = FollowUps(following)
         predictions = run.finish(measured)
-        for i, prediction, m in zip(placed, predictions, measured, strict=True):
+        for i, prediction, m in zip(placed, predictions, measured(), strict=True):
             results[i] = (prediction, m.extra)
     return [r for r in results if r is not None]
+
+
+class FollowUps(Generic[T]):
+    """A batch's follow-up work, waited for on the first call."""
+
+    def __init__(self, following: list[Pending[Measured[T]]]) -> None:
+        self._following = following
+        self._done: list[Measured[T]] | None = None
+
+    def __call__(self) -> list[Measured[T]]:
+        if self._done is None:
+            self._done = [m.result(0) for m in self._following]
+        return self._done
 
 
 def _follow_up(

@@ -309,7 +309,8 @@ class _FieldRun:
         self._model_ms.append(_ms(start, time.perf_counter()))
         self._decoded.append(decoded)
 
-    def finish(self, measured: Sequence[Measured[Any]]) -> list[Prediction]:
+    def finish(self, follow_ups: Callable[[], Sequence[Measured[Any]]]) -> list[Prediction]:
+        measured = follow_ups()  # the network already ran on each photograph, in ``add``
         if not self._decoded:
             return []
         loaded, guard = self._served.model, self._served.guard

@@ -5,7 +5,7 @@ guard's statistics, the caller's pictures) on the image threads."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,9 +35,9 @@ class FakeRun:
         self.threads.add(threading.current_thread().name)
         self.added.append(decoded)
 
-    def finish(self, measured: Sequence[Measured[Any]]) -> list[Prediction]:
-        assert len(measured) == len(self.added)
-        return [(d, m.extra) for d, m in zip(self.added, measured, strict=True)]  # type: ignore[misc]
+    def finish(self, measured: Callable[[], Sequence[Measured[Any]]]) -> list[Prediction]:
+        assert len(measured()) == len(self.added)
+        return [(d, m.extra) for d, m in zip(self.added, measured(), strict=True)]  # type: ignore[misc]
 
 
 def decode(data: bytes) -> str | ImageDecodeError:
@@ -125,6 +125,29 @@ def test_a_single_photographs_follow_up_runs_beside_its_model_call() -> None:
     assert thread.startswith("beside")
 
 
+@pytest.mark.parametrize("items", [[b"a"], [b"a", b"b", b"c"]])
+def test_a_runs_last_model_work_goes_on_while_the_follow_up_work_does(
+    items: list[bytes],
+) -> None:
+    # A cell model runs its last cells in ``finish``: the follow-ups are not awaited first.
+    following, modelling = threading.Event(), threading.Event()
+
+    class LastWorkRun(FakeRun):
+        def finish(self, measured: Callable[[], Sequence[Measured[Any]]]) -> list[Prediction]:
+            modelling.set()
+            assert following.wait(WAIT), "the follow-up work was awaited before the model's"
+            return super().finish(measured)
+
+    def follow(index: int, decoded: str) -> str:
+        if index == len(items) - 1:
+            following.set()
+            assert modelling.wait(WAIT), "the model's last work waited for the follow-up"
+        return decoded
+
+    out: list[Any] = analyse(items, decode, lambda: LastWorkRun([], set()), 64, None, follow)
+    assert [extra for _, extra in out] == [i.decode() for i in items]
+
+
 def test_a_single_photograph_never_waits_behind_a_cases_queued_work(monkeypatch) -> None:
     monkeypatch.setenv("IMAGE_THREADS", "1")
     monkeypatch.setattr(parallel, "_pools", {})
@@ -144,8 +167,8 @@ def test_the_guard_statistics_are_the_images_own() -> None:
     images = [ImageFactory.smear((224, 224), seed=s) for s in range(3)]
 
     class StatsRun(FakeRun):
-        def finish(self, measured: Sequence[Measured[Any]]) -> list[Prediction]:
-            return [m.stats for m in measured]  # type: ignore[misc]
+        def finish(self, measured: Callable[[], Sequence[Measured[Any]]]) -> list[Prediction]:
+            return [m.stats for m in measured()]  # type: ignore[misc]
 
     def by_index(data: bytes) -> Image.Image:
         return images[int(data)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,8 +199,9 @@ class CellRun:
         if sum(len(d.cells.crops) for d in self._waiting) >= RUN_CROPS:
             self._run()
 
-    def finish(self, measured: Sequence[Measured[Any]]) -> list[Prediction]:
-        self._run()
+    def finish(self, follow_ups: Callable[[], Sequence[Measured[Any]]]) -> list[Prediction]:
+        self._run()  # the last cells through the network while the follow-up work goes on
+        measured = follow_ups()
         return [
             self._served.prediction(d, own, m.stats if m.stats is None else m.stats[None], ms)
             for (d, own, ms), m in zip(self._done, measured, strict=True)
