@@ -1,4 +1,4 @@
-"""One process-wide pool of threads for per-image work (decoding, statistics, crops).
+"""Process-wide pools of threads for per-image work (decoding, statistics, crops).
 
 OpenCV, Pillow and most of NumPy release the GIL in their heavy loops, so a case's
 photographs are worked on by as many threads as the machine has cores (``parallel_map``);
@@ -72,8 +72,8 @@ def start(fn: Callable[..., R], *iterables: Iterable[Any]) -> Pending[R]:
 
 
 def later(fn: Callable[..., R], *args: Any) -> Pending[R]:
-    """``fn(*args)`` on the pool, beside the caller, even as a single call: work that
-    follows other work a request has already queued there."""
+    """``fn(*args)`` on the image threads while the caller goes on, even as a single call:
+    work that follows other work a request has already queued there."""
     return Pending([_executor().submit(fn, *args)])
 
 
