@@ -13,6 +13,7 @@ from typing import TextIO
 
 from training.commands import (
     Command,
+    blocks_ensemble,
     blocks_report,
     capture,
     cases,
@@ -61,6 +62,7 @@ COMMANDS: tuple[Command, ...] = (
     cell_blocks,
     field_blocks,
     blocks_report,
+    blocks_ensemble,
     stain_robustness,
     train_cells,
     export_labels,
