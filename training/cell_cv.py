@@ -37,15 +37,19 @@ class CrossValidation:
     config: dict[str, Any]
     folds: list[dict[str, Any]]
     records: list[dict[str, Any]]
+    views: int = 1
 
     def save(self, models_dir: Path, samples: Sequence[Sample]) -> Path:
-        """``models/blocks/<model>.json`` with both roles' figures and every record."""
-        out = models_dir / RESULTS_DIR / f"{self.model}.json"
+        """``models/blocks/<model>.json`` (``<model>.views8.json`` when each cell was scored
+        in its eight orientations) with both roles' figures and every record."""
+        name = self.model if self.views == 1 else f"{self.model}.views{self.views}"
+        out = models_dir / RESULTS_DIR / f"{name}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         summary = {
             "model": self.model,
             "unit": self.unit,
             "k": self.k,
+            "views": self.views,
             "held_out": summarise(self.records, samples, "test"),
             "validation": summarise(self.records, samples, "val"),
             "config": self.config,
@@ -75,10 +79,14 @@ def record(
 
 
 def cross_validate_cells(
-    samples: Sequence[Sample], bags: Bags, config: CellTrainConfig, k: int = 5
-) -> CrossValidation:
-    """Train and score ``config.model`` on each of the k block folds."""
-    records, folds = [], []
+    samples: Sequence[Sample], bags: Bags, config: CellTrainConfig, k: int = 5, views: int = 1
+) -> list[CrossValidation]:
+    """Train and score ``config.model`` on each of the k block folds: scored on each cell as
+    it is, and also on the mean of its eight orientations when ``views`` is 8 (a second
+    result, from the same trained folds)."""
+    records: list[dict[str, Any]] = []
+    viewed: list[dict[str, Any]] = []
+    folds = []
     for plan in fold_plans(samples, k):
         log.info(
             "[%s] fold %d of %d: train %d, val %d, held out %d fields",
@@ -91,12 +99,13 @@ def cross_validate_cells(
         )
         model, history, seconds = fit_cell_model(config, bags, plan.train, plan.val)
         for role, indices in (("val", plan.val), ("test", plan.test)):
-            outputs = field_outputs(model, bags, indices)
-            for i, out in zip(indices, outputs, strict=True):
-                probabilities = None if out.logits is None else softmax(out.logits[None])[0]
-                records.append(
-                    record(samples[i], plan.fold, role, probabilities, bags.count(int(i)))
-                )
+            for n, into in ((1, records), (views, viewed)) if views > 1 else ((1, records),):
+                outputs = field_outputs(model, bags, indices, n)
+                for i, out in zip(indices, outputs, strict=True):
+                    probabilities = None if out.logits is None else softmax(out.logits[None])[0]
+                    into.append(
+                        record(samples[i], plan.fold, role, probabilities, bags.count(int(i)))
+                    )
         held = [r for r in records if r["fold"] == plan.fold and r["role"] == "test"]
         accuracy = np.mean(
             [
@@ -115,6 +124,8 @@ def cross_validate_cells(
                 "held_out_accuracy": round(float(accuracy), 4),
             }
         )
-    return CrossValidation(
-        config.model, architecture(config.model).unit, k, config.describe(), folds, records
-    )
+    unit, described = architecture(config.model).unit, config.describe()
+    results = [CrossValidation(config.model, unit, k, described, folds, records)]
+    if views > 1:
+        results.append(CrossValidation(config.model, unit, k, described, folds, viewed, views))
+    return results

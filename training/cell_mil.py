@@ -173,11 +173,17 @@ class FieldOutputs:
     cell_scores: np.ndarray
 
 
-def field_outputs(cell_model: keras.Model, bags: Bags, indices: np.ndarray) -> list[FieldOutputs]:
-    """Every cell of the fields through the cell model, pooled per field (``pool``)."""
+def field_outputs(
+    cell_model: keras.Model, bags: Bags, indices: np.ndarray, views: int = 1
+) -> list[FieldOutputs]:
+    """Every cell of the fields through the cell model, pooled per field (``pool``); with
+    ``views`` 8, each cell's logits and attention score are the mean of its eight flips and
+    quarter turns (a cell has no up or down)."""
     parts = [bags.cells(int(i)) for i in indices]
     crops = np.concatenate(parts) if parts else np.zeros((0, CROP_PX, CROP_PX, 3), np.uint8)
-    logits, scores = _run(cell_model, crops)
+    runs = [_run(cell_model, np.ascontiguousarray(v)) for v in orientations(crops, views)]
+    logits = np.mean([r[0] for r in runs], axis=0)
+    scores = np.mean([r[1] for r in runs], axis=0)
     out, start = [], 0
     for part in parts:
         end = start + len(part)
@@ -186,6 +192,17 @@ def field_outputs(cell_model: keras.Model, bags: Bags, indices: np.ndarray) -> l
         out.append(FieldOutputs(pooled, cell_logits, cell_scores))
         start = end
     return out
+
+
+def orientations(crops: np.ndarray, views: int) -> list[np.ndarray]:
+    """Crops (n, S, S, 3) as they are (``views`` 1), or in each of their eight flips and
+    quarter turns (``views`` 8)."""
+    if views == 1:
+        return [crops]
+    if views != 8:
+        raise ValueError(f"views must be 1 or 8, got {views}")
+    turned = [np.rot90(crops, k, axes=(1, 2)) for k in range(4)]
+    return [v for t in turned for v in (t, t[:, :, ::-1])]
 
 
 def _run(

@@ -14,6 +14,7 @@ from training.cell_mil import (
     field_outputs,
     fit_cell_model,
     hed_jitter,
+    orientations,
 )
 
 YY, XX = np.mgrid[:CROP_PX, :CROP_PX] - CROP_PX / 2
@@ -92,3 +93,41 @@ def test_a_cell_model_learns_which_cell_makes_a_field_malignant() -> None:
             blast = int(np.argmax([(c[..., 0] < 160).sum() for c in crops]))
             blasts_found.append(int(np.argmax(out.cell_scores)) == blast)
     assert np.mean(blasts_found) >= 0.8
+
+
+def test_eight_views_make_a_fields_answer_the_same_however_its_cells_are_turned() -> None:
+    from training.architectures import architecture
+
+    tf.keras.utils.set_random_seed(3)
+    model = architecture("cell_lenet").build()
+    bags = synthetic_bags(4, seed=5)
+    turned = Bags(
+        crops=np.ascontiguousarray(np.rot90(bags.crops, 1, axes=(1, 2))[:, :, ::-1]),
+        offsets=bags.offsets,
+        labels=bags.labels,
+        excluded=bags.excluded,
+        unmeasured=bags.unmeasured,
+    )
+    fields = np.arange(4)
+    for as_is, other in zip(
+        field_outputs(model, bags, fields, views=8),
+        field_outputs(model, turned, fields, views=8),
+        strict=True,
+    ):
+        assert as_is.logits is not None
+        assert other.logits is not None
+        np.testing.assert_allclose(as_is.logits, other.logits, atol=1e-4)
+        np.testing.assert_allclose(as_is.cell_scores, other.cell_scores, atol=1e-4)
+    # One view is not invariant: the check above could fail.
+    single = field_outputs(model, bags, fields)[0].cell_logits
+    single_turned = field_outputs(model, turned, fields)[0].cell_logits
+    assert np.abs(single - single_turned).max() > 1e-3
+
+
+def test_the_eight_orientations_are_the_flips_and_quarter_turns() -> None:
+    crop = np.arange(2 * 3 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3, 3)
+    views = orientations(crop, 8)
+    assert len(views) == 8
+    assert len({v.tobytes() for v in views}) == 8
+    np.testing.assert_array_equal(views[0], crop)
+    assert orientations(crop, 1)[0] is crop

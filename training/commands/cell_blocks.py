@@ -20,6 +20,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=CellTrainConfig.epochs)
     parser.add_argument("--seed", type=int, default=CellTrainConfig.seed)
+    parser.add_argument(
+        "--views",
+        type=int,
+        choices=(1, 8),
+        default=1,
+        help="8: also score each cell as the mean of its eight flips and quarter turns "
+        "(models/blocks/<model>.views8.json)",
+    )
     options.cache_dir(parser)
 
 
@@ -39,17 +47,18 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             learning_rate=architecture(name).learning_rate,
         )
-        result = cross_validate_cells(samples, bags, config, args.folds)
-        path = result.save(args.models_dir, samples)
-        summary = json.loads(path.read_text())
-        print(
-            json.dumps(
-                {
-                    "model": name,
-                    "held_out": summary["held_out"],
-                    "validation": summary["validation"],
-                }
-            ),
-            flush=True,
-        )
+        for result in cross_validate_cells(samples, bags, config, args.folds, args.views):
+            path = result.save(args.models_dir, samples)
+            summary = json.loads(path.read_text())
+            print(
+                json.dumps(
+                    {
+                        "model": name,
+                        "views": result.views,
+                        "held_out": summary["held_out"],
+                        "validation": summary["validation"],
+                    }
+                ),
+                flush=True,
+            )
     return 0
