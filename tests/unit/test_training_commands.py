@@ -83,3 +83,17 @@ def test_an_unknown_command_is_refused(capsys: pytest.CaptureFixture[str]) -> No
         main(["fit-everything"])
     assert exit_.value.code == 2
     assert "invalid choice: 'fit-everything'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["cell-blocks", "train-cells"])
+def test_the_cell_recipes_options_reach_its_settings(command: str) -> None:
+    from training.cell_config import CellTrainConfig
+    from training.commands.options import cell_config
+
+    args = build_parser(command).parse_args(
+        [command, "--model", "cellnet", "--epochs", "3", "--bag", "12", "--hed-gain", "0.3"]
+    )
+    config = cell_config(args, "cellnet", 1e-3)
+    assert (config.epochs, config.bag, config.hed_gain) == (3, 12, 0.3)
+    assert config.hed_offset == CellTrainConfig.hed_offset
+    assert config.learning_rate == 1e-3

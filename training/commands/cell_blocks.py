@@ -6,7 +6,6 @@ import argparse
 import json
 
 from training.architectures import CELL_ARCHITECTURES
-from training.cell_config import CellTrainConfig
 from training.commands import options
 
 NAME = "cell-blocks"
@@ -18,8 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.data_dir(parser)
     options.models_dir(parser)
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=CellTrainConfig.epochs)
-    parser.add_argument("--seed", type=int, default=CellTrainConfig.seed)
+    options.cell_recipe(parser)
     parser.add_argument(
         "--views",
         type=int,
@@ -41,12 +39,7 @@ def run(args: argparse.Namespace) -> int:
     bags = load_bags(samples, args.cache_dir)
     names = list(CELL_ARCHITECTURES) if args.model == "all" else [args.model]
     for name in names:
-        config = CellTrainConfig(
-            model=name,
-            epochs=args.epochs,
-            seed=args.seed,
-            learning_rate=architecture(name).learning_rate,
-        )
+        config = options.cell_config(args, name, architecture(name).learning_rate)
         for result in cross_validate_cells(samples, bags, config, args.folds, args.views):
             path = result.save(args.models_dir, samples)
             summary = json.loads(path.read_text())

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from training.architectures import ARCHITECTURES, FIELD_ARCHITECTURES
+from training.cell_config import CellTrainConfig
 from training.paths import DATA_ENV, DEFAULT_MODELS_DIR
 
 # The whole-field models, or every one of them.
@@ -70,3 +71,38 @@ def probability(value: str) -> float:
     if not 0.0 <= p <= 1.0:
         raise argparse.ArgumentTypeError(f"{value} is not a probability between 0 and 1")
     return p
+
+
+def cell_recipe(parser: argparse.ArgumentParser) -> None:
+    """The cell recipe's settings a run may change: --epochs, --seed, --bag and the stain
+    jitter's strength (the defaults are ``CellTrainConfig``'s)."""
+    parser.add_argument("--epochs", type=int, default=CellTrainConfig.epochs)
+    parser.add_argument("--seed", type=int, default=CellTrainConfig.seed)
+    parser.add_argument(
+        "--bag", type=int, default=CellTrainConfig.bag, help="cells drawn per field and step"
+    )
+    parser.add_argument(
+        "--hed-gain",
+        type=float,
+        default=CellTrainConfig.hed_gain,
+        help="stain jitter per field: each HED channel times 1 +- this",
+    )
+    parser.add_argument(
+        "--hed-offset",
+        type=float,
+        default=CellTrainConfig.hed_offset,
+        help="stain jitter per field: each HED channel plus +- this",
+    )
+
+
+def cell_config(args: argparse.Namespace, model: str, learning_rate: float) -> CellTrainConfig:
+    """The ``CellTrainConfig`` of ``cell_recipe``'s options."""
+    return CellTrainConfig(
+        model=model,
+        epochs=args.epochs,
+        seed=args.seed,
+        learning_rate=learning_rate,
+        bag=args.bag,
+        hed_gain=args.hed_gain,
+        hed_offset=args.hed_offset,
+    )

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from training.architectures import CELL_ARCHITECTURES
-from training.cell_config import CellTrainConfig
 from training.commands import options
 
 NAME = "train-cells"
@@ -18,8 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=tuple(CELL_ARCHITECTURES), required=True)
     options.data_dir(parser)
     options.models_dir(parser, "--out")
-    parser.add_argument("--epochs", type=int, default=CellTrainConfig.epochs)
-    parser.add_argument("--seed", type=int, default=CellTrainConfig.seed)
+    options.cell_recipe(parser)
     options.cache_dir(parser)
     parser.add_argument(
         "--extra-labels", type=Path, help="an export-labels folder: reviewed cells to train on"
@@ -31,12 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from training.cell_train import train_cells
     from training.data import data_dir_from
 
-    config = CellTrainConfig(
-        model=args.model,
-        epochs=args.epochs,
-        seed=args.seed,
-        learning_rate=architecture(args.model).learning_rate,
-    )
+    config = options.cell_config(args, args.model, architecture(args.model).learning_rate)
     card = train_cells(
         config, data_dir_from(args.data_dir), args.out, args.cache_dir, args.extra_labels
     )
