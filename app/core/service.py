@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 
+from app.core.allocator import keep_working_memory
 from app.core.cells.serving import DecodedCells, ServedCellModel
 from app.core.cells.serving import decode as decode_cells
 from app.core.classes import CLASS_IDS
@@ -129,6 +130,7 @@ class InferenceService:
         with self._lock:
             if self._ready.is_set():
                 return self
+            keep_working_memory()  # before the first photograph, for every thread
             names = served_names(self.models_dir, self._default)
             self._served = {name: build_served(self.models_dir, name) for name in names}
             self._ready.set()
