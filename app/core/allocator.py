@@ -11,9 +11,9 @@ photograph's own planes are still mapped and given back whole.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
+import platform
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +40,11 @@ def keep_working_memory() -> bool:
 
 
 def _set_thresholds() -> bool:
-    if any(name in os.environ for name in ENVIRONMENT):
-        return False
-    name = ctypes.util.find_library("c")
-    if name is None:
+    if any(name in os.environ for name in ENVIRONMENT) or platform.libc_ver()[0] != "glibc":
         return False
     try:
-        mallopt = ctypes.CDLL(name).mallopt
+        # The process's own symbols, the C library's among them: no library search.
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
