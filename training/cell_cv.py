@@ -98,8 +98,9 @@ def cross_validate_cells(
             len(plan.test),
         )
         model, history, seconds = fit_cell_model(config, bags, plan.train, plan.val)
+        scorings = [(1, records)] + ([(views, viewed)] if views > 1 else [])
         for role, indices in (("val", plan.val), ("test", plan.test)):
-            for n, into in ((1, records), (views, viewed)) if views > 1 else ((1, records),):
+            for n, into in scorings:
                 outputs = field_outputs(model, bags, indices, n)
                 for i, out in zip(indices, outputs, strict=True):
                     probabilities = None if out.logits is None else softmax(out.logits[None])[0]

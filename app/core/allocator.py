@@ -11,6 +11,7 @@ photograph's own planes are still mapped and given back whole.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import platform
@@ -27,19 +28,11 @@ TRIM_BYTES = 16 * 2**20
 # glibc's own environment settings, which an operator's choice wins over ours.
 ENVIRONMENT = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
 
-_done: list[bool] = []
 
-
+@functools.cache
 def keep_working_memory() -> bool:
-    """Set the two thresholds once per process; False where the C library has no
-    ``mallopt`` (musl, macOS) or the environment sets them already."""
-    if _done:
-        return _done[0]
-    _done.append(_set_thresholds())
-    return _done[0]
-
-
-def _set_thresholds() -> bool:
+    """Set the two thresholds once per process; False where the C library is not glibc or
+    the environment sets them already."""
     if any(name in os.environ for name in ENVIRONMENT) or platform.libc_ver()[0] != "glibc":
         return False
     try:

@@ -54,7 +54,7 @@ def test_freed_planes_are_not_faulted_in_again() -> None:
     default = fields("default")
     kept = fields("kept")
     assert kept["kept"] is True
-    # By default each round faults its planes in again (about 700 pages a round).
+    # By default each round faults its planes in again (about 550 pages a round).
     assert default["faults"] > 100 * 300
     assert kept["faults"] < default["faults"] // 20
 
