@@ -87,26 +87,31 @@ def cores() -> int:
 
 
 class Rounds:
-    """Step timings over rounds: each step's fastest round, in ms per field, of the calling
-    thread's CPU time (other work on the machine inflates it less than the wall clock) or of
-    ``clock``. Each round works on freshly decoded photographs, as a request does: what a
-    field's steps make for one another (its 128 px look, its pixels) is made once a round,
-    never carried over from the round before."""
+    """Step timings over rounds: each step's time summed over a round's photographs, and its
+    fastest round, in ms per field, of the calling thread's CPU time (other work on the
+    machine inflates it less than the wall clock) or of ``clock``. Each round works on freshly
+    decoded photographs, one after another, as requests do: what a field's steps make for one
+    another (its 128 px look, its pixels) is made once a round, and the memory one photograph
+    frees is what the next one gets."""
 
     def __init__(self, n: int) -> None:
         self.n = n
         self.best: dict[str, float] = {}
-        self.counting = False
+        self._round: dict[str, float] = {}
 
     def step(
         self, name: str, work: Callable[[], T], clock: Callable[[], float] = time.thread_time
     ) -> T:
         start = clock()
         result = work()
-        took = clock() - start
-        if self.counting:
-            self.best[name] = min(self.best.get(name, float("inf")), took)
+        self._round[name] = self._round.get(name, 0.0) + clock() - start
         return result
+
+    def end_round(self, counted: bool) -> None:
+        if counted:
+            for name, seconds in self._round.items():
+                self.best[name] = min(self.best.get(name, float("inf")), seconds)
+        self._round = {}
 
     def ms(self) -> dict[str, float]:
         return {name: seconds * 1000 / self.n for name, seconds in self.best.items()}
@@ -119,18 +124,20 @@ def field_steps(files: list[bytes], service: Any, rounds: int) -> dict[str, floa
 
     card = service.field_model("lenet").card
     timing = Rounds(len(files))
-    for round_ in range(rounds + 1):
-        timing.counting = round_ > 0  # the first round warms the code, untimed
-        images = [load_image(d) for d in files]
-        timing.step("decode", lambda: [(sniff_format(d), load_image(d)) for d in files])
+
+    def one(data: bytes) -> None:
+        image = timing.step("decode", lambda: (sniff_format(data), load_image(data)))[1]
         seen = timing.step(
-            "scale check and model input",
-            lambda: [prepare(i, card.input_size, card.scale) for i in images],  # noqa: B023
+            "scale check and model input", lambda: prepare(image, card.input_size, card.scale)
         )
-        fields = [s.field for s in seen]
-        timing.step("guard statistics", lambda: [field_statistics(f) for f in fields])  # noqa: B023
-        timing.step("thumbnail", lambda: [thumbnail_jpeg(i) for i in images])  # noqa: B023
-        timing.step("cell crops", lambda: [cell_crops(f) for f in fields])  # noqa: B023
+        timing.step("guard statistics", lambda: field_statistics(seen.field))
+        timing.step("thumbnail", lambda: thumbnail_jpeg(image))
+        timing.step("cell crops", lambda: cell_crops(seen.field))
+
+    for round_ in range(rounds + 1):
+        for data in files:
+            one(data)
+        timing.end_round(counted=round_ > 0)  # the first round warms the code, untimed
     return timing.ms()
 
 
@@ -142,25 +149,28 @@ def cell_steps(files: list[bytes], service: Any, rounds: int) -> dict[str, float
 
     model = service.served("cell_lenet").model
     timing = Rounds(len(files))
-    for round_ in range(rounds + 1):
-        timing.counting = round_ > 0
-        images = [load_image(d) for d in files]
-        timing.step("decode", lambda: [(sniff_format(d), load_image(d)) for d in files])
-        read = timing.step(
-            "read the cells (scale, find, stain, crops)",
-            lambda: [read_photograph(i) for i in images],  # noqa: B023
+
+    def read(data: bytes) -> tuple[Any, Any]:
+        image = timing.step("decode", lambda: (sniff_format(data), load_image(data)))[1]
+        return image, timing.step(
+            "read the cells (scale, find, stain, crops)", lambda: read_photograph(image)
         )
-        crops = np.concatenate([r.crops for r in read])
+
+    def follow(image: Any, cells: Any, own: Any) -> None:
+        if len(own):
+            timing.step("pooling", lambda: model.answer(own))
+        timing.step("guard statistics", lambda: field_statistics(image))
+        timing.step("pictures (thumbnail, cell crops)", lambda: cell_model_pictures(image, cells))
+
+    for round_ in range(rounds + 1):
+        photographs = [read(data) for data in files]
+        crops = np.concatenate([cells.crops for _, cells in photographs])
         # TensorFlow runs the network on its own threads: the wall clock.
         outputs = timing.step("cell network (batched)", lambda: model.run(crops), time.perf_counter)  # noqa: B023
-        bounds = np.cumsum([0, *(len(r.crops) for r in read)])
-        parts = [outputs.part(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-        timing.step("pooling", lambda: [model.answer(p) for p in parts if len(p)])  # noqa: B023
-        timing.step("guard statistics", lambda: [field_statistics(i) for i in images])  # noqa: B023
-        timing.step(
-            "pictures (thumbnail, cell crops)",
-            lambda: [cell_model_pictures(i, r) for i, r in zip(images, read, strict=True)],  # noqa: B023
-        )
+        bounds = np.cumsum([0, *(len(cells.crops) for _, cells in photographs)])
+        for (image, cells), a, b in zip(photographs, bounds[:-1], bounds[1:], strict=True):
+            follow(image, cells, outputs.part(int(a), int(b)))
+        timing.end_round(counted=round_ > 0)
     return timing.ms()
 
 
@@ -479,8 +489,10 @@ def _markdown(
             f"{' / '.join(f'{v:.2f}' for v in load_after)}; other work on the machine slows "
             "every figure.",
             "",
-            "Steps: best of the rounds, one thread, ms per field of the thread's CPU time (the "
-            "wall clock for the cell network, which TensorFlow runs on its own thread). Bare "
+            "Steps: one thread, the photographs one after another as requests come, each "
+            "step's ms per field of the thread's CPU time summed over a round, best of the "
+            "rounds (the wall clock for the cell network, batched over the round's cells, "
+            "which TensorFlow runs on its own thread). Bare "
             "model: the served network (LiteRT for field models, TensorFlow for cell models) on "
             "the case's inputs in one call, wall clock. Cases: the median of the rounds "
             "through Flask's test client (multipart parsing, the image threads, the model "
