@@ -9,6 +9,7 @@ exception: each is counted at once, in its own transaction, before the password 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -54,8 +55,8 @@ REFUSED = (
 )
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 TOKEN = re.compile(r"^ball_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
-# Compared against when the username is unknown, so both cases take as long.
-_DUMMY_HASH = generate_password_hash("not a password of anyone")
+# Werkzeug's own default, for a database that holds no user yet.
+DEFAULT_HASH_METHOD = "scrypt"
 # last_seen is written at most this often, not on every request.
 _TOUCH_EVERY = timedelta(seconds=60)
 
@@ -188,7 +189,8 @@ def authenticate(
     assert isinstance(engine, Engine)  # sessions here are made on an engine
     attempts = _count_attempt(engine, name, where)
     user = find_user(session, name)
-    right = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
+    stored = user.password_hash if user else unknown_name_hash(session)
+    right = check_password_hash(stored, password)
     if attempts > LOCK_AFTER:
         raise TooManyAttemptsError(REFUSED)
     if user is None or not user.active or not right:
@@ -259,6 +261,23 @@ def unlock(session: Session, user: User) -> int:
     locked = len(locks(session, user.username).get(user.username, []))
     session.execute(_attempts_of(user.username))
     return locked
+
+
+def unknown_name_hash(session: Session) -> str:
+    """What an unknown name's password is checked against: a hash made as the newest
+    user's was, so it costs as long to check as a known name's (whatever cost the stored
+    hashes were made at)."""
+    stored = session.scalar(select(User.password_hash).order_by(User.id.desc()).limit(1))
+    method = stored.split("$", 1)[0] if stored else DEFAULT_HASH_METHOD
+    try:
+        return _stand_in_hash(method)
+    except ValueError:  # a hash of a scheme this Werkzeug does not know
+        return _stand_in_hash(DEFAULT_HASH_METHOD)
+
+
+@functools.cache
+def _stand_in_hash(method: str) -> str:
+    return generate_password_hash("not a password of anyone", method=method)
 
 
 def check_password_hash_of(user: User, password: str) -> bool:

@@ -1,8 +1,9 @@
 """Test users: one per role, written straight into a test database; sign-ins and tokens made
 the app's way. Their passwords are hashed once a session at a low scrypt cost (the cost is
 stored in the hash, so checking one is as cheap): scrypt is slow on purpose, and the tests
-sign in and check passwords hundreds of times. ``full_cost`` gives them the app's own cost,
-for tests that time a sign-in against the hash the app checks for an unknown name."""
+sign in and check passwords hundreds of times; an unknown name is checked at the same cost
+(``accounts.unknown_name_hash``). ``full_cost`` gives them the app's own cost, for tests
+that time a sign-in, where the hash must outweigh everything else."""
 
 from __future__ import annotations
 

@@ -114,7 +114,7 @@ def test_sixteen_concurrent_wrong_passwords_lock_the_name_at_that_address(site: 
 
 def test_unknown_wrong_and_locked_read_the_same_and_take_as_long(app: Flask) -> None:
     app.config["LOGIN_RATE_PER_ADDRESS"] = app.config["LOGIN_RATE_PER_ACCOUNT"] = "1000/minute"
-    app_users(app, full_cost=True)  # hashed as the app hashes, like its stand-in for "unknown"
+    app_users(app, full_cost=True)  # the app's own cost, so the hash outweighs all else
     locker = client_at(app, ATTACKER)
     for _ in range(accounts.LOCK_AFTER):
         attempt(locker, "clinician", WRONG)
