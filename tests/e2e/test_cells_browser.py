@@ -110,9 +110,8 @@ def test_a_cell_is_reclassified_with_the_keyboard_and_the_trail_records_it(
     assert _after_review(page, chosen) == after[chosen]
     # The focus went on to the next cell of the old class, or stays in the gallery: cells.js
     # moves it on DOMContentLoaded, which a loaded machine may reach after the flash shows.
-    page.wait_for_function(
-        "document.getElementById('cell-gallery').contains(document.activeElement)", timeout=10_000
-    )
+    # Polled by Playwright itself: wait_for_function's polling eval()s, which the CSP refuses.
+    sync_api.expect(page.locator("#cell-gallery :focus")).to_have_count(1, timeout=10_000)
     assert_accessible(page, "cell gallery after a reclassification")
     save_screenshot(page, "cell-gallery.png")
 
