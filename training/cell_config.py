@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+# How many of a cell's orientations may be averaged: the first 1, 2, 4 or all 8
+# (``training.cell_mil.orientations``).
+VIEW_COUNTS = (1, 2, 4, 8)
+
 
 @dataclass(frozen=True)
 class CellTrainConfig:

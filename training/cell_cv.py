@@ -40,8 +40,8 @@ class CrossValidation:
     views: int = 1
 
     def save(self, models_dir: Path, samples: Sequence[Sample]) -> Path:
-        """``models/blocks/<model>.json`` (``<model>.views8.json`` when each cell was scored
-        in its eight orientations) with both roles' figures and every record."""
+        """``models/blocks/<model>.json`` (``<model>.views<N>.json`` when each cell was scored
+        as the mean of N of its orientations) with both roles' figures and every record."""
         name = self.model if self.views == 1 else f"{self.model}.views{self.views}"
         out = models_dir / RESULTS_DIR / f"{name}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -79,13 +79,18 @@ def record(
 
 
 def cross_validate_cells(
-    samples: Sequence[Sample], bags: Bags, config: CellTrainConfig, k: int = 5, views: int = 1
+    samples: Sequence[Sample],
+    bags: Bags,
+    config: CellTrainConfig,
+    k: int = 5,
+    views: Sequence[int] = (1,),
 ) -> list[CrossValidation]:
     """Train and score ``config.model`` on each of the k block folds: scored on each cell as
-    it is, and also on the mean of its eight orientations when ``views`` is 8 (a second
-    result, from the same trained folds)."""
-    records: list[dict[str, Any]] = []
-    viewed: list[dict[str, Any]] = []
+    it is, and on the mean of each further count of its orientations in ``views`` (a result
+    for each, from the same trained folds)."""
+    counts = sorted({1, *views})
+    scored: dict[int, list[dict[str, Any]]] = {n: [] for n in counts}
+    records = scored[1]
     folds = []
     for plan in fold_plans(samples, k):
         log.info(
@@ -98,9 +103,8 @@ def cross_validate_cells(
             len(plan.test),
         )
         model, history, seconds = fit_cell_model(config, bags, plan.train, plan.val)
-        scorings = [(1, records)] + ([(views, viewed)] if views > 1 else [])
         for role, indices in (("val", plan.val), ("test", plan.test)):
-            for n, into in scorings:
+            for n, into in scored.items():
                 outputs = field_outputs(model, bags, indices, n)
                 for i, out in zip(indices, outputs, strict=True):
                     probabilities = None if out.logits is None else softmax(out.logits[None])[0]
@@ -126,7 +130,7 @@ def cross_validate_cells(
             }
         )
     unit, described = architecture(config.model).unit, config.describe()
-    results = [CrossValidation(config.model, unit, k, described, folds, records)]
-    if views > 1:
-        results.append(CrossValidation(config.model, unit, k, described, folds, viewed, views))
-    return results
+    return [
+        CrossValidation(config.model, unit, k, described, folds, into, n)
+        for n, into in scored.items()
+    ]

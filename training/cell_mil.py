@@ -27,7 +27,7 @@ from app.core.cells.pooling import pool
 from app.core.classes import CLASS_IDS
 from training.architectures import architecture
 from training.cell_bags import Bags
-from training.cell_config import CellTrainConfig
+from training.cell_config import VIEW_COUNTS, CellTrainConfig
 from training.dataset import class_weights
 
 log = logging.getLogger(__name__)
@@ -177,8 +177,8 @@ def field_outputs(
     cell_model: keras.Model, bags: Bags, indices: np.ndarray, views: int = 1
 ) -> list[FieldOutputs]:
     """Every cell of the fields through the cell model, pooled per field (``pool``); with
-    ``views`` 8, each cell's logits and attention score are the mean of its eight flips and
-    quarter turns (a cell has no up or down)."""
+    ``views`` over 1, each cell's logits and attention score are the mean over that many of
+    its flips and quarter turns (``orientations``; a cell has no up or down)."""
     parts = [bags.cells(int(i)) for i in indices]
     crops = np.concatenate(parts) if parts else np.zeros((0, CROP_PX, CROP_PX, 3), np.uint8)
     runs = [_run(cell_model, np.ascontiguousarray(v)) for v in orientations(crops, views)]
@@ -195,13 +195,14 @@ def field_outputs(
 
 
 def orientations(crops: np.ndarray, views: int) -> list[np.ndarray]:
-    """Crops (n, S, S, 3) as they are (``views`` 1), or in each of their eight flips and
-    quarter turns (``views`` 8)."""
+    """Crops (n, S, S, 3) in the first ``views`` of their eight flips and quarter turns, in
+    ``app.core.orientations``' order (k quarter turns, then the mirror of each): 1 is the
+    crops as they are, 2 adds their mirror, 4 a quarter turn of both, 8 every one."""
+    if views not in VIEW_COUNTS:
+        raise ValueError(f"views must be one of {VIEW_COUNTS}, got {views}")
     if views == 1:
         return [crops]
-    if views != 8:
-        raise ValueError(f"views must be 1 or 8, got {views}")
-    turned = [np.rot90(crops, k, axes=(1, 2)) for k in range(4)]
+    turned = [np.rot90(crops, k, axes=(1, 2)) for k in range(views // 2)]
     return [v for t in turned for v in (t, t[:, :, ::-1])]
 
 

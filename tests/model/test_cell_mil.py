@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from app.core.cells.crops import CROP_PX
@@ -131,3 +132,9 @@ def test_the_eight_orientations_are_the_flips_and_quarter_turns() -> None:
     assert len({v.tobytes() for v in views}) == 8
     np.testing.assert_array_equal(views[0], crop)
     assert orientations(crop, 1)[0] is crop
+    # Fewer views are the first of the eight: the crop and its mirror, then a quarter turn.
+    for count in (2, 4):
+        fewer = orientations(crop, count)
+        assert [v.tobytes() for v in fewer] == [v.tobytes() for v in views[:count]]
+    with pytest.raises(ValueError, match="views"):
+        orientations(crop, 3)

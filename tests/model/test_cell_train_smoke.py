@@ -41,8 +41,14 @@ def test_cell_blocks_records_every_field_once_with_its_figures(
     tiny_cells: Path, tmp_path: Path
 ) -> None:
     line = f"cell-blocks --model cell_lenet --data-dir {tiny_cells} --models-dir {tmp_path}"
-    assert cli(f"{line} --folds 3 --epochs 1") == 0
+    assert cli(f"{line} --folds 3 --epochs 1 --views 8 2") == 0
     result = json.loads((tmp_path / "blocks" / "cell_lenet.json").read_text())
+    # The same trained folds scored again in 2 and in 8 orientations, a file for each.
+    for views in (2, 8):
+        viewed = json.loads((tmp_path / "blocks" / f"cell_lenet.views{views}.json").read_text())
+        assert viewed["views"] == views
+        assert viewed["folds"] == result["folds"]
+        assert len(viewed["records"]) == len(result["records"])
     held = [r for r in result["records"] if r["role"] == "test"]
     assert sorted(r["file"] for r in held) == sorted(
         f"{p.parent.name}/{p.name}" for p in tiny_cells.rglob("*.png")

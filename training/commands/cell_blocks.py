@@ -6,6 +6,7 @@ import argparse
 import json
 
 from training.architectures import CELL_ARCHITECTURES
+from training.cell_config import VIEW_COUNTS
 from training.commands import options
 
 NAME = "cell-blocks"
@@ -21,10 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--views",
         type=int,
-        choices=(1, 8),
-        default=1,
-        help="8: also score each cell as the mean of its eight flips and quarter turns "
-        "(models/blocks/<model>.views8.json)",
+        nargs="+",
+        choices=VIEW_COUNTS,
+        default=[1],
+        help="also score each cell as the mean of this many of its flips and quarter turns, "
+        "from the same trained folds (2 4 8: models/blocks/<model>.views<N>.json each)",
     )
     options.cache_dir(parser)
 
