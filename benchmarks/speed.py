@@ -28,6 +28,7 @@ import argparse
 import logging
 import os
 import platform
+import resource
 import statistics
 import tempfile
 import threading
@@ -219,10 +220,20 @@ def reset_peak() -> bool:
     return True
 
 
-def thread_speedup(files: list[bytes], service: Any, rounds: int) -> float:
-    """How many times faster 2 threads do LeNet's whole field work (decoding, the scale check
-    and model input, the guard's statistics, the pictures) than 1: the wall clock, medians
-    of the rounds. Short of 2 by what holds the GIL."""
+@dataclass(frozen=True)
+class ThreadCost:
+    """LeNet's whole field work on 1 image thread and on 2: how many times faster 2 are (the
+    wall clock), and each's CPU and voluntary context switches a field (medians of the
+    rounds). A switch on 2 threads is mostly a thread asleep waiting for the GIL."""
+
+    speedup: float
+    cpu_ms: dict[int, float]
+    switches: dict[int, float]
+
+
+def thread_cost(files: list[bytes], service: Any, rounds: int) -> ThreadCost:
+    """``ThreadCost`` of decoding, the scale check and model input, the guard's statistics
+    and the pictures, the photographs spread over a pool of 1 thread, then of 2."""
     from concurrent.futures import ThreadPoolExecutor
 
     from app.core.explanation.gallery import field_pictures
@@ -238,14 +249,26 @@ def thread_speedup(files: list[bytes], service: Any, rounds: int) -> float:
         field_pictures(image, field)
 
     seconds: dict[int, list[float]] = {1: [], 2: []}
+    cpu: dict[int, list[float]] = {1: [], 2: []}
+    switches: dict[int, list[float]] = {1: [], 2: []}
     with ThreadPoolExecutor(1) as one, ThreadPoolExecutor(2) as two:
         for round_ in range(rounds + 1):
             for threads, pool in ((1, one), (2, two)):
+                before = resource.getrusage(resource.RUSAGE_SELF)
                 start = time.perf_counter()
                 list(pool.map(work, files))
+                elapsed = time.perf_counter() - start
+                after = resource.getrusage(resource.RUSAGE_SELF)
                 if round_:  # the first round warms both pools, untimed
-                    seconds[threads].append(time.perf_counter() - start)
-    return statistics.median(seconds[1]) / statistics.median(seconds[2])
+                    seconds[threads].append(elapsed)
+                    used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+                    cpu[threads].append(used * 1000 / len(files))
+                    switches[threads].append((after.ru_nvcsw - before.ru_nvcsw) / len(files))
+    return ThreadCost(
+        speedup=statistics.median(seconds[1]) / statistics.median(seconds[2]),
+        cpu_ms={n: statistics.median(v) for n, v in cpu.items()},
+        switches={n: statistics.median(v) for n, v in switches.items()},
+    )
 
 
 def case_runs(
@@ -391,14 +414,14 @@ def main() -> int:
     print(f"[field work] {fields}", flush=True)
     cells = cell_steps(files, service, args.rounds) if "cell_lenet" in names else {}
     print(f"[cell path] {cells}", flush=True)
-    speedup = thread_speedup(files, service, args.rounds)
-    print(f"[2 image threads against 1] {speedup:.2f}x", flush=True)
+    threads = thread_cost(files, service, args.rounds)
+    print(f"[2 image threads against 1] {threads}", flush=True)
     bare = {name: bare_ms(service, files, name, args.rounds) for name in names}
     print(f"[bare models, ms a field] {bare}", flush=True)
     cases = case_runs(service, files, names, args.rounds)
     http = {} if args.no_http else http_run(files, args.requests, args.http_rounds)
     print(f"[http] {http}", flush=True)
-    text = _markdown(args, fields, cells, speedup, bare, cases, http, load_before, started)
+    text = _markdown(args, fields, cells, threads, bare, cases, http, load_before, started)
     args.out.write_text(text)
     print(text)
     return 0
@@ -416,7 +439,7 @@ def _markdown(
     args: argparse.Namespace,
     fields: dict[str, float],
     cells: dict[str, float],
-    speedup: float,
+    threads: ThreadCost,
     bare: dict[str, float],
     cases: dict[str, tuple[float, float]],
     http: dict[str, Any],
@@ -436,7 +459,17 @@ def _markdown(
         )
     )
     rows.append(
-        Row("the field work on 2 image threads against 1 (wall clock)", f"{speedup:.2f}x faster")
+        Row(
+            "the field work on 2 image threads against 1 (wall clock)",
+            f"{threads.speedup:.2f}x faster",
+        )
+    )
+    rows.append(
+        Row(
+            "the field work's CPU a field, 1 image thread / 2 (context switches a field)",
+            f"{threads.cpu_ms[1]:.2f} ms ({threads.switches[1]:.1f}) / "
+            f"{threads.cpu_ms[2]:.2f} ms ({threads.switches[2]:.1f})",
+        )
     )
     if cells:
         rows += [Row(f"cell path: {k}", f"{v:.2f} ms") for k, v in cells.items()]
