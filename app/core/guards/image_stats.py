@@ -22,7 +22,7 @@ STATS_SIZE = 224
 # Brightness the background is brought to before the statistics (the training smears' own).
 BACKGROUND_LEVEL = 0.9
 # Pixel offsets for the texture-scale profile (magnification shows up here).
-_OFFSETS = (1, 2, 4, 8, 16)
+TEXTURE_OFFSETS = (1, 2, 4, 8, 16)
 _EPS = 1e-3
 
 Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -59,7 +59,7 @@ def _statistics(planes: Planes) -> np.ndarray:
     g_mean, g_std_ = cv2.meanStdDev(grey)
     g_std = float(g_std_[0, 0]) + _EPS
     texture = []
-    for d in _OFFSETS:
+    for d in TEXTURE_OFFSETS:
         down = cv2.norm(grey[d:, :], grey[:-d, :], cv2.NORM_L1) / grey[d:, :].size
         across = cv2.norm(grey[:, d:], grey[:, :-d], cv2.NORM_L1) / grey[:, d:].size
         texture.append(np.log((down + across) / 2 / g_std + _EPS))

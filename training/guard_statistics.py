@@ -1,0 +1,150 @@
+"""Which of the guard's image statistics flag which photographs: on validation photographs only.
+
+The out-of-distribution guard's image component is one Gaussian over the statistics of
+``app.core.guards.image_stats`` (fitted on the train split, scaled by a validation quantile,
+``training.ood``). This fits the same Gaussian on subsets of those statistics and reports,
+for each subset, the share of validation photographs it flags after each of the fixed
+variants the uncertain rule is fitted on (``training.perturbations``, with additive noise)
+and of the foreign images (``training.foreign``, made from validation smears). A subset
+worth serving flags the foreign kinds and few variants. The capture suite's transforms are
+kept out of it, so that suite still measures captures no choice was made on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from app.core.errors import CaptureError
+from app.core.guards.image_stats import TEXTURE_OFFSETS, field_statistics
+from app.core.guards.ood import min_mahalanobis
+from app.core.model_card import ModelCard
+from app.core.preprocessing import ImageSource, load_image, prepare
+from training.foreign import foreign_set
+from training.ood import VAL_QUANTILE, fit_gaussian
+from training.perturbations import PERTURBATIONS
+
+# The statistics' columns (``image_statistics``): the texture profile is the last few.
+N_STATISTICS = 18 + len(TEXTURE_OFFSETS)
+_TEXTURE = list(range(N_STATISTICS - len(TEXTURE_OFFSETS), N_STATISTICS))
+SUBSETS: dict[str, list[int]] = {
+    "every statistic (served)": list(range(N_STATISTICS)),
+    "without the texture at 1 and 2 px": [c for c in range(N_STATISTICS) if c not in _TEXTURE[:2]],
+    "without the texture profile": [c for c in range(N_STATISTICS) if c not in _TEXTURE],
+}
+
+
+@dataclass(frozen=True)
+class FlagRates:
+    """subset -> set -> share of the set's photographs flagged; ``counts``: each set's
+    photographs (those the scale check refused left out)."""
+
+    rates: dict[str, dict[str, float]]
+    counts: dict[str, int]
+
+
+def statistics_of(image: Image.Image, card: ModelCard) -> np.ndarray:
+    """The guard's statistics of a photograph as the served path makes them (CaptureError
+    when the scale check refuses it)."""
+    return field_statistics(prepare(image, card.input_size, card.scale).field)
+
+
+def flag_rates(
+    train: np.ndarray,
+    val: np.ndarray,
+    captured: dict[str, np.ndarray],
+    subsets: dict[str, list[int]] = SUBSETS,
+) -> FlagRates:
+    """For each subset of columns: a Gaussian fitted on ``train``, its distances scaled by
+    the validation quantile the guard uses, and the share of each set's rows above it."""
+    rates: dict[str, dict[str, float]] = {}
+    for name, columns in subsets.items():
+        mean, precision, _ = fit_gaussian(train[:, columns])
+        distance = min_mahalanobis(val[:, columns], mean[None, :], precision)
+        scale = float(np.quantile(distance, VAL_QUANTILE))
+        rates[name] = {
+            set_name: float(
+                (min_mahalanobis(rows[:, columns], mean[None, :], precision) > scale).mean()
+            )
+            if len(rows)
+            else float("nan")  # every one refused by the scale check
+            for set_name, rows in captured.items()
+        }
+    return FlagRates(rates, {name: len(rows) for name, rows in captured.items()})
+
+
+def usable_statistics(paths: Sequence[ImageSource], card: ModelCard) -> np.ndarray:
+    """The statistics of each photograph the scale check does not refuse, a row each."""
+    rows = []
+    for path in paths:
+        try:
+            rows.append(statistics_of(load_image(path), card))
+        except CaptureError:
+            continue
+    return np.array(rows).reshape(-1, N_STATISTICS)
+
+
+def _on_pixels(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[Image.Image], Image.Image]:
+    """A perturbation of float pixels in [0, 1] as one of PIL images."""
+
+    def apply(image: Image.Image) -> Image.Image:
+        out = fn(np.asarray(image, dtype=np.float32) / 255.0)
+        return Image.fromarray(np.round(np.clip(out, 0.0, 1.0) * 255).astype(np.uint8))
+
+    return apply
+
+
+def _additive_noise(x: np.ndarray, sigma: float = 8 / 255) -> np.ndarray:
+    """Independent Gaussian noise (seeded per image size, so a run repeats)."""
+    rng = np.random.default_rng(x.size)
+    return x + rng.normal(0.0, sigma, x.shape).astype(np.float32)
+
+
+VARIANTS: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "as is": lambda image: image,
+    **{name: _on_pixels(fn) for name, fn in PERTURBATIONS.items() if name != "scale_bar_masked"},
+    "additive_noise": _on_pixels(_additive_noise),
+}
+
+
+def variant_statistics(paths: Sequence[ImageSource], card: ModelCard) -> dict[str, np.ndarray]:
+    """Each variant's statistics of the photographs, the ones the scale check refuses left
+    out."""
+    out: dict[str, list[np.ndarray]] = {name: [] for name in VARIANTS}
+    for path in paths:
+        image = load_image(path)
+        for name, variant in VARIANTS.items():
+            try:
+                out[name].append(statistics_of(variant(image), card))
+            except CaptureError:
+                continue
+    return {name: np.array(rows).reshape(-1, N_STATISTICS) for name, rows in out.items()}
+
+
+def foreign_statistics(
+    smears: Sequence[ImageSource], card: ModelCard, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """The foreign set's statistics by kind (``foreign: <kind>``), made from ``smears``;
+    the images the scale check refuses are left out (they are never answered)."""
+    out: dict[str, list[np.ndarray]] = {}
+    for item in foreign_set([s for s in smears if isinstance(s, str | Path)], seed):
+        rows = out.setdefault(f"foreign: {item.kind}", [])
+        try:
+            rows.append(statistics_of(item.image, card))
+        except CaptureError:
+            continue
+    return {name: np.array(rows).reshape(-1, N_STATISTICS) for name, rows in out.items()}
+
+
+def markdown(result: FlagRates, sets: Sequence[str]) -> str:
+    """A row per subset, a column per set (its photographs in brackets)."""
+    head = "| statistics | " + " | ".join(f"{s} ({result.counts[s]})" for s in sets) + " |"
+    lines = [head, "|---|" + "---|" * len(sets)]
+    for name, by_set in result.rates.items():
+        cells = " | ".join(f"{100 * by_set[s]:.0f}%" if result.counts[s] else "-" for s in sets)
+        lines.append(f"| {name} | {cells} |")
+    return "\n".join(lines)
