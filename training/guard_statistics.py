@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from app.core.errors import CaptureError
-from app.core.guards.image_stats import TEXTURE_OFFSETS, field_statistics
+from app.core.guards.image_stats import TEXTURE_OFFSETS, field_statistics, image_statistics
 from app.core.guards.ood import min_mahalanobis
 from app.core.model_card import ModelCard
 from app.core.preprocessing import ImageSource, load_image, prepare
@@ -28,12 +28,15 @@ from training.foreign import foreign_set
 from training.ood import VAL_QUANTILE, fit_gaussian
 from training.perturbations import PERTURBATIONS
 
-# The statistics' columns (``image_statistics``): the texture profile is the last few.
-N_STATISTICS = 18 + len(TEXTURE_OFFSETS)
+# The statistics' columns, counted on a blank image; the texture profile is the last few.
+N_STATISTICS = len(image_statistics(np.full((32, 32, 3), 0.5, np.float32)))
 _TEXTURE = list(range(N_STATISTICS - len(TEXTURE_OFFSETS), N_STATISTICS))
+_FINEST = TEXTURE_OFFSETS[:2]
 SUBSETS: dict[str, list[int]] = {
     "every statistic (served)": list(range(N_STATISTICS)),
-    "without the texture at 1 and 2 px": [c for c in range(N_STATISTICS) if c not in _TEXTURE[:2]],
+    f"without the texture at {_FINEST[0]} and {_FINEST[1]} px": [
+        c for c in range(N_STATISTICS) if c not in _TEXTURE[:2]
+    ],
     "without the texture profile": [c for c in range(N_STATISTICS) if c not in _TEXTURE],
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from app.core.guards.image_stats import TEXTURE_OFFSETS
 from training.guard_statistics import N_STATISTICS, SUBSETS, flag_rates, markdown
 
 
@@ -12,7 +13,7 @@ def test_a_shift_in_the_fine_texture_is_flagged_only_by_the_subsets_that_read_it
     train = rng.normal(size=(400, N_STATISTICS))
     val = rng.normal(size=(200, N_STATISTICS))
     noisy = rng.normal(size=(100, N_STATISTICS))
-    noisy[:, N_STATISTICS - 5] += 8.0  # the texture at 1 px, as sensor noise moves it
+    noisy[:, N_STATISTICS - len(TEXTURE_OFFSETS)] += 8.0  # the finest texture, as noise moves it
     recoloured = rng.normal(size=(100, N_STATISTICS))
     recoloured[:, 0] += 8.0  # the mean red
     empty = np.zeros((0, N_STATISTICS))  # a set the scale check refused whole
