@@ -12,7 +12,7 @@ kept out of it, so that suite still measures captures no choice was made on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from app.core.guards.ood import min_mahalanobis
 from app.core.model_card import ModelCard
 from app.core.preprocessing import ImageSource, load_image, prepare
 from training.foreign import foreign_set
+from training.metrics import wilson
 from training.ood import VAL_QUANTILE, fit_gaussian
 from training.perturbations import PERTURBATIONS
 
@@ -80,15 +81,20 @@ def flag_rates(
     return FlagRates(rates, {name: len(rows) for name, rows in captured.items()})
 
 
-def usable_statistics(paths: Sequence[ImageSource], card: ModelCard) -> np.ndarray:
-    """The statistics of each photograph the scale check does not refuse, a row each."""
+def _usable(images: Iterable[Image.Image], card: ModelCard) -> np.ndarray:
+    """The statistics of each image the scale check does not refuse, a row each."""
     rows = []
-    for path in paths:
+    for image in images:
         try:
-            rows.append(statistics_of(load_image(path), card))
+            rows.append(statistics_of(image, card))
         except CaptureError:
             continue
     return np.array(rows).reshape(-1, N_STATISTICS)
+
+
+def usable_statistics(paths: Sequence[ImageSource], card: ModelCard) -> np.ndarray:
+    """``_usable`` of photographs on disk, decoded one at a time."""
+    return _usable((load_image(path) for path in paths), card)
 
 
 def _on_pixels(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[Image.Image], Image.Image]:
@@ -115,39 +121,36 @@ VARIANTS: dict[str, Callable[[Image.Image], Image.Image]] = {
 
 
 def variant_statistics(paths: Sequence[ImageSource], card: ModelCard) -> dict[str, np.ndarray]:
-    """Each variant's statistics of the photographs, the ones the scale check refuses left
-    out."""
-    out: dict[str, list[np.ndarray]] = {name: [] for name in VARIANTS}
-    for path in paths:
-        image = load_image(path)
-        for name, variant in VARIANTS.items():
-            try:
-                out[name].append(statistics_of(variant(image), card))
-            except CaptureError:
-                continue
-    return {name: np.array(rows).reshape(-1, N_STATISTICS) for name, rows in out.items()}
+    """Each variant's statistics of the photographs (each decoded once), the ones the scale
+    check refuses left out."""
+    images = [load_image(path) for path in paths]
+    return {name: _usable(map(variant, images), card) for name, variant in VARIANTS.items()}
 
 
 def foreign_statistics(
-    smears: Sequence[ImageSource], card: ModelCard, seed: int = 0
+    smears: Sequence[str | Path], card: ModelCard, seed: int = 0
 ) -> dict[str, np.ndarray]:
     """The foreign set's statistics by kind (``foreign: <kind>``), made from ``smears``;
     the images the scale check refuses are left out (they are never answered)."""
-    out: dict[str, list[np.ndarray]] = {}
-    for item in foreign_set([s for s in smears if isinstance(s, str | Path)], seed):
-        rows = out.setdefault(f"foreign: {item.kind}", [])
-        try:
-            rows.append(statistics_of(item.image, card))
-        except CaptureError:
-            continue
-    return {name: np.array(rows).reshape(-1, N_STATISTICS) for name, rows in out.items()}
+    by_kind: dict[str, list[Image.Image]] = {}
+    for item in foreign_set(smears, seed):
+        by_kind.setdefault(f"foreign: {item.kind}", []).append(item.image)
+    return {kind: _usable(images, card) for kind, images in by_kind.items()}
 
 
 def markdown(result: FlagRates, sets: Sequence[str]) -> str:
-    """A row per subset, a column per set (its photographs in brackets)."""
+    """A row per subset, a column per set (its photographs in brackets); each share with
+    its Wilson 95% interval, "-" where the scale check refused the whole set."""
+
+    def cell(rate: float, n: int) -> str:
+        if not n:
+            return "-"
+        low, high = wilson(round(rate * n), n)
+        return f"{100 * rate:.0f}% ({100 * low:.0f}-{100 * high:.0f})"
+
     head = "| statistics | " + " | ".join(f"{s} ({result.counts[s]})" for s in sets) + " |"
     lines = [head, "|---|" + "---|" * len(sets)]
     for name, by_set in result.rates.items():
-        cells = " | ".join(f"{100 * by_set[s]:.0f}%" if result.counts[s] else "-" for s in sets)
+        cells = " | ".join(cell(by_set[s], result.counts[s]) for s in sets)
         lines.append(f"| {name} | {cells} |")
     return "\n".join(lines)

@@ -30,4 +30,7 @@ def test_a_shift_in_the_fine_texture_is_flagged_only_by_the_subsets_that_read_it
     table = markdown(result, ["noisy", "recoloured", "refused"])
     assert table.splitlines()[0] == "| statistics | noisy (100) | recoloured (100) | refused (0) |"
     assert table.splitlines()[2].endswith("| - |")
+    # Each share with its Wilson interval: every one of 100 flagged is 100% (96-100).
+    recoloured_cell = table.splitlines()[2].split(" | ")[2]
+    assert recoloured_cell == "100% (96-100)"
     assert len(table.splitlines()) == 2 + len(SUBSETS)
