@@ -27,9 +27,8 @@ from training.cell_cv import RESULTS_DIR
 from training.data import Sample
 from training.markdown import table
 from training.progress import track
-from training.report import replace_section
+from training.report import BLOCKS_HEADING, replace_first_section
 
-BLOCKS_HEADING = "## Held-out patients"
 NEIGHBOURS = "neighbours.json"
 # The issue's targets for the best cell model on held-out blocks.
 TARGETS = {"accuracy": 0.95, "benign_recall": 0.95, "malignant_recall": 0.99}
@@ -276,13 +275,7 @@ def write_blocks_report(models_dir: Path) -> list[str]:
     the names of the cards updated."""
     path = models_dir / "REPORT.md"
     text = path.read_text() if path.exists() else "# Model report\n"
-    section = blocks_markdown(models_dir)
-    if BLOCKS_HEADING in text:
-        text = replace_section(text, BLOCKS_HEADING, section)
-    else:
-        lines = text.splitlines()
-        first = next((i for i, line in enumerate(lines) if line.startswith("## ")), len(lines))
-        text = "\n".join([*lines[:first], *section.rstrip().splitlines(), "", *lines[first:]])
+    text = replace_first_section(text, BLOCKS_HEADING, blocks_markdown(models_dir))
     path.write_text(text.rstrip() + "\n")
     updated = []
     for name, d in results(models_dir).items():

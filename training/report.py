@@ -292,6 +292,34 @@ def write_case_section(
     return path
 
 
+# Sections other commands write into REPORT.md: a full report keeps them as they were.
+BLOCKS_HEADING = "## Held-out patients"
+STAIN_HEADING = "## Greyscale and stain-swapped photographs"
+
+
+def replace_first_section(text: str, heading: str, section: str) -> str:
+    """``text`` with the level-2 section starting with ``heading`` replaced by ``section``
+    (put before the first level-2 section when there is none)."""
+    if any(line.startswith(heading) for line in text.splitlines()):
+        return replace_section(text, heading, section)
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.startswith("## ")), len(lines))
+    joined = [*lines[:first], *section.rstrip().splitlines(), "", *lines[first:]]
+    return "\n".join(joined).rstrip() + "\n"
+
+
+def keep_sections(old: str, new: str) -> str:
+    """``new`` with the sections of ``old`` that other commands write (the held-out patients
+    first, the stain section last), so a full report does not drop them."""
+    blocks = _section(old, BLOCKS_HEADING)
+    if blocks:
+        new = replace_first_section(new, BLOCKS_HEADING, blocks)
+    stain = _section(old, STAIN_HEADING)
+    if stain:
+        new = replace_section(new, STAIN_HEADING, stain)
+    return new
+
+
 def replace_section(text: str, heading: str, section: str) -> str:
     """``text`` with the level-2 section starting with ``heading`` replaced by ``section``
     (appended when there is none)."""
@@ -353,5 +381,6 @@ def write_report(data_dir: str | Path, models_dir: Path) -> Path:
         agreement_markdown(agreement(data_dir)),
     ]
     path = models_dir / "REPORT.md"
-    path.write_text(render(rows, n_test, extra_sections=sections))
+    old = path.read_text() if path.exists() else ""
+    path.write_text(keep_sections(old, render(rows, n_test, extra_sections=sections)))
     return path

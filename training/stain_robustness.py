@@ -164,7 +164,7 @@ def _findings(result: dict[str, dict[str, Outcome]], display: dict[str, str]) ->
 
 
 def write(path: Path, section: str) -> None:
-    from training.report import replace_section
+    from training.report import STAIN_HEADING, replace_section
 
     text = path.read_text() if path.exists() else "# Model report\n"
-    path.write_text(replace_section(text, "## Greyscale and stain-swapped", section))
+    path.write_text(replace_section(text, STAIN_HEADING, section))

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from app.core.model_card import ModelCard
-from training.blocks_report import BLOCKS_HEADING, blocks_markdown, write_blocks_report
+from training.blocks_report import blocks_markdown, write_blocks_report
+from training.report import BLOCKS_HEADING
 
 ROOT = Path(__file__).resolve().parents[2]
 
