@@ -18,19 +18,15 @@ import platform
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from app.core.cells.crops import CROP_PX, CROP_UM, read_photograph
+from app.core.cells.crops import CROP_PX, CROP_UM
 from app.core.cells.model import LoadedCellModel, load_cell_model
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
-from app.core.errors import AnalysisRefusedError
-from app.core.guards.image_stats import field_statistics
-from app.core.guards.ood import COMPONENTS, OodGuard
 from app.core.model_card import (
     Calibration,
     ModelCard,
@@ -47,13 +43,12 @@ from training.calibration import fit_temperature
 from training.cell_bags import Bags, load_bags
 from training.cell_config import CellTrainConfig
 from training.cell_cv import RESULTS_DIR
+from training.cell_guard import field_statistics_of, fit_cell_guard, photograph_answer
 from training.cell_mil import fit_cell_model
 from training.data import Sample, discover
 from training.evaluate import select_split
-from training.foreign import foreign_set
 from training.intended_use import for_card
 from training.metrics import classification_report, expected_calibration_error
-from training.ood import MIN_SCALE, VAL_QUANTILE, fit_class_gaussians, fit_gaussian
 from training.perturbations import PERTURBATIONS
 from training.reviewed_cells import read_labels, with_single_cells
 from training.split import MANIFEST_NAME
@@ -96,111 +91,10 @@ def pooled(loaded: LoadedCellModel, bags: Bags, indices: np.ndarray) -> dict[str
     return {"logits": np.stack(logits), "features": np.stack(features), "index": keep}
 
 
-def _statistics(samples: list[Sample], indices: np.ndarray) -> np.ndarray:
-    return np.stack([field_statistics(load_image(samples[int(i)].path)) for i in indices])
-
-
 def _photograph_probabilities(loaded: LoadedCellModel, image: Image.Image) -> np.ndarray | None:
     """Calibrated probabilities of one photograph through the cell path; None when refused."""
-    try:
-        cells = read_photograph(image)
-    except AnalysisRefusedError:
-        return None
-    if not cells.used:
-        return None
-    return loaded.answer(loaded.run(cells.crops)).probabilities
-
-
-def _features_and_stats(
-    loaded: LoadedCellModel, image: Image.Image
-) -> tuple[np.ndarray, np.ndarray] | None:
-    try:
-        cells = read_photograph(image)
-    except AnalysisRefusedError:
-        return None
-    if not cells.used:
-        return None
-    return loaded.answer(loaded.run(cells.crops)).features, field_statistics(image)
-
-
-def fit_cell_guard(
-    out: Path, loaded: LoadedCellModel, samples: list[Sample], data: dict[str, Any]
-) -> OodSection:
-    """The out-of-distribution guard on pooled cell features and image statistics."""
-    train, val, test = data["train"], data["val"], data["test"]
-    y_train = np.array([samples[int(i)].label for i in train["index"]])
-    f_means, f_prec, f_shrink = fit_class_gaussians(train["features"], y_train, len(CLASS_IDS))
-    i_mean, i_prec, i_shrink = fit_gaussian(train["stats"])
-    guard = OodGuard(
-        loaded.name,
-        f_means,
-        f_prec,
-        i_mean[None, :],
-        i_prec,
-        {k: 1.0 for k in COMPONENTS},
-        1.0,
-        CROP_PX,
-    )
-    raw_val = guard.components(val["features"], val["stats"])
-    guard.scales = {
-        k: max(float(np.quantile(raw_val[k], VAL_QUANTILE)), MIN_SCALE) for k in COMPONENTS
-    }
-
-    def combined(part: dict[str, Any]) -> np.ndarray:
-        parts = guard.components(part["features"], part["stats"])
-        return np.asarray(np.max(np.stack([parts[k] for k in COMPONENTS]), axis=0))
-
-    guard.threshold = float(np.quantile(combined(val), VAL_QUANTILE))
-    smears = sorted((samples[int(i)] for i in test["index"]), key=lambda s: s.sha256)[:12]
-    foreign = foreign_set([s.path for s in smears])
-    flags: list[bool] = []
-    kinds: dict[str, list[bool]] = {}
-    for image in foreign:
-        read = _features_and_stats(loaded, image.image)
-        flagged = read is None or bool(
-            max(v[0] for v in guard.components(read[0][None], read[1][None]).values())
-            > guard.threshold
-        )
-        flags.append(flagged)
-        kinds.setdefault(image.kind, []).append(flagged)
-    path = model_files(out, loaded.name).ood
-    with path.open("wb") as fh:
-        np.savez_compressed(
-            fh,
-            feature_means=f_means.astype(np.float32),
-            feature_precision=f_prec.astype(np.float32),
-            image_mean=i_mean.astype(np.float32),
-            image_precision=i_prec.astype(np.float32),
-        )
-    test_scaled = guard.components(test["features"], test["stats"])
-    return OodSection(
-        method=(
-            "max of two Mahalanobis distances, each divided by its validation "
-            f"{VAL_QUANTILE:.1%} quantile: (1) the field's attention-pooled cell features to "
-            "the nearest class-conditional Gaussian (shared Ledoit-Wolf covariance), (2) the "
-            "photograph's colour and texture statistics to one Gaussian; fitted on the train "
-            "split; a photograph the cell path refuses counts as flagged in the foreign set"
-        ),
-        feature_layer="embedding (attention-pooled over the field's cells)",
-        file=path.name,
-        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-        threshold=round(guard.threshold, 6),
-        component_scales={k: round(v, 6) for k, v in guard.scales.items()},
-        shrinkage={"features": round(f_shrink, 4), "image": round(i_shrink, 4)},
-        val_quantile=VAL_QUANTILE,
-        n_train=len(train["index"]),
-        val_flag_rate=round(float((combined(val) > guard.threshold).mean()), 4),
-        test_flag_rate=round(float((combined(test) > guard.threshold).mean()), 4),
-        test_flag_rate_by_component={
-            k: round(float((test_scaled[k] > guard.threshold).mean()), 4) for k in COMPONENTS
-        },
-        n_val=len(val["index"]),
-        n_test=len(test["index"]),
-        foreign_flag_rate=round(float(np.mean(flags)), 4),
-        n_foreign=len(foreign),
-        foreign_flag_rate_by_kind={k: round(float(np.mean(v)), 4) for k, v in kinds.items()},
-        foreign_count_by_kind={k: len(v) for k, v in kinds.items()},
-    )
+    answer = photograph_answer(loaded, image)
+    return None if answer is None else answer.probabilities
 
 
 def fit_cell_uncertain(loaded: LoadedCellModel, samples: list[Sample], val: np.ndarray) -> float:
@@ -314,7 +208,7 @@ def train_cells(
     card.save(files.card)
     loaded = load_cell_model(out, config.model)
     for s in data:
-        data[s]["stats"] = _statistics(samples, data[s]["index"])
+        data[s]["stats"] = field_statistics_of(samples, data[s]["index"])
     card.ood = fit_cell_guard(out, loaded, samples, data)
     uncertain_below = fit_cell_uncertain(loaded, samples, index["val"])
     val_scaled = np.exp(data["val"]["logits"] / temperature)
@@ -352,3 +246,27 @@ def train_cells(
         temperature,
     )
     return ModelCard.load(files.card)
+
+
+def refit_cell_guard(
+    models_dir: str | Path,
+    name: str,
+    data_dir: str | Path,
+    cache_dir: Path | None = None,
+    samples: list[Sample] | None = None,
+) -> OodSection:
+    """Fit the guard of the trained cell model ``name`` again (after a change to the image
+    statistics) and write it to its card; the network and its calibration are kept."""
+    out = Path(models_dir)
+    samples = samples if samples is not None else discover(data_dir)
+    bags = load_bags(samples, cache_dir)
+    manifest = out / MANIFEST_NAME
+    loaded = load_cell_model(out, name)
+    data = {}
+    for s in ("train", "val", "test"):
+        data[s] = pooled(loaded, bags, _indices(samples, select_split(samples, manifest, s)))
+        data[s]["stats"] = field_statistics_of(samples, data[s]["index"])
+    card = loaded.card
+    card.ood = fit_cell_guard(out, loaded, samples, data)
+    card.save(model_files(out, name).card)
+    return card.ood

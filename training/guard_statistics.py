@@ -29,16 +29,30 @@ from training.metrics import wilson
 from training.ood import VAL_QUANTILE, fit_gaussian
 from training.perturbations import PERTURBATIONS
 
+# The texture profile measured here: the served offsets and the finer ones they replaced.
+PROFILED_OFFSETS = (1, 2, 4, 8, 16)
+assert set(TEXTURE_OFFSETS) <= set(PROFILED_OFFSETS)
 # The statistics' columns, counted on a blank image; the texture profile is the last few.
-N_STATISTICS = len(image_statistics(np.full((32, 32, 3), 0.5, np.float32)))
-_TEXTURE = list(range(N_STATISTICS - len(TEXTURE_OFFSETS), N_STATISTICS))
-_FINEST = TEXTURE_OFFSETS[:2]
+N_STATISTICS = len(image_statistics(np.full((32, 32, 3), 0.5, np.float32), PROFILED_OFFSETS))
+PROFILE_COLUMNS = dict(
+    zip(PROFILED_OFFSETS, range(N_STATISTICS - len(PROFILED_OFFSETS), N_STATISTICS), strict=True)
+)
+_UNSERVED = [d for d in PROFILED_OFFSETS if d not in TEXTURE_OFFSETS]
+
+
+def _without(offsets: Iterable[int]) -> list[int]:
+    dropped = {PROFILE_COLUMNS[d] for d in offsets}
+    return [c for c in range(N_STATISTICS) if c not in dropped]
+
+
+def _px(offsets: Sequence[int]) -> str:
+    return ", ".join(map(str, offsets[:-1])) + f" and {offsets[-1]} px"
+
+
 SUBSETS: dict[str, list[int]] = {
-    "every statistic (served)": list(range(N_STATISTICS)),
-    f"without the texture at {_FINEST[0]} and {_FINEST[1]} px": [
-        c for c in range(N_STATISTICS) if c not in _TEXTURE[:2]
-    ],
-    "without the texture profile": [c for c in range(N_STATISTICS) if c not in _TEXTURE],
+    f"served: the texture at {_px(TEXTURE_OFFSETS)}": _without(_UNSERVED),
+    f"with the texture at {_px(_UNSERVED)} too": list(range(N_STATISTICS)),
+    "without the texture profile": _without(PROFILED_OFFSETS),
 }
 
 
@@ -52,9 +66,9 @@ class FlagRates:
 
 
 def statistics_of(image: Image.Image, card: ModelCard) -> np.ndarray:
-    """The guard's statistics of a photograph as the served path makes them (CaptureError
-    when the scale check refuses it)."""
-    return field_statistics(prepare(image, card.input_size, card.scale).field)
+    """The guard's statistics of a photograph as the served path makes them, with the whole
+    profiled texture (CaptureError when the scale check refuses it)."""
+    return field_statistics(prepare(image, card.input_size, card.scale).field, PROFILED_OFFSETS)
 
 
 def flag_rates(

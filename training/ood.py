@@ -98,6 +98,24 @@ def extract(
     return np.concatenate(feats), np.concatenate(logits), np.concatenate(stats)
 
 
+def write_guard(
+    path: Path,
+    feature_means: np.ndarray,
+    feature_precision: np.ndarray,
+    image_mean: np.ndarray,
+    image_precision: np.ndarray,
+) -> None:
+    """The guard's fitted Gaussians, as ``OodGuard.load`` reads them."""
+    with path.open("wb") as fh:
+        np.savez_compressed(
+            fh,
+            feature_means=feature_means.astype(np.float32),
+            feature_precision=feature_precision.astype(np.float32),
+            image_mean=image_mean.astype(np.float32),
+            image_precision=image_precision.astype(np.float32),
+        )
+
+
 def _split(samples: list[Sample], manifest: Path, name: str) -> list[Sample]:
     chosen = select_split(samples, manifest, name)
     if not chosen:
@@ -153,14 +171,7 @@ def fit_ood(
     foreign_flags = score_foreign(guard, loaded, forward, foreign)
 
     npz_path = model_files(root, name).ood
-    with npz_path.open("wb") as fh:
-        np.savez_compressed(
-            fh,
-            feature_means=f_means.astype(np.float32),
-            feature_precision=f_prec.astype(np.float32),
-            image_mean=i_mean.astype(np.float32),
-            image_precision=i_prec.astype(np.float32),
-        )
+    write_guard(npz_path, f_means, f_prec, i_mean, i_prec)
     kinds = [k for k in KINDS if any(f.kind == k for f in foreign)]
     section = OodSection(
         method=(

@@ -3,6 +3,7 @@ one-epoch training run that writes a cell model the app serves."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 from pathlib import Path
@@ -80,6 +81,20 @@ def test_train_cells_writes_a_cell_model_the_app_serves(tiny_cells: Path, tmp_pa
     assert card.ood is not None
     assert (tmp_path / "cell_lenet.ood.npz").is_file()
     assert card.intended_use is not None
+    # The guard alone fitted again, as after a change to the image statistics: the network
+    # and its calibration are kept, the guard's file and its checksum on the card follow.
+    weights = (tmp_path / "cell_lenet.keras").read_bytes()
+    (tmp_path / "cell_lenet.ood.npz").unlink()
+    fit = f"fit-ood --model cell_lenet --data-dir {tiny_cells} --models-dir {tmp_path}"
+    assert cli(fit) == 0
+    refitted = ModelCard.load(tmp_path / "cell_lenet.json")
+    assert refitted.ood is not None
+    assert (
+        refitted.ood.sha256
+        == hashlib.sha256((tmp_path / "cell_lenet.ood.npz").read_bytes()).hexdigest()
+    )
+    assert refitted.calibration == card.calibration
+    assert (tmp_path / "cell_lenet.keras").read_bytes() == weights
     service = InferenceService(tmp_path, default_model="cell_lenet").load()
     field = ImageFactory.encode(ImageFactory.cell_field([(0.4, 0.4, 1.7)]))
     prediction = service.classify(field)

@@ -325,7 +325,8 @@ def measure_cells(image: Image.Image) -> tuple[float | None, float, float | None
 
 # --- app/core/guards/image_stats.py --------------------------------------------------------
 
-_OFFSETS = (1, 2, 4, 8, 16)
+# The profile these copies were frozen with (the served one is a subset).
+OFFSETS = (1, 2, 4, 8, 16)
 
 
 def _quantile(values: np.ndarray, q: float) -> float:
@@ -354,7 +355,7 @@ def image_statistics(x: np.ndarray) -> np.ndarray:
     chroma = np.maximum(np.maximum(red, green), blue) - np.minimum(np.minimum(red, green), blue)
     g_std = float(grey.std(dtype=np.float64)) + eps
     texture = []
-    for d in _OFFSETS:
+    for d in OFFSETS:
         down = np.abs(grey[d:, :] - grey[:-d, :]).mean(dtype=np.float64)
         across = np.abs(grey[:, d:] - grey[:, :-d]).mean(dtype=np.float64)
         texture.append(np.log((down + across) / 2 / g_std + eps))

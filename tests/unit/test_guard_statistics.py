@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.core.guards.image_stats import TEXTURE_OFFSETS
-from training.guard_statistics import N_STATISTICS, SUBSETS, flag_rates, markdown
+from training.guard_statistics import (
+    N_STATISTICS,
+    PROFILE_COLUMNS,
+    PROFILED_OFFSETS,
+    SUBSETS,
+    flag_rates,
+    markdown,
+)
 
 
 def test_a_shift_in_the_fine_texture_is_flagged_only_by_the_subsets_that_read_it() -> None:
@@ -13,15 +19,15 @@ def test_a_shift_in_the_fine_texture_is_flagged_only_by_the_subsets_that_read_it
     train = rng.normal(size=(400, N_STATISTICS))
     val = rng.normal(size=(200, N_STATISTICS))
     noisy = rng.normal(size=(100, N_STATISTICS))
-    noisy[:, N_STATISTICS - len(TEXTURE_OFFSETS)] += 8.0  # the finest texture, as noise moves it
+    noisy[:, PROFILE_COLUMNS[PROFILED_OFFSETS[0]]] += 8.0  # the finest texture, as noise moves it
     recoloured = rng.normal(size=(100, N_STATISTICS))
     recoloured[:, 0] += 8.0  # the mean red
     empty = np.zeros((0, N_STATISTICS))  # a set the scale check refused whole
     sets = {"noisy": noisy, "recoloured": recoloured, "as is": val, "refused": empty}
     result = flag_rates(train, val, sets)
     rates = result.rates
-    assert rates["every statistic (served)"]["noisy"] > 0.9
-    assert rates["without the texture at 1 and 2 px"]["noisy"] < 0.1
+    assert rates["with the texture at 1 and 2 px too"]["noisy"] > 0.9
+    assert rates["served: the texture at 4, 8 and 16 px"]["noisy"] < 0.1
     assert rates["without the texture profile"]["noisy"] < 0.1
     for subset in SUBSETS:
         assert rates[subset]["recoloured"] > 0.9

@@ -21,14 +21,15 @@ from app.core.scale import flattening
 STATS_SIZE = 224
 # Brightness the background is brought to before the statistics (the training smears' own).
 BACKGROUND_LEVEL = 0.9
-# Pixel offsets for the texture-scale profile (magnification shows up here).
-TEXTURE_OFFSETS = (1, 2, 4, 8, 16)
+# Pixel offsets for the texture-scale profile (magnification shows up here); none finer
+# than 4 px, where a camera's noise and focus move the statistics (docs/decisions.md).
+TEXTURE_OFFSETS = (4, 8, 16)
 _EPS = 1e-3
 
 Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def image_statistics(x: np.ndarray) -> np.ndarray:
+def image_statistics(x: np.ndarray, offsets: tuple[int, ...] = TEXTURE_OFFSETS) -> np.ndarray:
     """Colour and texture statistics of one RGB float image in [0, 1], shape (H, W, 3).
 
     Means, spreads and correlations of the channels; opponent-colour means of the
@@ -38,10 +39,10 @@ def image_statistics(x: np.ndarray) -> np.ndarray:
     are closer to Gaussian.
     """
     red, green, blue = cv2.split(np.ascontiguousarray(x, dtype=np.float32))
-    return _statistics((red, green, blue))
+    return _statistics((red, green, blue), offsets)
 
 
-def _statistics(planes: Planes) -> np.ndarray:
+def _statistics(planes: Planes, offsets: tuple[int, ...] = TEXTURE_OFFSETS) -> np.ndarray:
     red, green, blue = planes
     n = red.size
     stacked = cv2.merge(planes)
@@ -59,7 +60,7 @@ def _statistics(planes: Planes) -> np.ndarray:
     g_mean, g_std_ = cv2.meanStdDev(grey)
     g_std = float(g_std_[0, 0]) + _EPS
     texture = []
-    for d in TEXTURE_OFFSETS:
+    for d in offsets:
         down = cv2.norm(grey[d:, :], grey[:-d, :], cv2.NORM_L1) / grey[d:, :].size
         across = cv2.norm(grey[:, d:], grey[:, :-d], cv2.NORM_L1) / grey[:, d:].size
         texture.append(np.log((down + across) / 2 / g_std + _EPS))
@@ -113,10 +114,10 @@ def balanced(x: np.ndarray) -> np.ndarray:
     return cv2.merge(_balanced_planes(x))
 
 
-def field_statistics(image: Image.Image) -> np.ndarray:
+def field_statistics(image: Image.Image, offsets: tuple[int, ...] = TEXTURE_OFFSETS) -> np.ndarray:
     """``image_statistics`` of a PIL image at the fixed STATS_SIZE, balanced first."""
     if image.mode == "RGB" and image.size == (STATS_SIZE, STATS_SIZE):
         # Already at the size: the 8-bit planes scaled as to_model_input scales them.
         planes = [unit_floats(p) for p in cv2.split(pixels(image))]
-        return _statistics(_balanced_planes((planes[0], planes[1], planes[2])))
-    return _statistics(_balanced_planes(to_model_input(image, STATS_SIZE)))
+        return _statistics(_balanced_planes((planes[0], planes[1], planes[2])), offsets)
+    return _statistics(_balanced_planes(to_model_input(image, STATS_SIZE)), offsets)
