@@ -54,7 +54,7 @@ from training.reviewed_cells import read_labels, with_single_cells
 from training.split import MANIFEST_NAME
 from training.uncertain import UNCERTAIN_TARGET_ACCURACY, UNCERTAIN_WINDOW, choose_uncertain_below
 
-MODEL_VERSION = "2.0.0"
+MODEL_VERSION = "2.1.0"
 log = logging.getLogger(__name__)
 
 CELL_PREPROCESSING = {

@@ -38,7 +38,7 @@ from training.ood import fit_ood
 from training.scale_fit import fit_scale
 from training.split import MANIFEST_NAME, assign_splits, write_manifest
 
-MODEL_VERSION = "1.3.0"
+MODEL_VERSION = "1.4.0"
 log = logging.getLogger(__name__)
 
 
