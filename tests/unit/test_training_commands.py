@@ -97,3 +97,10 @@ def test_the_cell_recipes_options_reach_its_settings(command: str) -> None:
     assert (config.epochs, config.bag, config.hed_gain) == (3, 12, 0.3)
     assert config.hed_offset == CellTrainConfig.hed_offset
     assert config.learning_rate == 1e-3
+
+
+def test_the_case_rule_is_fitted_on_photographs_as_they_are_and_measured_on_every_set() -> None:
+    from training.capture import CAPTURES
+
+    assert build_parser("fit-case").parse_args(["fit-case"]).captures == ("unperturbed",)
+    assert build_parser("cases").parse_args(["cases"]).captures == tuple(CAPTURES)

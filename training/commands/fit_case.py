@@ -13,7 +13,8 @@ HELP = "fit the case rule's escalation threshold on simulated validation cases"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.every_model(parser, cells=True)
-    options.captures(parser, "validation")
+    # The photographs as they are: the capture sets measure captures no choice was made on.
+    options.captures(parser, "validation", default=("unperturbed",))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -45,8 +45,11 @@ def cache_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def captures(parser: argparse.ArgumentParser, split: str) -> None:
-    """--every and --captures: the simulated cases' images and capture sets."""
+def captures(
+    parser: argparse.ArgumentParser, split: str, default: tuple[str, ...] | None = None
+) -> None:
+    """--every and --captures: the simulated cases' images and capture sets (``default``:
+    every set when None)."""
     from training.capture import CAPTURES
 
     parser.add_argument(
@@ -59,9 +62,11 @@ def captures(parser: argparse.ArgumentParser, split: str) -> None:
         "--captures",
         nargs="+",
         choices=tuple(CAPTURES),
-        default=tuple(CAPTURES),
+        default=tuple(CAPTURES) if default is None else default,
         metavar="SET",
-        help="capture sets to build the cases from (default: all of them)",
+        help="capture sets to build the cases from (default: "
+        + ("all of them" if default is None else " ".join(default))
+        + ")",
     )
 
 
