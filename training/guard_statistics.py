@@ -31,7 +31,8 @@ from training.perturbations import PERTURBATIONS
 
 # The texture profile measured here: the served offsets and the finer ones they replaced.
 PROFILED_OFFSETS = (1, 2, 4, 8, 16)
-assert set(TEXTURE_OFFSETS) <= set(PROFILED_OFFSETS)
+if not set(TEXTURE_OFFSETS) <= set(PROFILED_OFFSETS):
+    raise ImportError(f"the served offsets {TEXTURE_OFFSETS} must be among {PROFILED_OFFSETS}")
 # The statistics' columns, counted on a blank image; the texture profile is the last few.
 N_STATISTICS = len(image_statistics(np.full((32, 32, 3), 0.5, np.float32), PROFILED_OFFSETS))
 PROFILE_COLUMNS = dict(
