@@ -38,15 +38,20 @@ class FoldPlan:
     test: np.ndarray
 
 
-def fold_plans(samples: Sequence[Sample], k: int) -> list[FoldPlan]:
-    """The k folds of contiguous blocks, as indices into ``samples``."""
+def fold_plans(samples: Sequence[Sample], k: int, validation: bool = True) -> list[FoldPlan]:
+    """The k folds of contiguous blocks, as indices into ``samples``; without ``validation``
+    the validation block trains too and ``val`` is empty."""
     position = {id(s): i for i, s in enumerate(samples)}
     folds = [np.array(sorted(position[id(s)] for s in f)) for f in contiguous_folds(samples, k)]
     plans = []
     for i in range(k):
         val = (i + 1) % k
         train = np.concatenate([f for j, f in enumerate(folds) if j not in (i, val)])
-        plans.append(FoldPlan(i, np.sort(train), folds[val], folds[i]))
+        if validation:
+            plans.append(FoldPlan(i, np.sort(train), folds[val], folds[i]))
+        else:
+            train = np.concatenate([train, folds[val]])
+            plans.append(FoldPlan(i, np.sort(train), np.array([], dtype=int), folds[i]))
     return plans
 
 

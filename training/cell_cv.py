@@ -38,11 +38,15 @@ class CrossValidation:
     folds: list[dict[str, Any]]
     records: list[dict[str, Any]]
     views: int = 1
+    # True when each fold trained on its validation block too, for a fixed number of epochs.
+    validation_trained: bool = False
 
     def save(self, models_dir: Path, samples: Sequence[Sample]) -> Path:
         """``models/blocks/<model>.json`` (``<model>.views<N>.json`` when each cell was scored
-        as the mean of N of its orientations) with both roles' figures and every record."""
+        as the mean of N of its orientations, ``<model>.trainval.json`` when the validation
+        blocks trained too) with both roles' figures and every record."""
         name = self.model if self.views == 1 else f"{self.model}.views{self.views}"
+        name += ".trainval" if self.validation_trained else ""
         out = models_dir / RESULTS_DIR / f"{name}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         summary = {
@@ -51,7 +55,10 @@ class CrossValidation:
             "k": self.k,
             "views": self.views,
             "held_out": summarise(self.records, samples, "test"),
-            "validation": summarise(self.records, samples, "val"),
+            "validation": None
+            if self.validation_trained
+            else summarise(self.records, samples, "val"),
+            "validation_trained": self.validation_trained,
             "config": self.config,
             "folds": self.folds,
         }
@@ -84,15 +91,17 @@ def cross_validate_cells(
     config: CellTrainConfig,
     k: int = 5,
     views: Sequence[int] = (1,),
+    train_on_validation: bool = False,
 ) -> list[CrossValidation]:
     """Train and score ``config.model`` on each of the k block folds: scored on each cell as
     it is, and on the mean of each further count of its orientations in ``views`` (a result
-    for each, from the same trained folds)."""
+    for each, from the same trained folds). With ``train_on_validation`` each fold trains on
+    its four other blocks for all ``config.epochs``, and only the held-out block is scored."""
     counts = sorted({1, *views})
     scored: dict[int, list[dict[str, Any]]] = {n: [] for n in counts}
     records = scored[1]
     folds = []
-    for plan in fold_plans(samples, k):
+    for plan in fold_plans(samples, k, validation=not train_on_validation):
         log.info(
             "[%s] fold %d of %d: train %d, val %d, held out %d fields",
             config.model,
@@ -104,6 +113,8 @@ def cross_validate_cells(
         )
         model, history, seconds = fit_cell_model(config, bags, plan.train, plan.val)
         for role, indices in (("val", plan.val), ("test", plan.test)):
+            if not len(indices):
+                continue
             for n, into in scored.items():
                 outputs = field_outputs(model, bags, indices, n)
                 for i, out in zip(indices, outputs, strict=True):
@@ -124,13 +135,15 @@ def cross_validate_cells(
             {
                 "fold": plan.fold,
                 "epochs_run": len(history["loss"]),
-                "best_epoch": int(np.argmin(history["val_loss"])) + 1,
+                "best_epoch": int(np.argmin(history["val_loss"])) + 1
+                if "val_loss" in history
+                else None,
                 "seconds": round(seconds, 1),
                 "held_out_accuracy": round(float(accuracy), 4),
             }
         )
     unit, described = architecture(config.model).unit, config.describe()
     return [
-        CrossValidation(config.model, unit, k, described, folds, into, n)
+        CrossValidation(config.model, unit, k, described, folds, into, n, train_on_validation)
         for n, into in scored.items()
     ]

@@ -133,8 +133,8 @@ def bag_dataset(
 def fit_cell_model(
     config: CellTrainConfig, bags: Bags, train: np.ndarray, val: np.ndarray
 ) -> tuple[keras.Model, dict[str, list[float]], float]:
-    """Train ``config.model``'s cell network on the train fields, stopping on the val fields:
-    the cell model, its history and the seconds it took."""
+    """Train ``config.model``'s cell network on the train fields, stopping on the val fields
+    (every epoch when there are none): the cell model, its history and the seconds it took."""
     keras.utils.set_random_seed(config.seed)
     cell_model = architecture(config.model).build()
     network = mil_network(cell_model, config.bag)
@@ -145,6 +145,8 @@ def fit_cell_model(
         loss=keras.losses.CategoricalCrossentropy(),
         weighted_metrics=["accuracy"],
     )
+    # Without validation fields the cosine schedule runs to its end.
+    validating = len(val) > 0
     stop = keras.callbacks.EarlyStopping(
         monitor="val_loss",
         patience=config.early_stopping_patience,
@@ -154,9 +156,9 @@ def fit_cell_model(
     started = time.perf_counter()
     history = network.fit(
         bag_dataset(bags, train, config, training=True),
-        validation_data=bag_dataset(bags, val, config, training=False),
+        validation_data=bag_dataset(bags, val, config, training=False) if validating else None,
         epochs=config.epochs,
-        callbacks=[stop],
+        callbacks=[stop] if validating else [],
         verbose=1 if sys.stdout.isatty() else 2,
     )
     seconds = time.perf_counter() - started

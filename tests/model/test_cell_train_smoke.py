@@ -65,6 +65,21 @@ def test_cell_blocks_records_every_field_once_with_its_figures(
     assert all(r["cells"] == 2 for r in held)
 
 
+def test_cell_blocks_can_train_on_the_validation_blocks_and_score_only_the_held_out(
+    tiny_cells: Path, tmp_path: Path
+) -> None:
+    line = f"cell-blocks --model cell_lenet --data-dir {tiny_cells} --models-dir {tmp_path}"
+    assert cli(f"{line} --folds 3 --epochs 1 --train-on-validation") == 0
+    assert not (tmp_path / "blocks" / "cell_lenet.json").exists()
+    result = json.loads((tmp_path / "blocks" / "cell_lenet.trainval.json").read_text())
+    assert result["validation_trained"] is True
+    assert result["validation"] is None
+    assert {r["role"] for r in result["records"]} == {"test"}
+    assert len(result["records"]) == len(list(tiny_cells.rglob("*.png")))
+    assert all(f["epochs_run"] == 1 and f["best_epoch"] is None for f in result["folds"])
+    assert result["held_out"]["n_fields"] == len(result["records"])
+
+
 def test_train_cells_writes_a_cell_model_the_app_serves(tiny_cells: Path, tmp_path: Path) -> None:
     samples = discover(tiny_cells)
     write_manifest(samples, assign_splits(samples), tiny_cells, tmp_path / MANIFEST_NAME)

@@ -46,6 +46,15 @@ def test_every_field_is_held_out_once_and_never_trains_on_its_own_fold() -> None
         assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
 
 
+def test_without_validation_the_validation_block_trains_and_the_held_out_stays_out() -> None:
+    data = samples()
+    with_validation = fold_plans(data, 5)
+    for plan, kept in zip(fold_plans(data, 5, validation=False), with_validation, strict=True):
+        assert len(plan.val) == 0
+        assert np.array_equal(plan.test, kept.test)
+        assert sorted(plan.train) == sorted([*kept.train, *kept.val])
+
+
 def test_bootstrap_blocks_are_runs_of_neighbouring_files() -> None:
     data = samples()
     ids = block_ids(data, size=10)

@@ -28,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also score each cell as the mean of this many of its flips and quarter turns, "
         "from the same trained folds (2 4 8: models/blocks/<model>.views<N>.json each)",
     )
+    parser.add_argument(
+        "--train-on-validation",
+        action="store_true",
+        help="each fold also trains on its validation block, for every epoch (no early "
+        "stopping): only held-out figures (models/blocks/<model>.trainval.json)",
+    )
     options.cache_dir(parser)
 
 
@@ -42,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
     names = list(CELL_ARCHITECTURES) if args.model == "all" else [args.model]
     for name in names:
         config = options.cell_config(args, name, architecture(name).learning_rate)
-        for result in cross_validate_cells(samples, bags, config, args.folds, args.views):
+        for result in cross_validate_cells(
+            samples, bags, config, args.folds, args.views, args.train_on_validation
+        ):
             path = result.save(args.models_dir, samples)
             summary = json.loads(path.read_text())
             print(
