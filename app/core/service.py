@@ -136,6 +136,15 @@ class InferenceService:
             self._ready.set()
         return self
 
+    def with_default(self, name: str) -> InferenceService:
+        """The same loaded models, served with ``name`` as the default: nothing loads again."""
+        self.load()
+        served_names(self.models_dir, name)  # NoModelsError when the folder lacks it
+        other = InferenceService(self.models_dir, name)
+        other._served = self._served
+        other._ready.set()
+        return other
+
     def models(self) -> list[ModelCard]:
         """The cards of the served models, in name order."""
         self._require_ready()

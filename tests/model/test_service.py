@@ -136,6 +136,18 @@ def test_no_models_and_missing_default(tmp_path, models_dir) -> None:
         InferenceService(models_dir, default_model="nope").load()
 
 
+def test_another_default_shares_the_loaded_models(inference_service: InferenceService) -> None:
+    names = [card.name for card in inference_service.models()]
+    other_name = next(n for n in names if n != inference_service.default_model)
+    other = inference_service.with_default(other_name)
+    assert other.ready
+    assert other.default_model == other_name
+    assert inference_service.default_model != other_name
+    assert all(other.served(n) is inference_service.served(n) for n in names)
+    with pytest.raises(NoModelsError, match="default model 'nope'"):
+        inference_service.with_default("nope")
+
+
 def test_concurrent_predictions_match_sequential(
     inference_service: InferenceService, images
 ) -> None:

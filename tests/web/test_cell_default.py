@@ -21,10 +21,11 @@ CELLS = [(0.3, 0.3, 1.6), (0.7, 0.6, 1.3)]
 
 
 @pytest.fixture(scope="module")
-def default_service(models_dir: Path) -> InferenceService:
+def default_service(models_dir: Path, inference_service: InferenceService) -> InferenceService:
+    """The session's loaded models with the product's default (the session serves LeNet-5)."""
     if Config.DEFAULT_MODEL not in model_names(models_dir):
         pytest.skip(f"{Config.DEFAULT_MODEL} is not in {models_dir}")
-    return InferenceService(models_dir, Config.DEFAULT_MODEL).load()
+    return inference_service.with_default(Config.DEFAULT_MODEL)
 
 
 @pytest.fixture
