@@ -47,7 +47,8 @@ from PIL import Image
 from scipy import ndimage as ndi
 
 from app.core.cells.crops import MAX_CELLS, read_field
-from app.core.cells.detect import EXCLUSION_REASONS, MIN_AREA_RBC
+from app.core.cells.detect import MIN_AREA_RBC
+from app.core.cells.exclusions import EXCLUSION_REASONS
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES
 from app.core.errors import ImageDecodeError, ImageTooLargeError
 from app.core.preprocessing import load_image

@@ -12,18 +12,19 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from PIL import Image
 
-from app.core.cells.crops import FieldCells
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
-from app.core.explanation.heat_share import DEFAULT_MIN_DENSITY, HeatCheck, HeatShare
-from app.core.explanation.segmentation import Segmentation
 from app.core.guards.uncertainty import is_uncertain
-from app.core.model_card import ModelCard
+from app.core.model_card import HeatRuleSpec, ModelCard
 from app.core.preprocessing import photograph_size
-from app.core.scale import ScaleCheck
 
 if TYPE_CHECKING:
-    # The guard module loads TensorFlow; cases and the CLI read predictions without it.
+    # The guard module loads TensorFlow, the others SciPy and scikit-image: cases and the
+    # command line read predictions without them.
+    from app.core.cells.crops import FieldCells
+    from app.core.explanation.heat_share import HeatCheck, HeatShare
+    from app.core.explanation.segmentation import Segmentation
     from app.core.guards.ood import OodResult
+    from app.core.scale import ScaleCheck
 
 Status = Literal["out_of_distribution", "uncertain", "malignant", "benign"]
 CellStatus = Literal["classified", "uncertain"]
@@ -123,7 +124,7 @@ class Prediction:
     scale: ScaleCheck | None = None
     ood: OodResult | None = None
     uncertain_below: float | None = None
-    min_heat_density: float = DEFAULT_MIN_DENSITY
+    min_heat_density: float = HeatRuleSpec().min_density
     explanation: Explanation | None = None
     # A cell model's leukocytes; None for a model that reads the whole field.
     cells: CellReading | None = None

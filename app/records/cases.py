@@ -23,8 +23,8 @@ from app.core.case_verdict import CaseVerdict, FieldOutcome, FieldState, case_ve
 from app.core.case_words import REVIEW_DECISIONS
 from app.core.classes import CLASS_IDS
 from app.core.errors import RequestRefusedError
-from app.core.explanation.gallery import FieldPictures
 from app.core.model_card import CaseRuleSpec, ModelCard
+from app.core.pictures import FieldPictures
 from app.core.prediction import Prediction
 from app.records.cell_writes import hold_cells
 from app.records.image_store import ImageStore

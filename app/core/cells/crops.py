@@ -16,7 +16,6 @@ import numpy as np
 from PIL import Image
 
 from app.core.cells.detect import (
-    EXCLUSION_REASONS,
     NORMAL_RBC_PX,
     RBC_UM,
     FoundCell,
@@ -25,6 +24,7 @@ from app.core.cells.detect import (
     normalise_scale,
     normalising_factor,
 )
+from app.core.cells.exclusions import EXCLUSION_REASONS
 from app.core.cells.stain import stain_scale, stained, white_point
 from app.core.errors import CaptureError
 from app.core.imaging import pixels, unit_floats

@@ -12,11 +12,11 @@ cells, cells lying on each other).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from PIL import Image
 
+from app.core.cells.exclusions import Exclusion
 from app.core.explanation.segmentation import cell_regions, foreground_mask, split_cells
 
 # The scale measure is about a red cell's diameter, nominally 7.5 micrometres.
@@ -33,15 +33,6 @@ SEED_DISTANCE_RBC = 0.5
 MIN_FILL = 0.45
 # Lower-right corner where captures burn in a scale bar, as fractions of width and height.
 SCALE_BAR_CORNER = (0.80, 0.88)
-
-Exclusion = Literal["border", "scale_bar", "too_small", "clump"]
-
-EXCLUSION_REASONS: dict[str, str] = {
-    "border": "cut by the edge of the photograph",
-    "scale_bar": "in the scale-bar corner",
-    "too_small": "too small for a leukocyte (platelet or debris)",
-    "clump": "too large or ragged for one leukocyte (a clump, or cells overlapping)",
-}
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ the model pass runs (``app.core.parallel.start``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -17,6 +16,7 @@ from PIL import Image
 from app.core.cells.crops import FieldCells
 from app.core.explanation.segmentation import segment
 from app.core.imaging import jpeg_of, pixels, resized
+from app.core.pictures import CellPicture, FieldPictures
 from app.core.prediction import Prediction
 from app.core.preprocessing import photograph_size
 
@@ -27,25 +27,6 @@ CELL_SIDE = 96
 CELL_MARGIN = 1.4
 # The gallery needs boxes, not outlines: a coarser segmentation finds the same cells sooner.
 CELL_WORK_SIDE = 128
-
-
-@dataclass(frozen=True)
-class CellPicture:
-    """One leukocyte cut out square: its rank (from 1), its box and the crop as a JPEG file.
-    A segmented cell's box is x0, y0, x1, y1 in the pixels of the field the model saw; a
-    cell model's is x, y, width, height in the uploaded photograph's, as its answer gives."""
-
-    index: int
-    box: list[int]
-    jpeg: bytes
-
-
-@dataclass(frozen=True)
-class FieldPictures:
-    """A field's thumbnail (JPEG) and its cell crops."""
-
-    thumbnail: bytes
-    cells: list[CellPicture]
 
 
 def field_pictures(image: Image.Image, field_image: Image.Image) -> FieldPictures:

@@ -8,7 +8,7 @@ from typing import Any
 
 from PIL import Image
 
-from app.core.cells.detect import EXCLUSION_REASONS
+from app.core.cells.exclusions import EXCLUSION_REASONS
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
 from app.core.imaging import jpeg_bytes
 from app.core.model_card import ModelCard

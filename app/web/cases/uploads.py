@@ -13,7 +13,7 @@ from werkzeug.datastructures import FileStorage
 
 from app.core.case_words import CASE_STATUSES, REVIEW_STATES
 from app.core.errors import RequestRefusedError
-from app.core.explanation.gallery import FieldPictures, cell_model_pictures, field_pictures
+from app.core.pictures import FieldPictures
 from app.core.prediction import Prediction
 from app.records.cases import (
     MAX_FIELDS,
@@ -134,7 +134,9 @@ def _keep(
     index: int,
     decoded: DecodedImage | DecodedCells,
 ) -> Kept:
-    from app.core.cells.serving import DecodedCells  # loaded with the service already
+    # Loaded with the service already; imported here so the flask commands skip SciPy.
+    from app.core.cells.serving import DecodedCells
+    from app.core.explanation.gallery import cell_model_pictures, field_pictures
 
     if isinstance(decoded, DecodedCells):
         pictures = cell_model_pictures(decoded.image, decoded.cells)
