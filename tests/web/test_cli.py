@@ -231,11 +231,12 @@ def test_a_flask_command_loads_no_model_and_no_image_analysis(
     tmp_path: Path, command: tuple[str, ...]
 ) -> None:
     # The real ``flask --app wsgi ...``; what it imported is read when the interpreter exits.
-    # SciPy and scikit-image (the analysis of photographs) cost a second a command.
+    # SciPy and scikit-image (the analysis of photographs) and fpdf2 (the report) cost
+    # about a second a command.
     code = (
         "import atexit, json, sys; from flask.cli import main; "
         "atexit.register(lambda: print(json.dumps("
-        "[m for m in ('tensorflow', 'keras', 'scipy', 'skimage') if m in sys.modules]))); "
+        "[m for m in ('tensorflow', 'keras', 'scipy', 'skimage', 'fpdf') if m in sys.modules]))); "
         f"sys.argv = ['flask', '--app', 'wsgi', *{list(command)!r}]; main()"
     )
     env = {

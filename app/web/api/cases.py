@@ -16,7 +16,6 @@ from app.records.cases import (
 )
 from app.web.auth import actor, audit, requires
 from app.web.cases.cell_gallery import save_reclassification
-from app.web.cases.pdf import exported_pdf
 from app.web.cases.presenter import case_json, case_summary_json
 from app.web.cases.reviews import api_review, save_review
 from app.web.cases.uploads import (
@@ -88,6 +87,8 @@ def show(public_id: str) -> Any:
 @bp.get("/<public_id>/report.pdf")
 @requires("read")
 def report_pdf(public_id: str) -> Any:
+    from app.web.cases.pdf import exported_pdf  # fpdf2 only when a report is asked for
+
     return exported_pdf(get_case(db(), public_id))
 
 

@@ -58,7 +58,6 @@ from app.web.cases.cell_gallery import (
     reclassified_message,
     save_reclassification,
 )
-from app.web.cases.pdf import exported_pdf
 from app.web.cases.presenter import (
     FILTERS,
     REVIEW_LABELS,
@@ -377,6 +376,8 @@ def report(public_id: str) -> str:
 @bp.get("/<public_id>/report.pdf")
 @requires("read")
 def report_pdf(public_id: str) -> Response:
+    from app.web.cases.pdf import exported_pdf  # fpdf2 only when a report is asked for
+
     return exported_pdf(get_case(db(), public_id))
 
 
