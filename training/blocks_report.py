@@ -23,9 +23,10 @@ from app.core.preprocessing import load_image
 from app.core.scale import measure_cells
 from training.architectures import ARCHITECTURES
 from training.blocks import neighbour_similarity
-from training.cell_cv import RESULTS_DIR
 from training.data import Sample
+from training.intended_use import for_card
 from training.markdown import table
+from training.paths import BLOCKS_RESULTS
 from training.progress import track
 from training.report import BLOCKS_HEADING, replace_first_section
 
@@ -56,7 +57,7 @@ def write_neighbours(samples: Sequence[Sample], models_dir: Path) -> dict[str, A
         "red-cell size, leukocyte area share",
         "classes": neighbour_similarity(samples, features),
     }
-    path = models_dir / RESULTS_DIR / NEIGHBOURS
+    path = models_dir / BLOCKS_RESULTS / NEIGHBOURS
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
     return result
@@ -64,7 +65,7 @@ def write_neighbours(samples: Sequence[Sample], models_dir: Path) -> dict[str, A
 
 def results(models_dir: Path) -> dict[str, dict[str, Any]]:
     """Every saved cross-validation, by model name, in the registry's order."""
-    folder = models_dir / RESULTS_DIR
+    folder = models_dir / BLOCKS_RESULTS
     found = {
         p.stem: json.loads(p.read_text()) for p in folder.glob("*.json") if p.name != NEIGHBOURS
     }
@@ -210,7 +211,7 @@ def _targets(data: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _neighbours(models_dir: Path) -> list[str]:
-    path = models_dir / RESULTS_DIR / NEIGHBOURS
+    path = models_dir / BLOCKS_RESULTS / NEIGHBOURS
     if not path.exists():
         return []
     data = json.loads(path.read_text())
@@ -271,15 +272,18 @@ def patient_blocks(d: dict[str, Any]) -> PatientBlocks:
 
 
 def write_blocks_report(models_dir: Path) -> list[str]:
-    """Write the section at the top of REPORT.md and the figures into the served cards;
-    the names of the cards updated."""
+    """Write the section at the top of REPORT.md, and the figures and the known failures
+    they show into the served cards; the names of the cards updated."""
     path = models_dir / "REPORT.md"
     text = path.read_text() if path.exists() else "# Model report\n"
     text = replace_first_section(text, BLOCKS_HEADING, blocks_markdown(models_dir))
     path.write_text(text.rstrip() + "\n")
     updated = []
     for name, d in results(models_dir).items():
-        if model_files(models_dir, name).card.exists():
-            ModelCard.update(model_files(models_dir, name).card, patient_blocks=patient_blocks(d))
+        card = model_files(models_dir, name).card
+        if card.exists():
+            # The held-out patients' confusions are among the card's known failures.
+            use = for_card(ModelCard.load(card), models_dir)
+            ModelCard.update(card, patient_blocks=patient_blocks(d), intended_use=use)
             updated.append(name)
     return updated

@@ -24,9 +24,9 @@ from training.cell_bags import Bags
 from training.cell_config import CellTrainConfig
 from training.cell_mil import field_outputs, fit_cell_model
 from training.data import Sample
+from training.paths import BLOCKS_RESULTS
 
 log = logging.getLogger(__name__)
-RESULTS_DIR = "blocks"
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class CrossValidation:
         blocks trained too) with both roles' figures and every record."""
         name = self.model if self.views == 1 else f"{self.model}.views{self.views}"
         name += ".trainval" if self.validation_trained else ""
-        out = models_dir / RESULTS_DIR / f"{name}.json"
+        out = models_dir / BLOCKS_RESULTS / f"{name}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         summary = {
             "model": self.model,

@@ -42,13 +42,13 @@ from training.blocks_report import patient_blocks
 from training.calibration import fit_temperature
 from training.cell_bags import Bags, load_bags
 from training.cell_config import CellTrainConfig
-from training.cell_cv import RESULTS_DIR
 from training.cell_guard import field_statistics_of, fit_cell_guard, photograph_answer
 from training.cell_mil import fit_cell_model
 from training.data import Sample, discover
 from training.evaluate import select_split
 from training.intended_use import for_card
 from training.metrics import classification_report, expected_calibration_error
+from training.paths import BLOCKS_RESULTS
 from training.perturbations import PERTURBATIONS
 from training.reviewed_cells import read_labels, with_single_cells
 from training.split import MANIFEST_NAME
@@ -118,7 +118,7 @@ def fit_cell_uncertain(loaded: LoadedCellModel, samples: list[Sample], val: np.n
 
 def patient_blocks_of(models_dir: Path, name: str) -> PatientBlocks | None:
     """The held-out figures of ``models/blocks/<name>.json``, when it has been run."""
-    path = models_dir / RESULTS_DIR / f"{name}.json"
+    path = models_dir / BLOCKS_RESULTS / f"{name}.json"
     return patient_blocks(json.loads(path.read_text())) if path.exists() else None
 
 

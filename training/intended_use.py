@@ -3,15 +3,22 @@
 ``training.train`` writes it on every new card; ``python -m training.intended_use`` fills
 it into the cards of a models folder. The known failures are counted from each card's
 test confusion matrix: every confusion that changes the screening answer (a benign image
-called malignant or a malignant one called benign), Benign called Early Pre-B first.
+called malignant or a malignant one called benign), Benign called Early Pre-B first; then
+those of held-out patients (``models/blocks/<model>.json``): every confusion of at least
+``BLOCK_FAILURE_SHARE`` of a class's held-out fields.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES
 from app.core.model_card import (
@@ -22,6 +29,7 @@ from app.core.model_card import (
     TestMetrics,
 )
 from app.core.model_files import model_files, model_names
+from training.paths import BLOCKS_RESULTS
 
 PURPOSE = (
     "Research decision support for screening photographs of whole fields of stained "
@@ -67,6 +75,9 @@ DATA = DataProvenance(
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 BENIGN, EARLY = "benign", "early_pre_b"
 LOOK_ALIKE = "hematogones and Early Pre-B blasts look alike"
+# A held-out patients' confusion worth a line on the card: this share of a class's fields.
+BLOCK_FAILURE_SHARE = 0.05
+BLOCKS_SPLIT = "patient_blocks"
 
 
 def _failure(true_class: str, called: str, count: int, of: int) -> KnownFailure:
@@ -105,21 +116,67 @@ def known_failures(metrics: TestMetrics | None) -> list[KnownFailure]:
     ]
 
 
-def intended_use(metrics: TestMetrics | None, images: int) -> IntendedUse:
-    """The section for a model scored as ``metrics``, trained on a split of ``images``."""
+def block_failures(records: Sequence[dict[str, object]]) -> list[KnownFailure]:
+    """The confusions of a cross-validation's held-out fields (``training.cell_cv`` records)
+    of at least ``BLOCK_FAILURE_SHARE`` of their class, by count; an unanswered field is in
+    no class and counts in none."""
+    held = [r for r in records if r["role"] == "test"]
+    fields = Counter(str(r["class_id"]) for r in held)
+    answered = [r for r in held if r["probabilities"] is not None]
+    confused = Counter(
+        (str(r["class_id"]), CLASS_IDS[int(np.argmax(r["probabilities"]))]) for r in answered
+    )
+    found = [
+        (true_class, called, count)
+        for (true_class, called), count in confused.items()
+        if true_class != called and count >= BLOCK_FAILURE_SHARE * fields[true_class]
+    ]
+    return [
+        _block_failure(true_class, called, count, fields[true_class])
+        for true_class, called, count in sorted(found, key=lambda f: -f[2])
+    ]
+
+
+def _block_failure(true_class: str, called: str, count: int, of: int) -> KnownFailure:
+    summary = (
+        f"On patients held out of training (blocks of neighbouring files), {count} of {of} "
+        f"({100 * count / of:.1f}%) {DISPLAY_NAMES[true_class]} fields called "
+        f"{DISPLAY_NAMES[called]}"
+    )
+    if (true_class, called) == (BENIGN, EARLY):
+        summary += f"; {LOOK_ALIKE}"
+    elif called == BENIGN:
+        summary += ": a missed malignancy"
+    elif true_class == BENIGN:
+        summary += ": hematogones called malignant"
+    else:
+        summary += ": the subtype is a pattern that varies from patient to patient"
+    return KnownFailure(true_class, called, count, of, BLOCKS_SPLIT, summary + ".")
+
+
+def intended_use(
+    metrics: TestMetrics | None,
+    images: int,
+    block_records: Sequence[dict[str, object]] = (),
+) -> IntendedUse:
+    """The section for a model scored as ``metrics`` (and over patient blocks, when it has
+    ``block_records``), trained on a split of ``images``."""
     return IntendedUse(
         purpose=PURPOSE,
         out_of_scope=list(OUT_OF_SCOPE),
-        known_failures=known_failures(metrics),
+        known_failures=[*known_failures(metrics), *block_failures(block_records)],
         data=replace(DATA, images=images),
     )
 
 
 def for_card(card: ModelCard, models_dir: Path) -> IntendedUse:
-    """The section for ``card``: its test figures, and the images of its split manifest."""
+    """The section for ``card``: its test figures, its held-out patients' figures where
+    ``models_dir`` has them, and the images of its split manifest."""
     with (models_dir / card.split_manifest.file).open(newline="") as f:
         images = sum(1 for _ in csv.DictReader(f))
-    return intended_use(card.test_metrics, images)
+    blocks = models_dir / BLOCKS_RESULTS / f"{card.name}.json"
+    records = json.loads(blocks.read_text())["records"] if blocks.is_file() else []
+    return intended_use(card.test_metrics, images, records)
 
 
 def fill(models_dir: Path) -> list[str]:

@@ -28,7 +28,14 @@ def figures(accuracy: float) -> dict[str, Any]:
     }
 
 
-def saved(folder: Path, name: str, unit: str, held: float, val: float) -> None:
+def saved(
+    folder: Path,
+    name: str,
+    unit: str,
+    held: float,
+    val: float,
+    records: list[dict[str, Any]] | None = None,
+) -> None:
     (folder / "blocks").mkdir(parents=True, exist_ok=True)
     payload = {
         "model": name,
@@ -36,6 +43,7 @@ def saved(folder: Path, name: str, unit: str, held: float, val: float) -> None:
         "k": 5,
         "held_out": figures(held),
         "validation": figures(val),
+        "records": records or [],
     }
     (folder / "blocks" / f"{name}.json").write_text(json.dumps(payload))
 
@@ -56,12 +64,17 @@ def test_the_section_puts_field_and_cell_models_side_by_side_and_marks_the_targe
 
 
 def test_the_section_leads_the_report_and_the_cards_get_the_figures(tmp_path: Path) -> None:
-    for suffix in (".json", ".keras"):
-        shutil.copy(ROOT / "models" / f"lenet{suffix}", tmp_path / f"lenet{suffix}")
+    for name in ("lenet.json", "lenet.keras", "split.csv"):
+        shutil.copy(ROOT / "models" / name, tmp_path / name)
     (tmp_path / "REPORT.md").write_text(
         "# Model report\n\nIntro.\n\n## The paper's comparison\n\nx\n"
     )
-    saved(tmp_path, "lenet", "field", 0.85, 0.86)
+    # Held out: 10 Pre-B fields, 3 of them called Pro-B.
+    records = [
+        {"class_id": "pre_b", "role": "test", "probabilities": [0, 0, p, 1 - p]}
+        for p in [0.9] * 7 + [0.2] * 3
+    ]
+    saved(tmp_path, "lenet", "field", 0.85, 0.86, records)
     assert write_blocks_report(tmp_path) == ["lenet"]
     text = (tmp_path / "REPORT.md").read_text()
     assert text.index(BLOCKS_HEADING) < text.index("## The paper's comparison")
@@ -73,6 +86,12 @@ def test_the_section_leads_the_report_and_the_cards_get_the_figures(tmp_path: Pa
     assert card.patient_blocks.accuracy == 0.85
     assert card.patient_blocks.ci95 == pytest.approx([0.8, 0.88])
     assert card.patient_blocks.folds == 5
+    # The held-out patients' confusions join the card's known failures.
+    assert card.intended_use is not None
+    held_out = [f for f in card.intended_use.known_failures if f.split == "patient_blocks"]
+    assert [(f.true_class, f.called, f.count, f.of) for f in held_out] == [
+        ("pre_b", "pro_b", 3, 10)
+    ]
 
 
 def test_a_class_whose_neighbours_are_not_alike_is_said_to_be_weakly_blocked(

@@ -8,10 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from app.core.classes import CLASS_IDS
 from app.core.model_card import IntendedUse, ModelCard, TestMetrics
 from app.core.model_files import model_names
 from tests.support.models import ROOT
-from training.intended_use import OUT_OF_SCOPE, PURPOSE, fill, for_card, known_failures
+from training.intended_use import (
+    OUT_OF_SCOPE,
+    PURPOSE,
+    block_failures,
+    fill,
+    for_card,
+    known_failures,
+)
 
 COMMITTED = ROOT / "models"
 
@@ -39,6 +47,34 @@ def test_benign_called_early_pre_b_is_listed_even_uncounted() -> None:
     (unscored,) = known_failures(None)
     assert unscored.called == "early_pre_b"
     assert "Not counted" in unscored.summary
+
+
+def _record(class_id: str, called: str | None, role: str = "test") -> dict[str, object]:
+    probabilities = None if called is None else [0.9 if c == called else 0.03 for c in CLASS_IDS]
+    return {"class_id": class_id, "role": role, "probabilities": probabilities}
+
+
+def test_held_out_patients_confusions_of_a_twentieth_of_a_class_are_listed_by_count() -> None:
+    records = [
+        *[_record("pre_b", "pre_b")] * 80,
+        *[_record("pre_b", "pro_b")] * 15,
+        *[_record("pre_b", "early_pre_b")] * 4,  # 4 of 100: under a twentieth
+        _record("pre_b", None),  # unanswered: in no class
+        *[_record("early_pre_b", "early_pre_b")] * 90,
+        *[_record("early_pre_b", "benign")] * 10,
+        *[_record("benign", "early_pre_b", role="val")] * 50,  # validation: not held out
+        *[_record("benign", "benign")] * 40,
+    ]
+    failures = block_failures(records)
+    assert [(f.true_class, f.called, f.count, f.of) for f in failures] == [
+        ("pre_b", "pro_b", 15, 100),
+        ("early_pre_b", "benign", 10, 100),
+    ]
+    assert all(f.split == "patient_blocks" for f in failures)
+    assert failures[0].summary.startswith("On patients held out of training")
+    assert "15 of 100 (15.0%) Pre-B ALL fields called Pro-B ALL" in failures[0].summary
+    assert "subtype" in failures[0].summary
+    assert "missed malignancy" in failures[1].summary
 
 
 def test_fill_writes_the_section_and_changes_nothing_else(tmp_path: Path) -> None:
@@ -73,6 +109,10 @@ def test_the_committed_cards_state_their_intended_use(name: str) -> None:
     assert (first.true_class, first.called, first.of) == ("benign", "early_pre_b", benign)
     assert benign in (66, 67)
     assert first.count == metrics.confusion_matrix[0][1]
+    # Every committed model was cross-validated over patient blocks: their confusions follow.
+    held_out = [f for f in use.known_failures if f.split == "patient_blocks"]
+    assert held_out
+    assert all(f.count >= 0.05 * f.of for f in held_out)
     data = use.data
     assert "Taleqani Hospital, Tehran" in data.source
     assert data.doi == "10.34740/KAGGLE/DSV/2175623"
