@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,11 +21,13 @@ import numpy as np
 from app.core.classes import CLASS_IDS, MALIGNANT
 from training.data import Sample
 from training.metrics import confusion_matrix
-from training.patient_proxy import contiguous_folds, file_number
+from training.patient_proxy import contiguous_folds, file_number, number_in
 
 # Resampling unit of the bootstrap: about half a patient's photographs (89 patients, 3,256).
 BLOCK_FILES = 20
 BOOTSTRAP = 2000
+# How near a block's edge a field lies for the edge check: about half a patient's files.
+EDGE_FILES = 20
 _MALIGNANT = np.array([MALIGNANT[c] for c in CLASS_IDS])
 
 
@@ -182,3 +185,40 @@ def neighbour_similarity(
             "p": float((np.array(shuffled) <= neighbour).mean()),
         }
     return out
+
+
+def edge_accuracy(
+    records: Sequence[dict[str, Any]], k: int, validation_trained: bool = False
+) -> dict[str, dict[str, float]]:
+    """Held-out accuracy of the fields within ``EDGE_FILES`` files of an edge of their block
+    where the next block trained the fold's model, of those near an edge where none did (the
+    validation block, or the first or last file of the class), and of the rest. A patient
+    whose photographs straddle an edge would lift the first group above the others.
+
+    Fold i validates on block i + 1 (``fold_plans``), so only its block i - 1 trains beside
+    it, unless the validation blocks trained too."""
+    groups: dict[str, list[bool]] = {"beside training": [], "beside none": [], "inside": []}
+    held = [r for r in records if r["role"] == "test"]
+    for fold in range(k):
+        low_trains = fold > 0 and (validation_trained or fold - 1 != (fold + 1) % k)
+        high_trains = fold < k - 1 and validation_trained
+        for class_id in CLASS_IDS:
+            members = sorted(
+                (r for r in held if r["fold"] == fold and r["class_id"] == class_id),
+                key=lambda r: number_in(Path(r["file"]).stem),
+            )
+            for rank, r in enumerate(members):
+                right = r["probabilities"] is not None and (
+                    CLASS_IDS[int(np.argmax(r["probabilities"]))] == class_id
+                )
+                if rank < EDGE_FILES:
+                    group = "beside training" if low_trains else "beside none"
+                elif rank >= len(members) - EDGE_FILES:
+                    group = "beside training" if high_trains else "beside none"
+                else:
+                    group = "inside"
+                groups[group].append(right)
+    return {
+        name: {"fields": len(rights), "accuracy": float(np.mean(rights)) if rights else 0.0}
+        for name, rights in groups.items()
+    }

@@ -22,7 +22,7 @@ from app.core.model_files import model_files, model_names
 from app.core.preprocessing import load_image
 from app.core.scale import measure_cells
 from training.architectures import ARCHITECTURES
-from training.blocks import neighbour_similarity
+from training.blocks import EDGE_FILES, edge_accuracy, neighbour_similarity
 from training.data import Sample
 from training.intended_use import for_card
 from training.markdown import table
@@ -125,6 +125,7 @@ def blocks_markdown(models_dir: Path) -> str:
         f"`python -m training cell-blocks`. Epochs: {_epochs(data)}.",
         "",
         *_targets(data),
+        *_edges(data),
         *_image_level(models_dir),
         *_neighbours(models_dir),
     ]
@@ -206,6 +207,34 @@ def _targets(data: dict[str, dict[str, Any]]) -> list[str]:
     return [
         f"Best cell model on the validation blocks: {ARCHITECTURES[best].display_name}. "
         f"Held out: {marks}.",
+        "",
+    ]
+
+
+def _edges(data: dict[str, dict[str, Any]]) -> list[str]:
+    """Each model's edge check (``training.blocks.edge_accuracy``) from its saved records."""
+    rows = []
+    for name, d in data.items():
+        if not d.get("records"):
+            continue
+        edges = edge_accuracy(d["records"], int(d["k"]), d.get("validation_trained", False))
+        rows.append(
+            [ARCHITECTURES[name].display_name]
+            + [
+                f"{100 * g['accuracy']:.1f}% ({g['fields']})"
+                for g in (edges["beside training"], edges["beside none"], edges["inside"])
+            ]
+        )
+    if not rows:
+        return []
+    return [
+        "**Does a patient straddle a block's edge?** Each held-out block lies beside the "
+        "block before it, which trained the fold's model, and the block after it, which only "
+        "validated it. If one patient's photographs crossed an edge, the held-out fields "
+        f"within {EDGE_FILES} files of a training block would be read better than those "
+        "beside no training block. Held-out accuracy (fields):",
+        "",
+        table(["model", "beside a training block", "beside none", "inside the block"], rows),
         "",
     ]
 

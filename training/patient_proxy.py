@@ -30,7 +30,12 @@ RESULT_NAME = "patient_proxy.json"
 
 def file_number(sample: Sample) -> int:
     """The last number in the file's name (``WBC-Benign-042.jpg`` -> 42)."""
-    numbers = re.findall(r"\d+", sample.path.stem)
+    return number_in(sample.path.stem)
+
+
+def number_in(name: str) -> int:
+    """The last number in ``name`` (0 when it has none)."""
+    numbers = re.findall(r"\d+", name)
     return int(numbers[-1]) if numbers else 0
 
 

@@ -11,6 +11,7 @@ from app.core.classes import CLASS_IDS
 from training.blocks import (
     block_bootstrap,
     block_ids,
+    edge_accuracy,
     figures,
     fold_plans,
     neighbour_similarity,
@@ -53,6 +54,35 @@ def test_without_validation_the_validation_block_trains_and_the_held_out_stays_o
         assert len(plan.val) == 0
         assert np.array_equal(plan.test, kept.test)
         assert sorted(plan.train) == sorted([*kept.train, *kept.val])
+
+
+def _held(fold: int, numbers: range, right: set[int]) -> list[dict[str, object]]:
+    """Held-out Pre-B records of one fold, answered right for the numbers in ``right``."""
+    return [
+        {
+            "file": f"Pre/WBC-Malignant-Pre-{n:03d}.jpg",
+            "class_id": "pre_b",
+            "fold": fold,
+            "role": "test",
+            "probabilities": [0.0, 0.0, 1.0, 0.0] if n in right else [0.0, 0.0, 0.0, 1.0],
+        }
+        for n in numbers
+    ]
+
+
+def test_the_edge_check_tells_the_edges_beside_a_training_block_from_the_others() -> None:
+    # Fold 1 of 5: block 0 trained beside it (its first 20 files), block 2 only validated.
+    records = _held(1, range(101, 161), right=set(range(101, 121)))
+    edges = edge_accuracy(records, k=5)
+    assert edges["beside training"] == {"fields": 20, "accuracy": 1.0}
+    assert edges["beside none"] == {"fields": 20, "accuracy": 0.0}
+    assert edges["inside"] == {"fields": 20, "accuracy": 0.0}
+    # Fold 0 has no block before it; with the validation blocks trained, block 1 trains.
+    first = _held(0, range(1, 61), right=set(range(41, 61)))
+    assert edge_accuracy(first, k=5)["beside none"] == {"fields": 40, "accuracy": 0.5}
+    trained = edge_accuracy(first, k=5, validation_trained=True)
+    assert trained["beside training"] == {"fields": 20, "accuracy": 1.0}
+    assert trained["beside none"] == {"fields": 20, "accuracy": 0.0}
 
 
 def test_bootstrap_blocks_are_runs_of_neighbouring_files() -> None:

@@ -71,14 +71,23 @@ def test_the_section_leads_the_report_and_the_cards_get_the_figures(tmp_path: Pa
     )
     # Held out: 10 Pre-B fields, 3 of them called Pro-B.
     records = [
-        {"class_id": "pre_b", "role": "test", "probabilities": [0, 0, p, 1 - p]}
-        for p in [0.9] * 7 + [0.2] * 3
+        {
+            "file": f"Pre/WBC-Malignant-Pre-{i:03d}.jpg",
+            "class_id": "pre_b",
+            "fold": 0,
+            "role": "test",
+            "probabilities": [0, 0, p, 1 - p],
+        }
+        for i, p in enumerate([0.9] * 7 + [0.2] * 3, start=1)
     ]
     saved(tmp_path, "lenet", "field", 0.85, 0.86, records)
     assert write_blocks_report(tmp_path) == ["lenet"]
     text = (tmp_path / "REPORT.md").read_text()
     assert text.index(BLOCKS_HEADING) < text.index("## The paper's comparison")
     assert text.count(BLOCKS_HEADING) == 1
+    # The edge check: fold 0's ten fields lie within 20 files of its edges, beside no
+    # training block (none before it, the validation block after it).
+    assert "| LeNet-5 | 0.0% (0) | 70.0% (10) | 0.0% (0) |" in text
     write_blocks_report(tmp_path)
     assert (tmp_path / "REPORT.md").read_text().count(BLOCKS_HEADING) == 1
     card = ModelCard.load(tmp_path / "lenet.json")
