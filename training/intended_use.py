@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -116,7 +117,7 @@ def known_failures(metrics: TestMetrics | None) -> list[KnownFailure]:
     ]
 
 
-def block_failures(records: Sequence[dict[str, object]]) -> list[KnownFailure]:
+def block_failures(records: Sequence[dict[str, Any]]) -> list[KnownFailure]:
     """The confusions of a cross-validation's held-out fields (``training.cell_cv`` records)
     of at least ``BLOCK_FAILURE_SHARE`` of their class, by count; an unanswered field is in
     no class and counts in none."""
@@ -157,7 +158,7 @@ def _block_failure(true_class: str, called: str, count: int, of: int) -> KnownFa
 def intended_use(
     metrics: TestMetrics | None,
     images: int,
-    block_records: Sequence[dict[str, object]] = (),
+    block_records: Sequence[dict[str, Any]] = (),
 ) -> IntendedUse:
     """The section for a model scored as ``metrics`` (and over patient blocks, when it has
     ``block_records``), trained on a split of ``images``."""
