@@ -149,3 +149,27 @@ def test_the_section_shows_each_served_models_image_level_figures_beside_its_tar
     lenet_row = next(line for line in text.splitlines() if line.startswith("| LeNet-5 | field | 9"))
     assert "✓" not in lenet_row
     assert "✗" not in lenet_row
+
+
+def test_runs_trained_on_their_validation_blocks_are_reported_beside_the_table(
+    tmp_path: Path,
+) -> None:
+    saved(tmp_path, "cellnet", "cell", 0.92, 0.95)
+    trained = {
+        "model": "cellnet",
+        "unit": "cell",
+        "k": 5,
+        "views": 1,
+        "held_out": figures(0.94),
+        "validation": None,
+        "validation_trained": True,
+        "config": {"epochs": 10},
+        "records": [],
+    }
+    (tmp_path / "blocks" / "cellnet.trainval.json").write_text(json.dumps(trained))
+    text = blocks_markdown(tmp_path)
+    assert "With four training blocks a fold" in text
+    assert "| CellNet | 1 | 10 | 94.0% (89.0-97.0)" in text
+    # The main table and the targets still read the run that validated.
+    assert "| CellNet | cell | 92.0% (87.0-95.0)" in text
+    assert "accuracy 92.0% (target 95%) ✗" in text
