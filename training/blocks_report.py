@@ -215,12 +215,12 @@ def _targets(data: dict[str, dict[str, Any]]) -> list[str]:
 def _validation_trained(models_dir: Path) -> list[str]:
     """The runs whose folds trained on their validation block too (``cell-blocks
     --train-on-validation``): reported beside the table, never in it."""
-    found = {
-        p.name.removesuffix(".trainval.json"): json.loads(p.read_text())
+    runs = [
+        json.loads(p.read_text())
         for p in sorted((models_dir / BLOCKS_RESULTS).glob("*.trainval.json"))
-    }
+    ]
     rows = []
-    for d in found.values():
+    for d in runs:
         if d["model"] not in ARCHITECTURES:
             continue
         edges = edge_accuracy(d["records"], int(d["k"]), validation_trained=True)
