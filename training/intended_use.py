@@ -84,12 +84,19 @@ BLOCKS_SPLIT = "patient_blocks"
 def _failure(true_class: str, called: str, count: int, of: int) -> KnownFailure:
     share = f" ({100 * count / of:.1f}%)" if of else ""
     summary = f"{count} of {of}{share} {DISPLAY_NAMES[true_class]} test images called "
-    summary += DISPLAY_NAMES[called]
-    if (true_class, called) == (BENIGN, EARLY):
-        summary += f"; {LOOK_ALIKE}"
-    elif called == BENIGN:
-        summary += ": a missed malignancy"
+    summary += DISPLAY_NAMES[called] + _meaning(true_class, called)
     return KnownFailure(true_class, called, count, of, "test", summary + ".")
+
+
+def _meaning(true_class: str, called: str) -> str:
+    """What a confusion means for the patient, as the end of its sentence."""
+    if (true_class, called) == (BENIGN, EARLY):
+        return f"; {LOOK_ALIKE}"
+    if called == BENIGN:
+        return ": a missed malignancy"
+    if true_class == BENIGN:
+        return ": hematogones called malignant"
+    return ": the subtype is a pattern that varies from patient to patient"
 
 
 def known_failures(metrics: TestMetrics | None) -> list[KnownFailure]:
@@ -142,16 +149,8 @@ def _block_failure(true_class: str, called: str, count: int, of: int) -> KnownFa
     summary = (
         f"On patients held out of training (blocks of neighbouring files), {count} of {of} "
         f"({100 * count / of:.1f}%) {DISPLAY_NAMES[true_class]} fields called "
-        f"{DISPLAY_NAMES[called]}"
+        f"{DISPLAY_NAMES[called]}{_meaning(true_class, called)}"
     )
-    if (true_class, called) == (BENIGN, EARLY):
-        summary += f"; {LOOK_ALIKE}"
-    elif called == BENIGN:
-        summary += ": a missed malignancy"
-    elif true_class == BENIGN:
-        summary += ": hematogones called malignant"
-    else:
-        summary += ": the subtype is a pattern that varies from patient to patient"
     return KnownFailure(true_class, called, count, of, BLOCKS_SPLIT, summary + ".")
 
 

@@ -38,6 +38,7 @@ def test_benign_called_early_pre_b_comes_first_then_every_screening_error_by_cou
     assert failures[0].summary.startswith("5 of 67 (7.5%) Benign (hematogones) test images")
     assert "look alike" in failures[0].summary
     assert "missed malignancy" in failures[1].summary
+    assert failures[2].summary.endswith("Pro-B ALL: hematogones called malignant.")
     assert all(f.split == "test" for f in failures)
 
 
