@@ -41,20 +41,32 @@ class FoldPlan:
     test: np.ndarray
 
 
-def fold_plans(samples: Sequence[Sample], k: int, validation: bool = True) -> list[FoldPlan]:
+def trainable_blocks(k: int, validation: bool = True) -> int:
+    """How many blocks a fold can train on: all but the held-out one and its validation one."""
+    return k - 2 if validation else k - 1
+
+
+def fold_plans(
+    samples: Sequence[Sample], k: int, validation: bool = True, training_blocks: int | None = None
+) -> list[FoldPlan]:
     """The k folds of contiguous blocks, as indices into ``samples``; without ``validation``
-    the validation block trains too and ``val`` is empty."""
+    the validation block trains too and ``val`` is empty. ``training_blocks`` trains on
+    fewer blocks (a learning curve): those following the validation block are kept, so the
+    block beside the held-out one goes first and the validation block keeps its neighbour."""
     position = {id(s): i for i, s in enumerate(samples)}
     folds = [np.array(sorted(position[id(s)] for s in f)) for f in contiguous_folds(samples, k)]
+    available = trainable_blocks(k, validation)
+    wanted = available if training_blocks is None else training_blocks
+    if not 1 <= wanted <= available:
+        raise ValueError(f"training_blocks must be 1 to {available} with {k} folds, not {wanted}")
     plans = []
     for i in range(k):
         val = (i + 1) % k
-        train = np.concatenate([f for j, f in enumerate(folds) if j not in (i, val)])
-        if validation:
-            plans.append(FoldPlan(i, np.sort(train), folds[val], folds[i]))
-        else:
-            train = np.concatenate([train, folds[val]])
-            plans.append(FoldPlan(i, np.sort(train), np.array([], dtype=int), folds[i]))
+        # In order from the validation block round to the held-out one.
+        order = [(val + step) % k for step in range(0 if not validation else 1, k - 1)]
+        train = np.concatenate([folds[j] for j in order[:wanted]])
+        held = folds[val] if validation else np.array([], dtype=int)
+        plans.append(FoldPlan(i, np.sort(train), held, folds[i]))
     return plans
 
 

@@ -40,13 +40,17 @@ class CrossValidation:
     views: int = 1
     # True when each fold trained on its validation block too, for a fixed number of epochs.
     validation_trained: bool = False
+    # Blocks each fold trained on, when fewer than the protocol's (a learning curve).
+    training_blocks: int | None = None
 
     def save(self, models_dir: Path, samples: Sequence[Sample]) -> Path:
         """``models/blocks/<model>.json`` (``<model>.views<N>.json`` when each cell was scored
         as the mean of N of its orientations, ``<model>.trainval.json`` when the validation
-        blocks trained too) with both roles' figures and every record."""
+        blocks trained too, ``<model>.train<N>.json`` when each fold trained on N blocks only)
+        with both roles' figures and every record."""
         name = self.model if self.views == 1 else f"{self.model}.views{self.views}"
         name += ".trainval" if self.validation_trained else ""
+        name += f".train{self.training_blocks}" if self.training_blocks else ""
         out = models_dir / BLOCKS_RESULTS / f"{name}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         summary = {
@@ -59,6 +63,7 @@ class CrossValidation:
             if self.validation_trained
             else summarise(self.records, samples, "val"),
             "validation_trained": self.validation_trained,
+            "training_blocks": self.training_blocks or self.k - 2 + self.validation_trained,
             "config": self.config,
             "folds": self.folds,
         }
@@ -92,16 +97,19 @@ def cross_validate_cells(
     k: int = 5,
     views: Sequence[int] = (1,),
     train_on_validation: bool = False,
+    training_blocks: int | None = None,
 ) -> list[CrossValidation]:
     """Train and score ``config.model`` on each of the k block folds: scored on each cell as
     it is, and on the mean of each further count of its orientations in ``views`` (a result
     for each, from the same trained folds). With ``train_on_validation`` each fold trains on
-    its four other blocks for all ``config.epochs``, and only the held-out block is scored."""
+    its four other blocks for all ``config.epochs``, and only the held-out block is scored;
+    ``training_blocks`` trains each fold on fewer blocks (``blocks.fold_plans``)."""
     counts = sorted({1, *views})
     scored: dict[int, list[dict[str, Any]]] = {n: [] for n in counts}
     records = scored[1]
     folds = []
-    for plan in fold_plans(samples, k, validation=not train_on_validation):
+    plans = fold_plans(samples, k, not train_on_validation, training_blocks)
+    for plan in plans:
         log.info(
             "[%s] fold %d of %d: train %d, val %d, held out %d fields",
             config.model,
@@ -144,6 +152,8 @@ def cross_validate_cells(
         )
     unit, described = architecture(config.model).unit, config.describe()
     return [
-        CrossValidation(config.model, unit, k, described, folds, into, n, train_on_validation)
+        CrossValidation(
+            config.model, unit, k, described, folds, into, n, train_on_validation, training_blocks
+        )
         for n, into in scored.items()
     ]

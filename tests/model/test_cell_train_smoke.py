@@ -78,6 +78,20 @@ def test_cell_blocks_can_train_on_the_validation_blocks_and_score_only_the_held_
     assert len(result["records"]) == len(list(tiny_cells.rglob("*.png")))
     assert all(f["epochs_run"] == 1 and f["best_epoch"] is None for f in result["folds"])
     assert result["held_out"]["n_fields"] == len(result["records"])
+    assert result["training_blocks"] == 2
+
+
+def test_cell_blocks_learning_curve_trains_on_fewer_blocks_and_scores_the_same_validation(
+    tiny_cells: Path, tmp_path: Path
+) -> None:
+    line = f"cell-blocks --model cell_lenet --data-dir {tiny_cells} --models-dir {tmp_path}"
+    assert cli(f"{line} --folds 4 --epochs 1 --training-blocks 1") == 0
+    assert not (tmp_path / "blocks" / "cell_lenet.json").exists()
+    result = json.loads((tmp_path / "blocks" / "cell_lenet.train1.json").read_text())
+    assert result["training_blocks"] == 1
+    assert result["validation"]["n_fields"] == len(list(tiny_cells.rglob("*.png")))
+    assert {r["role"] for r in result["records"]} == {"val", "test"}
+    assert cli(f"{line} --folds 4 --epochs 1 --training-blocks 3") != 0
 
 
 def test_train_cells_writes_a_cell_model_the_app_serves(tiny_cells: Path, tmp_path: Path) -> None:

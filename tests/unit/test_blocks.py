@@ -56,6 +56,27 @@ def test_without_validation_the_validation_block_trains_and_the_held_out_stays_o
         assert sorted(plan.train) == sorted([*kept.train, *kept.val])
 
 
+def test_fewer_training_blocks_keep_the_validation_and_held_out_blocks_and_drop_the_far_one() -> (
+    None
+):
+    data = samples()
+    full = fold_plans(data, 5)
+    for plan, kept in zip(fold_plans(data, 5, training_blocks=2), full, strict=True):
+        assert np.array_equal(plan.val, kept.val)
+        assert np.array_equal(plan.test, kept.test)
+        assert set(plan.train) < set(kept.train)
+        dropped = sorted(set(kept.train) - set(plan.train))
+        # The block dropped is the one just before the held-out block, the validation's
+        # neighbour stays.
+        before = fold_plans(data, 5)[(plan.fold - 1) % 5].test
+        assert dropped == sorted(before)
+    for plan in fold_plans(data, 5, training_blocks=1):
+        assert np.array_equal(plan.train, full[(plan.fold + 2) % 5].test)
+    for wrong in (0, 4):
+        with pytest.raises(ValueError, match="training_blocks"):
+            fold_plans(data, 5, training_blocks=wrong)
+
+
 def _held(fold: int, numbers: range, right: set[int]) -> list[dict[str, object]]:
     """Held-out Pre-B records of one fold, answered right for the numbers in ``right``."""
     return [
