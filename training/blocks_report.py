@@ -35,6 +35,9 @@ NEIGHBOURS = "neighbours.json"
 TARGETS = {"accuracy": 0.95, "benign_recall": 0.95, "malignant_recall": 0.99}
 IMAGE_LEVEL_TARGET = 0.99
 FIGURES = ("accuracy", "macro_f1", "benign_recall", "malignant_recall")
+# How much one run's validation-block accuracy differs from the next of the same recipe
+# (docs/decisions.md): a learning curve must gain more than this to count.
+RUN_NOISE = 0.006
 
 
 def field_features(sample: Sample) -> np.ndarray:
@@ -126,6 +129,7 @@ def blocks_markdown(models_dir: Path) -> str:
         "",
         *_targets(data),
         *_validation_trained(models_dir),
+        *_learning_curve(models_dir, data),
         *_edges(data),
         *_image_level(models_dir),
         *_neighbours(models_dir),
@@ -215,14 +219,8 @@ def _targets(data: dict[str, dict[str, Any]]) -> list[str]:
 def _validation_trained(models_dir: Path) -> list[str]:
     """The runs whose folds trained on their validation block too (``cell-blocks
     --train-on-validation``): reported beside the table, never in it."""
-    runs = [
-        json.loads(p.read_text())
-        for p in sorted((models_dir / BLOCKS_RESULTS).glob("*.trainval.json"))
-    ]
     rows = []
-    for d in runs:
-        if d["model"] not in ARCHITECTURES:
-            continue
+    for d in _runs(models_dir, "*.trainval.json"):
         edges = edge_accuracy(d["records"], int(d["k"]), validation_trained=True)
         rows.append(
             [
@@ -257,6 +255,86 @@ def _validation_trained(models_dir: Path) -> list[str]:
             ],
             rows,
         ),
+        "",
+    ]
+
+
+def learning_curve_gain(models_dir: Path, name: str, data: dict[str, Any]) -> float | None:
+    """How much ``name``'s validation-block accuracy gains from its protocol's training
+    blocks over one block fewer (``cell-blocks --training-blocks``); None when not run."""
+    full = data.get(name)
+    fewer = _runs(models_dir, f"{name}.train[0-9]*.json")
+    if full is None:
+        return None
+    blocks = int(full["k"]) - 3
+    smaller = [d for d in fewer if d["views"] == 1 and d["training_blocks"] == blocks]
+    if not smaller:
+        return None
+    return float(full["validation"]["accuracy"] - smaller[0]["validation"]["accuracy"])
+
+
+def _runs(models_dir: Path, pattern: str) -> list[dict[str, Any]]:
+    return [
+        d
+        for d in (
+            json.loads(p.read_text()) for p in sorted((models_dir / BLOCKS_RESULTS).glob(pattern))
+        )
+        if d["model"] in ARCHITECTURES
+    ]
+
+
+def _learning_curve(models_dir: Path, data: dict[str, dict[str, Any]]) -> list[str]:
+    """The validation blocks read by models trained on fewer blocks, beside the protocol's."""
+    rows, verdicts = [], []
+    for name, full in data.items():
+        fewer = [d for d in _runs(models_dir, f"{name}.train[0-9]*.json") if d["views"] == 1]
+        if not fewer:
+            continue
+        for d in [*sorted(fewer, key=lambda d: d["training_blocks"]), full]:
+            val = d["validation"]
+            rows.append(
+                [
+                    ARCHITECTURES[name].display_name,
+                    d.get("training_blocks", int(d["k"]) - 2),
+                    *(_cell(val, k) for k in ("accuracy", "benign_recall", "malignant_recall")),
+                    _cell(d["held_out"], "accuracy"),
+                ]
+            )
+        gain = learning_curve_gain(models_dir, name, data)
+        if gain is not None:
+            verdicts.append(
+                f"{ARCHITECTURES[name].display_name} gains {100 * gain:.1f} points on validation "
+                f"from its last training block, "
+                + (
+                    f"more than the {100 * RUN_NOISE:.1f} points one run differs from the "
+                    "next: more patients are shown to pay before any held-out block is read."
+                    if gain > RUN_NOISE
+                    else f"not more than the {100 * RUN_NOISE:.1f} points one run differs "
+                    "from the next."
+                )
+            )
+    if not rows:
+        return []
+    return [
+        "**A learning curve on the validation blocks.** The same folds, each trained on fewer "
+        "blocks (the one beside its held-out block left out first), early-stopped on and "
+        "scoring the same validation block (`python -m training cell-blocks "
+        "--training-blocks N`). Whether a fold gains from more patients is read here, on "
+        "validation:",
+        "",
+        table(
+            [
+                "model",
+                "training blocks",
+                "validation accuracy",
+                "validation Benign recall",
+                "validation malignant recall",
+                "held-out accuracy",
+            ],
+            rows,
+        ),
+        "",
+        " ".join(verdicts),
         "",
     ]
 

@@ -173,3 +173,41 @@ def test_runs_trained_on_their_validation_blocks_are_reported_beside_the_table(
     # The main table and the targets still read the run that validated.
     assert "| CellNet | cell | 92.0% (87.0-95.0)" in text
     assert "accuracy 92.0% (target 95%) ✗" in text
+
+
+def fewer_blocks(folder: Path, name: str, blocks: int, val: float, held: float) -> None:
+    payload = {
+        "model": name,
+        "unit": "cell",
+        "k": 5,
+        "views": 1,
+        "training_blocks": blocks,
+        "held_out": figures(held),
+        "validation": figures(val),
+        "validation_trained": False,
+        "config": {"epochs": 10},
+        "records": [],
+    }
+    (folder / "blocks" / f"{name}.train{blocks}.json").write_text(json.dumps(payload))
+
+
+@pytest.mark.parametrize(
+    ("two_blocks", "pays"), [(0.93, True), (0.945, False)], ids=["gain", "within-noise"]
+)
+def test_the_learning_curve_reads_the_gain_of_more_blocks_on_validation_only(
+    tmp_path: Path, two_blocks: float, pays: bool
+) -> None:
+    saved(tmp_path, "cellnet", "cell", 0.92, 0.95)
+    fewer_blocks(tmp_path, "cellnet", 2, two_blocks, 0.99)
+    refit = {"model": "cellnet", "k": 5, "views": 1, "validation": None, "records": []}
+    refit |= {"held_out": figures(0.96), "validation_trained": True, "config": {"epochs": 10}}
+    (tmp_path / "blocks" / "cellnet.trainval.json").write_text(json.dumps(refit))
+    text = blocks_markdown(tmp_path)
+    assert "A learning curve on the validation blocks" in text
+    assert f"| CellNet | 2 | {100 * two_blocks:.1f}% (" in text
+    assert "| CellNet | 3 | 95.0% (90.0-98.0)" in text
+    gain = f"gains {100 * (0.95 - two_blocks):.1f} points on validation"
+    assert gain in text
+    assert ("more patients are shown to pay" in text) is pays
+    # A run trained on its validation block is no point of the curve.
+    assert "| CellNet | 4 |" not in text
