@@ -22,6 +22,15 @@ from app.core.model_files import model_files, model_names
 from app.core.preprocessing import load_image
 from app.core.scale import measure_cells
 from training.architectures import ARCHITECTURES
+from training.block_results import (
+    RUN_NOISE,
+    fewer_blocks,
+    learning_curve_gain,
+    refit,
+    results,
+    runs,
+    standing,
+)
 from training.blocks import EDGE_FILES, edge_accuracy, neighbour_similarity
 from training.data import Sample
 from training.intended_use import for_card
@@ -35,9 +44,6 @@ NEIGHBOURS = "neighbours.json"
 TARGETS = {"accuracy": 0.95, "benign_recall": 0.95, "malignant_recall": 0.99}
 IMAGE_LEVEL_TARGET = 0.99
 FIGURES = ("accuracy", "macro_f1", "benign_recall", "malignant_recall")
-# How much one run's validation-block accuracy differs from the next of the same recipe
-# (docs/decisions.md): a learning curve must gain more than this to count.
-RUN_NOISE = 0.006
 
 
 def field_features(sample: Sample) -> np.ndarray:
@@ -64,15 +70,6 @@ def write_neighbours(samples: Sequence[Sample], models_dir: Path) -> dict[str, A
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
     return result
-
-
-def results(models_dir: Path) -> dict[str, dict[str, Any]]:
-    """Every saved cross-validation, by model name, in the registry's order."""
-    folder = models_dir / BLOCKS_RESULTS
-    found = {
-        p.stem: json.loads(p.read_text()) for p in folder.glob("*.json") if p.name != NEIGHBOURS
-    }
-    return {name: found[name] for name in ARCHITECTURES if name in found}
 
 
 def _cell(figures: dict[str, Any], key: str) -> str:
@@ -107,6 +104,18 @@ def blocks_markdown(models_dir: Path) -> str:
                 f"{100 * val['accuracy']:.1f}%",
             ]
         )
+        refitted = refit(models_dir, name, data)
+        if refitted is not None:
+            held = refitted["held_out"]
+            rows.append(
+                [
+                    f"{ARCHITECTURES[name].display_name}, refit on 4 blocks",
+                    d["unit"],
+                    *(_cell(held, k) for k in FIGURES),
+                    f"{100 * held['answered']:.1f}%",
+                    "(trained on)",
+                ]
+            )
     lines += [
         table(
             [
@@ -125,9 +134,12 @@ def blocks_markdown(models_dir: Path) -> str:
         "*Malignant recall* counts a malignant field called any malignant subtype. A field a "
         "cell model could not answer (no whole leukocyte) counts as wrong. Whole-field models: "
         "the architecture's recipe, one view (`python -m training field-blocks`); cell models: "
-        f"`python -m training cell-blocks`. Epochs: {_epochs(data)}.",
+        f"`python -m training cell-blocks`. Epochs: {_epochs(data)}. A row *refit on 4 blocks* "
+        "is nested cross-validation's last step: each fold's model trained again on all its "
+        "four blocks with the recipe chosen on validation, shown only where the learning curve "
+        "below found on the validation blocks that more patients pay.",
         "",
-        *_targets(data),
+        *_targets(models_dir, data),
         *_validation_trained(models_dir),
         *_learning_curve(models_dir, data),
         *_edges(data),
@@ -198,29 +210,35 @@ def _epochs(data: dict[str, dict[str, Any]]) -> str:
     )
 
 
-def _targets(data: dict[str, dict[str, Any]]) -> list[str]:
+def _targets(models_dir: Path, data: dict[str, dict[str, Any]]) -> list[str]:
     cells = {n: d for n, d in data.items() if d["unit"] == "cell"}
     if not cells:
         return []
     best = max(cells, key=lambda n: cells[n]["validation"]["accuracy"])
-    held = cells[best]["held_out"]
+    refitted = refit(models_dir, best, data)
+    held = (refitted or cells[best])["held_out"]
     marks = ", ".join(
         f"{k.replace('_', ' ')} {100 * held[k]:.1f}% (target {100 * t:.0f}%) "
         f"{'✓' if held[k] >= t else '✗'}"
         for k, t in TARGETS.items()
     )
+    how = "Held out, refit on its 4 blocks" if refitted else "Held out"
     return [
         f"Best cell model on the validation blocks: {ARCHITECTURES[best].display_name}. "
-        f"Held out: {marks}.",
+        f"{how}: {marks}.",
         "",
     ]
 
 
 def _validation_trained(models_dir: Path) -> list[str]:
     """The runs whose folds trained on their validation block too (``cell-blocks
-    --train-on-validation``): reported beside the table, never in it."""
+    --train-on-validation``), and whether a learning curve on validation lets them stand."""
+    data = results(models_dir)
+    standing = [
+        ARCHITECTURES[n].display_name for n in data if refit(models_dir, n, data) is not None
+    ]
     rows = []
-    for d in _runs(models_dir, "*.trainval.json"):
+    for d in runs(models_dir, "*.trainval.json"):
         edges = edge_accuracy(d["records"], int(d["k"]), validation_trained=True)
         rows.append(
             [
@@ -237,9 +255,16 @@ def _validation_trained(models_dir: Path) -> list[str]:
         "**With four training blocks a fold.** The same folds, but each also trains on its "
         "validation block, for every epoch of its schedule (no early stopping), as plain "
         "5-fold cross-validation does (`python -m training cell-blocks --train-on-validation`). "
-        "Nothing validates these runs, so no choice rests on them and the table above stays "
-        "the measure; they show what a fifth more patients in training is worth. Held out, "
-        "with the edge check below (every block beside a held-out one now trains):",
+        + (
+            f"For {' and '.join(standing)} the learning curve below shows on the validation "
+            "blocks that more patients pay, so its run is nested cross-validation's last step "
+            "and stands in the table above; any other run here shows what a fifth more "
+            "patients is worth, and no choice rests on it."
+            if standing
+            else "Nothing validates these runs, so no choice rests on them and the table above "
+            "stays the measure; they show what a fifth more patients in training is worth."
+        )
+        + " Held out, with the edge check below (every block beside a held-out one now trains):",
         "",
         table(
             [
@@ -259,38 +284,14 @@ def _validation_trained(models_dir: Path) -> list[str]:
     ]
 
 
-def learning_curve_gain(models_dir: Path, name: str, data: dict[str, Any]) -> float | None:
-    """How much ``name``'s validation-block accuracy gains from its protocol's training
-    blocks over one block fewer (``cell-blocks --training-blocks``); None when not run."""
-    full = data.get(name)
-    fewer = _runs(models_dir, f"{name}.train[0-9]*.json")
-    if full is None:
-        return None
-    blocks = int(full["k"]) - 3
-    smaller = [d for d in fewer if d["views"] == 1 and d["training_blocks"] == blocks]
-    if not smaller:
-        return None
-    return float(full["validation"]["accuracy"] - smaller[0]["validation"]["accuracy"])
-
-
-def _runs(models_dir: Path, pattern: str) -> list[dict[str, Any]]:
-    return [
-        d
-        for d in (
-            json.loads(p.read_text()) for p in sorted((models_dir / BLOCKS_RESULTS).glob(pattern))
-        )
-        if d["model"] in ARCHITECTURES
-    ]
-
-
 def _learning_curve(models_dir: Path, data: dict[str, dict[str, Any]]) -> list[str]:
     """The validation blocks read by models trained on fewer blocks, beside the protocol's."""
     rows, verdicts = [], []
     for name, full in data.items():
-        fewer = [d for d in _runs(models_dir, f"{name}.train[0-9]*.json") if d["views"] == 1]
+        fewer = fewer_blocks(models_dir, name)
         if not fewer:
             continue
-        for d in [*sorted(fewer, key=lambda d: d["training_blocks"]), full]:
+        for d in [*fewer, full]:
             val = d["validation"]
             rows.append(
                 [
@@ -307,7 +308,7 @@ def _learning_curve(models_dir: Path, data: dict[str, dict[str, Any]]) -> list[s
                 f"from its last training block, "
                 + (
                     f"more than the {100 * RUN_NOISE:.1f} points one run differs from the "
-                    "next: more patients are shown to pay before any held-out block is read."
+                    "next: more patients are shown to pay, on the validation blocks alone."
                     if gain > RUN_NOISE
                     else f"not more than the {100 * RUN_NOISE:.1f} points one run differs "
                     "from the next."
@@ -412,6 +413,15 @@ def _unsupported(classes: dict[str, dict[str, float]]) -> list[str]:
 
 def patient_blocks(d: dict[str, Any]) -> PatientBlocks:
     held = d["held_out"]
+    refitted = d.get("validation_trained", False)
+    command = f"python -m training {'cell' if d['unit'] == 'cell' else 'field'}-blocks"
+    how = (
+        "each fold's model refit on its four other blocks (nested cross-validation's last "
+        f"step, which a learning curve on the validation blocks supports; {command} "
+        "--train-on-validation)"
+        if refitted
+        else f"trained on three blocks, early-stopped on a fourth ({command})"
+    )
     return PatientBlocks(
         folds=int(d["k"]),
         accuracy=held["accuracy"],
@@ -422,9 +432,9 @@ def patient_blocks(d: dict[str, Any]) -> PatientBlocks:
         intervals=held["ci95"],
         n_fields=held["n_fields"],
         method=(
-            f"{d['k']}-fold cross-validation over contiguous blocks of file numbers per class "
-            f"(python -m training {'cell' if d['unit'] == 'cell' else 'field'}-blocks); 95% "
-            f"intervals from a bootstrap over blocks of {held['block_files']} neighbouring files"
+            f"{d['k']}-fold cross-validation over contiguous blocks of file numbers per class, "
+            f"{how}; 95% intervals from a bootstrap over blocks of {held['block_files']} "
+            "neighbouring files"
         ),
     )
 
@@ -437,11 +447,12 @@ def write_blocks_report(models_dir: Path) -> list[str]:
     text = replace_first_section(text, BLOCKS_HEADING, blocks_markdown(models_dir))
     path.write_text(text.rstrip() + "\n")
     updated = []
-    for name, d in results(models_dir).items():
+    for name in results(models_dir):
         card = model_files(models_dir, name).card
-        if card.exists():
+        run = standing(models_dir, name)
+        if card.exists() and run is not None:
             # The held-out patients' confusions are among the card's known failures.
             use = for_card(ModelCard.load(card), models_dir)
-            ModelCard.update(card, patient_blocks=patient_blocks(d), intended_use=use)
+            ModelCard.update(card, patient_blocks=patient_blocks(run), intended_use=use)
             updated.append(name)
     return updated

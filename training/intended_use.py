@@ -4,15 +4,14 @@
 it into the cards of a models folder. The known failures are counted from each card's
 test confusion matrix: every confusion that changes the screening answer (a benign image
 called malignant or a malignant one called benign), Benign called Early Pre-B first; then
-those of held-out patients (``models/blocks/<model>.json``): every confusion of at least
-``BLOCK_FAILURE_SHARE`` of a class's held-out fields.
+those of held-out patients (the run that stands for the model, ``training.block_results``):
+every confusion of at least ``BLOCK_FAILURE_SHARE`` of a class's held-out fields.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
@@ -30,7 +29,7 @@ from app.core.model_card import (
     TestMetrics,
 )
 from app.core.model_files import model_files, model_names
-from training.paths import BLOCKS_RESULTS
+from training.block_results import standing
 
 PURPOSE = (
     "Research decision support for screening photographs of whole fields of stained "
@@ -174,9 +173,8 @@ def for_card(card: ModelCard, models_dir: Path) -> IntendedUse:
     ``models_dir`` has them, and the images of its split manifest."""
     with (models_dir / card.split_manifest.file).open(newline="") as f:
         images = sum(1 for _ in csv.DictReader(f))
-    blocks = models_dir / BLOCKS_RESULTS / f"{card.name}.json"
-    records = json.loads(blocks.read_text())["records"] if blocks.is_file() else []
-    return intended_use(card.test_metrics, images, records)
+    run = standing(models_dir, card.name)
+    return intended_use(card.test_metrics, images, run["records"] if run else [])
 
 
 def fill(models_dir: Path) -> list[str]:

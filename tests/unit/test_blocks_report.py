@@ -194,6 +194,46 @@ def fewer_blocks(folder: Path, name: str, blocks: int, val: float, held: float) 
 @pytest.mark.parametrize(
     ("two_blocks", "pays"), [(0.93, True), (0.945, False)], ids=["gain", "within-noise"]
 )
+def test_the_learning_curve_decides_on_validation_whether_the_refit_stands(
+    tmp_path: Path, two_blocks: float, pays: bool
+) -> None:
+    for name in ("cellnet.json", "cellnet.keras", "split.csv"):
+        shutil.copy(ROOT / "models" / name, tmp_path / name)
+    pro_b = [0.0, 0.0, 0.0, 1.0]
+    # The refit's records: 4 of 10 held-out Pre-B fields called Pro-B; the protocol's none.
+    records = [
+        {"file": f"Pre/x-{i}.jpg", "class_id": "pre_b", "fold": 0, "role": "test"}
+        | {"probabilities": pro_b if i < 4 else [0.0, 0.0, 1.0, 0.0]}
+        for i in range(10)
+    ]
+    saved(tmp_path, "cellnet", "cell", 0.92, 0.95)
+    fewer_blocks(tmp_path, "cellnet", 2, two_blocks, 0.99)
+    refit = {"model": "cellnet", "unit": "cell", "k": 5, "views": 1, "validation": None}
+    refit |= {"held_out": figures(0.96), "validation_trained": True, "config": {"epochs": 10}}
+    (tmp_path / "blocks" / "cellnet.trainval.json").write_text(
+        json.dumps(refit | {"records": records})
+    )
+    text = blocks_markdown(tmp_path)
+    assert ("| CellNet, refit on 4 blocks | cell | 96.0% (91.0-99.0)" in text) is pays
+    assert ("Held out, refit on its 4 blocks: accuracy 96.0% (target 95%) ✓" in text) is pays
+    assert ("Held out: accuracy 92.0% (target 95%) ✗" in text) is not pays
+    assert ("For CellNet the learning curve below shows" in text) is pays
+    assert ("Nothing validates these runs" in text) is not pays
+    write_blocks_report(tmp_path)
+    card = ModelCard.load(tmp_path / "cellnet.json")
+    assert card.patient_blocks is not None
+    assert card.patient_blocks.accuracy == (0.96 if pays else 0.92)
+    assert ("refit on its four other blocks" in card.patient_blocks.method) is pays
+    assert card.intended_use is not None
+    held_out = [f for f in card.intended_use.known_failures if f.split == "patient_blocks"]
+    assert [(f.true_class, f.called, f.count) for f in held_out] == (
+        [("pre_b", "pro_b", 4)] if pays else []
+    )
+
+
+@pytest.mark.parametrize(
+    ("two_blocks", "pays"), [(0.93, True), (0.945, False)], ids=["gain", "within-noise"]
+)
 def test_the_learning_curve_reads_the_gain_of_more_blocks_on_validation_only(
     tmp_path: Path, two_blocks: float, pays: bool
 ) -> None:

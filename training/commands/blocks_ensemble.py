@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from training.block_ensemble import combined_records
+    from training.block_results import results
     from training.blocks import summarise
-    from training.blocks_report import results
     from training.data import data_dir_from, discover
 
     saved = results(args.models_dir)

@@ -1,0 +1,75 @@
+"""The saved cross-validations over patient blocks, and which of them stands for a model.
+
+``models/blocks/<model>.json`` is the protocol's run (three training blocks, early stopping
+on the validation block). ``<model>.train<N>.json`` trains on fewer blocks, for a learning
+curve read on the validation blocks; ``<model>.trainval.json`` refits each fold on all four
+of its blocks. The refit stands for the model only when the learning curve shows on
+validation that the last training block gains more than one run differs from the next.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from training.architectures import ARCHITECTURES
+from training.paths import BLOCKS_RESULTS
+
+# How much one run's validation-block accuracy differs from the next of the same recipe
+# (docs/decisions.md): a learning curve must gain more than this to count.
+RUN_NOISE = 0.006
+
+Results = dict[str, dict[str, Any]]
+
+
+def results(models_dir: Path) -> Results:
+    """Every model's protocol run, by model name, in the registry's order."""
+    folder = models_dir / BLOCKS_RESULTS
+    paths = {name: folder / f"{name}.json" for name in ARCHITECTURES}
+    return {name: json.loads(p.read_text()) for name, p in paths.items() if p.is_file()}
+
+
+def runs(models_dir: Path, pattern: str) -> list[dict[str, Any]]:
+    """The saved runs of registered models whose file names match ``pattern``, by name."""
+    found = sorted((models_dir / BLOCKS_RESULTS).glob(pattern))
+    loaded = (json.loads(p.read_text()) for p in found)
+    return [d for d in loaded if d["model"] in ARCHITECTURES]
+
+
+def fewer_blocks(models_dir: Path, name: str) -> list[dict[str, Any]]:
+    """``name``'s one-view runs on fewer training blocks, fewest first."""
+    found = [d for d in runs(models_dir, f"{name}.train[0-9]*.json") if d["views"] == 1]
+    return sorted(found, key=lambda d: int(d["training_blocks"]))
+
+
+def learning_curve_gain(models_dir: Path, name: str, data: Results) -> float | None:
+    """How much ``name``'s validation-block accuracy gains from its protocol's training
+    blocks over one block fewer; None when either run is missing."""
+    full = data.get(name)
+    if full is None:
+        return None
+    smaller = [d for d in fewer_blocks(models_dir, name) if d["training_blocks"] == full["k"] - 3]
+    if not smaller:
+        return None
+    return float(full["validation"]["accuracy"] - smaller[0]["validation"]["accuracy"])
+
+
+def refit(models_dir: Path, name: str, data: Results) -> dict[str, Any] | None:
+    """``name``'s folds refit on all their four blocks (one view), when its learning curve
+    gains more than ``RUN_NOISE`` on validation: nested cross-validation's last step, which
+    then stands as the model's estimate. None otherwise."""
+    gain = learning_curve_gain(models_dir, name, data)
+    if gain is None or gain <= RUN_NOISE:
+        return None
+    found = [d for d in runs(models_dir, f"{name}.trainval.json") if d["views"] == 1]
+    return found[0] if found else None
+
+
+def standing(models_dir: Path, name: str) -> dict[str, Any] | None:
+    """The run whose held-out figures stand for ``name``: its refit where the learning
+    curve lets it, else its protocol run; None when neither was saved."""
+    data = results(models_dir)
+    if name not in data:
+        return None
+    return refit(models_dir, name, data) or data[name]
