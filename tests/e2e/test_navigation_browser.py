@@ -327,3 +327,21 @@ def test_the_swagger_ui_page_passes_axe_whole(
     assert_accessible(page, "Swagger UI page, an operation open")
     save_screenshot(page, "api-try-axe.png")
     page.close()
+
+
+def test_the_models_page_reads_at_phone_width_with_each_models_figure_on_new_patients(
+    browser,  # noqa: F811
+    base_url: str,  # noqa: F811
+) -> None:
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(base_url + "/models")
+    cards = page.locator(".model-card")
+    assert cards.count() >= 2
+    for i in range(cards.count()):
+        figure = cards.nth(i).locator(".patient-blocks")
+        sync_api.expect(figure).to_contain_text("On patients it was not trained on")
+        sync_api.expect(figure).to_contain_text("Benign recall")
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    assert_accessible(page, "models page at phone width")
+    save_screenshot(page, "models-phone.png")
+    page.close()

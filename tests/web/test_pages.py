@@ -11,6 +11,7 @@ import shutil
 from typing import Any
 
 import pytest
+from markupsafe import escape
 
 from app import create_app
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES
@@ -443,6 +444,12 @@ def test_the_models_page_states_each_models_intended_use(client, as_role, infere
         assert "Taleqani Hospital, Tehran" in section
         assert "flow cytometry" in section
         assert 'href="https://doi.org/10.34740/KAGGLE/DSV/2175623"' in section
+        # Beside the image-split figure, the one on patients the model never saw.
+        blocks = card.patient_blocks
+        assert blocks is not None
+        assert f"accuracy {100 * blocks.accuracy:.1f}%" in section.split("On patients")[1]
+        assert f"Benign recall {100 * blocks.benign_recall:.1f}%" in section
+        assert str(escape(blocks.method)) in section
     assert 'href="/models" aria-current="page">Models</a>' in page
     assert 'href="/models"' in client.get("/").get_data(as_text=True)
     assert as_role("viewer").get("/models").status_code == 200

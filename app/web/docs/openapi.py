@@ -291,6 +291,24 @@ _MODEL = {
         },
         "views": {"type": "integer", "enum": [1, 8]},
         "test_metrics": {"type": ["object", "null"]},
+        "patient_blocks": {
+            "type": ["object", "null"],
+            "description": "Figures on patients the model was not trained on: k-fold "
+            "cross-validation over blocks of neighbouring files (`method` says how); each "
+            "figure's 95% block-bootstrap interval under `intervals`, the accuracy's also "
+            "as `ci95`.",
+            "properties": {
+                "folds": {"type": "integer"},
+                "accuracy": {"type": "number"},
+                "benign_recall": {"type": "number"},
+                "malignant_recall": {"type": "number"},
+                "macro_f1": {"type": "number"},
+                "ci95": {"type": "array", "items": {"type": "number"}},
+                "intervals": {"type": "object"},
+                "n_fields": {"type": "integer"},
+                "method": {"type": "string"},
+            },
+        },
         "calibration": {"type": "object"},
         "intended_use": _INTENDED_USE,
     },
