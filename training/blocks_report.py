@@ -234,9 +234,7 @@ def _validation_trained(models_dir: Path) -> list[str]:
     """The runs whose folds trained on their validation block too (``cell-blocks
     --train-on-validation``), and whether a learning curve on validation lets them stand."""
     data = results(models_dir)
-    standing = [
-        ARCHITECTURES[n].display_name for n in data if refit(models_dir, n, data) is not None
-    ]
+    kept = [ARCHITECTURES[n].display_name for n in data if refit(models_dir, n, data) is not None]
     rows = []
     for d in runs(models_dir, "*.trainval.json"):
         edges = edge_accuracy(d["records"], int(d["k"]), validation_trained=True)
@@ -256,11 +254,11 @@ def _validation_trained(models_dir: Path) -> list[str]:
         "validation block, for every epoch of its schedule (no early stopping), as plain "
         "5-fold cross-validation does (`python -m training cell-blocks --train-on-validation`). "
         + (
-            f"For {' and '.join(standing)} the learning curve below shows on the validation "
+            f"For {' and '.join(kept)} the learning curve below shows on the validation "
             "blocks that more patients pay, so its run is nested cross-validation's last step "
             "and stands in the table above; any other run here shows what a fifth more "
             "patients is worth, and no choice rests on it."
-            if standing
+            if kept
             else "Nothing validates these runs, so no choice rests on them and the table above "
             "stays the measure; they show what a fifth more patients in training is worth."
         )
