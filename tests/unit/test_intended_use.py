@@ -12,6 +12,7 @@ from app.core.classes import CLASS_IDS
 from app.core.model_card import IntendedUse, ModelCard, TestMetrics
 from app.core.model_files import model_names
 from tests.support.models import ROOT
+from training.block_results import standing
 from training.intended_use import (
     OUT_OF_SCOPE,
     PURPOSE,
@@ -110,9 +111,12 @@ def test_the_committed_cards_state_their_intended_use(name: str) -> None:
     assert (first.true_class, first.called, first.of) == ("benign", "early_pre_b", benign)
     assert benign in (66, 67)
     assert first.count == metrics.confusion_matrix[0][1]
-    # Every committed model was cross-validated over patient blocks: their confusions follow.
+    # Every committed model was cross-validated over patient blocks: the confusions of the
+    # run that stands for it follow.
+    run = standing(COMMITTED, name)
+    assert run is not None
     held_out = [f for f in use.known_failures if f.split == "patient_blocks"]
-    assert held_out
+    assert held_out == block_failures(run["records"])
     assert all(f.count >= 0.05 * f.of for f in held_out)
     data = use.data
     assert "Taleqani Hospital, Tehran" in data.source
