@@ -6,13 +6,12 @@ is calibrated on the validation fields, and is scored on the test fields. Its
 out-of-distribution guard is fitted like a field model's, on the field's pooled cell
 features and the photograph's image statistics; its "uncertain" threshold on the
 validation photographs and their capture variants. The held-out-patient figures
-come from ``python -m training cell-blocks`` (``models/blocks/<name>.json``).
+come from ``python -m training cell-blocks`` (``training.block_results.standing``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import platform
 from dataclasses import replace
@@ -38,6 +37,7 @@ from app.core.model_card import (
 from app.core.model_files import model_files
 from app.core.preprocessing import load_image
 from training.architectures import architecture
+from training.block_results import standing
 from training.blocks_report import patient_blocks
 from training.calibration import fit_temperature
 from training.cell_bags import Bags, load_bags
@@ -48,7 +48,6 @@ from training.data import Sample, discover
 from training.evaluate import select_split
 from training.intended_use import for_card
 from training.metrics import classification_report, expected_calibration_error
-from training.paths import BLOCKS_RESULTS
 from training.perturbations import PERTURBATIONS
 from training.reviewed_cells import read_labels, with_single_cells
 from training.split import MANIFEST_NAME
@@ -117,9 +116,9 @@ def fit_cell_uncertain(loaded: LoadedCellModel, samples: list[Sample], val: np.n
 
 
 def patient_blocks_of(models_dir: Path, name: str) -> PatientBlocks | None:
-    """The held-out figures of ``models/blocks/<name>.json``, when it has been run."""
-    path = models_dir / BLOCKS_RESULTS / f"{name}.json"
-    return patient_blocks(json.loads(path.read_text())) if path.exists() else None
+    """The held-out figures of the block run that stands for ``name``, when it has been run."""
+    run = standing(models_dir, name)
+    return patient_blocks(run) if run is not None else None
 
 
 def train_cells(
