@@ -302,12 +302,13 @@ def _learning_curve(models_dir: Path, data: dict[str, dict[str, Any]]) -> list[s
         gain = learning_curve_gain(models_dir, name, data)
         if gain is not None:
             verdicts.append(
-                f"{ARCHITECTURES[name].display_name} gains {100 * gain:.1f} points on validation "
-                f"from its last training block, "
+                f"{ARCHITECTURES[name].display_name} gains {100 * gain['gain']:.1f} points on "
+                f"validation from its last training block (paired block-bootstrap 95% interval "
+                f"{100 * gain['low']:.1f} to {100 * gain['high']:.1f}), "
                 + (
                     f"more than the {100 * RUN_NOISE:.1f} points one run differs from the "
                     "next: more patients are shown to pay, on the validation blocks alone."
-                    if gain > RUN_NOISE
+                    if gain["gain"] > RUN_NOISE
                     else f"not more than the {100 * RUN_NOISE:.1f} points one run differs "
                     "from the next."
                 )

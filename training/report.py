@@ -23,6 +23,7 @@ from training.case_eval import CASE_HEADING, case_markdown, case_results
 from training.data import Sample, discover
 from training.dataset import load_arrays
 from training.evaluate import select_split
+from training.file_numbers import file_number
 from training.heat_eval import (
     HEAT_HEADING,
     WARNING_HEADING,
@@ -36,7 +37,7 @@ from training.markdown import table
 from training.metrics import classification_report
 from training.ood_eval import ood_markdown
 from training.patient_proxy import RESULT_NAME as PATIENT_PROXY_RESULT
-from training.patient_proxy import file_number, patient_proxy_markdown
+from training.patient_proxy import patient_proxy_markdown
 from training.perturbations import PERTURBATIONS
 from training.progress import track
 from training.scale_fit import estimate_errors, scale_markdown

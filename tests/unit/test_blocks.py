@@ -15,10 +15,11 @@ from training.blocks import (
     figures,
     fold_plans,
     neighbour_similarity,
+    paired_gain,
     summarise,
 )
 from training.data import Sample
-from training.patient_proxy import file_number
+from training.file_numbers import file_number
 
 FOLDERS = {"benign": "Benign", "early_pre_b": "Early", "pre_b": "Pre", "pro_b": "Pro"}
 
@@ -170,3 +171,26 @@ def test_neighbour_similarity_finds_files_numbered_together() -> None:
         data, np.random.default_rng(3).normal(size=(len(data), 2)), draws=200
     )
     assert all(r["ratio"] > 0.8 for r in shuffled.values())
+
+
+def test_the_paired_gain_counts_the_same_fields_and_resamples_whole_blocks() -> None:
+    def run(right: set[int]) -> list[dict[str, object]]:
+        return [
+            {"file": f"Pre/WBC-Malignant-Pre-{n:03d}.jpg", "class_id": "pre_b", "role": "val"}
+            | {"probabilities": [0.0, 0.0, 1.0, 0.0] if n in right else [0.0, 0.0, 0.0, 1.0]}
+            for n in range(1, 101)
+        ]
+
+    same = paired_gain(run(set(range(1, 61))), run(set(range(1, 61))))
+    assert (same["gain"], same["low"], same["high"], same["fields"]) == (0.0, 0.0, 0.0, 100)
+    # Ten more fields read right, all in one block of 20 files: every draw holding that
+    # block gains, the others do not, so the interval runs from no gain to more.
+    better = paired_gain(run(set(range(1, 61))), run(set(range(1, 71))))
+    assert better["gain"] == pytest.approx(0.10)
+    assert better["low"] == 0.0
+    assert 0.10 < better["high"] <= 0.3
+    # Spread over every block, the gain shows in every draw.
+    even = set(range(2, 101, 2))
+    spread = paired_gain(run(even), run(even | set(range(1, 101, 4))))
+    assert spread["gain"] == pytest.approx(0.25)
+    assert spread["low"] > 0

@@ -175,6 +175,20 @@ def test_runs_trained_on_their_validation_blocks_are_reported_beside_the_table(
     assert "accuracy 92.0% (target 95%) ✗" in text
 
 
+def validation_records(accuracy: float, n: int = 200) -> list[dict[str, Any]]:
+    """``n`` Pre-B validation fields, the first ``accuracy`` share of them read right."""
+    return [
+        {"file": f"Pre/WBC-Malignant-Pre-{i:03d}.jpg", "class_id": "pre_b", "fold": i % 5}
+        | {"role": "val", "cells": 3}
+        | {
+            "probabilities": [0.0, 0.0, 1.0, 0.0]
+            if i < round(accuracy * n)
+            else [0.0, 1.0, 0.0, 0.0]
+        }
+        for i in range(n)
+    ]
+
+
 def fewer_blocks(folder: Path, name: str, blocks: int, val: float, held: float) -> None:
     payload = {
         "model": name,
@@ -186,7 +200,7 @@ def fewer_blocks(folder: Path, name: str, blocks: int, val: float, held: float) 
         "validation": figures(val),
         "validation_trained": False,
         "config": {"epochs": 10},
-        "records": [],
+        "records": validation_records(val),
     }
     (folder / "blocks" / f"{name}.train{blocks}.json").write_text(json.dumps(payload))
 
@@ -206,7 +220,7 @@ def test_the_learning_curve_decides_on_validation_whether_the_refit_stands(
         | {"probabilities": pro_b if i < 4 else [0.0, 0.0, 1.0, 0.0]}
         for i in range(10)
     ]
-    saved(tmp_path, "cellnet", "cell", 0.92, 0.95)
+    saved(tmp_path, "cellnet", "cell", 0.92, 0.95, validation_records(0.95))
     fewer_blocks(tmp_path, "cellnet", 2, two_blocks, 0.99)
     refit = {"model": "cellnet", "unit": "cell", "k": 5, "views": 1, "validation": None}
     refit |= {"held_out": figures(0.96), "validation_trained": True, "config": {"epochs": 10}}
@@ -237,7 +251,7 @@ def test_the_learning_curve_decides_on_validation_whether_the_refit_stands(
 def test_the_learning_curve_reads_the_gain_of_more_blocks_on_validation_only(
     tmp_path: Path, two_blocks: float, pays: bool
 ) -> None:
-    saved(tmp_path, "cellnet", "cell", 0.92, 0.95)
+    saved(tmp_path, "cellnet", "cell", 0.92, 0.95, validation_records(0.95))
     fewer_blocks(tmp_path, "cellnet", 2, two_blocks, 0.99)
     refit = {"model": "cellnet", "k": 5, "views": 1, "validation": None, "records": []}
     refit |= {"held_out": figures(0.96), "validation_trained": True, "config": {"epochs": 10}}
@@ -248,6 +262,7 @@ def test_the_learning_curve_reads_the_gain_of_more_blocks_on_validation_only(
     assert "| CellNet | 3 | 95.0% (90.0-98.0)" in text
     gain = f"gains {100 * (0.95 - two_blocks):.1f} points on validation"
     assert gain in text
+    assert "paired block-bootstrap 95% interval" in text
     assert ("more patients are shown to pay" in text) is pays
     # A run trained on its validation block is no point of the curve.
     assert "| CellNet | 4 |" not in text

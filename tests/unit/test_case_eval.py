@@ -23,8 +23,8 @@ from training.case_eval import (
     tally_sets,
 )
 from training.data import Sample
+from training.file_numbers import file_number
 from training.metrics import wilson
-from training.patient_proxy import file_number
 
 BENIGN, EARLY, PRE, PRO = range(4)
 FOLDERS = ("Benign", "Early", "Pre", "Pro")

@@ -6,13 +6,8 @@ import json
 from pathlib import Path
 
 from training.data import Sample
-from training.patient_proxy import (
-    FoldResult,
-    contiguous_folds,
-    file_number,
-    patient_proxy_markdown,
-    random_folds,
-)
+from training.file_numbers import contiguous_folds, file_number, random_folds
+from training.patient_proxy import FoldResult, patient_proxy_markdown
 
 
 def samples() -> list[Sample]:

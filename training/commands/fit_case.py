@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from training.capture import CAPTURES
     from training.capture import run as run_captures
     from training.case_eval import fit_case_rule, save_case_rule
-    from training.patient_proxy import file_number
+    from training.file_numbers import file_number
 
     names = selected_models(args.models_dir, args.model, unit=None)
     samples = split_of(args, "val")[:: args.every]
