@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
@@ -167,10 +169,16 @@ def remove_case(case: Case) -> None:
             store.delete(sha256)
 
 
-def save_added(case: Case, added: list[CaseField], attempts: int = 5) -> Case:
+# A clash means another upload committed first, so an upload among n at once can lose n - 1
+# times; SQLite has no row lock to queue them, so they retry, spread apart by a random wait.
+CLASH_ATTEMPTS = 20
+CLASH_WAIT_S = 0.005
+
+
+def save_added(case: Case, added: list[CaseField], attempts: int = CLASH_ATTEMPTS) -> Case:
     """Commit fields added to an existing case, after the fields other uploads to the same
     case committed first; nothing is classified again when positions clash."""
-    for _ in range(attempts):
+    for attempt in range(1, attempts + 1):
         try:
             _place_last(case, added)
             if not _announced_with_the_case(case):
@@ -179,6 +187,7 @@ def save_added(case: Case, added: list[CaseField], attempts: int = 5) -> Case:
             return case
         except IntegrityError:
             db().rollback()  # the fields are kept in memory, detached
+        time.sleep(random.uniform(0, CLASH_WAIT_S * attempt))
         case = get_case(db(), case.public_id)
         require_open(case)
         if len(case.fields) + len(added) > MAX_FIELDS:
