@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from training.architectures import ARCHITECTURES
-from training.blocks import paired_gain
 from training.paths import BLOCKS_RESULTS
 
 # How much one run's validation-block accuracy differs from the next of the same recipe
@@ -44,17 +43,22 @@ def fewer_blocks(models_dir: Path, name: str) -> list[dict[str, Any]]:
     return sorted(found, key=lambda d: int(d["training_blocks"]))
 
 
-def learning_curve_gain(models_dir: Path, name: str, data: Results) -> dict[str, float] | None:
-    """How much more of the validation fields ``name`` reads right with its protocol's
-    training blocks than with one block fewer, with its paired 95% interval
-    (``blocks.paired_gain``); None when either run is missing."""
+def one_block_fewer(models_dir: Path, name: str, data: Results) -> dict[str, Any] | None:
+    """``name``'s run on one training block fewer than its protocol's, when it was run."""
     full = data.get(name)
     if full is None:
         return None
     smaller = [d for d in fewer_blocks(models_dir, name) if d["training_blocks"] == full["k"] - 3]
-    if not smaller:
+    return smaller[0] if smaller else None
+
+
+def learning_curve_gain(models_dir: Path, name: str, data: Results) -> float | None:
+    """How much more of the validation fields ``name`` reads right with its protocol's
+    training blocks than with one block fewer; None when either run is missing."""
+    smaller = one_block_fewer(models_dir, name, data)
+    if smaller is None:
         return None
-    return paired_gain(smaller[0]["records"], full["records"], "val")
+    return float(data[name]["validation"]["accuracy"] - smaller["validation"]["accuracy"])
 
 
 def refit(models_dir: Path, name: str, data: Results) -> dict[str, Any] | None:
@@ -62,7 +66,7 @@ def refit(models_dir: Path, name: str, data: Results) -> dict[str, Any] | None:
     gains more than ``RUN_NOISE`` on validation: nested cross-validation's last step, which
     then stands as the model's estimate. None otherwise."""
     gain = learning_curve_gain(models_dir, name, data)
-    if gain is None or gain["gain"] <= RUN_NOISE:
+    if gain is None or gain <= RUN_NOISE:
         return None
     found = [d for d in runs(models_dir, f"{name}.trainval.json") if d["views"] == 1]
     return found[0] if found else None

@@ -26,12 +26,13 @@ from training.block_results import (
     RUN_NOISE,
     fewer_blocks,
     learning_curve_gain,
+    one_block_fewer,
     refit,
     results,
     runs,
     standing,
 )
-from training.blocks import EDGE_FILES, edge_accuracy, neighbour_similarity
+from training.blocks import EDGE_FILES, edge_accuracy, neighbour_similarity, paired_gain
 from training.data import Sample
 from training.intended_use import for_card
 from training.markdown import table
@@ -299,16 +300,19 @@ def _learning_curve(models_dir: Path, data: dict[str, dict[str, Any]]) -> list[s
                     _cell(d["held_out"], "accuracy"),
                 ]
             )
-        gain = learning_curve_gain(models_dir, name, data)
-        if gain is not None:
+        smaller = one_block_fewer(models_dir, name, data)
+        if smaller is not None:
+            gain = learning_curve_gain(models_dir, name, data) or 0.0
+            # The same validation fields in both runs: the interval of the difference.
+            paired = paired_gain(smaller["records"], full["records"], "val")
             verdicts.append(
-                f"{ARCHITECTURES[name].display_name} gains {100 * gain['gain']:.1f} points on "
+                f"{ARCHITECTURES[name].display_name} gains {100 * gain:.1f} points on "
                 f"validation from its last training block (paired block-bootstrap 95% interval "
-                f"{100 * gain['low']:.1f} to {100 * gain['high']:.1f}), "
+                f"{100 * paired['low']:.1f} to {100 * paired['high']:.1f}), "
                 + (
                     f"more than the {100 * RUN_NOISE:.1f} points one run differs from the "
                     "next: more patients are shown to pay, on the validation blocks alone."
-                    if gain["gain"] > RUN_NOISE
+                    if gain > RUN_NOISE
                     else f"not more than the {100 * RUN_NOISE:.1f} points one run differs "
                     "from the next."
                 )
