@@ -72,10 +72,11 @@ def refit(models_dir: Path, name: str, data: Results) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def standing(models_dir: Path, name: str) -> dict[str, Any] | None:
+def standing(models_dir: Path, name: str, data: Results | None = None) -> dict[str, Any] | None:
     """The run whose held-out figures stand for ``name``: its refit where the learning
-    curve lets it, else its protocol run; None when neither was saved."""
-    data = results(models_dir)
+    curve lets it, else its protocol run; None when neither was saved. ``data``: the
+    protocol runs when the caller has read them already (``results``)."""
+    data = results(models_dir) if data is None else data
     if name not in data:
         return None
     return refit(models_dir, name, data) or data[name]

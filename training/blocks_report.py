@@ -450,9 +450,10 @@ def write_blocks_report(models_dir: Path) -> list[str]:
     text = replace_first_section(text, BLOCKS_HEADING, blocks_markdown(models_dir))
     path.write_text(text.rstrip() + "\n")
     updated = []
-    for name in results(models_dir):
+    data = results(models_dir)
+    for name in data:
         card = model_files(models_dir, name).card
-        run = standing(models_dir, name)
+        run = standing(models_dir, name, data)
         if card.exists() and run is not None:
             # The held-out patients' confusions are among the card's known failures.
             use = for_card(ModelCard.load(card), models_dir)
