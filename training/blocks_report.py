@@ -283,6 +283,20 @@ def _validation_trained(models_dir: Path) -> list[str]:
     ]
 
 
+def _refit_pending(
+    models_dir: Path, name: str, data: dict[str, dict[str, Any]], gain: float
+) -> str:
+    """What the report says when the learning curve calls for a refit that is not saved."""
+    if gain <= RUN_NOISE or refit(models_dir, name, data) is not None:
+        return ""
+    epochs = data[name]["config"]["epochs"]
+    return (
+        f" Its refit on all four blocks has not been run yet (`python -m training cell-blocks "
+        f"--model {name} --epochs {epochs} --train-on-validation`): its protocol run stands "
+        "until it is."
+    )
+
+
 def _learning_curve(models_dir: Path, data: dict[str, dict[str, Any]]) -> list[str]:
     """The validation blocks read by models trained on fewer blocks, beside the protocol's."""
     rows, verdicts = [], []
@@ -316,6 +330,7 @@ def _learning_curve(models_dir: Path, data: dict[str, dict[str, Any]]) -> list[s
                     else f"not more than the {100 * RUN_NOISE:.1f} points one run differs "
                     "from the next."
                 )
+                + _refit_pending(models_dir, name, data, gain)
             )
     if not rows:
         return []

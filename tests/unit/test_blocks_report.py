@@ -43,6 +43,7 @@ def saved(
         "k": 5,
         "held_out": figures(held),
         "validation": figures(val),
+        "config": {"epochs": 10},
         "records": records or [],
     }
     (folder / "blocks" / f"{name}.json").write_text(json.dumps(payload))
@@ -266,3 +267,29 @@ def test_the_learning_curve_reads_the_gain_of_more_blocks_on_validation_only(
     assert ("more patients are shown to pay" in text) is pays
     # A run trained on its validation block is no point of the curve.
     assert "| CellNet | 4 |" not in text
+
+
+def test_a_refit_the_learning_curve_calls_for_but_not_yet_run_is_named_with_its_command(
+    tmp_path: Path,
+) -> None:
+    saved(tmp_path, "cellnet", "cell", 0.92, 0.95, validation_records(0.95))
+    fewer_blocks(tmp_path, "cellnet", 2, 0.93, 0.99)
+    text = blocks_markdown(tmp_path)
+    assert "more patients are shown to pay" in text
+    assert (
+        "Its refit on all four blocks has not been run yet (`python -m training cell-blocks "
+        "--model cellnet --epochs 10 --train-on-validation`): its protocol run stands"
+    ) in text
+    assert "refit on 4 blocks |" not in text
+    assert "Held out: accuracy 92.0% (target 95%) ✗" in text
+
+
+def test_a_saved_refit_or_a_gain_within_noise_names_no_pending_refit(tmp_path: Path) -> None:
+    saved(tmp_path, "cellnet", "cell", 0.92, 0.95, validation_records(0.95))
+    fewer_blocks(tmp_path, "cellnet", 2, 0.945, 0.99)
+    assert "has not been run yet" not in blocks_markdown(tmp_path)
+    fewer_blocks(tmp_path, "cellnet", 2, 0.93, 0.99)
+    refit = {"model": "cellnet", "unit": "cell", "k": 5, "views": 1, "validation": None}
+    refit |= {"held_out": figures(0.96), "validation_trained": True, "config": {"epochs": 10}}
+    (tmp_path / "blocks" / "cellnet.trainval.json").write_text(json.dumps(refit | {"records": []}))
+    assert "has not been run yet" not in blocks_markdown(tmp_path)
