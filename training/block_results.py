@@ -56,9 +56,12 @@ def learning_curve_gain(models_dir: Path, name: str, data: Results) -> float | N
     """How much more of the validation fields ``name`` reads right with its protocol's
     training blocks than with one block fewer; None when either run is missing."""
     smaller = one_block_fewer(models_dir, name, data)
-    if smaller is None:
-        return None
-    return float(data[name]["validation"]["accuracy"] - smaller["validation"]["accuracy"])
+    return None if smaller is None else gain_over(data[name], smaller)
+
+
+def gain_over(full: dict[str, Any], smaller: dict[str, Any]) -> float:
+    """The validation accuracy ``full`` gains over the run on one block fewer."""
+    return float(full["validation"]["accuracy"] - smaller["validation"]["accuracy"])
 
 
 def refit(models_dir: Path, name: str, data: Results) -> dict[str, Any] | None:
@@ -68,6 +71,11 @@ def refit(models_dir: Path, name: str, data: Results) -> dict[str, Any] | None:
     gain = learning_curve_gain(models_dir, name, data)
     if gain is None or gain <= RUN_NOISE:
         return None
+    return refit_run(models_dir, name)
+
+
+def refit_run(models_dir: Path, name: str) -> dict[str, Any] | None:
+    """``name``'s saved one-view refit on all four blocks, whether or not it stands."""
     found = [d for d in runs(models_dir, f"{name}.trainval.json") if d["views"] == 1]
     return found[0] if found else None
 

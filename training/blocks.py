@@ -72,11 +72,15 @@ def fold_plans(
 
 def block_ids(samples: Sequence[Sample], size: int = BLOCK_FILES) -> np.ndarray:
     """Per sample, its bootstrap block: runs of ``size`` files of a class in number order."""
-    ids = np.empty(len(samples), dtype=object)
+    return _blocks([s.class_id for s in samples], [file_number(s) for s in samples], size)
+
+
+def _blocks(class_ids: Sequence[str], numbers: Sequence[int], size: int) -> np.ndarray:
+    """Per item, ``"<class>:<k>"``: the k-th run of ``size`` items of its class by number."""
+    ids = np.empty(len(class_ids), dtype=object)
     for class_id in CLASS_IDS:
         members = sorted(
-            (i for i, s in enumerate(samples) if s.class_id == class_id),
-            key=lambda i: file_number(samples[i]),
+            (i for i, c in enumerate(class_ids) if c == class_id), key=lambda i: numbers[i]
         )
         for rank, i in enumerate(members):
             ids[i] = f"{class_id}:{rank // size}"
@@ -190,13 +194,7 @@ def paired_gain(
 
 def _record_blocks(held: Sequence[dict[str, Any]]) -> np.ndarray:
     """``block_ids`` of records that hold every field of their classes once (one role)."""
-    ids = np.empty(len(held), dtype=object)
-    for class_id in CLASS_IDS:
-        members = [i for i, r in enumerate(held) if r["class_id"] == class_id]
-        members.sort(key=lambda i: number_in(held[i]["file"]))
-        for rank, i in enumerate(members):
-            ids[i] = f"{class_id}:{rank // BLOCK_FILES}"
-    return ids
+    return _blocks([r["class_id"] for r in held], [number_in(r["file"]) for r in held], BLOCK_FILES)
 
 
 def relative_file(sample: Sample) -> str:

@@ -25,9 +25,10 @@ from training.architectures import ARCHITECTURES
 from training.block_results import (
     RUN_NOISE,
     fewer_blocks,
-    learning_curve_gain,
+    gain_over,
     one_block_fewer,
     refit,
+    refit_run,
     results,
     runs,
     standing,
@@ -283,13 +284,10 @@ def _validation_trained(models_dir: Path) -> list[str]:
     ]
 
 
-def _refit_pending(
-    models_dir: Path, name: str, data: dict[str, dict[str, Any]], gain: float
-) -> str:
+def _refit_pending(models_dir: Path, name: str, epochs: int, gain: float) -> str:
     """What the report says when the learning curve calls for a refit that is not saved."""
-    if gain <= RUN_NOISE or refit(models_dir, name, data) is not None:
+    if gain <= RUN_NOISE or refit_run(models_dir, name) is not None:
         return ""
-    epochs = data[name]["config"]["epochs"]
     return (
         f" Its refit on all four blocks has not been run yet (`python -m training cell-blocks "
         f"--model {name} --epochs {epochs} --train-on-validation`): its protocol run stands "
@@ -316,7 +314,7 @@ def _learning_curve(models_dir: Path, data: dict[str, dict[str, Any]]) -> list[s
             )
         smaller = one_block_fewer(models_dir, name, data)
         if smaller is not None:
-            gain = learning_curve_gain(models_dir, name, data) or 0.0
+            gain = gain_over(full, smaller)
             # The same validation fields in both runs: the interval of the difference.
             paired = paired_gain(smaller["records"], full["records"], "val")
             verdicts.append(
@@ -330,7 +328,7 @@ def _learning_curve(models_dir: Path, data: dict[str, dict[str, Any]]) -> list[s
                     else f"not more than the {100 * RUN_NOISE:.1f} points one run differs "
                     "from the next."
                 )
-                + _refit_pending(models_dir, name, data, gain)
+                + _refit_pending(models_dir, name, full["config"]["epochs"], gain)
             )
     if not rows:
         return []
