@@ -189,7 +189,7 @@ def draw_all(
 
 
 def _answered_malignant(f: FieldOutcome) -> bool:
-    return f.state == "answered" and f.leading is not None and MALIGNANT[f.leading]
+    return f.state == "answered" and f.leans_malignant
 
 
 def tally(

@@ -10,10 +10,14 @@ A screen must escalate on confident malignant evidence, never vote it away. The 
    fitted on simulated validation cases (``python -m training fit-case``) so that
    all-benign cases are rarely escalated.
 3. **No silent benign.** An answered malignant field below that threshold, or an uncertain
-   field whose most likely class is malignant, makes the case *uncertain*: it is evidence,
-   too weak to escalate on, and must be looked at.
+   field that leans malignant, makes the case *uncertain*: it is evidence, too weak to
+   escalate on, and must be looked at.
 4. Otherwise the case is *benign* when at least ``CaseRuleSpec.min_used_share`` of its
    fields were answered (all of them benign), and *uncertain* when fewer were.
+
+A field *leans malignant* when its three malignant classes together hold at least its benign
+probability, whichever single class leads: a field at 40% benign and 20% for each subtype is
+60% blasts, and a four-way vote would have split them three ways and called it benign.
 
 A cell model's fields also carry their leukocytes' counts by class; the verdict sums them
 over the answered fields (``cell_counts``), so it can say how many leukocytes, and what
@@ -33,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from app.core.case_words import CaseStatus
-from app.core.classes import CLASS_IDS, MALIGNANT
+from app.core.classes import CLASS_IDS, MALIGNANT, leans_malignant, malignant_probability
 from app.core.model_card import CaseRuleSpec
 
 BENIGN = "benign"
@@ -52,17 +56,26 @@ class FieldOutcome:
     cells: Mapping[str, int] | None = None
 
     def probability(self, class_id: str) -> float:
-        return float(self.probabilities[class_id]) if self.probabilities else 0.0
-
-    @property
-    def leading(self) -> str | None:
-        if not self.probabilities:
-            return None
-        return max(CLASS_IDS, key=self.probability)
+        """0 for a class the stored probabilities lack (a migration reads every old row)."""
+        return float(self.probabilities.get(class_id, 0.0)) if self.probabilities else 0.0
 
     @property
     def malignant_probability(self) -> float:
-        return sum(self.probability(c) for c in CLASS_IDS if MALIGNANT[c])
+        return malignant_probability(self.probabilities) if self.probabilities else 0.0
+
+    @property
+    def leans_malignant(self) -> bool:
+        return bool(self.probabilities) and leans_malignant(self.probabilities or {})
+
+    @property
+    def lean(self) -> str | None:
+        """What the screen reads the field as: its likeliest malignant pattern when it leans
+        malignant, else its likeliest benign class. This is its most likely class, except
+        where a benign class leads a field that leans malignant."""
+        if not self.probabilities:
+            return None
+        side = [c for c in CLASS_IDS if MALIGNANT[c] == self.leans_malignant]
+        return max(side, key=self.probability)
 
 
 @dataclass(frozen=True)
@@ -87,7 +100,7 @@ class CaseVerdict:
     malignant_fields: tuple[int, ...] = ()
     # Positions of answered malignant fields below the escalation threshold.
     weak_malignant_fields: tuple[int, ...] = ()
-    # Positions of uncertain fields, and of those whose most likely class is malignant.
+    # Positions of uncertain fields, and of those that lean malignant.
     uncertain_fields: tuple[int, ...] = ()
     uncertain_malignant_fields: tuple[int, ...] = ()
     # The subtypes the escalating fields show, by count.
@@ -156,9 +169,7 @@ def case_verdict(fields: Sequence[FieldOutcome], rule: CaseRuleSpec) -> CaseVerd
         for state in ("uncertain", "out_of_distribution", "refused")
     }
     uncertain = [f for f in fields if f.state == "uncertain"]
-    uncertain_malignant = tuple(
-        _position(f) for f in uncertain if f.leading is not None and MALIGNANT[f.leading]
-    )
+    uncertain_malignant = tuple(_position(f) for f in uncertain if f.leans_malignant)
     if not used:
         empty = "no field could be used" if fields else "the case has no fields yet"
         leaning = _pattern([f for f in fields if f.state == "uncertain" and f.probabilities])
@@ -174,11 +185,11 @@ def case_verdict(fields: Sequence[FieldOutcome], rule: CaseRuleSpec) -> CaseVerd
             reason=empty,
         )
     probabilities = {c: sum(f.probability(c) for f in used) / len(used) for c in CLASS_IDS}
-    votes = Counter(f.leading for f in used)
-    malignant = [f for f in used if f.leading is not None and MALIGNANT[f.leading]]
+    votes = Counter(f.lean for f in used)
+    malignant = [f for f in used if f.leans_malignant]
     escalating = [f for f in malignant if f.malignant_probability >= rule.escalate_at]
     weak = [f for f in malignant if f.malignant_probability < rule.escalate_at]
-    subtype_votes = Counter(f.leading for f in escalating)
+    subtype_votes = Counter(f.lean for f in escalating)
     status: CaseStatus
     if escalating:
         status, class_id, reason = "malignant", _pattern(escalating), None
@@ -240,10 +251,10 @@ def _position(f: FieldOutcome) -> int:
 
 
 def _pattern(fields: Sequence[FieldOutcome]) -> str | None:
-    """The class most of ``fields`` lead with; ties go to the higher summed probability."""
+    """The class most of ``fields`` lean to; ties go to the higher summed probability."""
     if not fields:
         return None
-    counts = Counter(f.leading for f in fields)
+    counts = Counter(f.lean for f in fields)
     mass = {c: sum(f.probability(c) for f in fields) for c in CLASS_IDS}
     return max((c for c in CLASS_IDS if counts[c]), key=lambda c: (counts[c], mass[c]))
 

@@ -202,6 +202,25 @@ def test_uncertain_rule_follows_the_models_threshold(inference_service, images) 
     assert out["label"] == p.label  # the leading class is still named
 
 
+def test_an_uncertain_benign_leader_with_more_blasts_says_it_leans_malignant(
+    inference_service, images
+) -> None:
+    p = inference_service.classify(images.make())
+    split = {"benign": 0.40, "early_pre_b": 0.15, "pre_b": 0.30, "pro_b": 0.15}
+    unsure = dataclasses.replace(
+        p, class_id="benign", probabilities=split, ood=None, uncertain_below=0.9
+    )
+    detail = verdict_detail(unsure)
+    assert detail is not None
+    assert detail.startswith("Most likely Benign (hematogones) (40.0%)")
+    assert detail.endswith(
+        "the three malignant patterns together hold 60.0%, so it leans malignant"
+    )
+    plain = {"benign": 0.60, "early_pre_b": 0.15, "pre_b": 0.15, "pro_b": 0.10}
+    benign = dataclasses.replace(unsure, probabilities=plain)
+    assert "leans malignant" not in (verdict_detail(benign) or "")
+
+
 def test_out_of_distribution_outranks_uncertain(inference_service, images) -> None:
     p = inference_service.classify(images.make())
     flagged = OodResult(score=3.0, threshold=1.0, out_of_distribution=True, reasons=["x"])

@@ -1,6 +1,7 @@
-"""Migration 0007 on a database that already holds cases, on SQLite and PostgreSQL: the
-field views, the review's new columns, users' display names, and every stored case verdict
-restated under the screening rule."""
+"""Migrations 0007 and 0012 on a database that already holds cases, on SQLite and PostgreSQL:
+0007's field views, the review's new columns, users' display names, and every stored case
+verdict restated under the screening rule; 0012's verdicts restated where an uncertain field
+leans malignant on its malignant classes summed."""
 
 from __future__ import annotations
 
@@ -40,8 +41,14 @@ def _tables(engine: Engine) -> dict[str, sa.Table]:
     return dict(metadata.tables)
 
 
-def _old_case(connection: sa.Connection, tables: dict[str, sa.Table], reference: str) -> int:
-    """A case as 0006 kept it: its verdict stored by the averaging rule (benign)."""
+def _old_case(
+    connection: sa.Connection,
+    tables: dict[str, sa.Table],
+    reference: str,
+    rule: dict[str, Any] = OLD_RULE,
+) -> int:
+    """A case as an older release kept it: its verdict stored as benign (0006's averaging
+    rule by default)."""
     cases = tables["cases"]
     row = connection.execute(
         cases.insert()
@@ -53,7 +60,7 @@ def _old_case(connection: sa.Connection, tables: dict[str, sa.Table], reference:
             updated_at=NOW,
             model_name="lenet",
             model_version="1.3.0",
-            rule=OLD_RULE,
+            rule=rule,
             status="benign",
             class_id="benign",
             review_state="none",
@@ -69,6 +76,7 @@ def _field(
     case_id: int,
     position: int,
     p: dict[str, Any],
+    state: str = "answered",
 ) -> None:
     connection.execute(
         tables["case_fields"]
@@ -79,7 +87,7 @@ def _field(
             filename=f"{position}.jpg",
             sha256=f"{case_id:032d}{position:032d}",
             size_bytes=1,
-            state="answered",
+            state=state,
             class_id=max(p, key=p.__getitem__),
             probabilities=p,
             checks={},
@@ -147,3 +155,33 @@ def test_0007_restates_verdicts_and_adds_field_views_and_review_columns(engine: 
     command.downgrade(alembic_config(engine), "0006")
     assert "field_views" not in sa.inspect(engine).get_table_names()
     assert upgrade(engine) == head_revision()
+
+
+def test_0012_restates_a_case_whose_uncertain_field_leans_malignant(engine: Engine) -> None:
+    command.upgrade(alembic_config(engine), "0011")
+    tables = _tables(engine)
+    rule = {"min_used_share": 1 / 3, "escalate_at": 0.5}
+    # Benign leads at 40%, but blasts, any subtype, are 60%: 0011's rule called this benign.
+    split = {"benign": 0.40, "early_pre_b": 0.15, "pre_b": 0.30, "pro_b": 0.15}
+    with engine.begin() as connection:
+        leaning = _old_case(connection, tables, "LEANING", rule)
+        for position in (1, 2, 3):
+            _field(connection, tables, leaning, position, BENIGN)
+        _field(connection, tables, leaning, 4, split, state="uncertain")
+        benign = _old_case(connection, tables, "BENIGN", rule)
+        _field(connection, tables, benign, 1, BENIGN)
+
+    command.upgrade(alembic_config(engine), "0012")
+    cases = _tables(engine)["cases"]
+
+    def stored() -> dict[int, tuple[str, str | None]]:
+        with engine.connect() as connection:
+            rows = connection.execute(sa.select(cases.c.id, cases.c.status, cases.c.class_id))
+            return {row.id: (row.status, row.class_id) for row in rows}
+
+    assert stored() == {leaning: ("uncertain", "pre_b"), benign: ("benign", "benign")}
+    # Down keeps the cautious verdicts; up again changes nothing.
+    command.downgrade(alembic_config(engine), "0011")
+    assert stored()[leaning] == ("uncertain", "pre_b")
+    assert upgrade(engine) == head_revision()
+    assert stored()[leaning] == ("uncertain", "pre_b")

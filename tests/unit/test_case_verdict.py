@@ -162,3 +162,50 @@ def test_a_whole_field_models_case_has_no_differential() -> None:
     assert verdict.cell_counts == {}
     assert verdict.n_cells == 0
     assert verdict.blast_share == 0.0
+
+
+# 40% benign leads the four classes, yet blasts, any subtype, are 60%.
+SPLIT_BLASTS = {"benign": 0.40, "early_pre_b": 0.15, "pre_b": 0.30, "pro_b": 0.15}
+
+
+def test_a_field_leans_malignant_on_the_malignant_classes_summed_not_on_its_top_class() -> None:
+    split = FieldOutcome("uncertain", SPLIT_BLASTS)
+    assert split.leans_malignant
+    assert split.lean == "pre_b"  # its likeliest malignant pattern
+    assert split.malignant_probability == pytest.approx(0.60)
+    tie = FieldOutcome("uncertain", {"benign": 0.5, "early_pre_b": 0.0, "pre_b": 0.5, "pro_b": 0.0})
+    assert tie.leans_malignant  # a tie is not benign evidence
+    assert tie.lean == "pre_b"
+    clear = _field("benign", 0.6, "uncertain")
+    assert not clear.leans_malignant
+    assert clear.lean == "benign"
+    assert _field("pro_b").lean == "pro_b"
+    assert not FieldOutcome("refused").leans_malignant
+    assert FieldOutcome("refused").lean is None
+    partial = FieldOutcome("answered", {"pre_b": 0.9})  # an old row lacking classes
+    assert (partial.lean, partial.probability("benign")) == ("pre_b", 0.0)
+
+
+def test_an_uncertain_field_whose_blasts_outweigh_a_benign_leader_keeps_the_case_open() -> None:
+    fields = [_field("benign")] * 8 + [FieldOutcome("uncertain", SPLIT_BLASTS)]
+    verdict = case_verdict(fields, RULE)
+    assert verdict.status == "uncertain"  # a four-way vote would have called it benign
+    assert verdict.class_id == "pre_b"
+    assert verdict.uncertain_malignant_fields == (9,)
+    assert verdict.review_positions == (9,)
+    assert verdict.reason is not None
+    assert "field 9" in verdict.reason
+
+
+def test_an_answered_field_whose_blasts_outweigh_a_benign_leader_is_malignant_evidence() -> None:
+    # A model with no uncertain threshold answers every field it is shown.
+    fields = [_field("benign")] * 8 + [FieldOutcome("answered", SPLIT_BLASTS)]
+    weak = case_verdict(fields, RULE)
+    assert weak.status == "uncertain"
+    assert weak.weak_malignant_fields == (9,)
+    assert weak.votes == {"benign": 8, "pre_b": 1}
+    escalated = case_verdict(fields, CaseRuleSpec(escalate_at=0.5))
+    assert escalated.status == "malignant"
+    assert escalated.class_id == "pre_b"
+    assert escalated.malignant_fields == (9,)
+    assert escalated.subtype_votes == {"pre_b": 1}

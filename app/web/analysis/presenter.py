@@ -9,7 +9,13 @@ from typing import Any
 from PIL import Image
 
 from app.core.cells.exclusions import EXCLUSION_REASONS
-from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
+from app.core.classes import (
+    CLASS_IDS,
+    DISPLAY_NAMES,
+    MALIGNANT,
+    leans_malignant,
+    malignant_probability,
+)
 from app.core.imaging import jpeg_bytes
 from app.core.model_card import ModelCard
 from app.core.prediction import CellReading, Prediction
@@ -89,13 +95,20 @@ def verdict(p: Prediction) -> str:
 
 
 def verdict_detail(p: Prediction) -> str | None:
-    """For an uncertain result: the leading class, named as the most likely only."""
+    """For an uncertain result: the leading class, named as the most likely only, and the
+    malignant classes' sum where it outweighs a benign leader (the screen's lean)."""
     if p.status != "uncertain" or p.uncertain_below is None:
         return None
-    return (
+    detail = (
         f"Most likely {p.label} ({percent(p.confidence)}), below the "
         f"{percent(p.uncertain_below)} this model needs for a verdict"
     )
+    if not p.malignant and leans_malignant(p.probabilities):
+        blasts = malignant_probability(p.probabilities)
+        detail += (
+            f"; the three malignant patterns together hold {percent(blasts)}, so it leans malignant"
+        )
+    return detail
 
 
 def timings_json(p: Prediction) -> dict[str, float]:

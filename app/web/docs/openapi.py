@@ -388,7 +388,12 @@ _CASE = {
                 "malignant_share": {"type": "number"},
                 "weak_malignant_fields": {"type": "array", "items": {"type": "integer"}},
                 "uncertain_fields": {"type": "array", "items": {"type": "integer"}},
-                "uncertain_malignant_fields": {"type": "array", "items": {"type": "integer"}},
+                "uncertain_malignant_fields": {
+                    "type": "array",
+                    "items": {"type": "integer"},
+                    "description": "Uncertain fields that lean malignant: their malignant "
+                    "classes together hold at least their benign probability.",
+                },
                 "review_fields": {"type": "array", "items": {"type": "integer"}},
                 "subtype_votes": {"type": "object"},
                 "subtype_disagreement": {"type": "boolean"},
