@@ -219,6 +219,10 @@ def test_an_uncertain_benign_leader_with_more_blasts_says_it_leans_malignant(
     plain = {"benign": 0.60, "early_pre_b": 0.15, "pre_b": 0.15, "pro_b": 0.10}
     benign = dataclasses.replace(unsure, probabilities=plain)
     assert "leans malignant" not in (verdict_detail(benign) or "")
+    out = prediction_json(unsure)
+    assert (out["class"], out["malignant"], out["leans_malignant"]) == ("benign", False, True)
+    assert out["malignant_probability"] == pytest.approx(0.60)
+    assert prediction_json(benign)["leans_malignant"] is False
 
 
 def test_out_of_distribution_outranks_uncertain(inference_service, images) -> None:

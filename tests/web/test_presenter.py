@@ -32,6 +32,8 @@ JSON_KEYS = [
     "uncertain",
     "uncertain_below",
     "probabilities",
+    "malignant_probability",
+    "leans_malignant",
     "model",
     "elapsed_ms",
     "timings_ms",
@@ -66,6 +68,9 @@ def test_plain_prediction_json(inference_service: InferenceService, images) -> N
     assert out["status"] == p.status
     assert out["elapsed_ms"] == out["timings_ms"]["total"] == round(p.timings.total_ms, 2)
     assert set(out["timings_ms"]) <= {"decode", "preprocess", "model", "ood", "total"}
+    blasts = sum(v for c, v in out["probabilities"].items() if c != "benign")
+    assert out["malignant_probability"] == pytest.approx(blasts, abs=1e-6)
+    assert out["leans_malignant"] == (blasts >= out["probabilities"]["benign"])
 
 
 def test_explained_prediction_json_adds_cells_and_base64_pngs(

@@ -196,6 +196,9 @@ def prediction_json(p: Prediction) -> dict[str, Any]:
         "uncertain": p.uncertain,
         "uncertain_below": p.uncertain_below,
         "probabilities": dict(p.probabilities),
+        # The screen's lean: the three malignant classes summed against the benign one.
+        "malignant_probability": round(malignant_probability(p.probabilities), 6),
+        "leans_malignant": leans_malignant(p.probabilities),
         "model": {
             "name": p.model.name,
             "version": p.model.version,

@@ -84,6 +84,16 @@ _PREDICTION = {
         "subtype": _SUBTYPE,
         "confidence": {"type": "number"},
         "probabilities": _PROBABILITIES,
+        "malignant_probability": {
+            "type": "number",
+            "description": "The three malignant classes' probabilities summed.",
+        },
+        "leans_malignant": {
+            "type": "boolean",
+            "description": "The malignant classes together hold at least the benign one, "
+            "even where benign is the most likely single class: a case rule reads such an "
+            "uncertain field as malignant evidence.",
+        },
         "out_of_distribution": {"type": ["boolean", "null"]},
         "uncertain": {"type": "boolean"},
         "model": {"type": "object"},
