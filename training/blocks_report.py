@@ -17,6 +17,7 @@ import numpy as np
 
 from app.core.cells.detect import leukocyte_mask, normalise_scale
 from app.core.cells.stain import optical_density, white_point
+from app.core.classes import CLASS_IDS, MALIGNANT, leans_malignant
 from app.core.model_card import ModelCard, PatientBlocks
 from app.core.model_files import model_files, model_names
 from app.core.preprocessing import load_image
@@ -145,6 +146,7 @@ def blocks_markdown(models_dir: Path) -> str:
         *_validation_trained(models_dir),
         *_learning_curve(models_dir, data),
         *_edges(data),
+        *_hidden_blasts(data),
         *_image_level(models_dir),
         *_neighbours(models_dir),
     ]
@@ -379,6 +381,38 @@ def _edges(data: dict[str, dict[str, Any]]) -> list[str]:
         table(["model", "beside a training block", "beside none", "inside the block"], rows),
         "",
     ]
+
+
+def _hidden_blasts(data: dict[str, dict[str, Any]]) -> list[str]:
+    """Held-out fields whose most likely class is benign although their malignant classes
+    together hold at least as much: the case rule's lean reads them as malignant evidence."""
+    rows = []
+    for name, d in data.items():
+        held = [r for r in d.get("records", []) if r["role"] == "test" and r.get("probabilities")]
+        if not held:
+            continue
+        hidden = [r for r in held if _benign_led_blasts(r["probabilities"])]
+        malignant = sum(1 for r in hidden if MALIGNANT[r["class_id"]])
+        rows.append(
+            [ARCHITECTURES[name].display_name, f"{len(hidden)} of {len(held)}", str(malignant)]
+        )
+    if not rows:
+        return []
+    return [
+        "**Blasts a four-way vote would hide.** Held-out fields of the runs above whose most "
+        "likely class is benign while the three malignant classes together hold at least as "
+        "much (say 40% benign and 20% for each subtype): the case rule reads such a field as "
+        "leaning malignant "
+        "(`app.core.classes.leans_malignant`), where its top class alone would read benign.",
+        "",
+        table(["model", "benign-led fields leaning malignant", "of them malignant fields"], rows),
+        "",
+    ]
+
+
+def _benign_led_blasts(probabilities: Sequence[float]) -> bool:
+    named = dict(zip(CLASS_IDS, probabilities, strict=True))
+    return not MALIGNANT[max(CLASS_IDS, key=named.__getitem__)] and leans_malignant(named)
 
 
 def _edge(group: dict[str, float]) -> str:

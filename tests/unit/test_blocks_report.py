@@ -293,3 +293,25 @@ def test_a_saved_refit_or_a_gain_within_noise_names_no_pending_refit(tmp_path: P
     refit |= {"held_out": figures(0.96), "validation_trained": True, "config": {"epochs": 10}}
     (tmp_path / "blocks" / "cellnet.trainval.json").write_text(json.dumps(refit | {"records": []}))
     assert "has not been run yet" not in blocks_markdown(tmp_path)
+
+
+def test_benign_led_fields_whose_blasts_outweigh_benign_are_counted(tmp_path: Path) -> None:
+    def record(class_id: str, role: str, probabilities: list[float] | None) -> dict[str, Any]:
+        return {
+            "file": "x.jpg",
+            "class_id": class_id,
+            "fold": 0,
+            "role": role,
+            "probabilities": probabilities,
+        }
+
+    records = [
+        record("pre_b", "test", [0.40, 0.15, 0.30, 0.15]),  # benign leads, blasts are 60%
+        record("benign", "test", [0.60, 0.15, 0.15, 0.10]),
+        record("benign", "test", [0.40, 0.10, 0.20, 0.30]),
+        record("pro_b", "test", [0.05, 0.05, 0.10, 0.80]),  # a malignant class leads
+        record("pre_b", "validation", [0.40, 0.15, 0.30, 0.15]),  # not held out
+        record("pre_b", "test", None),  # no whole leukocyte: no probabilities
+    ]
+    saved(tmp_path, "lenet", "field", 0.85, 0.86, records)
+    assert "| LeNet-5 | 2 of 4 | 1 |" in blocks_markdown(tmp_path)
