@@ -65,7 +65,9 @@ class FieldOutcome:
 
     @property
     def leans_malignant(self) -> bool:
-        return bool(self.probabilities) and leans_malignant(self.probabilities or {})
+        if not self.probabilities:
+            return False
+        return leans_malignant(self.probabilities)
 
     @property
     def lean(self) -> str | None:
