@@ -31,8 +31,8 @@ _fields = sa.table(
 )
 
 
-def restate_verdicts(bind: sa.Connection) -> int:
-    """Store every case's verdict by its own stored rule; returns how many changed."""
+def restate_verdicts(bind: sa.Connection) -> None:
+    """Store every case's verdict by its own stored rule, writing only those that change."""
     outcomes: dict[int, list[FieldOutcome]] = {}
     rows = bind.execute(
         sa.select(
@@ -41,19 +41,16 @@ def restate_verdicts(bind: sa.Connection) -> int:
     )
     for case_id, position, state, probabilities in rows:
         outcomes.setdefault(case_id, []).append(FieldOutcome(state, probabilities, position))
-    changed = 0
     cases = bind.execute(sa.select(_cases.c.id, _cases.c.rule, _cases.c.status, _cases.c.class_id))
     for case_id, rule, status, class_id in cases.all():
         v = case_verdict(outcomes.get(case_id, []), CaseRuleSpec.from_record(_rule(rule)))
         if (v.status, v.class_id) == (status, class_id):
             continue
-        changed += 1
         bind.execute(
             _cases.update()
             .where(_cases.c.id == case_id)
             .values(status=v.status, class_id=v.class_id)
         )
-    return changed
 
 
 def _rule(stored: Any) -> dict[str, Any]:
