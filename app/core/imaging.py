@@ -103,11 +103,13 @@ def jpeg_bytes(image: Image.Image, quality: int = 88) -> bytes:
     return buf.getvalue()
 
 
-def jpeg_of(rgb: np.ndarray, quality: int = 88) -> bytes:
-    """An 8-bit RGB array as a JPEG file (OpenCV's encoder: the pictures made per field)."""
-    ok, data = cv2.imencode(
-        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
-    )
+def jpeg_of(rgb: np.ndarray, quality: int = 88, full_colour: bool = False) -> bytes:
+    """An 8-bit RGB array as a JPEG file (OpenCV's encoder: the pictures made per field);
+    ``full_colour`` keeps the colour at every pixel (4:4:4), not every other (4:2:0)."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    if full_colour:
+        params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise ValueError(f"cannot encode a {rgb.shape} array as JPEG")
     return data.tobytes()

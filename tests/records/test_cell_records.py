@@ -13,6 +13,7 @@ from alembic import command
 from PIL import Image
 from sqlalchemy import Engine, select
 
+from app.core.cells.crops import CROP_PX
 from app.core.explanation.gallery import prediction_pictures
 from app.core.model_card import ModelCard
 from app.core.service import InferenceService
@@ -186,9 +187,9 @@ def test_a_cell_models_cells_are_stored_with_their_classes_and_reviewed(
         assert [c.status for c in stored] == [a.status for a in answers]
         assert stored[0].probabilities == pytest.approx(answers[0].probabilities)
         assert stored[1].attention == pytest.approx(answers[1].attention)
-        # The crop is the one the model read, enlarged for the gallery.
+        # The crop is the one the model read, at the model's own pixels.
         crop = Image.open(io.BytesIO(stored[0].image))
-        assert (crop.format, crop.size) == ("JPEG", (96, 96))
+        assert (crop.format, crop.size) == ("JPEG", (CROP_PX, CROP_PX))
         field = case.fields[0]
         assert field.checks["cells"]["model"] == prediction.cells.counts
         assert field_outcome(field).cells == prediction.cells.counts

@@ -17,6 +17,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from app import create_app
+from app.core.cells.crops import CROP_PX
 from app.core.cells.explain import CLASS_COLOURS, UNCERTAIN_COLOUR
 from app.core.classes import DISPLAY_NAMES
 from app.core.service import InferenceService
@@ -133,11 +134,11 @@ def test_a_cell_models_case_stores_the_cells_it_read_and_answers_them_in_json(
     assert case["cell_counts"]["reviewed_cells"] == 0
     assert sum(case["evidence"]["cell_counts"].values()) == 3  # the case rule's cells
 
-    # The gallery's crop is the model's own 22-micrometre square, enlarged to 96 px.
+    # The gallery's crop is the model's own 22-micrometre square, at the model's pixels.
     crop = client.get(case["images"][0]["cells"][0]["image_url"])
     assert crop.status_code == 200
     assert crop.mimetype == "image/jpeg"
-    assert Image.open(io.BytesIO(crop.data)).size == (96, 96)
+    assert Image.open(io.BytesIO(crop.data)).size == (CROP_PX, CROP_PX)
     assert len(_cells(app)) == 3
 
     # The field view outlines the cells read and shows the whole photograph at full size.

@@ -21,9 +21,11 @@ from app.core.prediction import Prediction
 from app.core.preprocessing import photograph_size
 
 THUMBNAIL_SIDE = 192
-# The cell gallery: at most this many leukocytes per field, cut out this size.
+# The cell gallery: at most this many leukocytes per field, shown this size; a crop is
+# kept at its own resolution up to it (the browser enlarges it, as it would a stored copy).
 MAX_CELLS = 12
 CELL_SIDE = 96
+CROP_QUALITY = 95
 CELL_MARGIN = 1.4
 # The gallery needs boxes, not outlines: a coarser segmentation finds the same cells sooner.
 CELL_WORK_SIDE = 128
@@ -36,14 +38,13 @@ def field_pictures(image: Image.Image, field_image: Image.Image) -> FieldPicture
 
 def cell_model_pictures(image: Image.Image, cells: FieldCells) -> FieldPictures:
     """A cell model's field: the photograph's thumbnail and each leukocyte the model reads,
-    as it reads it (one physical size, the photograph's own colours), enlarged for the
-    gallery; in the order of the model's cells."""
+    as it reads it (one physical size, the photograph's own colours, the model's pixels);
+    in the order of the model's cells."""
     to_upload = photograph_size(image)[0] / image.width
     crops = []
     for index, (found, picture) in enumerate(zip(cells.used, cells.pictures, strict=True), 1):
-        enlarged = resized(picture, (CELL_SIDE, CELL_SIDE))
         box = [round(v * to_upload) for v in cells.photo_box(found)]
-        crops.append(CellPicture(index=index, box=box, jpeg=jpeg_of(enlarged)))
+        crops.append(CellPicture(index=index, box=box, jpeg=gallery_jpeg(picture)))
     return FieldPictures(thumbnail=thumbnail_jpeg(image), cells=crops)
 
 
@@ -83,9 +84,20 @@ def cell_crops(field_image: Image.Image, limit: int = MAX_CELLS) -> list[CellPic
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         half = max(x1 - x0, y1 - y0) * 0.5 * CELL_MARGIN
         left, top, right, bottom = (round(v) for v in (cx - half, cy - half, cx + half, cy + half))
-        crop = resized(_window(rgb, left, top, right, bottom), (CELL_SIDE, CELL_SIDE))
-        crops.append(CellPicture(index=index, box=[left, top, right, bottom], jpeg=jpeg_of(crop)))
+        crop = gallery_jpeg(_window(rgb, left, top, right, bottom))
+        crops.append(CellPicture(index=index, box=[left, top, right, bottom], jpeg=crop))
     return crops
+
+
+def gallery_jpeg(crop: np.ndarray) -> bytes:
+    """A cell's crop as the gallery keeps it: its own pixels, shrunk (aspect kept) only when
+    its long side is over CELL_SIDE; enlarging them would add bytes and time, not detail.
+    A few dozen pixels across, so every pixel keeps its colour and the quality is high."""
+    height, width = crop.shape[:2]
+    scale = CELL_SIDE / max(width, height, 1)
+    if scale < 1:
+        crop = resized(crop, (max(1, round(width * scale)), max(1, round(height * scale))))
+    return jpeg_of(crop, quality=CROP_QUALITY, full_colour=True)
 
 
 def _rgb(image: Image.Image) -> np.ndarray:
