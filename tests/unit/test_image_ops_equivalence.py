@@ -13,10 +13,12 @@ import io
 from collections.abc import Callable
 from functools import cache
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 from scipy import ndimage as ndi
+from skimage.segmentation import watershed as skimage_watershed
 
 from app.core.cells.crops import read_field
 from app.core.cells.detect import find_cells, leukocyte_mask, normalise_scale
@@ -35,10 +37,11 @@ from app.core.explanation.segmentation import (
     lab_ab,
     segment,
     split_cells,
+    watershed,
 )
 from app.core.guards.image_stats import STATS_SIZE, field_statistics
 from app.core.imaging import downscale, unit_floats
-from app.core.masks import without_small
+from app.core.masks import euclidean_distance, without_small
 from app.core.preprocessing import load_image, to_model_input
 from app.core.scale import illumination, least_squares, measure_cells
 from tests.support.images import ImageFactory, smear_images
@@ -321,3 +324,17 @@ def test_touching_cells_are_split_as_scikit_image_splits_them(fields: Fields, si
     for field in fields():
         mask = foreground_mask(np.asarray(downscale(field, side)))
         assert np.array_equal(split_cells(mask), before.split_cells(mask))
+
+
+def test_the_watershed_is_scikit_images_on_random_masks_and_seeds() -> None:
+    # Its compiled flooding called directly: plateaus, seeds outside the mask, edges.
+    rng = np.random.default_rng(7)
+    for size in ((40, 40), (37, 91), (128, 128)):
+        for _ in range(20):
+            mask = cv2.GaussianBlur(rng.random(size).astype(np.float32), (0, 0), 3) > 0.5
+            distance = np.round(euclidean_distance(mask) * rng.choice([1, 0.25]))
+            seeds = np.argwhere(rng.random(size) < 0.01)
+            markers = np.zeros(size, np.int32)
+            markers[tuple(seeds.T)] = np.arange(1, len(seeds) + 1)
+            expected = skimage_watershed(-distance, markers, mask=mask)
+            assert np.array_equal(watershed(distance, seeds, mask), expected)
