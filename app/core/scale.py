@@ -102,9 +102,13 @@ def illumination(lum: np.ndarray) -> np.ndarray:
 
 
 def least_squares(design: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """The coefficients minimising ``|design @ coef - values|`` (by SVD, as
-    ``np.linalg.lstsq``)."""
-    _, solved = cv2.solve(design, values.astype(np.float64), flags=cv2.DECOMP_SVD)
+    """The coefficients minimising ``|design @ coef - values|``, as ``np.linalg.lstsq``
+    gives them: by the normal equations' Cholesky factor (a tenth of an SVD's time), or by
+    SVD where the kept blocks leave the surface undetermined (the factor does not exist)."""
+    b = values.astype(np.float64)
+    ok, solved = cv2.solve(design, b, flags=cv2.DECOMP_NORMAL | cv2.DECOMP_CHOLESKY)
+    if not ok:
+        _, solved = cv2.solve(design, b, flags=cv2.DECOMP_SVD)
     return np.asarray(solved).ravel()
 
 

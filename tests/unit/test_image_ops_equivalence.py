@@ -43,7 +43,13 @@ from app.core.guards.image_stats import STATS_SIZE, field_statistics
 from app.core.imaging import downscale, unit_floats
 from app.core.masks import euclidean_distance, without_small
 from app.core.preprocessing import load_image, to_model_input
-from app.core.scale import illumination, least_squares, measure_cells
+from app.core.scale import (
+    _BLOCK_DESIGN,
+    _BLOCK_XY,
+    illumination,
+    least_squares,
+    measure_cells,
+)
 from tests.support.images import ImageFactory, smear_images
 from tests.support.models import data_root
 from tests.unit import image_ops_before as before
@@ -284,6 +290,18 @@ def test_least_squares_are_numpys() -> None:
     values = rng.normal(size=144).astype(np.float32)
     expected = np.linalg.lstsq(design, values, rcond=None)[0]
     assert np.allclose(least_squares(design, values), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_least_squares_of_blocks_that_leave_the_surface_undetermined_are_numpys() -> None:
+    # Cells cover every block but two rows and a column: a quartic surface is not determined
+    # there (12 of 15 terms), and the minimum-norm answer, lstsq's, is given.
+    rows, columns = _BLOCK_XY
+    kept = (np.isin(rows, rows[[2, 7], 0]) | np.isin(columns, columns[0, [5]])).ravel()
+    design = _BLOCK_DESIGN[kept]
+    assert np.linalg.matrix_rank(design) < design.shape[1]
+    values = np.random.default_rng(5).random(len(design)).astype(np.float32)
+    expected = np.linalg.lstsq(design, values, rcond=None)[0]
+    assert np.allclose(least_squares(design, values), expected, rtol=1e-6, atol=1e-9)
 
 
 def test_unit_floats_are_the_division_by_255_to_the_bit() -> None:
