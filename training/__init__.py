@@ -3,7 +3,5 @@
 Builds on the ML core (``app.core``) and never imports the web layer.
 """
 
-import os
-
-# Quiet TensorFlow's C++ start-up messages (set before any module here imports it).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The core's TensorFlow settings, before any module here imports TensorFlow.
+import app.core  # noqa: F401
