@@ -151,10 +151,16 @@ def _acquire_boot_slot(worker) -> int:
 
 def post_fork(server, worker) -> None:
     # Runs in the new worker before the app (and TensorFlow's runtime) starts there.
+    import logging
     import time
 
+    import app.core  # noqa: F401  (the core's TensorFlow settings, before TensorFlow loads)
+    from app.core.native_log import native_stderr_logged
+
     worker.boot_slot = _acquire_boot_slot(worker)
-    import tensorflow as tf
+    # TensorFlow's native code prints its first lines before its logging is set up.
+    with native_stderr_logged(logging.getLogger("tensorflow")):
+        import tensorflow as tf
 
     worker.forked_at = time.monotonic()
     tf.config.threading.set_intra_op_parallelism_threads(TF_INTRAOP_THREADS)
