@@ -22,7 +22,7 @@ from app.core.preprocessing import photograph_size
 
 THUMBNAIL_SIDE = 192
 # The cell gallery: at most this many leukocytes per field, shown this size; a crop is
-# kept at its own resolution up to it (the browser enlarges it, as it would a stored copy).
+# kept at its own resolution up to it (the page enlarges a smaller one).
 MAX_CELLS = 12
 CELL_SIDE = 96
 CROP_QUALITY = 95
