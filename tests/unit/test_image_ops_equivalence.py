@@ -22,6 +22,7 @@ from skimage.segmentation import watershed as skimage_watershed
 
 from app.core.cells.crops import read_field
 from app.core.cells.detect import find_cells, leukocyte_mask, normalise_scale
+from app.core.cells.stain import stain_scale, stained, white_point
 from app.core.explanation.gallery import (
     CELL_SIDE,
     CELL_WORK_SIDE,
@@ -356,3 +357,21 @@ def test_the_watershed_is_scikit_images_on_random_masks_and_seeds() -> None:
             markers[tuple(seeds.T)] = np.arange(1, len(seeds) + 1)
             expected = skimage_watershed(-distance, markers, mask=mask)
             assert np.array_equal(watershed(distance, seeds, mask), expected)
+
+
+@pytest.mark.parametrize("fields", SETS)
+def test_the_stain_of_8_bit_pixels_is_the_stain_of_their_floats_to_the_bit(fields: Fields) -> None:
+    # Tables of 256 values a channel and histogram medians stand in for per-pixel maths.
+    rng = np.random.default_rng(11)
+    for field in fields():
+        codes = np.asarray(field.convert("RGB"))
+        floats = unit_floats(codes)
+        cells = rng.random(codes.shape[:2]) < 0.2
+        white = white_point(floats, cells)
+        assert white.tobytes() == white_point(codes, cells).tobytes()
+        scale = stain_scale(floats, cells, white)
+        assert scale.tobytes() == stain_scale(codes, cells, white).tobytes()
+        assert stained(floats, white, scale).tobytes() == stained(codes, white, scale).tobytes()
+    odd = np.array([[[3, 250, 7]], [[9, 1, 255]], [[200, 200, 0]]], np.uint8)  # 3 pixels
+    for cells in (np.zeros((3, 1), bool), np.array([[True], [False], [False]])):
+        assert white_point(odd, cells).tobytes() == white_point(unit_floats(odd), cells).tobytes()

@@ -27,7 +27,7 @@ from app.core.cells.detect import (
 from app.core.cells.exclusions import EXCLUSION_REASONS
 from app.core.cells.stain import stain_scale, stained, white_point
 from app.core.errors import CaptureError
-from app.core.imaging import pixels, unit_floats
+from app.core.imaging import pixels
 from app.core.scale import MIN_SIDE, UNMEASURABLE_FIX, measure_cells
 
 CROP_PX = 64
@@ -94,17 +94,16 @@ def read_field(image: Image.Image, rbc_px: float) -> FieldCells:
     mask = leukocyte_mask(rgb8)
     found = sorted(find_cells(mask), key=lambda c: -c.area_rbc)
     used = [c for c in found if c.used][:MAX_CELLS]
-    rgb = unit_floats(rgb8)
-    white = white_point(rgb, mask)
+    white = white_point(rgb8, mask)
     pictures = cut(rgb8, [c.centre for c in used])
     # The stain's factors come from the whole field; only the crops are normalised.
-    crops = stained(unit_floats(pictures), white, stain_scale(rgb, mask, white))
+    crops = stained(pictures, white, stain_scale(rgb8, mask, white))
     return FieldCells(
         factor=normalising_factor(rbc_px),
         found=found,
         crops=crops,
         pictures=pictures,
-        shape=(rgb.shape[0], rgb.shape[1]),
+        shape=(rgb8.shape[0], rgb8.shape[1]),
     )
 
 
