@@ -51,6 +51,15 @@ def test_a_case_from_many_photographs_with_progress_review_and_sign_off(
     assert page.locator(".field-card").count() == 4
     assert "notes.txt" in page.locator("#field-grid").inner_text()
     assert_accessible(page, "case page")
+    # The gallery's crops (lazy images) load as pictures once scrolled to.
+    crops = page.locator("#cell-gallery img")
+    assert crops.count() > 0
+    for i in range(crops.count()):
+        crops.nth(i).scroll_into_view_if_needed()
+    page.wait_for_function(
+        "[...document.querySelectorAll('#cell-gallery img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
     save_screenshot(page, "case.png")
 
     # Back to the form and Forward to the case: no resubmission, the same case.
