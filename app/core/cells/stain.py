@@ -30,15 +30,15 @@ _CODES = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
 def white_point(rgb: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """The background's colour: the median of the brighter half of the non-cell pixels.
     ``rgb`` is floats in [0, 1], or 8-bit (read as ``unit_floats`` of it, the same answer)."""
-    codes = rgb if rgb.dtype == np.uint8 else None
-    planes = cv2.split(unit_floats(rgb) if codes is not None else np.asarray(rgb, np.float32))
+    eight_bit = rgb.dtype == np.uint8
+    planes = cv2.split(unit_floats(rgb) if eight_bit else np.asarray(rgb, np.float32))
     lum = (planes[0] + planes[1] + planes[2]) / np.float32(3)
     background = ~cells if (~cells).any() else np.ones(cells.shape, bool)
     bright = background & (lum >= median(lum[background]))
-    if codes is None:
+    if eight_bit:  # a channel's median from its 256-bin histogram: the same value, far sooner
+        medians = [_median_code(rgb[..., c][bright]) for c in range(3)]
+    else:
         medians = [median(p[bright]) for p in planes]
-    else:  # a channel's median from its 256-bin histogram: the same value, far sooner
-        medians = [_median_code(codes[..., c][bright]) for c in range(3)]
     return np.maximum(np.array(medians, np.float32), 1e-3)
 
 
