@@ -174,13 +174,19 @@ def post_worker_init(worker) -> None:
     from app.web.warmup import warm_up
 
     try:
-        warm_up(worker.wsgi)
+        set_aside = warm_up(worker.wsgi)
     finally:
         if getattr(worker, "boot_slot", None) is not None:
             os.close(worker.boot_slot)
             worker.boot_slot = None
     elapsed = time.monotonic() - getattr(worker, "forked_at", time.monotonic())
-    worker.log.info("Worker ready (pid: %s): models loaded in %.1f s", worker.pid, elapsed)
+    worker.log.info(
+        "Worker ready (pid: %s): models loaded in %.1f s, %d objects set aside from the "
+        "garbage collector",
+        worker.pid,
+        elapsed,
+        set_aside,
+    )
 
 
 def child_exit(server, worker) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 from flask import Flask
 
 from app import create_app
+from app.core.collector import set_aside_loaded
 from app.core.explanation.gallery import cell_crops, thumbnail_jpeg
 from app.core.guards.image_stats import field_statistics
 from app.core.preprocessing import load_image, prepare
@@ -122,6 +123,7 @@ def main() -> int:
         parser.error("pass --data-dir or set ALL_DATA_DIR")
     files = smear_images(args.data_dir, args.fields)
     service = InferenceService(args.models_dir).load()
+    set_aside_loaded()  # as a served worker does once its models are warm
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         app = bench_app(service, Path(scratch))

@@ -400,6 +400,7 @@ def main() -> int:
     load_before = os.getloadavg()
     import tensorflow as tf
 
+    from app.core.collector import set_aside_loaded
     from app.core.model_files import model_names
     from app.core.service import InferenceService
 
@@ -410,6 +411,7 @@ def main() -> int:
     files = smear_images(args.data_dir, args.fields) if args.data_dir else synth_images(args.fields)
     names = model_names(args.models_dir)
     service = InferenceService(args.models_dir).load()
+    set_aside_loaded()  # as a served worker does once its models are warm
     fields = field_steps(files, service, args.rounds)
     print(f"[field work] {fields}", flush=True)
     cells = cell_steps(files, service, args.rounds) if "cell_lenet" in names else {}
@@ -549,7 +551,8 @@ def _markdown(
             "model: the served network (LiteRT for field models, TensorFlow for cell models) on "
             "the case's inputs in one call, wall clock. Cases: the median of the rounds "
             "through Flask's test client (multipart parsing, the image threads, the model "
-            "pass, SQLite; the first whole case and --rounds more), efficiency = (bare "
+            "pass, SQLite; the first whole case and --rounds more; what the process loaded "
+            "set aside from the garbage collector, as a served worker's is), efficiency = (bare "
             f"model time + one-thread field work / {cores()} cores) / case time, peak memory "
             "added by the first whole case over the process's memory before it. HTTP: gunicorn as "
             "gunicorn.conf.py configures it, every model loaded, the Python client on the same "

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 from flask import Flask
 
+from app.core.collector import set_aside_loaded
 from app.core.errors import NotReadyError
 from app.core.model_files import served_names
 
@@ -99,9 +100,12 @@ def init_app(app: Flask, service: InferenceService | None) -> ModelWarmup:
     return warmup
 
 
-def warm_up(wsgi_app: object) -> None:
-    """Load the models of ``wsgi_app`` (the app gunicorn serves) now, before it serves;
-    raises when they cannot be, so a worker that could not answer never starts."""
+def warm_up(wsgi_app: object) -> int:
+    """Load the models of ``wsgi_app`` (the app gunicorn serves) now, before it serves, and
+    set what is loaded aside from the garbage collector's passes (``set_aside_loaded``);
+    returns how many objects were. Raises when the models cannot be loaded, so a worker that
+    could not answer never starts."""
     extensions = getattr(wsgi_app, "extensions", None)
     if isinstance(extensions, dict) and EXTENSION in extensions:
         extensions[EXTENSION].load()
+    return set_aside_loaded()

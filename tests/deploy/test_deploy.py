@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -340,6 +341,13 @@ def test_every_log_line_is_json_without_query_strings_or_addresses(served):
     )
     requests = [r for r in records if r.get("event") == "request"]
     assert any(r["path"] == "/api/v1/cases" for r in requests)
+    # Each worker set what it loaded aside from the garbage collector once its models were warm.
+    ready = [r["message"] for r in records if str(r.get("message", "")).startswith("Worker ready")]
+    assert ready
+    for message in ready:
+        set_aside = re.search(r"(\d+) objects set aside from the garbage collector", message)
+        assert set_aside is not None, message
+        assert int(set_aside.group(1)) > 100_000
     text = served.log()
     assert "jane-doe" not in text
     assert "127.0.0.1 " not in text
