@@ -276,6 +276,8 @@ def test_the_field_grid_and_the_cell_gallery_move_with_the_arrow_keys(
     page.set_input_files("#images", [str(p) for p in smear_images["pro_b"][:3]])
     page.click("#submit")
     page.wait_for_selector("#case-verdict", timeout=60_000)
+    # The verdict can be parsed before the deferred keyboard.js has set the grid's tab stops.
+    page.wait_for_load_state("domcontentloaded")
 
     grid = page.locator("#field-grid a")
     assert grid.count() == 3
