@@ -2,9 +2,9 @@
 
 Once TensorFlow and the models are loaded, a process tracks about half a million objects
 that live as long as it does. A full collection walks them all (a quarter of a second on a
-2-core machine) and falls due every dozen or so cases, stalling whichever request runs then.
-``gc.freeze`` moves what exists once the models are warm into a generation the collector
-never walks; what requests make is collected as before.
+2-core machine) and falls due every fifteen or so 50-photograph cases, stalling whichever
+request runs then. ``gc.freeze`` moves what exists once the models are warm into a
+generation the collector never walks; what requests make is collected as before.
 """
 
 from __future__ import annotations
