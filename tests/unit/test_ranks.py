@@ -1,4 +1,4 @@
-"""Exact order statistics by a sampled bracket give NumPy's own values, ties and all."""
+"""Exact order statistics from one partition give NumPy's own values, ties and all."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def samples() -> list[np.ndarray]:
         np.full((7, 9), 0.25, np.float32),
         np.array([0.3], np.float32),
         np.array([1.0, 0.0], np.float32),
-        # The sample (every 16th value) is all zeros: the bracket misses and all are sorted.
+        # Mostly ties: the neighbouring rank is a tie of the partitioned one.
         np.where(np.arange(20_000) % 16, np.float32(1), np.float32(0)).astype(np.float32),
         np.linspace(1, 0, 50_000, dtype=np.float32).reshape(250, 200),
     ]
@@ -30,6 +30,16 @@ def test_order_statistics_are_numpys(values: np.ndarray) -> None:
     assert order_statistics(values, ranks) == [
         float(np.partition(values.ravel(), k)[k]) for k in ranks
     ]
+
+
+@pytest.mark.parametrize("values", samples())
+def test_neighbouring_ranks_are_numpys_at_either_end(values: np.ndarray) -> None:
+    n = values.size
+    for k in sorted({0, n // 10, n // 2 - 1, n // 2, n - 2, n - 1} & set(range(n))):
+        for ranks in ((k, min(k + 1, n - 1)), (min(k + 1, n - 1), k), (k, k)):
+            assert order_statistics(values, ranks) == [
+                float(np.partition(values.ravel(), r)[r]) for r in ranks
+            ]
 
 
 @pytest.mark.parametrize("values", samples())
