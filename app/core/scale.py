@@ -98,7 +98,7 @@ def illumination(lum: np.ndarray) -> np.ndarray:
     grid = np.asarray(_GRID_DESIGN @ coef, dtype=np.float32)
     # OpenCV's bilinear enlargement: Pillow's to the last bit on all but about 6 pixels in 100,000.
     surface = cv2.resize(grid, (w, h), interpolation=cv2.INTER_LINEAR)
-    return np.asarray(np.maximum(surface, np.float32(1e-3)))
+    return np.asarray(np.maximum(surface, np.float32(1e-3), out=surface))
 
 
 def least_squares(design: np.ndarray, values: np.ndarray) -> np.ndarray:

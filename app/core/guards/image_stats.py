@@ -93,12 +93,12 @@ def _balanced_planes(x: np.ndarray | Planes) -> Planes:
     ratio = lum * flatten
     # Indices, not a mask: a quarter of the pixels taken four times by a mask cost 4x more.
     bright = np.flatnonzero(ratio >= quantile(ratio, 0.75))
-    lit = flatten.take(bright)
     out = []
     for plane in planes:
-        background = max(median(plane.take(bright) * lit), 1e-3)
-        # Two float32 roundings, as before: a pixel at a threshold stays on its side.
         flat = plane * flatten
+        # The bright pixels' flattened values, taken from the flattened plane.
+        background = max(median(flat.take(bright)), 1e-3)
+        # Two float32 roundings, as before: a pixel at a threshold stays on its side.
         flat *= np.float32(BACKGROUND_LEVEL) / np.float32(background)
         # Nothing is negative: only the top needs clipping.
         out.append(cv2.threshold(flat, 1.0, 1.0, cv2.THRESH_TRUNC, dst=flat)[1])
