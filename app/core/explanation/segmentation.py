@@ -168,17 +168,20 @@ def split_cells(mask: np.ndarray, seed_distance_px: float | None = None) -> np.n
     floor = float(distance.min())
     footprint = np.ones((2 * min_distance + 1,) * 2, np.uint8)
     components, n = masks.label(mask)
-    seeds: list[np.ndarray] = []
+    areas = np.bincount(components.ravel(), minlength=n + 1).tolist()
+    seeds: list[list[int]] = []
     first = np.zeros(n + 1, np.int32)  # each object's first seed's label (0: none)
     count = 0
     for i, box in enumerate(ndi.find_objects(components), start=1):
         if box is None:
             continue
-        found = _seeds(distance[box], components[box] == i, footprint, min_distance, floor)
-        first[i] = count + 1 if len(found) else 0
+        inside = components[box] == i
+        found = _seeds(distance[box], inside, areas[i], footprint, min_distance, floor)
+        first[i] = count + 1 if found else 0
         count += len(found)
-        seeds.append(found + [box[0].start, box[1].start])
-    peaks = np.concatenate(seeds) if seeds else np.zeros((0, 2), np.intp)
+        top, left = box[0].start, box[1].start
+        seeds.extend([row + top, col + left] for row, col in found)
+    peaks = np.array(seeds, np.intp).reshape(-1, 2)
     if count == np.count_nonzero(first):
         return np.asarray(first[components])  # one seed an object: each object is one cell
     # The whole image, as before: the flooding order of equal distances depends on every seed.
@@ -219,34 +222,42 @@ def _neighbours(height: int, width: int) -> np.ndarray:
 
 
 def _seeds(
-    distance: np.ndarray, inside: np.ndarray, footprint: np.ndarray, spacing: int, floor: float
-) -> np.ndarray:
+    distance: np.ndarray,
+    inside: np.ndarray,
+    area: int,
+    footprint: np.ndarray,
+    spacing: int,
+    floor: float,
+) -> list[tuple[int, int]]:
     """One object's watershed seeds (row, column), highest first: ``peak_local_max`` of its
-    distance map with ``min_distance=spacing``, as scikit-image finds them."""
+    distance map with ``min_distance=spacing``, as scikit-image finds them. ``area``: the
+    object's pixel count. A handful of NumPy calls an object: a field has dozens of them."""
     values = np.where(inside, distance, _OUTSIDE)
     if values.size == 1:
         peaks = values > floor
     else:
         peaks = values == cv2.dilate(values, footprint, borderType=cv2.BORDER_REPLICATE)
-        if np.count_nonzero(peaks & inside) == np.count_nonzero(inside):
+        peaks &= inside
+        if np.count_nonzero(peaks) == area:
             # A flat object: its pixels that an opening removes are its peaks.
             peaks = inside & ~masks.opening(inside)
+        # Distances are never negative, so no pixel outside the object passes.
         peaks &= values > floor
-    found = np.argwhere(peaks)  # raster order, as np.nonzero
-    if len(found) < 2:
-        return found
-    order = np.argsort(-values[peaks], kind="stable")
-    candidates = found[order]
+    width = values.shape[1]
+    at = np.flatnonzero(peaks)  # raster order, as np.nonzero
+    if len(at) < 2:
+        return [divmod(int(k), width) for k in at]
+    # Highest first; equal heights in raster order.
+    ranked = at[np.argsort(-values.ravel()[at], kind="stable")].tolist()
+    points = [divmod(k, width) for k in ranked]
     if spacing <= 1:
-        return candidates
+        return points
     # A handful of candidates: plain Python beats NumPy's per-call cost here.
-    points = candidates.tolist()
-    kept = [0]
-    for j in range(1, len(points)):
-        row, col = points[j]
-        if all(max(abs(points[k][0] - row), abs(points[k][1] - col)) >= spacing for k in kept):
-            kept.append(j)
-    return candidates[kept]
+    kept = [points[0]]
+    for row, col in points[1:]:
+        if all(max(abs(r - row), abs(c - col)) >= spacing for r, c in kept):
+            kept.append((row, col))
+    return kept
 
 
 Region = tuple[int, tuple[slice, ...], int, tuple[float, float]]
