@@ -231,7 +231,7 @@ def _seeds(
 ) -> list[tuple[int, int]]:
     """One object's watershed seeds (row, column), highest first: ``peak_local_max`` of its
     distance map with ``min_distance=spacing``, as scikit-image finds them. ``area``: the
-    object's pixel count. A handful of NumPy calls an object: a field has dozens of them."""
+    object's pixel count. A handful of NumPy calls an object: a field has ten or so."""
     values = np.where(inside, distance, _OUTSIDE)
     if values.size == 1:
         peaks = values > floor
