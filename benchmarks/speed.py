@@ -87,6 +87,27 @@ def cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
+# A fixed workload that runs none of the app's code: 2 million additions in Python and a sort
+# of a million floats in NumPy, about 80 ms on this kind of machine.
+REFERENCE_ADDITIONS = 2_000_000
+REFERENCE_VALUES = 1_000_000
+
+
+def reference_ms(rounds: int = 3) -> float:
+    """The fastest of ``rounds`` runs of the fixed workload, in ms of this thread's CPU: how
+    fast the machine was at the time, for comparing runs made hours apart on a VM whose speed
+    drifts (the same code's figures move with it)."""
+    values = np.random.default_rng(0).random(REFERENCE_VALUES)
+
+    def work() -> None:
+        total = 0
+        for i in range(REFERENCE_ADDITIONS):
+            total += i
+        np.sort(values)
+
+    return best_ms(work, 1, rounds)
+
+
 class Rounds:
     """Step timings over rounds: each step's time summed over a round's photographs, and its
     fastest round, in ms per field, of the calling thread's CPU time (other work on the
@@ -398,6 +419,7 @@ def main() -> int:
     args = parser.parse_args()
     started = time.monotonic()
     load_before = os.getloadavg()
+    reference_before = reference_ms()
     import tensorflow as tf
 
     from app.core.collector import set_aside_loaded
@@ -423,10 +445,20 @@ def main() -> int:
     cases = case_runs(service, files, names, args.rounds)
     http = {} if args.no_http else http_run(files, args.requests, args.http_rounds)
     print(f"[http] {http}", flush=True)
-    text = _markdown(args, fields, cells, threads, bare, cases, http, load_before, started)
+    machine = Machine(load_before, reference_before, started)
+    text = _markdown(args, fields, cells, threads, bare, cases, http, machine)
     args.out.write_text(text)
     print(text)
     return 0
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The machine's state when a run began: its load, its speed, the start time."""
+
+    load_before: tuple[float, float, float]
+    reference_before: float
+    started: float
 
 
 def _allocator_kept() -> str:
@@ -445,8 +477,7 @@ def _markdown(
     bare: dict[str, float],
     cases: dict[str, tuple[float, float]],
     http: dict[str, Any],
-    load_before: tuple[float, float, float],
-    started: float,
+    machine: Machine,
 ) -> str:
     n = args.fields
     field_total = sum(fields.values())
@@ -529,7 +560,8 @@ def _markdown(
         ]
     kept = _allocator_kept()
     load_after = os.getloadavg()
-    minutes = (time.monotonic() - started) / 60
+    reference_after = reference_ms()
+    minutes = (time.monotonic() - machine.started) / 60
     source = "the data set's 224 px JPEGs" if args.data_dir else "synthetic 224 px JPEGs"
     return "\n".join(
         [
@@ -540,9 +572,12 @@ def _markdown(
             f"--http-rounds {args.http_rounds}` on "
             f"{platform.processor() or platform.machine()}, {cores()} cores, {source}, in "
             f"{minutes:.1f} minutes. Load average (1/5/15 min) before: "
-            f"{' / '.join(f'{v:.2f}' for v in load_before)}, after: "
+            f"{' / '.join(f'{v:.2f}' for v in machine.load_before)}, after: "
             f"{' / '.join(f'{v:.2f}' for v in load_after)}; other work on the machine slows "
-            "every figure.",
+            "every figure. The machine's own speed at the time: a fixed workload that runs none "
+            f"of the app's code (`reference_ms`) took {machine.reference_before:.0f} ms of CPU "
+            f"before and {reference_after:.0f} ms after (lower is faster); compare two runs' "
+            "figures only where these agree.",
             "",
             "Steps: one thread, the photographs one after another as requests come, each "
             "step's ms per field of the thread's CPU time summed over a round, best of the "
