@@ -111,3 +111,24 @@ def test_an_admin_gives_a_new_user_a_full_name(app: Flask) -> None:
     with app.extensions["records"].sessions() as session:
         sara = session.scalars(select(User).where(User.username == "sara")).one()
         assert sara.display_name == "Dr Sara Ahmadi"
+
+
+@pytest.mark.parametrize("words", [3, 60])
+def test_report_text_takes_as_many_lines_as_it_needs(words: int) -> None:
+    # A line that fits is one cell; a longer text still wraps, each word kept.
+    from fpdf import FPDF
+
+    from app.web.cases.pdf import _lines
+
+    text = " ".join(f"word{i}" for i in range(words))
+    pdf = FPDF(format="A4")
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=9.5)
+    top = pdf.get_y()
+    _lines(pdf, 100, 5, text, new_x="LMARGIN", new_y="NEXT")
+    lines = round((pdf.get_y() - top) / 5)
+    wrapped = pdf.get_string_width(text) > 100 - 2 * pdf.c_margin
+    assert lines > 1 if wrapped else lines == 1
+    assert words == 3 or wrapped
+    shown = _pdf_text(bytes(pdf.output()))
+    assert shown == text

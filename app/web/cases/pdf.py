@@ -87,11 +87,12 @@ def case_pdf(case: Case) -> bytes:
         pdf.set_font("Helvetica", "B", 9.5)
         pdf.cell(38, 5.5, label)
         pdf.set_font("Helvetica", size=9.5)
-        pdf.multi_cell(width - 38, 5.5, _text(value), new_x="LMARGIN", new_y="NEXT")
+        _lines(pdf, width - 38, 5.5, _text(value), new_x="LMARGIN", new_y="NEXT")
 
     if case.missing_fields:
         pdf.set_font("Helvetica", "B", 9.5)
-        pdf.multi_cell(
+        _lines(
+            pdf,
             width,
             5,
             f"Incomplete: {len(case.fields)} of {case.expected_fields} photographs arrived.",
@@ -101,10 +102,10 @@ def case_pdf(case: Case) -> bytes:
     _heading(pdf, "Model verdict")
     pdf.set_font("Helvetica", "B", 11)
     headline = case_headline(v) + (f": {v.reason}" if v.reason else "")
-    pdf.multi_cell(width, 6, _text(headline), new_x="LMARGIN", new_y="NEXT")
+    _lines(pdf, width, 6, _text(headline), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=9.5)
     for line in case_findings(v):
-        pdf.multi_cell(width, 5, _text(f"- {line}"), new_x="LMARGIN", new_y="NEXT")
+        _lines(pdf, width, 5, _text(f"- {line}"), new_x="LMARGIN", new_y="NEXT")
     if v.n_used:
         _evidence_table(pdf, v)
 
@@ -126,7 +127,7 @@ def case_pdf(case: Case) -> bytes:
             f"Review {i}: {review_label(r)} ({state}{corrects}), "
             f"{lab_time(r.created_at)}, {who}." + (f' "{r.comment}"' if r.comment else "")
         )
-        pdf.multi_cell(width, 5, _text(line), new_x="LMARGIN", new_y="NEXT")
+        _lines(pdf, width, 5, _text(line), new_x="LMARGIN", new_y="NEXT")
     if case.reviews and case.signed_off is None:
         pdf.cell(width, 5.5, "Not signed off.", new_x="LMARGIN", new_y="NEXT")
 
@@ -145,6 +146,15 @@ def _evidence_table(pdf: FPDF, v: CaseVerdict) -> None:
         table.row(["Class", "Fields", "Mean probability"])
         for e in evidence(v):
             table.row([_text(e.label), str(e.votes), _text(e.text)])
+
+
+def _lines(pdf: FPDF, width: float, height: float, text: str, new_x: str, new_y: str) -> None:
+    """``multi_cell`` for text that wraps, one ``cell`` for text that fits on a line: the same
+    on the page, but fpdf2 measures a wrapping line again for every character it adds."""
+    if "\n" not in text and pdf.get_string_width(text) <= width - 2 * pdf.c_margin:
+        pdf.cell(width, height, text, new_x=new_x, new_y=new_y)
+    else:
+        pdf.multi_cell(width, height, text, new_x=new_x, new_y=new_y)
 
 
 def _number(case: Case, review_id: int | None) -> int:
@@ -176,7 +186,7 @@ def _field_row(pdf: FPDF, item: CaseField, width: float) -> None:
         new_y="NEXT",
     )
     pdf.set_font("Helvetica", size=9)
-    pdf.multi_cell(text_width, 4.5, _text(field_label(item)), new_x="LEFT", new_y="NEXT")
+    _lines(pdf, text_width, 4.5, _text(field_label(item)), new_x="LEFT", new_y="NEXT")
     pdf.set_font("Courier", size=7)
     pdf.cell(text_width, 4, f"sha256 {item.sha256}", new_x="LMARGIN", new_y="NEXT")
     pdf.set_y(max(pdf.get_y(), top + THUMB_MM) + 2)
