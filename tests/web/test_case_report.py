@@ -9,12 +9,14 @@ import re
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from fpdf import FPDF
 from pypdf import PdfReader
 from sqlalchemy import select
 
 from app import create_app
 from app.core.service import InferenceService
 from app.records.schema import Review, User
+from app.web.cases.pdf import _lines
 from app.web.config import ConfigError
 from tests.support.accounts import admin_client
 from tests.web.test_cases import stored_case
@@ -116,10 +118,6 @@ def test_an_admin_gives_a_new_user_a_full_name(app: Flask) -> None:
 @pytest.mark.parametrize("words", [3, 60])
 def test_report_text_takes_as_many_lines_as_it_needs(words: int) -> None:
     # A line that fits is one cell; a longer text still wraps, each word kept.
-    from fpdf import FPDF
-
-    from app.web.cases.pdf import _lines
-
     text = " ".join(f"word{i}" for i in range(words))
     pdf = FPDF(format="A4")
     pdf.add_page()
