@@ -1,4 +1,5 @@
-"""Security hardening: response headers, CSRF, and in-memory-only uploads."""
+"""Security hardening: response headers, CSRF, and in-memory-only uploads (parsed by
+``app.web.multipart``'s boundary search)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from app.web.errors import UploadLimitError
 from app.web.extensions import csrf
+from app.web.multipart import use_boundary_search
 
 F = TypeVar("F", bound=Callable[..., Any])
 MB = 1024 * 1024
@@ -175,6 +177,7 @@ def _size_refusal(size: int, limit: int) -> str:
 def init_app(app: Flask) -> None:
     """Install CSRF protection, in-memory uploads and the security headers."""
     app.request_class = InMemoryRequest
+    use_boundary_search()
     app.before_request(_apply_upload_limit)  # before CSRF's own hook reads the form
     app.before_request(_refuse_nul)
     csrf.init_app(app)
