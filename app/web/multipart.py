@@ -6,7 +6,9 @@ patterns never helps) and scans the body with them byte by byte, since they star
 a choice of line breaks. For a 20 KB photograph that is most of the parsing time.
 
 ``DelimiterSearch`` finds the same matches: ``bytes.find`` for ``--`` and the boundary,
-then the line break before it and one fixed pattern for what follows it.
+then the line break before it and one fixed pattern for what follows it. A body that holds
+many delimiters that end no part (crafted, or a file of dashes) is searched by Werkzeug's
+own pattern once they pass ``MAX_NEAR_MISSES``, so it costs no more than Werkzeug's parser.
 ``tests/web/test_multipart.py`` compares it with Werkzeug's own patterns at every
 position of many random buffers, and whole bodies parsed both ways.
 """
@@ -14,6 +16,7 @@ position of many random buffers, and whole bodies parsed both ways.
 from __future__ import annotations
 
 import re
+from typing import Protocol
 
 from werkzeug import formparser
 from werkzeug.sansio.multipart import MultipartDecoder
@@ -22,6 +25,20 @@ from werkzeug.sansio.multipart import MultipartDecoder
 # horizontal space and an optional line break, or horizontal space and a line break.
 _AFTER_DELIMITER = re.compile(rb"--[^\S\n\r]*(?:\r\n|\n|\r)?|[^\S\n\r]*(?:\r\n|\n|\r)")
 _LINE_BREAK_BYTES = (ord("\n"), ord("\r"))
+# Delimiters that end no part, a request's whole body over, before Werkzeug's pattern takes
+# over: a photograph's bytes hold none, a body crafted with thousands would cost a Python
+# loop each (ten times the pattern's time, measured).
+MAX_NEAR_MISSES = 16
+
+
+class Found(Protocol):
+    """What the decoder reads of a match: ``re.Match`` and ``DelimiterMatch`` both have it."""
+
+    def start(self) -> int: ...
+
+    def end(self) -> int: ...
+
+    def group(self, index: int) -> bytes: ...
 
 
 class DelimiterMatch:
@@ -48,11 +65,19 @@ class DelimiterSearch:
     """``search`` as Werkzeug's ``preamble_re`` (``line_break_optional``) or
     ``boundary_re`` give it: the leftmost line break, ``--``, the boundary and its ending."""
 
-    def __init__(self, boundary: bytes, line_break_optional: bool) -> None:
+    def __init__(
+        self, boundary: bytes, line_break_optional: bool, max_near_misses: int = MAX_NEAR_MISSES
+    ) -> None:
+        self.boundary = boundary
         self.delimiter = b"--" + boundary
         self.line_break_optional = line_break_optional
+        self.max_near_misses = max_near_misses
+        self.near_misses = 0
+        self.pattern: re.Pattern[bytes] | None = None  # Werkzeug's, once the misses pass the limit
 
-    def search(self, buffer: bytes | bytearray, pos: int = 0) -> DelimiterMatch | None:
+    def search(self, buffer: bytes | bytearray, pos: int = 0) -> Found | None:
+        if self.pattern is not None:
+            return self.pattern.search(buffer, pos)
         at = pos
         # Delimiters in order: one starts with "-", so no later one has a match further left.
         while (found := buffer.find(self.delimiter, at)) != -1:
@@ -61,6 +86,10 @@ class DelimiterSearch:
                 after = _AFTER_DELIMITER.match(buffer, found + len(self.delimiter))
                 if after is not None:
                     return DelimiterMatch(start, after.end(), after.group())
+            self.near_misses += 1
+            if self.near_misses > self.max_near_misses:
+                self.pattern = werkzeug_pattern(self.boundary, self.line_break_optional)
+                return self.pattern.search(buffer, pos)
             at = found + 1
         return None
 
@@ -72,6 +101,12 @@ class DelimiterSearch:
         if found - 1 >= pos and buffer[found - 1] in _LINE_BREAK_BYTES:
             return found - 1
         return found if self.line_break_optional else None
+
+
+def werkzeug_pattern(boundary: bytes, line_break_optional: bool) -> re.Pattern[bytes]:
+    """Werkzeug's own pattern for ``boundary`` (``preamble_re`` or ``boundary_re``)."""
+    decoder = MultipartDecoder(boundary)
+    return decoder.preamble_re if line_break_optional else decoder.boundary_re
 
 
 class BoundarySearchDecoder(MultipartDecoder):
