@@ -25,9 +25,9 @@ from werkzeug.sansio.multipart import MultipartDecoder
 # horizontal space and an optional line break, or horizontal space and a line break.
 _AFTER_DELIMITER = re.compile(rb"--[^\S\n\r]*(?:\r\n|\n|\r)?|[^\S\n\r]*(?:\r\n|\n|\r)")
 _LINE_BREAK_BYTES = (ord("\n"), ord("\r"))
-# Delimiters that end no part, a request's whole body over, before Werkzeug's pattern takes
-# over: a photograph's bytes hold none, a body crafted with thousands would cost a Python
-# loop each (ten times the pattern's time, measured).
+# How many delimiters that end no part a body may hold before Werkzeug's pattern takes over
+# its search: a photograph holds none; thousands in a crafted body would cost a turn of the
+# loop each, ten times the pattern's time (docs/decisions.md).
 MAX_NEAR_MISSES = 16
 
 
