@@ -15,6 +15,7 @@ Environment variables (all optional):
   PROMETHEUS_MULTIPROC_DIR  where workers share metrics; default: a fresh temp dir per start
   LOG_LEVEL               debug, info (default), warning or error
   IMAGE_THREADS           threads per worker for per-image work (default: CPUs / workers)
+  IMAGE_PROCESSES         processes per worker reading a case's photographs (default: CPUs, <= 4)
   SECRET_KEY              made here, once for all workers, outside production when unset
 """
 

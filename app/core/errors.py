@@ -71,10 +71,28 @@ class CaptureError(AnalysisRefusedError):
         if code is not None:
             self.code = code
 
+    def __reduce__(self) -> tuple[type[CaptureError], tuple[str, str, str | None]]:
+        # Sent back from an image process: rebuilt from its own arguments, not its message.
+        return type(self), (self.reason, self.fix, self.__dict__.get("code"))
+
     @property
     def message(self) -> str:
         text = str(self)
         return f"{text[0].upper()}{text[1:]}."
+
+
+class NoCellsError(AnalysisRefusedError):
+    """The photograph holds no whole leukocyte for a cell model to read."""
+
+    status = 422
+    code = "no_cells"
+
+    @property
+    def message(self) -> str:
+        return (
+            "No whole white cell was found in this photograph, so the cell model has nothing "
+            f"to read ({self}). Photograph a field with at least one leukocyte away from the edge."
+        )
 
 
 class UnknownModelError(AnalysisRefusedError):

@@ -1,11 +1,13 @@
 """Many photographs through one model as a pipeline, so the cores are never idle.
 
-The image threads decode and prepare every photograph (queued first, in order). The caller
-takes them in order as each is ready, queues its follow-up work on the image threads (the
-guard's statistics, and whatever the caller asks for: pictures, storing the photograph) and
-hands it to the model (``Run.add``); so the model runs while later photographs are still
-being decoded, and the statistics and pictures are made while it runs. ``Run.finish`` then
-scores each batch of up to ``batch`` photographs at once.
+The image threads decode and prepare every photograph (queued first, in order), or the
+image processes read each whole (``analyse_read``: its statistics and pictures made there
+too, ``app.core.image_processes``). The caller takes them in order as each is ready, queues
+its follow-up work on the image threads (the guard's statistics, and whatever the caller
+asks for: pictures, storing the photograph) and hands it to the model (``Run.add``); so the
+model runs while later photographs are still being decoded, and the statistics and pictures
+are made while it runs. ``Run.finish`` then scores each batch of up to ``batch`` photographs
+at once.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from app.core.errors import AnalysisRefusedError
 from app.core.guards.image_stats import field_statistics
 from app.core.parallel import Pending, beside, later, start
 from app.core.prediction import Prediction
+from app.core.reading import Made
 
 D = TypeVar("D")
 D_contra = TypeVar("D_contra", contravariant=True)
@@ -64,22 +67,63 @@ def analyse(
     ``statistics_of`` picks the image the guard's statistics are taken of (None: the model
     has no guard). One item is decoded by the caller, and its follow-up work runs beside
     its model call on threads of their own (``parallel.beside``), not behind a case's."""
-    decoding = start(decode, items)
-    single = len(items) < 2
-    results: list[tuple[Outcome, T | None] | None] = [None] * len(items)
-    for begin in range(0, len(items), batch):
+    hand = beside if len(items) < 2 else later
+
+    def follow_up(i: int, decoded: D) -> Pending[Measured[T]]:
+        return hand(_follow_up, statistics_of, follow, i, decoded)
+
+    return _batches(start(decode, items), _as_is, new_run, batch, follow_up)
+
+
+class Read(Protocol):
+    """A photograph read in an image process: its statistics and pictures made there."""
+
+    @property
+    def made(self) -> Made | None: ...
+
+
+R = TypeVar("R", bound=Read)
+Reading = Pending[R | AnalysisRefusedError]
+
+
+def analyse_read(
+    reading: Reading[R],
+    arrive: Callable[[R], R],
+    new_run: Callable[[], Run[R]],
+    batch: int,
+    follow: Callable[[int, R], T] | None = None,
+) -> list[tuple[Outcome, T | None]]:
+    """``analyse`` for photographs read in image processes (``reading``, one result an
+    item, in order): ``arrive`` makes each what the model takes, its statistics come with
+    it, and ``follow`` runs on the image threads while the model runs."""
+
+    def follow_up(i: int, decoded: R) -> Pending[Measured[T]]:
+        return later(_follow_read, follow, i, decoded)
+
+    return _batches(reading, arrive, new_run, batch, follow_up)
+
+
+def _batches(
+    decoding: Pending[Any],
+    arrive: Callable[[Any], D],
+    new_run: Callable[[], Run[D]],
+    batch: int,
+    follow_up: Callable[[int, D], Pending[Measured[T]]],
+) -> list[tuple[Outcome, T | None]]:
+    """The photographs through the model in batches as each is decoded, refusals in place."""
+    count = len(decoding)
+    results: list[tuple[Outcome, T | None] | None] = [None] * count
+    for begin in range(0, count, batch):
         run = new_run()
         placed: list[int] = []
         following: list[Pending[Measured[T]]] = []
-        for i in range(begin, min(len(items), begin + batch)):
-            decoded = decoding.result(i)
-            if isinstance(decoded, AnalysisRefusedError):
-                results[i] = (decoded, None)
+        for i in range(begin, min(count, begin + batch)):
+            got = decoding.result(i)
+            if isinstance(got, AnalysisRefusedError):
+                results[i] = (got, None)
                 continue
-            if single:
-                following.append(beside(_follow_up, statistics_of, follow, i, decoded))
-            else:
-                following.append(later(_follow_up, statistics_of, follow, i, decoded))
+            decoded = arrive(got)
+            following.append(follow_up(i, decoded))
             run.add(decoded)
             placed.append(i)
         measured = FollowUps(following)
@@ -87,6 +131,10 @@ def analyse(
         for i, prediction, m in zip(placed, predictions, measured(), strict=True):
             results[i] = (prediction, m.extra)
     return [r for r in results if r is not None]
+
+
+def _as_is(decoded: D) -> D:
+    return decoded
 
 
 class FollowUps(Generic[T]):
@@ -111,4 +159,10 @@ def _follow_up(
     begin = time.perf_counter()
     stats = None if statistics_of is None else field_statistics(statistics_of(decoded))
     stats_ms = (time.perf_counter() - begin) * 1000
+    return Measured(stats, stats_ms, None if follow is None else follow(index, decoded))
+
+
+def _follow_read(follow: Callable[[int, R], T] | None, index: int, decoded: R) -> Measured[T]:
+    made = decoded.made
+    stats, stats_ms = (None, 0.0) if made is None else (made.stats, made.stats_ms)
     return Measured(stats, stats_ms, None if follow is None else follow(index, decoded))

@@ -15,7 +15,6 @@ from PIL import Image
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
 from app.core.guards.uncertainty import is_uncertain
 from app.core.model_card import HeatRuleSpec, ModelCard
-from app.core.preprocessing import photograph_size
 
 if TYPE_CHECKING:
     # The guard module loads TensorFlow, the others SciPy and scikit-image: cases and the
@@ -116,10 +115,13 @@ class Prediction:
     timings: Timings
     image_format: str
     # The decoded upright RGB image, the square field of it the model saw and the
-    # exact model input, so the explanation reuses them instead of decoding again.
-    image: Image.Image = field(repr=False, compare=False)
-    field_image: Image.Image = field(repr=False, compare=False)
+    # exact model input, so the explanation reuses them instead of decoding again; the two
+    # images are None for a case's photograph read in an image process (its pixels stay there).
+    image: Image.Image | None = field(repr=False, compare=False)
+    field_image: Image.Image | None = field(repr=False, compare=False)
     model_input: np.ndarray = field(repr=False, compare=False)
+    # Width and height of the uploaded photograph (a big JPEG is analysed smaller).
+    photograph_size: tuple[int, int]
     # None when the model has no scale check (it takes the whole photograph).
     scale: ScaleCheck | None = None
     ood: OodResult | None = None
@@ -129,10 +131,12 @@ class Prediction:
     # A cell model's leukocytes; None for a model that reads the whole field.
     cells: CellReading | None = None
 
-    @property
-    def photograph_size(self) -> tuple[int, int]:
-        """Width and height of the uploaded photograph (a big JPEG is analysed smaller)."""
-        return photograph_size(self.image)
+    def pixels(self) -> tuple[Image.Image, Image.Image]:
+        """The decoded photograph and the field the model saw; ValueError for a photograph
+        read in an image process, whose pixels were not sent back."""
+        if self.image is None or self.field_image is None:
+            raise ValueError("this photograph was read in an image process: no pixels here")
+        return self.image, self.field_image
 
     @property
     def label(self) -> str:

@@ -13,16 +13,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
 
+from app.core import image_processes
 from app.core.allocator import keep_working_memory
-from app.core.cells.serving import DecodedCells, ServedCellModel
-from app.core.cells.serving import decode as decode_cells
+from app.core.cells.serving import ServedCellModel
 from app.core.classes import CLASS_IDS
 from app.core.errors import AnalysisRefusedError, NoModelsError, NotReadyError, UnknownModelError
 from app.core.explanation.assemble import explain_with
@@ -33,9 +35,17 @@ from app.core.guards.ood import OodGuard, OodNotFittedError, OodResult
 from app.core.model_card import ModelCard
 from app.core.model_files import model_files, served_names
 from app.core.model_store import BATCH, LoadedModel, load_model
-from app.core.pipeline import Measured, analyse
+from app.core.pipeline import Measured, Reading, analyse, analyse_read
 from app.core.prediction import Prediction, Timings
-from app.core.preprocessing import PreparedImage, load_image, prepare, sniff_format
+from app.core.reading import (
+    DecodedCells,
+    DecodedImage,
+    arrived,
+    decode_cells,
+    decode_field,
+    read_cells,
+    read_field,
+)
 
 log = logging.getLogger(__name__)
 
@@ -200,11 +210,23 @@ class InferenceService:
         items: Sequence[bytes],
         model: str | None = None,
         follow: Callable[[int, Decoded], T] | None = None,
+        pixels: bool = True,
+        pictures: bool = False,
     ) -> list[tuple[Prediction | AnalysisRefusedError, T | None]]:
         """Each image's prediction or refusal, with what ``follow(index, decoded)`` gave for
-        it (pictures, say), made on the image threads while the model runs
-        (``app.core.pipeline``); the model pass and the guard score batches of BATCH."""
+        it (storing the photograph, say), made while the model runs (``app.core.pipeline``);
+        the model pass and the guard score batches of BATCH.
+
+        ``pixels``: each prediction keeps its photograph's pixels, for its explanation.
+        Without them, several images are read in the image processes where there are any
+        (``app.core.image_processes``), with their pictures when ``pictures`` is set
+        (``decoded.made.pictures``); else on the image threads, where ``follow`` makes its
+        own."""
         served = self.served(model)
+        if len(items) > 1 and not pixels:
+            read = self._read_in_processes(items, served, follow, pictures)
+            if read is not None:
+                return read
         if isinstance(served, ServedCellModel):
             cells = served
             return analyse(
@@ -224,6 +246,34 @@ class InferenceService:
             None if field.guard is None else _field_of,
             follow,
         )
+
+    def _read_in_processes(
+        self,
+        items: Sequence[bytes],
+        served: Served,
+        follow: Callable[[int, Decoded], T] | None,
+        pictures: bool,
+    ) -> list[tuple[Prediction | AnalysisRefusedError, T | None]] | None:
+        """``analyse_many`` with the photographs read in the image processes; None when there
+        are none, or when their pool broke (then the image threads read them all again)."""
+        guarded = served.guard is not None
+        reading: Reading[Any] | None
+        if isinstance(served, ServedCellModel):
+            reading = image_processes.start(read_cells, items, guarded, pictures)
+            new_run: Callable[[], Any] = served.new_run
+        else:
+            loaded = served.model
+            reading = image_processes.start(
+                read_field, items, loaded.input_size, loaded.card.scale, guarded, pictures
+            )
+            new_run = partial(_FieldRun, served)
+        if reading is None:
+            return None
+        try:
+            return analyse_read(reading, arrived, new_run, BATCH, follow)
+        except BrokenProcessPool:
+            image_processes.discard()
+            return None
 
     def explain(self, prediction: Prediction) -> Prediction:
         """The prediction with its segmented cells and its Grad-CAM and outline PNGs."""
@@ -247,33 +297,12 @@ class InferenceService:
             raise NotReadyError("the models are still loading; try again in a moment")
 
 
-@dataclass(frozen=True)
-class DecodedImage:
-    """One image decoded and prepared, with the time each step took."""
-
-    image_format: str
-    image: Image.Image
-    seen: PreparedImage
-    decode_ms: float
-    preprocess_ms: float
-
-
-def _decode(data: bytes, loaded: LoadedModel) -> DecodedImage:
-    start = time.perf_counter()
-    image_format = sniff_format(data)
-    image = load_image(data)
-    decoded = time.perf_counter()
-    seen = prepare(image, loaded.input_size, loaded.card.scale)
-    prepared = time.perf_counter()
-    return DecodedImage(image_format, image, seen, _ms(start, decoded), _ms(decoded, prepared))
-
-
 Decoded = DecodedImage | DecodedCells
 
 
 def _decode_or_refuse(data: bytes, loaded: LoadedModel) -> DecodedImage | AnalysisRefusedError:
     try:
-        return _decode(data, loaded)
+        return decode_field(data, loaded.input_size, loaded.card.scale)
     except AnalysisRefusedError as exc:
         return exc
 
@@ -286,11 +315,13 @@ def _cells_or_refuse(data: bytes) -> DecodedCells | AnalysisRefusedError:
 
 
 def _photograph(decoded: DecodedCells) -> Image.Image:
+    assert decoded.image is not None  # decoded on a thread: the pixels are here
     return decoded.image
 
 
 def _field_of(decoded: DecodedImage) -> Image.Image:
-    return decoded.seen.field
+    assert decoded.field_image is not None  # decoded on a thread: the pixels are here
+    return decoded.field_image
 
 
 class _FieldRun:
@@ -307,7 +338,7 @@ class _FieldRun:
         self._model_ms: list[float] = []
 
     def add(self, decoded: DecodedImage) -> None:
-        x = decoded.seen.x[None]
+        x = decoded.x[None]
         start = time.perf_counter()
         guard = self._served.guard
         if guard is not None:
@@ -355,9 +386,10 @@ class _FieldRun:
                     ),
                     image_format=d.image_format,
                     image=d.image,
-                    field_image=d.seen.field,
-                    scale=d.seen.scale,
-                    model_input=d.seen.x,
+                    field_image=d.field_image,
+                    photograph_size=d.photograph_size,
+                    scale=d.scale,
+                    model_input=d.x,
                     ood=oods[j],
                     uncertain_below=loaded.card.calibration.uncertain_below,
                     min_heat_density=min_density(loaded.card),

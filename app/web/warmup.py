@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 from flask import Flask
 
+from app.core import image_processes
 from app.core.collector import set_aside_loaded
 from app.core.errors import NotReadyError
 from app.core.model_files import served_names
@@ -101,11 +102,13 @@ def init_app(app: Flask, service: InferenceService | None) -> ModelWarmup:
 
 
 def warm_up(wsgi_app: object) -> int:
-    """Load the models of ``wsgi_app`` (the app gunicorn serves) now, before it serves, and
-    set what is loaded aside from the garbage collector's passes (``set_aside_loaded``);
-    returns how many objects were. Raises when the models cannot be loaded, so a worker that
-    could not answer never starts."""
+    """Load the models of ``wsgi_app`` (the app gunicorn serves) now, before it serves, start
+    its image processes, and set what is loaded aside from the garbage collector's passes
+    (``set_aside_loaded``); returns how many objects were. Raises when the models cannot be
+    loaded, so a worker that could not answer never starts."""
     extensions = getattr(wsgi_app, "extensions", None)
     if isinstance(extensions, dict) and EXTENSION in extensions:
         extensions[EXTENSION].load()
+        started = image_processes.warm()
+        log.info("%d image processes started", started)
     return set_aside_loaded()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from openapi_schema_validator import OAS31Validator
 
-from app.core.cells.serving import NoCellsError
+from app.core.errors import NoCellsError
 from app.core.service import InferenceService
 from app.web.analysis.presenter import prediction_json
 from app.web.docs.openapi import openapi_document

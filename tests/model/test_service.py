@@ -117,7 +117,7 @@ def test_exif_orientation_is_applied(inference_service: InferenceService, images
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
     p = inference_service.classify(images.encode(image, "JPEG", exif=exif.tobytes()))
-    assert p.image.size == (40, 80)
+    assert p.pixels()[0].size == (40, 80)
 
 
 def test_not_ready_until_loaded(models_dir) -> None:
@@ -172,7 +172,7 @@ def test_real_smears_match_model_store(inference_service: InferenceService, smea
                 p = inference_service.classify(path.read_bytes(), card.name)
                 got = [p.probabilities[c] for c in loaded.class_ids]
                 np.testing.assert_allclose(got, expected, atol=1e-6)
-                assert p.image.size == (224, 224)
+                assert p.pixels()[0].size == (224, 224)
                 assert p.image_format == "JPEG"
 
 

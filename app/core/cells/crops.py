@@ -25,7 +25,7 @@ from app.core.cells.detect import (
     normalising_factor,
 )
 from app.core.cells.exclusions import EXCLUSION_REASONS
-from app.core.cells.stain import stain_scale, stained, white_point
+from app.core.cells.stain import looked_up, stain_scale, stain_table, white_point
 from app.core.errors import CaptureError
 from app.core.imaging import pixels
 from app.core.scale import MIN_SIDE, UNMEASURABLE_FIX, measure_cells
@@ -52,6 +52,9 @@ class FieldCells:
     pictures: np.ndarray = field(repr=False)
     # Height and width of the normalised photograph the crops were cut from.
     shape: tuple[int, int] = (0, 0)
+    # The field's stain normalisation of each 8-bit value (``stain.stain_table``): the crops
+    # are the pictures looked up in it, so they can be made again from them.
+    stain: np.ndarray | None = field(default=None, repr=False)
 
     def windows(self) -> list[tuple[int, int]]:
         """The (left, top) corner of each used cell's crop in the normalised photograph."""
@@ -97,13 +100,14 @@ def read_field(image: Image.Image, rbc_px: float) -> FieldCells:
     white = white_point(rgb8, mask)
     pictures = cut(rgb8, [c.centre for c in used])
     # The stain's factors come from the whole field; only the crops are normalised.
-    crops = stained(pictures, white, stain_scale(rgb8, mask, white))
+    table = stain_table(white, stain_scale(rgb8, mask, white))
     return FieldCells(
         factor=normalising_factor(rbc_px),
         found=found,
-        crops=crops,
+        crops=looked_up(table, pictures),
         pictures=pictures,
         shape=(rgb8.shape[0], rgb8.shape[1]),
+        stain=table,
     )
 
 

@@ -1,8 +1,9 @@
-"""Serving a cell model: decode, read the cells, classify them in batches, pool per field.
+"""Serving a cell model: classify the cells read of photographs in batches, pool per field.
 
 ``ServedCellModel`` is the cell counterpart of ``app.core.service.ServedModel``: the
-inference service holds one per cell model and calls ``decode`` on the image
-threads and ``classify`` once per batch of decoded photographs.
+inference service holds one per cell model, has each photograph's cells read
+(``app.core.reading.decode_cells``, on an image thread or in an image process) and hands
+them to a ``CellRun``.
 """
 
 from __future__ import annotations
@@ -15,13 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from app.core.cells.crops import CROP_PX, FieldCells, read_photograph
+from app.core.cells.crops import CROP_PX
 from app.core.cells.detect import NORMAL_RBC_PX, RBC_UM
 from app.core.cells.explain import cell_heat, outline_cells_png
 from app.core.cells.model import CellOutputs, LoadedCellModel, load_cell_model
-from app.core.errors import AnalysisRefusedError
 from app.core.explanation.assemble import explain_with
 from app.core.explanation.gradcam import GradCam
 from app.core.explanation.heat_share import min_density
@@ -29,7 +28,7 @@ from app.core.guards.ood import OodGuard, OodNotFittedError, OodResult
 from app.core.model_card import ModelCard
 from app.core.pipeline import Measured
 from app.core.prediction import CellAnswer, CellReading, Prediction, Timings
-from app.core.preprocessing import load_image, photograph_size, sniff_format
+from app.core.reading import DecodedCells
 
 log = logging.getLogger(__name__)
 
@@ -37,47 +36,6 @@ log = logging.getLogger(__name__)
 CELL_CONFIDENT = 0.6
 # Cells a case gathers before a network call: the network runs while later fields are read.
 RUN_CROPS = 64
-
-
-class NoCellsError(AnalysisRefusedError):
-    """The photograph holds no whole leukocyte for a cell model to read."""
-
-    status = 422
-    code = "no_cells"
-
-    @property
-    def message(self) -> str:
-        return (
-            "No whole white cell was found in this photograph, so the cell model has nothing "
-            f"to read ({self}). Photograph a field with at least one leukocyte away from the edge."
-        )
-
-
-@dataclass(frozen=True)
-class DecodedCells:
-    """One photograph decoded and its leukocytes read, with the time each step took."""
-
-    image_format: str
-    image: Image.Image
-    cells: FieldCells
-    decode_ms: float
-    preprocess_ms: float
-
-
-def decode(data: bytes) -> DecodedCells:
-    """Decode an upload and read its cells; CaptureError or NoCellsError when it cannot be."""
-    start = time.perf_counter()
-    image_format = sniff_format(data)
-    image = load_image(data)
-    decoded = time.perf_counter()
-    cells = read_photograph(image)
-    if not cells.used:
-        left_out = sum(cells.excluded.values())
-        raise NoCellsError(f"{left_out} objects were left out" if left_out else "none found")
-    done = time.perf_counter()
-    return DecodedCells(
-        image_format, image, cells, (decoded - start) * 1000, (done - decoded) * 1000
-    )
 
 
 @dataclass(frozen=True)
@@ -134,6 +92,7 @@ class ServedCellModel:
             image_format=d.image_format,
             image=d.image,
             field_image=d.image,
+            photograph_size=d.photograph_size,
             model_input=d.cells.crops,
             ood=ood,
             uncertain_below=self.card.calibration.uncertain_below,
@@ -143,7 +102,7 @@ class ServedCellModel:
 
     def _reading(self, d: DecodedCells, own: CellOutputs, weights: np.ndarray) -> CellReading:
         # Boxes in the uploaded photograph's pixels: a big JPEG is decoded smaller.
-        to_upload = photograph_size(d.image)[0] / d.image.width
+        to_upload = d.photograph_size[0] / d.width
         probabilities = self.model.cell_probabilities(own)
         class_ids = self.model.class_ids
         cells = []
@@ -177,10 +136,11 @@ class ServedCellModel:
         indices = [class_ids.index(c.class_id) for c in reading.cells]
         weights = np.array([c.attention for c in reading.cells])
         source = reading.source
+        _, field_image = prediction.pixels()
         return explain_with(
             prediction,
             lambda: cell_heat(self.gradcam, source, indices, weights),
-            lambda _shown, _cells: outline_cells_png(prediction.field_image, reading),
+            lambda _shown, _cells: outline_cells_png(field_image, reading),
         )
 
 

@@ -64,7 +64,7 @@ def stain_scale(rgb: np.ndarray, cells: np.ndarray, white: np.ndarray) -> np.nda
         return np.ones(3, np.float32)
     if rgb.dtype == np.uint8:  # each pixel's density from its channel's table
         table = optical_density(unit_floats(_CODES), white)
-        density = _looked_up(table, rgb[cells])
+        density = looked_up(table, rgb[cells])
     else:
         density = optical_density(rgb[cells], white)
     return np.asarray(REFERENCE_OD / np.maximum(density.mean(axis=0), MIN_OD), np.float32)
@@ -74,11 +74,16 @@ def stained(rgb: np.ndarray, white: np.ndarray, scale: np.ndarray) -> np.ndarray
     """Pixels of a field (any shape ending in 3) with the field's stain normalisation;
     8-bit pixels are read as ``unit_floats`` of them, each channel by a table of 256."""
     if rgb.dtype == np.uint8:
-        return _looked_up(stained(unit_floats(_CODES), white, scale), rgb)
+        return looked_up(stain_table(white, scale), rgb)
     return np.asarray(np.exp(-(optical_density(rgb, white) * scale)), np.float32)
 
 
-def _looked_up(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
+def stain_table(white: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The stain normalisation of every 8-bit value, per channel (256 x 3 float32)."""
+    return stained(unit_floats(_CODES), white, scale)
+
+
+def looked_up(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """``table[code, channel]`` of every 8-bit pixel (any shape ending in 3)."""
     out = np.empty(codes.shape, table.dtype)
     for channel in range(3):

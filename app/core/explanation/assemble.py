@@ -24,11 +24,12 @@ def explain_with(
     """``prediction`` explained: ``heat_of`` gives the model's heat map, ``outline_of`` the
     outline PNG from the displayed photograph and its segmentation."""
     start = time.perf_counter()
-    cells = segment(prediction.field_image)
+    _, field_image = prediction.pixels()
+    cells = segment(field_image)
     segmented = time.perf_counter()
     heat = heat_of()
     # Downscale a big photograph once for both pictures.
-    shown = downscale(prediction.field_image, DISPLAY_SIDE)
+    shown = downscale(field_image, DISPLAY_SIDE)
     gradcam_png = overlay_png(shown, heat)
     heat_png = heat_layer_png(heat, shown.size)
     drawn = time.perf_counter()

@@ -50,9 +50,10 @@ def cell_model_pictures(image: Image.Image, cells: FieldCells) -> FieldPictures:
 
 def prediction_pictures(p: Prediction) -> FieldPictures:
     """The pictures of a prediction's field: a cell model's own cells, else the segmented."""
+    image, field_image = p.pixels()
     if p.cells is not None and p.cells.source is not None:
-        return cell_model_pictures(p.image, p.cells.source)
-    return field_pictures(p.image, p.field_image)
+        return cell_model_pictures(image, p.cells.source)
+    return field_pictures(image, field_image)
 
 
 def thumbnail_jpeg(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:

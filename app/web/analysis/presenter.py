@@ -351,7 +351,7 @@ def result_page(p: Prediction) -> ResultPage:
         verdict=verdict(p),
         verdict_detail=verdict_detail(p),
         bars=probability_bars(p),
-        thumbnail=thumbnail_data_uri(p.image),
+        thumbnail=thumbnail_data_uri(p.pixels()[0]),
         gradcam=png_data_uri(e.gradcam_png),
         cells=png_data_uri(e.cells_png),
         heat=png_data_uri(e.heat_png),

@@ -38,8 +38,8 @@ from app.web.search_args import dates_and_page
 from app.web.uploads import decoding_groups
 
 if TYPE_CHECKING:
-    from app.core.cells.serving import DecodedCells
-    from app.core.service import DecodedImage, InferenceService  # its module loads TensorFlow
+    from app.core.reading import DecodedCells, DecodedImage
+    from app.core.service import InferenceService  # its module loads TensorFlow
 
 FIELD_NAME = "images"
 # A case's photographs come in one request: its size limit is this setting, not one photograph's.
@@ -100,11 +100,14 @@ def _analyse_group(
     ] * len(group)
     store = image_store()
     accepted = [payloads[i] for i in sized]
-    # Thumbnails, cell crops and storing run on the image threads beside the model.
+    # Pictures are made where each photograph is read (an image process or thread), the
+    # storing on the image threads, beside the model.
     kept: list[Kept | None] = [None] * len(group)
     follow = partial(_keep, accepted, store)
     for i, (outcome, made) in zip(
-        sized, service.analyse_many(accepted, case.model_name, follow), strict=True
+        sized,
+        service.analyse_many(accepted, case.model_name, follow, pixels=False, pictures=True),
+        strict=True,
     ):
         outcomes[i], kept[i] = outcome, made
     return [
@@ -137,14 +140,9 @@ def _keep(
     decoded: DecodedImage | DecodedCells,
 ) -> Kept:
     # Loaded with the service already; imported here so the flask commands skip SciPy.
-    from app.core.cells.serving import DecodedCells
-    from app.core.explanation.gallery import cell_model_pictures, field_pictures
+    from app.core.reading import pictures_of
 
-    if isinstance(decoded, DecodedCells):
-        pictures = cell_model_pictures(decoded.image, decoded.cells)
-    else:
-        pictures = field_pictures(decoded.image, decoded.seen.field)
-    return Kept(pictures, None if store is None else store.put(payloads[index]))
+    return Kept(pictures_of(decoded), None if store is None else store.put(payloads[index]))
 
 
 def add_to_case(public_id: str, when_empty: str) -> tuple[Case, list[CaseField]]:

@@ -1,0 +1,144 @@
+"""Processes of their own for a case's photographs, so their image work shares no GIL.
+
+A case's image threads hand Python's GIL to each other about 46 times a field and keep
+1.7 of 2 cores busy (docs/decisions.md). A pool of processes reads whole photographs
+instead (``app.core.reading.read_field`` and ``read_cells``: decoding, the scale check and
+model input or the cells, the guard's statistics, the pictures) and sends back what the
+model and the record need, never the photograph's pixels. The model runs in the process
+that asked, as before. ``IMAGE_PROCESSES`` sets the count (default: the cores this process
+may use, at most 4; 0: none, the image threads do it all). A single photograph stays on
+the threads: a round trip to a process would cost it more than it saves.
+
+The processes come from a fork server that has imported only the image modules (no
+TensorFlow), started once per process that analyses cases; a pool made before a fork
+(gunicorn's preloading) is not used by the child, which makes its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+from app.core.parallel import Pending
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+PROCESSES = "IMAGE_PROCESSES"
+MAX_PROCESSES = 4
+# A case's photographs go to the processes in runs: about this many runs a process, of at
+# most MAX_RUN photographs (the model waits for a run's first).
+RUNS_PER_PROCESS = 4
+MAX_RUN = 8
+# Below the serving process's priority: its model and its requests go first, the image
+# processes take the cycles left (where the model is the slower part, they would slow it).
+NICENESS = 10
+# What the fork server imports once, so each process starts with it.
+PRELOAD = ["app.core.reading", "app.core.allocator"]
+
+_lock = threading.Lock()
+_pool: tuple[int, ProcessPoolExecutor] | None = None
+
+
+def processes() -> int:
+    """Image processes per serving process: ``IMAGE_PROCESSES``, or the cores this process
+    may use (at most MAX_PROCESSES); 0 or 1 core: none."""
+    configured = os.environ.get(PROCESSES, "").strip()
+    if configured:
+        return max(0, int(configured))
+    cores = len(os.sched_getaffinity(0))
+    return min(MAX_PROCESSES, cores) if cores > 1 else 0
+
+
+def pool() -> ProcessPoolExecutor | None:
+    """This process's pool of image processes, started on first use; None when there are
+    none."""
+    global _pool
+    count = processes()
+    if count < 1:
+        return None
+    with _lock:
+        if _pool is None or _pool[0] != os.getpid():
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(PRELOAD)
+            executor = ProcessPoolExecutor(count, mp_context=context, initializer=_started)
+            _pool = (os.getpid(), executor)
+        return _pool[1]
+
+
+def warm() -> int:
+    """Start the pool's processes now (a served worker, before it takes requests), so the
+    first case does not wait for them; how many there are."""
+    executor = pool()
+    if executor is None:
+        return 0
+    count = processes()
+    for future in [executor.submit(_ready) for _ in range(count)]:
+        future.result()
+    return count
+
+
+def start(fn: Callable[..., R], items: Sequence[Any], *args: Any) -> Pending[R] | None:
+    """``fn(item, *args)`` for each item on the image processes, results taken as each is
+    ready; None when there are no processes or their pool broke (a process killed), so the
+    caller reads the photographs on its threads instead. Items go in runs of a few, so a
+    process always has the next at hand while this process is busy with the model."""
+    executor = pool()
+    if executor is None:
+        return None
+    size = max(1, min(MAX_RUN, len(items) // (RUNS_PER_PROCESS * processes())))
+    runs = [list(items[i : i + size]) for i in range(0, len(items), size)]
+    try:
+        return Runs([executor.submit(_each, fn, run, args) for run in runs], size, len(items))
+    except BrokenProcessPool:
+        discard()
+        return None
+
+
+class Runs(Pending[R]):
+    """Results of items sent to the processes in runs of ``size``, taken item by item."""
+
+    def __init__(self, futures: list[Future[list[R]]], size: int, count: int) -> None:
+        super().__init__([])
+        self._runs = futures
+        self._size = size
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def result(self, index: int) -> R:
+        return self._runs[index // self._size].result()[index % self._size]
+
+
+def _each(fn: Callable[..., R], items: list[Any], args: tuple[Any, ...]) -> list[R]:
+    return [fn(item, *args) for item in items]
+
+
+def discard() -> None:
+    """Drop this process's pool, broken by a process that died: the next case starts a new
+    one."""
+    global _pool
+    with _lock:
+        dropped, _pool = _pool, None
+    log.warning("the image processes stopped; a new pool starts with the next case")
+    if dropped is not None and dropped[0] == os.getpid():
+        dropped[1].shutdown(wait=False, cancel_futures=True)
+
+
+def _started() -> None:
+    from app.core.allocator import keep_working_memory
+
+    keep_working_memory()  # as the serving process: a field's memory kept for the next
+    os.nice(NICENESS)
+
+
+def _ready() -> int:
+    return os.getpid()

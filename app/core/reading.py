@@ -1,0 +1,187 @@
+"""One photograph read for a model: decoded and prepared (or its leukocytes read), on an
+image thread or in an image process (``app.core.image_processes``).
+
+A photograph read in a process comes back without its pixels: its guard statistics and its
+pictures are made there (``Made``) and its model input travels as the 8-bit values it was
+made of. Nothing here loads TensorFlow, so the image processes start in a second.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import overload
+
+import numpy as np
+from PIL import Image
+
+from app.core.cells.crops import FieldCells, read_photograph
+from app.core.cells.stain import looked_up
+from app.core.errors import AnalysisRefusedError, NoCellsError
+from app.core.explanation.gallery import cell_model_pictures, field_pictures
+from app.core.guards.image_stats import field_statistics
+from app.core.imaging import unit_floats
+from app.core.model_card import ScaleSpec
+from app.core.pictures import FieldPictures
+from app.core.preprocessing import load_image, photograph_size, prepare, sniff_format
+from app.core.scale import ScaleCheck
+
+
+def _ms(start: float, end: float) -> float:
+    return (end - start) * 1000
+
+
+@dataclass(frozen=True)
+class Made:
+    """What an image process made of a photograph besides what the model reads: the guard's
+    statistics (None without a guard) and how long they took, and the pictures (None when
+    not asked for)."""
+
+    stats: np.ndarray | None
+    stats_ms: float
+    pictures: FieldPictures | None
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """One photograph decoded and prepared for a model of the whole field, with the time each
+    step took. ``image`` (the upright photograph) and ``field_image`` (the square the model
+    input is made of) are None when it was read in an image process, which made ``made`` instead."""
+
+    image_format: str
+    photograph_size: tuple[int, int]
+    x: np.ndarray = field(repr=False)
+    scale: ScaleCheck | None
+    decode_ms: float
+    preprocess_ms: float
+    image: Image.Image | None = field(default=None, repr=False)
+    field_image: Image.Image | None = field(default=None, repr=False)
+    made: Made | None = None
+
+
+@dataclass(frozen=True)
+class DecodedCells:
+    """One photograph decoded and its leukocytes read, with the time each step took.
+    ``width``: the decoded image's (a big JPEG is decoded smaller than the photograph);
+    ``image`` is None when it was read in an image process, which made ``made`` instead."""
+
+    image_format: str
+    photograph_size: tuple[int, int]
+    width: int
+    cells: FieldCells
+    decode_ms: float
+    preprocess_ms: float
+    image: Image.Image | None = field(default=None, repr=False)
+    made: Made | None = None
+
+
+def decode_field(data: bytes, input_size: int, scale: ScaleSpec | None) -> DecodedImage:
+    """Decode an upload and make its model input; the preprocessing's errors when it cannot."""
+    start = time.perf_counter()
+    image_format = sniff_format(data)
+    image = load_image(data)
+    decoded = time.perf_counter()
+    seen = prepare(image, input_size, scale)
+    prepared = time.perf_counter()
+    return DecodedImage(
+        image_format,
+        photograph_size(image),
+        seen.x,
+        seen.scale,
+        _ms(start, decoded),
+        _ms(decoded, prepared),
+        image,
+        seen.field,
+    )
+
+
+def decode_cells(data: bytes) -> DecodedCells:
+    """Decode an upload and read its cells; CaptureError or NoCellsError when it cannot be."""
+    start = time.perf_counter()
+    image_format = sniff_format(data)
+    image = load_image(data)
+    decoded = time.perf_counter()
+    cells = read_photograph(image)
+    if not cells.used:
+        left_out = sum(cells.excluded.values())
+        raise NoCellsError(f"{left_out} objects were left out" if left_out else "none found")
+    done = time.perf_counter()
+    return DecodedCells(
+        image_format,
+        photograph_size(image),
+        image.width,
+        cells,
+        _ms(start, decoded),
+        _ms(decoded, done),
+        image,
+    )
+
+
+def read_field(
+    data: bytes, input_size: int, scale: ScaleSpec | None, guarded: bool, pictures: bool
+) -> DecodedImage | AnalysisRefusedError:
+    """``decode_field`` with its statistics and pictures made, as an image process sends it
+    back: no pixels, the model input as 8-bit values (``arrived`` makes them floats again)."""
+    try:
+        d = decode_field(data, input_size, scale)
+    except AnalysisRefusedError as exc:
+        return exc
+    assert d.image is not None
+    assert d.field_image is not None
+    stats, stats_ms = _statistics(d.field_image, guarded)
+    made = Made(stats, stats_ms, field_pictures(d.image, d.field_image) if pictures else None)
+    # Exact: each value is float32(v) / 255 of an 8-bit v (``imaging.unit_floats``).
+    x8 = np.rint(d.x * np.float32(255)).astype(np.uint8)
+    return replace(d, x=x8, image=None, field_image=None, made=made)
+
+
+def read_cells(data: bytes, guarded: bool, pictures: bool) -> DecodedCells | AnalysisRefusedError:
+    """``decode_cells`` with its statistics and pictures made, as an image process sends it
+    back: no pixels of the photograph."""
+    try:
+        d = decode_cells(data)
+    except AnalysisRefusedError as exc:
+        return exc
+    assert d.image is not None
+    stats, stats_ms = _statistics(d.image, guarded)
+    made = Made(stats, stats_ms, cell_model_pictures(d.image, d.cells) if pictures else None)
+    # The crops are made again from the pictures and the stain's table (``arrived``): a
+    # quarter of the bytes.
+    unsent = d.cells.crops[:0]
+    return replace(d, image=None, cells=replace(d.cells, crops=unsent), made=made)
+
+
+@overload
+def arrived(d: DecodedImage) -> DecodedImage: ...
+@overload
+def arrived(d: DecodedCells) -> DecodedCells: ...
+def arrived(d: DecodedImage | DecodedCells) -> DecodedImage | DecodedCells:
+    """A photograph read in an image process as the model takes it: its input in floats,
+    its cells' crops made again."""
+    if isinstance(d, DecodedImage):
+        return replace(d, x=unit_floats(d.x)) if d.x.dtype == np.uint8 else d
+    cells = d.cells
+    if len(cells.crops) == len(cells.pictures) or cells.stain is None:
+        return d
+    return replace(d, cells=replace(cells, crops=looked_up(cells.stain, cells.pictures)))
+
+
+def pictures_of(d: DecodedImage | DecodedCells) -> FieldPictures:
+    """A photograph's thumbnail and cell crops: as its image process made them, else made
+    now from its pixels."""
+    if d.made is not None and d.made.pictures is not None:
+        return d.made.pictures
+    if d.image is None:
+        raise ValueError("this photograph was read in an image process without its pictures")
+    if isinstance(d, DecodedCells):
+        return cell_model_pictures(d.image, d.cells)
+    assert d.field_image is not None  # decoded here, with its image
+    return field_pictures(d.image, d.field_image)
+
+
+def _statistics(image: Image.Image, guarded: bool) -> tuple[np.ndarray | None, float]:
+    if not guarded:
+        return None, 0.0
+    start = time.perf_counter()
+    stats = field_statistics(image)
+    return stats, _ms(start, time.perf_counter())

@@ -1,0 +1,124 @@
+"""A case's photographs read in the image processes get the very answers the image threads
+give, a killed process costs a case nothing, and a single photograph stays on the threads."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from app.core import image_processes
+from app.core.errors import AnalysisRefusedError
+from app.core.reading import pictures_of
+from app.core.service import InferenceService
+from tests.support.images import ImageFactory, smear_images
+from tests.support.models import data_root
+
+MODELS = ["lenet", "sequential", "vggnet", "cell_lenet", "cellnet"]
+
+
+def jpeg(seed: int, size: tuple[int, int]) -> bytes:
+    buf = io.BytesIO()
+    ImageFactory.smear(size, seed=seed).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def photographs() -> list[bytes]:
+    """Synthetic smears of a few sizes, refusals of several kinds, and data-set photographs
+    when the data set is there."""
+    made = [jpeg(seed, size) for seed, size in enumerate([(224, 224), (320, 240), (256, 256)])]
+    # Red cells and a cell-free field: the scale cannot be measured, or no leukocyte.
+    blank = ImageFactory.encode(Image.new("RGB", (224, 224), (236, 228, 232)))
+    refused = [b"not an image", b"\xff\xd8\xff\xe0 truncated", blank]
+    root = data_root()
+    real = smear_images(root, 8) if root is not None and root.is_dir() else []
+    return made[:2] + refused[:1] + made[2:] + refused[1:] + real
+
+
+def analysed(service: InferenceService, items: list[bytes], model: str) -> list[Any]:
+    def follow(_index: int, decoded: Any) -> Any:
+        return pictures_of(decoded)
+
+    return service.analyse_many(items, model, follow, pixels=False, pictures=True)
+
+
+def same_answers(threads: list[Any], processes: list[Any]) -> None:
+    assert len(threads) == len(processes)
+    for (a, kept_a), (b, kept_b) in zip(threads, processes, strict=True):
+        if isinstance(a, AnalysisRefusedError):
+            assert isinstance(b, AnalysisRefusedError)
+            assert type(b) is type(a)
+            assert (b.code, b.message) == (a.code, a.message)
+            continue
+        assert b.probabilities == a.probabilities
+        assert b.class_id == a.class_id
+        assert b.ood == a.ood
+        assert b.scale == a.scale
+        assert b.photograph_size == a.photograph_size
+        assert b.image_format == a.image_format
+        assert (b.model_input == a.model_input).all()
+        assert b.cells == a.cells
+        assert kept_b == kept_a  # the thumbnail and cell crops, byte for byte
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_case_read_in_the_processes_gets_the_threads_answers(
+    inference_service: InferenceService, monkeypatch, model: str
+) -> None:
+    items = photographs()
+    monkeypatch.setenv("IMAGE_PROCESSES", "0")
+    threads = analysed(inference_service, items, model)
+    monkeypatch.setenv("IMAGE_PROCESSES", "2")
+    processes = analysed(inference_service, items, model)
+    same_answers(threads, processes)
+    answered = [p for p, _ in processes if not isinstance(p, Exception)]
+    assert answered
+    # Read in a process: no pixels came back, so nothing was read on the threads.
+    assert all(p.image is None and p.field_image is None for p in answered)
+    with pytest.raises(ValueError, match="image process"):
+        answered[0].pixels()
+
+
+def test_a_killed_image_process_costs_the_case_nothing(
+    inference_service: InferenceService, monkeypatch
+) -> None:
+    monkeypatch.setenv("IMAGE_PROCESSES", "2")
+    items = photographs()[:2] * 3
+    assert image_processes.warm() == 2
+    pool = image_processes.pool()
+    assert pool is not None
+    for pid in list(pool._processes):  # as the kernel's out-of-memory killer would
+        os.kill(pid, signal.SIGKILL)
+    answers = analysed(inference_service, items, "lenet")
+    monkeypatch.setenv("IMAGE_PROCESSES", "0")
+    same_answers(analysed(inference_service, items, "lenet"), answers)
+    # The case was read on the threads; the next one gets a new pool.
+    assert all(p.image is not None for p, _ in answers)
+    monkeypatch.setenv("IMAGE_PROCESSES", "2")
+    assert image_processes.pool() is not pool
+    assert all(p.image is None for p, _ in analysed(inference_service, items, "lenet"))
+
+
+def test_several_photographs_keep_their_pixels_unless_told_not_to(
+    inference_service: InferenceService, monkeypatch
+) -> None:
+    monkeypatch.setenv("IMAGE_PROCESSES", "2")
+    items = photographs()[:2]
+    for p in inference_service.classify_many(items, "lenet"):
+        assert not isinstance(p, Exception)
+        image, field_image = p.pixels()  # read on the threads: explainable
+        assert image.size == p.photograph_size
+        inference_service.explain(p)
+
+
+def test_a_single_photograph_is_read_on_the_threads(
+    inference_service: InferenceService, monkeypatch
+) -> None:
+    monkeypatch.setenv("IMAGE_PROCESSES", "2")
+    [(prediction, pictures)] = analysed(inference_service, [jpeg(1, (224, 224))], "cell_lenet")
+    assert prediction.image is not None  # its pixels are here, for its explanation
+    assert pictures.thumbnail

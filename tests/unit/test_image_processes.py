@@ -1,0 +1,106 @@
+"""The image processes: how many, results in order from runs of photographs, what a
+photograph read there sends back, and refusals that survive the trip."""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+import numpy as np
+import pytest
+
+from app.core import image_processes
+from app.core.errors import CaptureError, ImageDecodeError, NoCellsError
+from app.core.model_card import ModelCard
+from app.core.reading import arrived, decode_cells, decode_field, read_cells, read_field
+from tests.support.images import ImageFactory
+from tests.support.models import ROOT
+
+
+def jpeg(seed: int, size: tuple[int, int] = (224, 224)) -> bytes:
+    buf = io.BytesIO()
+    ImageFactory.smear(size, seed=seed).save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
+
+
+def test_the_count_is_the_setting_or_the_cores(monkeypatch) -> None:
+    monkeypatch.setenv("IMAGE_PROCESSES", "3")
+    assert image_processes.processes() == 3
+    monkeypatch.setenv("IMAGE_PROCESSES", "0")
+    assert image_processes.processes() == 0
+    assert image_processes.pool() is None
+    assert image_processes.start(abs, [1, -2]) is None
+    monkeypatch.delenv("IMAGE_PROCESSES")
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0, 1, 2, 3, 4, 5})
+    assert image_processes.processes() == image_processes.MAX_PROCESSES
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0})
+    assert image_processes.processes() == 0  # one core: the threads alone
+
+
+@pytest.mark.parametrize("count", [1, 2, 7, 33, 50])
+def test_results_come_back_in_order_whatever_the_runs(monkeypatch, count: int) -> None:
+    monkeypatch.setenv("IMAGE_PROCESSES", "2")
+    pending = image_processes.start(pow, list(range(count)), 2)
+    assert pending is not None
+    assert len(pending) == count
+    assert [pending.result(i) for i in range(count)] == [n * n for n in range(count)]
+    # Taken out of order too: each run is waited for once.
+    assert [pending.result(i) for i in reversed(range(count))] == [
+        n * n for n in reversed(range(count))
+    ]
+
+
+def test_a_field_read_there_sends_no_pixels_and_arrives_as_decoded_here() -> None:
+    data = jpeg(3)
+    scale = ModelCard.load(ROOT / "models" / "lenet.json").scale  # the served scale check
+    assert scale is not None
+    here = decode_field(data, 128, scale)
+    sent = read_field(data, 128, scale, guarded=True, pictures=True)
+    assert not isinstance(sent, Exception)
+    assert sent.image is None
+    assert sent.field_image is None
+    assert sent.x.dtype == np.uint8  # a quarter of the floats' bytes
+    assert len(pickle.dumps(sent)) < len(pickle.dumps(here.x))
+    back = arrived(pickle.loads(pickle.dumps(sent)))
+    assert np.array_equal(back.x, here.x)  # the very floats, bit for bit
+    assert back.x.dtype == np.float32
+    assert back.scale == here.scale
+    assert back.photograph_size == here.photograph_size
+    assert sent.made is not None
+    assert sent.made.stats is not None
+    assert sent.made.pictures is not None
+    assert sent.made.pictures.thumbnail[:2] == b"\xff\xd8"
+
+
+def test_the_cells_read_there_arrive_with_the_very_crops() -> None:
+    data = jpeg(5, (320, 320))
+    here = decode_cells(data)
+    sent = read_cells(data, guarded=False, pictures=False)
+    assert not isinstance(sent, Exception)
+    assert sent.image is None
+    assert len(sent.cells.crops) == 0  # made again from the pictures and the stain's table
+    assert sent.made is not None
+    assert sent.made.stats is None  # no guard asked for
+    assert sent.made.pictures is None
+    back = arrived(pickle.loads(pickle.dumps(sent)))
+    assert np.array_equal(back.cells.crops, here.cells.crops)
+    assert back.cells.crops.dtype == here.cells.crops.dtype
+    assert back.width == here.width
+    assert [c.box for c in back.cells.used] == [c.box for c in here.cells.used]
+
+
+def test_refusals_are_returned_not_raised_and_survive_the_trip() -> None:
+    assert isinstance(read_field(b"not an image", 128, None, True, True), Exception)
+    refused = read_cells(b"\xff\xd8\xff broken", True, True)
+    assert isinstance(refused, ImageDecodeError)
+    for error in (
+        CaptureError("the cells are too small", "zoom in", code="scale_out_of_range"),
+        CaptureError("the field is blurred", "focus"),
+        NoCellsError("none found"),
+        ImageDecodeError("truncated"),
+    ):
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error)
+        assert back.message == error.message
+        assert back.code == error.code
+        assert back.status == error.status
