@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -40,6 +41,8 @@ MAX_RUN = 8
 # Below the serving process's priority: its model and its requests go first, the image
 # processes take the cycles left (where the model is the slower part, they would slow it).
 NICENESS = 10
+# How often a process looks whether its fork server, and so its serving process, is gone.
+ORPHAN_CHECK_S = 1.0
 # What the fork server imports once, so each process starts with it.
 PRELOAD = ["app.core.reading", "app.core.allocator"]
 
@@ -68,7 +71,9 @@ def pool() -> ProcessPoolExecutor | None:
         if _pool is None or _pool[0] != os.getpid():
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(PRELOAD)
-            executor = ProcessPoolExecutor(count, mp_context=context, initializer=_started)
+            executor = ProcessPoolExecutor(
+                count, mp_context=context, initializer=_started, initargs=(os.getpid(),)
+            )
             _pool = (os.getpid(), executor)
         return _pool[1]
 
@@ -133,11 +138,37 @@ def discard() -> None:
         dropped[1].shutdown(wait=False, cancel_futures=True)
 
 
-def _started() -> None:
+def _started(server: int) -> None:
     from app.core.allocator import keep_working_memory
 
     keep_working_memory()  # as the serving process: a field's memory kept for the next
     os.nice(NICENESS)
+    watch = threading.Thread(target=_end_with_server, args=(server,), daemon=True)
+    watch.start()
+
+
+def _end_with_server(server: int) -> None:
+    """End this process once the serving process that started it is gone without shutting
+    the pool down (killed): nothing will send it work again, and the fork server ends with
+    the last of its processes."""
+    while _running(server):
+        time.sleep(ORPHAN_CHECK_S)
+    os._exit(0)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a killed process waiting for its parent to reap it does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # no /proc: the signal's answer stands
+        return True
 
 
 def _ready() -> int:

@@ -4,7 +4,11 @@ photograph read there sends back, and refusals that survive the trip."""
 from __future__ import annotations
 
 import io
+import os
 import pickle
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -104,3 +108,37 @@ def test_refusals_are_returned_not_raised_and_survive_the_trip() -> None:
         assert back.message == error.message
         assert back.code == error.code
         assert back.status == error.status
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie waiting for its reaper is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_processes_end_when_their_serving_process_is_killed() -> None:
+    script = (
+        "from app.core import image_processes as p; import time; p.warm(); "
+        "print(*p.pool()._processes, flush=True); time.sleep(60)"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**os.environ, "IMAGE_PROCESSES": "2"},
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as server:
+        try:
+            assert server.stdout is not None
+            pids = [int(p) for p in server.stdout.readline().split()]
+            assert len(pids) == 2
+            assert all(running(pid) for pid in pids)
+        finally:
+            server.kill()  # no shutdown: as the out-of-memory killer ends a worker
+    deadline = time.monotonic() + 10 * image_processes.ORPHAN_CHECK_S
+    while any(running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(running(pid) for pid in pids)
