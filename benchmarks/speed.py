@@ -212,9 +212,21 @@ def bare_ms(service: Any, files: list[bytes], name: str, rounds: int) -> float:
     return best_ms(lambda: forward(x), len(files), rounds, time.perf_counter)
 
 
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+def peak_rss_mb(pid: int | str = "self") -> float:
+    return _status_mb(pid, "VmHWM:")
+
+
+def _status_mb(pid: int | str, key: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pss_mb(pid: int) -> float:
+    """A process's proportional share of memory: pages it shares counted once overall."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -225,17 +237,14 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+def rss_mb(pid: int | str = "self") -> float:
+    return _status_mb(pid, "VmRSS:")
 
 
-def reset_peak() -> bool:
-    """Start the peak-memory count afresh (Linux: 5 > /proc/self/clear_refs)."""
+def reset_peak(pid: int | str = "self") -> bool:
+    """Start the peak-memory count afresh (Linux: 5 > /proc/<pid>/clear_refs)."""
     try:
-        Path("/proc/self/clear_refs").write_text("5")
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
     except OSError:
         return False
     return True
@@ -319,16 +328,35 @@ def case_runs(
             return seconds
 
         for name in names:
-            post(name, files[:4])  # the batch shapes traced, the pool's threads started
-            before = rss_mb()
-            reset_peak()
+            post(name, files[:4])  # the batch shapes traced, the pools started
+            # The serving process and its image processes: a case's memory is theirs together.
+            pids: list[int | str] = ["self", *image_process_pids()]
+            before = sum(rss_mb(pid) for pid in pids)
+            for pid in pids:
+                reset_peak(pid)
             seconds = [post(name, files)]  # the first whole case: its allocations counted
-            added = peak_rss_mb() - before
+            added = sum(peak_rss_mb(pid) for pid in pids) - before
             seconds += [post(name, files) for _ in range(rounds)]
             out[name] = (statistics.median(seconds), added)
             print(f"[case {name}] {out[name][0]:.2f} s, +{added:.0f} MB peak", flush=True)
         logging.disable(logging.NOTSET)
     return out
+
+
+def image_process_pids() -> list[int]:
+    """The serving process's image processes, where this tree has them."""
+    try:
+        from app.core.image_processes import pids
+    except ImportError:  # an older tree, measured with this benchmark for comparison
+        return []
+    return pids()
+
+
+def image_process_memory() -> tuple[int, float, float]:
+    """How many image processes there are, their resident memory together, and their
+    proportional share (what they share with each other counted once), in MB."""
+    pids = image_process_pids()
+    return len(pids), sum(rss_mb(p) for p in pids), sum(pss_mb(p) for p in pids)
 
 
 def http_run(files: list[bytes], requests: int, rounds: int = 3) -> dict[str, Any]:
@@ -443,10 +471,12 @@ def main() -> int:
     bare = {name: bare_ms(service, files, name, args.rounds) for name in names}
     print(f"[bare models, ms a field] {bare}", flush=True)
     cases = case_runs(service, files, names, args.rounds)
+    processes = image_process_memory()
+    print(f"[image processes: count, resident MB, proportional MB] {processes}", flush=True)
     http = {} if args.no_http else http_run(files, args.requests, args.http_rounds)
     print(f"[http] {http}", flush=True)
     machine = Machine(load_before, reference_before, started)
-    text = _markdown(args, fields, cells, threads, bare, cases, http, machine)
+    text = _markdown(args, fields, cells, threads, bare, cases, processes, http, machine)
     args.out.write_text(text)
     print(text)
     return 0
@@ -476,6 +506,7 @@ def _markdown(
     threads: ThreadCost,
     bare: dict[str, float],
     cases: dict[str, tuple[float, float]],
+    processes: tuple[int, float, float],
     http: dict[str, Any],
     machine: Machine,
 ) -> str:
@@ -535,6 +566,16 @@ def _markdown(
                 added <= CASE_MEMORY_MB,
             ),
         ]
+    count, resident, share = processes
+    rows.append(
+        Row(
+            "the image processes that read a case's photographs, started with the worker",
+            f"{count}: {resident:.0f} MB resident together, {share:.0f} MB proportional "
+            "(what they share counted once)"
+            if count
+            else "none (IMAGE_PROCESSES=0, one core, or a tree without them)",
+        )
+    )
     if http:
         p50s = ", ".join(f"{r['p50_ms']:.1f}" for r in http["runs"])
         rates = ", ".join(f"{r['rate']:.0f}" for r in http["runs"])
@@ -585,11 +626,12 @@ def _markdown(
             "which TensorFlow runs on its own thread). Bare "
             "model: the served network (LiteRT for field models, TensorFlow for cell models) on "
             "the case's inputs in one call, wall clock. Cases: the median of the rounds "
-            "through Flask's test client (multipart parsing, the image threads, the model "
-            "pass, SQLite; the first whole case and --rounds more; what the process loaded "
-            "set aside from the garbage collector, as a served worker's is), efficiency = (bare "
-            f"model time + one-thread field work / {cores()} cores) / case time, peak memory "
-            "added by the first whole case over the process's memory before it. HTTP: gunicorn as "
+            "through Flask's test client (multipart parsing, the image processes or threads, "
+            "the model pass, SQLite; the first whole case and --rounds more; what the process "
+            "loaded set aside from the garbage collector, as a served worker's is), efficiency "
+            f"= (bare model time + one-thread field work / {cores()} cores) / case time, peak "
+            "memory added by the first whole case over the memory before it, the process's "
+            "and its image processes' together. HTTP: gunicorn as "
             "gunicorn.conf.py configures it, every model loaded, the Python client on the same "
             f"machine ({http.get('workers', 0):.0f} workers); {args.http_rounds} rounds of "
             f"{args.requests // 2} requests at concurrency 1 and {args.requests} at 16, the "

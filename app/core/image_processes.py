@@ -90,6 +90,15 @@ def warm() -> int:
     return count
 
 
+def pids() -> list[int]:
+    """The ids of this process's image processes now (none before its pool started)."""
+    with _lock:
+        if _pool is None or _pool[0] != os.getpid():
+            return []
+        # The executor's own table of its processes: it has no public one.
+        return list(_pool[1]._processes or {})
+
+
 def start(fn: Callable[..., R], items: Sequence[Any], *args: Any) -> Pending[R] | None:
     """``fn(item, *args)`` for each item on the image processes, results taken as each is
     ready; None when there are no processes or their pool broke (a process killed), so the

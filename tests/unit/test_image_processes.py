@@ -122,7 +122,7 @@ def running(pid: int) -> bool:
 def test_the_processes_end_when_their_serving_process_is_killed() -> None:
     script = (
         "from app.core import image_processes as p; import time; p.warm(); "
-        "print(*p.pool()._processes, flush=True); time.sleep(60)"
+        "print(*p.pids(), flush=True); time.sleep(60)"
     )
     with subprocess.Popen(
         [sys.executable, "-c", script],
