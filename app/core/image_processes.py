@@ -1,7 +1,7 @@
 """Processes of their own for a case's photographs, so their image work shares no GIL.
 
-A case's image threads hand Python's GIL to each other about 46 times a field and keep
-1.7 of 2 cores busy (docs/decisions.md). A pool of processes reads whole photographs
+A case's image threads hand Python's GIL to each other 30-60 times a field and keep 1.7
+of 2 cores busy (docs/decisions.md). A pool of processes reads whole photographs
 instead (``app.core.reading.read_field`` and ``read_cells``: decoding, the scale check and
 model input or the cells, the guard's statistics, the pictures) and sends back what the
 model and the record need, never the photograph's pixels. The model runs in the process
@@ -41,7 +41,7 @@ MAX_RUN = 8
 # Below the serving process's priority: its model and its requests go first, the image
 # processes take the cycles left (where the model is the slower part, they would slow it).
 NICENESS = 10
-# How often a process looks whether its fork server, and so its serving process, is gone.
+# How often a process looks whether the serving process that started it is gone.
 ORPHAN_CHECK_S = 1.0
 # What the fork server imports once, so each process starts with it.
 PRELOAD = ["app.core.reading", "app.core.allocator"]
@@ -144,7 +144,8 @@ def discard() -> None:
         dropped, _pool = _pool, None
     log.warning("the image processes stopped; a new pool starts with the next case")
     if dropped is not None and dropped[0] == os.getpid():
-        dropped[1].shutdown(wait=False, cancel_futures=True)
+        # A broken pool has failed every call it held already; nothing is cancelled here.
+        dropped[1].shutdown(wait=False)
 
 
 def _started(server: int) -> None:
