@@ -48,6 +48,8 @@ PRELOAD = ["app.core.reading", "app.core.allocator"]
 
 _lock = threading.Lock()
 _pool: tuple[int, ProcessPoolExecutor] | None = None
+# The process (pid) where processes could not be started at all: it stops trying.
+_unavailable: int | None = None
 
 
 def processes() -> int:
@@ -65,7 +67,7 @@ def pool() -> ProcessPoolExecutor | None:
     none."""
     global _pool
     count = processes()
-    if count < 1:
+    if count < 1 or _unavailable == os.getpid():
         return None
     with _lock:
         if _pool is None or _pool[0] != os.getpid():
@@ -85,8 +87,12 @@ def warm() -> int:
     if executor is None:
         return 0
     count = processes()
-    for future in [executor.submit(_ready) for _ in range(count)]:
-        future.result()
+    try:
+        for future in [executor.submit(_ready) for _ in range(count)]:
+            future.result()
+    except (BrokenProcessPool, OSError) as exc:
+        _cannot_start(exc)
+        return 0
     return count
 
 
@@ -114,6 +120,9 @@ def start(fn: Callable[..., R], items: Sequence[Any], *args: Any) -> Pending[R] 
     except BrokenProcessPool:
         discard()
         return None
+    except OSError as exc:
+        _cannot_start(exc)
+        return None
 
 
 class Runs(Pending[R]):
@@ -139,13 +148,26 @@ def _each(fn: Callable[..., R], items: list[Any], args: tuple[Any, ...]) -> list
 def discard() -> None:
     """Drop this process's pool, broken by a process that died: the next case starts a new
     one."""
+    log.warning("an image process stopped; a new pool starts with the next case")
+    _drop()
+
+
+def _drop() -> None:
     global _pool
     with _lock:
         dropped, _pool = _pool, None
-    log.warning("the image processes stopped; a new pool starts with the next case")
     if dropped is not None and dropped[0] == os.getpid():
         # A broken pool has failed every call it held already; nothing is cancelled here.
         dropped[1].shutdown(wait=False)
+
+
+def _cannot_start(exc: BaseException) -> None:
+    """No processes can be started here (no fork server, no room for a process): this
+    process reads its cases on its image threads from now on, and says so once."""
+    global _unavailable
+    _unavailable = os.getpid()
+    log.warning("image processes cannot be started (%s); the image threads read cases", exc)
+    _drop()
 
 
 def _started(server: int) -> None:

@@ -4,7 +4,7 @@ Creating the app, and so every ``flask`` command, imports no TensorFlow. gunicor
 the models in each worker before it takes a request (``warm_up``, from gunicorn.conf.py);
 under any other server (``flask run``) the first request starts loading them on a thread
 of their own. A request that needs a model waits for them; /readyz answers 503 until
-they are warm.
+they are warm. The image processes that read a case's photographs start with them.
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ class ModelWarmup:
                 self._service = InferenceService(self._models_dir, self._default)
             self._service.load()
             log.info("models loaded and warmed up in %.1f s", time.monotonic() - started)
+            log.info("%d image processes started", image_processes.warm())
         except Exception as exc:
             self._failure = exc
             log.exception("the models of %s could not be loaded", self._models_dir)
@@ -109,6 +110,5 @@ def warm_up(wsgi_app: object) -> int:
     extensions = getattr(wsgi_app, "extensions", None)
     if isinstance(extensions, dict) and EXTENSION in extensions:
         extensions[EXTENSION].load()
-        started = image_processes.warm()
-        log.info("%d image processes started", started)
+        log.info("%d image processes started", image_processes.warm())
     return set_aside_loaded()

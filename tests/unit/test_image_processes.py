@@ -9,6 +9,7 @@ import pickle
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
@@ -142,3 +143,23 @@ def test_the_processes_end_when_their_serving_process_is_killed() -> None:
     while any(running(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(running(pid) for pid in pids)
+
+
+def test_where_no_process_can_start_the_threads_read_and_it_is_said_once(
+    monkeypatch, caplog
+) -> None:
+    monkeypatch.setenv("IMAGE_PROCESSES", "2")
+
+    def refused(*_args: object, **_kwargs: object) -> None:
+        raise OSError("no room for a process")
+
+    monkeypatch.setattr(image_processes, "_pool", None)
+    monkeypatch.setattr(image_processes, "_unavailable", None)
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", refused)
+    assert image_processes.start(abs, [1, -2]) is None
+    assert image_processes.warm() == 0
+    assert image_processes.pool() is None  # not tried again in this process
+    said = [r.getMessage() for r in caplog.records if "cannot be started" in r.getMessage()]
+    assert said == [
+        "image processes cannot be started (no room for a process); the image threads read cases"
+    ]
