@@ -24,7 +24,6 @@ from app.core.errors import AnalysisRefusedError
 from app.core.guards.image_stats import field_statistics
 from app.core.parallel import Pending, beside, later, start
 from app.core.prediction import Prediction
-from app.core.reading import Made
 
 D = TypeVar("D")
 D_contra = TypeVar("D_contra", contravariant=True)
@@ -79,7 +78,7 @@ class Read(Protocol):
     """A photograph read in an image process: its statistics and pictures made there."""
 
     @property
-    def made(self) -> Made | None: ...
+    def made(self) -> Measured[Any] | None: ...
 
 
 R = TypeVar("R", bound=Read)
@@ -156,10 +155,17 @@ def _follow_up(
     index: int,
     decoded: D,
 ) -> Measured[T]:
-    begin = time.perf_counter()
-    stats = None if statistics_of is None else field_statistics(statistics_of(decoded))
-    stats_ms = (time.perf_counter() - begin) * 1000
+    stats, stats_ms = timed_statistics(None if statistics_of is None else statistics_of(decoded))
     return Measured(stats, stats_ms, None if follow is None else follow(index, decoded))
+
+
+def timed_statistics(image: Image.Image | None) -> tuple[np.ndarray | None, float]:
+    """The guard's statistics of ``image`` and the ms they took; (None, 0) without one."""
+    if image is None:
+        return None, 0.0
+    begin = time.perf_counter()
+    stats = field_statistics(image)
+    return stats, (time.perf_counter() - begin) * 1000
 
 
 def _follow_read(follow: Callable[[int, R], T] | None, index: int, decoded: R) -> Measured[T]:

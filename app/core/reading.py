@@ -2,8 +2,9 @@
 image thread or in an image process (``app.core.image_processes``).
 
 A photograph read in a process comes back without its pixels: its guard statistics and its
-pictures are made there (``Made``) and its model input travels as the 8-bit values it was
-made of. Nothing here loads TensorFlow, so the image processes start in a second.
+pictures are made there (``made``, a ``pipeline.Measured``) and its model input travels as
+the 8-bit values it was made of. Nothing here loads TensorFlow, so the image processes start
+in a second.
 """
 
 from __future__ import annotations
@@ -19,27 +20,16 @@ from app.core.cells.crops import FieldCells, read_photograph
 from app.core.cells.stain import looked_up
 from app.core.errors import AnalysisRefusedError, NoCellsError
 from app.core.explanation.gallery import cell_model_pictures, field_pictures
-from app.core.guards.image_stats import field_statistics
 from app.core.imaging import unit_floats
 from app.core.model_card import ScaleSpec
 from app.core.pictures import FieldPictures
+from app.core.pipeline import Measured, timed_statistics
 from app.core.preprocessing import load_image, photograph_size, prepare, sniff_format
 from app.core.scale import ScaleCheck
 
 
 def _ms(start: float, end: float) -> float:
     return (end - start) * 1000
-
-
-@dataclass(frozen=True)
-class Made:
-    """What an image process made of a photograph besides what the model reads: the guard's
-    statistics (None without a guard) and how long they took, and the pictures (None when
-    not asked for)."""
-
-    stats: np.ndarray | None
-    stats_ms: float
-    pictures: FieldPictures | None
 
 
 @dataclass(frozen=True)
@@ -56,7 +46,7 @@ class DecodedImage:
     preprocess_ms: float
     image: Image.Image | None = field(default=None, repr=False)
     field_image: Image.Image | None = field(default=None, repr=False)
-    made: Made | None = None
+    made: Measured[FieldPictures] | None = None
 
 
 @dataclass(frozen=True)
@@ -72,7 +62,7 @@ class DecodedCells:
     decode_ms: float
     preprocess_ms: float
     image: Image.Image | None = field(default=None, repr=False)
-    made: Made | None = None
+    made: Measured[FieldPictures] | None = None
 
 
 def decode_field(data: bytes, input_size: int, scale: ScaleSpec | None) -> DecodedImage:
@@ -128,8 +118,8 @@ def read_field(
         return exc
     assert d.image is not None
     assert d.field_image is not None
-    stats, stats_ms = _statistics(d.field_image, guarded)
-    made = Made(stats, stats_ms, field_pictures(d.image, d.field_image) if pictures else None)
+    stats, stats_ms = timed_statistics(d.field_image if guarded else None)
+    made = Measured(stats, stats_ms, field_pictures(d.image, d.field_image) if pictures else None)
     # Exact: each value is float32(v) / 255 of an 8-bit v (``imaging.unit_floats``).
     x8 = np.rint(d.x * np.float32(255)).astype(np.uint8)
     return replace(d, x=x8, image=None, field_image=None, made=made)
@@ -143,8 +133,8 @@ def read_cells(data: bytes, guarded: bool, pictures: bool) -> DecodedCells | Ana
     except AnalysisRefusedError as exc:
         return exc
     assert d.image is not None
-    stats, stats_ms = _statistics(d.image, guarded)
-    made = Made(stats, stats_ms, cell_model_pictures(d.image, d.cells) if pictures else None)
+    stats, stats_ms = timed_statistics(d.image if guarded else None)
+    made = Measured(stats, stats_ms, cell_model_pictures(d.image, d.cells) if pictures else None)
     # The crops are made again from the pictures and the stain's table (``arrived``): a
     # quarter of the bytes.
     unsent = d.cells.crops[:0]
@@ -161,27 +151,21 @@ def arrived(d: DecodedImage | DecodedCells) -> DecodedImage | DecodedCells:
     if isinstance(d, DecodedImage):
         return replace(d, x=unit_floats(d.x)) if d.x.dtype == np.uint8 else d
     cells = d.cells
-    if len(cells.crops) == len(cells.pictures) or cells.stain is None:
+    if len(cells.crops) == len(cells.pictures):
         return d
+    if cells.stain is None:  # read_cells sends the table whenever it leaves the crops out
+        raise ValueError("cells sent without their crops or the stain's table")
     return replace(d, cells=replace(cells, crops=looked_up(cells.stain, cells.pictures)))
 
 
 def pictures_of(d: DecodedImage | DecodedCells) -> FieldPictures:
     """A photograph's thumbnail and cell crops: as its image process made them, else made
     now from its pixels."""
-    if d.made is not None and d.made.pictures is not None:
-        return d.made.pictures
+    if d.made is not None and d.made.extra is not None:
+        return d.made.extra
     if d.image is None:
         raise ValueError("this photograph was read in an image process without its pictures")
     if isinstance(d, DecodedCells):
         return cell_model_pictures(d.image, d.cells)
     assert d.field_image is not None  # decoded here, with its image
     return field_pictures(d.image, d.field_image)
-
-
-def _statistics(image: Image.Image, guarded: bool) -> tuple[np.ndarray | None, float]:
-    if not guarded:
-        return None, 0.0
-    start = time.perf_counter()
-    stats = field_statistics(image)
-    return stats, _ms(start, time.perf_counter())

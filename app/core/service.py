@@ -220,7 +220,7 @@ class InferenceService:
         ``pixels``: each prediction keeps its photograph's pixels, for its explanation.
         Without them, several images are read in the image processes where there are any
         (``app.core.image_processes``), with their pictures when ``pictures`` is set
-        (``decoded.made.pictures``); else on the image threads, where ``follow`` makes its
+        (``decoded.made.extra``); else on the image threads, where ``follow`` makes its
         own."""
         served = self.served(model)
         if len(items) > 1 and not pixels:

@@ -73,8 +73,8 @@ def test_a_field_read_there_sends_no_pixels_and_arrives_as_decoded_here() -> Non
     assert back.photograph_size == here.photograph_size
     assert sent.made is not None
     assert sent.made.stats is not None
-    assert sent.made.pictures is not None
-    assert sent.made.pictures.thumbnail[:2] == b"\xff\xd8"
+    assert sent.made.extra is not None
+    assert sent.made.extra.thumbnail[:2] == b"\xff\xd8"
 
 
 def test_the_cells_read_there_arrive_with_the_very_crops() -> None:
@@ -86,7 +86,7 @@ def test_the_cells_read_there_arrive_with_the_very_crops() -> None:
     assert len(sent.cells.crops) == 0  # made again from the pictures and the stain's table
     assert sent.made is not None
     assert sent.made.stats is None  # no guard asked for
-    assert sent.made.pictures is None
+    assert sent.made.extra is None
     back = arrived(pickle.loads(pickle.dumps(sent)))
     assert np.array_equal(back.cells.crops, here.cells.crops)
     assert back.cells.crops.dtype == here.cells.crops.dtype
