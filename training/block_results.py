@@ -5,6 +5,9 @@ on the validation block). ``<model>.train<N>.json`` trains on fewer blocks, for 
 curve read on the validation blocks; ``<model>.trainval.json`` refits each fold on all four
 of its blocks. The refit stands for the model only when the learning curve shows on
 validation that the last training block gains more than one run differs from the next.
+A run's folds scored in N orientations of each image are saved beside it as
+``<model>.views<N>...``; the runs that stand for a model are those in the views its card
+serves, where they were saved.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from app.core.model_card import ModelCard
+from app.core.model_files import model_files
 from training.architectures import ARCHITECTURES
 from training.paths import BLOCKS_RESULTS
 
@@ -23,11 +28,36 @@ RUN_NOISE = 0.006
 Results = dict[str, dict[str, Any]]
 
 
-def results(models_dir: Path) -> Results:
-    """Every model's protocol run, by model name, in the registry's order."""
+def run_stem(name: str, views: int = 1) -> str:
+    """The start of a run's file name: ``<model>``, or ``<model>.views<N>`` when each image
+    was scored as the mean of N of its orientations."""
+    return name if views == 1 else f"{name}.views{views}"
+
+
+def served_views(models_dir: Path, name: str) -> int:
+    """How many orientations of each image ``name``'s card averages (1 without a card)."""
+    card = model_files(models_dir, name).card
+    return ModelCard.load(card).views if card.is_file() else 1
+
+
+def _stems(models_dir: Path, name: str, served: bool) -> list[str]:
+    """The file stems to look for, best first: the served views', then one view's."""
+    views = served_views(models_dir, name) if served else 1
+    return list(dict.fromkeys([run_stem(name, views), run_stem(name)]))
+
+
+def results(models_dir: Path, served: bool = True) -> Results:
+    """Every model's protocol run, by model name, in the registry's order: scored in the
+    views its card serves where that scoring was saved, else in one view (``served=False``:
+    in one view)."""
     folder = models_dir / BLOCKS_RESULTS
-    paths = {name: folder / f"{name}.json" for name in ARCHITECTURES}
-    return {name: json.loads(p.read_text()) for name, p in paths.items() if p.is_file()}
+    found: Results = {}
+    for name in ARCHITECTURES:
+        paths = [folder / f"{stem}.json" for stem in _stems(models_dir, name, served)]
+        saved = [p for p in paths if p.is_file()]
+        if saved:
+            found[name] = json.loads(saved[0].read_text())
+    return found
 
 
 def runs(models_dir: Path, pattern: str) -> list[dict[str, Any]]:
@@ -44,7 +74,8 @@ def fewer_blocks(models_dir: Path, name: str) -> list[dict[str, Any]]:
 
 
 def one_block_fewer(models_dir: Path, name: str, data: Results) -> dict[str, Any] | None:
-    """``name``'s run on one training block fewer than its protocol's, when it was run."""
+    """``name``'s run on one training block fewer than its protocol's, when it was run.
+    ``data``: the one-view protocol runs (``results(..., served=False)``)."""
     full = data.get(name)
     if full is None:
         return None
@@ -52,9 +83,11 @@ def one_block_fewer(models_dir: Path, name: str, data: Results) -> dict[str, Any
     return smaller[0] if smaller else None
 
 
-def learning_curve_gain(models_dir: Path, name: str, data: Results) -> float | None:
+def learning_curve_gain(models_dir: Path, name: str) -> float | None:
     """How much more of the validation fields ``name`` reads right with its protocol's
-    training blocks than with one block fewer; None when either run is missing."""
+    training blocks than with one block fewer, both in one view (what training on more
+    patients gains, not the views); None when either run is missing."""
+    data = results(models_dir, served=False)
     smaller = one_block_fewer(models_dir, name, data)
     return None if smaller is None else gain_over(data[name], smaller)
 
@@ -64,20 +97,25 @@ def gain_over(full: dict[str, Any], smaller: dict[str, Any]) -> float:
     return float(full["validation"]["accuracy"] - smaller["validation"]["accuracy"])
 
 
-def refit(models_dir: Path, name: str, data: Results) -> dict[str, Any] | None:
-    """``name``'s folds refit on all their four blocks (one view), when its learning curve
-    gains more than ``RUN_NOISE`` on validation: nested cross-validation's last step, which
-    then stands as the model's estimate. None otherwise."""
-    gain = learning_curve_gain(models_dir, name, data)
+def refit(models_dir: Path, name: str) -> dict[str, Any] | None:
+    """``name``'s folds refit on all their four blocks (in its served views where saved),
+    when its learning curve gains more than ``RUN_NOISE`` on validation: nested
+    cross-validation's last step, which then stands as the model's estimate. None
+    otherwise."""
+    gain = learning_curve_gain(models_dir, name)
     if gain is None or gain <= RUN_NOISE:
         return None
     return refit_run(models_dir, name)
 
 
 def refit_run(models_dir: Path, name: str) -> dict[str, Any] | None:
-    """``name``'s saved one-view refit on all four blocks, whether or not it stands."""
-    found = [d for d in runs(models_dir, f"{name}.trainval.json") if d["views"] == 1]
-    return found[0] if found else None
+    """``name``'s saved refit on all four blocks, in its served views where saved, else in
+    one view, whether or not it stands."""
+    for stem in _stems(models_dir, name, served=True):
+        found = runs(models_dir, f"{stem}.trainval.json")
+        if found:
+            return found[0]
+    return None
 
 
 def standing(models_dir: Path, name: str, data: Results | None = None) -> dict[str, Any] | None:
@@ -87,4 +125,4 @@ def standing(models_dir: Path, name: str, data: Results | None = None) -> dict[s
     data = results(models_dir) if data is None else data
     if name not in data:
         return None
-    return refit(models_dir, name, data) or data[name]
+    return refit(models_dir, name) or data[name]

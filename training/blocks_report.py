@@ -102,18 +102,20 @@ def blocks_markdown(models_dir: Path) -> str:
             [
                 ARCHITECTURES[name].display_name,
                 d["unit"],
+                d.get("views", 1),
                 *(_cell(held, k) for k in FIGURES),
                 f"{100 * held['answered']:.1f}%",
                 f"{100 * val['accuracy']:.1f}%",
             ]
         )
-        refitted = refit(models_dir, name, data)
+        refitted = refit(models_dir, name)
         if refitted is not None:
             held = refitted["held_out"]
             rows.append(
                 [
                     f"{ARCHITECTURES[name].display_name}, refit on 4 blocks",
                     d["unit"],
+                    refitted.get("views", 1),
                     *(_cell(held, k) for k in FIGURES),
                     f"{100 * held['answered']:.1f}%",
                     "(trained on)",
@@ -124,6 +126,7 @@ def blocks_markdown(models_dir: Path) -> str:
             [
                 "model",
                 "reads",
+                "views",
                 "accuracy",
                 "macro-F1",
                 "Benign recall",
@@ -135,7 +138,10 @@ def blocks_markdown(models_dir: Path) -> str:
         ),
         "",
         "*Malignant recall* counts a malignant field called any malignant subtype. A field a "
-        "cell model could not answer (no whole leukocyte) counts as wrong. Whole-field models: "
+        "cell model could not answer (no whole leukocyte) counts as wrong. *Views*: each "
+        "image scored as it is (1) or as the mean of its eight flips and quarter turns (8), "
+        "as its card serves it where the run was scored so (`cell-blocks --views 8`). "
+        "Whole-field models: "
         "the architecture's recipe, one view (`python -m training field-blocks`); cell models: "
         f"`python -m training cell-blocks`. Epochs: {_epochs(data)}. A row *refit on 4 blocks* "
         "is nested cross-validation's last step: each fold's model trained again on all its "
@@ -144,7 +150,7 @@ def blocks_markdown(models_dir: Path) -> str:
         "",
         *_targets(models_dir, data),
         *_validation_trained(models_dir),
-        *_learning_curve(models_dir, data),
+        *_learning_curve(models_dir, results(models_dir, served=False)),
         *_edges(data),
         *_hidden_blasts(data),
         *_image_level(models_dir),
@@ -219,7 +225,7 @@ def _targets(models_dir: Path, data: dict[str, dict[str, Any]]) -> list[str]:
     if not cells:
         return []
     best = max(cells, key=lambda n: cells[n]["validation"]["accuracy"])
-    refitted = refit(models_dir, best, data)
+    refitted = refit(models_dir, best)
     held = (refitted or cells[best])["held_out"]
     marks = ", ".join(
         f"{k.replace('_', ' ')} {100 * held[k]:.1f}% (target {100 * t:.0f}%) "
@@ -238,7 +244,7 @@ def _validation_trained(models_dir: Path) -> list[str]:
     """The runs whose folds trained on their validation block too (``cell-blocks
     --train-on-validation``), and whether a learning curve on validation lets them stand."""
     data = results(models_dir)
-    kept = [ARCHITECTURES[n].display_name for n in data if refit(models_dir, n, data) is not None]
+    kept = [ARCHITECTURES[n].display_name for n in data if refit(models_dir, n) is not None]
     rows = []
     for d in runs(models_dir, "*.trainval.json"):
         edges = edge_accuracy(d["records"], int(d["k"]), validation_trained=True)
@@ -298,7 +304,8 @@ def _refit_pending(models_dir: Path, name: str, epochs: int, gain: float) -> str
 
 
 def _learning_curve(models_dir: Path, data: dict[str, dict[str, Any]]) -> list[str]:
-    """The validation blocks read by models trained on fewer blocks, beside the protocol's."""
+    """The validation blocks read by models trained on fewer blocks, beside the protocol's;
+    ``data``: the one-view protocol runs, as the fewer blocks' runs are scored."""
     rows, verdicts = [], []
     for name, full in data.items():
         fewer = fewer_blocks(models_dir, name)

@@ -19,6 +19,7 @@ import numpy as np
 from app.core.classes import CLASS_IDS
 from app.core.model_store import softmax
 from training.architectures import architecture
+from training.block_results import run_stem
 from training.blocks import fold_plans, relative_file, summarise
 from training.cell_bags import Bags
 from training.cell_config import CellTrainConfig
@@ -48,7 +49,7 @@ class CrossValidation:
         as the mean of N of its orientations, ``<model>.trainval.json`` when the validation
         blocks trained too, ``<model>.train<N>.json`` when each fold trained on N blocks only)
         with both roles' figures and every record."""
-        name = self.model if self.views == 1 else f"{self.model}.views{self.views}"
+        name = run_stem(self.model, self.views)
         name += ".trainval" if self.validation_trained else ""
         name += f".train{self.training_blocks}" if self.training_blocks else ""
         out = models_dir / BLOCKS_RESULTS / f"{name}.json"

@@ -28,6 +28,7 @@ from app.core.cells.model import LoadedCellModel, load_cell_model
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
 from app.core.model_card import (
     Calibration,
+    InferenceSpec,
     ModelCard,
     OodSection,
     PatientBlocks,
@@ -44,7 +45,7 @@ from training.cell_bags import Bags, load_bags
 from training.cell_config import CellTrainConfig
 from training.cell_guard import field_statistics_of, fit_cell_guard, photograph_answer
 from training.cell_mil import fit_cell_model
-from training.data import Sample, discover
+from training.data import DataSetError, Sample, discover
 from training.evaluate import select_split
 from training.intended_use import for_card
 from training.metrics import classification_report, expected_calibration_error
@@ -53,7 +54,7 @@ from training.reviewed_cells import read_labels, with_single_cells
 from training.split import MANIFEST_NAME
 from training.uncertain import UNCERTAIN_TARGET_ACCURACY, UNCERTAIN_WINDOW, choose_uncertain_below
 
-MODEL_VERSION = "2.1.0"
+MODEL_VERSION = "2.2.0"
 log = logging.getLogger(__name__)
 
 CELL_PREPROCESSING = {
@@ -127,10 +128,12 @@ def train_cells(
     out_dir: str | Path,
     cache_dir: Path | None = None,
     extra_labels: Path | None = None,
+    views: int = 1,
 ) -> ModelCard:
     """Train ``config.model`` on the committed split and write the model, card and guard;
     ``extra_labels``, an export of reviewed cells, adds each as a bag of one to the train
-    split, labelled with the reviewer's class."""
+    split, labelled with the reviewer's class; ``views``, the orientations of each crop
+    the served model averages (1 or 8)."""
     out = Path(out_dir)
     manifest = out / MANIFEST_NAME
     if not manifest.exists():
@@ -183,10 +186,54 @@ def train_cells(
             "python": platform.python_version(),
         },
         history=history,
-        patient_blocks=patient_blocks_of(out, config.model),
+        inference=InferenceSpec.for_views(views),
     )
     card.save(files.card)
-    loaded = load_cell_model(out, config.model)
+    return fit_served(card, out, samples, bags, index)
+
+
+def set_cell_views(
+    models_dir: str | Path,
+    name: str,
+    views: int,
+    data_dir: str | Path,
+    samples: list[Sample] | None = None,
+    cache_dir: Path | None = None,
+) -> ModelCard:
+    """Make cell model ``name`` average ``views`` orientations of each crop, its weights
+    kept; its temperature, test figures, guard and "uncertain" threshold are fitted and
+    measured again on the new outputs."""
+    out = Path(models_dir)
+    manifest = out / MANIFEST_NAME
+    card = ModelCard.load(model_files(out, name).card)
+    samples = samples if samples is not None else discover(data_dir)
+    chosen = {s: select_split(samples, manifest, s) for s in ("train", "val", "test")}
+    # The data first: a folder without the split's photographs leaves the model as it was.
+    for split, found in chosen.items():
+        if not found:
+            raise DataSetError(f"no image of {data_dir} is in the {split} split of {manifest}")
+    bags = load_bags(samples, cache_dir)
+    index = {s: _indices(samples, found) for s, found in chosen.items()}
+    card.inference = InferenceSpec.for_views(views)
+    # Same weights, different answers: a new model version.
+    card.version = MODEL_VERSION
+    card.save(model_files(out, name).card)
+    return fit_served(card, out, samples, bags, index)
+
+
+def fit_served(
+    card: ModelCard,
+    out: Path,
+    samples: list[Sample],
+    bags: Bags,
+    index: dict[str, np.ndarray],
+) -> ModelCard:
+    """Everything fitted on a saved cell model's outputs, in its card's views: the
+    temperature (validation), the test figures, the guard and the "uncertain" threshold,
+    with the held-out-patient figures that stand for it; returns the card as written."""
+    files = model_files(out, card.name)
+    card.patient_blocks = patient_blocks_of(out, card.name)
+    loaded = load_cell_model(out, card.name)
     data = {s: pooled(loaded, bags, index[s]) for s in index}
     y = {s: np.array([samples[int(i)].label for i in data[s]["index"]]) for s in data}
     temperature = fit_temperature(data["val"]["logits"], y["val"])
@@ -205,7 +252,7 @@ def train_cells(
     report = classification_report(y["test"], calibrated)
     card.test_metrics = TestMetrics(**report)
     card.save(files.card)
-    loaded = load_cell_model(out, config.model)
+    loaded = load_cell_model(out, card.name)
     for s in data:
         data[s]["stats"] = field_statistics_of(samples, data[s]["index"])
     card.ood = fit_cell_guard(out, loaded, samples, data)
@@ -239,7 +286,7 @@ def train_cells(
     card.save(files.card)
     log.info(
         "[%s] test accuracy %.4f, macro-F1 %.4f, T=%.3f",
-        config.model,
+        card.name,
         report["accuracy"],
         report["macro_f1"],
         temperature,

@@ -1,9 +1,9 @@
 """Switches a trained model's test-time views without retraining it.
 
 The weights stay as trained; what changes is how the served model scores an
-image (``app.core.orientations``), so the temperature, the test metrics and
-figures, the OOD guard and the "uncertain" confidence are all fitted and
-measured again.
+image, or a cell model each crop (``app.core.orientations``), so the temperature,
+the test metrics and figures, the OOD guard and the "uncertain" confidence are all
+fitted and measured again.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from app.core.model_card import InferenceSpec, ModelCard
 from app.core.model_files import model_files
+from training.cell_train import set_cell_views
 from training.data import DataSetError, Sample, discover, resolve_image_root
 from training.dataset import load_arrays
 from training.evaluate import select_split
@@ -26,11 +27,16 @@ def set_views(
     views: int,
     data_dir: str | Path,
     samples: list[Sample] | None = None,
+    cache_dir: Path | None = None,
 ) -> ModelCard:
-    """Make model ``name`` in ``models_dir`` average ``views`` views; returns its card."""
+    """Make model ``name`` in ``models_dir`` average ``views`` views; returns its card. A
+    cell model averages the views of each crop (``training.cell_train.set_cell_views``;
+    ``cache_dir``: where its crops are kept between runs)."""
     out = Path(models_dir)
     card_path = model_files(out, name).card
     card = ModelCard.load(card_path)
+    if card.unit == "cell":
+        return set_cell_views(out, name, views, data_dir, samples, cache_dir)
     # The data first: a data folder without the split's images leaves the model as it was.
     samples = samples if samples is not None else discover(resolve_image_root(data_dir))
     arrays = {}

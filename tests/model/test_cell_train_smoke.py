@@ -97,12 +97,11 @@ def test_cell_blocks_learning_curve_trains_on_fewer_blocks_and_scores_the_same_v
 def test_train_cells_writes_a_cell_model_the_app_serves(tiny_cells: Path, tmp_path: Path) -> None:
     samples = discover(tiny_cells)
     write_manifest(samples, assign_splits(samples), tiny_cells, tmp_path / MANIFEST_NAME)
-    assert (
-        cli(f"train-cells --model cell_lenet --epochs 1 --data-dir {tiny_cells} --out {tmp_path}")
-        == 0
-    )
+    train = f"train-cells --model cell_lenet --epochs 1 --data-dir {tiny_cells} --out {tmp_path}"
+    assert cli(f"{train} --views 8") == 0
     card = ModelCard.load(tmp_path / "cell_lenet.json")
     assert card.unit == "cell"
+    assert card.views == 8
     assert card.input_size == 64
     assert card.test_metrics is not None
     assert card.calibration.temperature > 0
@@ -124,9 +123,22 @@ def test_train_cells_writes_a_cell_model_the_app_serves(tiny_cells: Path, tmp_pa
     )
     assert refitted.calibration == card.calibration
     assert (tmp_path / "cell_lenet.keras").read_bytes() == weights
-    service = InferenceService(tmp_path, default_model="cell_lenet").load()
     field = ImageFactory.encode(ImageFactory.cell_field([(0.4, 0.4, 1.7)]))
+    service = InferenceService(tmp_path, default_model="cell_lenet").load()
     prediction = service.classify(field)
     assert prediction.cells is not None
     assert len(prediction.cells.cells) == 1
     assert prediction.ood is not None
+    # One view instead of eight, the weights kept: every fitted figure follows the new outputs.
+    views = f"set-views --model cell_lenet --views 1 --data-dir {tiny_cells}"
+    assert cli(f"{views} --models-dir {tmp_path}") == 0
+    one_view = ModelCard.load(tmp_path / "cell_lenet.json")
+    assert one_view.views == 1
+    assert (tmp_path / "cell_lenet.keras").read_bytes() == weights
+    assert one_view.training == card.training
+    assert one_view.calibration.temperature != card.calibration.temperature
+    assert one_view.ood is not None
+    assert one_view.ood.sha256 != refitted.ood.sha256
+    single = InferenceService(tmp_path, default_model="cell_lenet").load().classify(field)
+    assert single.cells is not None
+    assert single.probabilities != prediction.probabilities

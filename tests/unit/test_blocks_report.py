@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.core.model_card import ModelCard
+from app.core.model_card import InferenceSpec, ModelCard
 from training.blocks_report import blocks_markdown, write_blocks_report
 from training.report import BLOCKS_HEADING
 
@@ -35,18 +35,21 @@ def saved(
     held: float,
     val: float,
     records: list[dict[str, Any]] | None = None,
+    views: int = 1,
 ) -> None:
     (folder / "blocks").mkdir(parents=True, exist_ok=True)
     payload = {
         "model": name,
         "unit": unit,
         "k": 5,
+        "views": views,
         "held_out": figures(held),
         "validation": figures(val),
         "config": {"epochs": 10},
         "records": records or [],
     }
-    (folder / "blocks" / f"{name}.json").write_text(json.dumps(payload))
+    stem = name if views == 1 else f"{name}.views{views}"
+    (folder / "blocks" / f"{stem}.json").write_text(json.dumps(payload))
 
 
 def test_the_section_puts_field_and_cell_models_side_by_side_and_marks_the_targets(
@@ -57,8 +60,8 @@ def test_the_section_puts_field_and_cell_models_side_by_side_and_marks_the_targe
     saved(tmp_path, "cellnet", "cell", 0.96, 0.90)
     text = blocks_markdown(tmp_path)
     assert text.startswith(BLOCKS_HEADING)
-    assert "| LeNet-5 | field | 85.0% (80.0-88.0)" in text
-    assert "| Cell LeNet-5 | cell | 93.0% (88.0-96.0)" in text
+    assert "| LeNet-5 | field | 1 | 85.0% (80.0-88.0)" in text
+    assert "| Cell LeNet-5 | cell | 1 | 93.0% (88.0-96.0)" in text
     # The best cell model is chosen on validation blocks (Cell LeNet-5), not on held-out ones.
     assert "Best cell model on the validation blocks: Cell LeNet-5" in text
     assert "accuracy 93.0% (target 95%) ✗" in text
@@ -172,7 +175,7 @@ def test_runs_trained_on_their_validation_blocks_are_reported_beside_the_table(
     assert "With four training blocks a fold" in text
     assert "| CellNet | 1 | 10 | 94.0% (89.0-97.0)" in text
     # The main table and the targets still read the run that validated.
-    assert "| CellNet | cell | 92.0% (87.0-95.0)" in text
+    assert "| CellNet | cell | 1 | 92.0% (87.0-95.0)" in text
     assert "accuracy 92.0% (target 95%) ✗" in text
 
 
@@ -229,7 +232,7 @@ def test_the_learning_curve_decides_on_validation_whether_the_refit_stands(
         json.dumps(refit | {"records": records})
     )
     text = blocks_markdown(tmp_path)
-    assert ("| CellNet, refit on 4 blocks | cell | 96.0% (91.0-99.0)" in text) is pays
+    assert ("| CellNet, refit on 4 blocks | cell | 1 | 96.0% (91.0-99.0)" in text) is pays
     assert ("Held out, refit on its 4 blocks: accuracy 96.0% (target 95%) ✓" in text) is pays
     assert ("Held out: accuracy 92.0% (target 95%) ✗" in text) is not pays
     assert ("For CellNet the learning curve below shows" in text) is pays
@@ -267,6 +270,40 @@ def test_the_learning_curve_reads_the_gain_of_more_blocks_on_validation_only(
     assert ("more patients are shown to pay" in text) is pays
     # A run trained on its validation block is no point of the curve.
     assert "| CellNet | 4 |" not in text
+
+
+def test_a_model_served_in_eight_views_stands_on_its_runs_scored_in_eight_views(
+    tmp_path: Path,
+) -> None:
+    for name in ("cellnet.json", "cellnet.keras", "split.csv"):
+        shutil.copy(ROOT / "models" / name, tmp_path / name)
+    ModelCard.update(tmp_path / "cellnet.json", inference=InferenceSpec.for_views(8))
+    saved(tmp_path, "cellnet", "cell", 0.92, 0.95, validation_records(0.95))
+    saved(tmp_path, "cellnet", "cell", 0.93, 0.96, validation_records(0.96), views=8)
+    fewer_blocks(tmp_path, "cellnet", 2, 0.93, 0.99)
+    for views, held in ((1, 0.96), (8, 0.97)):
+        refit = {"model": "cellnet", "unit": "cell", "k": 5, "views": views, "validation": None}
+        refit |= {"held_out": figures(held), "validation_trained": True, "records": []}
+        stem = "cellnet" if views == 1 else "cellnet.views8"
+        (tmp_path / "blocks" / f"{stem}.trainval.json").write_text(
+            json.dumps(refit | {"config": {"epochs": 16}})
+        )
+    text = blocks_markdown(tmp_path)
+    # The lead table and the targets read the runs in the served views.
+    assert "| CellNet | cell | 8 | 93.0% (88.0-96.0)" in text
+    assert "| CellNet, refit on 4 blocks | cell | 8 | 97.0% (92.0-100.0)" in text
+    assert "Held out, refit on its 4 blocks: accuracy 97.0% (target 95%) ✓" in text
+    # The learning curve compares one view with one view: the gain of more patients alone.
+    assert "| CellNet | 3 | 95.0% (90.0-98.0)" in text
+    assert "gains 2.0 points on validation" in text
+    write_blocks_report(tmp_path)
+    card = ModelCard.load(tmp_path / "cellnet.json")
+    assert card.patient_blocks is not None
+    assert card.patient_blocks.accuracy == 0.97
+    # Without the eight views' runs, the one-view runs stand, and the table says so.
+    for path in (tmp_path / "blocks").glob("cellnet.views8*"):
+        path.unlink()
+    assert "| CellNet, refit on 4 blocks | cell | 1 | 96.0%" in blocks_markdown(tmp_path)
 
 
 def test_a_refit_the_learning_curve_calls_for_but_not_yet_run_is_named_with_its_command(

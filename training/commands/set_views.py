@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from app.core.model_card import VIEW_DESCRIPTIONS
+from training.architectures import ARCHITECTURES
 from training.commands import options
 from training.commands.common import selected_models
 
@@ -14,7 +15,7 @@ HELP = "change a trained model's test-time views, then recalibrate, rescore and 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.data_dir(parser)
-    parser.add_argument("--model", choices=options.MODEL_CHOICES, required=True)
+    parser.add_argument("--model", choices=(*ARCHITECTURES, "all"), required=True)
     options.models_dir(parser)
     parser.add_argument(
         "--views",
@@ -23,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="; ".join(f"{k}: {v}" for k, v in VIEW_DESCRIPTIONS.items()),
     )
+    options.cache_dir(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,8 +33,10 @@ def run(args: argparse.Namespace) -> int:
 
     data_dir = data_dir_from(args.data_dir)
     samples = discover(data_dir)
-    for name in selected_models(args.models_dir, args.model):
-        card = set_views(args.models_dir, name, args.views, data_dir, samples=samples)
+    for name in selected_models(args.models_dir, args.model, unit=None):
+        card = set_views(
+            args.models_dir, name, args.views, data_dir, samples=samples, cache_dir=args.cache_dir
+        )
         test = card.test_metrics
         assert test is not None  # set_views has just scored it
         print(

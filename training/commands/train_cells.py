@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from app.core.model_card import VIEW_DESCRIPTIONS
 from training.architectures import CELL_ARCHITECTURES
 from training.commands import options
 
@@ -22,6 +23,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--extra-labels", type=Path, help="an export-labels folder: reviewed cells to train on"
     )
+    parser.add_argument(
+        "--views",
+        type=int,
+        choices=tuple(VIEW_DESCRIPTIONS),
+        default=1,
+        help="the served model scores each crop as the mean of this many of its orientations: "
+        + "; ".join(f"{k}: {v}" for k, v in VIEW_DESCRIPTIONS.items()),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,7 +40,12 @@ def run(args: argparse.Namespace) -> int:
 
     config = options.cell_config(args, args.model, architecture(args.model).learning_rate)
     card = train_cells(
-        config, data_dir_from(args.data_dir), args.out, args.cache_dir, args.extra_labels
+        config,
+        data_dir_from(args.data_dir),
+        args.out,
+        args.cache_dir,
+        args.extra_labels,
+        args.views,
     )
     metrics = card.test_metrics
     print(

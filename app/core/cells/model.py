@@ -2,7 +2,8 @@
 
 Serving, evaluation and calibration call ``LoadedCellModel.run``; a field's answer
 is ``app.core.cells.pooling.pool`` of its cells, its probabilities the softmax of
-the pooled logits divided by the card's temperature.
+the pooled logits divided by the card's temperature. A card with 8 views scores each
+crop as the mean of its eight flips and quarter turns (``app.core.orientations``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from app.core.cells.pooling import pool
 from app.core.model_card import ModelCard
 from app.core.model_files import model_files
 from app.core.model_store import LOGITS_LAYER, softmax
+from app.core.orientations import averaged_over_views
 
 ATTENTION_LAYER = "attention"
 EMBEDDING_LAYER = "embedding"
@@ -76,8 +78,14 @@ class LoadedCellModel:
     def temperature(self) -> float:
         return self.card.calibration.temperature
 
+    @property
+    def views(self) -> int:
+        """How many orientations of each crop its outputs average (the card's views)."""
+        return self.card.views
+
     def run(self, crops: np.ndarray) -> CellOutputs:
-        """Every crop (n, S, S, 3) floats in [0, 1] through the network, in batches."""
+        """Every crop (n, S, S, 3) floats in [0, 1] through the network, in batches; each
+        output the mean over the card's views of the crop."""
         parts = [
             self._fn(tf.constant(np.asarray(crops[i : i + CELL_BATCH], np.float32)))
             for i in range(0, len(crops), CELL_BATCH)
@@ -119,7 +127,7 @@ def load_cell_model(models_dir: str | Path, name: str) -> LoadedCellModel:
     ]
     inner = keras.Model(model.inputs, outputs)
     fn = tf.function(
-        lambda x: inner(x, training=False),
+        averaged_over_views(lambda x: inner(x, training=False), card.views),
         input_signature=[tf.TensorSpec((None, CROP_PX, CROP_PX, 3), tf.float32)],
     )
     return LoadedCellModel(card=card, keras_model=model, _fn=fn)

@@ -59,7 +59,8 @@ class ServedCellModel:
             log.warning("serving cell model %r without an out-of-distribution check: %s", name, exc)
             guard = None
         # GradCam traces its graph here, not on the first request.
-        served = cls(model=model, guard=guard, gradcam=GradCam(model.keras_model))
+        gradcam = GradCam(model.keras_model, views=model.views)
+        served = cls(model=model, guard=guard, gradcam=gradcam)
         served.model.run(np.zeros((1, CROP_PX, CROP_PX, 3), np.float32))
         return served
 

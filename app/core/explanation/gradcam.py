@@ -16,7 +16,7 @@ from PIL import Image
 
 from app.core.imaging import DISPLAY_SIDE, downscale, png_bytes
 from app.core.model_store import LOGITS_LAYER, LoadedModel
-from app.core.orientations import mean_over_views, undo_orientations, views_of
+from app.core.orientations import check_views, mean_over_views, undo_orientations, views_of
 
 # 256-entry RGB lookup table, built once.
 # Viridis: perceptually even, readable with colour-vision deficiencies and in grey print.
@@ -75,11 +75,15 @@ def _layers_up_to(model: Any, last: str) -> list[Any]:
 class GradCam:
     """Grad-CAM for a Keras Sequential classifier that has a ``logits`` Dense layer.
 
-    ``model`` is a ``LoadedModel`` (the app) or a bare Keras model (tests of
-    untrained architectures). ``layer_name`` overrides the automatic choice.
+    ``model`` is a ``LoadedModel`` (the app) or a bare Keras model (a cell model's, or
+    tests of untrained architectures). ``layer_name`` overrides the automatic choice;
+    ``views`` the test-time views, which a ``LoadedModel`` otherwise brings and a bare
+    model lacks (1).
     """
 
-    def __init__(self, model: LoadedModel | Any, layer_name: str | None = None) -> None:
+    def __init__(
+        self, model: LoadedModel | Any, layer_name: str | None = None, views: int | None = None
+    ) -> None:
         keras_model = model.keras_model if isinstance(model, LoadedModel) else model
         self.input_size = int(keras_model.inputs[0].shape[1])
         self.layer_name = layer_name or target_layer(keras_model)
@@ -92,8 +96,9 @@ class GradCam:
 
         # Models that average test-time views are explained the same way: the
         # gradient of the mean logit, each view's map turned back and averaged.
-        views = model.views if isinstance(model, LoadedModel) else 1
-        self.views = views
+        if views is None:
+            views = model.views if isinstance(model, LoadedModel) else 1
+        self.views = check_views(views)
 
         def step(x: tf.Tensor, class_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
             with tf.GradientTape() as tape:
