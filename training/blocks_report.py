@@ -111,9 +111,12 @@ def blocks_markdown(models_dir: Path) -> str:
         refitted = refit(models_dir, name)
         if refitted is not None:
             held = refitted["held_out"]
+            # The recipe chosen on validation may train longer than the protocol's run.
+            epochs = refitted.get("config", {}).get("epochs")
+            longer = f", {epochs} epochs" if epochs != d.get("config", {}).get("epochs") else ""
             rows.append(
                 [
-                    f"{ARCHITECTURES[name].display_name}, refit on 4 blocks",
+                    f"{ARCHITECTURES[name].display_name}, refit on 4 blocks{longer}",
                     d["unit"],
                     refitted.get("views", 1),
                     *(_cell(held, k) for k in FIGURES),
@@ -472,6 +475,10 @@ def patient_blocks(d: dict[str, Any]) -> PatientBlocks:
     held = d["held_out"]
     refitted = d.get("validation_trained", False)
     command = f"python -m training {'cell' if d['unit'] == 'cell' else 'field'}-blocks"
+    epochs = d.get("config", {}).get("epochs")
+    command += f" --epochs {epochs}" if epochs else ""
+    views = int(d.get("views", 1))
+    command += f" --views {views}" if views > 1 else ""
     how = (
         "each fold's model refit on its four other blocks (nested cross-validation's last "
         f"step, which a learning curve on the validation blocks supports; {command} "
@@ -490,7 +497,9 @@ def patient_blocks(d: dict[str, Any]) -> PatientBlocks:
         n_fields=held["n_fields"],
         method=(
             f"{d['k']}-fold cross-validation over contiguous blocks of file numbers per class, "
-            f"{how}; 95% intervals from a bootstrap over blocks of {held['block_files']} "
+            f"{how}; "
+            + ("each image scored as the mean of its eight orientations; " if views > 1 else "")
+            + f"95% intervals from a bootstrap over blocks of {held['block_files']} "
             "neighbouring files"
         ),
     )

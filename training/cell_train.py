@@ -186,7 +186,7 @@ def train_cells(
             "python": platform.python_version(),
         },
         history=history,
-        inference=InferenceSpec.for_views(views),
+        inference=InferenceSpec.for_views(views, unit="cell"),
     )
     card.save(files.card)
     return fit_served(card, out, samples, bags, index)
@@ -214,7 +214,7 @@ def set_cell_views(
             raise DataSetError(f"no image of {data_dir} is in the {split} split of {manifest}")
     bags = load_bags(samples, cache_dir)
     index = {s: _indices(samples, found) for s, found in chosen.items()}
-    card.inference = InferenceSpec.for_views(views)
+    card.inference = InferenceSpec.for_views(views, unit="cell")
     # Same weights, different answers: a new model version.
     card.version = MODEL_VERSION
     card.save(model_files(out, name).card)

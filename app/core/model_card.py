@@ -23,6 +23,12 @@ VIEW_DESCRIPTIONS: dict[int, str] = {
     1: "the image as it is",
     8: "mean of the logits (and OOD features) over the image's 8 flips and 90-degree rotations",
 }
+# The same for a cell model, whose views are those of each cell's crop.
+CELL_VIEW_DESCRIPTIONS: dict[int, str] = {
+    1: "each cell's crop as it is",
+    8: "mean of each cell's logits, attention score and features over its crop's 8 flips and "
+    "90-degree rotations",
+}
 
 T = TypeVar("T")
 
@@ -39,10 +45,12 @@ class InferenceSpec:
     description: str = VIEW_DESCRIPTIONS[1]
 
     @classmethod
-    def for_views(cls, views: int) -> InferenceSpec:
+    def for_views(cls, views: int, unit: str = "field") -> InferenceSpec:
+        """The spec of ``views`` views for a model that reads ``unit`` ("field" or "cell")."""
         if views not in VIEW_DESCRIPTIONS:
             raise ValueError(f"views must be one of {tuple(VIEW_DESCRIPTIONS)}, got {views!r}")
-        return cls(views=views, description=VIEW_DESCRIPTIONS[views])
+        described = CELL_VIEW_DESCRIPTIONS if unit == "cell" else VIEW_DESCRIPTIONS
+        return cls(views=views, description=described[views])
 
 
 @dataclass

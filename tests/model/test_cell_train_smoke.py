@@ -102,6 +102,7 @@ def test_train_cells_writes_a_cell_model_the_app_serves(tiny_cells: Path, tmp_pa
     card = ModelCard.load(tmp_path / "cell_lenet.json")
     assert card.unit == "cell"
     assert card.views == 8
+    assert card.inference.description.startswith("mean of each cell's logits")
     assert card.input_size == 64
     assert card.test_metrics is not None
     assert card.calibration.temperature > 0

@@ -291,7 +291,7 @@ def test_a_model_served_in_eight_views_stands_on_its_runs_scored_in_eight_views(
     text = blocks_markdown(tmp_path)
     # The lead table and the targets read the runs in the served views.
     assert "| CellNet | cell | 8 | 93.0% (88.0-96.0)" in text
-    assert "| CellNet, refit on 4 blocks | cell | 8 | 97.0% (92.0-100.0)" in text
+    assert "| CellNet, refit on 4 blocks, 16 epochs | cell | 8 | 97.0% (92.0-100.0)" in text
     assert "Held out, refit on its 4 blocks: accuracy 97.0% (target 95%) ✓" in text
     # The learning curve compares one view with one view: the gain of more patients alone.
     assert "| CellNet | 3 | 95.0% (90.0-98.0)" in text
@@ -300,10 +300,11 @@ def test_a_model_served_in_eight_views_stands_on_its_runs_scored_in_eight_views(
     card = ModelCard.load(tmp_path / "cellnet.json")
     assert card.patient_blocks is not None
     assert card.patient_blocks.accuracy == 0.97
+    assert "cell-blocks --epochs 16 --views 8 --train-on-validation" in card.patient_blocks.method
     # Without the eight views' runs, the one-view runs stand, and the table says so.
     for path in (tmp_path / "blocks").glob("cellnet.views8*"):
         path.unlink()
-    assert "| CellNet, refit on 4 blocks | cell | 1 | 96.0%" in blocks_markdown(tmp_path)
+    assert "| CellNet, refit on 4 blocks, 16 epochs | cell | 1 | 96.0%" in blocks_markdown(tmp_path)
 
 
 def test_a_refit_the_learning_curve_calls_for_but_not_yet_run_is_named_with_its_command(

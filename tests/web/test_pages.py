@@ -127,7 +127,12 @@ def test_result_says_when_the_model_averages_orientations(
         used = re.search(r'<dd id="model-used">(.*?)</dd>', page, re.S)
         assert used
         assert info.display_name in used.group(1)
-        averaged = f"mean of the image's {info.views} flips and quarter turns" in used.group(1)
+        whose = (
+            "each cell read as the mean of its crop's"
+            if info.unit == "cell"
+            else ("mean of the image's")
+        )
+        averaged = f"{whose} {info.views} flips and quarter turns" in used.group(1)
         assert averaged == (info.views > 1)
 
 
