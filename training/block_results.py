@@ -46,17 +46,26 @@ def _stems(models_dir: Path, name: str, served: bool) -> list[str]:
     return list(dict.fromkeys([run_stem(name, views), run_stem(name)]))
 
 
-def results(models_dir: Path, served: bool = True) -> Results:
-    """Every model's protocol run, by model name, in the registry's order: scored in the
-    views its card serves where that scoring was saved, else in one view (``served=False``:
-    in one view)."""
+def protocol_run(models_dir: Path, name: str, served: bool = True) -> dict[str, Any] | None:
+    """``name``'s protocol run: scored in the views its card serves where that scoring was
+    saved, else in one view (``served=False``: in one view); None when it was not run."""
     folder = models_dir / BLOCKS_RESULTS
+    for stem in _stems(models_dir, name, served):
+        path = folder / f"{stem}.json"
+        if path.is_file():
+            run: dict[str, Any] = json.loads(path.read_text())
+            return run
+    return None
+
+
+def results(models_dir: Path, served: bool = True) -> Results:
+    """Every model's protocol run (``protocol_run``), by model name, in the registry's
+    order."""
     found: Results = {}
     for name in ARCHITECTURES:
-        paths = [folder / f"{stem}.json" for stem in _stems(models_dir, name, served)]
-        saved = [p for p in paths if p.is_file()]
-        if saved:
-            found[name] = json.loads(saved[0].read_text())
+        run = protocol_run(models_dir, name, served)
+        if run is not None:
+            found[name] = run
     return found
 
 
@@ -73,10 +82,11 @@ def fewer_blocks(models_dir: Path, name: str) -> list[dict[str, Any]]:
     return sorted(found, key=lambda d: int(d["training_blocks"]))
 
 
-def one_block_fewer(models_dir: Path, name: str, data: Results) -> dict[str, Any] | None:
-    """``name``'s run on one training block fewer than its protocol's, when it was run.
-    ``data``: the one-view protocol runs (``results(..., served=False)``)."""
-    full = data.get(name)
+def one_block_fewer(
+    models_dir: Path, name: str, full: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """``name``'s run on one training block fewer than its protocol's one-view run ``full``,
+    when both were run."""
     if full is None:
         return None
     smaller = [d for d in fewer_blocks(models_dir, name) if d["training_blocks"] == full["k"] - 3]
@@ -87,9 +97,9 @@ def learning_curve_gain(models_dir: Path, name: str) -> float | None:
     """How much more of the validation fields ``name`` reads right with its protocol's
     training blocks than with one block fewer, both in one view (what training on more
     patients gains, not the views); None when either run is missing."""
-    data = results(models_dir, served=False)
-    smaller = one_block_fewer(models_dir, name, data)
-    return None if smaller is None else gain_over(data[name], smaller)
+    full = protocol_run(models_dir, name, served=False)
+    smaller = one_block_fewer(models_dir, name, full)
+    return None if full is None or smaller is None else gain_over(full, smaller)
 
 
 def gain_over(full: dict[str, Any], smaller: dict[str, Any]) -> float:

@@ -324,7 +324,7 @@ def _learning_curve(models_dir: Path, data: dict[str, dict[str, Any]]) -> list[s
                     _cell(d["held_out"], "accuracy"),
                 ]
             )
-        smaller = one_block_fewer(models_dir, name, data)
+        smaller = one_block_fewer(models_dir, name, full)
         if smaller is not None:
             gain = gain_over(full, smaller)
             # The same validation fields in both runs: the interval of the difference.
