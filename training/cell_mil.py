@@ -25,6 +25,7 @@ from skimage.color import hed_from_rgb, rgb_from_hed
 from app.core.cells.crops import CROP_PX
 from app.core.cells.pooling import pool
 from app.core.classes import CLASS_IDS
+from app.core.orientations import ORIENTATIONS, all_orientations
 from training.architectures import architecture
 from training.cell_bags import Bags
 from training.cell_config import VIEW_COUNTS, CellTrainConfig
@@ -197,15 +198,16 @@ def field_outputs(
 
 
 def orientations(crops: np.ndarray, views: int) -> list[np.ndarray]:
-    """Crops (n, S, S, 3) in the first ``views`` of their eight flips and quarter turns, in
-    ``app.core.orientations``' order (k quarter turns, then the mirror of each): 1 is the
-    crops as they are, 2 adds their mirror, 4 a quarter turn of both, 8 every one."""
+    """Crops (n, S, S, 3) in the first ``views`` of their eight flips and quarter turns, as
+    the served model turns them (``app.core.orientations.all_orientations``: k quarter
+    turns, then the mirror of each): 1 is the crops as they are, 2 adds their mirror, 4 a
+    quarter turn of both, 8 every one."""
     if views not in VIEW_COUNTS:
         raise ValueError(f"views must be one of {VIEW_COUNTS}, got {views}")
     if views == 1:
         return [crops]
-    turned = [np.rot90(crops, k, axes=(1, 2)) for k in range(views // 2)]
-    return [v for t in turned for v in (t, t[:, :, ::-1])]
+    turned = np.asarray(all_orientations(tf.constant(crops)))
+    return np.split(turned, ORIENTATIONS)[:views]
 
 
 def _run(
