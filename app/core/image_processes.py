@@ -34,9 +34,10 @@ R = TypeVar("R")
 
 PROCESSES = "IMAGE_PROCESSES"
 MAX_PROCESSES = 4
-# A case's photographs go to the processes in runs: about this many runs a process, of at
-# most MAX_RUN photographs (the model waits for a run's first).
-RUNS_PER_PROCESS = 4
+# A case's photographs go to the processes in runs, each about the photographs left over
+# this many runs a process, at most MAX_RUN (the model waits for a run's first): the runs
+# shrink towards the end, so the model's last work after the processes finish is small.
+RUNS_PER_PROCESS = 2
 MAX_RUN = 8
 # Below the serving process's priority: its model and its requests go first, the image
 # processes take the cycles left (where the model is the slower part, they would slow it).
@@ -113,10 +114,11 @@ def start(fn: Callable[..., R], items: Sequence[Any], *args: Any) -> Pending[R] 
     executor = pool()
     if executor is None:
         return None
-    size = max(1, min(MAX_RUN, len(items) // (RUNS_PER_PROCESS * processes())))
-    runs = [list(items[i : i + size]) for i in range(0, len(items), size)]
+    runs = [list(items[begin:end]) for begin, end in run_bounds(len(items), processes())]
     try:
-        return Runs([executor.submit(_each, fn, run, args) for run in runs], size, len(items))
+        return Runs(
+            [executor.submit(_each, fn, run, args) for run in runs], [len(run) for run in runs]
+        )
     except BrokenProcessPool:
         discard()
         return None
@@ -125,20 +127,37 @@ def start(fn: Callable[..., R], items: Sequence[Any], *args: Any) -> Pending[R] 
         return None
 
 
-class Runs(Pending[R]):
-    """Results of items sent to the processes in runs of ``size``, taken item by item."""
+def run_bounds(count: int, workers: int) -> list[tuple[int, int]]:
+    """(begin, end) of each run of ``count`` items for ``workers`` processes: each run the
+    items left over RUNS_PER_PROCESS runs a process, between 1 and MAX_RUN."""
+    bounds = []
+    begin = 0
+    while begin < count:
+        left = count - begin
+        size = max(1, min(MAX_RUN, -(-left // (RUNS_PER_PROCESS * max(1, workers)))))
+        bounds.append((begin, begin + size))
+        begin += size
+    return bounds
 
-    def __init__(self, futures: list[Future[list[R]]], size: int, count: int) -> None:
+
+class Runs(Pending[R]):
+    """Results of items sent to the processes in runs, one future a run, taken item by item."""
+
+    def __init__(self, futures: list[Future[list[R]]], sizes: list[int]) -> None:
         super().__init__([])
         self._runs = futures
-        self._size = size
-        self._count = count
+        # Each item's run and its place in the run.
+        self._where = [(run, i) for run, size in enumerate(sizes) for i in range(size)]
 
     def __len__(self) -> int:
-        return self._count
+        return len(self._where)
 
     def result(self, index: int) -> R:
-        return self._runs[index // self._size].result()[index % self._size]
+        run, i = self._where[index]
+        return self._runs[run].result()[i]
+
+    def ready(self, index: int) -> bool:
+        return self._runs[self._where[index][0]].done()
 
 
 def _each(fn: Callable[..., R], items: list[Any], args: tuple[Any, ...]) -> list[R]:

@@ -55,6 +55,32 @@ def test_results_come_back_in_order_whatever_the_runs(monkeypatch, count: int) -
     ]
 
 
+@pytest.mark.parametrize("count", [1, 3, 8, 50, 200])
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_runs_cover_every_item_once_and_shrink_towards_the_end(count: int, workers: int) -> None:
+    bounds = image_processes.run_bounds(count, workers)
+    assert [i for begin, end in bounds for i in range(begin, end)] == list(range(count))
+    sizes = [end - begin for begin, end in bounds]
+    assert all(1 <= s <= image_processes.MAX_RUN for s in sizes)
+    assert sizes == sorted(sizes, reverse=True)
+    assert sizes[-1] == 1  # the model's work after the last run is one photograph's
+
+
+def test_a_run_is_ready_once_its_process_has_sent_it_back(monkeypatch) -> None:
+    monkeypatch.setenv("IMAGE_PROCESSES", "2")
+    pending = image_processes.start(time.sleep, [0.0] * 10)
+    assert pending is not None
+    pending.result(9)
+    assert all(pending.ready(i) for i in range(10))
+    waiting = image_processes.start(time.sleep, [0.5, 0.0])
+    assert waiting is not None
+    assert not waiting.ready(0)  # still asleep in its process
+    waiting.result(1)
+    assert waiting.ready(1)
+    waiting.result(0)
+    assert waiting.ready(0)
+
+
 def test_a_field_read_there_sends_no_pixels_and_arrives_as_decoded_here() -> None:
     data = jpeg(3)
     scale = ModelCard.load(ROOT / "models" / "lenet.json").scale  # the served scale check

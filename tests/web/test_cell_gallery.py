@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, url_for
 from flask.testing import FlaskClient
 from openapi_schema_validator import OAS31Validator
 from PIL import Image
@@ -21,7 +21,8 @@ from app.core.cells.crops import CROP_PX
 from app.core.cells.explain import CLASS_COLOURS, UNCERTAIN_COLOUR
 from app.core.classes import DISPLAY_NAMES
 from app.core.service import InferenceService
-from app.records.schema import AuditEvent, CellCrop
+from app.records.schema import AuditEvent, Case, CellCrop
+from app.web.cases.cell_gallery import cell_image_urls
 from app.web.docs.openapi import openapi_document
 from tests.support.accounts import signed_in, token_for, with_token
 from tests.support.cell_cases import CELL_MODEL, cell_models_folder, write_cell_case
@@ -357,3 +358,12 @@ def test_the_result_page_lists_the_cells_by_class_in_the_colours_of_their_outlin
     colours = dict(re.findall(r"\.cls-(\w+) \{ --class-colour: rgb\((\d+, \d+, \d+)\); \}", css))
     drawn = {**CLASS_COLOURS, "uncertain": UNCERTAIN_COLOUR}
     assert {c: tuple(int(v) for v in rgb.split(", ")) for c, rgb in colours.items()} == drawn
+
+
+@pytest.mark.parametrize("public_id", ["Ab3dEf9876543210xy", "plain-id"])
+def test_a_cells_image_url_is_the_one_url_for_builds(app: Flask, public_id: str) -> None:
+    # Built once a case, not once a cell; a case id holding the marker's digits too.
+    with app.test_request_context():
+        urls = cell_image_urls(Case(public_id=public_id))
+        for crop_id in (1, 42, 9_876_543_210, 2**31 - 1):
+            assert urls(crop_id) == url_for("cases.cell", public_id=public_id, crop_id=crop_id)

@@ -147,25 +147,32 @@ class ServedCellModel:
 
 class CellRun:
     """A cell model on one batch of photographs (``app.core.pipeline.Run``): their cells go
-    through the network in calls of at least RUN_CROPS as the photographs come, and each
-    photograph is answered at the end with its guard statistics."""
+    through the network in calls of at least RUN_CROPS as the photographs come. A photograph
+    read in an image process brought its guard statistics, so it is answered as soon as its
+    cells are through; the others at the end, with the statistics made meanwhile."""
 
     def __init__(self, served: ServedCellModel) -> None:
         self._served = served
         self._waiting: list[DecodedCells] = []
-        self._done: list[tuple[DecodedCells, CellOutputs, float]] = []
+        self._done: list[_Classified] = []
+        self._answers: list[Prediction | None] = []
 
     def add(self, decoded: DecodedCells) -> None:
         self._waiting.append(decoded)
         if sum(len(d.cells.crops) for d in self._waiting) >= RUN_CROPS:
             self._run()
 
+    def idle(self) -> None:
+        self._run()
+
     def finish(self, follow_ups: Callable[[], Sequence[Measured[Any]]]) -> list[Prediction]:
         self._run()  # the last cells through the network while the follow-up work goes on
+        if all(a is not None for a in self._answers):
+            return [a for a in self._answers if a is not None]
         measured = follow_ups()
         return [
-            self._served.prediction(d, own, m.stats if m.stats is None else m.stats[None], ms)
-            for (d, own, ms), m in zip(self._done, measured, strict=True)
+            self._answer(done, m.stats) if answer is None else answer
+            for done, answer, m in zip(self._done, self._answers, measured, strict=True)
         ]
 
     def _run(self) -> None:
@@ -178,6 +185,23 @@ class CellRun:
         offset = 0
         for d in self._waiting:
             n = len(d.cells.crops)
-            self._done.append((d, outputs.part(offset, offset + n), run_ms * n / len(crops)))
+            done = _Classified(d, outputs.part(offset, offset + n), run_ms * n / len(crops))
+            self._done.append(done)
+            # Answered now, while later photographs are read, not in the request's serial end.
+            self._answers.append(None if d.made is None else self._answer(done, d.made.stats))
             offset += n
         self._waiting = []
+
+    def _answer(self, done: _Classified, stats: np.ndarray | None) -> Prediction:
+        return self._served.prediction(
+            done.decoded, done.outputs, None if stats is None else stats[None], done.model_ms
+        )
+
+
+@dataclass(frozen=True)
+class _Classified:
+    """A photograph whose cells have been through the network, and its share of the call."""
+
+    decoded: DecodedCells
+    outputs: CellOutputs
+    model_ms: float

@@ -3,6 +3,7 @@ before and after review, and a reviewer's reclassification with its audit event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,7 +193,7 @@ def reclassified_message(done: Reclassified | None, cells: list[CellView]) -> st
     )
 
 
-def cell_json(case: Case, cell: CellCrop) -> dict[str, Any]:
+def cell_json(cell: CellCrop, image_url: str) -> dict[str, Any]:
     """A cell of a case: the model's reading (as a single prediction gives it) and the
     reviewer's class."""
     return {
@@ -207,8 +208,20 @@ def cell_json(case: Case, cell: CellCrop) -> dict[str, Any]:
         "reviewed_class": cell.reviewed_class,
         "reviewed_by": cell.reviewed_by,
         "reviewed_at": None if cell.reviewed_at is None else cell.reviewed_at.isoformat(),
-        "image_url": url_for("cases.cell", public_id=case.public_id, crop_id=cell.id),
+        "image_url": image_url,
     }
+
+
+# A crop id that marks where the id goes in the URL built with it.
+_MARKER = 9_876_543_210
+
+
+def cell_image_urls(case: Case) -> Callable[[int], str]:
+    """The URL of the case's crop with a given id, as ``url_for`` builds it: built once for
+    the case, not once a cell (a case's JSON holds hundreds)."""
+    built = url_for("cases.cell", public_id=case.public_id, crop_id=_MARKER)
+    head, tail = built.rsplit(str(_MARKER), 1)  # the crop id comes after the case id
+    return lambda crop_id: f"{head}{int(crop_id)}{tail}"
 
 
 def counts_json(counts: CellCounts) -> dict[str, Any]:
@@ -224,12 +237,13 @@ def cells_json(case: Case) -> tuple[dict[int, dict[str, Any]], dict[str, Any] | 
     """Each cell model's field's cells and counts by position, and the case's counts (None
     when no model read its cells)."""
     rows = classified_cells(db(), case)
+    image_url = cell_image_urls(case)
     by_field: dict[int, list[CellCrop]] = {}
     for position, cell in rows:
         by_field.setdefault(position, []).append(cell)
     fields = {
         item.position: {
-            "cells": [cell_json(case, c) for c in by_field.get(item.position, [])],
+            "cells": [cell_json(c, image_url(c.id)) for c in by_field.get(item.position, [])],
             "cell_counts": counts_json(cell_counts(by_field.get(item.position, []))),
         }
         for item in case.fields
