@@ -41,7 +41,9 @@ def create_app(
 
     app.jinja_options = {**app.jinja_options, "bytecode_cache": TEMPLATE_CODE}
     app.debug = bool(app.config["DEBUG"])
-    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep class ids in their order
+    from app.web.json_responses import FastJSONProvider
+
+    app.json = FastJSONProvider(app)
 
     from app.web import auth, cli, errors, observability, records, security, warmup
     from app.web.accounts import admin

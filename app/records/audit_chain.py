@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, select, text
 from sqlalchemy.orm import Session
 
+from app.records import json_columns
 from app.records.schema import AuditEvent
 
 # The link before the first event.
@@ -56,7 +57,7 @@ def link(previous: str, row: ChainRow) -> str:
 
 def as_stored(detail: dict[str, Any]) -> dict[str, Any]:
     """``detail`` as the JSON column gives it back (tuples become lists, keys strings)."""
-    stored: dict[str, Any] = json.loads(json.dumps(detail))
+    stored: dict[str, Any] = json_columns.as_stored(detail)
     return stored
 
 

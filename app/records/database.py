@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.records.cell_writes import write_cells_on_flush
+from app.records.json_columns import json_text, json_value
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any fixed number: the PostgreSQL advisory lock that serialises migrations.
@@ -37,16 +38,20 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+# The JSON columns' text (``app.records.json_columns``).
+JSON_COLUMNS: dict[str, Any] = {"json_serializer": json_text, "json_deserializer": json_value}
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets foreign keys, a write-ahead log and a busy wait."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, **JSON_COLUMNS)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **JSON_COLUMNS)
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
