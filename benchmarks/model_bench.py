@@ -72,8 +72,8 @@ def runtimes(models_dir: Path, name: str) -> tuple[Any, dict[str, Run]]:
     card_unit = _unit(models_dir, name)
     if card_unit == "cell":
         loaded = load_cell_model(models_dir, name)
-        card, views, keras_model = loaded.card, 1, loaded.keras_model
-        compiled = loaded._fn
+        card, views, keras_model = loaded.card, loaded.views, loaded.keras_model
+        compiled = loaded._fn  # the card's views taken inside
         layers = (LOGITS_LAYER, ATTENTION_LAYER, EMBEDDING_LAYER)
         network = keras.Model(keras_model.inputs, [keras_model.get_layer(n).output for n in layers])
     else:
@@ -98,10 +98,8 @@ def runtimes(models_dir: Path, name: str) -> tuple[Any, dict[str, Run]]:
     def predict(x: np.ndarray) -> list[np.ndarray]:
         return [np.asarray(o) for o in network.predict(x, verbose=0, batch_size=len(x))]
 
-    if card_unit == "cell":
-        lite = _lite_batched(network, card.input_size)
-    else:
-        lite = LiteNetwork.convert(keras_model, card.input_size, views).run
+    # As served: one input (a photograph, a cell's crop) a call, the views in NumPy.
+    lite = LiteNetwork.convert(network, card.input_size, views).run
     return card, {
         RUNTIMES[0]: viewed(predict),
         RUNTIMES[1]: served,
@@ -122,34 +120,6 @@ def _function(network: Any, size: int) -> tuple[Any, list[Any]]:
 
     spec = [tf.TensorSpec((None, size, size, 3), tf.float32, name="x")]
     return tf.function(lambda x: network(x, training=False), input_signature=spec), spec
-
-
-def _lite_batched(network: Any, size: int) -> Run:
-    """A cell model on LiteRT, an interpreter per batch size (resizing is not timed)."""
-    import tensorflow as tf
-    from ai_edge_litert.interpreter import Interpreter  # type: ignore[import-untyped]
-
-    fn, _ = _function(network, size)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
-    flat = converter.convert()
-    interpreters: dict[int, Any] = {}
-
-    def run(x: np.ndarray) -> list[np.ndarray]:
-        interpreter = interpreters.get(len(x))
-        if interpreter is None:
-            interpreter = Interpreter(model_content=flat, num_threads=1)
-            interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], x.shape)
-            interpreter.allocate_tensors()
-            interpreters[len(x)] = interpreter
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
-        interpreter.invoke()
-        details = interpreter.get_output_details()
-        order = sorted(
-            details, key=lambda d: int(d["name"].rpartition("_")[2] or 0) if "_" in d["name"] else 0
-        )
-        return [interpreter.get_tensor(d["index"]) for d in order]
-
-    return run
 
 
 def _onnx(network: Any, size: int) -> Run:

@@ -187,7 +187,7 @@ def cell_steps(files: list[bytes], service: Any, rounds: int) -> dict[str, float
     for round_ in range(rounds + 1):
         photographs = [read(data) for data in files]
         crops = np.concatenate([cells.crops for _, cells in photographs])
-        # TensorFlow runs the network on its own threads: the wall clock.
+        # LiteRT runs the network with the GIL let go: the wall clock.
         outputs = timing.step("cell network (batched)", lambda: model.run(crops), time.perf_counter)  # noqa: B023
         bounds = np.cumsum([0, *(len(cells.crops) for _, cells in photographs)])
         for (image, cells), a, b in zip(photographs, bounds[:-1], bounds[1:], strict=True):
@@ -622,9 +622,9 @@ def _markdown(
             "",
             "Steps: one thread, the photographs one after another as requests come, each "
             "step's ms per field of the thread's CPU time summed over a round, best of the "
-            "rounds (the wall clock for the cell network, batched over the round's cells, "
-            "which TensorFlow runs on its own thread). Bare "
-            "model: the served network (LiteRT for field models, TensorFlow for cell models) on "
+            "rounds (the wall clock for the cell network over the round's cells, which LiteRT "
+            "runs with Python's lock let go). Bare "
+            "model: the served network (LiteRT; a cell model a crop at a time) on "
             "the case's inputs in one call, wall clock. Cases: the median of the rounds "
             "through Flask's test client (multipart parsing, the image processes or threads, "
             "the model pass, SQLite; the first whole case and --rounds more; what the process "

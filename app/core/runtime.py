@@ -1,9 +1,11 @@
-"""A field model's network as served: LiteRT (TensorFlow Lite's interpreter), not TensorFlow.
+"""A model's network as served: LiteRT (TensorFlow Lite's interpreter), not TensorFlow.
 
-At load, the Keras network's penultimate features and logits are converted by TensorFlow's
+At load, the served outputs of the Keras network (a field model's penultimate features and
+logits; a cell model's logits, attention score and features) are converted by TensorFlow's
 own converter (weights frozen in; kept between processes under the .keras file's SHA-256),
-checked against TensorFlow on two inputs, and run one photograph at a time, the model's
-test-time views taken here in NumPy. Training, the cell models and Grad-CAM keep TensorFlow.
+checked against TensorFlow on two inputs, and run one input at a time (a photograph, or a
+cell's crop), the model's test-time views taken here in NumPy. One at a time, an input's
+outputs never depend on what else went in the call. Training and Grad-CAM keep TensorFlow.
 Why LiteRT: ``benchmarks/MODEL_CALL.md`` and docs/decisions.md ("The model call").
 """
 
@@ -106,8 +108,8 @@ def threads() -> int:
 
 
 class LiteNetwork:
-    """A field model's (features, logits) on LiteRT; ``run`` is safe from several threads
-    (one interpreter, taken in turn: a photograph's call is a few milliseconds)."""
+    """A served network's outputs on LiteRT; ``run`` is safe from several threads (one
+    interpreter, taken in turn: an input's call is a few milliseconds or less)."""
 
     def __init__(self, flat: bytes, views: int = 1) -> None:
         with native_stderr_logged(LOG):
@@ -125,12 +127,12 @@ class LiteNetwork:
 
     @classmethod
     def convert(
-        cls, model: Any, input_size: int, views: int = 1, source: Path | None = None
+        cls, network: Any, input_size: int, views: int = 1, source: Path | None = None
     ) -> LiteNetwork:
-        """The served network of a Keras field model, checked against TensorFlow. With the
-        model's ``source`` file, the conversion is kept in ``cache_dir()`` under that file's
-        SHA-256 for the next process to load (it is checked all the same)."""
-        network = served_network(model)
+        """``network`` (a Keras model of the served outputs: ``served_network`` of a field
+        model) converted and checked against TensorFlow. With the model's ``source`` file,
+        the conversion is kept in ``cache_dir()`` under that file's SHA-256 for the next
+        process to load (it is checked all the same)."""
         spec = [tf.TensorSpec((None, input_size, input_size, 3), tf.float32)]
         fn = tf.function(lambda x: network(x, training=False), input_signature=spec)
         cached = _cached_path(source, input_size)
@@ -159,7 +161,8 @@ class LiteNetwork:
                 raise ValueError("the LiteRT network does not give TensorFlow's outputs")
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
-        """(features, logits) of a batch (B, S, S, 3) of float32 inputs, over the views."""
+        """The outputs, in the network's order, of a batch (B, S, S, 3) of float32 inputs,
+        each the mean over its views."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         if self.views == 1:
             return self._call(x)

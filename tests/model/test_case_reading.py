@@ -3,7 +3,6 @@ give, a killed process costs a case nothing, and a single photograph stays on th
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import signal
@@ -47,28 +46,6 @@ def analysed(service: InferenceService, items: list[bytes], model: str) -> list[
     return service.analyse_many(items, model, follow, pixels=False, pictures=True)
 
 
-# A cell network's outputs move in the sixth digit with the batch a crop goes in (oneDNN takes
-# another kernel for a batch of one), and a case batches the crops as its photographs come.
-CLOSE = 1e-6
-
-
-def close(a: Any, b: Any) -> bool:
-    """Equal, numbers to CLOSE, through dataclasses, dicts and lists."""
-    if isinstance(a, float) and isinstance(b, float):
-        return abs(a - b) <= CLOSE * max(1.0, abs(a))
-    if dataclasses.is_dataclass(a) and type(a) is type(b):
-        return all(
-            close(getattr(a, f.name), getattr(b, f.name))
-            for f in dataclasses.fields(a)
-            if f.compare
-        )
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b)
-
-
 def same_answers(threads: list[Any], processes: list[Any]) -> None:
     assert len(threads) == len(processes)
     for (a, kept_a), (b, kept_b) in zip(threads, processes, strict=True):
@@ -77,14 +54,14 @@ def same_answers(threads: list[Any], processes: list[Any]) -> None:
             assert type(b) is type(a)
             assert (b.code, b.message) == (a.code, a.message)
             continue
-        assert close(b.probabilities, a.probabilities)
+        assert b.probabilities == a.probabilities
         assert b.class_id == a.class_id
-        assert close(b.ood, a.ood)
+        assert b.ood == a.ood
         assert b.scale == a.scale
         assert b.photograph_size == a.photograph_size
         assert b.image_format == a.image_format
         assert (b.model_input == a.model_input).all()
-        assert close(b.cells, a.cells)
+        assert b.cells == a.cells
         assert kept_b == kept_a  # the thumbnail and cell crops, byte for byte
 
 

@@ -1,7 +1,9 @@
-"""The field models as served (LiteRT) give TensorFlow's probabilities within 1e-4."""
+"""The models as served (LiteRT) give TensorFlow's probabilities within 1e-4: a field
+model's, and a cell model's for each cell and for the field its cells answer."""
 
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,7 +13,9 @@ import tensorflow as tf
 
 from app.core.model_store import load_model
 from app.core.orientations import all_orientations as tf_orientations
+from app.core.errors import AnalysisRefusedError
 from app.core.preprocessing import load_image, prepare
+from app.core.reading import decode_cells
 from app.core.runtime import all_orientations
 from app.core.service import InferenceService
 from tests.support.images import smear_images, synth_images
@@ -45,10 +49,41 @@ def check_probabilities(service: InferenceService, files: list[bytes]) -> None:
         assert difference <= TOLERANCE, f"{card.name}: {difference:.1e}"
 
 
+def field_crops(files: list[bytes]) -> list[np.ndarray]:
+    """Each photograph's cell crops, for those where cells are read."""
+    read = []
+    for data in files:
+        try:
+            read.append(decode_cells(data).cells.crops)
+        except AnalysisRefusedError:
+            continue
+    return [c for c in read if len(c)]
+
+
+def check_cell_probabilities(service: InferenceService, files: list[bytes]) -> None:
+    fields = field_crops(files)
+    assert fields, "no photograph had cells to read"
+    for card in service.models():
+        if card.unit != "cell":
+            continue
+        served = service.served(card.name).model
+        assert served.network is not None, f"{card.name} is not served on LiteRT"
+        tensorflow = dataclasses.replace(served, network=None)
+        for crops in fields:
+            mine, theirs = served.run(crops), tensorflow.run(crops)
+            cells = served.cell_probabilities(mine) - tensorflow.cell_probabilities(theirs)
+            field = served.answer(mine).probabilities - tensorflow.answer(theirs).probabilities
+            weights = served.answer(mine).weights - tensorflow.answer(theirs).weights
+            difference = max(float(np.abs(d).max()) for d in (cells, field, weights))
+            assert difference <= TOLERANCE, f"{card.name}: {difference:.1e}"
+
+
 def test_served_probabilities_are_tensorflows_on_synthetic_smears(
     inference_service: InferenceService,
 ) -> None:
-    check_probabilities(inference_service, synth_images(6))
+    files = synth_images(6)
+    check_probabilities(inference_service, files)
+    check_cell_probabilities(inference_service, files)
 
 
 @pytest.mark.data
@@ -57,7 +92,25 @@ def test_served_probabilities_are_tensorflows_on_the_data_set(
 ) -> None:
     root = data_root()
     assert root is not None
-    check_probabilities(inference_service, smear_images(root, 24))
+    files = smear_images(root, 24)
+    check_probabilities(inference_service, files)
+    check_cell_probabilities(inference_service, files)
+
+
+def test_a_cells_outputs_never_depend_on_the_crops_beside_it(
+    inference_service: InferenceService,
+) -> None:
+    # A case runs its crops in batches that depend on when its photographs come back.
+    crops = np.concatenate(field_crops(synth_images(4)))
+    for card in inference_service.models():
+        if card.unit == "cell":
+            served = inference_service.served(card.name).model
+            together = served.run(crops)
+            for start, end in ((0, 1), (1, 4), (2, len(crops))):
+                alone = served.run(crops[start:end])
+                assert np.array_equal(alone.logits, together.logits[start:end])
+                assert np.array_equal(alone.scores, together.scores[start:end])
+                assert np.array_equal(alone.features, together.features[start:end])
 
 
 def test_the_served_network_answers_threads_at_once(inference_service: InferenceService) -> None:

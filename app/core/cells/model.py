@@ -4,6 +4,9 @@ Serving, evaluation and calibration call ``LoadedCellModel.run``; a field's answ
 is ``app.core.cells.pooling.pool`` of its cells, its probabilities the softmax of
 the pooled logits divided by the card's temperature. A card with 8 views scores each
 crop as the mean of its eight flips and quarter turns (``app.core.orientations``).
+Loaded for serving (``served=True``), the network runs on LiteRT, a crop at a time
+(``app.core.runtime``), within 1e-4 of TensorFlow's probabilities; training keeps
+TensorFlow.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from app.core.model_card import ModelCard
 from app.core.model_files import model_files
 from app.core.model_store import LOGITS_LAYER, softmax
 from app.core.orientations import averaged_over_views
+from app.core.runtime import LiteNetwork
 
 ATTENTION_LAYER = "attention"
 EMBEDDING_LAYER = "embedding"
@@ -61,6 +65,8 @@ class LoadedCellModel:
     card: ModelCard
     keras_model: Any
     _fn: Any = field(repr=False)
+    # The served network (logits, attention scores, features) on LiteRT; None: TensorFlow.
+    network: LiteNetwork | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -84,20 +90,24 @@ class LoadedCellModel:
         return self.card.views
 
     def run(self, crops: np.ndarray) -> CellOutputs:
-        """Every crop (n, S, S, 3) floats in [0, 1] through the network, in batches; each
-        output the mean over the card's views of the crop."""
-        parts = [
-            self._fn(tf.constant(np.asarray(crops[i : i + CELL_BATCH], np.float32)))
-            for i in range(0, len(crops), CELL_BATCH)
-        ]
-        if not parts:
+        """Every crop (n, S, S, 3) floats in [0, 1] through the network (TensorFlow in
+        batches, LiteRT one at a time); each output the mean over the card's views of the
+        crop."""
+        if not len(crops):
             width = int(self.keras_model.get_layer(EMBEDDING_LAYER).output.shape[-1])
             k = len(self.class_ids)
             return CellOutputs(np.zeros((0, k)), np.zeros(0), np.zeros((0, width)))
+        if self.network is not None:
+            logits, scores, features = self.network.run(crops)
+        else:
+            x = np.asarray(crops, np.float32)
+            batches = [x[i : i + CELL_BATCH] for i in range(0, len(x), CELL_BATCH)]
+            parts = [[t.numpy() for t in self._fn(tf.constant(b))] for b in batches]
+            logits, scores, features = (np.concatenate(o) for o in zip(*parts, strict=True))
         return CellOutputs(
-            logits=np.concatenate([p[0].numpy() for p in parts]).astype(np.float64),
-            scores=np.concatenate([p[1].numpy()[:, 0] for p in parts]).astype(np.float64),
-            features=np.concatenate([p[2].numpy() for p in parts]).astype(np.float64),
+            logits=np.asarray(logits, np.float64),
+            scores=np.asarray(scores[:, 0], np.float64),
+            features=np.asarray(features, np.float64),
         )
 
     def answer(self, outputs: CellOutputs, calibrated: bool = True) -> FieldAnswer:
@@ -115,8 +125,9 @@ class LoadedCellModel:
         return softmax(outputs.logits / self.temperature)
 
 
-def load_cell_model(models_dir: str | Path, name: str) -> LoadedCellModel:
-    """Load cell model ``name`` from ``models_dir`` and compile its crops function."""
+def load_cell_model(models_dir: str | Path, name: str, served: bool = False) -> LoadedCellModel:
+    """Load cell model ``name`` from ``models_dir`` and compile its crops function;
+    ``served``: its network converted for LiteRT too, which then computes its outputs."""
     files = model_files(models_dir, name)
     card = ModelCard.load(files.card)
     model = keras.saving.load_model(files.weights, compile=False)
@@ -130,4 +141,5 @@ def load_cell_model(models_dir: str | Path, name: str) -> LoadedCellModel:
         averaged_over_views(lambda x: inner(x, training=False), card.views),
         input_signature=[tf.TensorSpec((None, CROP_PX, CROP_PX, 3), tf.float32)],
     )
-    return LoadedCellModel(card=card, keras_model=model, _fn=fn)
+    network = LiteNetwork.convert(inner, CROP_PX, card.views, files.weights) if served else None
+    return LoadedCellModel(card=card, keras_model=model, _fn=fn, network=network)

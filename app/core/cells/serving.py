@@ -52,7 +52,7 @@ class ServedCellModel:
 
     @classmethod
     def build(cls, models_dir: Path, name: str) -> ServedCellModel:
-        model = load_cell_model(models_dir, name)
+        model = load_cell_model(models_dir, name, served=True)
         try:
             guard: OodGuard | None = OodGuard.read(models_dir, model.card)
         except OodNotFittedError as exc:
