@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from app.core.errors import AnalysisRefusedError
 from app.core.model_store import load_model
 from app.core.orientations import all_orientations as tf_orientations
-from app.core.errors import AnalysisRefusedError
 from app.core.preprocessing import load_image, prepare
 from app.core.reading import decode_cells
 from app.core.runtime import all_orientations
