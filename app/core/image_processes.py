@@ -156,9 +156,6 @@ class Runs(Pending[R]):
         run, i = self._where[index]
         return self._runs[run].result()[i]
 
-    def ready(self, index: int) -> bool:
-        return self._runs[self._where[index][0]].done()
-
 
 def _each(fn: Callable[..., R], items: list[Any], args: tuple[Any, ...]) -> list[R]:
     return [fn(item, *args) for item in items]

@@ -58,10 +58,6 @@ class Pending(Generic[R]):
         its exception is raised here."""
         return self._futures[index].result()
 
-    def ready(self, index: int) -> bool:
-        """Whether item ``index``'s result is there, so ``result`` would not wait."""
-        return self._futures[index].done()
-
 
 def start(fn: Callable[..., R], *iterables: Iterable[Any]) -> Pending[R]:
     """Start ``fn`` over the items of ``iterables`` (zipped, as ``map`` does) on the pool

@@ -48,10 +48,6 @@ class Run(Protocol[D_contra]):
     def add(self, decoded: D_contra) -> None:
         """Take the next photograph (the model may run on it now, or on several later)."""
 
-    def idle(self) -> None:
-        """The next photograph is not ready yet: the model may run on those it holds now,
-        rather than after the last, when nothing else is left to run beside it."""
-
     def finish(self, measured: Callable[[], Sequence[Measured[Any]]]) -> list[Prediction]:
         """The predictions of the photographs added, in order, from their follow-up work;
         ``measured()`` waits for that work, so a run's last model work goes first."""
@@ -121,8 +117,6 @@ def _batches(
         placed: list[int] = []
         following: list[Pending[Measured[T]]] = []
         for i in range(begin, min(count, begin + batch)):
-            if not decoding.ready(i):
-                run.idle()
             got = decoding.result(i)
             if isinstance(got, AnalysisRefusedError):
                 results[i] = (got, None)

@@ -351,9 +351,6 @@ class _FieldRun:
         self._model_ms.append(_ms(start, time.perf_counter()))
         self._decoded.append(decoded)
 
-    def idle(self) -> None:
-        """Nothing to do: each photograph went through the network in ``add``."""
-
     def finish(self, follow_ups: Callable[[], Sequence[Measured[Any]]]) -> list[Prediction]:
         measured = follow_ups()  # the network already ran on each photograph, in ``add``
         if not self._decoded:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from app.core import image_processes
 from app.core.errors import AnalysisRefusedError
-from app.core.reading import pictures_of
+from app.core.reading import arrived, pictures_of, read_cells
 from app.core.service import InferenceService
 from tests.support.images import ImageFactory, smear_images
 from tests.support.models import data_root
@@ -122,3 +122,23 @@ def test_a_single_photograph_is_read_on_the_threads(
     [(prediction, pictures)] = analysed(inference_service, [jpeg(1, (224, 224))], "cell_lenet")
     assert prediction.image is not None  # its pixels are here, for its explanation
     assert pictures.thumbnail
+
+
+def test_a_photograph_read_in_a_process_is_answered_as_its_cells_come_through(
+    inference_service: InferenceService,
+) -> None:
+    # Its guard statistics came with it, so its answer is not left to the request's end.
+    served = inference_service.served("cell_lenet")
+    run = served.new_run()
+    sent = [read_cells(jpeg(seed, (224, 224)), True, False) for seed in range(3)]
+    for decoded in sent:
+        assert not isinstance(decoded, AnalysisRefusedError)
+        run.add(arrived(decoded))
+
+    def follow_ups() -> list[Any]:
+        raise AssertionError("the answers waited for the follow-up work")
+
+    answers = run.finish(follow_ups)
+    alone = [inference_service.classify(jpeg(seed, (224, 224)), "cell_lenet") for seed in range(3)]
+    assert [a.probabilities for a in answers] == [a.probabilities for a in alone]
+    assert [a.ood for a in answers] == [a.ood for a in alone]

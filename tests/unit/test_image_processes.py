@@ -66,21 +66,6 @@ def test_runs_cover_every_item_once_and_shrink_towards_the_end(count: int, worke
     assert sizes[-1] == 1  # the model's work after the last run is one photograph's
 
 
-def test_a_run_is_ready_once_its_process_has_sent_it_back(monkeypatch) -> None:
-    monkeypatch.setenv("IMAGE_PROCESSES", "2")
-    pending = image_processes.start(time.sleep, [0.0] * 10)
-    assert pending is not None
-    pending.result(9)
-    assert all(pending.ready(i) for i in range(10))
-    waiting = image_processes.start(time.sleep, [0.5, 0.0])
-    assert waiting is not None
-    assert not waiting.ready(0)  # still asleep in its process
-    waiting.result(1)
-    assert waiting.ready(1)
-    waiting.result(0)
-    assert waiting.ready(0)
-
-
 def test_a_field_read_there_sends_no_pixels_and_arrives_as_decoded_here() -> None:
     data = jpeg(3)
     scale = ModelCard.load(ROOT / "models" / "lenet.json").scale  # the served scale check

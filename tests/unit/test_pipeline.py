@@ -15,8 +15,7 @@ from PIL import Image
 from app.core import parallel
 from app.core.errors import ImageDecodeError
 from app.core.guards.image_stats import field_statistics
-from app.core.parallel import Pending
-from app.core.pipeline import Measured, analyse, analyse_read
+from app.core.pipeline import Measured, analyse
 from app.core.prediction import Prediction
 from tests.support.images import ImageFactory
 
@@ -28,8 +27,6 @@ class FakeRun:
 
     def __init__(self, log: list[list[Any]], threads: set[str]) -> None:
         self.added: list[Any] = []
-        # How many photographs the run held each time the next was not ready.
-        self.idled: list[int] = []
         self.log = log
         self.threads = threads
         log.append(self.added)
@@ -37,9 +34,6 @@ class FakeRun:
     def add(self, decoded: Any) -> None:
         self.threads.add(threading.current_thread().name)
         self.added.append(decoded)
-
-    def idle(self) -> None:
-        self.idled.append(len(self.added))
 
     def finish(self, measured: Callable[[], Sequence[Measured[Any]]]) -> list[Prediction]:
         assert len(measured()) == len(self.added)
@@ -191,51 +185,3 @@ def test_an_error_in_follow_up_work_is_raised(monkeypatch) -> None:
     monkeypatch.setattr(parallel, "_pools", {})
     with pytest.raises(OSError, match="disk full"):
         analyse([b"a", b"b"], decode, lambda: FakeRun([], set()), 64, None, fail)
-
-
-class Read:
-    """A photograph as an image process sends it: nothing made there."""
-
-    made = None
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-
-class Scripted(Pending[Any]):
-    """Results that are ready or not as the test says, and the order they were asked for."""
-
-    def __init__(self, items: list[Any], ready: set[int]) -> None:
-        super().__init__([])
-        self.items = items
-        self.ready_now = ready
-        self.asked: list[int] = []
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def ready(self, index: int) -> bool:
-        return index in self.ready_now
-
-    def result(self, index: int) -> Any:
-        self.asked.append(index)
-        return self.items[index]
-
-
-def test_the_model_is_told_when_the_next_photograph_is_not_ready() -> None:
-    # A cell model then runs the cells it holds, rather than all at the end.
-    runs: list[FakeRun] = []
-
-    def new_run() -> FakeRun:
-        runs.append(FakeRun([], set()))
-        return runs[-1]
-
-    items = [Read(n) for n in "abcd"]
-    reading = Scripted(items, ready={0, 1, 3})
-    out: list[Any] = analyse_read(reading, lambda r: r, new_run, 64)
-    assert [o[0][0].name for o in out] == list("abcd")
-    # Item 2 was not ready when asked for: the run held a and b, and was told once.
-    ((run,),) = [runs]
-    assert run.idled == [2]
-    assert run.added == items
-    assert reading.asked == [0, 1, 2, 3]

@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 
 # A cell whose most likely class has less than this is shown as uncertain.
 CELL_CONFIDENT = 0.6
-# Cells a case gathers before a network call: the network runs while later fields are read.
-RUN_CROPS = 64
 
 
 @dataclass(frozen=True)
@@ -65,8 +63,8 @@ class ServedCellModel:
         return served
 
     def new_run(self) -> CellRun:
-        """A batch of photographs for ``app.core.pipeline``: their cells through the network
-        in calls of about RUN_CROPS, while the image threads read later photographs."""
+        """A batch of photographs for ``app.core.pipeline``: each one's cells through the
+        network as it comes, while later photographs are read."""
         return CellRun(self)
 
     def prediction(
@@ -146,27 +144,25 @@ class ServedCellModel:
 
 
 class CellRun:
-    """A cell model on one batch of photographs (``app.core.pipeline.Run``): their cells go
-    through the network in calls of at least RUN_CROPS as the photographs come. A photograph
-    read in an image process brought its guard statistics, so it is answered as soon as its
-    cells are through; the others at the end, with the statistics made meanwhile."""
+    """A cell model on one batch of photographs (``app.core.pipeline.Run``): each one's cells
+    go through the network as it comes (LiteRT takes a crop a call, so nothing is gained by
+    gathering them). A photograph read in an image process brought its guard statistics, so
+    it is answered at once; the others at the end, with the statistics made meanwhile."""
 
     def __init__(self, served: ServedCellModel) -> None:
         self._served = served
-        self._waiting: list[DecodedCells] = []
         self._done: list[_Classified] = []
         self._answers: list[Prediction | None] = []
 
     def add(self, decoded: DecodedCells) -> None:
-        self._waiting.append(decoded)
-        if sum(len(d.cells.crops) for d in self._waiting) >= RUN_CROPS:
-            self._run()
-
-    def idle(self) -> None:
-        self._run()
+        start = time.perf_counter()
+        outputs = self._served.model.run(decoded.cells.crops)
+        done = _Classified(decoded, outputs, (time.perf_counter() - start) * 1000)
+        self._done.append(done)
+        made = decoded.made
+        self._answers.append(None if made is None else self._answer(done, made.stats))
 
     def finish(self, follow_ups: Callable[[], Sequence[Measured[Any]]]) -> list[Prediction]:
-        self._run()  # the last cells through the network while the follow-up work goes on
         if all(a is not None for a in self._answers):
             return [a for a in self._answers if a is not None]
         measured = follow_ups()
@@ -174,23 +170,6 @@ class CellRun:
             self._answer(done, m.stats) if answer is None else answer
             for done, answer, m in zip(self._done, self._answers, measured, strict=True)
         ]
-
-    def _run(self) -> None:
-        if not self._waiting:
-            return
-        crops = np.concatenate([d.cells.crops for d in self._waiting])
-        start = time.perf_counter()
-        outputs = self._served.model.run(crops)
-        run_ms = (time.perf_counter() - start) * 1000
-        offset = 0
-        for d in self._waiting:
-            n = len(d.cells.crops)
-            done = _Classified(d, outputs.part(offset, offset + n), run_ms * n / len(crops))
-            self._done.append(done)
-            # Answered now, while later photographs are read, not in the request's serial end.
-            self._answers.append(None if d.made is None else self._answer(done, d.made.stats))
-            offset += n
-        self._waiting = []
 
     def _answer(self, done: _Classified, stats: np.ndarray | None) -> Prediction:
         return self._served.prediction(
@@ -200,7 +179,7 @@ class CellRun:
 
 @dataclass(frozen=True)
 class _Classified:
-    """A photograph whose cells have been through the network, and its share of the call."""
+    """A photograph whose cells have been through the network, and how long that took."""
 
     decoded: DecodedCells
     outputs: CellOutputs
