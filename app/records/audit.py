@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, SessionTransaction
 
-from app.records import audit_chain
+from app.records import audit_chain, json_columns
 from app.records.schema import AuditEvent, Case, utcnow
 
 ACTIONS = (
@@ -85,7 +85,8 @@ def record(
         address=_clip(address),  # a forwarded address is whatever the client wrote
         object_type=object_type,
         object_id=_clip(object_id),
-        detail=audit_chain.as_stored(detail),
+        # As the JSON column gives it back (tuples lists, keys strings): what is chained.
+        detail=json_columns.as_stored(detail),
     )
     if not session.in_transaction():
         session.begin()  # the event belongs to this transaction: its rollback drops it

@@ -20,7 +20,6 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, select, text
 from sqlalchemy.orm import Session
 
-from app.records import json_columns
 from app.records.schema import AuditEvent
 
 # The link before the first event.
@@ -53,12 +52,6 @@ def canonical(row: ChainRow) -> str:
 def link(previous: str, row: ChainRow) -> str:
     """The hash of ``row`` chained to the hash of the event before it."""
     return hashlib.sha256(f"{previous}\n{canonical(row)}".encode()).hexdigest()
-
-
-def as_stored(detail: dict[str, Any]) -> dict[str, Any]:
-    """``detail`` as the JSON column gives it back (tuples become lists, keys strings)."""
-    stored: dict[str, Any] = json_columns.as_stored(detail)
-    return stored
 
 
 def chain_row(event: AuditEvent) -> ChainRow:

@@ -100,7 +100,7 @@ def test_served_probabilities_are_tensorflows_on_the_data_set(
 def test_a_cells_outputs_never_depend_on_the_crops_beside_it(
     inference_service: InferenceService,
 ) -> None:
-    # A case runs its crops in batches that depend on when its photographs come back.
+    # A case runs each photograph's crops alone, evaluation many photographs' at once.
     crops = np.concatenate(field_crops(synth_images(4)))
     for card in inference_service.models():
         if card.unit == "cell":
