@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from app.core import image_processes
+from app.core.cells.serving import ServedCellModel
 from app.core.errors import AnalysisRefusedError
 from app.core.reading import arrived, pictures_of, read_cells
 from app.core.service import InferenceService
@@ -129,6 +130,7 @@ def test_a_photograph_read_in_a_process_is_answered_as_its_cells_come_through(
 ) -> None:
     # Its guard statistics came with it, so its answer is not left to the request's end.
     served = inference_service.served("cell_lenet")
+    assert isinstance(served, ServedCellModel)
     run = served.new_run()
     sent = [read_cells(jpeg(seed, (224, 224)), True, False) for seed in range(3)]
     for decoded in sent:

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from app.core.cells.model import LoadedCellModel
+from app.core.cells.serving import ServedCellModel
 from app.core.errors import AnalysisRefusedError
 from app.core.model_store import load_model
 from app.core.orientations import all_orientations as tf_orientations
@@ -60,13 +62,19 @@ def field_crops(files: list[bytes]) -> list[np.ndarray]:
     return [c for c in read if len(c)]
 
 
+def cell_model(service: InferenceService, name: str) -> LoadedCellModel:
+    served = service.served(name)
+    assert isinstance(served, ServedCellModel)
+    return served.model
+
+
 def check_cell_probabilities(service: InferenceService, files: list[bytes]) -> None:
     fields = field_crops(files)
     assert fields, "no photograph had cells to read"
     for card in service.models():
         if card.unit != "cell":
             continue
-        served = service.served(card.name).model
+        served = cell_model(service, card.name)
         assert served.network is not None, f"{card.name} is not served on LiteRT"
         tensorflow = dataclasses.replace(served, network=None)
         for crops in fields:
@@ -104,7 +112,7 @@ def test_a_cells_outputs_never_depend_on_the_crops_beside_it(
     crops = np.concatenate(field_crops(synth_images(4)))
     for card in inference_service.models():
         if card.unit == "cell":
-            served = inference_service.served(card.name).model
+            served = cell_model(inference_service, card.name)
             together = served.run(crops)
             for start, end in ((0, 1), (1, 4), (2, len(crops))):
                 alone = served.run(crops[start:end])
