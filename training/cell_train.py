@@ -252,7 +252,7 @@ def fit_served(
     report = classification_report(y["test"], calibrated)
     card.test_metrics = TestMetrics(**report)
     card.save(files.card)
-    loaded = load_cell_model(out, card.name)
+    loaded.card = card  # its calibration for the guard and the uncertain rule, not reloaded
     for s in data:
         data[s]["stats"] = field_statistics_of(samples, data[s]["index"])
     card.ood = fit_cell_guard(out, loaded, samples, data)

@@ -80,8 +80,9 @@ def check_cell_probabilities(service: InferenceService, files: list[bytes]) -> N
         for crops in fields:
             mine, theirs = served.run(crops), tensorflow.run(crops)
             cells = served.cell_probabilities(mine) - tensorflow.cell_probabilities(theirs)
-            field = served.answer(mine).probabilities - tensorflow.answer(theirs).probabilities
-            weights = served.answer(mine).weights - tensorflow.answer(theirs).weights
+            answer, reference = served.answer(mine), tensorflow.answer(theirs)
+            field = answer.probabilities - reference.probabilities
+            weights = answer.weights - reference.weights
             difference = max(float(np.abs(d).max()) for d in (cells, field, weights))
             assert difference <= TOLERANCE, f"{card.name}: {difference:.1e}"
 
