@@ -65,8 +65,9 @@ def runtimes(models_dir: Path, name: str) -> tuple[Any, dict[str, Run]]:
 
     from app.core.cells.model import ATTENTION_LAYER, EMBEDDING_LAYER, load_cell_model
     from app.core.guards.ood import build_forward
+    from app.core.lite_network import all_orientations
     from app.core.model_store import LOGITS_LAYER, load_model
-    from app.core.runtime import LiteNetwork, all_orientations, served_network
+    from app.core.runtime import convert, served_network
 
     loaded: Any
     card_unit = _unit(models_dir, name)
@@ -99,7 +100,7 @@ def runtimes(models_dir: Path, name: str) -> tuple[Any, dict[str, Run]]:
         return [np.asarray(o) for o in network.predict(x, verbose=0, batch_size=len(x))]
 
     # As served: one input (a photograph, a cell's crop) a call, the views in NumPy.
-    lite = LiteNetwork.convert(network, card.input_size, views).run
+    lite = convert(network, card.input_size, views).run
     return card, {
         RUNTIMES[0]: viewed(predict),
         RUNTIMES[1]: served,

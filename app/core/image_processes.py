@@ -1,16 +1,17 @@
 """Processes of their own for a case's photographs, so their image work shares no GIL.
 
-A case's image threads hand Python's GIL to each other 30-60 times a field and keep 1.7
-of 2 cores busy (docs/decisions.md). A pool of processes reads whole photographs
-instead (``app.core.reading.read_field`` and ``read_cells``: decoding, the scale check and
-model input or the cells, the guard's statistics, the pictures) and sends back what the
-model and the record need, never the photograph's pixels. The model runs in the process
-that asked, as before. ``IMAGE_PROCESSES`` sets the count (default: the cores this process
-may use, at most 4; 0: none, the image threads do it all). A single photograph stays on
-the threads: a round trip to a process would cost it more than it saves.
+A case's image threads hand Python's GIL to each other 30-60 times a field and keep 1.7 of 2
+cores busy (docs/decisions.md). A pool of processes reads whole photographs instead
+(``app.core.reading.read_field`` and ``read_cells``: decoding, the scale check and model
+input or the cells, the guard's statistics, the pictures) and sends back what the model and
+the record need, never the photograph's pixels. The model's network runs there too, from the
+file the serving process converted it to (``app.core.lite_network``; where a process cannot
+open it, the serving process runs it). ``IMAGE_PROCESSES`` sets the count (default: the
+cores this process may use, at most 4; 0: none, the image threads do it all). A single
+photograph stays on the threads: a round trip to a process would cost it more than it saves.
 
-The processes come from a fork server that has imported only the image modules (no
-TensorFlow), started once per process that analyses cases; a pool made before a fork
+The processes come from a fork server that has imported only the image modules and LiteRT
+(no TensorFlow), started once per process that analyses cases; a pool made before a fork
 (gunicorn's preloading) is not used by the child, which makes its own.
 """
 
@@ -39,8 +40,8 @@ MAX_PROCESSES = 4
 # shrink towards the end, so the model's last work after the processes finish is small.
 RUNS_PER_PROCESS = 2
 MAX_RUN = 8
-# Below the serving process's priority: its model and its requests go first, the image
-# processes take the cycles left (where the model is the slower part, they would slow it).
+# Below the serving process's priority: its requests (a single photograph's model call, a
+# case's writing) go first, the image processes take the cycles left.
 NICENESS = 10
 # How often a process looks whether the serving process that started it is gone.
 ORPHAN_CHECK_S = 1.0

@@ -19,10 +19,11 @@ import numpy as np
 import tensorflow as tf
 
 import app.core.layers  # noqa: F401  (registers the custom layers before loading)
+from app.core.lite_network import LiteNetwork
 from app.core.model_card import ModelCard
 from app.core.model_files import model_files
 from app.core.orientations import averaged_over_views
-from app.core.runtime import LiteNetwork, served_network
+from app.core.runtime import convert, served_network
 
 LOGITS_LAYER = "logits"
 BATCH = 64
@@ -108,11 +109,7 @@ def load_model(models_dir: str | Path, name: str, served: bool = False) -> Loade
         averaged_over_views(lambda x: logits_model(x, training=False), card.views),
         input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)],
     )
-    network = (
-        LiteNetwork.convert(served_network(model), size, card.views, files.weights)
-        if served
-        else None
-    )
+    network = convert(served_network(model), size, card.views, files.weights) if served else None
     return LoadedModel(
         card=card, keras_model=model, logits_model=logits_model, _logits_fn=fn, network=network
     )

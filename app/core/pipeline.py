@@ -1,13 +1,13 @@
 """Many photographs through one model as a pipeline, so the cores are never idle.
 
-The image threads decode and prepare every photograph (queued first, in order), or the
-image processes read each whole (``analyse_read``: its statistics and pictures made there
-too, ``app.core.image_processes``). The caller takes them in order as each is ready, queues
-its follow-up work on the image threads (the guard's statistics, and whatever the caller
-asks for: pictures, storing the photograph) and hands it to the model (``Run.add``); so the
-model runs while later photographs are still being decoded, and the statistics and pictures
-are made while it runs. ``Run.finish`` then scores each batch of up to ``batch`` photographs
-at once.
+The image threads decode and prepare every photograph (queued first, in order), or the image
+processes read each whole (``analyse_read``: its statistics, pictures and, where they can,
+the network's outputs made there too, ``app.core.image_processes``). The caller takes them
+in order as each is ready, queues its follow-up work on the image threads (the guard's
+statistics, and whatever the caller asks for: pictures, storing the photograph) and hands it
+to the model (``Run.add``); so the model runs while later photographs are still being
+decoded, and the statistics and pictures are made while it runs. ``Run.finish`` then scores
+each batch of up to ``batch`` photographs at once.
 """
 
 from __future__ import annotations
@@ -93,8 +93,9 @@ def analyse_read(
     follow: Callable[[int, R], T] | None = None,
 ) -> list[tuple[Outcome, T | None]]:
     """``analyse`` for photographs read in image processes (``reading``, one result an
-    item, in order): ``arrive`` makes each what the model takes, its statistics come with
-    it, and ``follow`` runs on the image threads while the model runs."""
+    item, in order): ``arrive`` makes each what the model takes, its statistics (and the
+    network's outputs, where its process ran it) come with it, and ``follow`` runs on the
+    image threads while the model runs."""
 
     def follow_up(i: int, decoded: R) -> Pending[Measured[T]]:
         return later(_follow_read, follow, i, decoded)

@@ -2,9 +2,10 @@
 image thread or in an image process (``app.core.image_processes``).
 
 A photograph read in a process comes back without its pixels: its guard statistics and its
-pictures are made there (``made``, a ``pipeline.Measured``) and its model input travels as
-the 8-bit values it was made of. Nothing here loads TensorFlow, so the image processes start
-in a second.
+pictures are made there (``made``, a ``pipeline.Measured``), the model's network has run on
+it there when the process could open it (``ran``, ``app.core.lite_network``), and its model
+input travels as the 8-bit values it was made of. Nothing here loads TensorFlow, so the
+image processes start in a second.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from app.core.cells.stain import looked_up
 from app.core.errors import AnalysisRefusedError, NoCellsError
 from app.core.explanation.gallery import cell_model_pictures, field_pictures
 from app.core.imaging import unit_floats
+from app.core.lite_network import NetworkFile, NetworkRun, run_kept
 from app.core.model_card import ScaleSpec
 from app.core.pictures import FieldPictures
 from app.core.pipeline import Measured, timed_statistics
@@ -36,7 +38,8 @@ def _ms(start: float, end: float) -> float:
 class DecodedImage:
     """One photograph decoded and prepared for a model of the whole field, with the time each
     step took. ``image`` (the upright photograph) and ``field_image`` (the square the model
-    input is made of) are None when it was read in an image process, which made ``made`` instead."""
+    input is made of) are None when it was read in an image process, which made ``made``
+    instead, and ``ran`` the network's outputs where it could."""
 
     image_format: str
     photograph_size: tuple[int, int]
@@ -47,13 +50,15 @@ class DecodedImage:
     image: Image.Image | None = field(default=None, repr=False)
     field_image: Image.Image | None = field(default=None, repr=False)
     made: Measured[FieldPictures] | None = None
+    ran: NetworkRun | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
 class DecodedCells:
     """One photograph decoded and its leukocytes read, with the time each step took.
     ``width``: the decoded image's (a big JPEG is decoded smaller than the photograph);
-    ``image`` is None when it was read in an image process, which made ``made`` instead."""
+    ``image`` is None when it was read in an image process, which made ``made`` instead,
+    and ``ran`` the network's outputs on its crops where it could."""
 
     image_format: str
     photograph_size: tuple[int, int]
@@ -63,6 +68,7 @@ class DecodedCells:
     preprocess_ms: float
     image: Image.Image | None = field(default=None, repr=False)
     made: Measured[FieldPictures] | None = None
+    ran: NetworkRun | None = field(default=None, repr=False)
 
 
 def decode_field(data: bytes, input_size: int, scale: ScaleSpec | None) -> DecodedImage:
@@ -108,37 +114,47 @@ def decode_cells(data: bytes) -> DecodedCells:
 
 
 def read_field(
-    data: bytes, input_size: int, scale: ScaleSpec | None, guarded: bool, pictures: bool
+    data: bytes,
+    input_size: int,
+    scale: ScaleSpec | None,
+    guarded: bool,
+    pictures: bool,
+    network: NetworkFile | None = None,
 ) -> DecodedImage | AnalysisRefusedError:
-    """``decode_field`` with its statistics and pictures made, as an image process sends it
-    back: no pixels, the model input as 8-bit values (``arrived`` makes them floats again)."""
+    """``decode_field`` with its statistics and pictures made and the ``network`` run on it,
+    as an image process sends it back: no pixels, the model input as 8-bit values
+    (``arrived`` makes them floats again)."""
     try:
         d = decode_field(data, input_size, scale)
     except AnalysisRefusedError as exc:
         return exc
     assert d.image is not None
     assert d.field_image is not None
+    ran = run_kept(network, d.x[None])
     stats, stats_ms = timed_statistics(d.field_image if guarded else None)
     made = Measured(stats, stats_ms, field_pictures(d.image, d.field_image) if pictures else None)
     # Exact: each value is float32(v) / 255 of an 8-bit v (``imaging.unit_floats``).
     x8 = np.rint(d.x * np.float32(255)).astype(np.uint8)
-    return replace(d, x=x8, image=None, field_image=None, made=made)
+    return replace(d, x=x8, image=None, field_image=None, made=made, ran=ran)
 
 
-def read_cells(data: bytes, guarded: bool, pictures: bool) -> DecodedCells | AnalysisRefusedError:
-    """``decode_cells`` with its statistics and pictures made, as an image process sends it
-    back: no pixels of the photograph."""
+def read_cells(
+    data: bytes, guarded: bool, pictures: bool, network: NetworkFile | None = None
+) -> DecodedCells | AnalysisRefusedError:
+    """``decode_cells`` with its statistics and pictures made and the ``network`` run on its
+    crops, as an image process sends it back: no pixels of the photograph."""
     try:
         d = decode_cells(data)
     except AnalysisRefusedError as exc:
         return exc
     assert d.image is not None
+    ran = run_kept(network, d.cells.crops)
     stats, stats_ms = timed_statistics(d.image if guarded else None)
     made = Measured(stats, stats_ms, cell_model_pictures(d.image, d.cells) if pictures else None)
     # The crops are made again from the pictures and the stain's table (``arrived``): a
     # quarter of the bytes.
     unsent = d.cells.crops[:0]
-    return replace(d, image=None, cells=replace(d.cells, crops=unsent), made=made)
+    return replace(d, image=None, cells=replace(d.cells, crops=unsent), made=made, ran=ran)
 
 
 @overload

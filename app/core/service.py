@@ -257,14 +257,16 @@ class InferenceService:
         """``analyse_many`` with the photographs read in the image processes; None when there
         are none, or when their pool broke (then the image threads read them all again)."""
         guarded = served.guard is not None
+        # The processes run the network too where they can open its file.
+        network = None if served.model.network is None else served.model.network.file
         reading: Reading[Any] | None
         if isinstance(served, ServedCellModel):
-            reading = image_processes.start(read_cells, items, guarded, pictures)
+            reading = image_processes.start(read_cells, items, guarded, pictures, network)
             new_run: Callable[[], Any] = served.new_run
         else:
             loaded = served.model
             reading = image_processes.start(
-                read_field, items, loaded.input_size, loaded.card.scale, guarded, pictures
+                read_field, items, loaded.input_size, loaded.card.scale, guarded, pictures, network
             )
             new_run = partial(_FieldRun, served)
         if reading is None:
@@ -338,17 +340,24 @@ class _FieldRun:
         self._model_ms: list[float] = []
 
     def add(self, decoded: DecodedImage) -> None:
-        x = decoded.x[None]
-        start = time.perf_counter()
         guard = self._served.guard
-        if guard is not None:
-            # One pass gives both the guard's features and the logits.
-            features, logits = guard.forward(x)
-            self._features.append(features)
+        features: np.ndarray | None = None
+        if decoded.ran is not None:  # its image process ran the network
+            features, logits = decoded.ran.outputs
+            model_ms = decoded.ran.ms
         else:
-            logits = self._served.model.logits(x)
+            x = decoded.x[None]
+            start = time.perf_counter()
+            if guard is not None:
+                # One pass gives both the guard's features and the logits.
+                features, logits = guard.forward(x)
+            else:
+                logits = self._served.model.logits(x)
+            model_ms = _ms(start, time.perf_counter())
+        if guard is not None and features is not None:
+            self._features.append(features)
         self._logits.append(logits)
-        self._model_ms.append(_ms(start, time.perf_counter()))
+        self._model_ms.append(model_ms)
         self._decoded.append(decoded)
 
     def finish(self, follow_ups: Callable[[], Sequence[Measured[Any]]]) -> list[Prediction]:

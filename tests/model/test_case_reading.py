@@ -3,6 +3,7 @@ give, a killed process costs a case nothing, and a single photograph stays on th
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import signal
@@ -82,6 +83,52 @@ def test_a_case_read_in_the_processes_gets_the_threads_answers(
     assert all(p.image is None and p.field_image is None for p in answered)
     with pytest.raises(ValueError, match="image process"):
         answered[0].pixels()
+
+
+def served_calls(service: InferenceService, model: str, monkeypatch) -> list[int]:
+    """Counts each call of the model's network in this (the serving) process."""
+    network = service.served(model).model.network
+    assert network is not None
+    calls: list[int] = []
+    run = network.run
+
+    def counted(x: Any) -> Any:
+        calls.append(len(x))
+        return run(x)
+
+    monkeypatch.setattr(network, "run", counted)
+    return calls
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_image_processes_run_the_network_on_what_they_read(
+    inference_service: InferenceService, monkeypatch, model: str
+) -> None:
+    monkeypatch.setenv("IMAGE_PROCESSES", "2")
+    calls = served_calls(inference_service, model, monkeypatch)
+    answers = analysed(inference_service, photographs()[:4], model)
+    assert [p for p, _ in answers if not isinstance(p, Exception)]
+    assert calls == []
+
+
+@pytest.mark.parametrize("model", ["lenet", "cell_lenet"])
+def test_a_network_file_changed_since_loading_leaves_the_network_to_the_serving_process(
+    inference_service: InferenceService, monkeypatch, tmp_path, model: str
+) -> None:
+    items = photographs()
+    monkeypatch.setenv("IMAGE_PROCESSES", "0")
+    threads = analysed(inference_service, items, model)
+    network = inference_service.served(model).model.network
+    assert network is not None
+    assert network.file is not None
+    changed = tmp_path / "changed.tflite"
+    changed.write_bytes(network.file.path.read_bytes()[::-1])
+    monkeypatch.setattr(network, "file", dataclasses.replace(network.file, path=changed))
+    calls = served_calls(inference_service, model, monkeypatch)
+    monkeypatch.setenv("IMAGE_PROCESSES", "2")
+    processes = analysed(inference_service, items, model)
+    same_answers(threads, processes)
+    assert calls  # the processes could not open it: this process ran it
 
 
 def test_a_killed_image_process_costs_the_case_nothing(

@@ -14,11 +14,11 @@ import tensorflow as tf
 from app.core.cells.model import LoadedCellModel
 from app.core.cells.serving import ServedCellModel
 from app.core.errors import AnalysisRefusedError
+from app.core.lite_network import all_orientations, kept, opened, run_kept
 from app.core.model_store import load_model
 from app.core.orientations import all_orientations as tf_orientations
 from app.core.preprocessing import load_image, prepare
 from app.core.reading import decode_cells
-from app.core.runtime import all_orientations
 from app.core.service import InferenceService
 from tests.support.images import smear_images, synth_images
 from tests.support.models import data_root, field_cards
@@ -146,3 +146,35 @@ def test_a_conversion_is_kept_for_the_next_process(
     again = load_model(models_dir, "lenet", served=True)
     x = model_inputs(synth_images(2), first.card)
     assert np.array_equal(first.logits(x), again.logits(x))
+
+
+def test_an_image_process_opens_the_kept_network_and_gets_its_outputs(
+    inference_service: InferenceService,
+) -> None:
+    for card in inference_service.models():
+        network = inference_service.served(card.name).model.network
+        assert network is not None, card.name
+        assert network.file is not None, card.name
+        x = np.random.default_rng(1).random((3, card.input_size, card.input_size, 3), np.float32)
+        ran = run_kept(network.file, x)
+        assert ran is not None, card.name
+        for got, served in zip(ran.outputs, network.run(x), strict=True):
+            assert np.array_equal(got, served), card.name
+
+
+def test_a_kept_network_whose_file_changed_or_went_is_not_opened(
+    models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LITERT_CACHE_DIR", str(tmp_path))
+    network = load_model(models_dir, "lenet", served=True).network
+    assert network is not None
+    assert network.file is not None
+    file = network.file
+    flat = file.path.read_bytes()
+    assert kept(file.path, flat, network.views) == file
+    changed = tmp_path / "changed.tflite"
+    changed.write_bytes(flat[:-1] + bytes([flat[-1] ^ 1]))
+    assert kept(changed, flat, 1) is None  # another process wrote other bytes there
+    assert opened(dataclasses.replace(file, path=changed)) is None
+    assert run_kept(dataclasses.replace(file, path=tmp_path / "gone.tflite"), np.zeros(1)) is None
+    assert run_kept(None, np.zeros(1)) is None

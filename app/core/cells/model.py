@@ -22,11 +22,12 @@ import tensorflow as tf
 import app.core.layers  # noqa: F401  (registers the custom layers before loading)
 from app.core.cells.crops import CROP_PX
 from app.core.cells.pooling import pool
+from app.core.lite_network import LiteNetwork
 from app.core.model_card import ModelCard
 from app.core.model_files import model_files
 from app.core.model_store import LOGITS_LAYER, softmax
 from app.core.orientations import averaged_over_views
-from app.core.runtime import LiteNetwork
+from app.core.runtime import convert
 
 ATTENTION_LAYER = "attention"
 EMBEDDING_LAYER = "embedding"
@@ -98,12 +99,16 @@ class LoadedCellModel:
             k = len(self.class_ids)
             return CellOutputs(np.zeros((0, k)), np.zeros(0), np.zeros((0, width)))
         if self.network is not None:
-            logits, scores, features = self.network.run(crops)
-        else:
-            x = np.asarray(crops, np.float32)
-            batches = [x[i : i + CELL_BATCH] for i in range(0, len(x), CELL_BATCH)]
-            parts = [[t.numpy() for t in self._fn(tf.constant(b))] for b in batches]
-            logits, scores, features = (np.concatenate(o) for o in zip(*parts, strict=True))
+            return self.outputs_of(*self.network.run(crops))
+        x = np.asarray(crops, np.float32)
+        batches = [x[i : i + CELL_BATCH] for i in range(0, len(x), CELL_BATCH)]
+        parts = [[t.numpy() for t in self._fn(tf.constant(b))] for b in batches]
+        return self.outputs_of(*(np.concatenate(o) for o in zip(*parts, strict=True)))
+
+    @staticmethod
+    def outputs_of(logits: np.ndarray, scores: np.ndarray, features: np.ndarray) -> CellOutputs:
+        """The network's outputs (logits, attention scores (n, 1), features) as ``run`` gives
+        them: also those an image process computed (``app.core.reading.read_cells``)."""
         return CellOutputs(
             logits=np.asarray(logits, np.float64),
             scores=np.asarray(scores[:, 0], np.float64),
@@ -141,5 +146,5 @@ def load_cell_model(models_dir: str | Path, name: str, served: bool = False) -> 
         averaged_over_views(lambda x: inner(x, training=False), card.views),
         input_signature=[tf.TensorSpec((None, CROP_PX, CROP_PX, 3), tf.float32)],
     )
-    network = LiteNetwork.convert(inner, CROP_PX, card.views, files.weights) if served else None
+    network = convert(inner, CROP_PX, card.views, files.weights) if served else None
     return LoadedCellModel(card=card, keras_model=model, _fn=fn, network=network)

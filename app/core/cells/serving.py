@@ -146,8 +146,9 @@ class ServedCellModel:
 class CellRun:
     """A cell model on one batch of photographs (``app.core.pipeline.Run``): each one's cells
     go through the network as it comes (LiteRT takes a crop a call, so nothing is gained by
-    gathering them). A photograph read in an image process brought its guard statistics, so
-    it is answered at once; the others at the end, with the statistics made meanwhile."""
+    gathering them), unless its image process ran them already. A photograph read in an image
+    process brought its guard statistics, so it is answered at once; the others at the end,
+    with the statistics made meanwhile."""
 
     def __init__(self, served: ServedCellModel) -> None:
         self._served = served
@@ -155,9 +156,13 @@ class CellRun:
         self._answers: list[Prediction | None] = []
 
     def add(self, decoded: DecodedCells) -> None:
-        start = time.perf_counter()
-        outputs = self._served.model.run(decoded.cells.crops)
-        done = _Classified(decoded, outputs, (time.perf_counter() - start) * 1000)
+        model = self._served.model
+        if decoded.ran is not None:  # its image process ran the network on its crops
+            done = _Classified(decoded, model.outputs_of(*decoded.ran.outputs), decoded.ran.ms)
+        else:
+            start = time.perf_counter()
+            outputs = model.run(decoded.cells.crops)
+            done = _Classified(decoded, outputs, (time.perf_counter() - start) * 1000)
         self._done.append(done)
         made = decoded.made
         self._answers.append(None if made is None else self._answer(done, made.stats))

@@ -43,12 +43,13 @@ import tensorflow as tf
 from PIL import Image
 
 from app.core.guards.image_stats import field_statistics
+from app.core.lite_network import LiteNetwork
 from app.core.model_card import ModelCard
 from app.core.model_files import model_files
 from app.core.model_store import LOGITS_LAYER, LoadedModel
 from app.core.orientations import averaged_over_views
 from app.core.parallel import parallel_map
-from app.core.runtime import LiteNetwork, penultimate_layer
+from app.core.runtime import penultimate_layer
 
 COMPONENTS = ("features", "image")
 REASONS = {
