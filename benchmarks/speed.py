@@ -616,7 +616,7 @@ def _markdown(
             Row(f"{n}-field case, {name}", f"{seconds:.2f} s", f"<= {limit:g} s", seconds <= limit),
             Row(
                 f"overlap efficiency, {name} (median of the rounds)",
-                f"{efficiency:.2f} (rounds {min(run.efficiencies):.2f}-"
+                f"{efficiency:.3f} (rounds {min(run.efficiencies):.2f}-"
                 f"{max(run.efficiencies):.2f}; {apart:.2f} from the steps' best rounds)",
                 f">= {EFFICIENCY:g}",
                 efficiency >= EFFICIENCY,
