@@ -156,15 +156,18 @@ def field_round(files: list[bytes], service: Any, timing: Rounds) -> None:
     from app.core.preprocessing import load_image, prepare, sniff_format
 
     card = service.field_model("lenet").card
-    for data in files:
-        image = timing.step("decode", lambda: (sniff_format(data), load_image(data)))[1]  # noqa: B023
+
+    def one(data: bytes) -> None:
+        image = timing.step("decode", lambda: (sniff_format(data), load_image(data)))[1]
         seen = timing.step(
-            "scale check and model input",
-            lambda: prepare(image, card.input_size, card.scale),  # noqa: B023
+            "scale check and model input", lambda: prepare(image, card.input_size, card.scale)
         )
-        timing.step("guard statistics", lambda: field_statistics(seen.field))  # noqa: B023
-        timing.step("thumbnail", lambda: thumbnail_jpeg(image))  # noqa: B023
-        timing.step("cell crops", lambda: cell_crops(seen.field))  # noqa: B023
+        timing.step("guard statistics", lambda: field_statistics(seen.field))
+        timing.step("thumbnail", lambda: thumbnail_jpeg(image))
+        timing.step("cell crops", lambda: cell_crops(seen.field))
+
+    for data in files:
+        one(data)
 
 
 def cell_steps(files: list[bytes], service: Any, rounds: int) -> dict[str, float]:

@@ -129,14 +129,10 @@ class LiteNetwork:
 
 
 def kept(path: Path | None, flat: bytes, views: int) -> NetworkFile | None:
-    """The ``NetworkFile`` of ``flat`` kept at ``path``; None when it is not there as these
-    bytes (no cache folder, or another process wrote other bytes)."""
-    if path is None:
-        return None
-    try:
-        if path.read_bytes() != flat:
-            return None
-    except OSError:
+    """The ``NetworkFile`` of ``flat`` kept at ``path``; None when there is no file there (no
+    cache folder, or it could not be written). An image process checks the file's bytes
+    against the SHA-256 when it opens it (``opened``)."""
+    if path is None or not path.is_file():
         return None
     return NetworkFile(path, hashlib.sha256(flat).hexdigest(), views)
 

@@ -172,9 +172,10 @@ def test_a_kept_network_whose_file_changed_or_went_is_not_opened(
     file = network.file
     flat = file.path.read_bytes()
     assert kept(file.path, flat, network.views) == file
+    assert kept(tmp_path / "never-written.tflite", flat, network.views) is None
     changed = tmp_path / "changed.tflite"
-    changed.write_bytes(flat[:-1] + bytes([flat[-1] ^ 1]))
-    assert kept(changed, flat, 1) is None  # another process wrote other bytes there
+    changed.write_bytes(flat[:-1] + bytes([flat[-1] ^ 1]))  # another process wrote other bytes
+    assert kept(changed, flat, network.views) == dataclasses.replace(file, path=changed)
     assert opened(dataclasses.replace(file, path=changed)) is None
     assert run_kept(dataclasses.replace(file, path=tmp_path / "gone.tflite"), np.zeros(1)) is None
     assert run_kept(None, np.zeros(1)) is None
