@@ -12,6 +12,7 @@ Why LiteRT: ``benchmarks/MODEL_CALL.md`` and docs/decisions.md ("The model call"
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import tensorflow as tf
 from app.core.lite_network import LiteNetwork, cache_dir, kept
 
 LOGITS_LAYER = "logits"
+LOG = logging.getLogger(__name__)
 # Largest difference from TensorFlow's outputs the load-time check accepts, relative to the
 # largest output (served probabilities are within 1e-4: benchmarks/MODEL_CALL.md).
 TOLERANCE = 1e-3
@@ -90,6 +92,12 @@ def convert(
         _write(cached, flat)
     lite = LiteNetwork(flat, views, kept(cached, flat, views))
     check(lite, fn, input_size)
+    if source is not None and lite.file is None:
+        LOG.warning(
+            "the converted network of %s could not be kept (no cache folder, or it cannot be "
+            "written): the serving process runs it for cases, not the image processes",
+            source.name,
+        )
     return lite
 
 

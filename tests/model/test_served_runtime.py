@@ -162,6 +162,24 @@ def test_an_image_process_opens_the_kept_network_and_gets_its_outputs(
             assert np.array_equal(got, served), card.name
 
 
+def test_a_network_that_cannot_be_kept_is_served_and_says_so(
+    models_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    blocked = tmp_path / "a file, not a folder"
+    blocked.write_text("")
+    monkeypatch.setenv("LITERT_CACHE_DIR", str(blocked))
+    loaded = load_model(models_dir, "lenet", served=True)
+    assert loaded.network is not None
+    assert loaded.network.file is None  # the image processes leave it to this process
+    assert "could not be kept" in caplog.text
+    x = model_inputs(synth_images(2), loaded.card)
+    difference = np.abs(loaded.predict(x) - tensorflow_probabilities(loaded, x)).max()
+    assert difference <= TOLERANCE
+
+
 def test_a_kept_network_whose_file_changed_or_went_is_not_opened(
     models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
