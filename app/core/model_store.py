@@ -4,7 +4,8 @@ Serving, evaluation and training's calibration all call ``LoadedModel.logits``
 and ``LoadedModel.predict``, so every one of them computes probabilities the
 same way: softmax of the logits (averaged over the model's views) divided by
 the card's temperature. Loaded for serving (``served=True``), the network runs on LiteRT
-(``app.core.runtime``), within 1e-4 of TensorFlow's probabilities; training keeps
+(converted by ``app.core.runtime``, run by ``app.core.lite_network``, in the image processes
+too for a case's photographs), within 1e-4 of TensorFlow's probabilities; training keeps
 TensorFlow.
 """
 

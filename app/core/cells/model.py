@@ -5,7 +5,8 @@ is ``app.core.cells.pooling.pool`` of its cells, its probabilities the softmax o
 the pooled logits divided by the card's temperature. A card with 8 views scores each
 crop as the mean of its eight flips and quarter turns (``app.core.orientations``).
 Loaded for serving (``served=True``), the network runs on LiteRT, a crop at a time
-(``app.core.runtime``), within 1e-4 of TensorFlow's probabilities; training keeps
+(converted by ``app.core.runtime``, run by ``app.core.lite_network``, in the image processes
+too for a case's photographs), within 1e-4 of TensorFlow's probabilities; training keeps
 TensorFlow.
 """
 
