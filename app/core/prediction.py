@@ -116,10 +116,11 @@ class Prediction:
     image_format: str
     # The decoded upright RGB image, the square field of it the model saw and the
     # exact model input, so the explanation reuses them instead of decoding again; the two
-    # images are None for a case's photograph read in an image process (its pixels stay there).
+    # images are None for a case's photograph read in an image process (its pixels stay there),
+    # the input too where that process ran the network.
     image: Image.Image | None = field(repr=False, compare=False)
     field_image: Image.Image | None = field(repr=False, compare=False)
-    model_input: np.ndarray = field(repr=False, compare=False)
+    model_input: np.ndarray | None = field(repr=False, compare=False)
     # Width and height of the uploaded photograph (a big JPEG is analysed smaller).
     photograph_size: tuple[int, int]
     # None when the model has no scale check (it takes the whole photograph).
@@ -137,6 +138,13 @@ class Prediction:
         if self.image is None or self.field_image is None:
             raise ValueError("this photograph was read in an image process: no pixels here")
         return self.image, self.field_image
+
+    def network_input(self) -> np.ndarray:
+        """The exact input the network took; ValueError where the photograph's image process
+        ran the network and kept it."""
+        if self.model_input is None:
+            raise ValueError("this photograph's image process ran the network: no input here")
+        return self.model_input
 
     @property
     def label(self) -> str:

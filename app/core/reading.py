@@ -39,7 +39,7 @@ class DecodedImage:
     """One photograph decoded and prepared for a model of the whole field, with the time each
     step took. ``image`` (the upright photograph) and ``field_image`` (the square the model
     input is made of) are None when it was read in an image process, which made ``made``
-    instead, and ``ran`` the network's outputs where it could."""
+    instead, and ``ran`` the network's outputs where it could (then ``x`` is empty)."""
 
     image_format: str
     photograph_size: tuple[int, int]
@@ -58,7 +58,8 @@ class DecodedCells:
     """One photograph decoded and its leukocytes read, with the time each step took.
     ``width``: the decoded image's (a big JPEG is decoded smaller than the photograph);
     ``image`` is None when it was read in an image process, which made ``made`` instead,
-    and ``ran`` the network's outputs on its crops where it could."""
+    and ``ran`` the network's outputs on its crops where it could (then its cells' crops
+    and pictures are left out)."""
 
     image_format: str
     photograph_size: tuple[int, int]
@@ -133,8 +134,10 @@ def read_field(
     ran = run_kept(network, d.x[None])
     stats, stats_ms = timed_statistics(d.field_image if guarded else None)
     made = Measured(stats, stats_ms, field_pictures(d.image, d.field_image) if pictures else None)
-    # Exact: each value is float32(v) / 255 of an 8-bit v (``imaging.unit_floats``).
-    x8 = np.rint(d.x * np.float32(255)).astype(np.uint8)
+    # Exact: each value is float32(v) / 255 of an 8-bit v (``imaging.unit_floats``); none
+    # when the network ran here, as nothing in the serving process takes them then.
+    sent = d.x if ran is None else d.x[:0]
+    x8 = np.rint(sent * np.float32(255)).astype(np.uint8)
     return replace(d, x=x8, image=None, field_image=None, made=made, ran=ran)
 
 
@@ -152,9 +155,11 @@ def read_cells(
     stats, stats_ms = timed_statistics(d.image if guarded else None)
     made = Measured(stats, stats_ms, cell_model_pictures(d.image, d.cells) if pictures else None)
     # The crops are made again from the pictures and the stain's table (``arrived``): a
-    # quarter of the bytes.
-    unsent = d.cells.crops[:0]
-    return replace(d, image=None, cells=replace(d.cells, crops=unsent), made=made, ran=ran)
+    # quarter of the bytes. Neither is sent where the network ran here.
+    cells = replace(d.cells, crops=d.cells.crops[:0])
+    if ran is not None:
+        cells = replace(cells, pictures=cells.pictures[:0], stain=None)
+    return replace(d, image=None, cells=cells, made=made, ran=ran)
 
 
 @overload
@@ -163,7 +168,9 @@ def arrived(d: DecodedImage) -> DecodedImage: ...
 def arrived(d: DecodedCells) -> DecodedCells: ...
 def arrived(d: DecodedImage | DecodedCells) -> DecodedImage | DecodedCells:
     """A photograph read in an image process as the model takes it: its input in floats,
-    its cells' crops made again."""
+    its cells' crops made again; as it came where its process ran the network."""
+    if d.ran is not None:
+        return d
     if isinstance(d, DecodedImage):
         return replace(d, x=unit_floats(d.x)) if d.x.dtype == np.uint8 else d
     cells = d.cells

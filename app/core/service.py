@@ -285,7 +285,7 @@ class InferenceService:
         class_index = served.model.class_ids.index(prediction.class_id)
         return explain_with(
             prediction,
-            lambda: served.gradcam.heatmap(prediction.model_input, class_index),
+            lambda: served.gradcam.heatmap(prediction.network_input(), class_index),
             outline_png,
         )
 
@@ -398,7 +398,7 @@ class _FieldRun:
                     field_image=d.field_image,
                     photograph_size=d.photograph_size,
                     scale=d.scale,
-                    model_input=d.x,
+                    model_input=None if d.ran is not None else d.x,
                     ood=oods[j],
                     uncertain_below=loaded.card.calibration.uncertain_below,
                     min_heat_density=min_density(loaded.card),

@@ -164,7 +164,7 @@ def test_one_forward_pass_when_the_guard_exists(
     assert calls == {"forward": 1, "logits": 0}
     # ...and the probabilities are still exactly LoadedModel.predict's.
     monkeypatch.undo()
-    expected = loaded.predict(p.model_input[None])[0]
+    expected = loaded.predict(p.network_input()[None])[0]
     np.testing.assert_allclose([p.probabilities[c] for c in CLASS_IDS], expected, atol=1e-9)
 
 
@@ -176,7 +176,7 @@ def test_calibrated_probabilities_sum_to_one_and_keep_the_ranking(
         for seed in range(3):
             p = inference_service.classify(images.make(size=(120, 90), seed=seed), card.name)
             calibrated = np.array([p.probabilities[c] for c in CLASS_IDS])
-            raw = loaded.predict(p.model_input[None], calibrated=False)[0]
+            raw = loaded.predict(p.network_input()[None], calibrated=False)[0]
             assert calibrated.sum() == pytest.approx(1.0, abs=1e-9)
             assert list(np.argsort(-calibrated)) == list(np.argsort(-raw))
 

@@ -47,7 +47,7 @@ def test_classification_is_complete_and_calibrated(
         assert p.label == DISPLAY_NAMES[p.class_id]
         assert p.malignant is MALIGNANT[p.class_id]
         assert p.model is card
-        assert p.model_input.shape == (card.input_size, card.input_size, 3)
+        assert p.network_input().shape == (card.input_size, card.input_size, 3)
         assert p.explanation is None
         t = p.timings
         steps = [t.decode_ms, t.preprocess_ms, t.model_ms]

@@ -92,7 +92,7 @@ class ServedCellModel:
             image=d.image,
             field_image=d.image,
             photograph_size=d.photograph_size,
-            model_input=d.cells.crops,
+            model_input=None if d.ran is not None else d.cells.crops,
             ood=ood,
             uncertain_below=self.card.calibration.uncertain_below,
             min_heat_density=min_density(self.card),
@@ -104,17 +104,21 @@ class ServedCellModel:
         to_upload = d.photograph_size[0] / d.width
         probabilities = self.model.cell_probabilities(own)
         class_ids = self.model.class_ids
+        # A field's hundreds of cells: numpy's per-call cost counts, so whole arrays first.
+        tops = probabilities.argmax(axis=1).tolist()
+        confident = (probabilities.max(axis=1) >= CELL_CONFIDENT).tolist()
         cells = []
-        for cell, p, w in zip(d.cells.used, probabilities, weights, strict=True):
+        for cell, p, w, top, sure in zip(
+            d.cells.used, probabilities.tolist(), weights.tolist(), tops, confident, strict=True
+        ):
             x, y, bw, bh = (round(v * to_upload) for v in d.cells.photo_box(cell))
-            top = int(np.argmax(p))
             cells.append(
                 CellAnswer(
                     box=(x, y, bw, bh),
                     class_id=class_ids[top],
-                    probabilities={c: float(v) for c, v in zip(class_ids, p, strict=True)},
-                    attention=float(w),
-                    status="classified" if p[top] >= CELL_CONFIDENT else "uncertain",
+                    probabilities=dict(zip(class_ids, p, strict=True)),
+                    attention=w,
+                    status="classified" if sure else "uncertain",
                 )
             )
         um_per_normal_px = RBC_UM / NORMAL_RBC_PX
