@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 from app.core.case_words import CaseStatus
@@ -63,13 +64,14 @@ class FieldOutcome:
     def malignant_probability(self) -> float:
         return malignant_probability(self.probabilities) if self.probabilities else 0.0
 
-    @property
+    # Cached: the rule asks each field these several times, and a case has up to 200.
+    @cached_property
     def leans_malignant(self) -> bool:
         if not self.probabilities:
             return False
         return leans_malignant(self.probabilities)
 
-    @property
+    @cached_property
     def lean(self) -> str | None:
         """What the screen reads the field as: its likeliest malignant pattern when it leans
         malignant, else its likeliest benign class. This is its most likely class, except

@@ -75,6 +75,18 @@ def test_class_gaussians_give_small_distance_to_own_class_and_large_far_away() -
     assert d_out[0] > 50
 
 
+def test_min_mahalanobis_is_the_definition_to_rounding() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(84, 84))
+    precision = a @ a.T
+    means = rng.normal(size=(4, 84))
+    v = rng.normal(size=(5, 84))
+    expected = [min((x - m) @ precision @ (x - m) for m in means) for x in v]
+    assert np.allclose(min_mahalanobis(v, means, precision), expected, rtol=1e-12, atol=0)
+    # One row as a guard scores a single photograph.
+    assert min_mahalanobis(v[0], means, precision).shape == (1,)
+
+
 def test_image_statistics_are_finite_for_blank_and_noisy_images() -> None:
     for arr in (
         np.zeros((224, 224, 3)),

@@ -96,7 +96,8 @@ def min_mahalanobis(v: np.ndarray, means: np.ndarray, precision: np.ndarray) -> 
     """Squared Mahalanobis distance of each row of ``v`` to the nearest row of ``means``."""
     v = np.atleast_2d(np.asarray(v, dtype=np.float64))
     diff = v[:, None, :] - means[None, :, :]
-    d2 = np.einsum("nkd,de,nke->nk", diff, precision, diff)
+    # A matrix product, not a three-operand einsum: that loops in C without BLAS, ten times slower.
+    d2 = ((diff @ precision) * diff).sum(axis=2)
     return np.asarray(d2.min(axis=1))
 
 
