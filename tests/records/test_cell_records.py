@@ -25,6 +25,7 @@ from app.records.cases import (
     add_field,
     add_review,
     cell_counts,
+    cell_image,
     classified_cells,
     field_outcome,
     new_case,
@@ -188,7 +189,9 @@ def test_a_cell_models_cells_are_stored_with_their_classes_and_reviewed(
         assert stored[0].probabilities == pytest.approx(answers[0].probabilities)
         assert stored[1].attention == pytest.approx(answers[1].attention)
         # The crop is the one the model read, at the model's own pixels.
-        crop = Image.open(io.BytesIO(stored[0].image))
+        image = cell_image(session, case, stored[0].id)
+        assert image is not None
+        crop = Image.open(io.BytesIO(image))
         assert (crop.format, crop.size) == ("JPEG", (CROP_PX, CROP_PX))
         field = case.fields[0]
         assert field.checks["cells"]["model"] == prediction.cells.counts

@@ -12,12 +12,13 @@ from flask import url_for
 from app.core.classes import CLASS_IDS, DISPLAY_NAMES, MALIGNANT
 from app.records.cases import (
     CellCounts,
+    ClassifiedCell,
     Reclassified,
     cell_counts,
     classified_cells,
     reclassify_cell,
 )
-from app.records.schema import Case, CaseField, CellCrop
+from app.records.schema import Case, CaseField
 from app.web.analysis.presenter import percent
 from app.web.auth import actor, audit
 from app.web.records import db
@@ -91,7 +92,7 @@ def _share(n: int, total: int) -> str:
     return f"{100 * n / total:.0f}%" if total else "n/a"
 
 
-def cell_view(position: int, cell: CellCrop) -> CellView:
+def cell_view(position: int, cell: ClassifiedCell) -> CellView:
     model_class = str(cell.class_id)
     return CellView(
         id=cell.id,
@@ -193,7 +194,7 @@ def reclassified_message(done: Reclassified | None, cells: list[CellView]) -> st
     )
 
 
-def cell_json(cell: CellCrop, image_url: str) -> dict[str, Any]:
+def cell_json(cell: ClassifiedCell, image_url: str) -> dict[str, Any]:
     """A cell of a case: the model's reading (as a single prediction gives it) and the
     reviewer's class."""
     return {
@@ -238,7 +239,7 @@ def cells_json(case: Case) -> tuple[dict[int, dict[str, Any]], dict[str, Any] | 
     when no model read its cells)."""
     rows = classified_cells(db(), case)
     image_url = cell_image_urls(case)
-    by_field: dict[int, list[CellCrop]] = {}
+    by_field: dict[int, list[ClassifiedCell]] = {}
     for position, cell in rows:
         by_field.setdefault(position, []).append(cell)
     fields = {
