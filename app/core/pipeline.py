@@ -13,7 +13,7 @@ each batch of up to ``batch`` photographs at once.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -60,8 +60,9 @@ def analyse(
     batch: int,
     statistics_of: Callable[[D], Image.Image] | None,
     follow: Callable[[int, D], T] | None = None,
-) -> list[tuple[Outcome, T | None]]:
-    """Each item's prediction or refusal, with what ``follow(index, decoded)`` gave for it.
+) -> Iterator[tuple[Outcome, T | None]]:
+    """Each item's prediction or refusal, with what ``follow(index, decoded)`` gave for it,
+    in order, each batch's as soon as it is done.
 
     ``statistics_of`` picks the image the guard's statistics are taken of (None: the model
     has no guard). One item is decoded by the caller, and its follow-up work runs beside
@@ -91,7 +92,7 @@ def analyse_read(
     new_run: Callable[[], Run[R]],
     batch: int,
     follow: Callable[[int, R], T] | None = None,
-) -> list[tuple[Outcome, T | None]]:
+) -> Iterator[tuple[Outcome, T | None]]:
     """``analyse`` for photographs read in image processes (``reading``, one result an
     item, in order): ``arrive`` makes each what the model takes, its statistics (and the
     network's outputs, where its process ran it) come with it, and ``follow`` runs on the
@@ -109,18 +110,21 @@ def _batches(
     new_run: Callable[[], Run[D]],
     batch: int,
     follow_up: Callable[[int, D], Pending[Measured[T]]],
-) -> list[tuple[Outcome, T | None]]:
-    """The photographs through the model in batches as each is decoded, refusals in place."""
+) -> Iterator[tuple[Outcome, T | None]]:
+    """The photographs through the model in batches as each is decoded, refusals in place;
+    a batch's results are given as it ends, so the caller records them while later
+    photographs are still being read."""
     count = len(decoding)
-    results: list[tuple[Outcome, T | None] | None] = [None] * count
     for begin in range(0, count, batch):
+        end = min(count, begin + batch)
+        results: list[tuple[Outcome, T | None] | None] = [None] * (end - begin)
         run = new_run()
         placed: list[int] = []
         following: list[Pending[Measured[T]]] = []
-        for i in range(begin, min(count, begin + batch)):
+        for i in range(begin, end):
             got = decoding.result(i)
             if isinstance(got, AnalysisRefusedError):
-                results[i] = (got, None)
+                results[i - begin] = (got, None)
                 continue
             decoded = arrive(got)
             following.append(follow_up(i, decoded))
@@ -129,8 +133,8 @@ def _batches(
         measured = FollowUps(following)
         predictions = run.finish(measured)
         for i, prediction, m in zip(placed, predictions, measured(), strict=True):
-            results[i] = (prediction, m.extra)
-    return [r for r in results if r is not None]
+            results[i - begin] = (prediction, m.extra)
+        yield from (r for r in results if r is not None)
 
 
 def _as_is(decoded: D) -> D:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
@@ -213,39 +213,34 @@ class InferenceService:
         pixels: bool = True,
         pictures: bool = False,
     ) -> list[tuple[Prediction | AnalysisRefusedError, T | None]]:
-        """Each image's prediction or refusal, with what ``follow(index, decoded)`` gave for
-        it (storing the photograph, say), made while the model runs (``app.core.pipeline``);
-        the model pass and the guard score batches of BATCH.
+        """``analyse_each``, all of them."""
+        return list(self.analyse_each(items, model, follow, pixels, pictures))
+
+    def analyse_each(
+        self,
+        items: Sequence[bytes],
+        model: str | None = None,
+        follow: Callable[[int, Decoded], T] | None = None,
+        pixels: bool = True,
+        pictures: bool = False,
+    ) -> Iterator[tuple[Prediction | AnalysisRefusedError, T | None]]:
+        """Each image's prediction or refusal in order, with what ``follow(index, decoded)``
+        gave for it (storing the photograph, say), made while the model runs
+        (``app.core.pipeline``); the model pass and the guard score batches of BATCH, a
+        batch's results given as it ends. UnknownModelError and NotReadyError are raised
+        at once.
 
         ``pixels``: each prediction keeps its photograph's pixels, for its explanation.
         Without them, several images are read in the image processes where there are any
         (``app.core.image_processes``), with their pictures when ``pictures`` is set
-        (``decoded.made.extra``); else on the image threads, where ``follow`` makes its
-        own."""
+        (``decoded.made.extra``), in batches of READ_BATCH; else on the image threads,
+        where ``follow`` makes its own."""
         served = self.served(model)
         if len(items) > 1 and not pixels:
             read = self._read_in_processes(items, served, follow, pictures)
             if read is not None:
                 return read
-        if isinstance(served, ServedCellModel):
-            cells = served
-            return analyse(
-                items,
-                _cells_or_refuse,
-                cells.new_run,
-                BATCH,
-                None if cells.guard is None else _photograph,
-                follow,
-            )
-        field = served
-        return analyse(
-            items,
-            lambda data: _decode_or_refuse(data, field.model),
-            lambda: _FieldRun(field),
-            BATCH,
-            None if field.guard is None else _field_of,
-            follow,
-        )
+        return _read_here(items, served, follow)
 
     def _read_in_processes(
         self,
@@ -253,9 +248,9 @@ class InferenceService:
         served: Served,
         follow: Callable[[int, Decoded], T] | None,
         pictures: bool,
-    ) -> list[tuple[Prediction | AnalysisRefusedError, T | None]] | None:
-        """``analyse_many`` with the photographs read in the image processes; None when there
-        are none, or when their pool broke (then the image threads read them all again)."""
+    ) -> Iterator[tuple[Prediction | AnalysisRefusedError, T | None]] | None:
+        """``analyse_each`` with the photographs read in the image processes; None when
+        there are none."""
         guarded = served.guard is not None
         # The processes run the network too where they can open its file.
         network = None if served.model.network is None else served.model.network.file
@@ -271,11 +266,7 @@ class InferenceService:
             new_run = partial(_FieldRun, served)
         if reading is None:
             return None
-        try:
-            return analyse_read(reading, arrived, new_run, BATCH, follow)
-        except BrokenProcessPool:
-            image_processes.discard()
-            return None
+        return _taken_from(reading, new_run, items, served, follow)
 
     def explain(self, prediction: Prediction) -> Prediction:
         """The prediction with its segmented cells and its Grad-CAM and outline PNGs."""
@@ -300,6 +291,58 @@ class InferenceService:
 
 
 Decoded = DecodedImage | DecodedCells
+# A case's photographs read in the image processes are answered this many at a time, so the
+# request records each batch while the processes read the next.
+READ_BATCH = 8
+
+
+def _read_here(
+    items: Sequence[bytes], served: Served, follow: Callable[[int, Decoded], T] | None
+) -> Iterator[tuple[Prediction | AnalysisRefusedError, T | None]]:
+    """``analyse_each`` on the image threads of this process."""
+    if isinstance(served, ServedCellModel):
+        cells = served
+        return analyse(
+            items,
+            _cells_or_refuse,
+            cells.new_run,
+            BATCH,
+            None if cells.guard is None else _photograph,
+            follow,
+        )
+    field = served
+    return analyse(
+        items,
+        lambda data: _decode_or_refuse(data, field.model),
+        lambda: _FieldRun(field),
+        BATCH,
+        None if field.guard is None else _field_of,
+        follow,
+    )
+
+
+def _taken_from(
+    reading: Reading[Any],
+    new_run: Callable[[], Any],
+    items: Sequence[bytes],
+    served: Served,
+    follow: Callable[[int, Decoded], T] | None,
+) -> Iterator[tuple[Prediction | AnalysisRefusedError, T | None]]:
+    """The results of the photographs the image processes read, as they come; when their
+    pool breaks (a process killed), those not yet given are read on the image threads."""
+    given = 0
+    try:
+        for result in analyse_read(reading, arrived, new_run, READ_BATCH, follow):
+            yield result
+            given += 1
+    except BrokenProcessPool:
+        image_processes.discard()
+        rest = None if follow is None else partial(_shifted, follow, given)
+        yield from _read_here(items[given:], served, rest)
+
+
+def _shifted(follow: Callable[[int, Decoded], T], offset: int, index: int, d: Decoded) -> T:
+    return follow(index + offset, d)
 
 
 def _decode_or_refuse(data: bytes, loaded: LoadedModel) -> DecodedImage | AnalysisRefusedError:

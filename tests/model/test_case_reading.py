@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import os
 import signal
 from typing import Any
@@ -16,7 +17,7 @@ from app.core import image_processes
 from app.core.cells.serving import ServedCellModel
 from app.core.errors import AnalysisRefusedError
 from app.core.reading import arrived, pictures_of, read_cells
-from app.core.service import InferenceService
+from app.core.service import READ_BATCH, InferenceService
 from tests.support.images import ImageFactory, smear_images
 from tests.support.models import data_root
 
@@ -156,6 +157,32 @@ def test_a_killed_image_process_costs_the_case_nothing(
     monkeypatch.setenv("IMAGE_PROCESSES", "2")
     assert image_processes.pool() is not pool
     assert all(p.image is None for p, _ in analysed(inference_service, items, "lenet"))
+
+
+def test_a_pool_that_breaks_part_way_leaves_the_rest_of_the_case_to_the_threads(
+    inference_service: InferenceService, monkeypatch
+) -> None:
+    def follow(index: int, decoded: Any) -> Any:
+        return index, pictures_of(decoded)
+
+    items = photographs()[:2] * 30
+    monkeypatch.setenv("IMAGE_PROCESSES", "0")
+    threads = inference_service.analyse_many(items, "lenet", follow, pixels=False)
+    monkeypatch.setenv("IMAGE_PROCESSES", "2")
+    assert image_processes.warm() == 2
+    pool = image_processes.pool()
+    assert pool is not None
+    answers = inference_service.analyse_each(items, "lenet", follow, pixels=False, pictures=True)
+    first = list(itertools.islice(answers, READ_BATCH))  # read in the processes
+    for pid in list(pool._processes):
+        os.kill(pid, signal.SIGKILL)
+    rest = list(answers)
+    # Each photograph once, in order, with its own index: none lost, none read twice.
+    same_answers(threads, first + rest)
+    assert all(not isinstance(p, Exception) and p.image is None for p, _ in first)
+    # The threads read those left.
+    assert any(not isinstance(p, Exception) and p.image is not None for p, _ in rest)
+    assert image_processes.pool() is not pool
 
 
 def test_several_photographs_keep_their_pixels_unless_told_not_to(

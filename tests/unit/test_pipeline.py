@@ -4,8 +4,9 @@ guard's statistics, the caller's pictures) on the image threads."""
 
 from __future__ import annotations
 
+import itertools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,7 @@ def test_outcomes_come_in_order_with_refusals_in_place_and_batches_kept() -> Non
         return decoded.upper()
 
     items = [b"a", b"bad", b"c", b"d", b"e"]
-    out: list[Any] = analyse(items, decode, lambda: FakeRun(log, set()), 2, None, follow)
+    out: list[Any] = list(analyse(items, decode, lambda: FakeRun(log, set()), 2, None, follow))
     assert isinstance(out[1][0], ImageDecodeError)
     assert out[1][1] is None
     assert [o for i, o in enumerate(out) if i != 1] == [
@@ -89,8 +90,24 @@ def test_the_model_gets_the_first_photograph_while_later_ones_are_decoded() -> N
         return data.decode()
 
     items = [b"first", b"x", b"y", b"last"]
-    out: list[Any] = analyse(items, slow_decode, lambda: SignallingRun(log, set()), 64, None)
+    out: list[Any] = list(analyse(items, slow_decode, lambda: SignallingRun(log, set()), 64, None))
     assert [o[0] for o in out] == [(d, None) for d in ("first", "x", "y", "last")]
+
+
+def test_a_batchs_results_are_given_before_later_photographs_are_decoded() -> None:
+    given = threading.Event()
+
+    def slow_decode(data: bytes) -> str:
+        if data == b"last":
+            assert given.wait(WAIT), "the first batch's results waited for every photograph"
+        return data.decode()
+
+    out: Iterator[Any] = analyse(
+        [b"a", b"b", b"last"], slow_decode, lambda: FakeRun([], set()), 2, None
+    )
+    assert [o for o, _ in itertools.islice(out, 2)] == [("a", None), ("b", None)]
+    given.set()
+    assert [o for o, _ in out] == [("last", None)]
 
 
 def test_follow_up_work_runs_on_the_image_threads_and_the_model_on_the_caller() -> None:
@@ -99,7 +116,7 @@ def test_follow_up_work_runs_on_the_image_threads_and_the_model_on_the_caller() 
     def follow(index: int, decoded: str) -> str:
         return threading.current_thread().name
 
-    out = analyse([b"a", b"b", b"c"], decode, lambda: FakeRun([], names), 64, None, follow)
+    out = list(analyse([b"a", b"b", b"c"], decode, lambda: FakeRun([], names), 64, None, follow))
     assert all(extra is not None and extra.startswith("images") for _, extra in out)
     assert names == {threading.current_thread().name}  # the model runs on the caller
 
@@ -119,7 +136,7 @@ def test_a_single_photographs_follow_up_runs_beside_its_model_call() -> None:
         assert modelling.wait(WAIT), "the model call waited for the follow-up"
         return threading.current_thread().name
 
-    out: list[Any] = analyse([b"a"], decode, lambda: WaitingRun([], set()), 64, None, follow)
+    out: list[Any] = list(analyse([b"a"], decode, lambda: WaitingRun([], set()), 64, None, follow))
     ((outcome, thread),) = out
     assert outcome == ("a", thread)
     assert thread.startswith("beside")
@@ -144,7 +161,7 @@ def test_a_runs_last_model_work_goes_on_while_the_follow_up_work_does(
             assert modelling.wait(WAIT), "the model's last work waited for the follow-up"
         return decoded
 
-    out: list[Any] = analyse(items, decode, lambda: LastWorkRun([], set()), 64, None, follow)
+    out: list[Any] = list(analyse(items, decode, lambda: LastWorkRun([], set()), 64, None, follow))
     assert [extra for _, extra in out] == [i.decode() for i in items]
 
 
@@ -184,4 +201,4 @@ def test_an_error_in_follow_up_work_is_raised(monkeypatch) -> None:
 
     monkeypatch.setattr(parallel, "_pools", {})
     with pytest.raises(OSError, match="disk full"):
-        analyse([b"a", b"b"], decode, lambda: FakeRun([], set()), 64, None, fail)
+        list(analyse([b"a", b"b"], decode, lambda: FakeRun([], set()), 64, None, fail))

@@ -427,6 +427,29 @@ def test_the_api_creates_and_reads_a_case(client: FlaskClient, synthetic) -> Non
     assert len(added.get_json()["images"]) == 4
 
 
+@pytest.mark.parametrize("model", ["lenet", "cell_lenet"])
+def test_a_cases_photographs_keep_their_order_with_each_refusal_in_its_place(
+    app: Flask, client: FlaskClient, images: ImageFactory, model: str
+) -> None:
+    # Enough photographs for several of the image processes' batches, each recorded as its
+    # batch is answered; one too large and one unreadable among them.
+    app.config["MAX_CONTENT_LENGTH"] = 200 * 1024
+    files = [
+        (f"field-{i}.jpg", images.make(size=(224, 224), seed=i, fmt="JPEG")) for i in range(20)
+    ]
+    files[5] = ("big.png", images.make(size=(600, 600), seed=5, fmt="PNG"))
+    files[13] = ("broken.jpg", b"\xff\xd8\xff\xe0 not a jpeg")
+    assert len(files[5][1]) > 200 * 1024
+    response = post_case(client, files, url="/api/v1/cases", reference="ORDER", model=model)
+    assert response.status_code == 201
+    shown = response.get_json()["images"]
+    assert [i["position"] for i in shown] == list(range(1, 21))
+    assert [i["filename"] for i in shown] == [name for name, _ in files]
+    assert shown[5]["error"]["code"] == "payload_too_large"
+    assert shown[13]["error"]["code"] == "undecodable_image"
+    assert all(i["error"] is None for n, i in enumerate(shown) if n not in (5, 13))
+
+
 @pytest.mark.parametrize(
     ("files", "form", "status", "code"),
     [

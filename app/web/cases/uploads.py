@@ -16,7 +16,6 @@ from werkzeug.datastructures import FileStorage
 from app.core.case_words import CASE_STATUSES, REVIEW_STATES
 from app.core.errors import RequestRefusedError
 from app.core.pictures import FieldPictures
-from app.core.prediction import Prediction
 from app.records.cases import (
     MAX_FIELDS,
     MAX_PAGE,
@@ -88,41 +87,36 @@ def analyse_into(case: Case, files: list[FileStorage]) -> list[CaseField]:
 def _analyse_group(
     service: InferenceService, case: Case, group: list[FileStorage]
 ) -> list[CaseField]:
-    """The group's photographs classified and added to the case; their pixels are let go on
+    """The group's photographs classified and added to the case, each batch as the model
+    answers it (the image processes read the next meanwhile); their pixels are let go on
     return, before the next group is decoded."""
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     payloads = [f.read() for f in group]
-    sized = [i for i, d in enumerate(payloads) if len(d) <= limit]
-    outcomes: list[Prediction | RequestRefusedError] = [
-        FileTooLargeError(
-            f"The file is too large; the limit per photograph is {limit / 1024 / 1024:g} MB."
-        )
-    ] * len(group)
+    too_large = FileTooLargeError(
+        f"The file is too large; the limit per photograph is {limit / 1024 / 1024:g} MB."
+    )
     store = image_store()
-    accepted = [payloads[i] for i in sized]
+    accepted = [d for d in payloads if len(d) <= limit]
     # Pictures are made where each photograph is read (an image process or thread), the
     # storing on the image threads, beside the model.
-    kept: list[Kept | None] = [None] * len(group)
     follow = partial(_keep, accepted, store)
-    for i, (outcome, made) in zip(
-        sized,
-        service.analyse_many(accepted, case.model_name, follow, pixels=False, pictures=True),
-        strict=True,
-    ):
-        outcomes[i], kept[i] = outcome, made
-    return [
-        add_field(
-            db(),
-            case,
-            upload.filename or "",
-            data,
-            outcome,
-            store,
-            None if made is None else made.pictures,
-            None if made is None else made.sha256,
+    answers = service.analyse_each(accepted, case.model_name, follow, pixels=False, pictures=True)
+    added = []
+    for upload, data in zip(group, payloads, strict=True):
+        outcome, made = next(answers) if len(data) <= limit else (too_large, None)
+        added.append(
+            add_field(
+                db(),
+                case,
+                upload.filename or "",
+                data,
+                outcome,
+                store,
+                None if made is None else made.pictures,
+                None if made is None else made.sha256,
+            )
         )
-        for upload, data, outcome, made in zip(group, payloads, outcomes, kept, strict=True)
-    ]
+    return added
 
 
 @dataclass(frozen=True)
