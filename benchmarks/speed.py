@@ -665,6 +665,17 @@ def _markdown(
             ),
         ]
     kept = _allocator_kept()
+    if args.no_http:
+        http_options = "--no-http"
+        http_method = "HTTP: not measured (`--no-http`)."
+    else:
+        http_options = f"--requests {args.requests} --http-rounds {args.http_rounds}"
+        http_method = (
+            "HTTP: gunicorn as gunicorn.conf.py configures it, every model loaded, the Python "
+            f"client on the same machine ({http.get('workers', 0):.0f} workers); "
+            f"{args.http_rounds} rounds of {args.requests // 2} requests at concurrency 1 and "
+            f"{args.requests} at 16, the median of the rounds judged against the target."
+        )
     load_after = os.getloadavg()
     reference_after = reference_ms()
     minutes = (time.monotonic() - machine.started) / 60
@@ -674,8 +685,7 @@ def _markdown(
             "# Speed targets (issue 25)",
             "",
             f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `python -m benchmarks.speed "
-            f"--fields {n} --rounds {args.rounds} --requests {args.requests} "
-            f"--http-rounds {args.http_rounds}` on "
+            f"--fields {n} --rounds {args.rounds} {http_options}` on "
             f"{platform.processor() or platform.machine()}, {cores()} cores, {source}, in "
             f"{minutes:.1f} minutes. Load average (1/5/15 min) before: "
             f"{' / '.join(f'{v:.2f}' for v in machine.load_before)}, after: "
@@ -699,11 +709,7 @@ def _markdown(
             "network) and the bare model measured just before its case, the median of the "
             "rounds judged against the target; peak "
             "memory added by the first whole case over the memory before it, the process's "
-            "and its image processes' together. HTTP: gunicorn as "
-            "gunicorn.conf.py configures it, every model loaded, the Python client on the same "
-            f"machine ({http.get('workers', 0):.0f} workers); {args.http_rounds} rounds of "
-            f"{args.requests // 2} requests at concurrency 1 and {args.requests} at 16, the "
-            "median of the rounds judged against the target. glibc's allocator keeps a "
+            f"and its image processes' together. {http_method} glibc's allocator keeps a "
             f"field's working memory for the next (`app.core.allocator`): {kept}.",
             "",
             "| what | measured | target | met |",
