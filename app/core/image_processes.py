@@ -2,9 +2,10 @@
 
 A case's image threads hand Python's GIL to each other 30-60 times a field and keep 1.7 of 2
 cores busy (docs/decisions.md). A pool of processes reads whole photographs instead
-(``app.core.reading.read_field`` and ``read_cells``: decoding, the scale check and model
-input or the cells, the guard's statistics, the pictures) and sends back what the model and
-the record need, never the photograph's pixels. The model's network runs there too, from the
+(``app.core.reading.read_fields`` and ``read_cells_of``, a run of a few at a time:
+decoding, the scale check and model input or the cells, the guard's statistics, the
+pictures) and sends back what the model and the record need, never the photograph's pixels.
+The model's network runs there too, on the run's photographs once they are read, from the
 file the serving process converted it to (``app.core.lite_network``; where a process cannot
 open it, the serving process runs it). ``IMAGE_PROCESSES`` sets the count (default: the
 cores this process may use, at most 4; 0: none, the image threads do it all). A single
@@ -107,19 +108,18 @@ def pids() -> list[int]:
         return list(_pool[1]._processes or {})
 
 
-def start(fn: Callable[..., R], items: Sequence[Any], *args: Any) -> Pending[R] | None:
-    """``fn(item, *args)`` for each item on the image processes, results taken as each is
-    ready; None when there are no processes or their pool broke (a process killed), so the
-    caller reads the photographs on its threads instead. Items go in runs of a few, so a
-    process always has the next at hand while this process is busy with the model."""
+def start(fn: Callable[..., list[R]], items: Sequence[Any], *args: Any) -> Pending[R] | None:
+    """``fn(run, *args)`` on the image processes for runs of a few items, giving a result an
+    item, taken as each run is ready; None when there are no processes or their pool broke
+    (a process killed), so the caller reads the photographs on its threads instead. Items go
+    in runs, so a process always has the next at hand while this process is busy with the
+    model, and a run's photographs share the work that keeps (a network's weights)."""
     executor = pool()
     if executor is None:
         return None
     runs = [list(items[begin:end]) for begin, end in run_bounds(len(items), processes())]
     try:
-        return Runs(
-            [executor.submit(_each, fn, run, args) for run in runs], [len(run) for run in runs]
-        )
+        return Runs([executor.submit(fn, run, *args) for run in runs], [len(run) for run in runs])
     except BrokenProcessPool:
         discard()
         return None
@@ -156,10 +156,6 @@ class Runs(Pending[R]):
     def result(self, index: int) -> R:
         run, i = self._where[index]
         return self._runs[run].result()[i]
-
-
-def _each(fn: Callable[..., R], items: list[Any], args: tuple[Any, ...]) -> list[R]:
-    return [fn(item, *args) for item in items]
 
 
 def discard() -> None:

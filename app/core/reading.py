@@ -124,21 +124,45 @@ def read_field(
 ) -> DecodedImage | AnalysisRefusedError:
     """``decode_field`` with its statistics and pictures made and the ``network`` run on it,
     as an image process sends it back: no pixels, the model input as 8-bit values
-    (``arrived`` makes them floats again)."""
+    (``arrived`` makes them floats again) unless the network ran."""
+    return read_fields([data], input_size, scale, guarded, pictures, network)[0]
+
+
+def read_fields(
+    items: list[bytes],
+    input_size: int,
+    scale: ScaleSpec | None,
+    guarded: bool,
+    pictures: bool,
+    network: NetworkFile | None = None,
+) -> list[DecodedImage | AnalysisRefusedError]:
+    """``read_field`` of each of a run of photographs; the network runs on them once they
+    are all read, so its weights stay in the cache from one photograph to the next."""
+    read = [_field_read(data, input_size, scale, guarded, pictures) for data in items]
+    return [d if isinstance(d, AnalysisRefusedError) else _field_sent(d, network) for d in read]
+
+
+def _field_read(
+    data: bytes, input_size: int, scale: ScaleSpec | None, guarded: bool, pictures: bool
+) -> DecodedImage | AnalysisRefusedError:
     try:
         d = decode_field(data, input_size, scale)
     except AnalysisRefusedError as exc:
         return exc
     assert d.image is not None
     assert d.field_image is not None
-    ran = run_kept(network, d.x[None])
     stats, stats_ms = timed_statistics(d.field_image if guarded else None)
     made = Measured(stats, stats_ms, field_pictures(d.image, d.field_image) if pictures else None)
+    return replace(d, image=None, field_image=None, made=made)
+
+
+def _field_sent(d: DecodedImage, network: NetworkFile | None) -> DecodedImage:
+    ran = run_kept(network, d.x[None])
     # Exact: each value is float32(v) / 255 of an 8-bit v (``imaging.unit_floats``); none
     # when the network ran here, as nothing in the serving process takes them then.
     sent = d.x if ran is None else d.x[:0]
     x8 = np.rint(sent * np.float32(255)).astype(np.uint8)
-    return replace(d, x=x8, image=None, field_image=None, made=made, ran=ran)
+    return replace(d, x=x8, ran=ran)
 
 
 def read_cells(
@@ -146,20 +170,37 @@ def read_cells(
 ) -> DecodedCells | AnalysisRefusedError:
     """``decode_cells`` with its statistics and pictures made and the ``network`` run on its
     crops, as an image process sends it back: no pixels of the photograph."""
+    return read_cells_of([data], guarded, pictures, network)[0]
+
+
+def read_cells_of(
+    items: list[bytes], guarded: bool, pictures: bool, network: NetworkFile | None = None
+) -> list[DecodedCells | AnalysisRefusedError]:
+    """``read_cells`` of each of a run of photographs; the network runs on their crops once
+    they are all read, so its weights stay in the cache from one photograph to the next."""
+    read = [_cells_read(data, guarded, pictures) for data in items]
+    return [d if isinstance(d, AnalysisRefusedError) else _cells_sent(d, network) for d in read]
+
+
+def _cells_read(data: bytes, guarded: bool, pictures: bool) -> DecodedCells | AnalysisRefusedError:
     try:
         d = decode_cells(data)
     except AnalysisRefusedError as exc:
         return exc
     assert d.image is not None
-    ran = run_kept(network, d.cells.crops)
     stats, stats_ms = timed_statistics(d.image if guarded else None)
     made = Measured(stats, stats_ms, cell_model_pictures(d.image, d.cells) if pictures else None)
+    return replace(d, image=None, made=made)
+
+
+def _cells_sent(d: DecodedCells, network: NetworkFile | None) -> DecodedCells:
+    ran = run_kept(network, d.cells.crops)
     # The crops are made again from the pictures and the stain's table (``arrived``): a
     # quarter of the bytes. Neither is sent where the network ran here.
     cells = replace(d.cells, crops=d.cells.crops[:0])
     if ran is not None:
         cells = replace(cells, pictures=cells.pictures[:0], stain=None)
-    return replace(d, image=None, cells=cells, made=made, ran=ran)
+    return replace(d, cells=cells, ran=ran)
 
 
 @overload

@@ -43,8 +43,8 @@ from app.core.reading import (
     arrived,
     decode_cells,
     decode_field,
-    read_cells,
-    read_field,
+    read_cells_of,
+    read_fields,
 )
 
 log = logging.getLogger(__name__)
@@ -256,12 +256,12 @@ class InferenceService:
         network = None if served.model.network is None else served.model.network.file
         reading: Reading[Any] | None
         if isinstance(served, ServedCellModel):
-            reading = image_processes.start(read_cells, items, guarded, pictures, network)
+            reading = image_processes.start(read_cells_of, items, guarded, pictures, network)
             new_run: Callable[[], Any] = served.new_run
         else:
             loaded = served.model
             reading = image_processes.start(
-                read_field, items, loaded.input_size, loaded.card.scale, guarded, pictures, network
+                read_fields, items, loaded.input_size, loaded.card.scale, guarded, pictures, network
             )
             new_run = partial(_FieldRun, served)
         if reading is None:

@@ -17,7 +17,15 @@ import pytest
 from app.core import image_processes
 from app.core.errors import CaptureError, ImageDecodeError, NoCellsError
 from app.core.model_card import ModelCard
-from app.core.reading import arrived, decode_cells, decode_field, read_cells, read_field
+from app.core.reading import (
+    arrived,
+    decode_cells,
+    decode_field,
+    read_cells,
+    read_cells_of,
+    read_field,
+    read_fields,
+)
 from tests.support.images import ImageFactory
 from tests.support.models import ROOT
 
@@ -34,7 +42,7 @@ def test_the_count_is_the_setting_or_the_cores(monkeypatch) -> None:
     monkeypatch.setenv("IMAGE_PROCESSES", "0")
     assert image_processes.processes() == 0
     assert image_processes.pool() is None
-    assert image_processes.start(abs, [1, -2]) is None
+    assert image_processes.start(powers, [1, -2], 2) is None
     monkeypatch.delenv("IMAGE_PROCESSES")
     monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0, 1, 2, 3, 4, 5})
     assert image_processes.processes() == image_processes.MAX_PROCESSES
@@ -42,10 +50,15 @@ def test_the_count_is_the_setting_or_the_cores(monkeypatch) -> None:
     assert image_processes.processes() == 0  # one core: the threads alone
 
 
+def powers(run: list[int], exponent: int) -> list[int]:
+    """A run's results, an item each, as ``read_fields`` gives them."""
+    return [n**exponent for n in run]
+
+
 @pytest.mark.parametrize("count", [1, 2, 7, 33, 50])
 def test_results_come_back_in_order_whatever_the_runs(monkeypatch, count: int) -> None:
     monkeypatch.setenv("IMAGE_PROCESSES", "2")
-    pending = image_processes.start(pow, list(range(count)), 2)
+    pending = image_processes.start(powers, list(range(count)), 2)
     assert pending is not None
     assert len(pending) == count
     assert [pending.result(i) for i in range(count)] == [n * n for n in range(count)]
@@ -122,6 +135,35 @@ def test_refusals_are_returned_not_raised_and_survive_the_trip() -> None:
         assert back.status == error.status
 
 
+def test_a_run_is_read_as_each_of_its_photographs_alone_with_refusals_in_place() -> None:
+    scale = ModelCard.load(ROOT / "models" / "lenet.json").scale
+    run = [jpeg(1), b"not an image", jpeg(2, (320, 320))]
+    fields = read_fields(run, 128, scale, True, True)
+    alone = [read_field(d, 128, scale, True, True) for d in run]
+    assert type(fields[1]) is type(alone[1])
+    for got, one in [(fields[0], alone[0]), (fields[2], alone[2])]:
+        assert not isinstance(got, Exception)
+        assert not isinstance(one, Exception)
+        assert np.array_equal(got.x, one.x)
+        assert got.made is not None
+        assert one.made is not None
+        assert np.array_equal(got.made.stats, one.made.stats)  # type: ignore[arg-type]
+        assert got.made.extra == one.made.extra
+    cells = read_cells_of(run, True, True)
+    assert type(cells[1]) is type(alone[1])
+    for got_c, one_c in [
+        (cells[0], read_cells(run[0], True, True)),
+        (cells[2], read_cells(run[2], True, True)),
+    ]:
+        assert not isinstance(got_c, Exception)
+        assert not isinstance(one_c, Exception)
+        assert np.array_equal(got_c.cells.pictures, one_c.cells.pictures)
+        assert got_c.made is not None
+        assert one_c.made is not None
+        assert np.array_equal(got_c.made.stats, one_c.made.stats)  # type: ignore[arg-type]
+        assert got_c.made.extra == one_c.made.extra
+
+
 def running(pid: int) -> bool:
     """Whether ``pid`` is a live process (a zombie waiting for its reaper is not)."""
     try:
@@ -167,7 +209,7 @@ def test_where_no_process_can_start_the_threads_read_and_it_is_said_once(
     monkeypatch.setattr(image_processes, "_pool", None)
     monkeypatch.setattr(image_processes, "_unavailable", None)
     monkeypatch.setattr(ProcessPoolExecutor, "submit", refused)
-    assert image_processes.start(abs, [1, -2]) is None
+    assert image_processes.start(powers, [1, -2], 2) is None
     assert image_processes.warm() == 0
     assert image_processes.pool() is None  # not tried again in this process
     said = [r.getMessage() for r in caplog.records if "cannot be started" in r.getMessage()]
