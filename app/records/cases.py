@@ -173,8 +173,8 @@ def cell_image(session: Session, case: Case, crop_id: int) -> bytes | None:
 @dataclass(frozen=True, slots=True)
 class ClassifiedCell:
     """A cell a cell model read, as the case's pages and API show it: its crop's columns
-    but the image, read as plain rows (a case's thousands of cells cost the ORM three times
-    as much)."""
+    but the image, read as plain rows (ORM objects for a case's hundreds of cells cost
+    several times as much)."""
 
     id: int
     index: int

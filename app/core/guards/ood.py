@@ -96,7 +96,7 @@ def min_mahalanobis(v: np.ndarray, means: np.ndarray, precision: np.ndarray) -> 
     """Squared Mahalanobis distance of each row of ``v`` to the nearest row of ``means``."""
     v = np.atleast_2d(np.asarray(v, dtype=np.float64))
     diff = v[:, None, :] - means[None, :, :]
-    # A matrix product, not a three-operand einsum: that loops in C without BLAS, ten times slower.
+    # A matrix product, not a three-operand einsum, which loops in C without BLAS.
     d2 = ((diff @ precision) * diff).sum(axis=2)
     return np.asarray(d2.min(axis=1))
 
