@@ -198,23 +198,12 @@ class InferenceService:
     def classify_many(
         self, items: Sequence[bytes], model: str | None = None
     ) -> list[Prediction | AnalysisRefusedError]:
-        """``classify`` for several images at once (``analyse_many``).
+        """``classify`` for several images at once (``analyse_each``).
 
         An image that cannot be classified gets its error in its place in the list;
         the others are classified. UnknownModelError and NotReadyError are raised.
         """
-        return [outcome for outcome, _ in self.analyse_many(items, model)]
-
-    def analyse_many(
-        self,
-        items: Sequence[bytes],
-        model: str | None = None,
-        follow: Callable[[int, Decoded], T] | None = None,
-        pixels: bool = True,
-        pictures: bool = False,
-    ) -> list[tuple[Prediction | AnalysisRefusedError, T | None]]:
-        """``analyse_each``, all of them."""
-        return list(self.analyse_each(items, model, follow, pixels, pictures))
+        return [outcome for outcome, _ in self.analyse_each(items, model)]
 
     def analyse_each(
         self,

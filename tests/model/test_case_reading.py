@@ -46,7 +46,7 @@ def analysed(service: InferenceService, items: list[bytes], model: str) -> list[
     def follow(_index: int, decoded: Any) -> Any:
         return pictures_of(decoded)
 
-    return service.analyse_many(items, model, follow, pixels=False, pictures=True)
+    return list(service.analyse_each(items, model, follow, pixels=False, pictures=True))
 
 
 def same_answers(threads: list[Any], processes: list[Any]) -> None:
@@ -167,7 +167,7 @@ def test_a_pool_that_breaks_part_way_leaves_the_rest_of_the_case_to_the_threads(
 
     items = photographs()[:2] * 30
     monkeypatch.setenv("IMAGE_PROCESSES", "0")
-    threads = inference_service.analyse_many(items, "lenet", follow, pixels=False)
+    threads = list(inference_service.analyse_each(items, "lenet", follow, pixels=False))
     monkeypatch.setenv("IMAGE_PROCESSES", "2")
     assert image_processes.warm() == 2
     pool = image_processes.pool()
