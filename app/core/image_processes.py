@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeoutError
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
@@ -46,6 +47,11 @@ MAX_RUN = 8
 NICENESS = 10
 # How often a process looks whether the serving process that started it is gone.
 ORPHAN_CHECK_S = 1.0
+# A case waiting on a run looks this often whether the pool's processes still run; when one
+# has died and the pool has not said so within GRACE_S, the run is given up (the pool's
+# manager thread waits forever on a result the dead process left half-written).
+WATCH_S = 1.0
+GRACE_S = 3.0
 # What the fork server imports once, so each process starts with it.
 PRELOAD = ["app.core.reading", "app.core.allocator"]
 
@@ -119,7 +125,8 @@ def start(fn: Callable[..., list[R]], items: Sequence[Any], *args: Any) -> Pendi
         return None
     runs = [list(items[begin:end]) for begin, end in run_bounds(len(items), processes())]
     try:
-        return Runs([executor.submit(fn, run, *args) for run in runs], [len(run) for run in runs])
+        futures = [executor.submit(fn, run, *args) for run in runs]
+        return Runs(futures, [len(run) for run in runs], executor)
     except BrokenProcessPool:
         discard()
         return None
@@ -142,11 +149,15 @@ def run_bounds(count: int, workers: int) -> list[tuple[int, int]]:
 
 
 class Runs(Pending[R]):
-    """Results of items sent to the processes in runs, one future a run, taken item by item."""
+    """Results of items sent to the processes in runs, one future a run, taken item by item;
+    BrokenProcessPool when a process of ``executor`` dies (``awaited``)."""
 
-    def __init__(self, futures: list[Future[list[R]]], sizes: list[int]) -> None:
+    def __init__(
+        self, futures: list[Future[list[R]]], sizes: list[int], executor: ProcessPoolExecutor
+    ) -> None:
         super().__init__([])
         self._runs = futures
+        self._executor = executor
         # Each item's run and its place in the run.
         self._where = [(run, i) for run, size in enumerate(sizes) for i in range(size)]
 
@@ -155,7 +166,42 @@ class Runs(Pending[R]):
 
     def result(self, index: int) -> R:
         run, i = self._where[index]
-        return self._runs[run].result()[i]
+        return awaited(self._runs[run], self._executor)[i]
+
+
+def awaited(future: Future[R], executor: ProcessPoolExecutor) -> R:
+    """The future's result. The pool fails its futures when a process dies, unless its
+    manager thread is stuck reading a result the dead process left half-written: then, once
+    a process has been gone GRACE_S, the pool is ended here and BrokenProcessPool raised."""
+    gone_since: float | None = None
+    while True:
+        try:
+            return future.result(timeout=WATCH_S)
+        except FuturesTimeoutError:
+            pass
+        if all(_running(pid) for pid in list(executor._processes or {})):
+            gone_since = None
+            continue
+        now = time.monotonic()
+        gone_since = now if gone_since is None else gone_since
+        if now - gone_since >= GRACE_S and not future.done():
+            _end_stuck(executor)
+            raise BrokenProcessPool("an image process died before sending its results")
+
+
+def _end_stuck(executor: ProcessPoolExecutor) -> None:
+    """End the pool's processes, then close this process's end of their results' pipe: its
+    manager thread then reads the end of the pipe instead of waiting, and fails the pool's
+    futures itself (CPython's ``concurrent.futures.process``)."""
+    processes = list((executor._processes or {}).values())
+    for process in processes:
+        process.kill()
+    for process in processes:
+        process.join(timeout=GRACE_S)
+    results = executor._result_queue
+    if results is not None:  # None once the pool is shut down
+        results._writer.close()  # type: ignore[attr-defined]  # no public handle
+    log.warning("an image process died before sending its results; its pool is ended")
 
 
 def discard() -> None:

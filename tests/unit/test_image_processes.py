@@ -6,10 +6,14 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import signal
+import struct
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import pytest
@@ -216,3 +220,42 @@ def test_where_no_process_can_start_the_threads_read_and_it_is_said_once(
     assert said == [
         "image processes cannot be started (no room for a process); the image threads read cases"
     ]
+
+
+def waits(run: list[float]) -> list[float]:
+    """A run that takes its items' seconds."""
+    for seconds in run:
+        time.sleep(seconds)
+    return run
+
+
+def test_a_result_left_half_written_by_a_dead_process_ends_the_pool_not_the_case(
+    monkeypatch,
+) -> None:
+    monkeypatch.setenv("IMAGE_PROCESSES", "2")
+    monkeypatch.setattr(image_processes, "WATCH_S", 0.1)
+    monkeypatch.setattr(image_processes, "GRACE_S", 0.5)
+    image_processes.discard()
+    assert image_processes.warm() == 2
+    executor = image_processes.pool()
+    assert executor is not None
+    pending = image_processes.start(waits, [30.0, 30.0])
+    assert pending is not None
+    manager: threading.Thread | None = executor._executor_manager_thread  # type: ignore[assignment]
+    assert manager is not None
+    # What a process killed while sending its results leaves: a message's length and a part
+    # of it. The pool's manager thread waits for the rest, which never comes.
+    writer = executor._result_queue._writer  # type: ignore[attr-defined]
+    os.write(writer.fileno(), struct.pack("!i", 1_000_000) + b"\x80\x05partial")
+    for pid in image_processes.pids():
+        os.kill(pid, signal.SIGKILL)
+    started = time.monotonic()
+    with pytest.raises(BrokenProcessPool):
+        pending.result(0)
+    assert time.monotonic() - started < 10  # not the runs' 30 s, nor forever
+    manager.join(timeout=10)
+    assert not manager.is_alive()  # the pool's own thread ended too
+    image_processes.discard()
+    again = image_processes.start(powers, [2, 3], 2)
+    assert again is not None
+    assert [again.result(0), again.result(1)] == [4, 9]
