@@ -150,7 +150,7 @@ def run_bounds(count: int, workers: int) -> list[tuple[int, int]]:
 
 class Runs(Pending[R]):
     """Results of items sent to the processes in runs, one future a run, taken item by item;
-    BrokenProcessPool when a process of ``executor`` dies (``awaited``)."""
+    BrokenProcessPool when a process of ``executor`` dies (``_awaited``)."""
 
     def __init__(
         self, futures: list[Future[list[R]]], sizes: list[int], executor: ProcessPoolExecutor
@@ -166,10 +166,10 @@ class Runs(Pending[R]):
 
     def result(self, index: int) -> R:
         run, i = self._where[index]
-        return awaited(self._runs[run], self._executor)[i]
+        return _awaited(self._runs[run], self._executor)[i]
 
 
-def awaited(future: Future[R], executor: ProcessPoolExecutor) -> R:
+def _awaited(future: Future[R], executor: ProcessPoolExecutor) -> R:
     """The future's result. The pool fails its futures when a process dies, unless its
     manager thread is stuck reading a result the dead process left half-written: then, once
     a process has been gone GRACE_S, the pool is ended here and BrokenProcessPool raised."""
