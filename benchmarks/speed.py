@@ -141,10 +141,17 @@ class Rounds:
         return {name: seconds * 1000 / self.n for name, seconds in self.best.items()}
 
 
-def field_steps(files: list[bytes], service: Any, rounds: int) -> dict[str, float]:
+def steps(
+    one_round: Callable[[list[bytes], Any, Rounds], None],
+    files: list[bytes],
+    service: Any,
+    rounds: int,
+) -> dict[str, float]:
+    """Each step's ms a field over ``rounds`` rounds of ``one_round`` (``field_round`` or
+    ``cell_round``), best of the rounds."""
     timing = Rounds(len(files))
     for round_ in range(rounds + 1):
-        field_round(files, service, timing)
+        one_round(files, service, timing)
         timing.end_round(counted=round_ > 0)  # the first round warms the code, untimed
     return timing.ms()
 
@@ -168,14 +175,6 @@ def field_round(files: list[bytes], service: Any, timing: Rounds) -> None:
 
     for data in files:
         one(data)
-
-
-def cell_steps(files: list[bytes], service: Any, rounds: int) -> dict[str, float]:
-    timing = Rounds(len(files))
-    for round_ in range(rounds + 1):
-        cell_round(files, service, timing)
-        timing.end_round(counted=round_ > 0)
-    return timing.ms()
 
 
 # The cell path's step that is the network: the bare model, not the field work.
@@ -524,9 +523,9 @@ def main() -> int:
     names = model_names(args.models_dir)
     service = InferenceService(args.models_dir).load()
     set_aside_loaded()  # as a served worker does once its models are warm
-    fields = field_steps(files, service, args.rounds)
+    fields = steps(field_round, files, service, args.rounds)
     print(f"[field work] {fields}", flush=True)
-    cells = cell_steps(files, service, args.rounds) if "cell_lenet" in names else {}
+    cells = steps(cell_round, files, service, args.rounds) if "cell_lenet" in names else {}
     print(f"[cell path] {cells}", flush=True)
     threads = thread_cost(files, service, args.rounds)
     print(f"[2 image threads against 1] {threads}", flush=True)
