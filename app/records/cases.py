@@ -131,6 +131,7 @@ def new_case(
         model_name=model.name,
         model_version=model.version,
         rule=dataclasses.asdict(model.case_rule or CaseRuleSpec()),
+        reviews=[],  # known empty: reading them after the commit asks the database nothing
     )
     session.add(case)
     return case

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import Engine, event, inspect, select
 
 from app.core.model_card import ModelCard
 from app.records.cases import CaseInputError, ReviewInput, add_review, delete_case, new_case
@@ -136,3 +137,21 @@ def test_the_migrations_build_exactly_the_tables_of_the_schema(tmp_path: Path) -
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
+
+
+def test_a_new_cases_reviews_are_known_empty_without_asking_the_database(
+    migrated_engine: Engine,
+) -> None:
+    selects: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    with session_factory(migrated_engine)() as session:
+        case = new_case(session, "NEW-1", "", CARD)
+        session.commit()
+        event.listen(migrated_engine, "before_cursor_execute", count)
+        assert case.signed_off is None
+        assert case.reviews == []
+    assert selects == []
