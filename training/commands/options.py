@@ -79,8 +79,8 @@ def probability(value: str) -> float:
 
 
 def cell_recipe(parser: argparse.ArgumentParser) -> None:
-    """The cell recipe's settings a run may change: --epochs, --seed, --bag and the stain
-    jitter's strength (the defaults are ``CellTrainConfig``'s)."""
+    """The cell recipe's settings a run may change: --epochs, --seed, --bag, the stain
+    jitter's strength and the weight decay (the defaults are ``CellTrainConfig``'s)."""
     parser.add_argument("--epochs", type=int, default=CellTrainConfig.epochs)
     parser.add_argument("--seed", type=int, default=CellTrainConfig.seed)
     parser.add_argument(
@@ -98,6 +98,12 @@ def cell_recipe(parser: argparse.ArgumentParser) -> None:
         default=CellTrainConfig.hed_offset,
         help="stain jitter per field: each HED channel plus +- this",
     )
+    parser.add_argument(
+        "--weight-decay",
+        type=float,
+        default=CellTrainConfig.weight_decay,
+        help="AdamW's decoupled weight decay",
+    )
 
 
 def cell_config(args: argparse.Namespace, model: str, learning_rate: float) -> CellTrainConfig:
@@ -110,4 +116,5 @@ def cell_config(args: argparse.Namespace, model: str, learning_rate: float) -> C
         bag=args.bag,
         hed_gain=args.hed_gain,
         hed_offset=args.hed_offset,
+        weight_decay=args.weight_decay,
     )
