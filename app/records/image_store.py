@@ -54,15 +54,21 @@ class ImageStore:
             # A photograph stored again is as new: the sweep of unused files must wait for it.
             os.utime(target)
             return
+        made = [folder for folder in (target.parent.parent, target.parent) if not folder.exists()]
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, partial = tempfile.mkstemp(dir=target.parent, prefix=PARTIAL_PREFIX)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())  # on disk before its name is: never an empty file
             os.replace(partial, target)
         except BaseException:
             Path(partial).unlink(missing_ok=True)
             raise
+        # The new names on disk too, as the case that refers to them is once committed.
+        for folder in [target.parent, *(made_folder.parent for made_folder in made)]:
+            _sync_folder(folder)
 
     def problem(self) -> str | None:
         """Why photographs cannot be stored now, or None: a file is written and removed."""
@@ -115,3 +121,11 @@ class ImageStore:
     def is_leftover(self, path: Path) -> bool:
         """Whether ``path`` is a file the store writes on the way to a photograph or a probe."""
         return path.name.startswith((PARTIAL_PREFIX, PROBE_PREFIX))
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,49 @@ def test_the_image_store_keeps_one_file_per_content_and_removes_empty_folders(
     assert list((tmp_path / "store").iterdir()) == []
     with pytest.raises(ValueError, match="not a sha256"):
         store.path("../../etc/passwd")
+
+
+def test_a_stored_photograph_is_on_disk_before_its_name_and_its_name_before_put_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The case that refers to a photograph is committed durably (SQLite's full sync), so
+    the photograph must be too: its bytes synced before the rename makes it visible, and
+    the folders that gained a name synced after."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("sync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: str, dst: Path) -> None:
+        events.append(("rename", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    root = tmp_path / "store"
+    root.mkdir()
+    store = ImageStore(root)
+    sha = store.put(b"photograph")
+    target = store.path(sha)
+    partial_synced, renamed, *folders = events
+    assert partial_synced[0] == "sync"
+    assert Path(partial_synced[1]).name.startswith(".partial-")
+    assert renamed == ("rename", str(target))
+    assert sorted(folders) == sorted(
+        ("sync", str(f)) for f in (target.parent, target.parent.parent, root)
+    )
+    events.clear()
+    twin = b"photograph 2"
+    while store.path(hashlib.sha256(twin).hexdigest()).parent != target.parent:
+        twin += b"."  # a photograph in the same folder: only that folder gains a name
+    store.put(twin)
+    assert [kind for kind, _ in events] == ["sync", "rename", "sync"]
+    assert events[-1] == ("sync", str(target.parent))
+    events.clear()
+    store.put(b"photograph")  # stored already: nothing written, nothing synced
+    assert events == []
 
 
 def test_postgresql_migrates_and_keeps_cases(postgres_url: str, tmp_path: Path) -> None:
