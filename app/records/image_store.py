@@ -54,7 +54,7 @@ class ImageStore:
             # A photograph stored again is as new: the sweep of unused files must wait for it.
             os.utime(target)
             return
-        made = [folder for folder in (target.parent.parent, target.parent) if not folder.exists()]
+        made = [f for f in (self.root, target.parent.parent, target.parent) if not f.exists()]
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, partial = tempfile.mkstemp(dir=target.parent, prefix=PARTIAL_PREFIX)
         try:
@@ -66,7 +66,7 @@ class ImageStore:
         except BaseException:
             Path(partial).unlink(missing_ok=True)
             raise
-        # The new names on disk too, as the case that refers to them is once committed.
+        # Each new name synced too: the case that refers to it is durable once committed.
         for folder in [target.parent, *(made_folder.parent for made_folder in made)]:
             _sync_folder(folder)
 
