@@ -26,22 +26,31 @@ class StoreUnavailableError(RequestRefusedError):
 
 
 class ImageStore:
-    """Files at ``root/ab/cd/<sha256>``; writing the same photograph twice keeps one copy."""
+    """Files at ``root/ab/<sha256>``; writing the same photograph twice keeps one copy.
+    Stores written before 2026-12-08 hold theirs a folder deeper, at ``root/ab/cd/<sha256>``:
+    those are found, kept and removed where they are."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
     def path(self, sha256: str) -> Path:
+        """Where a new photograph of this sha256 is written."""
         if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
             raise ValueError(f"not a sha256: {sha256!r}")
-        return self.root / sha256[:2] / sha256[2:4] / sha256
+        return self.root / sha256[:2] / sha256
+
+    def places(self, sha256: str) -> tuple[Path, Path]:
+        """Where a photograph of this sha256 may be: the layout's place, then the older
+        layout's (a second folder level made most new photographs a folder of their own)."""
+        new = self.path(sha256)
+        return new, new.parent / sha256[2:4] / sha256
 
     def put(self, data: bytes) -> str:
         """Store ``data`` (atomically: never a half-written file); returns its sha256.
         StoreUnavailableError when the store cannot be written."""
         sha256 = hashlib.sha256(data).hexdigest()
         try:
-            self._write(self.path(sha256), data)
+            self._write(sha256, data)
         except OSError as exc:
             raise StoreUnavailableError(
                 "The photographs cannot be stored: the server's image store cannot be written "
@@ -49,13 +58,16 @@ class ImageStore:
             ) from exc
         return sha256
 
-    def _write(self, target: Path, data: bytes) -> None:
-        if target.exists():
-            # A photograph stored again is as new: the sweep of unused files must wait for it.
-            os.utime(target)
-            return
-        made = [f for f in (self.root, target.parent.parent, target.parent) if not f.exists()]
-        target.parent.mkdir(parents=True, exist_ok=True)
+    def _write(self, sha256: str, data: bytes) -> None:
+        for place in self.places(sha256):
+            if place.exists():
+                # Stored again is as new: the sweep of unused files must wait for it.
+                os.utime(place)
+                return
+        target = self.path(sha256)
+        made = [folder for folder in (self.root, target.parent) if not folder.exists()]
+        if made:
+            target.parent.mkdir(parents=True, exist_ok=True)
         fd, partial = tempfile.mkstemp(dir=target.parent, prefix=PARTIAL_PREFIX)
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -82,16 +94,19 @@ class ImageStore:
         return None
 
     def get(self, sha256: str) -> bytes | None:
-        try:
-            return self.path(sha256).read_bytes()
-        except FileNotFoundError:
-            return None
+        for place in self.places(sha256):
+            try:
+                return place.read_bytes()
+            except FileNotFoundError:
+                continue
+        return None
 
     def delete(self, sha256: str) -> None:
-        """Remove the file, and its two folders once they are empty; a file that cannot be
+        """Remove the file, and its folders once they are empty; a file that cannot be
         removed stays, for ``flask images gc`` to remove later."""
         try:
-            self.remove(self.path(sha256))
+            for place in self.places(sha256):
+                self.remove(place)
         except OSError as exc:
             log.warning("photograph %s stays in the image store: %s", sha256, exc.strerror)
 
@@ -114,7 +129,7 @@ class ImageStore:
     def is_photograph(self, path: Path) -> bool:
         """Whether ``path`` is where the store keeps the photograph it is named after."""
         try:
-            return self.path(path.name) == path
+            return path in self.places(path.name)
         except ValueError:
             return False
 

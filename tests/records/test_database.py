@@ -113,9 +113,7 @@ def test_a_stored_photograph_is_on_disk_before_its_name_and_its_name_before_put_
     assert partial_synced[0] == "sync"
     assert Path(partial_synced[1]).name.startswith(".partial-")
     assert renamed == ("rename", str(target))
-    assert sorted(folders) == sorted(
-        ("sync", str(f)) for f in (target.parent, target.parent.parent, root)
-    )
+    assert sorted(folders) == sorted(("sync", str(f)) for f in (target.parent, root))
     events.clear()
     twin = b"photograph 2"
     while store.path(hashlib.sha256(twin).hexdigest()).parent != target.parent:
@@ -126,6 +124,31 @@ def test_a_stored_photograph_is_on_disk_before_its_name_and_its_name_before_put_
     events.clear()
     store.put(b"photograph")  # stored already: nothing written, nothing synced
     assert events == []
+
+
+def test_photographs_of_the_older_two_level_layout_are_found_kept_and_removed_in_place(
+    tmp_path: Path,
+) -> None:
+    store = ImageStore(tmp_path / "store")
+    data = b"a photograph stored before the layout changed"
+    sha = hashlib.sha256(data).hexdigest()
+    old = tmp_path / "store" / sha[:2] / sha[2:4] / sha
+    old.parent.mkdir(parents=True)
+    old.write_bytes(data)
+    os.utime(old, (1, 1))
+    assert store.path(sha) == tmp_path / "store" / sha[:2] / sha
+    assert store.get(sha) == data
+    assert store.is_photograph(old)
+    assert store.put(data) == sha  # stored already: touched where it is, not copied
+    assert not store.path(sha).exists()
+    assert old.stat().st_mtime > 1
+    new = store.put(b"a photograph stored after")
+    assert store.path(new).is_file()
+    assert sorted(p.name for p in store.files()) == sorted([sha, new])
+    store.delete(sha)
+    assert store.get(sha) is None
+    assert not old.parent.exists()  # its emptied folder went with it
+    assert store.get(new) == b"a photograph stored after"
 
 
 def test_postgresql_migrates_and_keeps_cases(postgres_url: str, tmp_path: Path) -> None:

@@ -93,3 +93,30 @@ def test_a_photograph_stored_again_is_young_again(app: Flask, store: ImageStore)
     assert path.exists()
     assert "removed 1 files" in gc(app, "--older-than", "0").output
     assert not path.exists()
+
+
+def test_the_older_two_level_layout_is_swept_and_served_in_place(
+    app: Flask, store: ImageStore
+) -> None:
+    client = admin_client(app)
+    photo = [("images", ("0.png", ImageFactory().make(seed=3)))]
+    body, content_type = multipart({"reference": "GC-OLD"}, photo)
+    assert client.post("/api/v1/cases", data=body, content_type=content_type).status_code == 201
+    (named,) = files(store)
+
+    def to_older_layout(path: Path) -> Path:
+        older = path.parent / path.name[2:4] / path.name
+        older.parent.mkdir(parents=True, exist_ok=True)
+        path.rename(older)
+        return aged(older, 2 * HOUR)
+
+    named_older = to_older_layout(named)
+    orphan_older = to_older_layout(store.path(store.put(b"an older orphan")))
+
+    done = gc(app)
+    assert done.exit_code == 0, done.output
+    assert "removed 1 files" in done.output
+    assert files(store) == {named_older}
+    case = client.get("/api/v1/cases").get_json()["cases"][0]["id"]
+    assert client.get(f"/cases/{case}/fields/1/field.jpg").status_code == 200
+    assert not orphan_older.parent.exists()
