@@ -65,9 +65,8 @@ class ImageStore:
                 os.utime(place)
                 return
         target = self.path(sha256)
-        made = [folder for folder in (self.root, target.parent) if not folder.exists()]
-        if made:
-            target.parent.mkdir(parents=True, exist_ok=True)
+        # Made here, not looked for: a deletion may remove the folder it leaves empty.
+        made = [folder for folder in (self.root, target.parent) if _made(folder)]
         fd, partial = tempfile.mkstemp(dir=target.parent, prefix=PARTIAL_PREFIX)
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -144,3 +143,12 @@ def _sync_folder(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _made(folder: Path) -> bool:
+    """Whether this call made ``folder`` (False: it was there)."""
+    try:
+        folder.mkdir(parents=True)
+    except FileExistsError:
+        return False
+    return True
