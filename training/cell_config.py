@@ -30,13 +30,16 @@ class CellTrainConfig:
     cell_gain: float = 0.05
     brightness: float = 0.05
     early_stopping_patience: int = 4
+    # Each crop turned by any angle, zoomed 1 +- this and moved up to this of its side (0: off).
+    crop_geometry: float = 0.0
 
     def describe(self) -> dict[str, Any]:
         return {
             **asdict(self),
             "pooling": "gated attention over the field's cells (app.core.cells.pooling)",
             "augmentation": "HED gain/offset per field and per cell, brightness, flips, "
-            "90-degree rotations",
+            "90-degree rotations"
+            + (", any-angle turns, zoom and shift per cell" if self.crop_geometry else ""),
             "lr_schedule": "cosine decay over all epochs",
             "class_weighting": "inverse frequency",
         }

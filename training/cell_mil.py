@@ -70,6 +70,52 @@ def hed_jitter(crops: tf.Tensor, gain: tf.Tensor, offset: tf.Tensor) -> tf.Tenso
     return tf.clip_by_value(tf.exp(-tf.tensordot(hed, _FROM_HED, 1)), 0.0, 1.0)
 
 
+def turn_and_zoom(
+    crops: tf.Tensor, angle: tf.Tensor, zoom: tf.Tensor, shift: tf.Tensor
+) -> tf.Tensor:
+    """Crops (n, S, S, 3) each turned by ``angle`` (n,) radians about its centre, magnified
+    ``zoom`` (n,) times and moved by ``shift`` (n, 2) pixels (x, y); the corners the turn
+    brings in are the crop mirrored."""
+    side = tf.cast(tf.shape(crops)[1], tf.float32)
+    centre = (side - 1.0) / 2.0
+    # The output pixel (x, y) reads the input at centre + R(angle) (p - centre) / zoom - shift.
+    cos = tf.cos(angle) / zoom
+    sin = tf.sin(angle) / zoom
+    zeros = tf.zeros_like(angle)
+    transforms = tf.stack(
+        [
+            cos,
+            -sin,
+            centre - cos * centre + sin * centre - shift[:, 0],
+            sin,
+            cos,
+            centre - sin * centre - cos * centre - shift[:, 1],
+            zeros,
+            zeros,
+        ],
+        axis=1,
+    )
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=crops,
+        transforms=transforms,
+        output_shape=tf.shape(crops)[1:3],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="REFLECT",
+    )
+
+
+def crop_geometry(crops: tf.Tensor, strength: float) -> tf.Tensor:
+    """Each crop turned by any angle, magnified 1 +- ``strength`` times and moved up to
+    ``strength`` of its side: where a cell sits in its crop, and the scale estimate's error."""
+    n = tf.shape(crops)[0]
+    side = tf.cast(tf.shape(crops)[1], tf.float32)
+    angle = tf.random.uniform((n,), 0.0, 2.0 * np.pi)
+    zoom = tf.random.uniform((n,), 1.0 - strength, 1.0 + strength)
+    shift = tf.random.uniform((n, 2), -strength, strength) * side
+    return turn_and_zoom(crops, angle, zoom, shift)
+
+
 def augment_bag(crops: tf.Tensor, config: CellTrainConfig) -> tf.Tensor:
     """One field's crops (bag, S, S, 3) jittered as a field, then cell by cell."""
     n = tf.shape(crops)[0]
@@ -81,6 +127,8 @@ def augment_bag(crops: tf.Tensor, config: CellTrainConfig) -> tf.Tensor:
     crops = tf.image.rot90(crops, tf.random.uniform((), 0, 4, tf.int32))
     flip = tf.random.uniform((n, 1, 1, 1)) < 0.5
     crops = tf.where(flip, tf.reverse(crops, axis=[2]), crops)
+    if config.crop_geometry:
+        crops = crop_geometry(crops, config.crop_geometry)
     return tf.clip_by_value(crops, 0.0, 1.0)
 
 

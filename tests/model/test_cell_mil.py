@@ -12,10 +12,12 @@ from training.cell_bags import Bags
 from training.cell_config import CellTrainConfig
 from training.cell_mil import (
     AttentionPool,
+    augment_bag,
     field_outputs,
     fit_cell_model,
     hed_jitter,
     orientations,
+    turn_and_zoom,
 )
 
 YY, XX = np.mgrid[:CROP_PX, :CROP_PX] - CROP_PX / 2
@@ -68,6 +70,40 @@ def test_hed_jitter_is_the_identity_at_unit_gain_and_no_offset() -> None:
     np.testing.assert_allclose(same.numpy(), crops.numpy(), atol=1e-4)
     darker = hed_jitter(crops, tf.fill((1, 1, 1, 3), 1.5), tf.zeros((1, 1, 1, 3)))
     assert float(tf.reduce_mean(darker)) < float(tf.reduce_mean(crops))
+
+
+def test_a_quarter_turn_a_zoom_and_a_shift_move_the_pixels_where_they_should() -> None:
+    crops = tf.random.uniform((1, 16, 16, 3))
+    one = tf.ones((1,))
+
+    same = turn_and_zoom(crops, tf.zeros((1,)), one, tf.zeros((1, 2)))
+    np.testing.assert_allclose(same.numpy(), crops.numpy(), atol=1e-5)
+    turned = turn_and_zoom(crops, one * np.pi / 2, one, tf.zeros((1, 2)))
+    np.testing.assert_allclose(turned.numpy(), tf.image.rot90(crops).numpy(), atol=1e-5)
+    moved = turn_and_zoom(crops, tf.zeros((1,)), one, tf.constant([[3.0, 0.0]]))
+    np.testing.assert_allclose(moved.numpy()[:, :, 3:], crops.numpy()[:, :, :-3], atol=1e-5)
+    # Magnified twice, the centre's 4x4 square covers the centre's 8x8 (edges blended).
+    disc = np.zeros((1, 16, 16, 1), np.float32)
+    disc[0, 6:10, 6:10] = 1.0
+    zoomed = turn_and_zoom(tf.constant(disc), tf.zeros((1,)), one * 2, tf.zeros((1, 2))).numpy()
+    assert zoomed[0, 5:11, 5:11].min() > 0.99
+    assert zoomed.sum() == pytest.approx(64, abs=6)
+
+
+def test_the_crop_geometry_jitter_changes_each_crop_only_when_asked() -> None:
+    tf.random.set_seed(0)
+    crops = tf.constant(synthetic_bags(1, seed=0).crops[:3], tf.float32) / 255.0
+    plain = CellTrainConfig(model="cellnet", hed_gain=0, hed_offset=0, cell_gain=0, brightness=0)
+    kept = augment_bag(crops, plain).numpy()
+    turned = augment_bag(crops, CellTrainConfig(**{**vars(plain), "crop_geometry": 0.1})).numpy()
+    # Flips and quarter turns keep each crop's pixels; any-angle turns, zooms and shifts do not.
+    for before, after in zip(crops.numpy(), kept, strict=True):
+        np.testing.assert_allclose(np.sort(before, None), np.sort(after, None), atol=1e-5)
+    assert all(
+        not np.allclose(np.sort(before, None), np.sort(after, None), atol=1e-3)
+        for before, after in zip(crops.numpy(), turned, strict=True)
+    )
+    assert turned.shape == crops.shape
 
 
 def test_a_cell_model_learns_which_cell_makes_a_field_malignant() -> None:

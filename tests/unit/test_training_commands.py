@@ -92,10 +92,11 @@ def test_the_cell_recipes_options_reach_its_settings(command: str) -> None:
 
     args = build_parser(command).parse_args(
         [command, "--model", "cellnet", "--epochs", "3", "--bag", "12", "--hed-gain", "0.3"]
-        + ["--weight-decay", "0.05"]
+        + ["--weight-decay", "0.05", "--crop-geometry", "0.1"]
     )
     config = cell_config(args, "cellnet", 1e-3)
     assert (config.epochs, config.bag, config.hed_gain, config.weight_decay) == (3, 12, 0.3, 0.05)
+    assert config.crop_geometry == 0.1
     assert config.hed_offset == CellTrainConfig.hed_offset
     assert config.learning_rate == 1e-3
 

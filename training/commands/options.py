@@ -80,7 +80,8 @@ def probability(value: str) -> float:
 
 def cell_recipe(parser: argparse.ArgumentParser) -> None:
     """The cell recipe's settings a run may change: --epochs, --seed, --bag, the stain
-    jitter's strength and the weight decay (the defaults are ``CellTrainConfig``'s)."""
+    jitter's strength, the weight decay and the crops' geometric jitter (the defaults are
+    ``CellTrainConfig``'s)."""
     parser.add_argument("--epochs", type=int, default=CellTrainConfig.epochs)
     parser.add_argument("--seed", type=int, default=CellTrainConfig.seed)
     parser.add_argument(
@@ -104,6 +105,12 @@ def cell_recipe(parser: argparse.ArgumentParser) -> None:
         default=CellTrainConfig.weight_decay,
         help="AdamW's decoupled weight decay",
     )
+    parser.add_argument(
+        "--crop-geometry",
+        type=float,
+        default=CellTrainConfig.crop_geometry,
+        help="each crop turned by any angle, zoomed 1 +- this and moved up to this of its side",
+    )
 
 
 def cell_config(args: argparse.Namespace, model: str, learning_rate: float) -> CellTrainConfig:
@@ -117,4 +124,5 @@ def cell_config(args: argparse.Namespace, model: str, learning_rate: float) -> C
         hed_gain=args.hed_gain,
         hed_offset=args.hed_offset,
         weight_decay=args.weight_decay,
+        crop_geometry=args.crop_geometry,
     )
