@@ -6,16 +6,17 @@
 
 On the data set's 224 px JPEGs (synthetic smears without ALL_DATA_DIR):
 
-1. a field's own work on one thread, step by step (decoding, the scale check and model
-   input, the guard's statistics, the thumbnail, the cell crops), and the cell path's
-   (decoding, reading the cells, the cell network batched, pooling, the guard's
-   statistics, the pictures), and how much faster 2 image threads do the field work than 1;
+1. a field's own work on one thread, step by step (storing the photograph as a new file,
+   decoding, the scale check and model input, the guard's statistics, the thumbnail, the
+   cell crops), and the cell path's (storing, decoding, reading the cells, the cell network
+   batched, pooling, the guard's statistics, the pictures), and how much faster 2 image
+   threads do the field work than 1;
 2. each served network alone on a case's inputs in one call (the bare batched model);
 3. a case of ``--fields`` photographs posted to ``POST /api/v1/cases`` through Flask's
    test client, per model, with its overlap efficiency: (bare batched model time + the
    one-thread field work / cores) / the case's time, each round's parts measured just
-   before its case and the median of the rounds' ratios taken, and what a case adds to
-   peak memory;
+   before its case and the median of the rounds' ratios taken (also with the storing left
+   out of the field work), and what a case adds to peak memory;
 4. single predictions through gunicorn as ``gunicorn.conf.py`` configures it, the client
    on the same machine: LeNet's p50 at concurrency 1 and requests a second at 16, in
    --http-rounds rounds (one round moves by a tenth from the next on a 2-core VM).
@@ -142,23 +143,38 @@ class Rounds:
         return {name: seconds * 1000 / self.n for name, seconds in self.best.items()}
 
 
-def steps(
-    one_round: Callable[[list[bytes], Any, Rounds], None],
-    files: list[bytes],
-    service: Any,
-    rounds: int,
-) -> dict[str, float]:
+# Each photograph a case or a step stores is new to the store: a lab's are, and a file the
+# store holds already is only touched.
+_sent = itertools.count()
+
+
+def new_to_the_store(data: bytes) -> bytes:
+    """``data`` with a few bytes after the image's end, which decoding ignores: a new file."""
+    return data + b"\0sent %d" % next(_sent)
+
+
+# The step that stores a photograph: the image store's put of a new file, synced.
+STORE = "store the photograph (a new file, synced)"
+OneRound = Callable[[list[bytes], Any, Rounds, Any], None]
+
+
+def steps(one_round: OneRound, files: list[bytes], service: Any, rounds: int) -> dict[str, float]:
     """Each step's ms a field over ``rounds`` rounds of ``one_round`` (``field_round`` or
     ``cell_round``), best of the rounds."""
+    from app.records.image_store import ImageStore
+
     timing = Rounds(len(files))
-    for round_ in range(rounds + 1):
-        one_round(files, service, timing)
-        timing.end_round(counted=round_ > 0)  # the first round warms the code, untimed
+    with tempfile.TemporaryDirectory() as scratch:
+        store = ImageStore(scratch)
+        for round_ in range(rounds + 1):
+            one_round(files, service, timing, store)
+            timing.end_round(counted=round_ > 0)  # the first round warms the code, untimed
     return timing.ms()
 
 
-def field_round(files: list[bytes], service: Any, timing: Rounds) -> None:
-    """One round of a field model's work besides the network, step by step, into ``timing``."""
+def field_round(files: list[bytes], service: Any, timing: Rounds, store: Any) -> None:
+    """One round of a field model's work besides the network, step by step, into ``timing``:
+    each photograph stored in ``store`` as a case stores it, then read."""
     from app.core.explanation.gallery import cell_crops, thumbnail_jpeg
     from app.core.guards.image_stats import field_statistics
     from app.core.preprocessing import load_image, prepare, sniff_format
@@ -166,6 +182,8 @@ def field_round(files: list[bytes], service: Any, timing: Rounds) -> None:
     card = service.field_model("lenet").card
 
     def one(data: bytes) -> None:
+        upload = new_to_the_store(data)
+        timing.step(STORE, lambda: store.put(upload))
         image = timing.step("decode", lambda: (sniff_format(data), load_image(data)))[1]
         seen = timing.step(
             "scale check and model input", lambda: prepare(image, card.input_size, card.scale)
@@ -182,8 +200,9 @@ def field_round(files: list[bytes], service: Any, timing: Rounds) -> None:
 CELL_NETWORK = "cell network (batched)"
 
 
-def cell_round(files: list[bytes], service: Any, timing: Rounds) -> None:
-    """One round of the cell path, step by step, into ``timing``."""
+def cell_round(files: list[bytes], service: Any, timing: Rounds, store: Any) -> None:
+    """One round of the cell path, step by step, into ``timing``: each photograph stored in
+    ``store`` as a case stores it, then read."""
     from app.core.cells.crops import read_photograph
     from app.core.explanation.gallery import cell_model_pictures
     from app.core.guards.image_stats import field_statistics
@@ -192,6 +211,8 @@ def cell_round(files: list[bytes], service: Any, timing: Rounds) -> None:
     model = service.served("cell_lenet").model
 
     def read(data: bytes) -> tuple[Any, Any]:
+        upload = new_to_the_store(data)
+        timing.step(STORE, lambda: store.put(upload))
         image = timing.step("decode", lambda: (sniff_format(data), load_image(data)))[1]
         return image, timing.step(
             "read the cells (scale, find, stain, crops)", lambda: read_photograph(image)
@@ -234,16 +255,15 @@ def bare_ms(service: Any, files: list[bytes], name: str, rounds: int) -> float:
     return best_ms(call, len(files), rounds, time.perf_counter)
 
 
-def own_work_ms(files: list[bytes], service: Any, name: str) -> float:
+def own_work_ms(files: list[bytes], service: Any, name: str, store: Any) -> dict[str, float]:
     """One round of the one-thread work besides the network a case of model ``name`` needs
-    for each photograph (the field work, or the cell path without its network), ms a field."""
+    for each photograph (storing it, and the field work or the cell path without its
+    network), ms a field by step."""
     timing = Rounds(len(files))
-    if service.served(name).card.unit == "cell":
-        cell_round(files, service, timing)
-    else:
-        field_round(files, service, timing)
+    one_round = cell_round if service.served(name).card.unit == "cell" else field_round
+    one_round(files, service, timing, store)
     timing.end_round(counted=True)
-    return sum(ms for step, ms in timing.ms().items() if step != CELL_NETWORK)
+    return {step: ms for step, ms in timing.ms().items() if step != CELL_NETWORK}
 
 
 def peak_rss_mb(pid: int | str = "self") -> float:
@@ -338,11 +358,14 @@ def thread_cost(files: list[bytes], service: Any, rounds: int) -> ThreadCost:
 @dataclass(frozen=True)
 class CaseRun:
     """A model's cases: the median seconds of a case request, the MB the first whole case
-    added to peak memory, and each round's overlap efficiency."""
+    added to peak memory, each round's overlap efficiency, and each round's with the
+    photographs' storing left out of the field work (as before the cases' photographs were
+    new to the store, when it stored none)."""
 
     seconds: float
     added_mb: float
     efficiencies: list[float]
+    without_store: list[float]
 
     @property
     def efficiency(self) -> float:
@@ -355,6 +378,7 @@ def case_runs(
     """Per model, its cases. Each round measures its own one-thread field work and bare
     network just before its case, so a machine whose speed drifts moves the ratio's two
     sides together."""
+    from app.records.image_store import ImageStore
     from benchmarks.case_bench import bench_app
     from tests.support.accounts import admin_client
     from tests.support.server import multipart
@@ -364,14 +388,13 @@ def case_runs(
         app = bench_app(service, Path(scratch))
         client = admin_client(app)
         logging.disable(logging.INFO)  # the app's log line per request
-
-        sent = itertools.count()
+        # The steps' store beside the cases': on the same disk.
+        store = ImageStore(Path(scratch) / "steps")
 
         def post(model: str, batch: list[bytes]) -> float:
-            # Each case's photographs new to the image store, as a lab's are: a few bytes after
-            # the image's end, which decoding ignores, make each case's files its own.
-            tail = b"\0case %d" % next(sent)
-            parts = [("images", (f"field-{i}.jpg", d + tail)) for i, d in enumerate(batch)]
+            parts = [
+                ("images", (f"field-{i}.jpg", new_to_the_store(d))) for i, d in enumerate(batch)
+            ]
             body, ctype = multipart({"reference": "BENCH", "model": model}, parts)
             start = time.perf_counter()
             response = client.post("/api/v1/cases", data=body, content_type=ctype)
@@ -392,18 +415,22 @@ def case_runs(
             seconds = [post(name, files)]  # the first whole case: its allocations counted
             added = sum(peak_rss_mb(pid) for pid in pids) - before
             bare = bare_call(service, files, name)
-            efficiencies = []
+            efficiencies: list[float] = []
+            without_store: list[float] = []
             for _ in range(rounds):
-                own = own_work_ms(files, service, name) * len(files) / 1000
+                own = own_work_ms(files, service, name, store)
                 start = time.perf_counter()
                 bare()
                 network = time.perf_counter() - start
                 seconds.append(post(name, files))
-                efficiencies.append((network + own / cores()) / seconds[-1])
-            out[name] = CaseRun(statistics.median(seconds), added, efficiencies)
+                work = sum(own.values())
+                for ratios, ms in ((efficiencies, work), (without_store, work - own[STORE])):
+                    ratios.append((network + ms * len(files) / 1000 / cores()) / seconds[-1])
+            out[name] = CaseRun(statistics.median(seconds), added, efficiencies, without_store)
             print(
                 f"[case {name}] {out[name].seconds:.2f} s, +{added:.0f} MB peak, "
-                f"efficiency {out[name].efficiency:.2f}",
+                f"efficiency {out[name].efficiency:.2f} "
+                f"({statistics.median(without_store):.2f} with the storing left out)",
                 flush=True,
             )
         logging.disable(logging.NOTSET)
@@ -625,7 +652,8 @@ def _markdown(
             Row(
                 f"overlap efficiency, {name} (median of the rounds)",
                 f"{efficiency:.3f} (rounds {min(run.efficiencies):.2f}-"
-                f"{max(run.efficiencies):.2f}; {apart:.2f} from the steps' best rounds)",
+                f"{max(run.efficiencies):.2f}; {apart:.2f} from the steps' best rounds; "
+                f"{statistics.median(run.without_store):.3f} with the storing left out)",
                 f">= {EFFICIENCY:g}",
                 efficiency >= EFFICIENCY,
             ),
@@ -713,7 +741,8 @@ def _markdown(
             "worker's is), efficiency "
             f"= (bare model time + one-thread field work / {cores()} cores) / case time, each "
             "round's with the field work (the cell path's for a cell model, without its "
-            "network) and the bare model measured just before its case, the median of the "
+            "network; both with the photograph's storing, which the case does too) and the "
+            "bare model measured just before its case, the median of the "
             "rounds judged against the target; peak "
             "memory added by the first whole case over the memory before it, the process's "
             f"and its image processes' together. {http_method} glibc's allocator keeps a "
