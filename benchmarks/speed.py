@@ -618,6 +618,12 @@ def _markdown(
     )
     rows.append(
         Row(
+            "of it, the image work (the field work without storing the photograph)",
+            f"{field_total - fields.get(STORE, 0.0):.2f} ms",
+        )
+    )
+    rows.append(
+        Row(
             "the field work on 2 image threads against 1 (wall clock)",
             f"{threads.speedup:.2f}x faster",
         )
