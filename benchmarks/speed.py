@@ -359,8 +359,8 @@ def thread_cost(files: list[bytes], service: Any, rounds: int) -> ThreadCost:
 class CaseRun:
     """A model's cases: the median seconds of a case request, the MB the first whole case
     added to peak memory, each round's overlap efficiency, and each round's with the
-    photographs' storing left out of the field work (as before the cases' photographs were
-    new to the store, when it stored none)."""
+    photographs' storing left out of the field work but not of the case (as the runs before
+    the field work stored them counted it)."""
 
     seconds: float
     added_mb: float
