@@ -4,7 +4,8 @@ The network trained is the cell model (one crop in, class logits and an attentio
 score out) wrapped to take a bag: a field's cells, padded to ``bag`` with a mask.
 ``AttentionPool`` pools like ``app.core.cells.pooling.pool``, and the field's
 label is the only supervision. Each epoch draws up to ``bag`` cells of each field
-at random, and jitters them in the haematoxylin-eosin-DAB stain space.
+at random, and jitters them in the haematoxylin-eosin-DAB stain space (and, where the
+recipe asks, in their geometry: any-angle turns, zooms and shifts).
 """
 
 from __future__ import annotations
