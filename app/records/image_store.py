@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 # Files the store writes before a photograph is in place (a write stopped part-way leaves one).
 PARTIAL_PREFIX = ".partial-"
 PROBE_PREFIX = ".probe-"
+# Times a put makes its folder again when a deletion empties and removes it in between.
+_FOLDER_TRIES = 3
 
 
 class StoreUnavailableError(RequestRefusedError):
@@ -65,9 +67,7 @@ class ImageStore:
                 os.utime(place)
                 return
         target = self.path(sha256)
-        # Made here, not looked for: a deletion may remove the folder it leaves empty.
-        made = [folder for folder in (self.root, target.parent) if _made(folder)]
-        fd, partial = tempfile.mkstemp(dir=target.parent, prefix=PARTIAL_PREFIX)
+        fd, partial, made = _open_partial(self.root, target.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -143,6 +143,22 @@ def _sync_folder(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _open_partial(root: Path, folder: Path) -> tuple[int, str, list[Path]]:
+    """A new partial file in ``folder`` (its descriptor and path), and the folders made for
+    it. Once the file is in the folder no deletion can remove the folder, so a folder a
+    deletion removed between its making and the file is made again."""
+    made: list[Path] = []
+    for _ in range(_FOLDER_TRIES):
+        try:
+            fd, partial = tempfile.mkstemp(dir=folder, prefix=PARTIAL_PREFIX)
+        except FileNotFoundError:
+            made += [place for place in (root, folder) if _made(place) and place not in made]
+            continue
+        return fd, partial, made
+    fd, partial = tempfile.mkstemp(dir=folder, prefix=PARTIAL_PREFIX)
+    return fd, partial, made
 
 
 def _made(folder: Path) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,61 @@ def test_a_stored_photograph_is_on_disk_before_its_name_and_its_name_before_put_
     events.clear()
     store.put(b"photograph")  # stored already: nothing written, nothing synced
     assert events == []
+
+
+def test_a_put_makes_its_folder_again_when_a_deletion_removes_it_before_the_file_is_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A put makes the folders it finds missing, and makes its folder again if a deletion
+    removes it (emptied) before the file is in it; where its folder is there, no mkdir."""
+    mkdirs: list[Path] = []
+    synced: list[str] = []
+    real_mkdir, real_mkstemp, real_fsync = Path.mkdir, tempfile.mkstemp, os.fsync
+
+    def mkdir(self: Path, *args: Any, **kwargs: Any) -> None:
+        mkdirs.append(self)
+        real_mkdir(self, *args, **kwargs)
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.setattr(os, "fsync", fsync)
+    root = tmp_path / "store"
+    store = ImageStore(root)
+    sha = store.put(b"the first photograph")  # neither the root nor its folder was there
+    folder = store.path(sha).parent
+    assert mkdirs == [root, folder]
+    assert synced[1:] == [str(folder), str(tmp_path), str(root)]
+
+    mkdirs.clear()
+    twin = b"a twin"
+    while store.path(hashlib.sha256(twin).hexdigest()).parent != folder:
+        twin += b"."
+    store.put(twin)
+    assert mkdirs == []
+
+    other = b"elsewhere"
+    while store.path(hashlib.sha256(other).hexdigest()).parent == folder:
+        other += b"."
+    target = store.path(hashlib.sha256(other).hexdigest())
+    real_mkdir(target.parent)
+    emptied: list[Path] = []
+
+    def mkstemp(**kwargs: Any) -> tuple[int, str]:
+        if target.parent.is_dir() and not emptied:
+            target.parent.rmdir()  # a deletion removes the folder it left empty
+            emptied.append(Path(kwargs["dir"]))
+        return real_mkstemp(**kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    mkdirs.clear()
+    synced.clear()
+    assert store.get(store.put(other)) == other
+    assert emptied == [target.parent]
+    assert mkdirs == [root, target.parent]
+    assert synced[1:] == [str(target.parent), str(root)]
 
 
 def test_photographs_of_the_older_two_level_layout_are_found_kept_and_removed_in_place(
